@@ -1,0 +1,1 @@
+//! Userland ABI of secmodel_cell.
