@@ -1,0 +1,213 @@
+//! Multicall dispatch and the conventions every personality shares: exit codes,
+//! error format, logging.
+//!
+//! One map from name to entry point, as busybox and uutils do. `cellctl`,
+//! `nb-cellctl` (any `prefix-` before a known name), and `cells ctl` all resolve
+//! through [`PERSONALITIES`].
+
+use std::path::Path;
+
+/// Success.
+pub const EXIT_OK: i32 = 0;
+/// Any failure, usage errors included.
+pub const EXIT_FAILURE: i32 = 1;
+/// Reserved for `cellmgr apply --dry-run` finding drift.
+pub const EXIT_DRIFT: i32 = 2;
+
+/// Entry point of one personality: receives the personality's name (for messages)
+/// and its arguments after the command name; returns the process exit code.
+pub type Entry = fn(&str, &[String]) -> i32;
+
+pub struct Personality {
+    pub name: &'static str,
+    /// The short alias accepted after `cells` (`cells ctl …`).
+    pub short: &'static str,
+    pub summary: &'static str,
+    pub entry: Entry,
+}
+
+pub const PERSONALITIES: &[Personality] = &[
+    Personality {
+        name: "cellctl",
+        short: "ctl",
+        summary: "low-level runtime: create, destroy, exec, supervise, list, stats",
+        entry: crate::ctl::main,
+    },
+    Personality {
+        name: "cellmgr",
+        short: "mgr",
+        summary: "control plane: desired and runtime state, apply, volumes, backups",
+        entry: crate::mgr::main,
+    },
+    Personality {
+        name: "cellui",
+        short: "ui",
+        summary: "terminal UI over the cellmgr engine",
+        entry: crate::ui::main,
+    },
+];
+
+/// The basename of `argv[0]`, e.g. `/usr/sbin/cellctl` -> `cellctl`.
+pub fn program_name(argv0: &str) -> &str {
+    Path::new(argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(argv0)
+}
+
+/// Resolves a program or personality name: the full name, the short alias, or a
+/// prefixed name such as `nb-cellctl`.
+pub fn find_personality(name: &str) -> Option<&'static Personality> {
+    PERSONALITIES.iter().find(|p| {
+        name == p.name
+            || name == p.short
+            || name
+                .strip_suffix(p.name)
+                .is_some_and(|prefix| prefix.ends_with('-'))
+    })
+}
+
+fn usage() -> String {
+    let mut s = String::from(
+        "Usage: cells <personality> [args...]\n       cells --list | --help [personality] | --version\n\n\
+         Cells: kernel-enforced, jail-like cells with a declarative control plane.\n\
+         Installed as symlinks, argv[0] picks the personality.\n\nPersonalities:\n",
+    );
+    for p in PERSONALITIES {
+        s.push_str(&format!(
+            "  {:<8} ({:<3})  {}\n",
+            p.name, p.short, p.summary
+        ));
+    }
+    s
+}
+
+/// Runs the program for the full argv; returns the exit code.
+pub fn dispatch(argv: &[String]) -> i32 {
+    let argv0 = argv.first().map(String::as_str).unwrap_or("cells");
+    let prog = program_name(argv0);
+    if let Some(p) = find_personality(prog) {
+        return (p.entry)(p.name, &argv[1..]);
+    }
+    if prog != "cells" && !prog.ends_with("-cells") {
+        eprintln!("cells: unknown program name '{prog}'\n\n{}", usage());
+        return EXIT_FAILURE;
+    }
+    match argv.get(1).map(String::as_str) {
+        None => {
+            eprint!("{}", usage());
+            EXIT_FAILURE
+        }
+        Some("--help" | "-h" | "help") => match argv.get(2) {
+            Some(name) => match find_personality(name) {
+                Some(p) => (p.entry)(p.name, &["--help".to_string()]),
+                None => {
+                    eprintln!("cells: unknown personality '{name}'\n\n{}", usage());
+                    EXIT_FAILURE
+                }
+            },
+            None => {
+                print!("{}", usage());
+                EXIT_OK
+            }
+        },
+        Some("--version" | "-V") => {
+            println!("cells {}", env!("CARGO_PKG_VERSION"));
+            EXIT_OK
+        }
+        Some("--list") => {
+            for p in PERSONALITIES {
+                println!("{}", p.name);
+            }
+            EXIT_OK
+        }
+        Some(name) => match find_personality(name) {
+            Some(p) => (p.entry)(p.name, &argv[2..]),
+            None => {
+                eprintln!("cells: unknown personality '{name}'\n\n{}", usage());
+                EXIT_FAILURE
+            }
+        },
+    }
+}
+
+/// Logging through `log`/`env_logger`; the level comes from `CELLS_LOG`
+/// (default: warnings and errors).
+pub fn init_logging() {
+    let env = env_logger::Env::new()
+        .filter_or("CELLS_LOG", "warn")
+        .write_style("CELLS_LOG_STYLE");
+    let _ = env_logger::Builder::from_env(env)
+        .format_timestamp(None)
+        .try_init();
+}
+
+/// Prints an error in the shared format `<personality>: <what failed>: <why>`.
+/// The `anyhow` context chain supplies "what failed" (outermost) and "why"
+/// (innermost), so callers attach context with `.context("starting cell web")`.
+pub fn report_error(personality: &str, err: &anyhow::Error) {
+    let parts: Vec<String> = err.chain().map(|e| e.to_string()).collect();
+    eprintln!("{personality}: {}", parts.join(": "));
+}
+
+/// Parses argh arguments for a personality. `Err(code)` means the caller should
+/// exit with that code (help printed: 0; usage error: 1).
+pub fn parse_args<T: argh::FromArgs>(command: &[&str], args: &[String]) -> Result<T, i32> {
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    T::from_args(command, &strs).map_err(|early| match early.status {
+        Ok(()) => {
+            print!("{}", early.output);
+            EXIT_OK
+        }
+        Err(()) => {
+            eprint!("{}", early.output);
+            if !early.output.ends_with('\n') {
+                eprintln!();
+            }
+            EXIT_FAILURE
+        }
+    })
+}
+
+/// Runs a fallible command body and maps the result to an exit code, printing
+/// errors in the shared format.
+pub fn run(personality: &str, body: impl FnOnce() -> anyhow::Result<i32>) -> i32 {
+    match body() {
+        Ok(code) => code,
+        Err(e) => {
+            report_error(personality, &e);
+            EXIT_FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_name_is_the_basename() {
+        assert_eq!(program_name("/usr/sbin/cellctl"), "cellctl");
+        assert_eq!(program_name("cellmgr"), "cellmgr");
+        assert_eq!(program_name("./target/debug/cells"), "cells");
+    }
+
+    #[test]
+    fn personalities_resolve_by_name_alias_and_prefix() {
+        assert_eq!(find_personality("cellctl").unwrap().name, "cellctl");
+        assert_eq!(find_personality("mgr").unwrap().name, "cellmgr");
+        assert_eq!(find_personality("nb-cellui").unwrap().name, "cellui");
+        assert!(find_personality("xcellctl").is_none());
+        assert!(find_personality("cellz").is_none());
+        assert!(find_personality("").is_none());
+    }
+
+    #[test]
+    fn unknown_names_exit_1() {
+        let argv = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(dispatch(&argv(&["/bin/notcells"])), EXIT_FAILURE);
+        assert_eq!(dispatch(&argv(&["cells", "nosuch"])), EXIT_FAILURE);
+        assert_eq!(dispatch(&argv(&["cells"])), EXIT_FAILURE);
+        assert_eq!(dispatch(&argv(&["cells", "--version"])), EXIT_OK);
+    }
+}

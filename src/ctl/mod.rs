@@ -1,0 +1,7 @@
+//! `cellctl`: the runtime primitive layer.
+
+pub fn main(personality: &str, args: &[String]) -> i32 {
+    let _ = args;
+    eprintln!("{personality}: not implemented yet");
+    crate::cli::EXIT_FAILURE
+}

@@ -1,0 +1,5 @@
+//! The engine shared by every personality: configuration, desired state
+//! (manifests), runtime state, read models, plan/apply and backups.
+
+pub mod config;
+pub mod rcconf;

@@ -1,0 +1,294 @@
+//! The rc.conf-style `KEY=value` syntax shared by `cellmgr.conf`, `.cell` and
+//! `.volume` files. Files are *parsed, never sourced*: no expansion, no commands.
+//!
+//! Accepted: blank lines, `#` comments (whole line, or after whitespace following
+//! a value), `KEY=value`, `KEY="value"`, `KEY='value'`. Inside double quotes `\"`
+//! and `\\` are the only escapes. `$` and backquotes are refused outside single
+//! quotes, because an operator writing them expects a shell to expand them.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One `KEY=value` assignment and the line it came from (1-based).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub key: String,
+    pub value: String,
+    pub line: usize,
+}
+
+/// A parse or validation error that names file, line and the expected form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileError {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl FileError {
+    pub fn new(path: &Path, line: Option<usize>, message: impl Into<String>) -> Self {
+        FileError {
+            path: path.to_path_buf(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}", self.path.display(), l, self.message),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for FileError {}
+
+fn valid_key(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Parses the text of one file into its assignments, in file order. Duplicate
+/// keys are an error naming both lines.
+pub fn parse(path: &Path, text: &str) -> Result<Vec<Assignment>, FileError> {
+    let mut out: Vec<Assignment> = Vec::new();
+    for (idx, raw) in text.lines().enumerate() {
+        let line = idx + 1;
+        let trimmed = raw.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let err = |m: String| FileError::new(path, Some(line), m);
+        let Some((key, rest)) = trimmed.split_once('=') else {
+            return Err(err(format!("expected KEY=value, found '{trimmed}'")));
+        };
+        let key = key.trim_end();
+        if key.starts_with("export ") {
+            return Err(err(
+                "'export' is not supported: write KEY=value (the file is parsed, not sourced)"
+                    .into(),
+            ));
+        }
+        if !valid_key(key) || key.len() != key.trim().len() {
+            return Err(err(format!(
+                "invalid key '{key}': expected upper-case letters, digits and '_' before '='"
+            )));
+        }
+        if rest.starts_with(char::is_whitespace) && !rest.trim().is_empty() {
+            return Err(err(format!(
+                "no space allowed after '{key}=': write {key}=\"value\""
+            )));
+        }
+        let value = parse_value(rest).map_err(|m| err(format!("{key}: {m}")))?;
+        if let Some(prev) = out.iter().find(|a| a.key == key) {
+            return Err(err(format!(
+                "duplicate key {key} (first set on line {})",
+                prev.line
+            )));
+        }
+        out.push(Assignment {
+            key: key.to_string(),
+            value,
+            line,
+        });
+    }
+    Ok(out)
+}
+
+fn parse_value(rest: &str) -> Result<String, String> {
+    let mut chars = rest.chars().peekable();
+    let mut value = String::new();
+    match chars.peek() {
+        Some('"') => {
+            chars.next();
+            let mut closed = false;
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' => {
+                        closed = true;
+                        break;
+                    }
+                    '\\' => match chars.next() {
+                        Some(e @ ('"' | '\\')) => value.push(e),
+                        Some(e) => {
+                            value.push('\\');
+                            value.push(e);
+                        }
+                        None => return Err("unterminated double quote".into()),
+                    },
+                    '$' | '`' => {
+                        return Err(format!(
+                            "'{c}' would be expanded by a shell; this file is parsed, not sourced: use single quotes for a literal"
+                        ))
+                    }
+                    c => value.push(c),
+                }
+            }
+            if !closed {
+                return Err("unterminated double quote".into());
+            }
+        }
+        Some('\'') => {
+            chars.next();
+            let mut closed = false;
+            for c in chars.by_ref() {
+                if c == '\'' {
+                    closed = true;
+                    break;
+                }
+                value.push(c);
+            }
+            if !closed {
+                return Err("unterminated single quote".into());
+            }
+        }
+        _ => {
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                if matches!(
+                    c,
+                    '$' | '`' | '"' | '\'' | ';' | '&' | '|' | '<' | '>' | '(' | ')'
+                ) {
+                    return Err(format!(
+                        "unexpected '{c}' in an unquoted value: quote the value (KEY=\"...\")"
+                    ));
+                }
+                value.push(c);
+                chars.next();
+            }
+        }
+    }
+    let tail: String = chars.collect();
+    let tail = tail.trim_start();
+    if !tail.is_empty() && !tail.starts_with('#') {
+        return Err(format!(
+            "unexpected text after the value: '{tail}' (quote values that contain spaces)"
+        ));
+    }
+    Ok(value)
+}
+
+/// Quotes a value for writing back so that [`parse`] returns it unchanged.
+pub fn quote(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-:,+@%=".contains(c));
+    if plain {
+        value.to_string()
+    } else if !value.contains('\'') {
+        format!("'{value}'")
+    } else {
+        let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
+        assert!(
+            !escaped.contains(['$', '`']),
+            "values with both ' and $ or ` cannot be written"
+        );
+        format!("\"{escaped}\"")
+    }
+}
+
+/// The closest known key within a small edit distance, for "did you mean" hints.
+pub fn suggest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 5))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Result<Vec<(String, String)>, String> {
+        parse(Path::new("t.conf"), text)
+            .map(|v| v.into_iter().map(|a| (a.key, a.value)).collect())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn plain_quoted_comments_and_blank_lines() {
+        let got =
+            p("# c\n\nA=1\nB=\"two words\" # trailing\nC='$lit'\nD=\nE=\"a\\\"b\"\n").unwrap();
+        let want = [
+            ("A", "1"),
+            ("B", "two words"),
+            ("C", "$lit"),
+            ("D", ""),
+            ("E", "a\"b"),
+        ];
+        assert_eq!(got, want.map(|(k, v)| (k.to_string(), v.to_string())));
+    }
+
+    #[test]
+    fn duplicates_name_both_lines() {
+        let e = p("A=1\n\nA=2\n").unwrap_err();
+        assert_eq!(e, "t.conf:3: duplicate key A (first set on line 1)");
+    }
+
+    #[test]
+    fn expansion_and_shell_syntax_are_refused() {
+        assert!(p("A=\"$HOME\"\n")
+            .unwrap_err()
+            .contains("t.conf:1: A: '$' would be expanded"));
+        assert!(p("A=$(id)\n").unwrap_err().contains("quote the value"));
+        assert!(p("A=1 B=2\n")
+            .unwrap_err()
+            .contains("unexpected text after the value"));
+        assert!(p("export A=1\n")
+            .unwrap_err()
+            .contains("'export' is not supported"));
+        assert!(p("lower=1\n").unwrap_err().contains("invalid key 'lower'"));
+        assert!(p("JUSTTEXT\n").unwrap_err().contains("expected KEY=value"));
+        assert!(p("A=\"open\n")
+            .unwrap_err()
+            .contains("unterminated double quote"));
+    }
+
+    #[test]
+    fn quote_round_trips() {
+        for v in [
+            "plain",
+            "",
+            "two words",
+            "it's",
+            "a\"b",
+            "x\\y",
+            "/p/a-b_c.d:ro",
+        ] {
+            let text = format!("K={}\n", quote(v));
+            assert_eq!(p(&text).unwrap()[0].1, v, "{text}");
+        }
+    }
+
+    #[test]
+    fn suggestions_for_near_misses_only() {
+        let known = ["CELL_DATA_DIR", "CELL_BASE_DIR", "CELL_BASE"];
+        assert_eq!(suggest("CELL_DAT_DIR", &known), Some("CELL_DATA_DIR"));
+        assert_eq!(suggest("TOTALLY_ELSE", &known), None);
+    }
+}
