@@ -2,4 +2,5 @@
 //! (manifests), runtime state, read models, plan/apply and backups.
 
 pub mod config;
+pub mod model;
 pub mod rcconf;

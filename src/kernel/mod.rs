@@ -83,3 +83,87 @@ impl std::fmt::Display for Target {
         }
     }
 }
+
+/// Per-cell deny counters, one per kauth scope (NetBSD) or enforcement point (Linux).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct DenyCounters {
+    pub process: u64,
+    pub system: u64,
+    pub network: u64,
+    pub machdep: u64,
+    pub device: u64,
+    /// Denied binds of reserved ports (part of `network` on NetBSD).
+    pub bind: u64,
+}
+
+/// One cell as the kernel reports it (`cellctl list`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CellInfo {
+    pub id: u64,
+    pub name: String,
+    pub root: PathBuf,
+    pub profile: Profile,
+    pub ports: Vec<u16>,
+    pub rlimits: Rlimits,
+    /// Seconds since the cell was created.
+    pub age: u64,
+    /// Member processes (live).
+    pub procs: u64,
+    /// References: live plus zombie members.
+    pub refs: u64,
+}
+
+/// Telemetry for one cell (`cellctl stats`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CellStats {
+    pub info: CellInfo,
+    /// CPU time used in the last second, in clock ticks (1/100 s).
+    pub cpu1s: u64,
+    /// Rolling average of the per-second ticks over the last 10 s.
+    pub cpu10s: u64,
+    /// Memory in bytes.
+    pub memory: u64,
+    pub denies: DenyCounters,
+}
+
+/// A command to run inside a cell.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecSpec {
+    pub argv: Vec<String>,
+    /// Extra environment; the environment is otherwise a small clean default.
+    pub env: Vec<(String, String)>,
+    /// Working directory inside the cell (default `/`).
+    pub cwd: Option<PathBuf>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub groups: Vec<u32>,
+    /// Apply the cell's stored rlimits to the process.
+    pub apply_rlimits: bool,
+}
+
+/// What every kernel provides. Errors name the cell and the step that failed.
+pub trait Kernel {
+    /// "linux" or "netbsd".
+    fn name(&self) -> &'static str;
+    /// Creates a cell; returns its id.
+    fn create(&self, spec: &CellSpec) -> anyhow::Result<u64>;
+    /// Destroys a cell; refused (EBUSY) while members other than its init exist.
+    fn destroy(&self, target: &Target) -> anyhow::Result<()>;
+    fn list(&self) -> anyhow::Result<Vec<CellInfo>>;
+    fn stats(&self) -> anyhow::Result<Vec<CellStats>>;
+    /// Starts a process inside the cell, with the cell's profile applied. The
+    /// caller owns the child: it can pipe its stdio, wait for it and kill it.
+    fn spawn(
+        &self,
+        target: &Target,
+        spec: &ExecSpec,
+        stdio: [std::process::Stdio; 3],
+    ) -> anyhow::Result<std::process::Child>;
+    /// Looks one cell up by id or name.
+    fn find(&self, target: &Target) -> anyhow::Result<Option<CellInfo>> {
+        Ok(self.list()?.into_iter().find(|c| match target {
+            Target::Id(id) => c.id == *id,
+            Target::Name(n) => &c.name == n,
+        }))
+    }
+}
