@@ -2,5 +2,6 @@
 //! (manifests), runtime state, read models, plan/apply and backups.
 
 pub mod config;
+pub mod fsutil;
 pub mod model;
 pub mod rcconf;
