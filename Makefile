@@ -1,0 +1,55 @@
+# Cells: build, test and install. See README.md.
+#
+#   make            release build of the `cells` binary
+#   make demo       build, then run the quickstart example stack end to end (root)
+#   make test       everything CI runs: unit + integration tests, clippy, fmt, man lint, kmod layout
+#   make install    PREFIX=/usr/local DESTDIR=  installs sbin/cells, the personality
+#                   symlinks, man pages and rc.d scripts
+#   make kmod       the NetBSD kernel module (see kmod/README.md)
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+CARGO ?= cargo
+SBINDIR = $(DESTDIR)$(PREFIX)/sbin
+MANDIR = $(DESTDIR)$(PREFIX)/share/man
+RCDIR = $(DESTDIR)$(PREFIX)/share/cells/rc.d
+PERSONALITIES = cellctl cellmgr cellui
+BIN = target/release/cells
+
+.PHONY: all build demo test lint-man install kmod clean
+
+all: build
+
+build:
+	$(CARGO) build --release --bin cells
+
+demo: build
+	./scripts/install-deps.sh
+	CELLS_BIN=$(CURDIR)/$(BIN) ./examples/quickstart/run.sh
+
+test:
+	./scripts/install-deps.sh
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) build --bin cells
+	$(CARGO) test --workspace
+	$(MAKE) lint-man
+	$(MAKE) -C kmod check-layout
+
+lint-man:
+	mandoc -Tlint -W warning man/*.[0-9]
+
+install: build
+	install -d $(SBINDIR) $(MANDIR)/man4 $(MANDIR)/man5 $(MANDIR)/man8 $(RCDIR)
+	install -m 0755 $(BIN) $(SBINDIR)/cells
+	for p in $(PERSONALITIES); do ln -sf cells $(SBINDIR)/$$p; done
+	for m in man/*.[0-9]; do \
+		s=$${m##*.}; install -m 0644 $$m $(MANDIR)/man$$s/; \
+	done
+	for r in rc.d/*; do [ -f "$$r" ] && install -m 0644 $$r $(RCDIR)/ || true; done
+
+kmod:
+	$(MAKE) -C kmod kmod
+
+clean:
+	$(CARGO) clean
