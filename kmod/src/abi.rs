@@ -845,8 +845,11 @@ mod tests {
 
     #[test]
     fn info_accessors() {
-        let mut ci = CellInfo::default();
-        ci.ci_nports = 40; // corrupt count is clamped, never panics
+        // A corrupt count is clamped, never panics.
+        let mut ci = CellInfo {
+            ci_nports: 40,
+            ..CellInfo::default()
+        };
         assert_eq!(ci.ports().len(), CELL_PORTS_MAX);
         ci.ci_nports = 1;
         ci.ci_ports[0] = 53;
