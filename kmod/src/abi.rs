@@ -221,6 +221,8 @@ impl fmt::Display for AbiError {
     }
 }
 
+impl core::error::Error for AbiError {}
+
 /// Checks a cell name: 1 to 63 bytes from `[A-Za-z0-9._-]`.
 ///
 /// This is the one place of name validation for kernel and userland.

@@ -6,34 +6,23 @@
 
 use std::path::PathBuf;
 
-/// Hardening profile of a cell (see ARCHITECTURE §3 and cellctl(8)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub enum Profile {
-    Low,
-    Medium,
-    #[default]
-    High,
-}
+/// Hardening profile of a cell: the kernel ABI's own type (`kmod/src/abi.rs`), so there
+/// is one definition of the names and numeric values. Parse with `str::parse`.
+pub use secmodel_cell::abi::Profile;
 
-impl Profile {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Profile::Low => "low",
-            Profile::Medium => "medium",
-            Profile::High => "high",
-        }
+/// Serde support for [`Profile`] (the ABI crate is dependency-free): use
+/// `#[serde(with = "crate::kernel::profile_serde")]` on a `Profile` field.
+pub mod profile_serde {
+    use super::Profile;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(p: &Profile, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(p.as_str())
     }
-}
 
-impl std::str::FromStr for Profile {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        match s {
-            "low" => Ok(Profile::Low),
-            "medium" => Ok(Profile::Medium),
-            "high" => Ok(Profile::High),
-            _ => anyhow::bail!("invalid profile '{s}': expected low, medium or high"),
-        }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Profile, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -102,6 +91,7 @@ pub struct CellInfo {
     pub id: u64,
     pub name: String,
     pub root: PathBuf,
+    #[serde(with = "profile_serde")]
     pub profile: Profile,
     pub ports: Vec<u16>,
     pub rlimits: Rlimits,
