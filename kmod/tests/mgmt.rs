@@ -2,6 +2,9 @@
 //! and the table rules (ids, names, ports, roots, lifecycle, holds), run
 //! against a mock kernel.
 
+// Tests change one field of the mock at a time, step by step.
+#![allow(clippy::field_reassign_with_default)]
+
 use secmodel_cell::abi::*;
 use secmodel_cell::errno::*;
 use secmodel_cell::mgmt::{self, Kernel, Request};
@@ -16,6 +19,9 @@ const HOST_USER: Subject = Subject {
     cell: 0,
     euid: 1000,
 };
+
+/// A change made by "another thread" while a handler runs.
+type Race = fn(&mut Model<u32>);
 
 #[derive(Default)]
 struct Mock {
@@ -36,7 +42,7 @@ struct Mock {
     commit_error: Option<Errno>,
     logs: Vec<String>,
     /// Runs on the n-th `with_model` call (simulates a concurrent change).
-    race_at: Option<(usize, fn(&mut Model<u32>))>,
+    race_at: Option<(usize, Race)>,
     locks: usize,
 }
 
