@@ -134,20 +134,21 @@ impl<R: Copy> Model<R> {
         }
     }
 
-    /// One sampler pass over every process: `(cell, sample)` pairs, host
-    /// processes included (they are skipped here).
-    pub fn sample(&mut self, procs: impl IntoIterator<Item = (CellId, ProcSample)>) {
+    /// One sampler pass. `feed` is handed an accounting function and calls
+    /// it once per process, host processes included (they are skipped).
+    pub fn sample(&mut self, feed: impl FnOnce(&mut dyn FnMut(CellId, ProcSample))) {
         for e in self.table.entries_mut() {
             e.telemetry.begin_pass();
         }
-        for (cell, p) in procs {
+        let table = &mut self.table;
+        feed(&mut |cell, p| {
             if cell == CELLID_HOST {
-                continue;
+                return;
             }
-            if let Some(e) = self.table.get_mut(cell) {
+            if let Some(e) = table.get_mut(cell) {
                 e.telemetry.account(p);
             }
-        }
+        });
         for e in self.table.entries_mut() {
             e.telemetry.end_pass();
         }

@@ -645,20 +645,24 @@ fn sampler_feeds_the_list() {
         ticks,
         vmsize,
     };
-    m.model.sample([
-        (0, live(1000, 1)),
-        (1, live(10, 4096)),
-        (
-            1,
-            ProcSample {
-                zombie: true,
-                ticks: 0,
-                vmsize: 0,
-            },
-        ),
-        (2, live(5, 100)),
-        (77, live(5, 100)),
-    ]);
+    m.model.sample(|account| {
+        for (cell, p) in [
+            (0, live(1000, 1)),
+            (1, live(10, 4096)),
+            (
+                1,
+                ProcSample {
+                    zombie: true,
+                    ticks: 0,
+                    vmsize: 0,
+                },
+            ),
+            (2, live(5, 100)),
+            (77, live(5, 100)),
+        ] {
+            account(cell, p);
+        }
+    });
     let infos = list(&mut m);
     let a = infos.iter().find(|i| i.ci_id == 1).unwrap();
     assert_eq!(
