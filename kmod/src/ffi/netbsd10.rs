@@ -48,7 +48,6 @@ pub const CTLFLAG_PERMANENT: c_int = 0x200;
 pub const CTLFLAG_IMMEDIATE: c_int = 0x800;
 
 // module(9).
-pub const MODINFO_SIZE: usize = 32;
 pub const MODULE_CLASS_SECMODEL: c_int = 5;
 pub const MODULE_CMD_INIT: c_int = 0;
 pub const MODULE_CMD_FINI: c_int = 1;
@@ -99,7 +98,7 @@ pub const LAYOUT: &[(&str, i64)] = &[
     ("ctlflag_readwrite", CTLFLAG_READWRITE as i64),
     ("ctlflag_permanent", CTLFLAG_PERMANENT as i64),
     ("ctlflag_immediate", CTLFLAG_IMMEDIATE as i64),
-    ("modinfo_size", MODINFO_SIZE as i64),
+    ("modinfo_size", core::mem::size_of::<ModInfo>() as i64),
     (
         "modinfo_mi_version",
         core::mem::offset_of!(ModInfo, mi_version) as i64,
@@ -125,7 +124,7 @@ pub const LAYOUT: &[(&str, i64)] = &[
     ("module_cmd_fini", MODULE_CMD_FINI as i64),
     ("module_cmd_autounload", MODULE_CMD_AUTOUNLOAD as i64),
     ("maxmodname", MAXMODNAME as i64),
-    ("callout_size", CALLOUT_SIZE as i64),
+    ("callout_size", core::mem::size_of::<Callout>() as i64),
     ("callout_mpsafe", CALLOUT_MPSAFE as i64),
     ("log_info", LOG_INFO as i64),
     ("log_notice", LOG_NOTICE as i64),
