@@ -8,7 +8,6 @@
 
 use anyhow::Context;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -87,20 +86,10 @@ impl Paths {
     }
 }
 
-/// Writes `bytes` to `path` atomically: temp file, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
-}
-
 pub fn write_status(path: &Path, status: &SupervisorStatus) -> anyhow::Result<()> {
     let mut bytes = Vec::new();
     ciborium::into_writer(status, &mut bytes).context("encoding supervisor status")?;
-    write_atomic(path, &bytes)
+    crate::engine::fsutil::write_atomic(path, &bytes)
 }
 
 /// Reads a status file; `None` when there is none.
