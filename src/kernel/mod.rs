@@ -129,6 +129,10 @@ pub struct ExecSpec {
     pub groups: Vec<u32>,
     /// Apply the cell's stored rlimits to the process.
     pub apply_rlimits: bool,
+    /// Start the process as the leader of a new process group, so the caller
+    /// can signal everything it starts (the supervisor does; an interactive
+    /// exec does not, to keep the terminal's job control).
+    pub process_group: bool,
 }
 
 /// What every kernel provides. Errors name the cell and the step that failed.
@@ -157,3 +161,6 @@ pub trait Kernel {
         }))
     }
 }
+
+#[cfg(target_os = "netbsd")]
+pub mod netbsd;

@@ -253,6 +253,7 @@ impl<'k> Monitor<'k> {
             gid: self.spec.gid,
             groups: self.spec.groups.clone(),
             apply_rlimits: true,
+            process_group: true,
             ..ExecSpec::default()
         };
         let stdio = [Stdio::null(), Stdio::piped(), Stdio::piped()];
