@@ -11,4 +11,5 @@ pub mod kernel;
 pub mod mgr;
 pub mod names;
 pub mod output;
+pub mod supervise;
 pub mod ui;
