@@ -3,5 +3,6 @@
 
 pub mod config;
 pub mod fsutil;
+pub mod manifest;
 pub mod model;
 pub mod rcconf;
