@@ -3,5 +3,9 @@
 
 pub mod config;
 pub mod fsutil;
+pub mod lock;
+pub mod manifest;
 pub mod model;
 pub mod rcconf;
+pub mod read;
+pub mod runtime;
