@@ -5,4 +5,5 @@ pub mod applyfile;
 pub mod config;
 pub mod fsutil;
 pub mod model;
+pub mod plan;
 pub mod rcconf;
