@@ -3,6 +3,7 @@
 //! `--dry-run` and by a real run, and the executor performs exactly it.
 
 use super::hash::Hashes;
+use crate::engine::applyfile::ApplyFile;
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,8 +96,12 @@ pub struct CellInput {
     pub name: String,
     pub autostart: bool,
     pub depends_on: Vec<String>,
+    /// Volumes the cell mounts.
+    pub volumes: Vec<String>,
     pub healthcheck: Option<String>,
     pub hashes: Hashes,
+    /// The parsed `.apply` plan, if the cell has one.
+    pub apply: Option<ApplyFile>,
 }
 
 /// What is there for a cell.
@@ -307,8 +312,10 @@ mod tests {
             name: "web".into(),
             autostart,
             depends_on: vec![],
+            volumes: vec![],
             healthcheck: None,
             hashes,
+            apply: None,
         }
     }
 
