@@ -99,14 +99,15 @@ impl Backup {
             .with_file_name(naming::sidecar_name(&self.file_name()))
     }
 
-    /// A cheap check for listings (no hashing): `ok`, `no-sidecar`,
-    /// `bad-sidecar` or `size-mismatch`.
+    /// A cheap check for listings (no hashing, see [`verify`]): `complete` (the
+    /// sidecar is readable and the size matches), `no-sidecar`, `bad-sidecar` or
+    /// `truncated` (size differs from the sidecar's).
     pub fn status(&self) -> &'static str {
         match &self.sidecar {
             Err(e) if e.contains("No such file") => "no-sidecar",
             Err(_) => "bad-sidecar",
-            Ok(s) if s.size != self.size => "size-mismatch",
-            Ok(_) => "ok",
+            Ok(s) if s.size != self.size => "truncated",
+            Ok(_) => "complete",
         }
     }
 

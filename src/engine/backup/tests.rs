@@ -96,7 +96,7 @@ fn create_list_verify_restore_round_trip() {
         CreateOptions::default(),
     )
     .unwrap();
-    assert_eq!(b.status(), "ok");
+    assert_eq!(b.status(), "complete");
     assert!(b.file_name().starts_with("data_") && b.file_name().ends_with(".tar.gz"));
     let side = b.sidecar.as_ref().unwrap();
     assert_eq!(side.source, vol.to_string_lossy());
@@ -255,7 +255,7 @@ fn a_corrupt_archive_is_refused_and_the_live_data_kept() {
     // A truncated archive is caught by its size.
     fs::write(&b.path, &bytes[..mid]).unwrap();
     let b = resolve(&env.cfg, Kind::Volume, "v", &Select::Latest).unwrap();
-    assert_eq!(b.status(), "size-mismatch");
+    assert_eq!(b.status(), "truncated");
 }
 
 #[test]
