@@ -2,6 +2,7 @@
 //! (manifests), runtime state, read models, plan/apply and backups.
 
 pub mod applyfile;
+pub mod backup;
 pub mod config;
 pub mod fsutil;
 pub mod lock;
