@@ -114,6 +114,60 @@ fn exec_exit_status_is_the_commands() {
 }
 
 #[test]
+fn spawn_returns_a_child_the_caller_owns() {
+    if !privileged("spawn_returns_a_child_the_caller_owns") {
+        return;
+    }
+    use cells::kernel::{ExecSpec, Target};
+    use std::process::Stdio;
+    let mut env = Env::new("spawn");
+    let root = env.root("a", false);
+    let name = format!("sp{}", std::process::id());
+    env.create(&name, &root, &["-l", "medium"]);
+    let kernel = cells::kernel::host(&env.config()).unwrap();
+    let target = Target::Name(name.clone());
+    let spec = ExecSpec {
+        argv: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "hostname; echo $GREETING; exit 3".into(),
+        ],
+        env: vec![("GREETING".into(), "hello".into())],
+        ..ExecSpec::default()
+    };
+    let child = kernel
+        .spawn(
+            &target,
+            &spec,
+            [Stdio::null(), Stdio::piped(), Stdio::inherit()],
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{name}\nhello\n")
+    );
+    assert_eq!(out.status.code(), Some(3));
+    // The caller can kill what it spawned; afterwards the cell is empty again.
+    let sleeper = ExecSpec {
+        argv: vec!["sleep".into(), "1000".into()],
+        ..ExecSpec::default()
+    };
+    let mut child = kernel
+        .spawn(
+            &target,
+            &sleeper,
+            [Stdio::null(), Stdio::null(), Stdio::null()],
+        )
+        .unwrap();
+    assert_eq!(kernel.find(&target).unwrap().unwrap().procs, 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(kernel.find(&target).unwrap().unwrap().procs, 0);
+    kernel.destroy(&target).unwrap();
+}
+
+#[test]
 fn targets_names_ids_and_uniqueness() {
     if !privileged("targets_names_ids_and_uniqueness") {
         return;

@@ -4,14 +4,13 @@
 mod parse;
 mod tables;
 
-use crate::cli::{self, EXIT_FAILURE};
+use crate::cli;
 use crate::engine::config::Config;
 use crate::kernel::{self, CellSpec, ExecSpec, Kernel, Profile, Rlimits, Target};
 use crate::output::OutputOptions;
 use anyhow::{Context, Result};
 use argh::FromArgs;
 use std::path::PathBuf;
-use std::process::Stdio;
 
 /// Create, enter, inspect and destroy cells: kernel-enforced compartments.
 #[derive(FromArgs)]
@@ -185,15 +184,6 @@ fn destroy(kernel: &dyn Kernel, a: DestroyArgs) -> Result<i32> {
     Ok(cli::EXIT_OK)
 }
 
-/// The exit status of a finished child: its code, or 128 + the signal.
-fn exit_status(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(EXIT_FAILURE)
-}
-
 fn exec(kernel: &dyn Kernel, a: ExecArgs) -> Result<i32> {
     let target = Target::parse(&a.cell);
     let mut spec = ExecSpec {
@@ -208,23 +198,9 @@ fn exec(kernel: &dyn Kernel, a: ExecArgs) -> Result<i32> {
         spec.argv = vec!["/bin/sh".into(), "-i".into()];
         spec.env.push(("PS1".into(), format!("[{}]# ", cell.name)));
     }
-    let mut child = kernel
-        .spawn(
-            &target,
-            &spec,
-            [Stdio::inherit(), Stdio::inherit(), Stdio::inherit()],
-        )
-        .with_context(|| format!("enter {target}"))?;
-    // Like system(3): the terminal's INT and QUIT are for the command, not for us.
-    // SAFETY: changes this process's dispositions after the child has been spawned.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
-        libc::signal(libc::SIGQUIT, libc::SIG_IGN);
-    }
-    let status = child
-        .wait()
-        .with_context(|| format!("waiting for the command in {target}"))?;
-    Ok(exit_status(status))
+    kernel
+        .run(&target, &spec)
+        .with_context(|| format!("enter {target}"))
 }
 
 fn output_options(
