@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod ctl;
 pub mod engine;
+pub mod ipc;
 pub mod kernel;
 pub mod mgr;
 pub mod names;
