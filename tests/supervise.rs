@@ -28,6 +28,10 @@ struct World {
 
 impl World {
     fn new(tag: &str, cell: &str) -> World {
+        World::with_flags(tag, cell, &[])
+    }
+
+    fn with_flags(tag: &str, cell: &str, create_flags: &[&str]) -> World {
         let mut env = Env::new(tag);
         let socket = env.dir.join("log");
         let conf = env.dir.join("cellmgr.conf");
@@ -39,7 +43,7 @@ impl World {
             .set_read_timeout(Some(Duration::from_secs(15)))
             .unwrap();
         let root = env.root(cell, false);
-        let id = env.create(cell, &root, &[]);
+        let id = env.create(cell, &root, create_flags);
         World {
             cfg: Config::load_from(&conf).unwrap(),
             syslog,
@@ -231,6 +235,37 @@ fn foreground_supervision_ends_on_term() {
     assert_eq!(exit.code(), Some(0));
     assert!(supervise::status(&w.cfg, "sup-fg").unwrap().is_none());
     w.env.ok(&["destroy", "sup-fg"]);
+}
+
+#[test]
+fn the_service_gets_the_stored_rlimits_and_the_requested_credentials() {
+    if !privileged("the_service_gets_the_stored_rlimits_and_the_requested_credentials") {
+        return;
+    }
+    let w = World::with_flags("sup-cred", "sup-cred", &["-N", "123"]);
+    w.env.ok(&[
+        "supervise",
+        "-U",
+        "65534",
+        "-G",
+        "65533",
+        "-g",
+        "65532",
+        "sup-cred",
+        "/bin/sh",
+        "-c",
+        "echo nofile=$(ulimit -n) uid=$(id -u) gid=$(id -g) groups=$(id -G); exec sleep 1000",
+    ]);
+    // The start is logged before any output is read.
+    let started = w.record(|r| r.contains("supervise: started"));
+    assert!(started.ends_with("as uid 65534 gid 65533"), "{started}");
+    let rec = w.record(|r| r.contains("stdout:"));
+    assert!(
+        rec.ends_with("stdout: nofile=123 uid=65534 gid=65533 groups=65533 65532"),
+        "{rec}"
+    );
+    supervise::stop(&w.cfg, "sup-cred", Duration::from_secs(2)).unwrap();
+    w.env.ok(&["destroy", "sup-cred"]);
 }
 
 /// Benchmark, not a check: `cargo test --release --test supervise -- --ignored
