@@ -268,6 +268,37 @@ fn the_service_gets_the_stored_rlimits_and_the_requested_credentials() {
     w.env.ok(&["destroy", "sup-cred"]);
 }
 
+#[test]
+fn descriptors_of_the_caller_do_not_reach_the_service() {
+    if !privileged("descriptors_of_the_caller_do_not_reach_the_service") {
+        return;
+    }
+    let w = World::new("sup-fds", "sup-fds");
+    std::fs::create_dir_all(w.env.dir.join("root-sup-fds/proc")).unwrap();
+    // The caller holds descriptor 7 open without close-on-exec.
+    let out = std::process::Command::new("/bin/bash")
+        .args([
+            "-c",
+            "exec 7</dev/null; exec \"$@\"",
+            "bash",
+            cellenv::BIN,
+            "ctl",
+        ])
+        .args(["supervise", "sup-fds", "/bin/sh", "-c"])
+        .arg("echo fds: $(ls /proc/self/fd | tr '\\n' ' '); exec sleep 1000")
+        .env("CELLMGR_CONF", w.env.dir.join("cellmgr.conf"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rec = w.record(|r| r.contains("stdout: fds:"));
+    // 0-2, and the directory `ls` itself opened.
+    assert!(rec.ends_with("stdout: fds: 0 1 2 3"), "{rec}");
+}
+
 /// Benchmark, not a check: `cargo test --release --test supervise -- --ignored
 /// --nocapture` prints how long a detached start (`cellctl supervise` until it
 /// printed `cell <id>`) and a stop (`supervise::stop` until the supervisor is
