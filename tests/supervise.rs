@@ -299,6 +299,24 @@ fn descriptors_of_the_caller_do_not_reach_the_service() {
     assert!(rec.ends_with("stdout: fds: 0 1 2 3"), "{rec}");
 }
 
+#[test]
+fn stop_ends_a_wedged_supervisor_and_its_service() {
+    if !privileged("stop_ends_a_wedged_supervisor_and_its_service") {
+        return;
+    }
+    let w = World::new("sup-wedge", "sup-wedge");
+    w.env.ok(&["supervise", "sup-wedge", "/bin/sleep", "1000"]);
+    let st = w.status_until(|s| s.state == SupervisorState::Running);
+    let child = st.child_pid.unwrap();
+    // A supervisor that cannot react to TERM.
+    // SAFETY: stopping the supervisor this test started.
+    unsafe { libc::kill(st.supervisor_pid as i32, libc::SIGSTOP) };
+    supervise::stop(&w.cfg, "sup-wedge", Duration::from_millis(100)).unwrap();
+    assert!(supervise::status(&w.cfg, "sup-wedge").unwrap().is_none());
+    assert!(!alive(st.supervisor_pid) && !alive(child));
+    w.env.ok(&["destroy", "sup-wedge"]);
+}
+
 /// Benchmark, not a check: `cargo test --release --test supervise -- --ignored
 /// --nocapture` prints how long a detached start (`cellctl supervise` until it
 /// printed `cell <id>`) and a stop (`supervise::stop` until the supervisor is
