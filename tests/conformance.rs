@@ -463,7 +463,8 @@ fn list_and_stats_tsv_columns_are_exact() {
     assert_eq!(
         env.ok(&["stats", "-T"]),
         "CID\tNAME\tCPU1S\tCPU10S\tPROCS\tREFS\tMEMORY\tAGE\tROOT\t\
-         DENY_PROCESS\tDENY_SYSTEM\tDENY_NETWORK\tDENY_MACHDEP\tDENY_DEVICE\tDENY_BIND\n"
+         DENY_PROCESS\tDENY_SYSTEM\tDENY_NETWORK\tDENY_MACHDEP\tDENY_DEVICE\tDENY_BIND\t\
+         SUPERVISOR\tRESTARTS\n"
     );
     let root = env.root("a", false);
     let name = format!("tsv{}", std::process::id());
@@ -488,14 +489,28 @@ fn list_and_stats_tsv_columns_are_exact() {
         format!("{id}\t{name}\t0\t0\t0\t{root_s}\t1024\tunlimited\tunlimited\tmedium\t{p},{q}\n")
     );
     let stats = env.ok(&["stats", "-T", "-H"]);
-    let cols: Vec<&str> = stats.trim_end().split('\t').collect();
-    assert_eq!(cols.len(), 15);
+    let cols: Vec<&str> = stats.trim_end_matches('\n').split('\t').collect();
+    assert_eq!(cols.len(), 17);
     assert_eq!(
         (cols[0], cols[1], cols[8]),
         (id.to_string().as_str(), name.as_str(), root_s)
     );
-    // The stored NOFILE limit reaches commands run with rlimits applied? Not for
-    // exec (as the original), so the default holds.
+    let prom = env.ok(&["stats", "-P"]);
+    assert!(
+        prom.contains(&format!(
+            "cells_processes{{cell=\"{name}\",cid=\"{id}\"}} 0"
+        )),
+        "{prom}"
+    );
+    assert!(env
+        .ok(&["stats", "-P", "-h"])
+        .starts_with("HTTP/1.0 200 OK\r\n"));
+    assert_eq!(
+        env.ctl(&["stats", "-h"]).status.code(),
+        Some(1),
+        "-h without -P"
+    );
+    // exec applies no stored rlimits (as the original): the default holds.
     let (_, out, _) = env.sh(&name, "ulimit -n");
     assert_ne!(out.trim(), "1024");
 }
