@@ -6,6 +6,9 @@
 # Usage (as root, from the repository): bench/ctl-cycle.sh [iterations]
 # Needs: busybox-static, bubblewrap, util-linux (unshare), a release build
 # (built here with `cargo build --release` unless CELLS is set).
+# RUN_PARENT picks the file system of the cell state (CELL_RUN_DIR): the default
+# is a temporary directory under TMPDIR; /run/cells normally lives on tmpfs, so
+# RUN_PARENT=/dev/shm shows that case (the state is fsynced on every change).
 set -eu
 
 N=${1:-100}
@@ -20,11 +23,12 @@ for tool in /bin/busybox bwrap unshare; do
 done
 
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-mkdir -p "$WORK/root/bin" "$WORK/run"
+RUN=$(mktemp -d "${RUN_PARENT:-${TMPDIR:-/tmp}}/cells-bench-run.XXXXXX")
+trap 'rm -rf "$WORK" "$RUN"' EXIT
+mkdir -p "$WORK/root/bin"
 cp /bin/busybox "$WORK/root/bin/busybox"
 ln -s busybox "$WORK/root/bin/true"
-printf 'CELL_RUN_DIR=%s/run\n' "$WORK" >"$WORK/cellmgr.conf"
+printf 'CELL_RUN_DIR=%s\n' "$RUN" >"$WORK/cellmgr.conf"
 export CELLMGR_CONF="$WORK/cellmgr.conf"
 NAME=bench$$
 
@@ -71,6 +75,7 @@ UNSHARE=$(time_loop unshare_run)
 set -- $(phase_loop)
 
 echo "iterations: $N (mean wall time per iteration, including process start of each tool)"
+echo "cell state on: $(stat -f -c %T "$RUN") ($RUN); load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "cellctl create+exec+destroy   $(ms "$CYCLE") ms"
 echo "  create                      $(ms "$1") ms"
 echo "  exec /bin/true              $(ms "$2") ms"

@@ -423,6 +423,43 @@ fn destroy_is_refused_while_members_run() {
 }
 
 #[test]
+fn a_cell_whose_init_died_is_reported_and_removed() {
+    if !privileged("a_cell_whose_init_died_is_reported_and_removed") {
+        return;
+    }
+    let mut env = Env::new("dead");
+    let root = env.root("a", false);
+    let name = format!("dead{}", std::process::id());
+    let p = port(3, 0);
+    env.create(&name, &root, &["-r", &p.to_string()]);
+    let store = cells::kernel::linux::state::Store::new(env.dir.join("run/kernel"));
+    let init = store.lock().unwrap().table.cells[0].init_pid;
+    // SAFETY: kills the init of the cell this test created.
+    unsafe { libc::kill(init, libc::SIGKILL) };
+    while std::path::Path::new(&format!("/proc/{init}/cgroup")).exists()
+        && std::fs::read_to_string(format!("/proc/{init}/stat")).is_ok_and(|s| !s.contains(") Z"))
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = env.ctl(&["list", "-T", "-H"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "the dead cell is gone"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&name) && err.contains("died"),
+        "not reported: {err}"
+    );
+    // Its port reservation went with it.
+    assert_eq!(host_bind(65534, false, false, p), 0);
+    // The name is free again; the id is not reused.
+    assert_eq!(env.create(&name, &root, &[]), 2);
+}
+
+#[test]
 fn stats_move_under_load() {
     if !privileged("stats_move_under_load") {
         return;

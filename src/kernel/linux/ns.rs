@@ -44,16 +44,26 @@ fn check(rc: libc::c_int) -> std::io::Result<()> {
     }
 }
 
-/// The start time of a process (clock ticks after boot), field 22 of its stat.
-pub fn start_time(pid: i32) -> Option<u64> {
+/// The state letter and start time (clock ticks after boot) of a process,
+/// fields 3 and 22 of its stat.
+fn state_and_start(pid: i32) -> Option<(char, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = stat.rsplit_once(')')?.1;
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.nth(18)?.parse().ok()?))
 }
 
-/// True while the recorded init (pid and start time) is alive.
+/// The start time of a process (clock ticks after boot).
+pub fn start_time(pid: i32) -> Option<u64> {
+    state_and_start(pid).map(|(_, start)| start)
+}
+
+/// True while the recorded init (pid and start time) runs; a zombie init
+/// (killed, not yet reaped by its parent) is dead.
 pub fn init_alive(cell: &CellRecord) -> bool {
-    start_time(cell.init_pid) == Some(cell.init_start)
+    matches!(state_and_start(cell.init_pid), Some((state, start))
+        if start == cell.init_start && state != 'Z' && state != 'X')
 }
 
 /// A pidfd for a cell's init, checked against its start time so a recycled pid
