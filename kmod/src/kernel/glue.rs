@@ -124,11 +124,11 @@ fn decide(
     req: u64,
     f: impl FnOnce(&mut Model<RootVnode>) -> Verdict,
 ) -> c_int {
-    let now = now_ns();
     let (v, logged) = with_model(|m| {
         let v = f(m);
+        // The clock is read only for a deny, off the common path.
         let logged = if v == Verdict::Deny {
-            m.log.admit(scope, now)
+            m.log.admit(scope, now_ns())
         } else {
             None
         };
