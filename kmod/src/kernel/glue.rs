@@ -775,6 +775,8 @@ pub unsafe extern "C" fn modcmd(cmd: c_int, _arg: *mut c_void) -> c_int {
                 e.0
             }
         },
+        // FINI only follows a successful INIT; nothing to release otherwise.
+        Ok(Step::Fini) if !loaded => 0,
         Ok(Step::Fini) => {
             // No create can run once the sysctl tree is gone; re-check, and
             // put the tree back if one slipped in meanwhile.
