@@ -7,8 +7,10 @@
 pub mod cli;
 pub mod ctl;
 pub mod engine;
+pub mod ipc;
 pub mod kernel;
 pub mod mgr;
 pub mod names;
 pub mod output;
+pub mod supervise;
 pub mod ui;

@@ -26,6 +26,7 @@ subcommands! {
         Fields(Fields),
         Shell(Shell),
         Edit(Edit),
+        Backup(super::backup::BackupArgs) => |b| super::backup::run(crate::engine::backup::Kind::Cell, b),
     }
 }
 

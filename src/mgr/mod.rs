@@ -11,9 +11,12 @@ use crate::engine::read::{RuntimeFacts, SupervisorView};
 use anyhow::{bail, Context, Result};
 use argh::FromArgs;
 
-/// Declares an argh subcommand enum and its [`Run`] dispatch in one place.
+/// Declares an argh subcommand enum and its [`Run`] dispatch in one place. A
+/// variant runs its type's [`Run`], or the handler given after `=>`.
 macro_rules! subcommands {
-    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($variant:ident($ty:ty)),* $(,)? }) => {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident {
+        $($variant:ident($ty:ty) $(=> $handler:expr)?),* $(,)?
+    }) => {
         $(#[$meta])*
         // Parsed once per run: boxing the larger variants would buy nothing.
         #[allow(clippy::large_enum_variant)]
@@ -23,12 +26,15 @@ macro_rules! subcommands {
 
         impl $crate::mgr::Run for $name {
             fn run(self) -> anyhow::Result<i32> {
-                match self { $(Self::$variant(c) => $crate::mgr::Run::run(c)),* }
+                match self { $(Self::$variant(c) => subcommands!(@call c $(, $handler)?)),* }
             }
         }
     };
+    (@call $c:ident) => { $crate::mgr::Run::run($c) };
+    (@call $c:ident, $handler:expr) => { ($handler)($c) };
 }
 
+pub mod backup;
 mod cell;
 pub mod confirm;
 mod editor;

@@ -20,6 +20,7 @@ subcommands! {
         Show(Show),
         Fields(Fields),
         Edit(Edit),
+        Backup(super::backup::BackupArgs) => |b| super::backup::run(crate::engine::backup::Kind::Volume, b),
     }
 }
 

@@ -1,0 +1,199 @@
+//! An in-memory control plane for bridge and UI tests: it behaves like the
+//! engine as seen through the bridge (start/stop change `running`, unknown
+//! cells are errors, restores need an existing archive) and records every
+//! action, so tests can see what was and was not done.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use anyhow::{bail, Result};
+use cells::engine::model::{CellRow, VolumeRow};
+use cells::ipc::proto::{BackupRow, BackupTarget, LogChunk, Plan, PlanStep};
+use cells::ipc::server::Backend;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub struct Fake {
+    pub state: Mutex<FakeState>,
+    /// How long each action takes (to disconnect in the middle of one).
+    pub action_time: Duration,
+    pub log_dir: PathBuf,
+}
+
+#[derive(Default)]
+pub struct FakeState {
+    pub cells: Vec<CellRow>,
+    pub volumes: Vec<VolumeRow>,
+    pub backups: HashMap<BackupTarget, Vec<BackupRow>>,
+    /// "begin <action>" and "end <action>" for every action run.
+    pub journal: Vec<String>,
+    pub plan_drift: bool,
+}
+
+pub fn cell(name: &str, running: bool) -> CellRow {
+    CellRow {
+        name: name.into(),
+        running,
+        desired_state: true,
+        autostart: true,
+        cid: running.then_some(100),
+        procs: running.then_some(2),
+        cpu1s: running.then_some(1),
+        memory: running.then_some(8 << 20),
+        age: running.then_some(3700),
+        root: format!("/var/cellmgr/cells/{name}/root"),
+        create_profile: "high".into(),
+        create_reserved_ports: "8080".into(),
+        supervise_cmd: "/bin/httpd -f".into(),
+        manifest: true,
+        rendered: true,
+        state: "managed".into(),
+        health: if running { "healthy" } else { "-" }.into(),
+        restarts: Some(0),
+        ..CellRow::default()
+    }
+}
+
+pub fn volume(name: &str, used_by: &str) -> VolumeRow {
+    VolumeRow {
+        name: name.into(),
+        manifest: true,
+        runtime: true,
+        mode: "0750".into(),
+        path: format!("/var/cellmgr/volumes/{name}"),
+        mounted: !used_by.is_empty(),
+        refs: u64::from(!used_by.is_empty()),
+        used_by: used_by.into(),
+        state: "managed".into(),
+    }
+}
+
+impl Fake {
+    pub fn new(cells: Vec<CellRow>, volumes: Vec<VolumeRow>, log_dir: PathBuf) -> Fake {
+        Fake {
+            state: Mutex::new(FakeState {
+                cells,
+                volumes,
+                ..FakeState::default()
+            }),
+            action_time: Duration::ZERO,
+            log_dir,
+        }
+    }
+
+    pub fn journal(&self) -> Vec<String> {
+        self.state.lock().unwrap().journal.clone()
+    }
+
+    fn act(
+        &self,
+        what: String,
+        change: impl FnOnce(&mut FakeState) -> Result<()>,
+    ) -> Result<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .journal
+            .push(format!("begin {what}"));
+        std::thread::sleep(self.action_time);
+        let mut st = self.state.lock().unwrap();
+        let result = change(&mut st);
+        st.journal.push(format!("end {what}"));
+        result.map(|()| what)
+    }
+
+    fn set_running(&self, verb: &str, cells: &[String], running: bool) -> Result<String> {
+        let what = format!("{verb} {}", cells.join(","));
+        self.act(what, |st| {
+            for name in cells {
+                let Some(c) = st.cells.iter_mut().find(|c| &c.name == name) else {
+                    bail!("cell '{name}' not found: no manifest {name}.cell");
+                };
+                *c = cell(name, running);
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Backend for Fake {
+    fn cells(&self) -> Result<Vec<CellRow>> {
+        Ok(self.state.lock().unwrap().cells.clone())
+    }
+
+    fn volumes(&self) -> Result<Vec<VolumeRow>> {
+        Ok(self.state.lock().unwrap().volumes.clone())
+    }
+
+    fn backups(&self, target: &BackupTarget) -> Result<Vec<BackupRow>> {
+        let st = self.state.lock().unwrap();
+        Ok(st.backups.get(target).cloned().unwrap_or_default())
+    }
+
+    fn plan(&self, cells: &[String]) -> Result<Plan> {
+        let st = self.state.lock().unwrap();
+        let steps = st
+            .cells
+            .iter()
+            .filter(|c| cells.is_empty() || cells.contains(&c.name))
+            .map(|c| PlanStep {
+                cell: c.name.clone(),
+                action: if c.running { "NOOP" } else { "START" }.into(),
+                detail: String::new(),
+            })
+            .collect();
+        Ok(Plan {
+            steps,
+            drift: st.plan_drift,
+        })
+    }
+
+    fn start(&self, cells: &[String]) -> Result<String> {
+        self.set_running("start", cells, true)
+    }
+
+    fn stop(&self, cells: &[String]) -> Result<String> {
+        self.set_running("stop", cells, false)
+    }
+
+    fn restart(&self, cells: &[String]) -> Result<String> {
+        self.set_running("restart", cells, true)
+    }
+
+    fn apply(&self, cells: &[String]) -> Result<String> {
+        self.set_running("apply", cells, true)
+    }
+
+    fn backup_create(&self, target: &BackupTarget) -> Result<BackupRow> {
+        let mut row = None;
+        self.act(format!("backup {target}"), |st| {
+            let list = st.backups.entry(target.clone()).or_default();
+            let ts = format!("2026010100{:04}", list.len());
+            let r = BackupRow {
+                name: target.name().into(),
+                archive: format!("/backups/{}_{ts}.tar.gz", target.name()),
+                timestamp: ts,
+                size: 100,
+            };
+            list.insert(0, r.clone());
+            row = Some(r);
+            Ok(())
+        })?;
+        Ok(row.unwrap())
+    }
+
+    fn backup_restore(&self, target: &BackupTarget, archive: &str) -> Result<String> {
+        self.act(format!("restore {target} {archive}"), |st| {
+            let known = st.backups.get(target).into_iter().flatten();
+            if !known.clone().any(|b| b.archive == archive) {
+                bail!("no backup {archive} of {target}");
+            }
+            Ok(())
+        })
+    }
+
+    fn log_tail(&self, cell: &str, lines: u32, offset: Option<u64>) -> Result<LogChunk> {
+        cells::ipc::logtail::tail_file(&self.log_dir.join(format!("{cell}.log")), lines, offset)
+    }
+}
