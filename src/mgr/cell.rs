@@ -622,7 +622,17 @@ fn lifecycle_targets(
     ignore_autostart: bool,
     verb: &str,
 ) -> Result<(Desired, Vec<String>)> {
-    let desired = manifest::load_all(cfg)?;
+    // Stopping must work even while some manifest is broken (shutdown);
+    // starting refuses until desired state is valid.
+    let desired = if verb == "stop" {
+        let (d, errors) = Desired::load_partial(cfg)?;
+        for e in errors {
+            eprintln!("cellmgr: warning: {e}");
+        }
+        d
+    } else {
+        manifest::load_all(cfg)?
+    };
     match (name, all) {
         (Some(_), true) | (None, false) => bail!("cell {verb}: give a name or --all"),
         (Some(n), false) => {
@@ -636,7 +646,14 @@ fn lifecycle_targets(
                 .filter(|c| ignore_autostart || c.autostart)
                 .map(|c| c.name.clone())
                 .collect();
-            let order = desired.dependency_order(&names)?;
+            let order = match desired.dependency_order(&names) {
+                Ok(order) => order,
+                Err(e) if verb == "stop" => {
+                    eprintln!("cellmgr: warning: {e:#}; stopping in name order");
+                    names
+                }
+                Err(e) => return Err(e),
+            };
             Ok((desired, order))
         }
     }
