@@ -11,7 +11,7 @@ use crate::engine::config::Config;
 use crate::engine::manifest::{self, format_limit, format_ports, CellManifest, Desired};
 use crate::engine::model::{CellRow, CellState, VolumeRow};
 use crate::engine::runtime::{self, compose, mountinfo, CellPaths};
-use crate::kernel::{CellInfo, CellStats};
+use crate::kernel::{CellInfo, CellStats, Kernel};
 use crate::output::{Record, Schema, Value, View};
 use anyhow::Result;
 use std::collections::{BTreeMap, BTreeSet};
@@ -214,6 +214,47 @@ pub struct RuntimeFacts {
     pub cells: Vec<CellInfo>,
     pub stats: Vec<CellStats>,
     pub supervisors: BTreeMap<String, SupervisorView>,
+}
+
+/// Asks the kernel (one `list`, `stats` only when wanted and something runs)
+/// and the supervisors of the running cells.
+pub fn runtime_facts(cfg: &Config, kernel: &dyn Kernel, want_stats: bool) -> Result<RuntimeFacts> {
+    let mut facts = RuntimeFacts {
+        cells: kernel.list()?,
+        ..RuntimeFacts::default()
+    };
+    if want_stats && !facts.cells.is_empty() {
+        facts.stats = kernel.stats()?;
+    }
+    for c in &facts.cells {
+        if let Some(st) = crate::supervise::status(cfg, &c.name)? {
+            facts.supervisors.insert(
+                c.name.clone(),
+                SupervisorView {
+                    pid: Some(u64::from(st.supervisor_pid)),
+                    restarts: Some(st.restarts),
+                    last_exit: st.last_exit.unwrap_or_default(),
+                },
+            );
+        }
+    }
+    Ok(facts)
+}
+
+/// Every cell row with every field (telemetry included), as the IPC bridge and
+/// the UI show them. Without a kernel the runtime fields stay empty.
+pub fn snapshot_cells(cfg: &Config, kernel: Option<&dyn Kernel>) -> Result<Vec<CellRow>> {
+    let desired = manifest::load_all(cfg)?;
+    let facts = match kernel {
+        Some(k) => runtime_facts(cfg, k, true)?,
+        None => RuntimeFacts::default(),
+    };
+    cell_rows(cfg, &desired, &facts)
+}
+
+/// Every volume row.
+pub fn snapshot_volumes(cfg: &Config) -> Result<Vec<VolumeRow>> {
+    volume_rows(cfg, &manifest::load_all(cfg)?)
 }
 
 /// The runtime status of a cell: state label from the contract's table, with

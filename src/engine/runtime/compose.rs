@@ -162,11 +162,11 @@ pub fn make_target_dir(root: &Path, target: &Path) -> Result<PathBuf> {
 fn mount_source(cfg: &Config, m: &manifest::Mount) -> Result<(PathBuf, String)> {
     match &m.source {
         MountSource::Volume(v) => {
-            let mode = manifest::load_volume(cfg, v)?.and_then(|vm| vm.mode);
-            let dir = super::volume_dir(cfg, v);
-            if !dir.is_dir() && manifest::load_volume(cfg, v)?.is_none() {
+            let declared = manifest::load_volume(cfg, v)?;
+            if declared.is_none() && !super::volume_dir(cfg, v).is_dir() {
                 bail!("volume '{v}' has no manifest and no directory: cellmgr volume create {v} --scope both");
             }
+            let mode = declared.and_then(|vm| vm.mode);
             Ok((super::ensure_volume(cfg, v, mode)?, format!("volume:{v}")))
         }
         MountSource::Host(h) => {
