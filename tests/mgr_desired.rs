@@ -148,6 +148,12 @@ fn create_is_all_or_nothing_and_keeps_an_existing_plan() {
         assert_eq!(w.snapshot(), before, "{args:?} changed something: {err}");
     }
     assert!(!w.manifest_dir().join("x.apply").exists());
+    // A bad flag value is reported against the flag.
+    let err = w.fails(&["cell", "create", "x", "--profile", "max"]);
+    assert!(
+        err.contains("--profile: CELL_CREATE_PROFILE='max': expected low, medium or high"),
+        "{err}"
+    );
 }
 
 /// Every malformed manifest fails with file:line and the expected form, and

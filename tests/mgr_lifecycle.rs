@@ -285,3 +285,60 @@ fn scope_both_converges_and_dependencies_start_first() {
     assert_eq!(w.rows("name"), "");
     assert!(w.mounts().is_empty());
 }
+
+#[test]
+fn directory_base_and_guarded_host_mounts() {
+    if !root_or_skip("directory_base_and_guarded_host_mounts") {
+        return;
+    }
+    // A base tree of one static busybox; host mounts allowed.
+    let base = std::env::temp_dir().join(format!("cmt-base-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(base.join("bin")).unwrap();
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap();
+    std::fs::copy(busybox, base.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", base.join("bin/sh")).unwrap();
+    let shared = base.with_extension("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("f"), "from the host\n").unwrap();
+    let w = World::with_conf(
+        "dirbase",
+        &format!("CELL_BASE={}\nCELL_ALLOW_HOST_MOUNTS=YES\n", base.display()),
+    );
+    let mount = format!("host:{}:/mnt/shared:ro", shared.display());
+    w.ok(&[
+        "cell",
+        "create",
+        "mini",
+        "--cmd",
+        "/bin/busybox sleep 1000",
+        "--mount",
+        &mount,
+    ]);
+    w.ok(&["start", "mini"]);
+    let out = w.ok(&[
+        "shell",
+        "mini",
+        "/bin/sh",
+        "-c",
+        "ls /bin; cat /mnt/shared/f; echo x > /etc/new && cat /etc/new",
+    ]);
+    assert_eq!(out, "busybox\nsh\nfrom the host\nx\n");
+    let out = w.run(&["shell", "mini", "/bin/sh", "-c", "echo y > /mnt/shared/g"]);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "a read-only host mount took a write"
+    );
+    w.ok(&["stop", "mini"]);
+    // The base is shared and read-only: the cell's writes went to its overlay.
+    assert!(!base.join("etc/new").exists());
+    assert!(w.data_dir().join("mini/overlay/upper/etc/new").exists());
+    assert!(!shared.join("g").exists());
+    drop(w);
+    std::fs::remove_dir_all(&base).unwrap();
+    std::fs::remove_dir_all(&shared).unwrap();
+}
