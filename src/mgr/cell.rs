@@ -816,6 +816,13 @@ impl Run for Stop {
                 }
             }
             targets.reverse();
+        } else if let Some(n) = &self.name {
+            let known = desired.cells.contains_key(n)
+                || manifest::cell_path(&cfg, n).exists()
+                || runtime_names(&cfg, Some(kernel.as_ref()))?.contains(n);
+            if !known {
+                bail!("cell {n} not found (no manifest, no runtime)");
+            }
         }
         let mut code = EXIT_OK;
         for n in &targets {
