@@ -1,7 +1,7 @@
 //! `cellmgr`: the declarative control plane. Argument parsing and presentation
 //! only; the work is in `engine`.
 //!
-//! The command tree is argh subcommand enums built with [`subcommands!`]: adding a
+//! The command tree is argh subcommand enums built with `subcommands!`: adding a
 //! command is one line in the enum (`Apply(crate::mgr::apply::Apply),`) plus a
 //! type that implements [`Run`].
 
