@@ -100,12 +100,19 @@ fn create_set_and_the_read_contract() {
         .lines()
         .map(|l| l.split('\t').next().unwrap())
         .collect();
-    assert_eq!(names.len(), 29);
+    assert_eq!(names.len(), 30);
     assert_eq!(&names[..4], ["name", "running", "desired_state", "cid"]);
     assert_eq!(names[23], "apply_present");
     assert_eq!(
         &names[24..],
-        ["state", "health", "supervisor_pid", "restarts", "last_exit"]
+        [
+            "state",
+            "health",
+            "supervisor_pid",
+            "restarts",
+            "last_exit",
+            "supervisor"
+        ]
     );
     // Read usage errors.
     assert!(w.fails(&["cell", "list", "-H"]).contains("-H requires -T"));

@@ -53,8 +53,8 @@ fn full_lifecycle() {
     assert!(out.starts_with("started cell web (cid "), "{out}");
     assert!(w.read_manifest("web.cell").contains("CELL_AUTOSTART=YES"));
     assert_eq!(
-        w.rows("name,state,running,rendered,health"),
-        "web\tmanaged\t1\t1\tok\n"
+        w.rows("name,state,running,rendered,health,supervisor"),
+        "web\tmanaged\t1\t1\tok\trunning\n"
     );
     let row = w.rows("cid,procs,supervisor_pid,root");
     let f: Vec<&str> = row.trim_end().split('\t').collect();
@@ -213,7 +213,10 @@ fn crashed_supervisor_and_leftover_mounts_are_recovered() {
     unsafe { libc::kill(pid, libc::SIGKILL) };
     std::thread::sleep(std::time::Duration::from_millis(300));
     // The next read tells the truth: the kernel cell is there, no supervisor.
-    assert_eq!(w.rows("name,running,supervisor_pid"), "svc\t1\t\n");
+    assert_eq!(
+        w.rows("name,running,supervisor_pid,supervisor"),
+        "svc\t1\t\t\n"
+    );
     // start converges: the service is supervised again.
     assert!(w.ok(&["start", "svc"]).starts_with("started cell svc"));
     assert!(w.rows("supervisor_pid").trim().parse::<u64>().is_ok());

@@ -47,6 +47,7 @@ pub const CELL_FIELDS: &[&str] = &[
     "supervisor_pid",
     "restarts",
     "last_exit",
+    "supervisor",
 ];
 
 const CELL_COMPACT: &[&str] = &[
@@ -97,6 +98,7 @@ const CELL_RUNTIME: &[&str] = &[
     "supervisor_pid",
     "restarts",
     "last_exit",
+    "supervisor",
 ];
 
 const CELL_MERGED_DEFAULT: &[&str] = &[
@@ -206,6 +208,7 @@ pub struct SupervisorView {
     pub pid: Option<u64>,
     pub restarts: Option<u64>,
     pub last_exit: String,
+    pub state: String,
 }
 
 /// What the kernel (and supervisors) report, gathered by the caller.
@@ -234,6 +237,7 @@ pub fn runtime_facts(cfg: &Config, kernel: &dyn Kernel, want_stats: bool) -> Res
                     pid: Some(u64::from(st.supervisor_pid)),
                     restarts: Some(st.restarts),
                     last_exit: st.last_exit.unwrap_or_default(),
+                    state: st.state.as_str().to_string(),
                 },
             );
         }
@@ -349,6 +353,7 @@ pub fn cell_rows(cfg: &Config, desired: &Desired, facts: &RuntimeFacts) -> Resul
             row.supervisor_pid = sv.pid;
             row.restarts = sv.restarts;
             row.last_exit = sv.last_exit.clone();
+            row.supervisor = sv.state.clone();
         }
         if has_dir {
             row.health = std::fs::read_to_string(paths.health_file())
@@ -459,6 +464,7 @@ impl Record for CellRow {
             "supervisor_pid" => self.supervisor_pid.into(),
             "restarts" => self.restarts.into(),
             "last_exit" => self.last_exit.as_str().into(),
+            "supervisor" => self.supervisor.as_str().into(),
             other => unreachable!("field {other} is not in CELL_SCHEMA"),
         }
     }
@@ -512,7 +518,7 @@ mod tests {
 
     #[test]
     fn v2_fields_keep_their_names_and_order() {
-        assert_eq!(CELL_FIELDS.len(), 29);
+        assert_eq!(CELL_FIELDS.len(), 30);
         assert_eq!(CELL_FIELDS[..3], ["name", "running", "desired_state"]);
         assert_eq!(CELL_FIELDS[23], "apply_present");
         assert_eq!(
