@@ -82,7 +82,7 @@ cleanup() {
 	status=$?
 	trap - EXIT INT TERM
 	echo "--- cleaning up"
-	mgr stop --all --reverse-deps >/dev/null 2>&1 || echo "warning: stopping cells failed" >&2
+	mgr stop --all --ignore-autostart >/dev/null 2>&1 || echo "warning: stopping cells failed" >&2
 	# Anything still mounted below the work directory, deepest first.
 	awk -v d="$work/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo |
 	    sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done

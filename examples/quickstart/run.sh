@@ -22,8 +22,8 @@ echo "--- cellmgr apply --all"
 check "apply converges the stack" mgr apply --all
 cat "$work/check.out"
 
-echo "--- cellmgr cell list"
-mgr cell list
+echo "--- cellmgr list"
+mgr list
 
 echo "--- checks"
 check "a second apply changes nothing" sh -c "

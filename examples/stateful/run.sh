@@ -30,6 +30,6 @@ starts=$(cat "$work/volumes/notes-data/starts" 2>/dev/null || echo 0)
 check "the service counted its starts in the volume (now $starts)" test "$starts" -ge 2
 
 echo "--- stop everything, apply again"
-check "stop all cells" mgr stop --all --reverse-deps
+check "stop all cells" mgr stop --all --ignore-autostart
 check "apply starts notes again" mgr apply --all
 check "the note survived stop and start" sh -c "test \"\$(/bin/busybox wget -q -O - http://127.0.0.1:$port/note.txt)\" = remember-me"

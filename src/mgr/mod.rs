@@ -34,6 +34,7 @@ macro_rules! subcommands {
     (@call $c:ident, $handler:expr) => { ($handler)($c) };
 }
 
+mod apply;
 pub mod backup;
 mod cell;
 pub mod confirm;
@@ -67,6 +68,7 @@ subcommands! {
         Stop(cell::Stop),
         Restart(cell::Restart),
         Shell(cell::Shell),
+        Apply(apply::Apply),
     }
 }
 
