@@ -8,8 +8,8 @@
 
 blue=18181
 green=18182
-answers() { /bin/busybox wget -q -T 2 -O - "http://127.0.0.1:$1/" | grep -q "$2 is live"; }
-silent() { ! /bin/busybox wget -q -T 2 -O /dev/null "http://127.0.0.1:$1/"; }
+answers() { /bin/busybox wget -q -O - "http://127.0.0.1:$1/" | grep -q "$2 is live"; }
+silent() { ! /bin/busybox wget -q -O /dev/null "http://127.0.0.1:$1/"; }
 
 echo "--- apply: blue is live"
 check "apply converges" mgr apply --all
