@@ -3,8 +3,8 @@
 # when a step fails.
 #
 # Environment:
-#   CELLS    the cells binary (default: target/release or target/debug of this
-#            repository, else `cells` on PATH)
+#   CELLS    the cells binary (also CELLS_BIN; default: target/release or
+#            target/debug of this repository, else `cells` on PATH)
 #   KEEP=1   keep the temporary directory for inspection (cells are still stopped)
 
 set -eu
@@ -12,7 +12,8 @@ set -eu
 example_dir=$(cd "$(dirname "$0")" && pwd)
 repo_dir=$(cd "$example_dir/../.." && pwd)
 
-if [ -z "${CELLS:-}" ]; then
+CELLS=${CELLS:-${CELLS_BIN:-}}
+if [ -z "$CELLS" ]; then
 	for c in "$repo_dir/target/release/cells" "$repo_dir/target/debug/cells" \
 	    "$(command -v cells || true)"; do
 		if [ -n "$c" ] && [ -x "$c" ]; then

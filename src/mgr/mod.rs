@@ -36,6 +36,7 @@ macro_rules! subcommands {
 
 mod apply;
 pub mod backup;
+mod bootstrap;
 mod cell;
 pub mod confirm;
 mod editor;
