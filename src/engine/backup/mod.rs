@@ -482,8 +482,10 @@ pub fn restore(
         Some(backup.size),
         opts.show_progress,
     );
+    let t = std::time::Instant::now();
     verify(backup, &mut progress)?;
     progress.finish();
+    log::debug!("verified {file} in {:?}", t.elapsed());
     let side = backup.sidecar.as_ref().expect("verified");
     if opts.manifests && side.manifests.is_empty() {
         bail!("{file}: its sidecar holds no manifests to restore (none existed at backup time)");
@@ -508,9 +510,11 @@ pub fn restore(
             Some(backup.size),
             opts.show_progress,
         );
+        let t = std::time::Instant::now();
         tar::extract(&mut f, &swap.staging, &side.sha256, &mut progress)
             .with_context(|| format!("extracting {file}"))?;
         progress.finish();
+        log::debug!("extracted {file} in {:?}", t.elapsed());
         swap.commit()
     })();
     if let Err(e) = result {

@@ -83,7 +83,9 @@ impl Swap {
 
     /// Flushes the staged tree to disk, then puts it in place and drops the old one.
     pub fn commit(&self) -> Result<()> {
+        let t = std::time::Instant::now();
         sync_filesystem(&self.staging)?;
+        log::debug!("synced {} in {:?}", self.staging.display(), t.elapsed());
         if exists(&self.target) {
             self.replace_existing()?;
         } else {
@@ -113,7 +115,10 @@ impl Swap {
         )?;
         sync_parent(&self.target)?;
         // The staging name now holds the old tree.
-        remove_tree(&self.staging)
+        let t = std::time::Instant::now();
+        remove_tree(&self.staging)?;
+        log::debug!("removed the previous tree in {:?}", t.elapsed());
+        Ok(())
     }
 
     #[cfg(not(target_os = "linux"))]
