@@ -56,14 +56,22 @@ impl World {
         p
     }
 
+    /// Runs cellmgr in a new session: no controlling terminal to ask on.
     fn mgr(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_cells"))
-            .arg("mgr")
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cells"));
+        cmd.arg("mgr")
             .args(args)
             .env("CELLMGR_CONF", &self.conf)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+            .stdin(Stdio::null());
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            })
+        };
+        cmd.output().unwrap()
     }
 
     /// Runs cellmgr and expects success; returns stdout.
@@ -658,9 +666,9 @@ fn destructive_commands_need_a_clear_choice_and_confirmation() {
         "{err}"
     );
     let err = w.fails(&["volume", "backup", "restore", "c", "--latest"]);
-    assert!(err.contains("refusing without --yes"), "{err}");
+    assert!(err.contains("needs confirmation: pass --yes"), "{err}");
     let err = w.fails(&["volume", "backup", "delete", "c", "--latest"]);
-    assert!(err.contains("refusing without --yes"), "{err}");
+    assert!(err.contains("needs confirmation: pass --yes"), "{err}");
     assert_eq!(w.archives("volumes").len(), 1);
     let err = w.fails(&[
         "volume",
