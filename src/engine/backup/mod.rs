@@ -104,7 +104,7 @@ impl Backup {
     /// `truncated` (size differs from the sidecar's).
     pub fn status(&self) -> &'static str {
         match &self.sidecar {
-            Err(e) if e.contains("No such file") => "no-sidecar",
+            Err(_) if !self.sidecar_path().exists() => "no-sidecar",
             Err(_) => "bad-sidecar",
             Ok(s) if s.size != self.size => "truncated",
             Ok(_) => "complete",
