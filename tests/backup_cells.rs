@@ -79,6 +79,29 @@ fn backups_respect_running_cells() {
     assert!(log_len(&w) > before, "the writer was thawed");
     w.ok(&["cell", "backup", "create", "writer", "--quiesce", "-q"]);
 
+    // A backup killed while the writer is frozen leaves it frozen; the next
+    // backup thaws it first.
+    let mut random = std::fs::File::open("/dev/urandom").unwrap();
+    let mut out = std::fs::File::create(w.volume_dir().join("db/big")).unwrap();
+    std::io::copy(&mut std::io::Read::take(&mut random, 96 << 20), &mut out).unwrap();
+    drop(out);
+    let mut child = std::process::Command::new(&w.bin)
+        .args(["volume", "backup", "create", "db", "--quiesce", "-q"])
+        .env("CELLMGR_CONF", &w.conf)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(child.try_wait().unwrap().is_none(), "the copy should still run");
+    let _ = child.kill(); // SIGKILL, by PID
+    let _ = child.wait();
+    let frozen_at = log_len(&w);
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(log_len(&w), frozen_at, "the writer stays frozen after the kill");
+    w.ok(&["volume", "backup", "create", "db", "--quiesce", "-q"]);
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(log_len(&w) > frozen_at, "the next backup thawed the writer");
+
     // Restore refuses while the cell mounts the volume; --stop stops it first.
     let err = w.fails(&["volume", "backup", "restore", "db", "--latest", "--yes"]);
     assert!(

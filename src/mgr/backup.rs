@@ -219,11 +219,12 @@ fn selection(latest: bool, from: &Option<String>) -> Result<Option<Select>> {
     }
 }
 
-fn create(cfg: &Config, rt: &dyn backup::inuse::Runtime, kind: Kind, a: CreateArgs) -> Result<i32> {
+fn create(cfg: &Config, rt: &cells_runtime::CellRuntime, kind: Kind, a: CreateArgs) -> Result<i32> {
     if a.keep.is_some() && !a.prune {
         bail!("--keep only applies with --prune");
     }
     let _lock = super::lock(cfg, &format!("{} backup create {}", kind.noun(), a.name))?;
+    rt.thaw_leftovers();
     let opts = backup::CreateOptions {
         quiesce: a.quiesce,
         show_progress: !a.quiet,
@@ -312,7 +313,7 @@ fn verify(cfg: &Config, kind: Kind, a: VerifyArgs) -> Result<i32> {
 
 fn restore(
     cfg: &Config,
-    rt: &dyn backup::inuse::Runtime,
+    rt: &cells_runtime::CellRuntime,
     kind: Kind,
     a: RestoreArgs,
 ) -> Result<i32> {
@@ -324,6 +325,7 @@ fn restore(
         );
     };
     let _lock = super::lock(cfg, &format!("{} backup restore {}", kind.noun(), a.name))?;
+    rt.thaw_leftovers();
     let b = backup::resolve(cfg, kind, &a.name, &sel)?;
     let target = backup::source_dir(cfg, kind, &a.name);
     let mut prompt = format!(
@@ -468,12 +470,50 @@ mod cells_runtime {
             runtime::lifecycle::stop(self.cfg, self.kernel()?, cell).map(|_| ())
         }
 
+        /// A marker is written first, so that a backup killed while the cell
+        /// is frozen is noticed by the next one ([`CellRuntime::thaw_leftovers`]).
         fn freeze(&self, cell: &str) -> Result<()> {
-            freezer::set(self.cfg, cell, true)
+            let marker = self.marker_dir().join(cell);
+            std::fs::create_dir_all(self.marker_dir())
+                .with_context(|| format!("creating {}", self.marker_dir().display()))?;
+            crate::engine::fsutil::write_atomic(&marker, b"")?;
+            let frozen = freezer::set(self.cfg, cell, true);
+            if frozen.is_err() {
+                let _ = freezer::set(self.cfg, cell, false);
+                let _ = std::fs::remove_file(&marker);
+            }
+            frozen
         }
 
         fn thaw(&self, cell: &str) -> Result<()> {
-            freezer::set(self.cfg, cell, false)
+            freezer::set(self.cfg, cell, false)?;
+            let _ = std::fs::remove_file(self.marker_dir().join(cell));
+            Ok(())
+        }
+    }
+
+    impl CellRuntime<'_> {
+        fn marker_dir(&self) -> std::path::PathBuf {
+            self.cfg.run_dir.join("backup-frozen")
+        }
+
+        /// Thaws the cells a killed `create --quiesce` left frozen.
+        pub fn thaw_leftovers(&self) {
+            let Ok(entries) = std::fs::read_dir(self.marker_dir()) else {
+                return;
+            };
+            for e in entries.flatten() {
+                let cell = e.file_name().to_string_lossy().into_owned();
+                match freezer::set(self.cfg, &cell, false) {
+                    Ok(()) => {
+                        log::warn!("thawed cell {cell}, left frozen by an interrupted backup")
+                    }
+                    Err(err) => {
+                        log::warn!("cell {cell} was left frozen by an interrupted backup: {err:#}")
+                    }
+                }
+                let _ = std::fs::remove_file(e.path());
+            }
         }
     }
 
