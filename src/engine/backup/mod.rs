@@ -487,8 +487,20 @@ pub fn restore(
     progress.finish();
     log::debug!("verified {file} in {:?}", t.elapsed());
     let side = backup.sidecar.as_ref().expect("verified");
-    if opts.manifests && side.manifests.is_empty() {
-        bail!("{file}: its sidecar holds no manifests to restore (none existed at backup time)");
+    if opts.manifests {
+        if side.manifests.is_empty() {
+            bail!(
+                "{file}: its sidecar holds no manifests to restore (none existed at backup time)"
+            );
+        }
+        // Only the files this kind of backup saves, never a path from the sidecar.
+        if let Some(m) = side
+            .manifests
+            .keys()
+            .find(|m| !kind.manifest_files(name).contains(m))
+        {
+            bail!("{file}: its sidecar names an unexpected manifest '{m}'");
+        }
     }
 
     let target = source_dir(cfg, kind, name);
@@ -530,10 +542,6 @@ pub fn restore(
         fs::create_dir_all(&cfg.manifest_dir)
             .with_context(|| format!("creating {}", cfg.manifest_dir.display()))?;
         for (m, text) in &side.manifests {
-            // Only the files this kind of backup saves, never a path from the sidecar.
-            if !kind.manifest_files(name).contains(m) {
-                bail!("{file}: its sidecar names an unexpected manifest '{m}'");
-            }
             let p = cfg.manifest_dir.join(m);
             crate::engine::fsutil::write_atomic(&p, text.as_bytes())?;
             restored.manifests_written.push(p);
