@@ -300,14 +300,38 @@ fn volume_round_trip_preserves_every_kind_of_file() {
         listing.contains("./shared/owned") && listing.contains("./sparse.img"),
         "{listing}"
     );
-    match Command::new("bsdtar").arg("-tzf").arg(&archive).output() {
-        Ok(o) => assert!(
-            o.status.success(),
-            "bsdtar: {}",
-            String::from_utf8_lossy(&o.stderr)
-        ),
+    // ... and extracts it with everything intact, without cellmgr.
+    let by_hand = w.root.join("by-hand");
+    fs::create_dir(&by_hand).unwrap();
+    let st = Command::new("tar")
+        .args(["-xzpf"])
+        .arg(&archive)
+        .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-C"])
+        .arg(&by_hand)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(snapshot(&by_hand), before, "GNU tar extraction");
+    fs::remove_dir_all(&by_hand).unwrap();
+    fs::create_dir(&by_hand).unwrap();
+    match Command::new("bsdtar")
+        .args(["-xzpf"])
+        .arg(&archive)
+        .args(["--numeric-owner", "--xattrs", "-C"])
+        .arg(&by_hand)
+        .output()
+    {
+        Ok(o) => {
+            assert!(
+                o.status.success(),
+                "bsdtar: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            assert_eq!(snapshot(&by_hand), before, "bsdtar extraction");
+        }
         Err(_) => eprintln!("bsdtar not installed (libarchive-tools): its check skipped"),
     }
+    fs::remove_dir_all(&by_hand).unwrap();
 
     // Wreck the volume, then restore.
     fs::remove_dir_all(vol.join("shared")).unwrap();
