@@ -56,8 +56,10 @@ pub struct Connection {
     pub info: ServerInfo,
 }
 
-/// How long the handshake may take (ssh may ask for a password).
+/// How long the handshake may take: long when ssh may ask for a password, short
+/// for background reconnects.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(120);
+const RECONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Connection {
     /// Connects and shakes hands. With `prompt_ok` false, ssh must not ask
@@ -114,7 +116,14 @@ impl Connection {
             client: format!("cellui {}", env!("CARGO_PKG_VERSION")),
         };
         let reply = conn
-            .call_within(hello, Some(HANDSHAKE_TIMEOUT))
+            .call_within(
+                hello,
+                Some(if prompt_ok {
+                    HANDSHAKE_TIMEOUT
+                } else {
+                    RECONNECT_TIMEOUT
+                }),
+            )
             .map_err(|e| conn.explain(e))
             .with_context(|| format!("handshake with {endpoint}"))?;
         match reply {
