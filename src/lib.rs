@@ -12,4 +12,5 @@ pub mod kernel;
 pub mod mgr;
 pub mod names;
 pub mod output;
+pub mod supervise;
 pub mod ui;

@@ -1,7 +1,278 @@
-//! `cellctl`: the runtime primitive layer.
+//! `cellctl`: the runtime primitive layer (create, destroy, exec, list, stats),
+//! compatible with the original NetBSD cellctl; see cellctl(8).
+
+mod parse;
+mod tables;
+
+use crate::cli::{self, EXIT_FAILURE};
+use crate::engine::config::Config;
+use crate::kernel::{self, CellSpec, ExecSpec, Kernel, Profile, Rlimits, Target};
+use crate::output::OutputOptions;
+use anyhow::{Context, Result};
+use argh::FromArgs;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+/// Create, enter, inspect and destroy cells: kernel-enforced compartments.
+#[derive(FromArgs)]
+struct CtlArgs {
+    #[argh(subcommand)]
+    command: Command,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    Create(CreateArgs),
+    Destroy(DestroyArgs),
+    Exec(ExecArgs),
+    List(ListArgs),
+    Stats(StatsArgs),
+}
+
+/// Create a cell rooted at ROOT and print "cell <id>".
+#[derive(FromArgs)]
+#[argh(subcommand, name = "create")]
+struct CreateArgs {
+    /// hardening profile: low, medium or high (default: high)
+    #[argh(option, short = 'l')]
+    level: Option<String>,
+    /// ports only this cell may bind, e.g. 80,443 (at most 32; TCP and UDP, IPv4 and IPv6)
+    #[argh(option, short = 'r')]
+    reserve: Option<String>,
+    /// stored open-files limit (RLIMIT_NOFILE): a number or "unlimited"
+    #[argh(option, short = 'N')]
+    nofile: Option<String>,
+    /// stored address-space limit in bytes (RLIMIT_AS): a number or "unlimited"
+    #[argh(option, short = 'A')]
+    address_space: Option<String>,
+    /// stored core-file limit in bytes (RLIMIT_CORE): a number or "unlimited"
+    #[argh(option, short = 'C')]
+    core: Option<String>,
+    /// cell name: 1 to 63 characters from A-Z a-z 0-9 . _ -
+    #[argh(option, short = 'n')]
+    name: String,
+    /// absolute path of the directory that becomes the cell's /
+    #[argh(positional)]
+    root: PathBuf,
+}
+
+/// Destroy a cell; refused while processes other than its init run in it.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "destroy")]
+struct DestroyArgs {
+    /// cell id, or name (a number is always an id)
+    #[argh(positional)]
+    cell: String,
+}
+
+/// Run a command in a cell (default: an interactive shell); exits with its status.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "exec")]
+struct ExecArgs {
+    /// cell id, or name (a number is always an id)
+    #[argh(positional)]
+    cell: String,
+    /// command and arguments, resolved with the cell's PATH
+    #[argh(positional, greedy)]
+    command: Vec<String>,
+}
+
+/// List cells: CID NAME REFS PROCS AGE ROOT NOFILE AS CORE PROFILE PORTS.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "list")]
+struct ListArgs {
+    /// tab-separated output with raw values (for scripts)
+    #[argh(switch, short = 'T')]
+    tsv: bool,
+    /// omit the header line (only with -T)
+    #[argh(switch, short = 'H')]
+    no_header: bool,
+    /// print only these comma-separated columns
+    #[argh(option, short = 'o')]
+    fields: Option<String>,
+}
+
+/// Show cell telemetry: CPU ticks over 1 s and 10 s, processes, memory, denials.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "stats")]
+struct StatsArgs {
+    /// verbose table: adds ROOT, REFS and DENY_BIND
+    #[argh(switch, short = 'v')]
+    verbose: bool,
+    /// tab-separated output with every column (for scripts)
+    #[argh(switch, short = 'T')]
+    tsv: bool,
+    /// omit the header line (only with -T)
+    #[argh(switch, short = 'H')]
+    no_header: bool,
+    /// print only these comma-separated columns
+    #[argh(option, short = 'o')]
+    fields: Option<String>,
+}
 
 pub fn main(personality: &str, args: &[String]) -> i32 {
-    let _ = args;
-    eprintln!("{personality}: not implemented yet");
-    crate::cli::EXIT_FAILURE
+    if let Some(code) = kernel::run_internal(args) {
+        return code;
+    }
+    let parsed: CtlArgs = match cli::parse_args(&[personality], args) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    cli::run(personality, || {
+        let cfg = Config::load().context("reading the configuration")?;
+        let kernel = kernel::host(&cfg).context("opening the kernel backend")?;
+        match parsed.command {
+            Command::Create(a) => create(kernel.as_ref(), a),
+            Command::Destroy(a) => destroy(kernel.as_ref(), a),
+            Command::Exec(a) => exec(kernel.as_ref(), a),
+            Command::List(a) => list(kernel.as_ref(), a),
+            Command::Stats(a) => stats(kernel.as_ref(), a),
+        }
+    })
+}
+
+fn create(kernel: &dyn Kernel, a: CreateArgs) -> Result<i32> {
+    let spec = (|| -> Result<CellSpec> {
+        Ok(CellSpec {
+            profile: match &a.level {
+                Some(l) => l.parse::<Profile>().context("-l")?,
+                None => Profile::High,
+            },
+            ports: a
+                .reserve
+                .as_deref()
+                .map(parse::ports)
+                .transpose()?
+                .unwrap_or_default(),
+            rlimits: Rlimits {
+                nofile: a
+                    .nofile
+                    .as_deref()
+                    .map(|v| parse::limit("-N", v))
+                    .transpose()?
+                    .flatten(),
+                address_space: a
+                    .address_space
+                    .as_deref()
+                    .map(|v| parse::limit("-A", v))
+                    .transpose()?
+                    .flatten(),
+                core: a
+                    .core
+                    .as_deref()
+                    .map(|v| parse::limit("-C", v))
+                    .transpose()?
+                    .flatten(),
+            },
+            name: a.name.clone(),
+            root: a.root.clone(),
+        })
+    })()
+    .with_context(|| format!("create cell '{}'", a.name))?;
+    let id = kernel
+        .create(&spec)
+        .with_context(|| format!("create cell '{}'", a.name))?;
+    println!("cell {id}");
+    Ok(cli::EXIT_OK)
+}
+
+fn destroy(kernel: &dyn Kernel, a: DestroyArgs) -> Result<i32> {
+    let target = Target::parse(&a.cell);
+    kernel
+        .destroy(&target)
+        .with_context(|| format!("destroy {target}"))?;
+    Ok(cli::EXIT_OK)
+}
+
+/// The exit status of a finished child: its code, or 128 + the signal.
+fn exit_status(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(EXIT_FAILURE)
+}
+
+fn exec(kernel: &dyn Kernel, a: ExecArgs) -> Result<i32> {
+    let target = Target::parse(&a.cell);
+    let mut spec = ExecSpec {
+        argv: a.command,
+        ..ExecSpec::default()
+    };
+    if spec.argv.is_empty() {
+        let cell = kernel
+            .find(&target)?
+            .ok_or_else(|| anyhow::anyhow!("{target} not found"))
+            .with_context(|| format!("enter {target}"))?;
+        spec.argv = vec!["/bin/sh".into(), "-i".into()];
+        spec.env.push(("PS1".into(), format!("[{}]# ", cell.name)));
+    }
+    let mut child = kernel
+        .spawn(
+            &target,
+            &spec,
+            [Stdio::inherit(), Stdio::inherit(), Stdio::inherit()],
+        )
+        .with_context(|| format!("enter {target}"))?;
+    // Like system(3): the terminal's INT and QUIT are for the command, not for us.
+    // SAFETY: changes this process's dispositions after the child has been spawned.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+    }
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for the command in {target}"))?;
+    Ok(exit_status(status))
+}
+
+fn output_options(
+    tsv: bool,
+    no_header: bool,
+    fields: Option<String>,
+    view: Option<&str>,
+) -> OutputOptions {
+    OutputOptions {
+        tsv,
+        no_header,
+        fields,
+        view: view.map(str::to_string),
+    }
+}
+
+fn list(kernel: &dyn Kernel, a: ListArgs) -> Result<i32> {
+    let opts = output_options(a.tsv, a.no_header, a.fields, None);
+    opts.validate()?;
+    let cells = kernel.list().context("list cells")?;
+    if cells.is_empty() && !a.tsv {
+        println!("no cells");
+        return Ok(cli::EXIT_OK);
+    }
+    let rows: Vec<_> = cells.iter().map(tables::ListRow).collect();
+    print!("{}", tables::LIST.render(&opts, &rows)?);
+    Ok(cli::EXIT_OK)
+}
+
+fn stats(kernel: &dyn Kernel, a: StatsArgs) -> Result<i32> {
+    if a.tsv && a.verbose {
+        anyhow::bail!("-T cannot be combined with -v: TSV output always has every column");
+    }
+    let view = if a.tsv {
+        "tsv"
+    } else if a.verbose {
+        "verbose"
+    } else {
+        "compact"
+    };
+    let opts = output_options(a.tsv, a.no_header, a.fields, Some(view));
+    opts.validate()?;
+    let cells = kernel.stats().context("read cell statistics")?;
+    if cells.is_empty() && !a.tsv {
+        println!("no cells");
+        return Ok(cli::EXIT_OK);
+    }
+    let rows: Vec<_> = cells.iter().map(tables::StatsRow).collect();
+    print!("{}", tables::STATS.render(&opts, &rows)?);
+    Ok(cli::EXIT_OK)
 }

@@ -129,6 +129,10 @@ pub struct ExecSpec {
     pub groups: Vec<u32>,
     /// Apply the cell's stored rlimits to the process.
     pub apply_rlimits: bool,
+    /// Start the process as the leader of a new process group, so the caller
+    /// can signal everything it starts (the supervisor does; an interactive
+    /// exec does not, to keep the terminal's job control).
+    pub process_group: bool,
 }
 
 /// What every kernel provides. Errors name the cell and the step that failed.
@@ -156,4 +160,37 @@ pub trait Kernel {
             Target::Name(n) => &c.name == n,
         }))
     }
+}
+
+#[cfg(target_os = "linux")]
+pub mod linux;
+#[cfg(target_os = "netbsd")]
+pub mod netbsd;
+
+/// The kernel backend of the host this binary runs on.
+#[cfg(target_os = "linux")]
+pub fn host(cfg: &crate::engine::config::Config) -> anyhow::Result<Box<dyn Kernel>> {
+    Ok(Box::new(linux::LinuxKernel::open(cfg)?))
+}
+
+/// The kernel backend of the host this binary runs on.
+#[cfg(target_os = "netbsd")]
+pub fn host(_cfg: &crate::engine::config::Config) -> anyhow::Result<Box<dyn Kernel>> {
+    Ok(Box::new(netbsd::NetBsdKernel::open()?))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "netbsd")))]
+pub fn host(_cfg: &crate::engine::config::Config) -> anyhow::Result<Box<dyn Kernel>> {
+    anyhow::bail!("cells supports NetBSD and Linux only")
+}
+
+/// Internal entry points the backend re-executes the binary for (the Linux cell
+/// init). `Some(exit code)` when `args` named one; `None` for ordinary commands.
+pub fn run_internal(args: &[String]) -> Option<i32> {
+    #[cfg(target_os = "linux")]
+    if args.first().map(String::as_str) == Some(linux::ns::INIT_COMMAND) {
+        return Some(linux::ns::init_main(&args[1..]));
+    }
+    let _ = args;
+    None
 }

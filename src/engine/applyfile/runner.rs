@@ -1,0 +1,113 @@
+//! Running a command inside a cell, with a timeout and combined output: what
+//! `EXEC`, `PKG` and health checks need. A trait so the directive executors can be
+//! tested without a kernel cell.
+
+use crate::kernel::{ExecSpec, Kernel, Target};
+use anyhow::{Context as _, Result};
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutput {
+    /// The exit code; `None` when killed by a signal or on timeout.
+    pub code: Option<i32>,
+    pub timed_out: bool,
+    /// stdout and stderr, interleaved.
+    pub output: String,
+}
+
+impl RunOutput {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// One line saying how it failed, with the last lines of output.
+    pub fn describe_failure(&self) -> String {
+        let how = if self.timed_out {
+            "timed out".to_string()
+        } else {
+            match self.code {
+                Some(c) => format!("exit status {c}"),
+                None => "killed by a signal".to_string(),
+            }
+        };
+        let tail: Vec<&str> = self.output.lines().rev().take(5).collect();
+        if tail.is_empty() {
+            how
+        } else {
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!("{how}: {}", tail.join(" | "))
+        }
+    }
+}
+
+pub trait CellRunner {
+    /// Runs `argv` inside the cell with extra `env`, killing it after `timeout`.
+    fn run(
+        &self,
+        argv: &[String],
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<RunOutput>;
+}
+
+/// Runs commands in a live kernel cell through [`Kernel::spawn`].
+pub struct KernelRunner<'a> {
+    pub kernel: &'a dyn Kernel,
+    pub target: Target,
+}
+
+impl CellRunner for KernelRunner<'_> {
+    fn run(
+        &self,
+        argv: &[String],
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<RunOutput> {
+        let spec = ExecSpec {
+            argv: argv.to_vec(),
+            env: env.to_vec(),
+            ..ExecSpec::default()
+        };
+        // One pipe for stdout and stderr keeps their order.
+        let (reader, writer) = rustix::pipe::pipe().context("creating a pipe")?;
+        let writer2 = writer.try_clone().context("duplicating a pipe")?;
+        let child = self.kernel.spawn(
+            &self.target,
+            &spec,
+            [Stdio::null(), Stdio::from(writer), Stdio::from(writer2)],
+        );
+        let mut child =
+            child.with_context(|| format!("running {} in {}", argv.join(" "), self.target))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = std::fs::File::from(reader).read_to_end(&mut buf);
+            let _ = tx.send(buf);
+        });
+        let deadline = Instant::now() + timeout;
+        let mut timed_out = false;
+        let status = loop {
+            if let Some(st) = child.try_wait().context("waiting for the command")? {
+                break st;
+            }
+            if Instant::now() >= deadline {
+                timed_out = true;
+                let _ = child.kill();
+                break child.wait().context("waiting for the killed command")?;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        // A descendant may still hold the pipe open; take what arrived.
+        let output = rx
+            .recv_timeout(Duration::from_millis(if timed_out { 100 } else { 1000 }))
+            .unwrap_or_default();
+        Ok(RunOutput {
+            code: if timed_out { None } else { status.code() },
+            timed_out,
+            output: String::from_utf8_lossy(&output).into_owned(),
+        })
+    }
+}

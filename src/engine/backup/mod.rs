@@ -1,0 +1,650 @@
+//! Backups of volumes and of cells' writable overlays: create, list, verify,
+//! restore, delete and prune.
+//!
+//! Layout: `<backup_dir>/volumes/<name>_<stamp>.tar.gz` for the contents of
+//! `<volume_dir>/<name>`, `<backup_dir>/overlays/<name>_<stamp>.tar.gz` for
+//! `<data_dir>/<name>/overlay`, each with a sidecar (see [`sidecar`]).
+//!
+//! Safety rules: a copy is only taken while nothing writes to the tree (or with
+//! the writers frozen); a restore verifies the archive against its sidecar before
+//! it touches anything, refuses while the tree is in use unless asked to stop its
+//! users, builds the new tree beside the live one and swaps it in atomically
+//! ([`swap`]). Confirmation and locking are the caller's (the CLI's) job.
+
+pub mod inuse;
+pub mod naming;
+pub mod progress;
+pub mod retention;
+pub mod sidecar;
+pub mod swap;
+pub mod tar;
+
+use crate::engine::config::Config;
+use anyhow::{bail, Context, Result};
+use inuse::{Frozen, Runtime};
+use progress::Progress;
+use sidecar::Sidecar;
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use swap::Swap;
+
+/// What is backed up: a volume, or a cell's writable overlay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Volume,
+    Cell,
+}
+
+impl Kind {
+    pub fn noun(self) -> &'static str {
+        match self {
+            Kind::Volume => "volume",
+            Kind::Cell => "cell",
+        }
+    }
+
+    /// The directory below `backup_dir` holding this kind's archives.
+    fn subdir(self) -> &'static str {
+        match self {
+            Kind::Volume => "volumes",
+            Kind::Cell => "overlays",
+        }
+    }
+
+    /// Desired-state manifests copied into the sidecar.
+    fn manifest_files(self, name: &str) -> Vec<String> {
+        match self {
+            Kind::Volume => vec![format!("{name}.volume")],
+            Kind::Cell => vec![format!("{name}.cell"), format!("{name}.apply")],
+        }
+    }
+}
+
+/// The tree a backup of `name` archives and a restore replaces.
+pub fn source_dir(cfg: &Config, kind: Kind, name: &str) -> PathBuf {
+    match kind {
+        Kind::Volume => cfg.volume_dir.join(name),
+        Kind::Cell => cfg.data_dir.join(name).join("overlay"),
+    }
+}
+
+pub fn archive_dir(cfg: &Config, kind: Kind) -> PathBuf {
+    cfg.backup_dir.join(kind.subdir())
+}
+
+/// One archive on disk, with its sidecar if it could be read.
+#[derive(Debug, Clone)]
+pub struct Backup {
+    pub kind: Kind,
+    pub name: String,
+    pub path: PathBuf,
+    /// Unix time from the file name.
+    pub created: u64,
+    /// Current size of the archive file.
+    pub size: u64,
+    pub sidecar: Result<Sidecar, String>,
+}
+
+impl Backup {
+    pub fn file_name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn sidecar_path(&self) -> PathBuf {
+        self.path
+            .with_file_name(naming::sidecar_name(&self.file_name()))
+    }
+
+    /// A cheap check for listings (no hashing, see [`verify`]): `complete` (the
+    /// sidecar is readable and the size matches), `no-sidecar`, `bad-sidecar` or
+    /// `truncated` (size differs from the sidecar's).
+    pub fn status(&self) -> &'static str {
+        match &self.sidecar {
+            Err(e) if e.contains("No such file") => "no-sidecar",
+            Err(_) => "bad-sidecar",
+            Ok(s) if s.size != self.size => "truncated",
+            Ok(_) => "complete",
+        }
+    }
+
+    fn load(kind: Kind, name: &str, path: PathBuf, created: u64) -> Result<Backup> {
+        let size = fs::metadata(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
+        let mut b = Backup {
+            kind,
+            name: name.to_string(),
+            path,
+            created,
+            size,
+            sidecar: Err(String::new()),
+        };
+        b.sidecar = Sidecar::read(&b.sidecar_path()).map_err(|e| format!("{e:#}"));
+        Ok(b)
+    }
+}
+
+/// The archives of one volume or cell, newest first.
+pub fn list(cfg: &Config, kind: Kind, name: &str) -> Result<Vec<Backup>> {
+    crate::names::validate(kind.noun(), name)?;
+    let dir = archive_dir(cfg, kind);
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if let Some(created) = naming::archive_time(name, &file) {
+            out.push(Backup::load(kind, name, entry.path(), created)?);
+        }
+    }
+    out.sort_by_key(|b| std::cmp::Reverse((b.created, b.file_name())));
+    Ok(out)
+}
+
+/// Which archive a command acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Select {
+    Latest,
+    /// A file name in the archive directory, or a path to one.
+    From(String),
+}
+
+/// Finds the archive `select` names among `name`'s archives.
+pub fn resolve(cfg: &Config, kind: Kind, name: &str, select: &Select) -> Result<Backup> {
+    let all = list(cfg, kind, name)?;
+    let dir = archive_dir(cfg, kind);
+    match select {
+        Select::Latest => all
+            .into_iter()
+            .next()
+            .with_context(|| format!("{} {name} has no backups in {}", kind.noun(), dir.display())),
+        Select::From(given) => {
+            let file = Path::new(given)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if given.contains('/') {
+                let parent = Path::new(given).parent().unwrap_or(Path::new("."));
+                let same_dir = match (parent.canonicalize(), dir.canonicalize()) {
+                    (Ok(a), Ok(b)) => a == b,
+                    _ => false,
+                };
+                if !same_dir {
+                    bail!(
+                        "{given}: archives are only read from {}; copy the archive and its sidecar there first",
+                        dir.display()
+                    );
+                }
+            }
+            if let Some(b) = all.iter().find(|b| b.file_name() == file) {
+                return Ok(b.clone());
+            }
+            let known: Vec<String> = all.iter().take(5).map(Backup::file_name).collect();
+            if naming::archive_time(name, &file).is_none() {
+                bail!(
+                    "{given}: not an archive of {} {name}; expected {name}_YYYYmmddTHHMMSSZ.tar.gz{}",
+                    kind.noun(),
+                    hint(&known)
+                );
+            }
+            bail!(
+                "{given}: no such archive in {}{}",
+                dir.display(),
+                hint(&known)
+            )
+        }
+    }
+}
+
+fn hint(known: &[String]) -> String {
+    if known.is_empty() {
+        String::new()
+    } else {
+        format!(" (newest: {})", known.join(", "))
+    }
+}
+
+/// Checks an archive against its sidecar: names, size, and the SHA-256 of every byte.
+pub fn verify(b: &Backup, progress: &mut Progress) -> Result<()> {
+    let side = match &b.sidecar {
+        Ok(s) => s,
+        Err(e) => bail!("{}: cannot be verified: {e}", b.file_name()),
+    };
+    if side.kind != b.kind.noun() || side.name != b.name || side.archive != b.file_name() {
+        bail!(
+            "{}: the sidecar describes {} {} ({}), not this archive",
+            b.file_name(),
+            side.kind,
+            side.name,
+            side.archive
+        );
+    }
+    let mut f = fs::File::open(&b.path).with_context(|| format!("opening {}", b.path.display()))?;
+    let (sha, size) = tar::hash_file(&mut f, progress)
+        .with_context(|| format!("reading {}", b.path.display()))?;
+    if size != side.size {
+        bail!(
+            "{}: size {size} bytes, its sidecar says {} (truncated or replaced)",
+            b.file_name(),
+            side.size
+        );
+    }
+    if sha != side.sha256 {
+        bail!(
+            "{}: checksum mismatch: the archive hashes to {sha}, its sidecar says {}",
+            b.file_name(),
+            side.sha256
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CreateOptions {
+    /// Freeze the cells that could write to the tree instead of refusing.
+    pub quiesce: bool,
+    pub show_progress: bool,
+}
+
+/// Takes a consistent copy of a volume or a cell's overlay.
+pub fn create(
+    cfg: &Config,
+    rt: &dyn Runtime,
+    kind: Kind,
+    name: &str,
+    opts: CreateOptions,
+) -> Result<Backup> {
+    crate::names::validate(kind.noun(), name)?;
+    let source = source_dir(cfg, kind, name);
+    // An interrupted restore must be settled before the tree is read.
+    if let Some(did) = Swap::new(&source)?.recover()? {
+        log::warn!("finished an interrupted restore: {did}");
+    }
+    if !source.is_dir() {
+        bail!(
+            "{} {name} has no data at {}: nothing to back up",
+            kind.noun(),
+            source.display()
+        );
+    }
+    let writers: Vec<String> = match kind {
+        Kind::Volume => rt
+            .volume_users(name)?
+            .into_iter()
+            .filter(|u| u.writable)
+            .map(|u| u.cell)
+            .collect(),
+        Kind::Cell => rt
+            .cell_running(name)?
+            .then(|| name.to_string())
+            .into_iter()
+            .collect(),
+    };
+    if !writers.is_empty() && !opts.quiesce {
+        let what = match kind {
+            Kind::Volume => format!(
+                "volume {name} is mounted read-write by running cell(s) {}",
+                writers.join(", ")
+            ),
+            Kind::Cell => format!("cell {name} is running"),
+        };
+        bail!("{what}, so a copy could be inconsistent; stop it first or pass --quiesce to freeze the writers while the copy is taken");
+    }
+
+    let dir = archive_dir(cfg, kind);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    clean_leftovers(&dir, name);
+    let (created, file) = free_archive_name(&dir, name);
+    let path = dir.join(&file);
+    let partial = dir.join(format!(".{file}.{}.partial", std::process::id()));
+
+    let mut manifests = std::collections::BTreeMap::new();
+    for m in kind.manifest_files(name) {
+        let p = cfg.manifest_dir.join(&m);
+        match fs::read_to_string(&p) {
+            Ok(text) => {
+                manifests.insert(m, text);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
+        }
+    }
+
+    let result = (|| -> Result<Sidecar> {
+        let mut out = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&partial)
+            .with_context(|| format!("creating {}", partial.display()))?;
+        let label = format!("backing up {} {name}", kind.noun());
+        let mut progress = Progress::new(&label, None, opts.show_progress);
+        if progress.enabled() {
+            progress = Progress::new(&label, Some(tree_bytes(&source)), true);
+        }
+        let written = {
+            let _frozen = Frozen::new(rt, &writers)?;
+            tar::create(&source, &mut out, &mut progress)
+                .with_context(|| format!("archiving {}", source.display()))?
+        };
+        progress.finish();
+        out.sync_all()
+            .with_context(|| format!("writing {}", partial.display()))?;
+        let side = Sidecar {
+            format: sidecar::FORMAT,
+            kind: kind.noun().to_string(),
+            name: name.to_string(),
+            archive: file.clone(),
+            sha256: written.sha256,
+            size: written.size,
+            content_bytes: written.content_bytes,
+            source: source.to_string_lossy().into_owned(),
+            created,
+            quiesced: writers.clone(),
+            manifests,
+        };
+        // Sidecar first: an archive on disk always has one.
+        side.write(&dir.join(naming::sidecar_name(&file)))?;
+        fs::rename(&partial, &path)
+            .with_context(|| format!("renaming {} to {}", partial.display(), path.display()))?;
+        fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", dir.display()))?;
+        Ok(side)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&partial);
+        let _ = fs::remove_file(dir.join(naming::sidecar_name(&file)));
+        return Err(e);
+    }
+    Backup::load(kind, name, path, created)
+}
+
+/// An archive name not yet taken: names have one-second resolution, so a second
+/// backup within the same second waits for the next one.
+fn free_archive_name(dir: &Path, name: &str) -> (u64, String) {
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let file = naming::archive_name(name, now.as_secs());
+        if !dir.join(&file).exists() {
+            return (now.as_secs(), file);
+        }
+        std::thread::sleep(std::time::Duration::from_nanos(
+            1_000_000_000 - u64::from(now.subsec_nanos()),
+        ));
+    }
+}
+
+/// Removes what an interrupted `create` of `name` left: partial archives of dead
+/// processes and sidecars whose archive never appeared.
+fn clean_leftovers(dir: &Path, name: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let stale = if let Some(rest) = file
+            .strip_prefix('.')
+            .and_then(|f| f.strip_suffix(".partial"))
+        {
+            let (archive, pid) = rest.rsplit_once('.').unwrap_or((rest, ""));
+            naming::archive_time(name, archive).is_some() && !process_alive(pid)
+        } else if let Some(stem) = file.strip_suffix(naming::SIDECAR_SUFFIX) {
+            let archive = format!("{stem}{}", naming::ARCHIVE_SUFFIX);
+            naming::archive_time(name, &archive).is_some() && !dir.join(&archive).exists()
+        } else {
+            false
+        };
+        if stale {
+            log::warn!(
+                "removing {} left by an interrupted backup",
+                entry.path().display()
+            );
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn process_alive(pid: &str) -> bool {
+    match pid.parse::<i32>() {
+        // SAFETY: signal 0 only checks whether the process exists.
+        Ok(p) if p > 0 => unsafe { libc::kill(p, 0) == 0 },
+        _ => false,
+    }
+}
+
+/// Bytes a tar of `dir` will roughly carry (for the progress meter only).
+fn tree_bytes(dir: &Path) -> u64 {
+    let Ok(top) = fs::symlink_metadata(dir) else {
+        return 0;
+    };
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            total += 512;
+            if m.is_dir() && m.dev() == top.dev() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                total += m.len().min(m.blocks() * 512);
+            }
+        }
+    }
+    total
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RestoreOptions {
+    /// Stop the cells using the tree instead of refusing.
+    pub stop: bool,
+    /// Also write the manifests saved in the sidecar back to the manifest directory.
+    pub manifests: bool,
+    pub show_progress: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Restored {
+    /// Cells stopped because of `--stop` (not started again).
+    pub stopped: Vec<String>,
+    pub manifests_written: Vec<PathBuf>,
+}
+
+/// Replaces the live tree with the contents of `backup`.
+pub fn restore(
+    cfg: &Config,
+    rt: &dyn Runtime,
+    backup: &Backup,
+    opts: RestoreOptions,
+) -> Result<Restored> {
+    let (kind, name) = (backup.kind, backup.name.as_str());
+    crate::names::validate(kind.noun(), name)?;
+    let file = backup.file_name();
+    let mut progress = Progress::new(
+        &format!("verifying {file}"),
+        Some(backup.size),
+        opts.show_progress,
+    );
+    verify(backup, &mut progress)?;
+    progress.finish();
+    let side = backup.sidecar.as_ref().expect("verified");
+    if opts.manifests && side.manifests.is_empty() {
+        bail!("{file}: its sidecar holds no manifests to restore (none existed at backup time)");
+    }
+
+    let target = source_dir(cfg, kind, name);
+    let stopped = make_unused(rt, kind, name, &target, opts.stop)?;
+    let swap = Swap::new(&target)?;
+    if let Some(did) = swap.recover()? {
+        log::warn!("finished an interrupted restore: {did}");
+    }
+    check_free_space(
+        target.parent().unwrap_or(Path::new("/")),
+        side.content_bytes,
+    )?;
+    swap.prepare()?;
+    let result = (|| -> Result<()> {
+        let mut f = fs::File::open(&backup.path)
+            .with_context(|| format!("opening {}", backup.path.display()))?;
+        let mut progress = Progress::new(
+            &format!("restoring {file}"),
+            Some(backup.size),
+            opts.show_progress,
+        );
+        tar::extract(&mut f, &swap.staging, &side.sha256, &mut progress)
+            .with_context(|| format!("extracting {file}"))?;
+        progress.finish();
+        swap.commit()
+    })();
+    if let Err(e) = result {
+        swap.abort();
+        return Err(e.context(format!("{} unchanged", target.display())));
+    }
+
+    let mut restored = Restored {
+        stopped,
+        manifests_written: Vec::new(),
+    };
+    if opts.manifests {
+        fs::create_dir_all(&cfg.manifest_dir)
+            .with_context(|| format!("creating {}", cfg.manifest_dir.display()))?;
+        for (m, text) in &side.manifests {
+            // Only the files this kind of backup saves, never a path from the sidecar.
+            if !kind.manifest_files(name).contains(m) {
+                bail!("{file}: its sidecar names an unexpected manifest '{m}'");
+            }
+            let p = cfg.manifest_dir.join(m);
+            crate::engine::fsutil::write_atomic(&p, text.as_bytes())?;
+            restored.manifests_written.push(p);
+        }
+    }
+    Ok(restored)
+}
+
+/// Refuses while cells or mounts use the tree, or stops the cells with `stop`.
+fn make_unused(
+    rt: &dyn Runtime,
+    kind: Kind,
+    name: &str,
+    target: &Path,
+    stop: bool,
+) -> Result<Vec<String>> {
+    let cells: Vec<String> = match kind {
+        Kind::Volume => rt.volume_users(name)?.into_iter().map(|u| u.cell).collect(),
+        Kind::Cell => rt
+            .cell_running(name)?
+            .then(|| name.to_string())
+            .into_iter()
+            .collect(),
+    };
+    let mounts = |t: &Path| -> Result<Vec<PathBuf>> {
+        if t.exists() {
+            rt.mounts_of(t)
+        } else {
+            Ok(Vec::new())
+        }
+    };
+    let mounted = mounts(target)?;
+    if cells.is_empty() && mounted.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !stop {
+        let mut why = Vec::new();
+        if !cells.is_empty() {
+            why.push(match kind {
+                Kind::Volume => format!("running cell(s) {} mount it", cells.join(", ")),
+                Kind::Cell => "the cell is running".to_string(),
+            });
+        }
+        if !mounted.is_empty() {
+            let at: Vec<String> = mounted.iter().map(|p| p.display().to_string()).collect();
+            why.push(format!("it is mounted at {}", at.join(", ")));
+        }
+        bail!(
+            "{} {name} is in use ({}); pass --stop to stop its cells first",
+            kind.noun(),
+            why.join("; ")
+        );
+    }
+    for c in &cells {
+        rt.stop_cell(c)
+            .with_context(|| format!("stopping cell {c}"))?;
+    }
+    let still = mounts(target)?;
+    if !still.is_empty() {
+        let at: Vec<String> = still.iter().map(|p| p.display().to_string()).collect();
+        bail!(
+            "{} {name} is still mounted at {} (not by a cell cellmgr stops); unmount it first",
+            kind.noun(),
+            at.join(", ")
+        );
+    }
+    Ok(cells)
+}
+
+fn check_free_space(dir: &Path, need: u64) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let st = rustix::fs::statvfs(dir).with_context(|| format!("statvfs {}", dir.display()))?;
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    if free < need {
+        bail!(
+            "{} has {} free, the restore needs about {} next to the live data",
+            dir.display(),
+            progress::bytes(free),
+            progress::bytes(need)
+        );
+    }
+    Ok(())
+}
+
+/// Deletes an archive and its sidecar.
+pub fn delete(b: &Backup) -> Result<()> {
+    fs::remove_file(&b.path).with_context(|| format!("removing {}", b.path.display()))?;
+    match fs::remove_file(b.sidecar_path()) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", b.sidecar_path().display()))
+        }
+        _ => {}
+    }
+    if let Some(dir) = b.path.parent() {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Deletes all but the `keep` newest archives of `name`, never the newest one that
+/// verifies. `keep == 0` keeps all. Returns the deleted archives.
+pub fn prune(cfg: &Config, kind: Kind, name: &str, keep: u32) -> Result<Vec<Backup>> {
+    let all = list(cfg, kind, name)?;
+    let doomed = retention::select(all.len(), keep as usize, |i| {
+        verify(&all[i], &mut Progress::hidden()).is_ok()
+    });
+    let mut deleted = Vec::new();
+    for i in doomed {
+        delete(&all[i])?;
+        deleted.push(all[i].clone());
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,87 @@
+//! The sidecar next to each archive (`<name>_<stamp>.meta.cbor`): what the archive
+//! must hash to, where it came from, and the manifests as they were.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Bumped when a field changes meaning; readers refuse versions they do not know.
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sidecar {
+    pub format: u32,
+    /// "volume" or "cell".
+    pub kind: String,
+    pub name: String,
+    /// File name of the archive this describes.
+    pub archive: String,
+    /// Lower-case hex SHA-256 of the archive file.
+    pub sha256: String,
+    /// Size of the archive file in bytes.
+    pub size: u64,
+    /// Length of the uncompressed tar stream (free-space check and progress on restore).
+    pub content_bytes: u64,
+    /// The directory that was archived.
+    pub source: String,
+    /// Unix time the copy was taken.
+    pub created: u64,
+    /// Cells frozen while the copy was taken (`--quiesce`).
+    pub quiesced: Vec<String>,
+    /// Desired-state manifests at backup time: file name (`web.cell`) to content.
+    pub manifests: BTreeMap<String, String>,
+}
+
+impl Sidecar {
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let mut buf = Vec::new();
+        ciborium::into_writer(self, &mut buf).context("encoding sidecar")?;
+        crate::engine::fsutil::write_atomic(path, &buf)
+    }
+
+    pub fn read(path: &Path) -> Result<Sidecar> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let s: Sidecar = ciborium::from_reader(bytes.as_slice())
+            .with_context(|| format!("{}: not a valid backup sidecar", path.display()))?;
+        if s.format != FORMAT {
+            bail!(
+                "{}: sidecar format {} is not supported (this cellmgr reads format {FORMAT})",
+                path.display(),
+                s.format
+            );
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_garbage() {
+        let dir = std::env::temp_dir().join(format!("cells-sidecar-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("v_20251129T184300Z.meta.cbor");
+        let s = Sidecar {
+            format: FORMAT,
+            kind: "volume".into(),
+            name: "v".into(),
+            archive: "v_20251129T184300Z.tar.gz".into(),
+            sha256: "ab".repeat(32),
+            size: 42,
+            content_bytes: 10240,
+            source: "/var/cellmgr/volumes/v".into(),
+            created: 1_764_441_780,
+            quiesced: vec![],
+            manifests: [("v.volume".to_string(), "VOLUME_MODE=0750\n".to_string())].into(),
+        };
+        s.write(&p).unwrap();
+        assert_eq!(Sidecar::read(&p).unwrap(), s);
+        std::fs::write(&p, b"not cbor").unwrap();
+        let e = format!("{:#}", Sidecar::read(&p).unwrap_err());
+        assert!(e.contains("not a valid backup sidecar"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,128 @@
+//! The one lock that serialises mutating commands: `flock(2)` on
+//! `<data_dir>/.lock`. A second command waits a bounded time, then fails naming
+//! the holder (pid and command line, written into the lock file). The kernel
+//! drops the lock when its holder dies, so a crash never leaves it stuck.
+
+use crate::engine::config::Config;
+use anyhow::{bail, Context, Result};
+use rustix::fs::{flock, FlockOperation};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How long a command waits for another to finish by default.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+
+/// Held while it lives; dropping it releases the lock.
+#[derive(Debug)]
+pub struct LockGuard {
+    file: File,
+    path: PathBuf,
+}
+
+impl LockGuard {
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        // Clear the holder line so a reader never sees a stale owner.
+        let _ = self.file.set_len(0);
+        let _ = flock(&self.file, FlockOperation::Unlock);
+    }
+}
+
+/// The lock file's path.
+pub fn lock_path(cfg: &Config) -> PathBuf {
+    cfg.data_dir.join(".lock")
+}
+
+/// Takes the lock for `command` (a short description written for others to see),
+/// waiting up to `wait`. `CELLMGR_LOCK_WAIT` (seconds) overrides the wait.
+pub fn acquire(cfg: &Config, command: &str, wait: Duration) -> Result<LockGuard> {
+    let wait = std::env::var("CELLMGR_LOCK_WAIT")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .map(Duration::from_secs_f64)
+        .unwrap_or(wait);
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let path = lock_path(cfg);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening lock {}", path.display()))?;
+    let start = Instant::now();
+    loop {
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => break,
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::INTR => {
+                if start.elapsed() >= wait {
+                    let mut holder = String::new();
+                    let _ = file.seek(SeekFrom::Start(0));
+                    let _ = file.read_to_string(&mut holder);
+                    let holder = holder.trim();
+                    let holder = if holder.is_empty() {
+                        "another cellmgr command".to_string()
+                    } else {
+                        holder.to_string()
+                    };
+                    bail!(
+                        "{} is held by {holder}; waited {}s: try again when it has finished",
+                        path.display(),
+                        wait.as_secs_f64()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            Err(e) => return Err(e).with_context(|| format!("locking {}", path.display())),
+        }
+    }
+    // The holder line is rewritten in place: replacing the file would give a
+    // later command a different inode to lock.
+    file.set_len(0)?;
+    file.seek(SeekFrom::Start(0))?;
+    writeln!(file, "pid {} ({command})", std::process::id())?;
+    Ok(LockGuard { file, path })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_holder_waits_then_names_the_first() {
+        let dir = std::env::temp_dir().join(format!("cells-lock-{}", std::process::id()));
+        let cfg = Config {
+            data_dir: dir.clone(),
+            ..Config::default()
+        };
+        let g = acquire(&cfg, "cell start web", Duration::from_millis(10)).unwrap();
+        let text = std::fs::read_to_string(g.path()).unwrap();
+        assert_eq!(
+            text,
+            format!("pid {} (cell start web)\n", std::process::id())
+        );
+        // flock locks belong to the open file description: a second open conflicts.
+        let t = Instant::now();
+        let e = acquire(&cfg, "other", Duration::from_millis(100)).unwrap_err();
+        assert!(t.elapsed() >= Duration::from_millis(100));
+        assert!(
+            e.to_string().contains(&format!(
+                "is held by pid {} (cell start web)",
+                std::process::id()
+            )),
+            "{e}"
+        );
+        drop(g);
+        let g2 = acquire(&cfg, "other", Duration::from_millis(10)).unwrap();
+        drop(g2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

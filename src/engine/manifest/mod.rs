@@ -1,0 +1,503 @@
+//! Desired state: the operator's manifests in `cfg.manifest_dir` (cells(5)).
+//!
+//! - `<name>.cell`: [`CellManifest`], the 15 `CELL_*` keys.
+//! - `<name>.volume`: [`VolumeManifest`], `VOLUME_NAME` and `VOLUME_MODE`.
+//! - `<name>.apply`: the provisioning plan (parsed by the apply engine; here only
+//!   its presence is recorded).
+//!
+//! Files are rc.conf-style `KEY=value`, parsed strictly (never sourced): unknown
+//! keys, duplicates, bad values and a name that differs from the file name are
+//! errors naming file, line and the expected form. [`load_all`] also checks what
+//! needs several files: every mounted volume and every dependency must exist.
+//!
+//! Writes go through [`write_cell`]/[`write_volume`]: an update touches only the
+//! keys it changes (comments and order stay), the result is validated before it
+//! replaces the file, and the file is replaced atomically.
+
+mod cell;
+pub mod edit;
+pub mod mounts;
+mod volume;
+
+pub use cell::{
+    format_limit, format_ports, parse_names, parse_ports, parse_yes_no, yes_no, CellManifest,
+    LogSettings, CELL_KEYS, FACILITIES, LEVELS,
+};
+pub use mounts::{Mount, MountSource};
+pub use volume::{format_mode, parse_mode, VolumeManifest, VOLUME_KEYS};
+
+use crate::engine::config::Config;
+use crate::engine::fsutil::write_atomic;
+use crate::engine::rcconf::FileError;
+use anyhow::{bail, Context, Result};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Everything the operator declared.
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    /// By name; iteration is in byte order of the name.
+    pub cells: BTreeMap<String, CellManifest>,
+    pub volumes: BTreeMap<String, VolumeManifest>,
+    /// Names with a `<name>.apply` plan file.
+    pub apply_files: BTreeSet<String>,
+}
+
+pub fn cell_path(cfg: &Config, name: &str) -> PathBuf {
+    cfg.manifest_dir.join(format!("{name}.cell"))
+}
+
+pub fn volume_path(cfg: &Config, name: &str) -> PathBuf {
+    cfg.manifest_dir.join(format!("{name}.volume"))
+}
+
+pub fn apply_path(cfg: &Config, name: &str) -> PathBuf {
+    cfg.manifest_dir.join(format!("{name}.apply"))
+}
+
+/// The manifest files in the directory: (stem, extension) for `.cell`, `.volume`
+/// and `.apply`, sorted. A missing directory is empty desired state.
+fn scan(dir: &Path) -> Result<Vec<(String, &'static str)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+        let file = entry.file_name();
+        let Some(file) = file.to_str() else { continue };
+        for ext in ["cell", "volume", "apply"] {
+            if let Some(stem) = file.strip_suffix(ext).and_then(|s| s.strip_suffix('.')) {
+                if !stem.is_empty() && !stem.starts_with('.') {
+                    out.push((stem.to_string(), ext));
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn read(path: &Path) -> Result<String, FileError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| FileError::new(path, None, format!("cannot read: {e}")))
+}
+
+/// Reads one cell manifest, if it exists.
+pub fn load_cell(cfg: &Config, name: &str) -> Result<Option<CellManifest>> {
+    crate::names::validate("cell", name)?;
+    let path = cell_path(cfg, name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(CellManifest::parse(
+            &path,
+            &text,
+            name,
+            cfg.allow_host_mounts,
+        )?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Reads one volume manifest, if it exists.
+pub fn load_volume(cfg: &Config, name: &str) -> Result<Option<VolumeManifest>> {
+    crate::names::validate("volume", name)?;
+    let path = volume_path(cfg, name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(VolumeManifest::parse(&path, &text, name)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+impl Desired {
+    /// Loads every manifest, keeping the valid ones and returning every error
+    /// (per-file and cross-file) alongside.
+    pub fn load_partial(cfg: &Config) -> Result<(Desired, Vec<FileError>)> {
+        let mut d = Desired::default();
+        let mut errors = Vec::new();
+        for (name, ext) in scan(&cfg.manifest_dir)? {
+            match ext {
+                "cell" => {
+                    let path = cell_path(cfg, &name);
+                    match read(&path)
+                        .and_then(|t| CellManifest::parse(&path, &t, &name, cfg.allow_host_mounts))
+                    {
+                        Ok(m) => {
+                            d.cells.insert(name, m);
+                        }
+                        Err(e) => errors.push(e),
+                    }
+                }
+                "volume" => {
+                    let path = volume_path(cfg, &name);
+                    match read(&path).and_then(|t| VolumeManifest::parse(&path, &t, &name)) {
+                        Ok(m) => {
+                            d.volumes.insert(name, m);
+                        }
+                        Err(e) => errors.push(e),
+                    }
+                }
+                _ => {
+                    d.apply_files.insert(name);
+                }
+            }
+        }
+        errors.extend(d.check());
+        Ok((d, errors))
+    }
+
+    /// Cross-file checks: every mounted volume has a manifest, every dependency
+    /// names a declared cell.
+    pub fn check(&self) -> Vec<FileError> {
+        let mut errors = Vec::new();
+        for m in self.cells.values() {
+            errors.extend(check_refs(
+                m,
+                |c| self.cells.contains_key(c),
+                |v| self.volumes.contains_key(v),
+            ));
+        }
+        errors
+    }
+
+    /// Names of the cells whose manifests mount `volume`.
+    pub fn volume_users(&self, volume: &str) -> Vec<&str> {
+        self.cells
+            .values()
+            .filter(|c| c.volumes().any(|v| v == volume))
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
+    /// Names of the cells that depend on `cell`.
+    pub fn dependents(&self, cell: &str) -> Vec<&str> {
+        self.cells
+            .values()
+            .filter(|c| c.depends_on.iter().any(|d| d == cell))
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
+    /// Orders `names` so that every cell comes after the cells it depends on
+    /// (dependencies outside `names` do not constrain the order); ties in name
+    /// order. A cycle is an error naming its members.
+    pub fn dependency_order(&self, names: &[String]) -> Result<Vec<String>> {
+        let set: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+        let mut pending: BTreeMap<&str, BTreeSet<&str>> = set
+            .iter()
+            .map(|n| {
+                let deps = self
+                    .cells
+                    .get(*n)
+                    .map(|c| {
+                        c.depends_on
+                            .iter()
+                            .map(String::as_str)
+                            .filter(|d| set.contains(d))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (*n, deps)
+            })
+            .collect();
+        let mut out = Vec::new();
+        while !pending.is_empty() {
+            let ready: Vec<&str> = pending
+                .iter()
+                .filter(|(_, deps)| deps.is_empty())
+                .map(|(n, _)| *n)
+                .collect();
+            if ready.is_empty() {
+                let members: Vec<&str> = pending.keys().copied().collect();
+                bail!(
+                    "dependency cycle among: {} (check CELL_DEPENDS_ON)",
+                    members.join(", ")
+                );
+            }
+            for n in ready {
+                pending.remove(n);
+                for deps in pending.values_mut() {
+                    deps.remove(n);
+                }
+                out.push(n.to_string());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Loads all desired state, failing with every error (one per line) if any
+/// manifest is invalid.
+pub fn load_all(cfg: &Config) -> Result<Desired> {
+    let (d, errors) = Desired::load_partial(cfg)?;
+    if !errors.is_empty() {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        bail!(
+            "invalid desired state in {}:\n{}",
+            cfg.manifest_dir.display(),
+            lines.join("\n")
+        );
+    }
+    Ok(d)
+}
+
+/// The references of one cell that do not resolve, as file:line errors.
+fn check_refs(
+    m: &CellManifest,
+    cell_exists: impl Fn(&str) -> bool,
+    volume_exists: impl Fn(&str) -> bool,
+) -> Vec<FileError> {
+    let mut errors = Vec::new();
+    for v in m.volumes() {
+        if !volume_exists(v) {
+            errors.push(FileError::new(
+                &m.path,
+                m.line_of("CELL_VOLUME_MOUNTS"),
+                format!("CELL_VOLUME_MOUNTS: unknown volume '{v}': expected a {v}.volume manifest (cellmgr volume create {v})"),
+            ));
+        }
+    }
+    for d in &m.depends_on {
+        if !cell_exists(d) {
+            errors.push(FileError::new(
+                &m.path,
+                m.line_of("CELL_DEPENDS_ON"),
+                format!("CELL_DEPENDS_ON: unknown cell '{d}': expected the name of a declared cell ({d}.cell)"),
+            ));
+        }
+    }
+    errors
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Whether a write creates a file or changes an existing one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Fails if the file exists.
+    Create,
+    /// Fails if the file does not exist.
+    Update,
+}
+
+fn prepare_text(
+    path: &Path,
+    mode: WriteMode,
+    header: &str,
+    updates: &[(&str, Option<String>)],
+) -> Result<String> {
+    let old = read_optional(path)?;
+    match (mode, &old) {
+        (WriteMode::Create, Some(_)) => bail!(
+            "{} already exists: use 'set' or 'edit' to change it",
+            path.display()
+        ),
+        (WriteMode::Update, None) => bail!("{} does not exist", path.display()),
+        _ => {}
+    }
+    edit::update(old.as_deref(), header, updates)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Creates or updates `<name>.cell` with `updates` (`None` removes a key). The
+/// result is validated, including that its volumes and dependencies are
+/// declared, before the file is replaced atomically; on error nothing changes.
+pub fn write_cell(
+    cfg: &Config,
+    name: &str,
+    mode: WriteMode,
+    updates: &[(&str, Option<String>)],
+) -> Result<CellManifest> {
+    crate::names::validate("cell", name)?;
+    let path = cell_path(cfg, name);
+    let header = format!("# Cell {name}: desired state for cellmgr(8); keys in cells(5).");
+    let text = prepare_text(&path, mode, &header, updates)?;
+    let m = validate_cell_text(cfg, name, &text)?;
+    std::fs::create_dir_all(&cfg.manifest_dir)
+        .with_context(|| format!("creating {}", cfg.manifest_dir.display()))?;
+    write_atomic(&path, text.as_bytes())?;
+    Ok(m)
+}
+
+/// Parses a would-be `<name>.cell` text and checks its references against the
+/// manifests on disk.
+pub fn validate_cell_text(cfg: &Config, name: &str, text: &str) -> Result<CellManifest> {
+    let path = cell_path(cfg, name);
+    let m = CellManifest::parse(&path, text, name, cfg.allow_host_mounts)?;
+    let errors = check_refs(
+        &m,
+        |c| cell_path(cfg, c).exists(),
+        |v| volume_path(cfg, v).exists(),
+    );
+    if !errors.is_empty() {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        bail!("{}", lines.join("\n"));
+    }
+    Ok(m)
+}
+
+/// Creates or updates `<name>.volume`, validated first, written atomically.
+pub fn write_volume(
+    cfg: &Config,
+    name: &str,
+    mode: WriteMode,
+    updates: &[(&str, Option<String>)],
+) -> Result<VolumeManifest> {
+    crate::names::validate("volume", name)?;
+    let path = volume_path(cfg, name);
+    let header = format!("# Volume {name}: desired state for cellmgr(8); keys in cells(5).");
+    let text = prepare_text(&path, mode, &header, updates)?;
+    let m = VolumeManifest::parse(&path, &text, name)?;
+    std::fs::create_dir_all(&cfg.manifest_dir)
+        .with_context(|| format!("creating {}", cfg.manifest_dir.display()))?;
+    write_atomic(&path, text.as_bytes())?;
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(tag: &str) -> Config {
+        let dir = std::env::temp_dir().join(format!("cells-manifest-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Config {
+            manifest_dir: dir,
+            ..Config::default()
+        }
+    }
+
+    fn put(cfg: &Config, file: &str, text: &str) {
+        std::fs::write(cfg.manifest_dir.join(file), text).unwrap();
+    }
+
+    #[test]
+    fn load_all_checks_references_with_file_and_line() {
+        let c = cfg("refs");
+        put(
+            &c,
+            "web.cell",
+            "CELL_NAME=web\nCELL_DEPENDS_ON=db\nCELL_VOLUME_MOUNTS=www:/srv\n",
+        );
+        put(&c, "notes.txt", "ignored");
+        let e = load_all(&c).unwrap_err().to_string();
+        let web = c.manifest_dir.join("web.cell");
+        assert!(
+            e.contains(&format!(
+                "{}:3: CELL_VOLUME_MOUNTS: unknown volume 'www'",
+                web.display()
+            )),
+            "{e}"
+        );
+        assert!(
+            e.contains(&format!(
+                "{}:2: CELL_DEPENDS_ON: unknown cell 'db'",
+                web.display()
+            )),
+            "{e}"
+        );
+        put(&c, "db.cell", "CELL_AUTOSTART=YES\n");
+        put(&c, "www.volume", "VOLUME_MODE=0755\n");
+        put(&c, "web.apply", "# plan\n");
+        let d = load_all(&c).unwrap();
+        assert_eq!(d.cells.keys().collect::<Vec<_>>(), ["db", "web"]);
+        assert_eq!(d.volume_users("www"), ["web"]);
+        assert_eq!(d.dependents("db"), ["web"]);
+        assert!(d.apply_files.contains("web"));
+        assert_eq!(
+            d.dependency_order(&["web".into(), "db".into()]).unwrap(),
+            ["db", "web"]
+        );
+        std::fs::remove_dir_all(&c.manifest_dir).unwrap();
+    }
+
+    #[test]
+    fn cycles_are_reported() {
+        let c = cfg("cycle");
+        put(&c, "a.cell", "CELL_DEPENDS_ON=b\n");
+        put(&c, "b.cell", "CELL_DEPENDS_ON=a\n");
+        put(&c, "c.cell", "");
+        let d = load_all(&c).unwrap();
+        let e = d
+            .dependency_order(&["a".into(), "b".into(), "c".into()])
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("dependency cycle among: a, b"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&c.manifest_dir).unwrap();
+    }
+
+    #[test]
+    fn writes_keep_comments_and_refuse_invalid_results() {
+        let c = cfg("write");
+        put(
+            &c,
+            "web.cell",
+            "# keep\nCELL_NAME=web\nCELL_SUPERVISE_CMD=a # cmd\n",
+        );
+        let m = write_cell(
+            &c,
+            "web",
+            WriteMode::Update,
+            &[
+                ("CELL_SUPERVISE_CMD", Some("b c".into())),
+                ("CELL_AUTOSTART", Some("YES".into())),
+            ],
+        )
+        .unwrap();
+        assert!(m.autostart);
+        let text = std::fs::read_to_string(c.manifest_dir.join("web.cell")).unwrap();
+        assert_eq!(
+            text,
+            "# keep\nCELL_NAME=web\nCELL_SUPERVISE_CMD='b c' # cmd\nCELL_AUTOSTART=YES\n"
+        );
+        // An invalid update changes nothing.
+        for bad in [
+            ("CELL_CREATE_PROFILE", "max"),
+            ("CELL_VOLUME_MOUNTS", "nosuch:/x"),
+            ("CELL_DEPENDS_ON", "nosuch"),
+        ] {
+            assert!(
+                write_cell(&c, "web", WriteMode::Update, &[(bad.0, Some(bad.1.into()))]).is_err()
+            );
+            assert_eq!(
+                std::fs::read_to_string(c.manifest_dir.join("web.cell")).unwrap(),
+                text
+            );
+        }
+        assert!(write_cell(&c, "web", WriteMode::Create, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("already exists"));
+        assert!(write_cell(&c, "new", WriteMode::Update, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("does not exist"));
+        write_volume(
+            &c,
+            "v",
+            WriteMode::Create,
+            &[("VOLUME_NAME", Some("v".into()))],
+        )
+        .unwrap();
+        assert!(write_volume(
+            &c,
+            "v",
+            WriteMode::Update,
+            &[("VOLUME_MODE", Some("9".into()))]
+        )
+        .is_err());
+        std::fs::remove_dir_all(&c.manifest_dir).unwrap();
+    }
+}

@@ -1,0 +1,702 @@
+//! Carrying out a plan. Cells go in plan order; a failing cell does not stop the
+//! run: its dependents are skipped with a reason and independent cells still
+//! converge. A cell's record of applied hashes is written only after all of its
+//! actions (and its health check) succeeded, so an interrupted run is simply
+//! redone by the next one.
+
+use super::hash;
+use super::model::{ActionKind, CellPlan, Plan};
+use crate::engine::applyfile::{self, CellRunner, Outcome};
+use anyhow::{Context as _, Result};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The runtime operations apply needs; implemented over `engine::runtime` and
+/// the kernel, and by an in-memory fake in tests.
+pub trait Runtime {
+    fn ensure_volume(&self, name: &str, mode: Option<u32>) -> Result<()>;
+    /// Writes the cell's runtime state from its manifest.
+    fn render(&self, cell: &str) -> Result<()>;
+    /// Starts the cell: kernel cell and supervised service.
+    fn start(&self, cell: &str) -> Result<()>;
+    /// Stops the cell and removes its kernel cell and mounts; a no-op when stopped.
+    fn stop(&self, cell: &str) -> Result<()>;
+    /// Brings the cell up for its plan (root composed, a kernel cell, no service)
+    /// and returns the host path of its root. [`Runtime::stop`] ends it.
+    fn provision(&self, cell: &str) -> Result<PathBuf>;
+    /// Runs commands inside the (started or provisioned) cell.
+    fn runner<'a>(&'a self, cell: &str) -> Box<dyn CellRunner + 'a>;
+    /// Where the cell's record of applied hashes lives.
+    fn state_dir(&self, cell: &str) -> PathBuf;
+}
+
+/// How much to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// Only `Starting cell: <name>.` lines and failures (boot).
+    Silent,
+    Normal,
+    /// Also every plan step and the output of commands run in cells.
+    Verbose,
+}
+
+/// Limits of health checks and plan commands.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub health_timeout: Duration,
+    pub health_attempts: u32,
+    pub health_interval: Duration,
+    pub exec_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            health_timeout: Duration::from_secs(5),
+            health_attempts: 20,
+            health_interval: Duration::from_millis(250),
+            exec_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What the plan's `PKG` and `EXEC` steps get from `cellmgr.conf`.
+#[derive(Debug, Clone, Default)]
+pub struct PlanSettings {
+    pub pkg_tool: String,
+    pub env: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CellResult {
+    Converged { changed: bool },
+    Failed { phase: &'static str, error: String },
+    Skipped { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Summary {
+    /// Volumes and cells in plan order, with their result.
+    pub results: Vec<(String, CellResult)>,
+}
+
+impl Summary {
+    pub fn ok(&self) -> bool {
+        self.results
+            .iter()
+            .all(|(_, r)| matches!(r, CellResult::Converged { .. }))
+    }
+
+    pub fn changed(&self) -> usize {
+        self.results
+            .iter()
+            .filter(|(_, r)| matches!(r, CellResult::Converged { changed: true }))
+            .count()
+    }
+
+    /// The closing table: one row per subject, then a totals line.
+    pub fn table(&self) -> String {
+        let width = self
+            .results
+            .iter()
+            .map(|(n, _)| n.len())
+            .max()
+            .unwrap_or(0)
+            .max(4);
+        let mut s = format!("{:<width$}  {:<8} DETAIL\n", "NAME", "RESULT");
+        let (mut failed, mut skipped) = (0, 0);
+        for (name, r) in &self.results {
+            let (result, detail) = match r {
+                CellResult::Converged { changed: true } => ("ok", "changed".to_string()),
+                CellResult::Converged { changed: false } => ("ok", "unchanged".to_string()),
+                CellResult::Failed { phase, error } => {
+                    failed += 1;
+                    ("FAILED", format!("{phase}: {error}"))
+                }
+                CellResult::Skipped { reason } => {
+                    skipped += 1;
+                    ("SKIPPED", reason.clone())
+                }
+            };
+            s.push_str(&format!("{name:<width$}  {result:<8} {detail}\n"));
+        }
+        s.push_str(&format!(
+            "summary: total={} changed={} failed={failed} skipped={skipped}\n",
+            self.results.len(),
+            self.changed()
+        ));
+        s
+    }
+}
+
+struct Failure {
+    phase: &'static str,
+    error: anyhow::Error,
+}
+
+fn phase(p: &'static str) -> impl FnOnce(anyhow::Error) -> Failure {
+    move |error| Failure { phase: p, error }
+}
+
+/// Executes `plan`; progress goes to `out`. Returns the summary (the caller
+/// prints its table and turns it into an exit code).
+pub fn execute(
+    plan: &Plan,
+    rt: &dyn Runtime,
+    settings: &PlanSettings,
+    timing: Timing,
+    verbosity: Verbosity,
+    out: &mut dyn Write,
+) -> Summary {
+    let mut summary = Summary::default();
+    let mut failed_volumes = BTreeSet::new();
+    for (v, action) in &plan.volumes {
+        let subject = format!("volume {}", v.name);
+        let result = if action.kind.is_change() {
+            match rt.ensure_volume(&v.name, v.mode) {
+                Ok(()) => CellResult::Converged { changed: true },
+                Err(e) => {
+                    failed_volumes.insert(v.name.clone());
+                    CellResult::Failed {
+                        phase: "volume",
+                        error: format!("{e:#}"),
+                    }
+                }
+            }
+        } else {
+            CellResult::Converged { changed: false }
+        };
+        report(out, verbosity, &subject, &result, None);
+        summary.results.push((subject, result));
+    }
+    let plans: BTreeMap<&str, &CellPlan> = plan
+        .cells
+        .iter()
+        .map(|c| (c.input.name.as_str(), c))
+        .collect();
+    let mut outcome: BTreeMap<&str, bool> = BTreeMap::new(); // name -> ok
+    let mut healthy: BTreeSet<&str> = BTreeSet::new();
+    for cp in &plan.cells {
+        let name = cp.input.name.as_str();
+        let subject = format!("cell {name}");
+        let started = Instant::now();
+        let blocked = cp
+            .input
+            .depends_on
+            .iter()
+            .find(|d| outcome.get(d.as_str()) == Some(&false))
+            .map(|d| format!("dependency {d} did not converge"))
+            .or_else(|| {
+                cp.input
+                    .volumes
+                    .iter()
+                    .find(|v| failed_volumes.contains(*v))
+                    .map(|v| format!("volume {v} did not converge"))
+            });
+        let result = if let Some(reason) = blocked {
+            CellResult::Skipped { reason }
+        } else {
+            let brings_up = cp.has(ActionKind::Start)
+                || cp.has(ActionKind::Restart)
+                || cp.has(ActionKind::Apply);
+            let unhealthy = if brings_up {
+                cp.input.depends_on.iter().find_map(|d| {
+                    let dep = plans.get(d.as_str())?;
+                    if healthy.contains(d.as_str()) {
+                        return None;
+                    }
+                    match check_health(rt, dep, timing) {
+                        Ok(()) => {
+                            healthy.insert(dep.input.name.as_str());
+                            None
+                        }
+                        Err(e) => Some(format!("dependency {d} is not healthy: {e:#}")),
+                    }
+                })
+            } else {
+                None
+            };
+            if let Some(reason) = unhealthy {
+                CellResult::Skipped { reason }
+            } else {
+                match converge(cp, rt, settings, timing, verbosity, out) {
+                    Ok(()) => {
+                        healthy.insert(name);
+                        CellResult::Converged {
+                            changed: cp.changes(),
+                        }
+                    }
+                    Err(f) => CellResult::Failed {
+                        phase: f.phase,
+                        error: format!("{:#}", f.error),
+                    },
+                }
+            }
+        };
+        outcome.insert(name, matches!(result, CellResult::Converged { .. }));
+        report(out, verbosity, &subject, &result, Some(started.elapsed()));
+        summary.results.push((subject, result));
+    }
+    summary
+}
+
+fn report(
+    out: &mut dyn Write,
+    verbosity: Verbosity,
+    subject: &str,
+    result: &CellResult,
+    took: Option<Duration>,
+) {
+    let took = took
+        .map(|d| format!(" ({:.1}s)", d.as_secs_f64()))
+        .unwrap_or_default();
+    let line = match result {
+        CellResult::Converged { changed: false } if verbosity != Verbosity::Verbose => return,
+        CellResult::Converged { changed } => {
+            format!(
+                "ok       {subject}: {}{took}",
+                if *changed { "changed" } else { "unchanged" }
+            )
+        }
+        CellResult::Failed { phase, error } => format!("FAILED   {subject}: {phase}: {error}"),
+        CellResult::Skipped { reason } => format!("SKIPPED  {subject}: {reason}"),
+    };
+    if verbosity != Verbosity::Silent || !matches!(result, CellResult::Converged { .. }) {
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// Runs one cell's actions, then records its hashes.
+fn converge(
+    cp: &CellPlan,
+    rt: &dyn Runtime,
+    settings: &PlanSettings,
+    timing: Timing,
+    verbosity: Verbosity,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let name = cp.input.name.as_str();
+    let mut was_running = false;
+    for action in &cp.actions {
+        match action.kind {
+            ActionKind::Create => rt.render(name).map_err(phase("create"))?,
+            ActionKind::Update => rt.render(name).map_err(phase("render"))?,
+            ActionKind::Quiesce => {
+                was_running = true;
+                rt.stop(name).map_err(phase("quiesce"))?
+            }
+            ActionKind::Stop => rt.stop(name).map_err(phase("stop"))?,
+            ActionKind::Apply => {
+                let result = run_apply(cp, rt, settings, timing, verbosity, out);
+                let stopped = rt.stop(name);
+                if let Err(e) = result {
+                    if was_running {
+                        // Leave the service as we found it; the plan is retried next run.
+                        let _ = rt.start(name);
+                    }
+                    return Err(Failure {
+                        phase: "apply",
+                        error: e,
+                    });
+                }
+                stopped.map_err(phase("apply"))?;
+            }
+            ActionKind::Start | ActionKind::Restart => {
+                if verbosity == Verbosity::Silent {
+                    let _ = writeln!(out, "Starting cell: {name}.");
+                }
+                let p = if action.kind == ActionKind::Start {
+                    "start"
+                } else {
+                    "restart"
+                };
+                // Stopping first also clears what an interrupted run left behind.
+                rt.stop(name).map_err(phase(p))?;
+                rt.start(name).map_err(phase(p))?;
+                check_health(rt, cp, timing).map_err(phase("healthcheck"))?;
+            }
+            ActionKind::Warn | ActionKind::Noop => {}
+        }
+    }
+    let state = rt.state_dir(name);
+    let recorded = hash::read_record(&state).map(|r| r.hashes);
+    if recorded.as_ref() != Some(&cp.input.hashes) {
+        hash::write_record(&state, &cp.input.hashes).map_err(phase("record"))?;
+    }
+    Ok(())
+}
+
+fn run_apply(
+    cp: &CellPlan,
+    rt: &dyn Runtime,
+    settings: &PlanSettings,
+    timing: Timing,
+    verbosity: Verbosity,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let name = cp.input.name.as_str();
+    let file = cp
+        .input
+        .apply
+        .as_ref()
+        .with_context(|| format!("cell {name} has no plan"))?;
+    let root = rt.provision(name)?;
+    let runner = rt.runner(name);
+    let ctx = applyfile::Context {
+        cell: name,
+        root: &root,
+        runner: runner.as_ref(),
+        pkg_tool: &settings.pkg_tool,
+        env: settings.env.clone(),
+        exec_timeout: timing.exec_timeout,
+    };
+    applyfile::run_plan(&ctx, file, &mut |step| {
+        if verbosity == Verbosity::Verbose {
+            let _ = writeln!(out, "    {step}");
+            for l in step.output.lines() {
+                let _ = writeln!(out, "      | {l}");
+            }
+        } else if let (Verbosity::Normal, Outcome::Changed(_)) = (verbosity, &step.outcome) {
+            let _ = writeln!(out, "    {step}");
+        }
+    })?;
+    Ok(())
+}
+
+/// Runs the cell's health check inside it until it passes, with a timeout per
+/// attempt. Cells without one (or not meant to run) are healthy.
+fn check_health(rt: &dyn Runtime, cp: &CellPlan, timing: Timing) -> Result<()> {
+    let Some(cmd) = cp
+        .input
+        .healthcheck
+        .as_deref()
+        .filter(|_| cp.input.autostart)
+    else {
+        return Ok(());
+    };
+    let runner = rt.runner(&cp.input.name);
+    let argv = ["/bin/sh".to_string(), "-c".to_string(), cmd.to_string()];
+    let mut last = String::new();
+    for attempt in 0..timing.health_attempts.max(1) {
+        if attempt > 0 {
+            std::thread::sleep(timing.health_interval);
+        }
+        match runner.run(&argv, &[], timing.health_timeout) {
+            Ok(o) if o.success() => return Ok(()),
+            Ok(o) => last = o.describe_failure(),
+            Err(e) => last = format!("{e:#}"),
+        }
+    }
+    anyhow::bail!(
+        "'{cmd}' failed {} times; last: {last}",
+        timing.health_attempts.max(1)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::hash::Hashes;
+    use super::super::model::{
+        decide_cell, decide_volume, CellInput, CellObserved, Options, VolumeInput,
+    };
+    use super::*;
+    use crate::engine::applyfile::RunOutput;
+    use std::cell::RefCell;
+
+    /// Records every operation; fails those listed in `fail` ("start web").
+    struct FakeRuntime {
+        dir: PathBuf,
+        log: RefCell<Vec<String>>,
+        fail: Vec<&'static str>,
+    }
+
+    struct FakeRunner<'a>(&'a FakeRuntime, String);
+
+    impl CellRunner for FakeRunner<'_> {
+        fn run(&self, argv: &[String], _: &[(String, String)], _: Duration) -> Result<RunOutput> {
+            let op = format!("run {} {}", self.1, argv[2]);
+            let fails = self.0.fail.contains(&op.as_str());
+            self.0.log.borrow_mut().push(op);
+            Ok(RunOutput {
+                code: Some(if fails { 1 } else { 0 }),
+                timed_out: false,
+                output: String::new(),
+            })
+        }
+    }
+
+    impl FakeRuntime {
+        fn op(&self, what: &str, name: &str) -> Result<()> {
+            let op = format!("{what} {name}");
+            self.log.borrow_mut().push(op.clone());
+            if self.fail.contains(&op.as_str()) {
+                anyhow::bail!("{op} failed on purpose");
+            }
+            Ok(())
+        }
+    }
+
+    impl Runtime for FakeRuntime {
+        fn ensure_volume(&self, name: &str, _: Option<u32>) -> Result<()> {
+            self.op("volume", name)
+        }
+        fn render(&self, cell: &str) -> Result<()> {
+            self.op("render", cell)
+        }
+        fn start(&self, cell: &str) -> Result<()> {
+            self.op("start", cell)
+        }
+        fn stop(&self, cell: &str) -> Result<()> {
+            self.op("stop", cell)
+        }
+        fn provision(&self, cell: &str) -> Result<PathBuf> {
+            self.op("provision", cell)?;
+            let root = self.dir.join(cell).join("root");
+            std::fs::create_dir_all(&root)?;
+            Ok(root)
+        }
+        fn runner<'a>(&'a self, cell: &str) -> Box<dyn CellRunner + 'a> {
+            Box::new(FakeRunner(self, cell.to_string()))
+        }
+        fn state_dir(&self, cell: &str) -> PathBuf {
+            self.dir.join(cell).join("state")
+        }
+    }
+
+    fn input(
+        name: &str,
+        deps: &[&str],
+        healthcheck: Option<&str>,
+        plan: Option<&str>,
+    ) -> CellInput {
+        let apply = plan.map(|text| {
+            crate::engine::applyfile::parse(std::path::Path::new("/m/x.apply"), text).unwrap()
+        });
+        CellInput {
+            name: name.into(),
+            autostart: true,
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            volumes: vec![],
+            healthcheck: healthcheck.map(Into::into),
+            hashes: Hashes {
+                manifest: format!("m-{name}"),
+                service: "s".into(),
+                policy: "p".into(),
+                apply: plan.map(|p| format!("len{}", p.len())),
+            },
+            apply,
+        }
+    }
+
+    fn plan_for(rt: &FakeRuntime, cells: &[CellInput]) -> Plan {
+        let cells = cells
+            .iter()
+            .map(|c| {
+                let applied = hash::read_record(&rt.state_dir(&c.name)).map(|r| r.hashes);
+                let obs = CellObserved {
+                    rendered: applied.is_some(),
+                    running: applied.is_some(),
+                    applied,
+                };
+                decide_cell(c, &obs, Options::default(), &[])
+            })
+            .collect();
+        Plan {
+            volumes: vec![],
+            cells,
+            warnings: vec![],
+        }
+    }
+
+    fn fake(
+        tag: &str,
+        fail: Vec<&'static str>,
+    ) -> (
+        crate::engine::applyfile::rootfs::tests::TempDir,
+        FakeRuntime,
+    ) {
+        let t = crate::engine::applyfile::rootfs::tests::TempDir::new(tag);
+        let rt = FakeRuntime {
+            dir: t.0.clone(),
+            log: RefCell::new(vec![]),
+            fail,
+        };
+        (t, rt)
+    }
+
+    fn run(plan: &Plan, rt: &FakeRuntime, v: Verbosity) -> (Summary, String) {
+        let mut out = Vec::new();
+        let timing = Timing {
+            health_attempts: 2,
+            health_interval: Duration::ZERO,
+            ..Timing::default()
+        };
+        let s = execute(plan, rt, &PlanSettings::default(), timing, v, &mut out);
+        (s, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn a_failing_cell_skips_its_dependents_only() {
+        let (_t, rt) = fake("exec-fail", vec!["start app"]);
+        let cells = [
+            input("db", &[], None, None),
+            input("app", &["db"], None, None),
+            input("web", &["app"], None, None),
+            input("solo", &[], None, None),
+        ];
+        let (s, out) = run(&plan_for(&rt, &cells), &rt, Verbosity::Normal);
+        assert!(!s.ok());
+        let results: Vec<(&str, &CellResult)> =
+            s.results.iter().map(|(n, r)| (n.as_str(), r)).collect();
+        assert_eq!(
+            results[0],
+            ("cell db", &CellResult::Converged { changed: true })
+        );
+        assert!(matches!(
+            results[1].1,
+            CellResult::Failed { phase: "start", .. }
+        ));
+        assert_eq!(
+            results[2].1,
+            &CellResult::Skipped {
+                reason: "dependency app did not converge".into()
+            }
+        );
+        assert_eq!(
+            results[3],
+            ("cell solo", &CellResult::Converged { changed: true })
+        );
+        assert!(
+            out.contains("SKIPPED  cell web: dependency app did not converge"),
+            "{out}"
+        );
+        assert!(
+            s.table()
+                .ends_with("summary: total=4 changed=2 failed=1 skipped=1\n"),
+            "{}",
+            s.table()
+        );
+        // Only converged cells have a record; the next plan redoes the others.
+        assert!(hash::read_record(&rt.state_dir("db")).is_some());
+        assert!(hash::read_record(&rt.state_dir("app")).is_none());
+        let again = plan_for(&rt, &cells);
+        let kinds: Vec<bool> = again.cells.iter().map(CellPlan::changes).collect();
+        assert_eq!(kinds, [false, true, true, false]);
+    }
+
+    #[test]
+    fn dependents_wait_for_healthy_dependencies() {
+        let (_t, rt) = fake("exec-health", vec!["run db pg_isready"]);
+        let cells = [
+            input("db", &[], Some("pg_isready"), None),
+            input("web", &["db"], None, None),
+        ];
+        let (s, _) = run(&plan_for(&rt, &cells), &rt, Verbosity::Normal);
+        assert!(
+            matches!(&s.results[0].1, CellResult::Failed { phase: "healthcheck", error } if error.contains("failed 2 times"))
+        );
+        assert!(matches!(&s.results[1].1, CellResult::Skipped { .. }));
+        assert!(!rt.log.borrow().contains(&"start web".to_string()));
+    }
+
+    #[test]
+    fn plans_run_provisioned_then_the_cell_starts_and_second_run_is_noop() {
+        let (_t, rt) = fake("exec-plan", vec![]);
+        let cells = [input(
+            "web",
+            &[],
+            Some("true"),
+            Some("DIR /srv/www\nEXEC echo hi\n"),
+        )];
+        let (s, out) = run(&plan_for(&rt, &cells), &rt, Verbosity::Normal);
+        assert!(s.ok(), "{}", s.table());
+        assert_eq!(
+            *rt.log.borrow(),
+            [
+                "render web",
+                "provision web",
+                "run web echo hi",
+                "stop web",
+                "stop web",
+                "start web",
+                "run web true"
+            ]
+        );
+        assert!(
+            out.contains("line 1 DIR /srv/www: changed (created)"),
+            "{out}"
+        );
+        assert!(rt.dir.join("web/root/srv/www").is_dir());
+        rt.log.borrow_mut().clear();
+        let again = plan_for(&rt, &cells);
+        assert_eq!(again.to_string(), "NOOP     cell web: already converged\n");
+        let (s, out) = run(&again, &rt, Verbosity::Normal);
+        assert!(s.ok());
+        assert_eq!(out, "");
+        assert!(rt.log.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_failing_plan_restores_the_service_and_records_nothing() {
+        let (_t, rt) = fake("exec-planfail", vec!["run web false"]);
+        let cells = [input("web", &[], None, Some("EXEC false\n"))];
+        let mut plan = plan_for(&rt, &cells);
+        // Pretend it was running: QUIESCE first.
+        plan.cells[0] = decide_cell(
+            &cells[0],
+            &CellObserved {
+                rendered: true,
+                running: true,
+                applied: None,
+            },
+            Options::default(),
+            &[],
+        );
+        let (s, _) = run(&plan, &rt, Verbosity::Silent);
+        assert!(
+            matches!(&s.results[0].1, CellResult::Failed { phase: "apply", error } if error.contains("x.apply:1: EXEC"))
+        );
+        assert_eq!(
+            *rt.log.borrow(),
+            [
+                "render web",
+                "stop web",
+                "provision web",
+                "run web false",
+                "stop web",
+                "start web"
+            ]
+        );
+        assert!(hash::read_record(&rt.state_dir("web")).is_none());
+    }
+
+    #[test]
+    fn failed_volumes_skip_the_cells_that_mount_them() {
+        let (_t, rt) = fake("exec-vol", vec!["volume data"]);
+        let v = VolumeInput {
+            name: "data".into(),
+            mode: None,
+        };
+        let mut c = input("db", &[], None, None);
+        c.volumes = vec!["data".into()];
+        let mut plan = plan_for(&rt, &[c]);
+        plan.volumes.push((v.clone(), decide_volume(&v, None)));
+        let (s, out) = run(&plan, &rt, Verbosity::Silent);
+        assert!(matches!(
+            &s.results[0].1,
+            CellResult::Failed {
+                phase: "volume",
+                ..
+            }
+        ));
+        assert_eq!(
+            s.results[1].1,
+            CellResult::Skipped {
+                reason: "volume data did not converge".into()
+            }
+        );
+        assert!(out.contains("FAILED   volume data"), "{out}");
+    }
+}

@@ -1,0 +1,143 @@
+//! Runtime state: what exists for a cell on this host, as opposed to what the
+//! operator declared (`engine::manifest`).
+//!
+//! Per cell, under `cfg.data_dir` (cellmgr(8), FILES):
+//!
+//! ```text
+//! <name>/cell.conf       the rendered manifest: what `start` runs (written last)
+//! <name>/root/           mount point of the composed root, the cell's "/"
+//! <name>/overlay/        the cell's writable layer (Linux: upper/ and work/ of overlayfs)
+//! <name>/state/mounts    every mount made for the cell, recorded before it is made
+//! <name>/state/health    result of the last health check
+//! ```
+//!
+//! [`render`] creates this (never touching a live root); [`compose`] mounts the
+//! root; [`lifecycle`] starts, stops and prunes.
+
+pub mod compose;
+pub mod mountinfo;
+mod render;
+
+pub use render::{render, RenderOutcome};
+
+use crate::engine::config::Config;
+use crate::engine::manifest::CellManifest;
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+
+/// The paths of one cell's runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CellPaths {
+    pub name: String,
+    pub dir: PathBuf,
+    pub conf: PathBuf,
+    pub root: PathBuf,
+    pub overlay: PathBuf,
+    pub state: PathBuf,
+}
+
+impl CellPaths {
+    pub fn new(cfg: &Config, name: &str) -> CellPaths {
+        let dir = cfg.data_dir.join(name);
+        CellPaths {
+            name: name.to_string(),
+            conf: dir.join("cell.conf"),
+            root: dir.join("root"),
+            overlay: dir.join("overlay"),
+            state: dir.join("state"),
+            dir,
+        }
+    }
+
+    /// The recorded mounts (see [`compose`]).
+    pub fn mounts_file(&self) -> PathBuf {
+        self.state.join("mounts")
+    }
+
+    pub fn health_file(&self) -> PathBuf {
+        self.state.join("health")
+    }
+}
+
+/// Reads the rendered `cell.conf`, if there is one.
+pub fn load_rendered(cfg: &Config, name: &str) -> Result<Option<CellManifest>> {
+    let p = CellPaths::new(cfg, name);
+    match std::fs::read_to_string(&p.conf) {
+        Ok(text) => Ok(Some(CellManifest::parse(
+            &p.conf,
+            &text,
+            name,
+            cfg.allow_host_mounts,
+        )?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", p.conf.display())),
+    }
+}
+
+/// Names of every cell directory under `data_dir` (rendered or debris), sorted.
+/// Entries that are not valid cell names (the lock file, temporary files) are skipped.
+pub fn runtime_dirs(cfg: &Config) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(&cfg.data_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", cfg.data_dir.display())),
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let e = e.with_context(|| format!("reading {}", cfg.data_dir.display()))?;
+        let Ok(name) = e.file_name().into_string() else {
+            continue;
+        };
+        if crate::names::validate("cell", &name).is_ok() && e.file_type().is_ok_and(|t| t.is_dir())
+        {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The volume's runtime directory.
+pub fn volume_dir(cfg: &Config, name: &str) -> PathBuf {
+    cfg.volume_dir.join(name)
+}
+
+/// Names of every volume directory under `volume_dir`, sorted.
+pub fn volume_dirs(cfg: &Config) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(&cfg.volume_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", cfg.volume_dir.display())),
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let e = e.with_context(|| format!("reading {}", cfg.volume_dir.display()))?;
+        match e.file_name().into_string() {
+            Ok(name)
+                if crate::names::is_valid(&name) && e.file_type().is_ok_and(|t| t.is_dir()) =>
+            {
+                out.push(name)
+            }
+            Ok(name) if name.starts_with('.') => {}
+            other => log::warn!(
+                "skipping {:?} in {}: not a valid volume name",
+                other.unwrap_or_else(|n| n.to_string_lossy().into_owned()),
+                cfg.volume_dir.display()
+            ),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Creates a volume's directory if missing and applies its mode.
+pub fn ensure_volume(cfg: &Config, name: &str, mode: Option<u32>) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = volume_dir(cfg, name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating volume {}", dir.display()))?;
+    if let Some(mode) = mode {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting mode {mode:04o} on {}", dir.display()))?;
+    }
+    Ok(dir)
+}

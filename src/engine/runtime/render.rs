@@ -1,0 +1,145 @@
+//! Rendering: turning a manifest into a cell's runtime directory. Directories
+//! first, the writable layer seeded once, `cell.conf` last, so "rendered"
+//! (`cell.conf` exists) always means the rest is in place.
+
+use super::{compose, CellPaths};
+use crate::engine::config::{BaseSource, Config};
+use crate::engine::fsutil::write_atomic;
+use crate::engine::manifest::CellManifest;
+use anyhow::{Context, Result};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenderOutcome {
+    /// The runtime did not exist.
+    Created,
+    /// `cell.conf` changed.
+    Updated,
+    Unchanged,
+}
+
+/// Directories every cell root has, with their modes: mount points the kernel
+/// backend fills (`dev`, `proc`, `sys`) and the usual writable trees.
+const SKELETON: &[(&str, u32)] = &[
+    ("dev", 0o755),
+    ("proc", 0o555),
+    ("sys", 0o555),
+    ("etc", 0o755),
+    ("tmp", 0o1777),
+    ("var", 0o755),
+    ("var/tmp", 0o1777),
+    ("var/run", 0o755),
+    ("var/log", 0o755),
+    ("run", 0o755),
+    ("home", 0o755),
+    ("root", 0o700),
+    ("srv", 0o755),
+    ("mnt", 0o755),
+    ("opt", 0o755),
+];
+
+fn mkdir_mode(path: &Path, mode: u32) -> Result<()> {
+    if !path.is_dir() {
+        fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .with_context(|| format!("chmod {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Files a fresh cell gets in its `/etc` unless its base already has them.
+fn seed_files(name: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "passwd",
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+                .into(),
+        ),
+        ("group", "root:x:0:\nnogroup:x:65534:\n".into()),
+        (
+            "hosts",
+            format!("127.0.0.1\tlocalhost {name}\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
+        ),
+        ("hostname", format!("{name}\n")),
+        (
+            "nsswitch.conf",
+            "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nservices: files\nprotocols: files\n"
+                .into(),
+        ),
+    ]
+}
+
+/// Host files copied into a fresh cell's `/etc` (content, not links).
+const HOST_ETC_COPIES: &[&str] = &["resolv.conf", "services", "protocols", "localtime"];
+
+/// Gives the writable layer its skeleton and a usable `/etc` (once).
+fn seed_layer(cfg: &Config, name: &str, layer: &Path) -> Result<()> {
+    for (dir, mode) in SKELETON {
+        mkdir_mode(&layer.join(dir), *mode)?;
+    }
+    let etc = layer.join("etc");
+    let base_etc = match &cfg.base {
+        BaseSource::Dir(d) => Some(d.join("etc")),
+        BaseSource::Host => None,
+    };
+    let in_base = |f: &str| base_etc.as_ref().is_some_and(|b| b.join(f).exists());
+    for (file, text) in seed_files(name) {
+        let p = etc.join(file);
+        if !in_base(file) && !p.exists() {
+            write_atomic(&p, text.as_bytes())?;
+        }
+    }
+    for file in HOST_ETC_COPIES {
+        let p = etc.join(file);
+        let host = Path::new("/etc").join(file);
+        if !in_base(file) && !p.exists() {
+            if let Ok(bytes) = fs::read(&host) {
+                write_atomic(&p, &bytes)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Renders `m` into its runtime directory. Safe while the cell runs: only
+/// `cell.conf` changes then, and `start` reads it at the next start.
+pub fn render(cfg: &Config, m: &CellManifest) -> Result<RenderOutcome> {
+    let p = CellPaths::new(cfg, &m.name);
+    let existed = p.conf.exists();
+    for d in [&p.dir, &p.root, &p.overlay, &p.state] {
+        fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    fs::set_permissions(&p.dir, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("chmod {}", p.dir.display()))?;
+    compose::prepare_layer_dirs(&p)?;
+    let layer = compose::writable_layer(&p);
+    if !compose::is_mounted(&p.root)? {
+        seed_layer(cfg, &m.name, &layer)?;
+    }
+    let header = format!(
+        "# Rendered by cellmgr from {}: edit that file, not this one.",
+        m.path.display()
+    );
+    let text = m
+        .render(&header)
+        .map_err(|e| anyhow::anyhow!("rendering {}: {e}", m.name))?;
+    let old = fs::read_to_string(&p.conf).ok();
+    // Compare without the header: a rendered copy of an identical manifest is unchanged.
+    let body = |t: &str| {
+        t.lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    if old.as_deref().map(body) == Some(body(&text)) {
+        return Ok(RenderOutcome::Unchanged);
+    }
+    write_atomic(&p.conf, text.as_bytes())?;
+    Ok(if existed {
+        RenderOutcome::Updated
+    } else {
+        RenderOutcome::Created
+    })
+}

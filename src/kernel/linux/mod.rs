@@ -1,0 +1,356 @@
+//! The Linux kernel backend: cells from namespaces, cgroup2, BPF, capabilities
+//! and seccomp. See ARCHITECTURE §3 and cellctl(8) for the mapping from the
+//! NetBSD kauth rules.
+//!
+//! * `state`: the cell table under `<run_dir>/kernel/` (what NetBSD keeps in the kernel);
+//! * `cgroup`: one cgroup2 cgroup per cell (membership, kill, CPU time);
+//! * `ns`: the per-cell init holding the namespaces, and entering a cell;
+//! * `rootfs`: the cell's `/` (pivot_root, fresh /proc, minimal /dev);
+//! * `caps`, `seccomp`: the hardening profiles;
+//! * `bpf`: reserved ports (cgroup bind programs);
+//! * `telemetry`: the init's 1 Hz sampler.
+
+pub mod bpf;
+pub mod caps;
+pub mod cgroup;
+pub mod ns;
+pub mod rootfs;
+pub mod seccomp;
+pub mod state;
+pub mod telemetry;
+
+use super::{CellInfo, CellSpec, CellStats, DenyCounters, ExecSpec, Kernel, Target};
+use anyhow::{bail, Context, Result};
+use sha2::Digest;
+use state::{CellRecord, Locked, Store};
+use std::path::Path;
+
+pub struct LinuxKernel {
+    store: Store,
+    cgroups: cgroup::Hierarchy,
+}
+
+/// A short, stable key for a run directory (names its cgroup subtree).
+fn run_key(run_dir: &Path) -> String {
+    let digest = sha2::Sha256::digest(run_dir.as_os_str().as_encoded_bytes());
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn boottime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid clock id and out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn describe(c: &CellRecord) -> String {
+    format!("cell '{}' (id {})", c.name, c.id)
+}
+
+/// Checks a root path the way the kernel ABI does: absolute, at most 255 bytes,
+/// no control characters, an existing directory.
+fn check_root(root: &Path) -> Result<()> {
+    let bytes = root.as_os_str().as_encoded_bytes();
+    if !root.is_absolute() {
+        bail!("root '{}' must be an absolute path", root.display());
+    }
+    if bytes.len() > 255 {
+        bail!("root '{}' is longer than 255 bytes", root.display());
+    }
+    if bytes.iter().any(|&b| b < 0x20 || b == 0x7f) {
+        bail!("root {:?} contains control characters", root);
+    }
+    let meta = std::fs::metadata(root).with_context(|| format!("root {}", root.display()))?;
+    if !meta.is_dir() {
+        bail!("root {} is not a directory", root.display());
+    }
+    Ok(())
+}
+
+fn not_found(target: &Target) -> anyhow::Error {
+    anyhow::anyhow!("{target} not found")
+}
+
+impl LinuxKernel {
+    pub fn open(cfg: &crate::engine::config::Config) -> Result<LinuxKernel> {
+        let root = cgroup::detect(cfg.cgroup_root.as_deref())?;
+        Ok(LinuxKernel {
+            store: Store::new(cfg.run_dir.join("kernel")),
+            cgroups: cgroup::Hierarchy::new(root, &run_key(&cfg.run_dir)),
+        })
+    }
+
+    /// Takes the lock and drops cells whose init has died (reported on stderr).
+    fn lock(&self) -> Result<Locked> {
+        let mut locked = self.store.lock()?;
+        let (alive, dead): (Vec<_>, Vec<_>) = std::mem::take(&mut locked.table.cells)
+            .into_iter()
+            .partition(ns::init_alive);
+        locked.table.cells = alive;
+        if !dead.is_empty() {
+            for cell in &dead {
+                log::warn!(
+                    "{}: its init process (pid {}) died; removing the cell",
+                    describe(cell),
+                    cell.init_pid
+                );
+                if let Err(e) = self.teardown(cell) {
+                    log::warn!("{}: cleaning up: {e:#}", describe(cell));
+                }
+            }
+            locked.save()?;
+        }
+        Ok(locked)
+    }
+
+    /// Removes everything a cell has on the host: bind programs, processes
+    /// (through cgroup.kill, the init included), cgroup, runtime files.
+    fn teardown(&self, cell: &CellRecord) -> Result<()> {
+        if let Some(ids) = &cell.bind_guard {
+            bpf::unguard(&self.cgroups.root, ids)?;
+        }
+        cgroup::remove(&cell.cgroup)?;
+        let dir = self.store.cell_dir(cell.id);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("removing {}", dir.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn find_in<'a>(locked: &'a Locked, target: &Target) -> Result<&'a CellRecord> {
+        locked
+            .table
+            .cells
+            .iter()
+            .find(|c| match target {
+                Target::Id(id) => c.id == *id,
+                Target::Name(n) => &c.name == n,
+            })
+            .ok_or_else(|| not_found(target))
+    }
+
+    /// Member processes besides the init (live ones; zombies leave the cgroup).
+    fn members(cell: &CellRecord) -> Vec<i32> {
+        cgroup::procs(&cell.cgroup)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|&p| p != cell.init_pid)
+            .collect()
+    }
+
+    fn info(&self, cell: &CellRecord, now_ns: u64) -> CellInfo {
+        let procs = Self::members(cell).len() as u64;
+        let sample = telemetry::Sample::read(&self.store.cell_dir(cell.id));
+        let zombies = sample.refs.saturating_sub(sample.procs);
+        CellInfo {
+            id: cell.id,
+            name: cell.name.clone(),
+            root: cell.root.clone(),
+            profile: cell.profile,
+            ports: cell.ports.clone(),
+            rlimits: cell.rlimits,
+            age: now_ns.saturating_sub(cell.created_ns) / 1_000_000_000,
+            procs,
+            refs: procs + zombies,
+        }
+    }
+
+    /// The steps of `create` after the table checks; undone by the caller on error.
+    fn build(&self, id: u64, spec: &CellSpec) -> Result<CellRecord> {
+        let sample_dir = self.store.cell_dir(id);
+        std::fs::create_dir_all(&sample_dir)
+            .with_context(|| format!("creating {}", sample_dir.display()))?;
+        let cg = self.cgroups.create(id)?;
+        let mut record = CellRecord {
+            id,
+            name: spec.name.clone(),
+            root: spec.root.clone(),
+            profile: spec.profile,
+            ports: spec.ports.clone(),
+            rlimits: spec.rlimits,
+            created_ns: boottime_ns(),
+            init_pid: 0,
+            init_start: 0,
+            cgroup: cg.clone(),
+            bind_guard: None,
+        };
+        record.init_pid = ns::start_init(&ns::InitSpec {
+            root: &spec.root,
+            hostname: &spec.name,
+            cgroup: &cg,
+            sample_dir: &sample_dir,
+        })
+        .context("starting the cell init")?;
+        record.init_start =
+            ns::start_time(record.init_pid).context("the cell init exited right after start-up")?;
+        if !spec.ports.is_empty() {
+            let cell_level = cgroup::level_of_member(record.init_pid)?;
+            let place = bpf::CellCgroups {
+                cell_id: cgroup::id(&cg)?,
+                cell_level,
+                cells_id: cgroup::id(&self.cgroups.cells)?,
+                cells_level: cell_level - 2,
+            };
+            record.bind_guard = Some(
+                bpf::guard(&self.cgroups.root, &spec.name, &spec.ports, place)
+                    .context("reserving ports")?,
+            );
+        }
+        Ok(record)
+    }
+}
+
+impl Kernel for LinuxKernel {
+    fn name(&self) -> &'static str {
+        "linux"
+    }
+
+    fn create(&self, spec: &CellSpec) -> Result<u64> {
+        crate::names::validate("cell", &spec.name)?;
+        check_root(&spec.root)?;
+        bpf::check_ports(&spec.ports)?;
+        let mut locked = self.lock()?;
+        if let Some(c) = locked.table.cells.iter().find(|c| c.name == spec.name) {
+            bail!("cell name '{}' is already in use (id {})", spec.name, c.id);
+        }
+        for port in &spec.ports {
+            if let Some(c) = locked.table.cells.iter().find(|c| c.ports.contains(port)) {
+                bail!("port {port} is already reserved by {}", describe(c));
+            }
+        }
+        let id = locked.table.next_id.max(1);
+        if id > u64::from(u32::MAX) {
+            bail!("cell ids are exhausted");
+        }
+        let record = match self.build(id, spec) {
+            Ok(r) => r,
+            Err(e) => {
+                let partial = CellRecord {
+                    id,
+                    name: spec.name.clone(),
+                    root: spec.root.clone(),
+                    profile: spec.profile,
+                    ports: Vec::new(),
+                    rlimits: spec.rlimits,
+                    created_ns: 0,
+                    init_pid: 0,
+                    init_start: 0,
+                    cgroup: self.cgroups.cell(id),
+                    bind_guard: None,
+                };
+                let _ = self.teardown(&partial);
+                return Err(e);
+            }
+        };
+        locked.table.next_id = id + 1;
+        locked.table.cells.push(record);
+        if let Err(e) = locked.save() {
+            let record = locked.table.cells.pop().expect("just pushed");
+            let _ = self.teardown(&record);
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    fn destroy(&self, target: &Target) -> Result<()> {
+        let mut locked = self.lock()?;
+        let cell = Self::find_in(&locked, target)?.clone();
+        let members = Self::members(&cell);
+        if !members.is_empty() {
+            bail!(
+                "{} is busy: {} member process{} still running besides its init; stop {} first",
+                describe(&cell),
+                members.len(),
+                if members.len() == 1 { "" } else { "es" },
+                if members.len() == 1 { "it" } else { "them" }
+            );
+        }
+        self.teardown(&cell)
+            .with_context(|| format!("tearing down {}", describe(&cell)))?;
+        locked.table.cells.retain(|c| c.id != cell.id);
+        locked.save()?;
+        if locked.table.cells.is_empty() {
+            self.cgroups.prune_run();
+        }
+        Ok(())
+    }
+
+    fn list(&self) -> Result<Vec<CellInfo>> {
+        let locked = self.lock()?;
+        let now = boottime_ns();
+        Ok(locked
+            .table
+            .cells
+            .iter()
+            .map(|c| self.info(c, now))
+            .collect())
+    }
+
+    fn stats(&self) -> Result<Vec<CellStats>> {
+        let locked = self.lock()?;
+        let now = boottime_ns();
+        Ok(locked
+            .table
+            .cells
+            .iter()
+            .map(|c| {
+                let sample = telemetry::Sample::read(&self.store.cell_dir(c.id));
+                CellStats {
+                    info: self.info(c, now),
+                    cpu1s: sample.cpu1s,
+                    cpu10s: sample.cpu10s,
+                    memory: sample.memory,
+                    denies: DenyCounters {
+                        bind: c.bind_guard.map_or(0, |g| bpf::denied_binds(g.counter_map)),
+                        ..DenyCounters::default()
+                    },
+                }
+            })
+            .collect())
+    }
+
+    fn spawn(
+        &self,
+        target: &Target,
+        spec: &ExecSpec,
+        stdio: [std::process::Stdio; 3],
+    ) -> Result<std::process::Child> {
+        // Held while the child joins, so `destroy` cannot interleave.
+        let locked = self.lock()?;
+        let cell = Self::find_in(&locked, target)?;
+        ns::spawn(cell, spec, stdio)
+    }
+
+    fn find(&self, target: &Target) -> Result<Option<CellInfo>> {
+        let locked = self.lock()?;
+        Ok(Self::find_in(&locked, target)
+            .ok()
+            .map(|c| self.info(c, boottime_ns())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_keys_are_short_and_distinct() {
+        let a = run_key(Path::new("/run/cells"));
+        assert_eq!(a.len(), 12);
+        assert_ne!(a, run_key(Path::new("/tmp/x/run")));
+    }
+
+    #[test]
+    fn roots_must_be_absolute_existing_directories() {
+        assert!(check_root(Path::new("/")).is_ok());
+        assert!(check_root(Path::new("relative")).is_err());
+        assert!(check_root(Path::new("/nonexistent-cells-root")).is_err());
+        assert!(check_root(Path::new("/etc/passwd")).is_err());
+        assert!(check_root(Path::new("/tmp/a\nb")).is_err());
+    }
+}

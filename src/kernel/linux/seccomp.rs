@@ -1,0 +1,185 @@
+//! Seccomp deny lists per profile, as raw classic BPF (no libseccomp).
+//!
+//! The filter checks the architecture (anything else is killed), then answers
+//! EPERM for each listed system call and allows the rest. Every profile denies
+//! what would reach the kernel message buffer, BPF (the port reservations) or
+//! handle-based opens; medium and high also deny host administration and new
+//! namespaces: mounts, swap, reboot, modules, kexec, clock setting, accounting,
+//! keyrings, I/O ports, quotas, `unshare`/`setns` and namespace flags to `clone`
+//! (`clone3` gets ENOSYS so libc falls back to `clone`, whose flags BPF can see).
+
+use crate::kernel::Profile;
+use libc::{sock_filter, BPF_ABS, BPF_JEQ, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_RET, BPF_W};
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7;
+
+/// Offsets in `struct seccomp_data`.
+const NR: u32 = 0;
+const ARCH: u32 = 4;
+/// Low 32 bits of the first argument (little endian).
+const ARG0_LO: u32 = 16;
+
+const NAMESPACE_FLAGS: u32 = (libc::CLONE_NEWNS
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWCGROUP
+    | libc::CLONE_NEWTIME) as u32;
+
+/// Denied at every profile: the kernel log, BPF, handle opens.
+const ALWAYS: &[libc::c_long] = &[
+    libc::SYS_syslog,
+    libc::SYS_bpf,
+    libc::SYS_perf_event_open,
+    libc::SYS_open_by_handle_at,
+    libc::SYS_init_module,
+    libc::SYS_finit_module,
+    libc::SYS_delete_module,
+    libc::SYS_kexec_load,
+    libc::SYS_kexec_file_load,
+];
+
+/// Denied at medium and high: host administration and new namespaces.
+const HARDENED: &[libc::c_long] = &[
+    libc::SYS_mount,
+    libc::SYS_umount2,
+    libc::SYS_pivot_root,
+    libc::SYS_chroot,
+    libc::SYS_open_tree,
+    libc::SYS_move_mount,
+    libc::SYS_fsopen,
+    libc::SYS_fsconfig,
+    libc::SYS_fsmount,
+    libc::SYS_fspick,
+    libc::SYS_mount_setattr,
+    libc::SYS_swapon,
+    libc::SYS_swapoff,
+    libc::SYS_reboot,
+    libc::SYS_settimeofday,
+    libc::SYS_clock_settime,
+    libc::SYS_clock_adjtime,
+    libc::SYS_adjtimex,
+    libc::SYS_acct,
+    libc::SYS_keyctl,
+    libc::SYS_add_key,
+    libc::SYS_request_key,
+    libc::SYS_quotactl,
+    libc::SYS_quotactl_fd,
+    libc::SYS_vhangup,
+    libc::SYS_unshare,
+    libc::SYS_setns,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_iopl,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_ioperm,
+];
+
+const fn stmt(code: u32, k: u32) -> sock_filter {
+    sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+const fn jump(code: u32, k: u32, jt: u8, jf: u8) -> sock_filter {
+    sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    }
+}
+
+fn errno(e: i32) -> u32 {
+    libc::SECCOMP_RET_ERRNO | (e as u32 & libc::SECCOMP_RET_DATA)
+}
+
+/// The filter program for a profile.
+pub fn filter(profile: Profile) -> Vec<sock_filter> {
+    let hardened = profile != Profile::Low;
+    let mut denied: Vec<libc::c_long> = ALWAYS.to_vec();
+    if hardened {
+        denied.extend_from_slice(HARDENED);
+    }
+    let mut p = vec![
+        stmt(BPF_LD | BPF_W | BPF_ABS, ARCH),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH, 1, 0),
+        stmt(BPF_RET | BPF_K, libc::SECCOMP_RET_KILL_PROCESS),
+        stmt(BPF_LD | BPF_W | BPF_ABS, NR),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    {
+        // x32 system calls are a second numbering of the same kernel entry points.
+        const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+        p.push(jump(BPF_JMP | libc::BPF_JGE | BPF_K, X32_SYSCALL_BIT, 0, 1));
+        p.push(stmt(BPF_RET | BPF_K, errno(libc::EPERM)));
+    }
+    for nr in denied {
+        p.push(jump(BPF_JMP | BPF_JEQ | BPF_K, nr as u32, 0, 1));
+        p.push(stmt(BPF_RET | BPF_K, errno(libc::EPERM)));
+    }
+    if hardened {
+        p.push(jump(
+            BPF_JMP | BPF_JEQ | BPF_K,
+            libc::SYS_clone3 as u32,
+            0,
+            1,
+        ));
+        p.push(stmt(BPF_RET | BPF_K, errno(libc::ENOSYS)));
+        p.push(jump(
+            BPF_JMP | BPF_JEQ | BPF_K,
+            libc::SYS_clone as u32,
+            0,
+            3,
+        ));
+        p.push(stmt(BPF_LD | BPF_W | BPF_ABS, ARG0_LO));
+        p.push(jump(BPF_JMP | BPF_JSET | BPF_K, NAMESPACE_FLAGS, 0, 1));
+        p.push(stmt(BPF_RET | BPF_K, errno(libc::EPERM)));
+    }
+    p.push(stmt(BPF_RET | BPF_K, libc::SECCOMP_RET_ALLOW));
+    p
+}
+
+/// Installs a filter on the calling thread. Runs between fork and exec (no
+/// allocation); needs `no_new_privs` or CAP_SYS_ADMIN.
+pub fn install(program: &[sock_filter]) -> std::io::Result<()> {
+    let prog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_ptr() as *mut sock_filter,
+    };
+    // SAFETY: `prog` points at a live, well-formed filter for the duration of the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_profile_ends_in_allow_and_fits_a_jump_range() {
+        for p in [Profile::Low, Profile::Medium, Profile::High] {
+            let f = filter(p);
+            assert!(f.len() < 255);
+            assert_eq!(f.last().unwrap().k, libc::SECCOMP_RET_ALLOW);
+        }
+        assert!(filter(Profile::Low).len() < filter(Profile::High).len());
+    }
+}

@@ -1,0 +1,152 @@
+//! The cell table: what the NetBSD kernel keeps in memory, kept on Linux as one
+//! CBOR file under `<run_dir>/kernel/`, replaced atomically and mutated only under
+//! an exclusive `flock` on a separate lock file.
+
+use crate::kernel::{profile_serde, Profile, Rlimits};
+use anyhow::{Context, Result};
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// The ids of a cell's bind programs and their deny counter map (see `bpf`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BindGuardIds {
+    pub prog4: u32,
+    pub prog6: u32,
+    pub counter_map: u32,
+}
+
+/// One cell as the backend records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CellRecord {
+    pub id: u64,
+    pub name: String,
+    pub root: PathBuf,
+    #[serde(with = "profile_serde")]
+    pub profile: Profile,
+    pub ports: Vec<u16>,
+    pub rlimits: Rlimits,
+    /// CLOCK_BOOTTIME at creation, in nanoseconds (ages survive clock changes).
+    pub created_ns: u64,
+    /// Host pid of the cell's init, and its start time (clock ticks after boot),
+    /// which tells a live init from a recycled pid.
+    pub init_pid: i32,
+    pub init_start: u64,
+    /// The cell's cgroup2 directory.
+    pub cgroup: PathBuf,
+    pub bind_guard: Option<BindGuardIds>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Table {
+    /// The next id to hand out: starts at 1, never decreases.
+    pub next_id: u64,
+    pub cells: Vec<CellRecord>,
+}
+
+/// Where the table lives.
+pub struct Store {
+    dir: PathBuf,
+}
+
+/// The table, read under the exclusive lock; dropping it releases the lock.
+pub struct Locked {
+    _lock: File,
+    path: PathBuf,
+    pub table: Table,
+}
+
+impl Store {
+    pub fn new(dir: PathBuf) -> Store {
+        Store { dir }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Directory for per-cell runtime files (the init's telemetry samples).
+    pub fn cell_dir(&self, id: u64) -> PathBuf {
+        self.dir.join(id.to_string())
+    }
+
+    /// Takes the exclusive lock and reads the table (empty if none yet).
+    pub fn lock(&self) -> Result<Locked> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating state directory {}", self.dir.display()))?;
+        let lock_path = self.dir.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("opening lock file {}", lock_path.display()))?;
+        // SAFETY: flock on an fd we own; blocks until the lock is ours.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("locking {}", lock_path.display()));
+        }
+        let path = self.dir.join("cells.cbor");
+        let table = match std::fs::read(&path) {
+            Ok(bytes) => ciborium::from_reader(bytes.as_slice())
+                .with_context(|| format!("reading cell table {}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Table {
+                next_id: 1,
+                cells: Vec::new(),
+            },
+            Err(e) => {
+                return Err(e).with_context(|| format!("reading cell table {}", path.display()))
+            }
+        };
+        Ok(Locked {
+            _lock: lock,
+            path,
+            table,
+        })
+    }
+}
+
+impl Locked {
+    /// Writes the table atomically (temp file, fsync, rename).
+    pub fn save(&self) -> Result<()> {
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&self.table, &mut bytes).context("encoding cell table")?;
+        crate::engine::fsutil::write_atomic(&self.path, &bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_round_trips_and_starts_at_id_1() {
+        let dir = std::env::temp_dir().join(format!("cells-state-{}", std::process::id()));
+        let store = Store::new(dir.clone());
+        let mut locked = store.lock().unwrap();
+        assert_eq!(locked.table.next_id, 1);
+        locked.table.next_id = 2;
+        locked.table.cells.push(CellRecord {
+            id: 1,
+            name: "web".into(),
+            root: "/srv/web".into(),
+            profile: Profile::Medium,
+            ports: vec![8080],
+            rlimits: Rlimits::default(),
+            created_ns: 5,
+            init_pid: 42,
+            init_start: 7,
+            cgroup: "/sys/fs/cgroup/cells/x/1".into(),
+            bind_guard: Some(BindGuardIds {
+                prog4: 1,
+                prog6: 2,
+                counter_map: 3,
+            }),
+        });
+        locked.save().unwrap();
+        let expected = locked.table.clone();
+        drop(locked);
+        assert_eq!(store.lock().unwrap().table, expected);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

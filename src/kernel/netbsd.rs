@@ -1,0 +1,378 @@
+//! The NetBSD backend: the [`Kernel`] trait over `secmodel_cell`'s sysctl
+//! nodes (`security.models.cell.*`), with the structures of `kmod/src/abi.rs`.
+//!
+//! The kernel enforces everything; this file only speaks the ABI. Entering a
+//! cell follows the kernel's rule: chroot to the cell's root first (the kernel
+//! checks that the process root *is* the cell root vnode), then write the id to
+//! the `id` node, then apply the stored rlimits and drop credentials, then exec.
+
+use super::{
+    CellInfo, CellSpec, CellStats, DenyCounters, ExecSpec, Kernel, Limit, Rlimits, Target,
+};
+use anyhow::{bail, Context, Result};
+use secmodel_cell::abi::{self, AbiStruct, DenyScope, Node};
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+
+const DEFAULT_PATH: &str = "/bin:/sbin:/usr/bin:/usr/sbin:/usr/pkg/bin:/usr/pkg/sbin";
+
+pub struct NetBsdKernel;
+
+impl NetBsdKernel {
+    /// Checks that `secmodel_cell` is loaded and speaks this ABI version.
+    pub fn open() -> Result<NetBsdKernel> {
+        let mut version = 0u32;
+        let mut buf = [0u8; 4];
+        let n =
+            sysctl(Node::Version, Some(&mut buf), None).map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOENT) => {
+                    anyhow::anyhow!(
+                        "secmodel_cell is not loaded (load it with: modload secmodel_cell)"
+                    )
+                }
+                _ => anyhow::Error::new(e).context("reading security.models.cell.version"),
+            })?;
+        if n == 4 {
+            version = u32::from_ne_bytes(buf);
+        }
+        if version != abi::CELL_ABI_VERSION {
+            bail!(
+                "secmodel_cell speaks ABI version {version}; this cells binary needs version {}",
+                abi::CELL_ABI_VERSION
+            );
+        }
+        Ok(NetBsdKernel)
+    }
+
+    fn list_raw(&self) -> Result<Vec<abi::CellInfo>> {
+        let entry = std::mem::size_of::<abi::CellInfo>();
+        let mut size = sysctl(Node::List, None, None).context("listing cells")?;
+        loop {
+            // Room for a few cells created between the probe and the read.
+            let mut buf = vec![0u8; size + 4 * entry];
+            match sysctl(Node::List, Some(&mut buf), None) {
+                Ok(n) => {
+                    if n % entry != 0 {
+                        bail!("listing cells: the kernel returned {n} bytes, not a multiple of {entry} (ABI mismatch)");
+                    }
+                    return Ok(buf[..n]
+                        .chunks_exact(entry)
+                        .filter_map(abi::CellInfo::from_bytes)
+                        .collect());
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => size = buf.len() * 2,
+                Err(e) => return Err(e).context("listing cells"),
+            }
+        }
+    }
+
+    fn resolve(&self, target: &Target) -> Result<abi::CellInfo> {
+        let now = uptime_ns();
+        self.list_raw()?
+            .into_iter()
+            .find(|c| {
+                let info = to_info(c, now);
+                match target {
+                    Target::Id(id) => info.id == *id,
+                    Target::Name(n) => &info.name == n,
+                }
+            })
+            .ok_or_else(|| anyhow::anyhow!("{target} not found"))
+    }
+}
+
+impl Kernel for NetBsdKernel {
+    fn name(&self) -> &'static str {
+        "netbsd"
+    }
+
+    fn create(&self, spec: &CellSpec) -> Result<u64> {
+        let what = || format!("creating cell '{}'", spec.name);
+        let root = spec
+            .root
+            .to_str()
+            .context("the root path is not UTF-8")
+            .with_context(what)?;
+        let mut cc = abi::CellCreate::new(&spec.name, root)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(what)?;
+        cc.set_profile(spec.profile);
+        if !spec.ports.is_empty() {
+            cc.set_ports(&spec.ports)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .with_context(what)?;
+        }
+        let stored = |l: Limit| l.unwrap_or(abi::CELL_RLIMIT_INFINITY);
+        if spec.rlimits.nofile.is_some() {
+            cc.set_rlimit_nofile(stored(spec.rlimits.nofile));
+        }
+        if spec.rlimits.address_space.is_some() {
+            cc.set_rlimit_as(stored(spec.rlimits.address_space));
+        }
+        if spec.rlimits.core.is_some() {
+            cc.set_rlimit_core(stored(spec.rlimits.core));
+        }
+        let mut out = [0u8; std::mem::size_of::<abi::CellCreate>()];
+        sysctl(Node::Create, Some(&mut out), Some(cc.as_bytes()))
+            .map_err(|e| explain(e, Node::Create))
+            .with_context(what)?;
+        let reply = abi::CellCreate::from_bytes(&out)
+            .context("short reply")
+            .with_context(what)?;
+        Ok(u64::from(reply.cc_id))
+    }
+
+    fn destroy(&self, target: &Target) -> Result<()> {
+        let cell = self.resolve(target)?;
+        sysctl(Node::Destroy, None, Some(&cell.ci_id.to_ne_bytes()))
+            .map_err(|e| explain(e, Node::Destroy))
+            .with_context(|| format!("destroying {target}"))?;
+        Ok(())
+    }
+
+    fn list(&self) -> Result<Vec<CellInfo>> {
+        let now = uptime_ns();
+        Ok(self.list_raw()?.iter().map(|c| to_info(c, now)).collect())
+    }
+
+    fn stats(&self) -> Result<Vec<CellStats>> {
+        let now = uptime_ns();
+        Ok(self
+            .list_raw()?
+            .iter()
+            .map(|c| CellStats {
+                info: to_info(c, now),
+                cpu1s: c.ci_cpu_ticks_1s,
+                cpu10s: c.ci_cpu_ticks_10s,
+                memory: c.ci_memory_current,
+                denies: DenyCounters {
+                    process: c.denies(DenyScope::Process),
+                    system: c.denies(DenyScope::System),
+                    network: c.denies(DenyScope::Network),
+                    machdep: c.denies(DenyScope::Machdep),
+                    device: c.denies(DenyScope::Device),
+                    // Reserved-port denials are counted under `network` here.
+                    bind: 0,
+                },
+            })
+            .collect())
+    }
+
+    fn spawn(&self, target: &Target, spec: &ExecSpec, stdio: [Stdio; 3]) -> Result<Child> {
+        let Some(program) = spec.argv.first() else {
+            bail!("no command given");
+        };
+        let cell = self.resolve(target)?;
+        let info = to_info(&cell, 0);
+        let entry = Entry {
+            id: cell.ci_id,
+            id_mib: Mib::of(Node::Id).context("looking up security.models.cell.id")?,
+            root: CString::new(info.root.as_os_str().as_bytes()).context("cell root")?,
+            cwd: CString::new(
+                spec.cwd
+                    .as_deref()
+                    .unwrap_or("/".as_ref())
+                    .as_os_str()
+                    .as_bytes(),
+            )
+            .context("working directory")?,
+            rlimits: if spec.apply_rlimits {
+                rlimits_to_set(&info.rlimits)
+            } else {
+                Vec::new()
+            },
+            groups: spec.groups.clone(),
+            ids: match (spec.uid, spec.gid) {
+                (Some(u), Some(g)) => Some((u, g)),
+                (Some(u), None) => Some((u, u)),
+                (None, Some(_)) => bail!("a group id needs a user id"),
+                (None, None) => None,
+            },
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(&spec.argv[1..])
+            .env_clear()
+            .env("PATH", DEFAULT_PATH)
+            .env("HOME", "/");
+        if let Some(term) = std::env::var_os("TERM") {
+            cmd.env("TERM", term);
+        }
+        cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
+        let [stdin, stdout, stderr] = stdio;
+        cmd.stdin(stdin).stdout(stdout).stderr(stderr);
+        if spec.process_group {
+            cmd.process_group(0);
+        }
+        // SAFETY: `enter` makes only async-signal-safe system calls.
+        unsafe { cmd.pre_exec(move || entry.enter()) };
+        cmd.spawn()
+            .with_context(|| format!("running {program} in cell '{}'", info.name))
+    }
+}
+
+/// Everything the child needs to enter the cell, prepared before fork.
+struct Entry {
+    id: abi::CellId,
+    id_mib: Mib,
+    root: CString,
+    cwd: CString,
+    rlimits: Vec<(libc::c_int, u64)>,
+    groups: Vec<u32>,
+    ids: Option<(u32, u32)>,
+}
+
+impl Entry {
+    /// Runs in the child between fork and exec. The order is the kernel's rule:
+    /// chroot, enter, limits, credentials.
+    fn enter(&self) -> io::Result<()> {
+        // SAFETY: plain system calls on data prepared before fork.
+        unsafe {
+            check(libc::chroot(self.root.as_ptr()))?;
+            check(libc::chdir(c"/".as_ptr()))?;
+            let id = self.id.to_ne_bytes();
+            check(libc::sysctl(
+                self.id_mib.0.as_ptr(),
+                self.id_mib.0.len() as libc::c_uint,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                id.as_ptr().cast(),
+                id.len(),
+            ))?;
+            for &(resource, value) in &self.rlimits {
+                let lim = libc::rlimit {
+                    rlim_cur: value,
+                    rlim_max: value,
+                };
+                check(libc::setrlimit(resource, &lim))?;
+            }
+            check(libc::chdir(self.cwd.as_ptr()))?;
+            if let Some((uid, gid)) = self.ids {
+                check(libc::setgroups(
+                    self.groups.len() as libc::c_int,
+                    self.groups.as_ptr(),
+                ))?;
+                check(libc::setgid(gid))?;
+                check(libc::setuid(uid))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// A resolved sysctl name, so the child does not resolve names after fork.
+struct Mib(Vec<libc::c_int>);
+
+impl Mib {
+    fn of(node: Node) -> io::Result<Mib> {
+        let name = CString::new(node.path()).expect("node names have no NUL");
+        let mut mib = [0 as libc::c_int; 8];
+        let mut len: libc::size_t = mib.len();
+        // SAFETY: `mib` has room for `len` entries.
+        check(unsafe { libc::sysctlnametomib(name.as_ptr(), mib.as_mut_ptr(), &mut len) })?;
+        Ok(Mib(mib[..len].to_vec()))
+    }
+}
+
+/// One sysctl call by name: reads into `old` (or probes the size when `None`)
+/// and writes `new`. Returns the length the kernel reports.
+fn sysctl(node: Node, old: Option<&mut [u8]>, new: Option<&[u8]>) -> io::Result<usize> {
+    let name = CString::new(node.path()).expect("node names have no NUL");
+    let (old_ptr, mut old_len) = match old {
+        Some(b) => (b.as_mut_ptr().cast::<libc::c_void>(), b.len()),
+        None => (std::ptr::null_mut(), 0),
+    };
+    let (new_ptr, new_len) = match new {
+        Some(b) => (b.as_ptr().cast::<libc::c_void>(), b.len()),
+        None => (std::ptr::null(), 0),
+    };
+    // A pure write passes no length pointer; reads and size probes do.
+    let old_len_ptr: *mut libc::size_t = if old_ptr.is_null() && !new_ptr.is_null() {
+        std::ptr::null_mut()
+    } else {
+        &mut old_len
+    };
+    // SAFETY: the buffers outlive the call and their lengths are accurate.
+    check(unsafe { libc::sysctlbyname(name.as_ptr(), old_ptr, old_len_ptr, new_ptr, new_len) })?;
+    Ok(old_len)
+}
+
+/// Adds what the errno means for this node (see secmodel_cell(4)).
+fn explain(e: io::Error, node: Node) -> anyhow::Error {
+    let hint = match (node, e.raw_os_error()) {
+        (_, Some(libc::EPERM)) => "only host root may manage cells",
+        (Node::Create, Some(libc::EEXIST)) => {
+            "the name is taken or a port is reserved by another cell"
+        }
+        (Node::Create, Some(libc::EINVAL)) => "the kernel rejected the name, root, ports or limits",
+        (Node::Create, Some(libc::ENOTDIR)) => "the root is not a directory",
+        (Node::Create, Some(libc::EOVERFLOW)) => "cell ids are used up; reload secmodel_cell",
+        (Node::Destroy, Some(libc::EBUSY)) => "the cell still has processes; stop them first",
+        (Node::Destroy, Some(libc::ENOENT)) => "no such cell",
+        _ => "",
+    };
+    if hint.is_empty() {
+        anyhow::Error::new(e)
+    } else {
+        anyhow::Error::new(e).context(hint)
+    }
+}
+
+fn to_info(c: &abi::CellInfo, now_ns: u64) -> CellInfo {
+    let text = |b: Result<&[u8], abi::AbiError>| {
+        String::from_utf8_lossy(b.unwrap_or_default()).into_owned()
+    };
+    let limit = |flag: u32, v: u64| -> Limit {
+        (c.ci_create_flags & flag != 0 && v != abi::CELL_RLIMIT_INFINITY).then_some(v)
+    };
+    CellInfo {
+        id: u64::from(c.ci_id),
+        name: text(c.name()),
+        root: text(c.root()).into(),
+        profile: c.profile().unwrap_or_default(),
+        ports: c.ports().to_vec(),
+        rlimits: Rlimits {
+            nofile: limit(abi::CELL_CREATE_RLIMIT_NOFILE, c.ci_rlimit_nofile),
+            address_space: limit(abi::CELL_CREATE_RLIMIT_AS, c.ci_rlimit_as),
+            core: limit(abi::CELL_CREATE_RLIMIT_CORE, c.ci_rlimit_core),
+        },
+        age: now_ns.saturating_sub(c.ci_created_ns) / 1_000_000_000,
+        procs: c.ci_proc_current,
+        refs: c.ci_refcount,
+    }
+}
+
+/// The limits `spawn` sets: each stored one (soft = hard); unset ones stay.
+fn rlimits_to_set(r: &Rlimits) -> Vec<(libc::c_int, u64)> {
+    [
+        (libc::RLIMIT_NOFILE, r.nofile),
+        (libc::RLIMIT_AS, r.address_space),
+        (libc::RLIMIT_CORE, r.core),
+    ]
+    .into_iter()
+    .filter_map(|(res, v)| v.map(|v| (res, v)))
+    .collect()
+}
+
+/// Nanoseconds since boot, the clock of `ci_created_ns`.
+fn uptime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into `ts`.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}

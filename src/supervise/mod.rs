@@ -1,0 +1,475 @@
+//! Supervision: `cellctl supervise` runs a command inside a cell, restarts it
+//! with backoff when it ends, and sends its output to syslog.
+//!
+//! A supervisor is its own process (re-executed from this binary, in a new
+//! session), so a long-running caller such as `cellmgr` never forks itself.
+//! Its state lives under `<run_dir>/supervise/`:
+//!
+//! * `<cell>.status`: [`SupervisorStatus`] in CBOR, replaced atomically;
+//! * `<cell>.lock`: held by the live supervisor; without it the status is stale;
+//! * `<cell>.log`: the last lines of service output ([`log_path`]);
+//! * `<cell>.syslog`: records kept while no syslog daemon listens;
+//! * `<cell>.stop`: a pending stop request (its grace period).
+
+mod monitor;
+mod output;
+pub mod prometheus;
+mod signals;
+mod status;
+pub mod syslog;
+
+pub use status::{SupervisorState, SupervisorStatus};
+pub use syslog::{Facility, Level};
+
+use crate::engine::config::Config;
+use crate::kernel::{CellInfo, Kernel, Target};
+use anyhow::{bail, Context};
+use argh::FromArgs;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Longest syslog tag, in bytes.
+pub const TAG_MAX: usize = 63;
+
+/// How long `start` waits for a new supervisor to report that it runs.
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Run a command inside a cell under a supervisor: the supervisor detaches,
+/// restarts the command with backoff (1 s doubling to 10 s, reset after 30 s of
+/// stable running) and sends each line of its output to syslog.
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "supervise")]
+pub struct SuperviseArgs {
+    /// syslog facility: kern, user, mail, daemon, auth, syslog, lpr, news,
+    /// uucp, cron, authpriv, ftp, local0 to local7 (default daemon)
+    #[argh(option, short = 'f', default = "Facility::DAEMON")]
+    pub facility: Facility,
+    /// level of stdout lines: emerg, alert, crit, err, warning, notice, info,
+    /// debug or 0-7 (default notice)
+    #[argh(option, short = 'o', default = "Level::NOTICE")]
+    pub stdout_level: Level,
+    /// level of stderr lines (default err)
+    #[argh(option, short = 'e', default = "Level::ERR")]
+    pub stderr_level: Level,
+    /// syslog tag, at most 63 bytes; tabs and newlines become spaces
+    /// (default cellctl)
+    #[argh(option, short = 't', default = "String::from(\"cellctl\")")]
+    pub tag: String,
+    /// run the command as this numeric uid (needs -G)
+    #[argh(option, short = 'U')]
+    pub uid: Option<u32>,
+    /// run the command with this numeric gid (needs -U)
+    #[argh(option, short = 'G')]
+    pub gid: Option<u32>,
+    /// supplementary groups, gid[,gid...] (needs -U and -G; default none)
+    #[argh(option, short = 'g')]
+    pub groups: Option<String>,
+    /// do not detach: supervise in this process until TERM (for systemd and
+    /// tests)
+    #[argh(switch)]
+    pub foreground: bool,
+    /// internal: the descriptor a detached supervisor reports readiness on
+    #[argh(option, hidden_help)]
+    pub ready_fd: Option<i32>,
+    /// the cell, by id or name
+    #[argh(positional)]
+    pub cell: String,
+    /// the command and its arguments
+    #[argh(positional, greedy)]
+    pub command: Vec<String>,
+}
+
+/// What to supervise, and how to log it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuperviseSpec {
+    /// The cell, by name (or id).
+    pub cell: String,
+    pub argv: Vec<String>,
+    pub facility: Facility,
+    pub stdout_level: Level,
+    pub stderr_level: Level,
+    pub tag: String,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub groups: Vec<u32>,
+}
+
+impl SuperviseSpec {
+    /// A spec with the defaults: facility daemon, stdout notice, stderr err,
+    /// tag `cellctl`, no credential change.
+    pub fn new(cell: &str, argv: Vec<String>) -> SuperviseSpec {
+        SuperviseSpec {
+            cell: cell.to_string(),
+            argv,
+            facility: Facility::DAEMON,
+            stdout_level: Level::NOTICE,
+            stderr_level: Level::ERR,
+            tag: "cellctl".to_string(),
+            uid: None,
+            gid: None,
+            groups: Vec::new(),
+        }
+    }
+
+    /// Builds a spec from the command line, checking the flag rules.
+    pub fn from_args(args: &SuperviseArgs) -> anyhow::Result<SuperviseSpec> {
+        let groups = match &args.groups {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|g| {
+                    g.parse::<u32>().map_err(|_| {
+                        anyhow::anyhow!("-g '{list}': expected numeric gids separated by commas")
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?,
+        };
+        if args.groups.is_some() && (args.uid.is_none() || args.gid.is_none()) {
+            bail!("-g needs -U and -G");
+        }
+        let spec = SuperviseSpec {
+            cell: args.cell.clone(),
+            argv: args.command.clone(),
+            facility: args.facility,
+            stdout_level: args.stdout_level,
+            stderr_level: args.stderr_level,
+            tag: syslog::sanitize_tag(&args.tag),
+            uid: args.uid,
+            gid: args.gid,
+            groups,
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.argv.is_empty() || self.argv[0].is_empty() {
+            bail!("no command given: usage: supervise [options] <id|name> command [args...]");
+        }
+        if self.tag.is_empty() || self.tag.len() > TAG_MAX {
+            bail!(
+                "-t: the tag is {} bytes; expected 1 to {TAG_MAX}",
+                self.tag.len()
+            );
+        }
+        if self.tag.contains(['\t', '\n', '\r']) {
+            bail!("-t: the tag must not contain tabs or newlines");
+        }
+        if self.uid.is_some() != self.gid.is_some() {
+            bail!("-U and -G go together: give both or neither");
+        }
+        if !self.groups.is_empty() && self.uid.is_none() {
+            bail!("-g needs -U and -G");
+        }
+        Ok(())
+    }
+
+    /// The command-line flags that reproduce this spec (for the re-exec).
+    fn to_flags(&self) -> Vec<String> {
+        let mut v = vec![
+            "-f".to_string(),
+            self.facility.name().to_string(),
+            "-o".to_string(),
+            self.stdout_level.code().to_string(),
+            "-e".to_string(),
+            self.stderr_level.code().to_string(),
+            "-t".to_string(),
+            self.tag.clone(),
+        ];
+        if let (Some(u), Some(g)) = (self.uid, self.gid) {
+            v.extend([
+                "-U".to_string(),
+                u.to_string(),
+                "-G".to_string(),
+                g.to_string(),
+            ]);
+            if !self.groups.is_empty() {
+                let list: Vec<String> = self.groups.iter().map(u32::to_string).collect();
+                v.extend(["-g".to_string(), list.join(",")]);
+            }
+        }
+        v
+    }
+}
+
+/// `cellctl supervise`: detach and print `cell <id>`, or with `--foreground`
+/// supervise in this process.
+pub fn run_command(cfg: &Config, kernel: &dyn Kernel, args: SuperviseArgs) -> anyhow::Result<i32> {
+    let spec = SuperviseSpec::from_args(&args)?;
+    if let Some(fd) = args.ready_fd {
+        if fd < 3 {
+            bail!("--ready-fd {fd}: expected a descriptor above stderr");
+        }
+        // SAFETY: the starting process passed this descriptor to us for
+        // exactly this purpose; nothing else in this process owns it.
+        let ready = unsafe { File::from_raw_fd(fd) };
+        return run_monitor(cfg, kernel, spec, Some(ready));
+    }
+    let cell = resolve(kernel, &spec.cell)?;
+    if args.foreground {
+        println!("cell {}", cell.id);
+        return run_monitor(cfg, kernel, spec, None);
+    }
+    start(cfg, kernel, &spec)?;
+    println!("cell {}", cell.id);
+    Ok(crate::cli::EXIT_OK)
+}
+
+/// Starts a detached supervisor for `spec` and returns its pid once it runs.
+/// Fails when the cell does not exist or is already supervised.
+pub fn start(cfg: &Config, kernel: &dyn Kernel, spec: &SuperviseSpec) -> anyhow::Result<u32> {
+    spec.validate()?;
+    let cell = resolve(kernel, &spec.cell)?;
+    if let Some(st) = status(cfg, &cell.name)? {
+        bail!(
+            "cell {} is already supervised (supervisor pid {})",
+            cell.name,
+            st.supervisor_pid
+        );
+    }
+    let (ready_read, ready_write) = pipe().context("creating the readiness pipe")?;
+    let ready_fd = ready_write.as_raw_fd();
+    let mut cmd = Command::new(self_exe()?);
+    cmd.arg0("cellctl")
+        .arg("supervise")
+        .args(spec.to_flags())
+        .args([
+            "--ready-fd".to_string(),
+            ready_fd.to_string(),
+            "--".to_string(),
+        ])
+        .arg(&cell.name)
+        .args(&spec.argv)
+        .env("CELLMGR_CONF", &cfg.path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: `detach` calls only async-signal-safe functions.
+    unsafe { cmd.pre_exec(move || detach(ready_fd)) };
+    let mut intermediate = cmd
+        .spawn()
+        .with_context(|| format!("starting the supervisor of cell {}", cell.name))?;
+    drop(ready_write);
+    // The intermediate process exits at once; its child is the supervisor.
+    let _ = intermediate.wait();
+    let reply = read_reply(ready_read, READY_TIMEOUT)
+        .with_context(|| format!("starting the supervisor of cell {}", cell.name))?;
+    match reply.trim_end().split_once(' ') {
+        Some(("ready", pid)) => pid
+            .parse()
+            .with_context(|| format!("the supervisor reported '{reply}'")),
+        Some(("error:", why)) => Err(anyhow::anyhow!("{why}"))
+            .with_context(|| format!("starting the supervisor of cell {}", cell.name)),
+        _ => bail!(
+            "the supervisor of cell {} exited before it was ready; see {}",
+            cell.name,
+            log_path(cfg, &cell.name).display()
+        ),
+    }
+}
+
+/// Stops a cell's service and its supervisor: TERM to the service, `grace`,
+/// then KILL; then the supervisor exits. Nothing to do when none runs.
+pub fn stop(cfg: &Config, cell: &str, grace: Duration) -> anyhow::Result<()> {
+    crate::names::validate("cell", cell)?;
+    let paths = status::Paths::new(&cfg.run_dir, cell);
+    let Some(st) = status(cfg, cell)? else {
+        return Ok(());
+    };
+    monitor::request_stop(&paths, grace)
+        .with_context(|| format!("asking the supervisor of cell {cell} to stop"))?;
+    kill(st.supervisor_pid as i32, libc::SIGTERM);
+    // The supervisor needs the grace period plus a moment to reap and exit.
+    if wait_unlocked(&paths.lock, grace + Duration::from_secs(3))? {
+        return Ok(());
+    }
+    // It did not finish in time: end the service and the supervisor here.
+    if let Some(child) = status::read_status(&paths.status)?.and_then(|s| s.child_pid) {
+        kill(-(child as i32), libc::SIGKILL);
+        kill(child as i32, libc::SIGKILL);
+    }
+    kill(st.supervisor_pid as i32, libc::SIGKILL);
+    if wait_unlocked(&paths.lock, Duration::from_secs(3))? {
+        let _ = std::fs::remove_file(&paths.status);
+        return Ok(());
+    }
+    bail!(
+        "the supervisor of cell {cell} (pid {}) did not exit",
+        st.supervisor_pid
+    )
+}
+
+/// The status of a cell's supervisor; `None` when none runs (including a
+/// status file left behind by a supervisor that is gone).
+pub fn status(cfg: &Config, cell: &str) -> anyhow::Result<Option<SupervisorStatus>> {
+    crate::names::validate("cell", cell)?;
+    let paths = status::Paths::new(&cfg.run_dir, cell);
+    let Some(st) = status::read_status(&paths.status)? else {
+        return Ok(None);
+    };
+    if !status::pid_alive(st.supervisor_pid) || !status::is_locked(&paths.lock)? {
+        return Ok(None);
+    }
+    Ok(Some(st))
+}
+
+/// The file holding the last lines of a cell's service output.
+pub fn log_path(cfg: &Config, cell: &str) -> PathBuf {
+    status::Paths::new(&cfg.run_dir, cell).log
+}
+
+/// The supervisor itself (detached or in the foreground).
+fn run_monitor(
+    cfg: &Config,
+    kernel: &dyn Kernel,
+    spec: SuperviseSpec,
+    mut ready: Option<File>,
+) -> anyhow::Result<i32> {
+    let setup = || -> anyhow::Result<monitor::Monitor<'_>> {
+        let cell = resolve(kernel, &spec.cell)?;
+        let paths = status::Paths::new(&cfg.run_dir, &cell.name);
+        let m = monitor::Monitor::new(kernel, spec.clone(), cell, paths, &cfg.syslog_socket)?;
+        // Installed only now, so a TERM before this point simply ends us.
+        signals::install(&[
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGQUIT,
+            libc::SIGHUP,
+            libc::SIGCHLD,
+        ])
+        .context("installing signal handlers")?;
+        Ok(m)
+    };
+    match setup() {
+        Ok(m) => m.run(ready)?,
+        Err(e) => {
+            if let Some(r) = ready.as_mut() {
+                use std::io::Write;
+                let _ = writeln!(r, "error: {:#}", e);
+            }
+            return Err(e);
+        }
+    }
+    Ok(crate::cli::EXIT_OK)
+}
+
+fn resolve(kernel: &dyn Kernel, cell: &str) -> anyhow::Result<CellInfo> {
+    let target = Target::parse(cell);
+    kernel
+        .find(&target)
+        .with_context(|| format!("looking up {target}"))?
+        .ok_or_else(|| anyhow::anyhow!("{target} not found"))
+}
+
+/// The running executable, for the re-exec.
+fn self_exe() -> anyhow::Result<PathBuf> {
+    if cfg!(target_os = "linux") {
+        return Ok(PathBuf::from("/proc/self/exe"));
+    }
+    std::env::current_exe().context("finding the cells executable")
+}
+
+/// Runs in the forked child before exec: forks again so the supervisor is not
+/// a child of the caller (no zombie in a long-running caller), starts a new
+/// session, and keeps the readiness descriptor open across exec.
+fn detach(ready_fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: fork, _exit, setsid and fcntl are async-signal-safe.
+    unsafe {
+        match libc::fork() {
+            -1 => return Err(std::io::Error::last_os_error()),
+            0 => {}
+            _ => libc::_exit(0),
+        }
+        if libc::setsid() < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let flags = libc::fcntl(ready_fd, libc::F_GETFD);
+        if flags < 0 || libc::fcntl(ready_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe writes two descriptors into `fds`.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both are fresh descriptors owned by us from here on.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    for fd in [&r, &w] {
+        // SAFETY: fcntl on our own descriptor.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok((r, w))
+}
+
+/// Reads the supervisor's one-line reply until end of file or `timeout`.
+fn read_reply(fd: OwnedFd, timeout: Duration) -> anyhow::Result<String> {
+    let deadline = Instant::now() + timeout;
+    let mut file = File::from(fd);
+    let mut reply = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut pfd = libc::pollfd {
+            fd: file.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        if n == 0 {
+            bail!(
+                "no reply from the supervisor within {} s",
+                timeout.as_secs()
+            );
+        }
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e).context("waiting for the supervisor");
+        }
+        let mut buf = [0u8; 1024];
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(String::from_utf8_lossy(&reply).into_owned()),
+            Ok(k) => reply.extend_from_slice(&buf[..k]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).context("reading the supervisor's reply"),
+        }
+    }
+}
+
+/// Polls until no supervisor holds the lock; false on timeout.
+fn wait_unlocked(lock: &std::path::Path, timeout: Duration) -> anyhow::Result<bool> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if !status::is_locked(lock)? {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn kill(pid: i32, sig: libc::c_int) {
+    if pid != 0 && pid != -1 {
+        // SAFETY: plain kill(2); ESRCH (gone already) is fine.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,243 @@
+//! The supervisor's on-disk state under `<run_dir>/supervise/`: the status
+//! file (CBOR, written atomically), the lock that proves a supervisor is alive,
+//! and the stop request.
+//!
+//! A supervisor holds an exclusive `flock` on `<cell>.lock` for its whole life.
+//! A status file is trusted only while that lock is held, so a file left by a
+//! supervisor that was killed (or whose pid was reused) reads as not running.
+
+use anyhow::Context;
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What the supervisor is doing right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SupervisorState {
+    /// The service is running.
+    Running,
+    /// The service ended; it is restarted when the backoff delay is over.
+    Backoff,
+    /// A stop was requested; the service is being terminated.
+    Stopping,
+}
+
+impl SupervisorState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SupervisorState::Running => "running",
+            SupervisorState::Backoff => "backoff",
+            SupervisorState::Stopping => "stopping",
+        }
+    }
+}
+
+/// The status file: everything an operator or the UI wants to know about one
+/// supervised service.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SupervisorStatus {
+    pub cell: String,
+    pub cid: u64,
+    pub supervisor_pid: u32,
+    /// The service's pid while it runs.
+    pub child_pid: Option<u32>,
+    pub argv: Vec<String>,
+    pub state: SupervisorState,
+    /// Unix time (seconds) the current state began.
+    pub since: u64,
+    /// Unix time (seconds) the supervisor started.
+    pub started: u64,
+    /// Times the service was started again after ending.
+    pub restarts: u64,
+    /// How the last run ended, e.g. `exit 3` or `signal 9`.
+    pub last_exit: Option<String>,
+    /// The delay before the next restart, in seconds (while in backoff).
+    pub backoff_secs: u64,
+    /// Start times of the most recent runs, unix milliseconds, oldest first.
+    pub recent_starts_ms: Vec<u64>,
+}
+
+/// How many start times the status keeps.
+pub const RECENT_STARTS: usize = 10;
+
+/// The files of one cell's supervisor.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub dir: PathBuf,
+    pub status: PathBuf,
+    pub lock: PathBuf,
+    pub stop: PathBuf,
+    pub log: PathBuf,
+    pub fallback: PathBuf,
+}
+
+impl Paths {
+    pub fn new(run_dir: &Path, cell: &str) -> Paths {
+        let dir = run_dir.join("supervise");
+        Paths {
+            status: dir.join(format!("{cell}.status")),
+            lock: dir.join(format!("{cell}.lock")),
+            stop: dir.join(format!("{cell}.stop")),
+            log: dir.join(format!("{cell}.log")),
+            fallback: dir.join(format!("{cell}.syslog")),
+            dir,
+        }
+    }
+}
+
+pub fn write_status(path: &Path, status: &SupervisorStatus) -> anyhow::Result<()> {
+    let mut bytes = Vec::new();
+    ciborium::into_writer(status, &mut bytes).context("encoding supervisor status")?;
+    crate::engine::fsutil::write_atomic(path, &bytes)
+}
+
+/// Reads a status file; `None` when there is none.
+pub fn read_status(path: &Path) -> anyhow::Result<Option<SupervisorStatus>> {
+    match std::fs::read(path) {
+        Ok(bytes) => ciborium::from_reader(bytes.as_slice())
+            .map(Some)
+            .with_context(|| format!("{}: not a supervisor status file", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// The lock a running supervisor holds. Dropping it releases the lock.
+pub struct SupervisorLock {
+    _file: File,
+}
+
+impl SupervisorLock {
+    /// Takes the cell's supervisor lock, retrying briefly (a concurrent
+    /// [`is_locked`] probe holds it for a moment). Fails when another
+    /// supervisor holds it.
+    pub fn acquire(path: &Path) -> anyhow::Result<SupervisorLock> {
+        let file = open_lock(path)?;
+        for attempt in 0.. {
+            // SAFETY: flock on a descriptor we own.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Ok(SupervisorLock { _file: file });
+            }
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK) || attempt == 20 {
+                return Err(err).with_context(|| {
+                    format!("locking {} (another supervisor runs)", path.display())
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        unreachable!()
+    }
+}
+
+/// True while some supervisor holds the lock at `path`.
+pub fn is_locked(path: &Path) -> anyhow::Result<bool> {
+    let file = match OpenOptions::new().read(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+    };
+    // SAFETY: flock on a descriptor we own; the shared lock is released when
+    // `file` is dropped.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+        return Ok(false);
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(true)
+    } else {
+        Err(err).with_context(|| format!("probing lock {}", path.display()))
+    }
+}
+
+fn open_lock(path: &Path) -> anyhow::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+/// True when a process with this pid exists.
+pub fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks for existence and permission.
+    pid > 0 && (unsafe { libc::kill(pid, 0) } == 0 || last_errno() == libc::EPERM)
+}
+
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> SupervisorStatus {
+        SupervisorStatus {
+            cell: "web".into(),
+            cid: 3,
+            supervisor_pid: 100,
+            child_pid: Some(101),
+            argv: vec!["/bin/sh".into(), "-c".into(), "exec httpd".into()],
+            state: SupervisorState::Running,
+            since: 1_700_000_000,
+            started: 1_699_999_990,
+            restarts: 2,
+            last_exit: Some("exit 1".into()),
+            backoff_secs: 2,
+            recent_starts_ms: vec![1, 2, 3],
+        }
+    }
+
+    #[test]
+    fn status_round_trips_through_cbor_atomically() {
+        let dir = std::env::temp_dir().join(format!("cells-status-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = Paths::new(&dir, "web");
+        std::fs::create_dir_all(&p.dir).unwrap();
+        assert_eq!(read_status(&p.status).unwrap(), None);
+        write_status(&p.status, &sample()).unwrap();
+        assert_eq!(read_status(&p.status).unwrap(), Some(sample()));
+        // No temp file is left behind.
+        let names: Vec<_> = std::fs::read_dir(&p.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("web.status")]);
+        std::fs::write(&p.status, b"garbage").unwrap();
+        let e = format!("{:#}", read_status(&p.status).unwrap_err());
+        assert!(
+            e.contains("web.status: not a supervisor status file"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_lock_is_seen_while_held_and_released_on_drop() {
+        let dir = std::env::temp_dir().join(format!("cells-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.lock");
+        assert!(!is_locked(&path).unwrap());
+        let lock = SupervisorLock::acquire(&path).unwrap();
+        assert!(is_locked(&path).unwrap());
+        let second = SupervisorLock::acquire(&path).err().unwrap();
+        assert!(format!("{second:#}").contains("another supervisor runs"));
+        drop(lock);
+        assert!(!is_locked(&path).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn pid_liveness() {
+        assert!(pid_alive(std::process::id()));
+        assert!(!pid_alive(0));
+        assert!(!pid_alive(u32::MAX));
+    }
+}

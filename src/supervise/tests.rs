@@ -1,0 +1,472 @@
+//! Monitor tests against [`HostProcessKernel`], a test-only kernel whose one
+//! "cell" runs plain host processes. They exercise the real event loop,
+//! pipes, signals, syslog datagrams and status files in-process; the tests in
+//! `tests/supervise.rs` drive the real binary against real cells.
+
+use super::monitor::{self, Monitor};
+use super::status::{self, Paths};
+use super::*;
+use crate::kernel::{CellSpec, CellStats, ExecSpec, Profile, Rlimits};
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// TEST ONLY: a kernel with a single cell that spawns ordinary host processes
+/// (no isolation), each leading its own process group.
+struct HostProcessKernel {
+    cell: CellInfo,
+    gone: Arc<AtomicBool>,
+}
+
+impl HostProcessKernel {
+    fn new(name: &str) -> HostProcessKernel {
+        HostProcessKernel {
+            cell: CellInfo {
+                id: 7,
+                name: name.into(),
+                root: "/".into(),
+                profile: Profile::High,
+                ports: vec![],
+                rlimits: Rlimits::default(),
+                age: 0,
+                procs: 0,
+                refs: 0,
+            },
+            gone: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+impl Kernel for HostProcessKernel {
+    fn name(&self) -> &'static str {
+        "host-process-test"
+    }
+    fn create(&self, _: &CellSpec) -> anyhow::Result<u64> {
+        bail!("not supported by the test kernel")
+    }
+    fn destroy(&self, _: &Target) -> anyhow::Result<()> {
+        bail!("not supported by the test kernel")
+    }
+    fn list(&self) -> anyhow::Result<Vec<CellInfo>> {
+        Ok(if self.gone.load(Ordering::SeqCst) {
+            vec![]
+        } else {
+            vec![self.cell.clone()]
+        })
+    }
+    fn stats(&self) -> anyhow::Result<Vec<CellStats>> {
+        bail!("not supported by the test kernel")
+    }
+    fn spawn(
+        &self,
+        target: &Target,
+        spec: &ExecSpec,
+        [stdin, stdout, stderr]: [Stdio; 3],
+    ) -> anyhow::Result<std::process::Child> {
+        if self.find(target)?.is_none() {
+            bail!("{target} not found");
+        }
+        Ok(Command::new(&spec.argv[0])
+            .args(&spec.argv[1..])
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(stderr)
+            .process_group(0)
+            .spawn()?)
+    }
+}
+
+/// A temporary run directory and syslog socket for one test.
+struct Fixture {
+    dir: PathBuf,
+    cfg: Config,
+    syslog: UnixDatagram,
+}
+
+impl Fixture {
+    fn new(test: &str) -> Fixture {
+        let dir = std::env::temp_dir().join(format!("cells-sup-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = Config {
+            run_dir: dir.join("run"),
+            syslog_socket: dir.join("log"),
+            ..Config::default()
+        };
+        let syslog = UnixDatagram::bind(&cfg.syslog_socket).unwrap();
+        syslog
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Fixture { dir, cfg, syslog }
+    }
+
+    /// Starts a monitor on a thread; returns its signal sender and thread.
+    fn spawn_monitor(
+        &self,
+        kernel: Arc<HostProcessKernel>,
+        spec: SuperviseSpec,
+    ) -> (OwnedFd, std::thread::JoinHandle<anyhow::Result<()>>) {
+        let paths = Paths::new(&self.cfg.run_dir, &kernel.cell.name);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let socket = self.cfg.syslog_socket.clone();
+        let thread = std::thread::spawn(move || {
+            let m = Monitor::new(&*kernel, spec, kernel.cell.clone(), paths, &socket)?;
+            signals::install(&[libc::SIGCHLD])?;
+            tx.send(m.signal_sender()?).unwrap();
+            m.run(None)
+        });
+        let sender = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("monitor started");
+        (sender, thread)
+    }
+
+    /// Receives datagrams until one satisfies `pred`.
+    fn expect_record(&self, pred: impl Fn(&str) -> bool) -> String {
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let n = self.syslog.recv(&mut buf).expect("a syslog record in time");
+            let rec = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if pred(&rec) {
+                return rec;
+            }
+        }
+    }
+
+    fn wait_status(
+        &self,
+        cell: &str,
+        pred: impl Fn(&SupervisorStatus) -> bool,
+    ) -> SupervisorStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = status(&self.cfg, cell).unwrap() {
+                if pred(&s) {
+                    return s;
+                }
+            }
+            assert!(Instant::now() < deadline, "status never matched");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn sh(script: &str) -> Vec<String> {
+    vec!["/bin/sh".into(), "-c".into(), script.into()]
+}
+
+/// True when no live (non-zombie) process is in the group, within 2 s.
+/// Zombies do not count: the reaper of orphans here may be slow or absent.
+fn group_gone(pgid: u32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let live = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ppid pgrp ...
+            let after_comm = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+            let f: Vec<&str> = after_comm.split(' ').collect();
+            f.len() > 2 && f[2] == pgid.to_string() && f[0] != "Z"
+        });
+        if !live {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_crashing_service_restarts_with_doubling_backoff() {
+    let fx = Fixture::new("backoff");
+    let kernel = Arc::new(HostProcessKernel::new("crashy"));
+    let spec = SuperviseSpec::new("crashy", sh("echo up; exit 3"));
+    let (tx, thread) = fx.spawn_monitor(kernel, spec);
+    let st = fx.wait_status("crashy", |s| s.restarts >= 3);
+    assert_eq!(st.last_exit.as_deref(), Some("exit 3"));
+    // Runs started at t0, t0+1 s, +2 s, +4 s (plus the short run times).
+    let gaps: Vec<u64> = st
+        .recent_starts_ms
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .collect();
+    assert_eq!(gaps.len(), 3, "{st:?}");
+    for (gap, want) in gaps.iter().zip([1000, 2000, 4000]) {
+        assert!(
+            *gap >= want && *gap < want + 900,
+            "gap {gap} ms, expected about {want}: {gaps:?}"
+        );
+    }
+    signals::send(&tx, libc::SIGTERM).unwrap();
+    thread.join().unwrap().unwrap();
+    assert!(status(&fx.cfg, "crashy").unwrap().is_none());
+    let tail = std::fs::read_to_string(log_path(&fx.cfg, "crashy")).unwrap();
+    assert!(tail.contains(" stdout: up\n"), "{tail}");
+    assert!(
+        tail.contains("supervise: restarting in 4 second(s)\n"),
+        "{tail}"
+    );
+}
+
+#[test]
+fn output_lines_reach_syslog_with_priority_and_tag() {
+    let fx = Fixture::new("syslog");
+    let kernel = Arc::new(HostProcessKernel::new("web"));
+    let mut spec = SuperviseSpec::new("web", sh("echo hello; echo oops >&2; exec sleep 600"));
+    spec.facility = "local3".parse().unwrap();
+    spec.tag = "cell-web".into();
+    let (tx, thread) = fx.spawn_monitor(kernel, spec);
+    // local3 = 19: notice 19*8+5 = 157, err 155, info 158.
+    let pid = std::process::id();
+    let head = format!(" cell-web[{pid}]: cell=web cid=7 ");
+    let started = fx.expect_record(|r| r.contains("supervise: started"));
+    assert!(
+        started.starts_with("<158>") && started.contains(&head),
+        "{started}"
+    );
+    let out = fx.expect_record(|r| r.contains("stdout:"));
+    assert!(out.starts_with("<157>"), "{out}");
+    assert!(out.ends_with(&format!("{head}stdout: hello")), "{out}");
+    let err = fx.expect_record(|r| r.contains("stderr:"));
+    assert!(
+        err.starts_with("<155>") && err.ends_with("stderr: oops"),
+        "{err}"
+    );
+    let st = fx.wait_status("web", |s| s.state == SupervisorState::Running);
+    let child = st.child_pid.unwrap();
+    monitor::request_stop(&Paths::new(&fx.cfg.run_dir, "web"), Duration::from_secs(2)).unwrap();
+    signals::send(&tx, libc::SIGTERM).unwrap();
+    thread.join().unwrap().unwrap();
+    assert!(group_gone(child));
+    fx.expect_record(|r| r.contains("supervise: stop requested; sent TERM"));
+}
+
+#[test]
+fn stop_kills_a_service_that_ignores_term_and_its_children() {
+    let fx = Fixture::new("stop");
+    let kernel = Arc::new(HostProcessKernel::new("stubborn"));
+    // Ignores TERM and leaves a background child in its process group.
+    let spec = SuperviseSpec::new(
+        "stubborn",
+        sh("trap '' TERM; sleep 600 & echo ready; while :; do sleep 1; done"),
+    );
+    let (tx, thread) = fx.spawn_monitor(kernel, spec);
+    fx.expect_record(|r| r.ends_with("stdout: ready"));
+    let st = fx.wait_status("stubborn", |s| s.child_pid.is_some());
+    let pgid = st.child_pid.unwrap();
+    monitor::request_stop(
+        &Paths::new(&fx.cfg.run_dir, "stubborn"),
+        Duration::from_millis(300),
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    signals::send(&tx, libc::SIGTERM).unwrap();
+    thread.join().unwrap().unwrap();
+    assert!(t0.elapsed() >= Duration::from_millis(300));
+    assert!(
+        group_gone(pgid),
+        "processes of group {pgid} survived the stop"
+    );
+    fx.expect_record(|r| r.contains("grace period over; sent KILL"));
+}
+
+#[test]
+fn a_vanished_cell_ends_supervision() {
+    let fx = Fixture::new("vanish");
+    let kernel = Arc::new(HostProcessKernel::new("ghost"));
+    let gone = kernel.gone.clone();
+    let (_tx, thread) = fx.spawn_monitor(kernel, SuperviseSpec::new("ghost", sh("exec sleep 600")));
+    fx.wait_status("ghost", |s| s.state == SupervisorState::Running);
+    gone.store(true, Ordering::SeqCst);
+    let child = status(&fx.cfg, "ghost")
+        .unwrap()
+        .unwrap()
+        .child_pid
+        .unwrap();
+    // SAFETY: killing the child we just learned about.
+    unsafe { libc::kill(child as i32, libc::SIGKILL) };
+    thread.join().unwrap().unwrap();
+    fx.expect_record(|r| r.contains("the cell no longer exists; not restarting"));
+    assert!(status(&fx.cfg, "ghost").unwrap().is_none());
+}
+
+#[test]
+fn a_stale_status_file_reads_as_not_running() {
+    let fx = Fixture::new("stale");
+    let paths = Paths::new(&fx.cfg.run_dir, "old");
+    std::fs::create_dir_all(&paths.dir).unwrap();
+    let mut dead = Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    let mut st = SupervisorStatus {
+        cell: "old".into(),
+        cid: 1,
+        supervisor_pid: dead_pid,
+        child_pid: None,
+        argv: vec!["x".into()],
+        state: SupervisorState::Running,
+        since: 0,
+        started: 0,
+        restarts: 0,
+        last_exit: None,
+        backoff_secs: 0,
+        recent_starts_ms: vec![],
+    };
+    status::write_status(&paths.status, &st).unwrap();
+    assert_eq!(status(&fx.cfg, "old").unwrap(), None);
+    // A live pid (reused, here our own) without the supervisor lock is stale too.
+    st.supervisor_pid = std::process::id();
+    status::write_status(&paths.status, &st).unwrap();
+    assert_eq!(status(&fx.cfg, "old").unwrap(), None);
+    // stop() on a stale or absent supervisor is a no-op.
+    stop(&fx.cfg, "old", Duration::from_secs(1)).unwrap();
+    stop(&fx.cfg, "never-started", Duration::from_secs(1)).unwrap();
+    // With the lock held, the same file reads as running.
+    let lock = status::SupervisorLock::acquire(&paths.lock).unwrap();
+    assert_eq!(status(&fx.cfg, "old").unwrap(), Some(st));
+    drop(lock);
+}
+
+#[test]
+fn a_second_supervisor_for_the_same_cell_is_refused() {
+    let fx = Fixture::new("twice");
+    let kernel = Arc::new(HostProcessKernel::new("once"));
+    let (tx, thread) = fx.spawn_monitor(
+        kernel.clone(),
+        SuperviseSpec::new("once", sh("exec sleep 600")),
+    );
+    fx.wait_status("once", |s| s.state == SupervisorState::Running);
+    let paths = Paths::new(&fx.cfg.run_dir, "once");
+    let spec = SuperviseSpec::new("once", sh("true"));
+    let e = Monitor::new(
+        &*kernel,
+        spec.clone(),
+        kernel.cell.clone(),
+        paths,
+        &fx.cfg.syslog_socket,
+    )
+    .err()
+    .unwrap();
+    assert!(
+        format!("{e:#}").contains("cell once is already supervised"),
+        "{e:#}"
+    );
+    let e = start(&fx.cfg, &*kernel, &spec).unwrap_err();
+    assert!(
+        format!("{e:#}").starts_with("cell once is already supervised (supervisor pid"),
+        "{e:#}"
+    );
+    signals::send(&tx, libc::SIGTERM).unwrap();
+    thread.join().unwrap().unwrap();
+}
+
+#[test]
+fn without_a_syslog_daemon_records_go_to_the_fallback_file() {
+    let fx = Fixture::new("fallback");
+    let cfg = Config {
+        syslog_socket: fx.dir.join("nobody-listens"),
+        ..fx.cfg.clone()
+    };
+    let kernel = Arc::new(HostProcessKernel::new("quiet"));
+    let paths = Paths::new(&cfg.run_dir, "quiet");
+    let spec = SuperviseSpec::new("quiet", sh("echo to-file; exec sleep 600"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (k, p, socket) = (kernel.clone(), paths.clone(), cfg.syslog_socket.clone());
+    let thread = std::thread::spawn(move || {
+        let m = Monitor::new(&*k, spec, k.cell.clone(), p, &socket)?;
+        signals::install(&[libc::SIGCHLD])?;
+        tx.send(m.signal_sender()?).unwrap();
+        m.run(None)
+    });
+    let tx = rx.recv().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = std::fs::read_to_string(&paths.fallback).unwrap_or_default();
+        if text.contains("stdout: to-file") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    signals::send(&tx, libc::SIGTERM).unwrap();
+    thread.join().unwrap().unwrap();
+    assert_eq!(text.matches("is unreachable").count(), 1, "{text}");
+    assert!(
+        text.contains("cellctl[") && text.contains("stdout: to-file"),
+        "{text}"
+    );
+    let tail = std::fs::read_to_string(&paths.log).unwrap();
+    assert!(tail.contains("supervise: syslog socket"), "{tail}");
+}
+
+#[test]
+fn flags_follow_the_original_rules() {
+    let parse = |args: &[&str]| -> Result<SuperviseSpec, String> {
+        let a = SuperviseArgs::from_args(&["supervise"], args).map_err(|e| e.output)?;
+        SuperviseSpec::from_args(&a).map_err(|e| e.to_string())
+    };
+    let s = parse(&["web", "httpd", "-X", "--port", "80"]).unwrap();
+    assert_eq!(
+        s,
+        SuperviseSpec::new(
+            "web",
+            vec!["httpd".into(), "-X".into(), "--port".into(), "80".into()]
+        )
+    );
+    let s = parse(&[
+        "-f", "local1", "-o", "info", "-e", "2", "-t", "a\tb", "-U", "80", "-G", "81", "-g", "5,6",
+        "web", "x",
+    ])
+    .unwrap();
+    assert_eq!(
+        (
+            s.facility.code(),
+            s.stdout_level.code(),
+            s.stderr_level.code()
+        ),
+        (17, 6, 2)
+    );
+    assert_eq!(
+        (s.tag.as_str(), s.uid, s.gid, s.groups.clone()),
+        ("a b", Some(80), Some(81), vec![5, 6])
+    );
+    // The re-exec flags reproduce the spec.
+    let mut again: Vec<String> = s.to_flags();
+    again.extend(["--".into(), "web".into(), "x".into()]);
+    let again: Vec<&str> = again.iter().map(String::as_str).collect();
+    assert_eq!(parse(&again).unwrap(), s);
+    assert_eq!(
+        parse(&["-U", "1", "web", "x"]).unwrap_err(),
+        "-U and -G go together: give both or neither"
+    );
+    assert_eq!(
+        parse(&["-G", "1", "web", "x"]).unwrap_err(),
+        "-U and -G go together: give both or neither"
+    );
+    assert_eq!(
+        parse(&["-g", "1", "web", "x"]).unwrap_err(),
+        "-g needs -U and -G"
+    );
+    assert!(parse(&["-U", "1", "-G", "1", "-g", "a", "web", "x"])
+        .unwrap_err()
+        .contains("expected numeric gids"));
+    assert_eq!(
+        parse(&["-t", &"t".repeat(64), "web", "x"]).unwrap_err(),
+        "-t: the tag is 64 bytes; expected 1 to 63"
+    );
+    assert!(parse(&["-t", &"t".repeat(63), "web", "x"]).is_ok());
+    assert!(parse(&["web"]).unwrap_err().starts_with("no command given"));
+    assert!(parse(&["-f", "nope", "web", "x"])
+        .unwrap_err()
+        .contains("unknown facility 'nope'"));
+    assert!(parse(&["-o", "9", "web", "x"])
+        .unwrap_err()
+        .contains("unknown level '9'"));
+}
