@@ -12,7 +12,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use ui_support::{cellui_command, have_tmux, Tmux};
+use ui_support::{cellui_command, cellui_command_pid, have_tmux, Tmux};
 
 struct Fixture {
     dir: PathBuf,
@@ -26,7 +26,23 @@ impl Drop for Fixture {
     }
 }
 
+fn serve(fake: Arc<Fake>, socket: &std::path::Path) {
+    let p = socket.to_path_buf();
+    std::thread::spawn(move || serve_socket(&p, fake, Access::default()));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while UnixStream::connect(socket).is_err() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn fixture(name: &str) -> Fixture {
+    let f = fixture_unserved(name);
+    serve(f.fake.clone(), &f.socket);
+    f
+}
+
+fn fixture_unserved(name: &str) -> Fixture {
     let dir = std::env::temp_dir().join(format!("cells-uifake-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -41,13 +57,6 @@ fn fixture(name: &str) -> Fixture {
         dir.clone(),
     ));
     let socket = dir.join("bridge.sock");
-    let (b, p) = (fake.clone(), socket.clone());
-    std::thread::spawn(move || serve_socket(&p, b, Access::default()));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(10));
-    }
     Fixture { dir, socket, fake }
 }
 
@@ -216,4 +225,51 @@ fn an_unconfirmed_restore_is_not_carried_out() {
     );
     t.keys(&["q"]);
     t.wait_text("EXIT=0");
+}
+
+#[test]
+fn a_missing_bridge_is_reported_and_retried() {
+    if !have_tmux() {
+        eprintln!("skipped: tmux is not installed");
+        return;
+    }
+    let f = fixture_unserved("retry");
+    let cmd = cellui_command(&format!("-S {} --interval 1", f.socket.display()), "");
+    let t = Tmux::start("retry", &cmd, 80, 24);
+    let s = t.wait_text("bridge lost, retrying: connecting to");
+    assert!(s.contains("not connected"), "{s}");
+    serve(f.fake.clone(), &f.socket);
+    t.wait_text("bridge reconnected");
+    t.wait_text(" web ");
+    t.keys(&["q"]);
+    t.wait_text("EXIT=0");
+}
+
+#[test]
+fn sigterm_and_sighup_restore_the_terminal() {
+    if !have_tmux() {
+        eprintln!("skipped: tmux is not installed");
+        return;
+    }
+    let f = fixture("signal");
+    for (name, sig) in [("term", libc::SIGTERM), ("hup", libc::SIGHUP)] {
+        let pidfile = f.dir.join(format!("{name}.pid"));
+        let cmd = cellui_command_pid(
+            &format!("-S {}", f.socket.display()),
+            "",
+            &pidfile.display().to_string(),
+        );
+        let t = Tmux::start(&format!("sig{name}"), &cmd, 100, 30);
+        t.wait_text(" web ");
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SAFETY: signalling the UI process this test started, by its PID.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+        let s = t.wait_text("EXIT=");
+        assert!(s.contains("BEFORE-CELLUI") && s.contains("icanon"), "{s}");
+        assert!(!s.contains("-icanon") && !s.contains("-echo"), "{s}");
+    }
 }

@@ -279,7 +279,9 @@ fn cells_table(app: &mut App, g: &mut Grid, y0: usize, rows: usize) {
     let len = app.cell_order.len();
     let top = scroll_into_view(app, rows, len);
     if len == 0 {
-        let msg = if app.cells.is_empty() {
+        let msg = if matches!(app.bridge, Bridge::Lost { .. }) && app.cells.is_empty() {
+            "no data: not connected to cellmgr"
+        } else if app.cells.is_empty() {
             "no cells: declare one in the manifest directory (see cellmgr(8))"
         } else {
             "no cell matches the filter (Esc clears it, f changes the state filter)"
@@ -596,7 +598,7 @@ fn status_line(app: &App, g: &mut Grid, y: usize) {
     }
     let rw = right.chars().count();
     let (text, style) = match &app.bridge {
-        Bridge::Lost { reason } => (format!("bridge lost: {reason}; retrying"), ERROR),
+        Bridge::Lost { reason } => (format!("bridge lost, retrying: {reason}"), ERROR),
         Bridge::Up { .. } if app.busy() && !app.status.error => {
             (format!("* {}", app.status.text), fg(CYAN))
         }

@@ -109,9 +109,19 @@ impl Drop for Tmux {
 
 /// A shell command line that runs the cells binary as `cellui` with `args`, then
 /// reports how it ended and whether the terminal is back in cooked mode.
+/// The UI's PID is written to `pidfile` (empty: not written).
 pub fn cellui_command(args: &str, env: &str) -> String {
+    cellui_command_pid(args, env, "")
+}
+
+pub fn cellui_command_pid(args: &str, env: &str, pidfile: &str) -> String {
     let bin = env!("CARGO_BIN_EXE_cells");
+    let record = if pidfile.is_empty() {
+        String::new()
+    } else {
+        format!("echo $$ > {pidfile}; ")
+    };
     format!(
-        "echo BEFORE-CELLUI; {env} {bin} ui {args}; echo \"EXIT=$?\"; stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo; sleep 600"
+        "echo BEFORE-CELLUI; {env} sh -c '{record}exec {bin} ui {args}'; echo \"EXIT=$?\"; stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo; sleep 600"
     )
 }
