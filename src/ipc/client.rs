@@ -65,17 +65,17 @@ impl Connection {
     /// Connects and shakes hands. With `prompt_ok` false, ssh must not ask
     /// anything on the terminal (it runs in batch mode, in its own process group).
     pub fn open(endpoint: &Endpoint, prompt_ok: bool) -> Result<Connection> {
-        let (reader, writer, child, stderr) = match endpoint {
+        let transport = match endpoint {
             Endpoint::Socket(path) => {
                 let stream = UnixStream::connect(path)
                     .with_context(|| format!("connecting to {}", path.display()))?;
                 let reader = stream.try_clone().context("cloning the socket")?;
-                (
-                    File::from(OwnedFd::from(reader)),
-                    File::from(OwnedFd::from(stream)),
-                    None,
-                    None,
-                )
+                Transport {
+                    reader: File::from(OwnedFd::from(reader)),
+                    writer: File::from(OwnedFd::from(stream)),
+                    child: None,
+                    stderr: None,
+                }
             }
             Endpoint::Local => {
                 let exe = std::env::current_exe().context("finding this program")?;
@@ -99,11 +99,30 @@ impl Connection {
                 spawn(cmd)?
             }
         };
+        let timeout = if prompt_ok {
+            HANDSHAKE_TIMEOUT
+        } else {
+            RECONNECT_TIMEOUT
+        };
+        Connection::handshake(transport, timeout)
+            .with_context(|| format!("handshake with {endpoint}"))
+    }
+
+    /// Starts a server command speaking the protocol on its stdin/stdout (for
+    /// example `cellmgr ipc serve --stdio` with a particular configuration) and
+    /// shakes hands with it.
+    pub fn spawn(cmd: Command) -> Result<Connection> {
+        let shown = format!("{:?}", cmd.get_program());
+        Connection::handshake(spawn(cmd)?, RECONNECT_TIMEOUT)
+            .with_context(|| format!("handshake with {shown}"))
+    }
+
+    fn handshake(t: Transport, timeout: Duration) -> Result<Connection> {
         let mut conn = Connection {
-            reader,
-            writer: Some(writer),
-            child,
-            stderr,
+            reader: t.reader,
+            writer: Some(t.writer),
+            child: t.child,
+            stderr: t.stderr,
             decoder: FrameDecoder::new(),
             next_id: 1,
             info: ServerInfo {
@@ -116,19 +135,11 @@ impl Connection {
             client: format!("cellui {}", env!("CARGO_PKG_VERSION")),
         };
         let reply = conn
-            .call_within(
-                hello,
-                Some(if prompt_ok {
-                    HANDSHAKE_TIMEOUT
-                } else {
-                    RECONNECT_TIMEOUT
-                }),
-            )
-            .map_err(|e| conn.explain(e))
-            .with_context(|| format!("handshake with {endpoint}"))?;
+            .call_within(hello, Some(timeout))
+            .map_err(|e| conn.explain(e))?;
         match reply {
             Response::Hello { server, host, .. } => conn.info = ServerInfo { server, host },
-            other => bail!("handshake with {endpoint}: unexpected reply {other:?}"),
+            other => bail!("unexpected reply {other:?}"),
         }
         Ok(conn)
     }
@@ -250,7 +261,15 @@ impl Drop for Connection {
     }
 }
 
-fn spawn(mut cmd: Command) -> Result<(File, File, Option<Child>, Option<File>)> {
+/// The two directions of a connection, and the server process if we started it.
+struct Transport {
+    reader: File,
+    writer: File,
+    child: Option<Child>,
+    stderr: Option<File>,
+}
+
+fn spawn(mut cmd: Command) -> Result<Transport> {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -260,12 +279,12 @@ fn spawn(mut cmd: Command) -> Result<(File, File, Option<Child>, Option<File>)> 
     let stdin = child.stdin.take().expect("piped stdin");
     let stdout = child.stdout.take().expect("piped stdout");
     let stderr = child.stderr.take().expect("piped stderr");
-    Ok((
-        File::from(OwnedFd::from(stdout)),
-        File::from(OwnedFd::from(stdin)),
-        Some(child),
-        Some(File::from(OwnedFd::from(stderr))),
-    ))
+    Ok(Transport {
+        reader: File::from(OwnedFd::from(stdout)),
+        writer: File::from(OwnedFd::from(stdin)),
+        child: Some(child),
+        stderr: Some(File::from(OwnedFd::from(stderr))),
+    })
 }
 
 /// Waits until `fd` is readable (or has hung up); `None` waits forever.

@@ -38,6 +38,7 @@ pub mod backup;
 mod cell;
 pub mod confirm;
 mod editor;
+pub mod ipc;
 mod output;
 mod system;
 mod volume;
@@ -67,6 +68,7 @@ subcommands! {
         Stop(cell::Stop),
         Restart(cell::Restart),
         Shell(cell::Shell),
+        Ipc(ipc::IpcArgs),
     }
 }
 

@@ -1,0 +1,200 @@
+//! The bridge over the real engine: `cellmgr ipc serve --stdio` of the real
+//! binary, real cells started and stopped through it, errors worded as the CLI
+//! words them, backups made and restored. Needs root and busybox.
+
+#[path = "mgr_support/mod.rs"]
+mod mgr_support;
+
+use cells::ipc::client::{remote_error, Connection};
+use cells::ipc::proto::{BackupTarget, ErrorKind, Request, Response};
+use mgr_support::{root_or_skip, World, BIN};
+use std::process::Command;
+
+fn bridge(w: &World) -> Connection {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["mgr", "ipc", "serve", "--stdio"])
+        .env("CELLMGR_CONF", &w.conf);
+    Connection::spawn(cmd).expect("starting the bridge")
+}
+
+fn cells(c: &mut Connection) -> Vec<cells::engine::model::CellRow> {
+    match c.call(Request::Cells).unwrap() {
+        Response::Cells(rows) => rows,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn names(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn cells_start_and_stop_through_the_bridge() {
+    if !root_or_skip("cells_start_and_stop_through_the_bridge") {
+        return;
+    }
+    let w = World::new("ipc-life");
+    w.ok(&["cell", "create", "svc"]);
+    w.ok(&["cell", "create", "idle"]);
+    let mut c = bridge(&w);
+
+    let rows = cells(&mut c);
+    let got: Vec<(&str, &str, bool)> = rows
+        .iter()
+        .map(|r| (r.name.as_str(), r.state.as_str(), r.running))
+        .collect();
+    assert_eq!(
+        got,
+        [("idle", "declared", false), ("svc", "declared", false)]
+    );
+
+    let Response::Done { message } = c
+        .call(Request::Start {
+            cells: names(&["svc"]),
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(message.starts_with("started cell svc (cid "), "{message}");
+    let svc = cells(&mut c).into_iter().find(|r| r.name == "svc").unwrap();
+    assert!(svc.running && svc.cid.is_some(), "{svc:?}");
+    assert!(matches!(
+        c.call(Request::Stop {
+            cells: names(&["svc"])
+        }),
+        Ok(Response::Done { .. })
+    ));
+    assert!(!cells(&mut c).iter().any(|r| r.running));
+}
+
+/// The supervisor is reached through `cellctl supervise`.
+fn have_supervisor() -> bool {
+    let out = Command::new(BIN)
+        .args(["ctl", "supervise", "--help"])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        eprintln!("skipped: this build's cellctl has no supervise command");
+    }
+    out.status.success()
+}
+
+#[test]
+fn a_services_output_reaches_the_log_tail() {
+    if !root_or_skip("a_services_output_reaches_the_log_tail") || !have_supervisor() {
+        return;
+    }
+    let w = World::new("ipc-log");
+    w.ok(&[
+        "cell",
+        "create",
+        "svc",
+        "--cmd",
+        "sh -c 'echo hello from svc; exec sleep 1000'",
+    ]);
+    let mut c = bridge(&w);
+    assert!(matches!(
+        c.call(Request::Start {
+            cells: names(&["svc"])
+        }),
+        Ok(Response::Done { .. })
+    ));
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        let req = Request::LogTail {
+            cell: "svc".into(),
+            lines: 10,
+            offset: None,
+        };
+        let Response::Log(chunk) = c.call(req).unwrap() else {
+            panic!()
+        };
+        seen = chunk.lines;
+        if seen.iter().any(|l| l.contains("hello from svc")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("hello from svc")),
+        "{seen:?}"
+    );
+
+    assert!(matches!(
+        c.call(Request::Stop {
+            cells: names(&["svc"])
+        }),
+        Ok(Response::Done { .. })
+    ));
+    assert!(!cells(&mut c).iter().any(|r| r.running));
+}
+
+#[test]
+fn errors_carry_the_clis_message() {
+    if !root_or_skip("errors_carry_the_clis_message") {
+        return;
+    }
+    let w = World::new("ipc-err");
+    let cli = w.fails(&["cell", "start", "nosuch"]);
+    let mut c = bridge(&w);
+    let err = c
+        .call(Request::Start {
+            cells: names(&["nosuch"]),
+        })
+        .unwrap_err();
+    let remote = remote_error(&err).expect("a typed error");
+    assert_eq!(remote.kind, ErrorKind::Failed);
+    assert_eq!(
+        format!("cellmgr: {}", remote.message),
+        cli.lines().last().unwrap(),
+        "the bridge words the error as the CLI does"
+    );
+    // The session goes on.
+    assert_eq!(c.call(Request::Ping).unwrap(), Response::Pong);
+}
+
+#[test]
+fn backups_are_made_listed_and_restored() {
+    if !root_or_skip("backups_are_made_listed_and_restored") {
+        return;
+    }
+    let w = World::new("ipc-backup");
+    w.ok(&["volume", "create", "data", "--scope", "both"]);
+    let file = w.volume_dir().join("data/note.txt");
+    std::fs::write(&file, "first\n").unwrap();
+    let mut c = bridge(&w);
+    let Response::Volumes(vols) = c.call(Request::Volumes).unwrap() else {
+        panic!()
+    };
+    assert_eq!(vols.len(), 1);
+    assert_eq!(vols[0].name, "data");
+
+    let target = BackupTarget::Volume("data".into());
+    let Response::BackupCreated(made) = c
+        .call(Request::BackupCreate {
+            target: target.clone(),
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(made.archive.contains("data_"), "{made:?}");
+    let Response::Backups(list) = c
+        .call(Request::Backups {
+            target: target.clone(),
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(list, vec![made.clone()]);
+
+    std::fs::write(&file, "changed\n").unwrap();
+    let restore = Request::BackupRestore {
+        target,
+        archive: made.archive,
+    };
+    assert!(matches!(c.call(restore), Ok(Response::Done { .. })));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "first\n");
+}
