@@ -198,3 +198,74 @@ fn backups_are_made_listed_and_restored() {
     assert!(matches!(c.call(restore), Ok(Response::Done { .. })));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "first\n");
 }
+
+fn frame(id: u64, req: &Request) -> Vec<u8> {
+    use cells::ipc::{
+        frame::write_frame,
+        proto::{encode, Envelope},
+    };
+    let mut out = Vec::new();
+    write_frame(&mut out, &encode(&Envelope { id, body: req })).unwrap();
+    out
+}
+
+/// Sends `bytes` to a fresh stdio server, hangs up at once, and waits for the
+/// server to finish.
+fn send_and_hang_up(w: &World, bytes: &[u8]) {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(["mgr", "ipc", "serve", "--stdio"])
+        .env("CELLMGR_CONF", &w.conf)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "the server ended with {status}");
+}
+
+#[test]
+fn a_client_hanging_up_never_leaves_half_an_action() {
+    if !root_or_skip("a_client_hanging_up_never_leaves_half_an_action") {
+        return;
+    }
+    let w = World::new("ipc-hangup");
+    w.ok(&["cell", "create", "gamma"]);
+    w.ok(&["cell", "start", "gamma"]);
+    let hello = Request::Hello {
+        version: cells::ipc::proto::PROTOCOL_VERSION,
+        client: "test".into(),
+    };
+    let stop = frame(
+        2,
+        &Request::Stop {
+            cells: names(&["gamma"]),
+        },
+    );
+
+    // Cut inside the frame: nothing is done.
+    let mut partial = frame(1, &hello);
+    partial.extend_from_slice(&stop[..stop.len() - 4]);
+    send_and_hang_up(&w, &partial);
+    assert!(
+        w.rows("name,running").contains("gamma\t1"),
+        "a partial request acted"
+    );
+
+    // A whole request and gone before the reply: the stop is carried out fully.
+    let mut whole = frame(1, &hello);
+    whole.extend_from_slice(&stop);
+    send_and_hang_up(&w, &whole);
+    assert!(w.rows("name,running").contains("gamma\t0"));
+    let root = w.data_dir().join("gamma");
+    let prefix = root.display().to_string();
+    assert!(
+        !w.mounts().iter().any(|m| m.starts_with(&prefix)),
+        "the stop left mounts: {:?}",
+        w.mounts()
+    );
+    // And the cell starts again cleanly.
+    w.ok(&["cell", "start", "gamma"]);
+}

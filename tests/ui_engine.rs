@@ -70,6 +70,17 @@ fn the_ui_lists_real_cells_and_stops_and_starts_them() {
     assert!(w.rows("name,running").contains("beta\t1"));
     t.wait_text("started cell beta");
 
+    // Enter: a shell in the cell, with the UI suspended, and back.
+    t.keys(&["Enter"]);
+    t.wait_text("shell in cell beta");
+    t.type_text("echo inside-$((6*7)) $(hostname)");
+    t.keys(&["Enter"]);
+    t.wait_text("inside-42");
+    t.type_text("exit");
+    t.keys(&["Enter"]);
+    t.wait_text("shell in beta ended");
+    assert!(t.screen().contains("[Cells]"));
+
     t.keys(&["q"]);
     let s = t.wait_text("EXIT=");
     assert!(s.contains("EXIT=0") && s.contains("BEFORE-CELLUI"), "{s}");

@@ -251,7 +251,7 @@ fn plan_step(line: &str) -> Option<PlanStep> {
         .split_once(": ")
         .unwrap_or((rest.trim(), ""));
     Some(PlanStep {
-        cell: subject.trim_start_matches("cell ").to_string(),
+        subject: subject.to_string(),
         action: action.to_string(),
         detail: detail.to_string(),
     })
@@ -265,8 +265,12 @@ mod tests {
     fn dry_run_lines_become_plan_steps() {
         let s = plan_step("START    cell web: autostart is YES and it is not running").unwrap();
         assert_eq!(
-            (s.action.as_str(), s.cell.as_str(), s.detail.as_str()),
-            ("START", "web", "autostart is YES and it is not running")
+            (s.action.as_str(), s.subject.as_str(), s.detail.as_str()),
+            (
+                "START",
+                "cell web",
+                "autostart is YES and it is not running"
+            )
         );
         assert!(plan_step("").is_none());
         assert!(plan_step("2 cells planned").is_none());

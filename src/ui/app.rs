@@ -400,9 +400,9 @@ impl App {
             .iter()
             .map(|s| {
                 if s.detail.is_empty() {
-                    format!("{:<8} {}", s.action, s.cell)
+                    format!("{:<8} {}", s.action, s.subject)
                 } else {
-                    format!("{:<8} {}  {}", s.action, s.cell, s.detail)
+                    format!("{:<8} {}: {}", s.action, s.subject, s.detail)
                 }
             })
             .collect();
@@ -1009,7 +1009,7 @@ mod tests {
         );
         let plan = Plan {
             steps: vec![crate::ipc::proto::PlanStep {
-                cell: "web".into(),
+                subject: "cell web".into(),
                 action: "START".into(),
                 detail: String::new(),
             }],

@@ -143,7 +143,7 @@ impl Backend for Fake {
             .iter()
             .filter(|c| cells.is_empty() || cells.contains(&c.name))
             .map(|c| PlanStep {
-                cell: c.name.clone(),
+                subject: format!("cell {}", c.name),
                 action: if c.running { "NOOP" } else { "START" }.into(),
                 detail: String::new(),
             })
