@@ -16,7 +16,7 @@ RCDIR = $(DESTDIR)$(PREFIX)/share/cells/rc.d
 PERSONALITIES = cellctl cellmgr cellui
 BIN = target/release/cells
 
-.PHONY: all build demo test lint-man install kmod clean
+.PHONY: all build demo test lint-man check-netbsd install kmod clean
 
 all: build
 
@@ -35,6 +35,14 @@ test:
 	$(CARGO) test --workspace
 	$(MAKE) lint-man
 	$(MAKE) -C kmod check-layout
+	$(MAKE) check-netbsd
+
+# Compile coverage of the NetBSD userland where the target's std is installed
+# (rustup target add x86_64-unknown-netbsd); skipped, and said so, elsewhere.
+check-netbsd:
+	@if rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-netbsd; then \
+		$(CARGO) check --bin cells --target x86_64-unknown-netbsd; \
+	else echo "check-netbsd: skipped: rustup target x86_64-unknown-netbsd not installed"; fi
 
 lint-man:
 	mandoc -Tlint -W warning man/*.[0-9]

@@ -28,6 +28,7 @@ enum Command {
     Exec(ExecArgs),
     List(ListArgs),
     Stats(StatsArgs),
+    Supervise(crate::supervise::SuperviseArgs),
 }
 
 /// Create a cell rooted at ROOT and print "cell <id>".
@@ -128,6 +129,7 @@ pub fn main(personality: &str, args: &[String]) -> i32 {
             Command::Exec(a) => exec(kernel.as_ref(), a),
             Command::List(a) => list(kernel.as_ref(), a),
             Command::Stats(a) => stats(kernel.as_ref(), a),
+            Command::Supervise(a) => crate::supervise::run_command(&cfg, kernel.as_ref(), a),
         }
     })
 }

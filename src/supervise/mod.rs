@@ -245,7 +245,12 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, spec: &SuperviseSpec) -> anyhow:
         ])
         .arg(&cell.name)
         .args(&spec.argv)
-        .env("CELLMGR_CONF", &cfg.path)
+        .env(
+            "CELLMGR_CONF",
+            std::path::absolute(&cfg.path).unwrap_or(cfg.path.clone()),
+        )
+        // A supervisor must not keep the caller's directory (a mount) busy.
+        .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -330,6 +335,9 @@ fn run_monitor(
     spec: SuperviseSpec,
     mut ready: Option<File>,
 ) -> anyhow::Result<i32> {
+    // Descriptors inherited from whoever started us (the readiness pipe
+    // included) must not reach the service.
+    mark_inherited_fds_cloexec();
     let setup = || -> anyhow::Result<monitor::Monitor<'_>> {
         let cell = resolve(kernel, &spec.cell)?;
         let paths = status::Paths::new(&cfg.run_dir, &cell.name);
@@ -394,6 +402,29 @@ fn detach(ready_fd: RawFd) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Sets close-on-exec on every descriptor above stderr.
+fn mark_inherited_fds_cloexec() {
+    // SAFETY: getrlimit writes into `lim`; fcntl on descriptors that may or
+    // may not be open only fails with EBADF.
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur.min(65_536) as i32
+    } else {
+        1024
+    };
+    for fd in 3..max {
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
 }
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {

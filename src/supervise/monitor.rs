@@ -172,13 +172,13 @@ impl<'k> Monitor<'k> {
     /// Runs until stopped or the cell disappears. `ready` (the detached start's
     /// pipe) gets `ready <pid>` once the first start was attempted.
     pub fn run(mut self, ready: Option<File>) -> anyhow::Result<()> {
-        self.start_service();
+        let mut done = self.start_service();
         if let Some(mut r) = ready {
             // The starter may have given up waiting; that is not our failure.
             let _ = writeln!(r, "ready {}", self.status.supervisor_pid);
         }
         let mut events = Events::with_capacity(8);
-        loop {
+        while !done {
             let timeout = self
                 .next_deadline()
                 .map(|t| t.saturating_duration_since(Instant::now()));
@@ -201,16 +201,14 @@ impl<'k> Monitor<'k> {
             if self.stop_requested && self.stopping.is_none() && !self.begin_stop() {
                 break;
             }
-            if let Some(done) = self.reap() {
-                if done {
-                    break;
-                }
+            if self.reap() == Some(true) {
+                break;
             }
             let now = Instant::now();
             if self.restart_at.is_some_and(|t| now >= t) {
                 self.restart_at = None;
                 self.status.restarts += 1;
-                self.start_service();
+                done = self.start_service();
             }
             if let Some(s) = self.stopping.as_mut() {
                 if !s.killed && now >= s.kill_at {
@@ -246,7 +244,9 @@ impl<'k> Monitor<'k> {
         }
     }
 
-    fn start_service(&mut self) {
+    /// Starts the service; a start that fails counts as a run that ended at
+    /// once. Returns true when the supervisor is done (the cell is gone).
+    fn start_service(&mut self) -> bool {
         let exec = ExecSpec {
             argv: self.spec.argv.clone(),
             uid: self.spec.uid,
@@ -277,15 +277,19 @@ impl<'k> Monitor<'k> {
                     self.run = Some(run);
                     self.set_state(SupervisorState::Running);
                     self.note(Level::INFO, &msg);
+                    false
                 }
-                Err(e) => self.note(Level::ERR, &format!("cannot watch the service: {e:#}")),
+                Err(e) => {
+                    self.note(Level::ERR, &format!("cannot watch the service: {e:#}"));
+                    self.after_run(None, started.elapsed())
+                }
             },
             Err(e) => {
                 self.note(
                     Level::ERR,
                     &format!("cannot start {:?}: {e:#}", self.spec.argv),
                 );
-                self.after_run(None, started.elapsed());
+                self.after_run(None, started.elapsed())
             }
         }
     }

@@ -191,8 +191,9 @@ pub struct Syslog {
     fallback: Option<File>,
     /// When the socket last failed; it is retried after [`RETRY_SOCKET_AFTER`].
     failed_at: Option<Instant>,
-    /// Records dropped because the socket buffer was full.
-    pub dropped: u64,
+    /// Records dropped since the last one sent, because the socket's queue
+    /// was full (reported with the next record that gets through).
+    dropped: u64,
 }
 
 /// Something the caller should tell the operator once (e.g. in the log tail).
@@ -234,6 +235,12 @@ impl Syslog {
         if use_socket {
             match self.send(record.as_bytes()) {
                 Ok(()) => {
+                    if self.dropped > 0 {
+                        notice = Some(format!(
+                            "{} record(s) dropped: the syslog socket's queue was full",
+                            std::mem::take(&mut self.dropped)
+                        ));
+                    }
                     if self.failed_at.take().is_some() {
                         notice = Some(format!(
                             "syslog socket {} is reachable again; logging there",
@@ -376,6 +383,31 @@ mod tests {
             "{got}"
         );
         assert!(!dir.join("f").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn records_dropped_by_a_full_queue_are_reported_once_sending_works() {
+        let dir = tempdir();
+        let sock = dir.join("log");
+        let server = UnixDatagram::bind(&sock).unwrap();
+        let mut s = Syslog::new(&sock, Facility::DAEMON, "t", 1, &dir.join("f"));
+        let mut sent = 0;
+        while s.dropped == 0 {
+            assert_eq!(s.log(Level::INFO, "fill"), None);
+            sent += 1;
+            assert!(sent < 100_000, "the queue never filled");
+        }
+        let mut buf = [0u8; 2048];
+        // Everything but the last record was queued: empty the queue.
+        for _ in 1..sent {
+            server.recv(&mut buf).unwrap();
+        }
+        let notice = s.log(Level::INFO, "after").unwrap();
+        assert_eq!(
+            notice,
+            "1 record(s) dropped: the syslog socket's queue was full"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -470,3 +470,20 @@ fn flags_follow_the_original_rules() {
         .unwrap_err()
         .contains("unknown level '9'"));
 }
+
+#[test]
+fn a_command_that_cannot_start_is_retried_until_the_cell_goes() {
+    let fx = Fixture::new("nostart");
+    let kernel = Arc::new(HostProcessKernel::new("broken"));
+    let gone = kernel.gone.clone();
+    let spec = SuperviseSpec::new("broken", vec!["/nonexistent/daemon".into()]);
+    let (_tx, thread) = fx.spawn_monitor(kernel, spec);
+    let st = fx.wait_status("broken", |s| s.restarts >= 1);
+    assert_eq!(st.last_exit.as_deref(), Some("failed to start"));
+    assert_eq!(st.state, SupervisorState::Backoff);
+    gone.store(true, Ordering::SeqCst);
+    // The next attempt fails, finds the cell gone, and the supervisor ends.
+    thread.join().unwrap().unwrap();
+    fx.expect_record(|r| r.contains("supervise: cannot start [\"/nonexistent/daemon\"]"));
+    assert!(status(&fx.cfg, "broken").unwrap().is_none());
+}

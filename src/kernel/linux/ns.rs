@@ -334,6 +334,9 @@ pub fn spawn(cell: &CellRecord, spec: &ExecSpec, stdio: [Stdio; 3]) -> Result<Ch
     cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
     let [stdin, stdout, stderr] = stdio;
     cmd.stdin(stdin).stdout(stdout).stderr(stderr);
+    if spec.process_group {
+        cmd.process_group(0);
+    }
     // SAFETY: `apply` only makes async-signal-safe system calls.
     unsafe {
         cmd.pre_exec(move || confinement.apply());
