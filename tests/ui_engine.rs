@@ -118,3 +118,32 @@ fn an_unconfirmed_restore_leaves_the_volume_alone() {
     t.keys(&["q"]);
     t.wait_text("EXIT=0");
 }
+
+#[test]
+fn the_log_view_follows_a_services_output() {
+    if !ready("the_log_view_follows_a_services_output") {
+        return;
+    }
+    let w = World::new("ui-log");
+    w.ok(&[
+        "cell",
+        "create",
+        "talker",
+        "--cmd",
+        "sh -c 'echo first line from talker; sleep 2; echo second line from talker; exec sleep 1000'",
+    ]);
+    w.ok(&["cell", "start", "talker"]);
+    let t = start_ui(&w, "log");
+    t.wait("talker", |s| row_of(s, "talker").is_some());
+    t.keys(&["l"]);
+    t.wait_text("log of talker");
+    t.wait_text("first line from talker");
+    // New output appears without any key.
+    t.wait_text("second line from talker");
+    t.keys(&["l"]);
+    t.wait("the details pane", |s| {
+        s.contains("cell talker") && !s.contains("log of talker")
+    });
+    t.keys(&["q"]);
+    t.wait_text("EXIT=0");
+}
