@@ -172,7 +172,9 @@ fn stop_and_start_through_the_ui_change_the_cells_state() {
     t.wait_text("Restart web");
     t.keys(&["y"]);
     t.wait_text("restart web: restart web: the cell is locked by another cellmgr");
-    t.keys(&["q"]);
+    // Long errors also open a message; any key closes it.
+    t.wait_text("Error");
+    t.keys(&["Space", "q"]);
     t.wait_text("EXIT=0");
 }
 

@@ -175,7 +175,8 @@ impl App {
             storage_order: Vec::new(),
             cursor: [0; 2],
             scroll: [0; 2],
-            sort: [(0, false); 2],
+            // Cells by name; storage by type, volumes first, then by name.
+            sort: [(0, false), (1, true)],
             name_filter: String::new(),
             editing_filter: false,
             run_filter: RunFilter::All,
@@ -323,7 +324,16 @@ impl App {
                 Purpose::Action(a) => a.clone(),
                 Purpose::Log(c) => format!("log of {c}"),
             };
-            self.set_status(format!("{what}: {}", e.message), true);
+            let text = format!("{what}: {}", e.message);
+            // A long error from an action is shown whole, not just its start.
+            if matches!(purpose, Purpose::Action(_) | Purpose::Plan(_)) && text.len() > LONG_STATUS
+            {
+                self.dialog = Some(Dialog::Message {
+                    title: "Error".into(),
+                    lines: wrap(&text, 70),
+                });
+            }
+            self.set_status(text, true);
             return Vec::new();
         }
         match (purpose, resp) {
@@ -895,6 +905,33 @@ pub fn base_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
+/// Status messages longer than this may not fit beside the counters.
+const LONG_STATUS: usize = 60;
+
+/// Splits text into lines of at most `width` characters, at spaces where possible.
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    for para in text.lines() {
+        let mut line = String::new();
+        for word in para.split(' ') {
+            if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+                lines.push(std::mem::take(&mut line));
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+            while line.chars().count() > width {
+                let cut: String = line.chars().take(width).collect();
+                line = line.chars().skip(width).collect();
+                lines.push(cut);
+            }
+        }
+        lines.push(line);
+    }
+    lines
+}
+
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").to_string()
 }
@@ -1031,6 +1068,13 @@ mod tests {
     }
 
     #[test]
+    fn wrapping_keeps_words_and_splits_long_ones() {
+        assert_eq!(wrap("aa bb cc", 5), ["aa bb", "cc"]);
+        assert_eq!(wrap("abcdefgh", 3), ["abc", "def", "gh"]);
+        assert_eq!(wrap("one\ntwo", 10), ["one", "two"]);
+    }
+
+    #[test]
     fn errors_go_to_the_status_line() {
         let mut app = app_with(&[("web", true)]);
         let err = crate::ipc::proto::RemoteError::new(
@@ -1043,6 +1087,21 @@ mod tests {
             app.status.text,
             "stop web: stopping cell web: permission denied"
         );
+        assert!(app.dialog.is_none(), "a short error needs no dialog");
+        let long = crate::ipc::proto::RemoteError::new(
+            crate::ipc::proto::ErrorKind::Failed,
+            "restoring volume www: volume www is in use (mounted by cell web); stop web first",
+        );
+        app.on_reply(Purpose::Action("restore".into()), Response::Error(long));
+        let Some(Dialog::Message { lines, .. }) = &app.dialog else {
+            panic!("a long error is shown whole")
+        };
+        assert!(lines.len() > 1 && lines.iter().all(|l| l.chars().count() <= 70));
+        assert!(
+            app.on_key(Key::Char('q')).is_empty(),
+            "the first key closes the message"
+        );
+        assert!(app.dialog.is_none());
     }
 
     #[test]

@@ -621,10 +621,10 @@ fn key_line(app: &App, g: &mut Grid, y: usize) {
     } else {
         match app.mode {
             Mode::Cells => {
-                "q quit  Tab storage  s start  x stop  t restart  a/A apply  l log  Enter shell  / filter  o sort  ? help".into()
+                "q quit  Tab storage  s start  x stop  t restart  a apply  l log  ? help".into()
             }
             Mode::Storage => {
-                "q quit  Tab cells  b backup  R restore  [ ] pick backup  / filter  o sort  r refresh  ? help".into()
+                "q quit  Tab cells  b backup  R restore  [ ] pick backup  / filter  ? help".into()
             }
         }
     };
