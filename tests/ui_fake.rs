@@ -275,3 +275,30 @@ fn sigterm_and_sighup_restore_the_terminal() {
         assert!(!s.contains("-icanon") && !s.contains("-echo"), "{s}");
     }
 }
+
+#[test]
+fn a_resized_terminal_is_redrawn_to_its_new_size() {
+    if !have_tmux() {
+        eprintln!("skipped: tmux is not installed");
+        return;
+    }
+    let f = fixture("resize");
+    let t = start_ui(&f, "resize", "");
+    t.wait_text(" web ");
+    let last_line = |s: &str, n: usize| s.lines().nth(n - 1).unwrap_or("").to_string();
+    assert!(last_line(&t.screen(), 24).starts_with("q quit"));
+    t.resize(120, 40);
+    t.wait("the key line on row 40", |s| {
+        last_line(s, 40).starts_with("q quit")
+    });
+    // The counters are right-aligned on the wider status line.
+    let s = t.screen();
+    let status = last_line(&s, 39);
+    assert!(status.trim_end().len() > 100, "{status:?}");
+    t.resize(80, 24);
+    t.wait("the key line back on row 24", |s| {
+        last_line(s, 24).starts_with("q quit")
+    });
+    t.keys(&["q"]);
+    t.wait_text("EXIT=0");
+}
