@@ -953,7 +953,7 @@ impl Run for Shell {
 #[derive(FromArgs)]
 #[argh(subcommand, name = "edit")]
 /// Edit a cell's manifest (or with --apply its plan) in $VISUAL or $EDITOR;
-/// the edit replaces the file only if it is valid.
+/// the edit replaces the file only if it is valid (both are checked).
 pub struct Edit {
     /// the cell
     #[argh(positional)]
@@ -973,9 +973,12 @@ impl Run for Edit {
             (manifest::cell_path(&cfg, &self.name), true)
         };
         let name = self.name.clone();
+        let path_for_check = path.clone();
         let validate = |text: &str| -> Result<()> {
             if is_cell {
                 manifest::validate_cell_text(&cfg, &name, text)?;
+            } else {
+                crate::engine::applyfile::parse(&path_for_check, text)?;
             }
             Ok(())
         };

@@ -34,7 +34,9 @@ macro_rules! subcommands {
     (@call $c:ident, $handler:expr) => { ($handler)($c) };
 }
 
+mod apply;
 pub mod backup;
+mod bootstrap;
 mod cell;
 pub mod confirm;
 mod editor;
@@ -68,6 +70,7 @@ subcommands! {
         Stop(cell::Stop),
         Restart(cell::Restart),
         Shell(cell::Shell),
+        Apply(apply::Apply),
         Ipc(ipc::IpcArgs),
     }
 }
