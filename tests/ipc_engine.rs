@@ -269,3 +269,76 @@ fn a_client_hanging_up_never_leaves_half_an_action() {
     // And the cell starts again cleanly.
     w.ok(&["cell", "start", "gamma"]);
 }
+
+#[test]
+fn apply_needs_the_plan_that_was_shown() {
+    if !root_or_skip("apply_needs_the_plan_that_was_shown") {
+        return;
+    }
+    let w = World::new("ipc-apply");
+    w.ok(&[
+        "cell",
+        "create",
+        "web",
+        "--cmd",
+        "sleep 1000",
+        "--autostart",
+        "YES",
+    ]);
+    let mut c = bridge(&w);
+    let Response::Plan { plan, token } = c
+        .call(Request::Plan {
+            cells: names(&["web"]),
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(plan.drift);
+    let steps: Vec<(&str, &str)> = plan
+        .steps
+        .iter()
+        .map(|s| (s.action.as_str(), s.subject.as_str()))
+        .collect();
+    assert_eq!(steps, [("CREATE", "cell web"), ("START", "cell web")]);
+
+    // The desired state changes after the plan was shown: the old plan is refused.
+    w.ok(&["cell", "set", "web", "--autostart", "NO"]);
+    let stale = Request::Apply {
+        cells: names(&["web"]),
+        plan_token: token,
+    };
+    let err = c.call(stale).unwrap_err();
+    assert!(err.to_string().contains("plan changed"), "{err}");
+    assert!(w.rows("name,running").contains("web\t0"));
+
+    w.ok(&["cell", "set", "web", "--autostart", "YES"]);
+    let Response::Plan { token, .. } = c
+        .call(Request::Plan {
+            cells: names(&["web"]),
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
+    let Response::Done { message } = c
+        .call(Request::Apply {
+            cells: names(&["web"]),
+            plan_token: token,
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(message.contains("summary:"), "{message}");
+    assert!(w.rows("name,running").contains("web\t1"));
+    let Response::Plan { plan, .. } = c
+        .call(Request::Plan {
+            cells: names(&["web"]),
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(!plan.drift, "converged: {plan:?}");
+}

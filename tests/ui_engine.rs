@@ -147,3 +147,45 @@ fn the_log_view_follows_a_services_output() {
     t.keys(&["q"]);
     t.wait_text("EXIT=0");
 }
+
+#[test]
+fn apply_shows_the_dry_run_and_runs_only_when_confirmed() {
+    if !ready("apply_shows_the_dry_run_and_runs_only_when_confirmed") {
+        return;
+    }
+    let w = World::new("ui-apply");
+    w.ok(&[
+        "cell",
+        "create",
+        "web",
+        "--cmd",
+        "sleep 1000",
+        "--autostart",
+        "YES",
+    ]);
+    let t = start_ui(&w, "apply");
+    t.wait("web", |s| row_of(s, "web").is_some());
+    t.keys(&["a"]);
+    t.wait_text("Apply web");
+    let s = t.screen();
+    assert!(s.contains("START") && s.contains("cell web"), "{s}");
+    t.keys(&["n"]);
+    t.wait_text("cancelled");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        w.rows("name,running,rendered").contains("web\t0\t0"),
+        "an unconfirmed apply ran"
+    );
+    t.keys(&["a"]);
+    t.wait_text("Apply web");
+    t.keys(&["y"]);
+    t.wait("web to run", |s| {
+        row_of(s, "web").is_some_and(|r| r.contains("managed") && r.contains(" yes "))
+    });
+    t.wait_text("summary:");
+    // Converged: the plan says so and offers nothing to apply.
+    t.keys(&["a"]);
+    t.wait_text("No changes");
+    t.keys(&["Space", "q"]);
+    t.wait_text("EXIT=0");
+}

@@ -100,7 +100,7 @@ impl EngineBackend {
         let stdout = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
         match out.status.code() {
             Some(0) => Ok(stdout),
-            _ => Err(cli_error(&out.stderr, out.status)),
+            _ => Err(cli_error(&out.stderr, &out.stdout, out.status)),
         }
     }
 
@@ -117,15 +117,17 @@ impl EngineBackend {
 }
 
 /// The CLI's error as the bridge carries it: what `cellmgr` printed after its
-/// `cellmgr: ` prefix (the last such line is the failure, earlier ones warnings).
-fn cli_error(stderr: &[u8], status: std::process::ExitStatus) -> anyhow::Error {
-    let text = String::from_utf8_lossy(stderr);
-    let msg = text
-        .lines()
-        .rev()
-        .map(|l| l.strip_prefix("cellmgr: ").unwrap_or(l).trim())
-        .find(|l| !l.is_empty() && !l.starts_with("warning:"));
-    match msg {
+/// `cellmgr: ` prefix (the last such line is the failure, earlier ones warnings);
+/// a command that reports failures on stdout (apply's summary) is quoted from there.
+fn cli_error(stderr: &[u8], stdout: &[u8], status: std::process::ExitStatus) -> anyhow::Error {
+    let last_line = |bytes: &[u8]| {
+        String::from_utf8_lossy(bytes)
+            .lines()
+            .rev()
+            .map(|l| l.strip_prefix("cellmgr: ").unwrap_or(l).trim().to_string())
+            .find(|l| !l.is_empty() && !l.starts_with("warning:"))
+    };
+    match last_line(stderr).or_else(|| last_line(stdout)) {
         Some(m) => anyhow!("{m}"),
         None => anyhow!("cellmgr failed ({status}) without a message"),
     }
@@ -179,7 +181,7 @@ impl Backend for EngineBackend {
         let drift = match out.status.code() {
             Some(0) => false,
             Some(crate::cli::EXIT_DRIFT) => true,
-            _ => return Err(cli_error(&out.stderr, out.status)),
+            _ => return Err(cli_error(&out.stderr, &out.stdout, out.status)),
         };
         let text = String::from_utf8_lossy(&out.stdout);
         Ok(Plan {
@@ -282,10 +284,13 @@ mod tests {
         let status = std::process::ExitStatus::from_raw(1 << 8);
         let e = cli_error(
             b"cellmgr: warning: x\ncellmgr: cell start: no manifest web.cell\n",
+            b"",
             status,
         );
         assert_eq!(e.to_string(), "cell start: no manifest web.cell");
-        assert!(cli_error(b"", status)
+        let e = cli_error(b"", b"summary: total=1 changed=0 failed=1\n", status);
+        assert_eq!(e.to_string(), "summary: total=1 changed=0 failed=1");
+        assert!(cli_error(b"", b"", status)
             .to_string()
             .contains("without a message"));
     }

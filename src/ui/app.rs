@@ -362,7 +362,8 @@ impl App {
                 } else {
                     message
                 };
-                self.set_status(first_line(&msg), false);
+                // Multi-line output (apply) ends with its summary.
+                self.set_status(last_line(&msg), false);
                 self.refresh()
             }
             (Purpose::Action(_), Response::BackupCreated(row)) => {
@@ -932,8 +933,12 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or("").to_string()
+fn last_line(s: &str) -> String {
+    s.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .to_string()
 }
 
 /// The time of day in UTC as `HH:MM:SS` (the status line says UTC).
