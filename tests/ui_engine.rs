@@ -7,7 +7,7 @@ mod mgr_support;
 mod ui_support;
 
 use mgr_support::{root_or_skip, World};
-use ui_support::{cellui_command, have_tmux, Tmux};
+use ui_support::{cellui_command, cellui_command_pid, have_tmux, Tmux};
 
 fn start_ui(w: &World, name: &str) -> Tmux {
     let env = format!("CELLMGR_CONF={}", w.conf.display());
@@ -102,16 +102,35 @@ fn an_unconfirmed_restore_leaves_the_volume_alone() {
     let t = start_ui(&w, "restore");
     t.keys(&["Tab"]);
     t.wait_text("data_");
+    t.wait_text("Backups (1,");
+    // b: a second backup, listed newest first (archive names have one-second stamps).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    t.keys(&["b"]);
+    t.wait_text("Backups (2,");
+    assert_eq!(
+        std::fs::read_dir(w.dir.join("backups/volumes"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tar.gz")
+            })
+            .count(),
+        2
+    );
+    // Restore the older one (the first backup): Down in the picker.
     t.keys(&["R"]);
     t.wait_text("pick an archive");
-    t.keys(&["Enter"]);
+    t.keys(&["Down", "Enter"]);
     t.wait_text("REPLACES");
     t.keys(&["n"]);
     t.wait_text("cancelled");
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "current\n");
 
-    t.keys(&["R", "Enter", "y"]);
+    t.keys(&["R", "Down", "Enter", "y"]);
     t.wait("the restore", |_| {
         std::fs::read_to_string(&file).is_ok_and(|s| s == "backed up\n")
     });
@@ -188,4 +207,63 @@ fn apply_shows_the_dry_run_and_runs_only_when_confirmed() {
     t.wait_text("No changes");
     t.keys(&["Space", "q"]);
     t.wait_text("EXIT=0");
+}
+
+#[test]
+fn a_killed_bridge_is_restarted_and_ssh_mode_works() {
+    if !ready("a_killed_bridge_is_restarted_and_ssh_mode_works") {
+        return;
+    }
+    let w = World::new("ui-bridge");
+    w.ok(&["cell", "create", "solo"]);
+    let env = format!("CELLMGR_CONF={}", w.conf.display());
+    let pidfile = w.dir.join("ui.pid");
+    let cmd = cellui_command_pid("--interval 1", &env, &pidfile.display().to_string());
+    let t = Tmux::start("bridge", &cmd, 80, 24);
+    t.wait("solo", |s| row_of(s, "solo").is_some());
+    // The bridge server is the UI's child; end it (by its PID) and watch the UI recover.
+    let ui_pid = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    let children =
+        std::fs::read_to_string(format!("/proc/{ui_pid}/task/{ui_pid}/children")).unwrap();
+    let server: i32 = children
+        .split_whitespace()
+        .next()
+        .expect("a bridge child")
+        .parse()
+        .unwrap();
+    // SAFETY: kill(2) on the bridge process this test's UI started.
+    assert_eq!(unsafe { libc::kill(server, libc::SIGKILL) }, 0);
+    t.wait_text("bridge lost");
+    t.wait_text("bridge reconnected");
+    assert!(row_of(&t.screen(), "solo").is_some());
+    t.keys(&["q"]);
+    t.wait_text("EXIT=0");
+
+    // -H through an `ssh` that runs the remote command here: the command line the
+    // UI builds reaches `cellmgr ipc serve --stdio` on the "remote" PATH.
+    let fake = w.dir.join("fakessh");
+    std::fs::create_dir_all(&fake).unwrap();
+    let ssh = fake.join("ssh");
+    std::fs::write(
+        &ssh,
+        "#!/bin/sh\n# skip options up to --, then the destination\nwhile [ \"$1\" != -- ]; do shift; done\nshift 2\necho \"$*\" >> \"$(dirname \"$0\")/commands\"\nexec sh -c \"$*\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}:{}",
+        fake.display(),
+        w.dir.join("bin").display(),
+        std::env::var("PATH").unwrap()
+    );
+    let env = format!("PATH={path} CELLMGR_CONF={}", w.conf.display());
+    let t = Tmux::start("ssh", &cellui_command("-H operator@cellhost", &env), 80, 24);
+    t.wait("solo over ssh", |s| row_of(s, "solo").is_some());
+    t.keys(&["q"]);
+    t.wait_text("EXIT=0");
+    let commands = std::fs::read_to_string(fake.join("commands")).unwrap();
+    assert_eq!(commands.trim(), "cellmgr ipc serve --stdio");
 }
