@@ -342,3 +342,80 @@ fn apply_needs_the_plan_that_was_shown() {
     };
     assert!(!plan.drift, "converged: {plan:?}");
 }
+
+const PEER_ENV: &str = "CELLS_TEST_BRIDGE_SOCKET";
+
+/// Not a test on its own: the unprivileged client of
+/// `an_unprivileged_group_member_drives_the_socket_server`.
+#[test]
+fn unprivileged_client_helper() {
+    let Ok(path) = std::env::var(PEER_ENV) else {
+        return;
+    };
+    let endpoint = cells::ipc::client::Endpoint::Socket(path.into());
+    match Connection::open(&endpoint, false).and_then(|mut c| c.call(Request::Cells)) {
+        Ok(Response::Cells(rows)) => {
+            let names: Vec<String> = rows.into_iter().map(|r| r.name).collect();
+            println!("CLIENT-RESULT: cells {}", names.join(","));
+        }
+        Ok(other) => println!("CLIENT-RESULT: {other:?}"),
+        Err(e) => println!("CLIENT-RESULT: error {e:#}"),
+    }
+}
+
+#[test]
+fn an_unprivileged_group_member_drives_the_socket_server() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    if !root_or_skip("an_unprivileged_group_member_drives_the_socket_server") {
+        return;
+    }
+    let w = World::new("ipc-sock");
+    w.ok(&["cell", "create", "shared"]);
+    let socket = w.dir.join("cellmgr.sock");
+    let mut server = Command::new(BIN)
+        .args(["mgr", "ipc", "serve", "--socket"])
+        .arg(&socket)
+        .args(["--group", "nogroup"])
+        .env("CELLMGR_CONF", &w.conf)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(std::time::Instant::now() < deadline, "no socket");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let meta = std::fs::metadata(&socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(meta.gid(), 65534, "owned by group nogroup");
+    std::fs::set_permissions(&w.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let client = |uid: u32, gid: u32| {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "unprivileged_client_helper",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(PEER_ENV, &socket)
+            .uid(uid)
+            .gid(gid)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .find_map(|l| l.find("CLIENT-RESULT").map(|at| l[at..].to_string()))
+            .unwrap_or_else(|| panic!("no result from the helper: {text}"))
+    };
+    // nobody, in group nogroup: served, with the (root) server acting for it.
+    assert_eq!(client(65534, 65534), "CLIENT-RESULT: cells shared");
+    // Another uid outside the group: the kernel lets it connect only if the mode
+    // allows; with 0660 it is refused before the server sees it.
+    let other = client(12345, 12345);
+    assert!(other.contains("Permission denied"), "{other}");
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
