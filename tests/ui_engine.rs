@@ -82,7 +82,7 @@ fn the_ui_lists_real_cells_and_stops_and_starts_them() {
     assert!(t.screen().contains("[Cells]"));
 
     t.keys(&["q"]);
-    let s = t.wait_text("EXIT=");
+    let s = t.wait_text("END-OF-RUN");
     assert!(s.contains("EXIT=0") && s.contains("BEFORE-CELLUI"), "{s}");
     assert!(!s.contains("-icanon") && !s.contains("-echo"), "{s}");
 }

@@ -114,7 +114,7 @@ fn the_list_shows_every_cell_with_its_state_and_quitting_restores_the_terminal()
     t.wait("help to close", |s| !s.contains("cellui keys"));
 
     t.keys(&["q"]);
-    let s = t.wait_text("EXIT=");
+    let s = t.wait_text("END-OF-RUN");
     assert!(s.contains("EXIT=0"), "{s}");
     // Back on the normal screen, in cooked mode with echo.
     assert!(s.contains("BEFORE-CELLUI"), "{s}");
@@ -270,7 +270,7 @@ fn sigterm_and_sighup_restore_the_terminal() {
             .unwrap();
         // SAFETY: signalling the UI process this test started, by its PID.
         assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
-        let s = t.wait_text("EXIT=");
+        let s = t.wait_text("END-OF-RUN");
         assert!(s.contains("BEFORE-CELLUI") && s.contains("icanon"), "{s}");
         assert!(!s.contains("-icanon") && !s.contains("-echo"), "{s}");
     }

@@ -239,6 +239,8 @@ impl Connection {
 
 impl Drop for Connection {
     /// Says goodbye, closes the stream, and reaps the server if we started it.
+    /// A server still busy with an action is left to finish it (it exits when
+    /// done): killing it could cut the action short.
     fn drop(&mut self) {
         if let Some(mut w) = self.writer.take() {
             let bye = Envelope {
@@ -255,8 +257,7 @@ impl Drop for Connection {
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
-            let _ = child.kill();
-            let _ = child.wait();
+            std::thread::spawn(move || child.wait());
         }
     }
 }

@@ -88,19 +88,34 @@ impl EngineBackend {
         Ok(EngineBackend { exe })
     }
 
-    /// Runs `cellmgr <args>`; its stdout on success, its error message otherwise.
-    fn cellmgr(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new(&self.exe)
+    /// Runs `cellmgr <args>` to its end and returns how it ended.
+    /// The output goes to unlinked temporary files, not pipes: a command must not
+    /// fail half-way because this server (or its client) went away.
+    fn run(&self, args: &[&str]) -> Result<Finished> {
+        let what = || format!("running cellmgr {}", args.join(" "));
+        let (mut out, mut err) = (scratch().with_context(what)?, scratch().with_context(what)?);
+        let status = Command::new(&self.exe)
             .arg("mgr")
             .args(args)
             .env("CELLMGR_CALL_CONTEXT", "ipc")
             .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("running cellmgr {}", args.join(" ")))?;
-        let stdout = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
-        match out.status.code() {
-            Some(0) => Ok(stdout),
-            _ => Err(cli_error(&out.stderr, &out.stdout, out.status)),
+            .stdout(out.try_clone().with_context(what)?)
+            .stderr(err.try_clone().with_context(what)?)
+            .status()
+            .with_context(what)?;
+        Ok(Finished {
+            status,
+            stdout: read_back(&mut out)?,
+            stderr: read_back(&mut err)?,
+        })
+    }
+
+    /// Runs `cellmgr <args>`; its stdout on success, its error message otherwise.
+    fn cellmgr(&self, args: &[&str]) -> Result<String> {
+        let done = self.run(args)?;
+        match done.status.code() {
+            Some(0) => Ok(String::from_utf8_lossy(&done.stdout).trim_end().to_string()),
+            _ => Err(done.error()),
         }
     }
 
@@ -114,6 +129,42 @@ impl EngineBackend {
         }
         Ok(said.join("\n"))
     }
+}
+
+/// A `cellmgr` command that has ended.
+struct Finished {
+    status: std::process::ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl Finished {
+    fn error(&self) -> anyhow::Error {
+        cli_error(&self.stderr, &self.stdout, self.status)
+    }
+}
+
+/// An anonymous temporary file (created, then unlinked at once).
+fn scratch() -> std::io::Result<std::fs::File> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("cellmgr-ipc-{}-{n}", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
+}
+
+fn read_back(file: &mut std::fs::File) -> Result<Vec<u8>> {
+    use std::io::{Read, Seek};
+    let mut bytes = Vec::new();
+    file.rewind()
+        .and_then(|_| file.read_to_end(&mut bytes))
+        .context("reading a command's output")?;
+    Ok(bytes)
 }
 
 /// The CLI's error as the bridge carries it: what `cellmgr` printed after its
@@ -171,19 +222,13 @@ impl Backend for EngineBackend {
     fn plan(&self, cells: &[String]) -> Result<Plan> {
         let mut args = vec!["apply", "--dry-run"];
         args.extend(cells.iter().map(String::as_str));
-        let out = Command::new(&self.exe)
-            .arg("mgr")
-            .args(&args)
-            .env("CELLMGR_CALL_CONTEXT", "ipc")
-            .stdin(Stdio::null())
-            .output()
-            .context("running cellmgr apply --dry-run")?;
-        let drift = match out.status.code() {
+        let done = self.run(&args)?;
+        let drift = match done.status.code() {
             Some(0) => false,
             Some(crate::cli::EXIT_DRIFT) => true,
-            _ => return Err(cli_error(&out.stderr, &out.stdout, out.status)),
+            _ => return Err(done.error()),
         };
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = String::from_utf8_lossy(&done.stdout);
         Ok(Plan {
             steps: text.lines().filter_map(plan_step).collect(),
             drift,

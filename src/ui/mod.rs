@@ -87,6 +87,7 @@ fn run(args: UiArgs) -> Result<i32> {
         bail!("--interval must be at least 1 second");
     }
     let endpoint = endpoint(&args)?;
+    term::require_terminal()?;
     // Connect before taking the screen: ssh may have to ask for a password.
     let first = Connection::open(&endpoint, true);
     let screen = term::Screen::enter()?;

@@ -35,9 +35,7 @@ pub struct Screen {
 
 impl Screen {
     pub fn enter() -> Result<Screen> {
-        if !termios::isatty(stdin()) || !termios::isatty(stdout()) {
-            bail!("cellui needs a terminal on its standard input and output");
-        }
+        require_terminal()?;
         let saved = termios::tcgetattr(stdin()).context("reading the terminal settings")?;
         *SAVED.lock().unwrap_or_else(|p| p.into_inner()) = Some(saved);
         install_panic_hook();
@@ -68,6 +66,16 @@ impl Drop for Screen {
     fn drop(&mut self) {
         restore();
     }
+}
+
+/// Fails unless standard input and output are a terminal.
+pub fn require_terminal() -> Result<()> {
+    if !termios::isatty(stdin()) || !termios::isatty(stdout()) {
+        bail!(
+            "standard input and output must be a terminal; for scripts use cellmgr's list commands"
+        );
+    }
+    Ok(())
 }
 
 fn write_all(s: &str) {

@@ -140,6 +140,6 @@ pub fn cellui_command_pid(args: &str, env: &str, pidfile: &str) -> String {
         format!("echo $$ > {pidfile}; ")
     };
     format!(
-        "echo BEFORE-CELLUI; {env} sh -c '{record}exec {bin} ui {args}'; echo \"EXIT=$?\"; stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo; sleep 600"
+        "echo BEFORE-CELLUI; {env} sh -c '{record}exec {bin} ui {args}'; echo \"EXIT=$?\"; stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo END-OF-RUN; sleep 600"
     )
 }
