@@ -40,6 +40,7 @@ mod bootstrap;
 mod cell;
 pub mod confirm;
 mod editor;
+pub mod ipc;
 mod output;
 mod system;
 mod volume;
@@ -70,6 +71,7 @@ subcommands! {
         Restart(cell::Restart),
         Shell(cell::Shell),
         Apply(apply::Apply),
+        Ipc(ipc::IpcArgs),
     }
 }
 
