@@ -1,62 +1,157 @@
-//! `cellmgr`: the declarative control plane.
+//! `cellmgr`: the declarative control plane. Argument parsing and presentation
+//! only; the work is in `engine`.
+//!
+//! The command tree is argh subcommand enums built with `subcommands!`: adding a
+//! command is one line in the enum (`Apply(crate::mgr::apply::Apply),`) plus a
+//! type that implements [`Run`].
 
-pub mod backup;
-
+use crate::engine::config::Config;
+use crate::engine::lock::{self, LockGuard};
+use crate::engine::read::RuntimeFacts;
+use anyhow::{bail, Context, Result};
 use argh::FromArgs;
 
-/// Cells control plane.
+/// Declares an argh subcommand enum and its [`Run`] dispatch in one place. A
+/// variant runs its type's [`Run`], or the handler given after `=>`.
+macro_rules! subcommands {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident {
+        $($variant:ident($ty:ty) $(=> $handler:expr)?),* $(,)?
+    }) => {
+        $(#[$meta])*
+        // Parsed once per run: boxing the larger variants would buy nothing.
+        #[allow(clippy::large_enum_variant)]
+        #[derive(argh::FromArgs)]
+        #[argh(subcommand)]
+        $vis enum $name { $($variant($ty)),* }
+
+        impl $crate::mgr::Run for $name {
+            fn run(self) -> anyhow::Result<i32> {
+                match self { $(Self::$variant(c) => subcommands!(@call c $(, $handler)?)),* }
+            }
+        }
+    };
+    (@call $c:ident) => { $crate::mgr::Run::run($c) };
+    (@call $c:ident, $handler:expr) => { ($handler)($c) };
+}
+
+mod apply;
+pub mod backup;
+mod bootstrap;
+mod cell;
+pub mod confirm;
+mod editor;
+pub mod ipc;
+mod output;
+mod system;
+mod volume;
+
+pub use confirm::confirm;
+
+/// A parsed command that can run; returns the exit code.
+pub trait Run {
+    fn run(self) -> Result<i32>;
+}
+
+/// cellmgr: the Cells control plane. Desired state lives in manifests
+/// (cells(5)), runtime state under the data directory; see cellmgr(8).
 #[derive(FromArgs)]
-struct Top {
+pub struct Cellmgr {
     #[argh(subcommand)]
-    cmd: TopCmd,
+    pub command: Command,
 }
 
-#[derive(FromArgs)]
-#[argh(subcommand)]
-enum TopCmd {
-    Volume(VolumeArgs),
-    Cell(CellArgs),
-}
-
-/// Volumes.
-#[derive(FromArgs)]
-#[argh(subcommand, name = "volume")]
-struct VolumeArgs {
-    #[argh(subcommand)]
-    cmd: VolumeCmd,
-}
-
-#[derive(FromArgs)]
-#[argh(subcommand)]
-enum VolumeCmd {
-    Backup(backup::BackupArgs),
-}
-
-/// Cells.
-#[derive(FromArgs)]
-#[argh(subcommand, name = "cell")]
-struct CellArgs {
-    #[argh(subcommand)]
-    cmd: CellCmd,
-}
-
-#[derive(FromArgs)]
-#[argh(subcommand)]
-enum CellCmd {
-    Backup(backup::BackupArgs),
+subcommands! {
+    pub enum Command {
+        Cell(cell::Cell),
+        Volume(volume::Volume),
+        System(system::System),
+        List(cell::List),
+        Start(cell::Start),
+        Stop(cell::Stop),
+        Restart(cell::Restart),
+        Shell(cell::Shell),
+        Apply(apply::Apply),
+        Ipc(ipc::IpcArgs),
+    }
 }
 
 pub fn main(personality: &str, args: &[String]) -> i32 {
-    let top: Top = match crate::cli::parse_args(&[personality], args) {
-        Ok(t) => t,
+    let parsed = match crate::cli::parse_args::<Cellmgr>(&[personality], args) {
+        Ok(p) => p,
         Err(code) => return code,
     };
-    crate::cli::run(personality, || match top.cmd {
-        TopCmd::Volume(v) => match v.cmd {
-            VolumeCmd::Backup(b) => backup::run(crate::engine::backup::Kind::Volume, b),
-        },
-        TopCmd::Cell(c) => match c.cmd {
-            CellCmd::Backup(b) => backup::run(crate::engine::backup::Kind::Cell, b),
-        },
+    crate::cli::run(personality, || parsed.command.run())
+}
+
+/// Which state a command changes: the manifests, the runtime, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Desired,
+    Runtime,
+    Both,
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Scope, String> {
+        match s {
+            "desired" => Ok(Scope::Desired),
+            "runtime" => Ok(Scope::Runtime),
+            "both" => Ok(Scope::Both),
+            _ => Err(format!(
+                "invalid scope '{s}': expected desired, runtime or both"
+            )),
+        }
+    }
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Desired => "desired",
+            Scope::Runtime => "runtime",
+            Scope::Both => "both",
+        }
+    }
+
+    pub fn desired(self) -> bool {
+        matches!(self, Scope::Desired | Scope::Both)
+    }
+
+    pub fn runtime(self) -> bool {
+        matches!(self, Scope::Runtime | Scope::Both)
+    }
+
+    /// Refuses a scope the command does not support.
+    pub fn require(self, command: &str, allowed: &[Scope]) -> Result<Scope> {
+        if !allowed.contains(&self) {
+            let names: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
+            bail!(
+                "{command} does not support --scope {}: expected {}",
+                self.as_str(),
+                names.join(" or ")
+            );
+        }
+        Ok(self)
+    }
+}
+
+pub fn load_config() -> Result<Config> {
+    Config::load().context("reading the configuration")
+}
+
+/// Takes the mutation lock for `what` (shown to a command that has to wait).
+pub fn lock(cfg: &Config, what: &str) -> Result<LockGuard> {
+    lock::acquire(cfg, &format!("cellmgr {what}"), lock::DEFAULT_WAIT)
+}
+
+/// What the kernel and the supervisors report. When the kernel cannot be read
+/// (not root, no backend) the runtime fields stay empty and a warning says so.
+pub fn runtime_facts(cfg: &Config, want_stats: bool) -> RuntimeFacts {
+    let gathered = crate::kernel::host(cfg)
+        .and_then(|k| crate::engine::read::runtime_facts(cfg, k.as_ref(), want_stats));
+    gathered.unwrap_or_else(|e| {
+        eprintln!("cellmgr: warning: runtime state unavailable, runtime fields are empty: {e:#}");
+        RuntimeFacts::default()
     })
 }

@@ -1,0 +1,59 @@
+//! The read flags every list/show/fields command shares, and `fields` output.
+
+use crate::output::{render_table, render_tsv, OutputOptions, Schema, Value};
+use anyhow::{bail, Result};
+
+pub fn options(
+    view: &Option<String>,
+    fields: &Option<String>,
+    tsv: bool,
+    no_header: bool,
+) -> OutputOptions {
+    OutputOptions {
+        tsv,
+        no_header,
+        fields: fields.clone(),
+        view: view.clone(),
+    }
+}
+
+/// `fields`: each field of the view (all views without `--view`) and the views
+/// it appears in, in contract order.
+pub fn fields(schema: &Schema, opts: &OutputOptions) -> Result<String> {
+    opts.validate()?;
+    if opts.fields.is_some() {
+        bail!("-o does not apply to 'fields'");
+    }
+    let all: Vec<&str> = match &opts.view {
+        Some(v) => match schema.views.iter().find(|x| x.name == v) {
+            Some(view) => view.allowed.to_vec(),
+            None => {
+                // Let the schema produce its usual error for an unknown view.
+                schema.select(opts)?;
+                unreachable!("select accepted an unknown view")
+            }
+        },
+        None => {
+            let merged = schema.views.iter().max_by_key(|v| v.allowed.len());
+            merged.map(|v| v.allowed.to_vec()).unwrap_or_default()
+        }
+    };
+    let rows: Vec<Vec<Value>> = all
+        .iter()
+        .map(|f| {
+            let views: Vec<&str> = schema
+                .views
+                .iter()
+                .filter(|v| v.allowed.contains(f))
+                .map(|v| v.name)
+                .collect();
+            vec![Value::from(*f), Value::from(views.join(","))]
+        })
+        .collect();
+    let header = ["field", "views"];
+    Ok(if opts.tsv {
+        render_tsv(&header, &rows, !opts.no_header)
+    } else {
+        render_table(&header, &rows)
+    })
+}

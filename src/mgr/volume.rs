@@ -1,0 +1,420 @@
+//! `cellmgr volume ...`: named directories cells mount.
+
+use super::output::{fields, options};
+use super::{confirm, load_config, lock, Run, Scope};
+use crate::cli::EXIT_OK;
+use crate::engine::config::Config;
+use crate::engine::manifest::{self, Desired, WriteMode};
+use crate::engine::read::{self, VOLUME_SCHEMA};
+use crate::engine::runtime;
+use anyhow::{bail, Context, Result};
+use argh::FromArgs;
+use std::collections::BTreeSet;
+
+subcommands! {
+    pub enum VolumeCommand {
+        Create(Create),
+        Set(Set),
+        Remove(Remove),
+        List(List),
+        Show(Show),
+        Fields(Fields),
+        Edit(Edit),
+        Backup(super::backup::BackupArgs) => |b| super::backup::run(crate::engine::backup::Kind::Volume, b),
+    }
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "volume")]
+/// Manage volumes: named directories under the volume directory that cells mount.
+pub struct Volume {
+    #[argh(subcommand)]
+    pub command: VolumeCommand,
+}
+
+impl Run for Volume {
+    fn run(self) -> Result<i32> {
+        self.command.run()
+    }
+}
+
+fn check_mode(mode: &Option<String>) -> Result<()> {
+    if let Some(m) = mode {
+        if manifest::parse_mode(m).is_none() {
+            bail!("-m '{m}': expected four octal digits such as 0750");
+        }
+    }
+    Ok(())
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "create")]
+/// Declare a volume: writes <name>.volume.
+pub struct Create {
+    /// the volume's name
+    #[argh(positional)]
+    name: String,
+    /// permission bits of the volume directory, four octal digits (e.g. 0750)
+    #[argh(option, short = 'm')]
+    mode: Option<String>,
+    /// desired (default), or both: also create the directory
+    #[argh(option, default = "Scope::Desired")]
+    scope: Scope,
+}
+
+impl Run for Create {
+    fn run(self) -> Result<i32> {
+        let scope = self
+            .scope
+            .require("volume create", &[Scope::Desired, Scope::Both])?;
+        check_mode(&self.mode)?;
+        let cfg = load_config()?;
+        crate::names::validate("volume", &self.name)?;
+        let _lock = lock(&cfg, &format!("volume create {}", self.name))?;
+        let mut updates = vec![("VOLUME_NAME", Some(self.name.clone()))];
+        if let Some(m) = &self.mode {
+            updates.push(("VOLUME_MODE", Some(m.clone())));
+        }
+        let m = manifest::write_volume(&cfg, &self.name, WriteMode::Create, &updates)?;
+        println!("created volume {} ({})", self.name, m.path.display());
+        if scope.runtime() {
+            let dir = runtime::ensure_volume(&cfg, &self.name, m.mode)?;
+            println!("created {}", dir.display());
+        }
+        Ok(EXIT_OK)
+    }
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "set")]
+/// Change a declared volume. Without -m or --clear-mode the mode stays.
+pub struct Set {
+    /// the volume
+    #[argh(positional)]
+    name: String,
+    /// new permission bits, four octal digits
+    #[argh(option, short = 'm')]
+    mode: Option<String>,
+    /// remove VOLUME_MODE (the directory's mode is then left alone)
+    #[argh(switch)]
+    clear_mode: bool,
+    /// desired (default), or both: also apply to the directory
+    #[argh(option, default = "Scope::Desired")]
+    scope: Scope,
+}
+
+impl Run for Set {
+    fn run(self) -> Result<i32> {
+        let scope = self
+            .scope
+            .require("volume set", &[Scope::Desired, Scope::Both])?;
+        check_mode(&self.mode)?;
+        let update = match (&self.mode, self.clear_mode) {
+            (Some(_), true) => bail!("-m and --clear-mode contradict each other"),
+            (Some(m), false) => Some(m.clone()),
+            (None, true) => None,
+            (None, false) => bail!("nothing to change: give -m MODE or --clear-mode"),
+        };
+        let cfg = load_config()?;
+        crate::names::validate("volume", &self.name)?;
+        let _lock = lock(&cfg, &format!("volume set {}", self.name))?;
+        let m = manifest::write_volume(
+            &cfg,
+            &self.name,
+            WriteMode::Update,
+            &[("VOLUME_MODE", update)],
+        )?;
+        println!("updated volume {}", self.name);
+        if scope.runtime() {
+            runtime::ensure_volume(&cfg, &self.name, m.mode)?;
+        }
+        Ok(EXIT_OK)
+    }
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "remove")]
+/// Remove a volume's manifest (desired, the default; refused while a cell
+/// manifest mounts it), its directory and data (runtime; refused while
+/// mounted), or both. Runtime removals, --all and --orphans need --yes or a
+/// typed 'yes'.
+pub struct Remove {
+    /// the volume
+    #[argh(positional)]
+    name: Option<String>,
+    /// every volume in the scope
+    #[argh(switch)]
+    all: bool,
+    /// volume directories without a manifest (scope runtime or both)
+    #[argh(switch)]
+    orphans: bool,
+    /// desired (default), runtime or both
+    #[argh(option, default = "Scope::Desired")]
+    scope: Scope,
+    /// do not ask for confirmation
+    #[argh(switch)]
+    yes: bool,
+    /// succeed when the volume does not exist
+    #[argh(switch)]
+    force: bool,
+}
+
+/// Removes volumes in `scope`; shared with `system reset`.
+pub fn remove_volumes(
+    cfg: &Config,
+    scope: Scope,
+    names: Option<&str>,
+    orphans: bool,
+    yes: bool,
+    force: bool,
+) -> Result<()> {
+    let desired: Desired = manifest::load_all(cfg).unwrap_or_default();
+    let declared: BTreeSet<String> = volume_manifest_names(cfg);
+    let dirs: BTreeSet<String> = runtime::volume_dirs(cfg)?.into_iter().collect();
+    let (to_desired, to_runtime): (BTreeSet<String>, BTreeSet<String>) = match names {
+        Some(n) => {
+            crate::names::validate("volume", n)?;
+            let d = scope.desired() && declared.contains(n);
+            let r = scope.runtime() && dirs.contains(n);
+            if !d && !r && !force {
+                bail!("volume {n} not found in {} state", scope.as_str());
+            }
+            (
+                d.then(|| n.to_string()).into_iter().collect(),
+                r.then(|| n.to_string()).into_iter().collect(),
+            )
+        }
+        None if orphans => (
+            BTreeSet::new(),
+            dirs.iter()
+                .filter(|d| !declared.contains(*d))
+                .cloned()
+                .collect(),
+        ),
+        None => (
+            if scope.desired() {
+                declared.clone()
+            } else {
+                BTreeSet::new()
+            },
+            if scope.runtime() {
+                dirs.clone()
+            } else {
+                BTreeSet::new()
+            },
+        ),
+    };
+    if to_desired.is_empty() && to_runtime.is_empty() {
+        println!("nothing to remove");
+        return Ok(());
+    }
+    for v in &to_desired {
+        let users = desired.volume_users(v);
+        if !users.is_empty() {
+            bail!(
+                "volume {v} is still referenced by {} cell manifest(s): {}; remove it from their CELL_VOLUME_MOUNTS first",
+                users.len(),
+                users.join(", ")
+            );
+        }
+    }
+    let mounted = read::mounted_volumes(cfg)?;
+    for v in &to_runtime {
+        if mounted.contains(v) {
+            bail!("volume {v} is mounted by a running cell: stop the cell first");
+        }
+    }
+    if names.is_none() || !to_runtime.is_empty() {
+        let mut parts = Vec::new();
+        if !to_desired.is_empty() {
+            parts.push(format!(
+                "the manifests of {}",
+                to_desired.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        if !to_runtime.is_empty() {
+            parts.push(format!(
+                "the directories and all data of {}",
+                to_runtime.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        confirm(&format!("Remove {}?", parts.join(" and ")), yes)?;
+    }
+    for v in &to_runtime {
+        let dir = runtime::volume_dir(cfg, v);
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        println!("removed volume {v} runtime");
+    }
+    for v in &to_desired {
+        let p = manifest::volume_path(cfg, v);
+        std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+        println!("removed volume {v} manifest");
+    }
+    Ok(())
+}
+
+fn volume_manifest_names(cfg: &Config) -> BTreeSet<String> {
+    let Ok(entries) = std::fs::read_dir(&cfg.manifest_dir) else {
+        return BTreeSet::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|f| f.strip_suffix(".volume"))
+                .filter(|s| crate::names::is_valid(s) && !s.starts_with('.'))
+                .map(String::from)
+        })
+        .collect()
+}
+
+impl Run for Remove {
+    fn run(self) -> Result<i32> {
+        let modes =
+            usize::from(self.name.is_some()) + usize::from(self.all) + usize::from(self.orphans);
+        if modes != 1 {
+            bail!("volume remove: give exactly one of a name, --all or --orphans");
+        }
+        if self.orphans {
+            self.scope
+                .require("volume remove --orphans", &[Scope::Runtime, Scope::Both])?;
+        }
+        let cfg = load_config()?;
+        let _lock = lock(&cfg, "volume remove")?;
+        remove_volumes(
+            &cfg,
+            self.scope,
+            self.name.as_deref(),
+            self.orphans,
+            self.yes,
+            self.force,
+        )?;
+        Ok(EXIT_OK)
+    }
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "list")]
+/// List volumes: manifests and directories joined.
+pub struct List {
+    /// desired, runtime or merged (default)
+    #[argh(option)]
+    view: Option<String>,
+    /// fields to show, comma-separated (see 'cellmgr volume fields')
+    #[argh(option, short = 'o', long = "output")]
+    fields: Option<String>,
+    /// tab-separated values with a header line
+    #[argh(switch, short = 'T', long = "tsv")]
+    tsv: bool,
+    /// no header line (only with -T)
+    #[argh(switch, short = 'H', long = "no-header")]
+    no_header: bool,
+}
+
+fn volume_rows(cfg: &Config) -> Result<Vec<crate::engine::model::VolumeRow>> {
+    let desired = manifest::load_all(cfg)?;
+    read::volume_rows(cfg, &desired)
+}
+
+impl Run for List {
+    fn run(self) -> Result<i32> {
+        let opts = options(&self.view, &self.fields, self.tsv, self.no_header);
+        VOLUME_SCHEMA.select(&opts)?;
+        let cfg = load_config()?;
+        print!("{}", VOLUME_SCHEMA.render(&opts, &volume_rows(&cfg)?)?);
+        Ok(EXIT_OK)
+    }
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "show")]
+/// Show one volume.
+pub struct Show {
+    /// the volume
+    #[argh(positional)]
+    name: String,
+    /// desired, runtime or merged (default)
+    #[argh(option)]
+    view: Option<String>,
+    /// fields to show, comma-separated
+    #[argh(option, short = 'o', long = "output")]
+    fields: Option<String>,
+    /// tab-separated values with a header line
+    #[argh(switch, short = 'T', long = "tsv")]
+    tsv: bool,
+    /// no header line (only with -T)
+    #[argh(switch, short = 'H', long = "no-header")]
+    no_header: bool,
+}
+
+impl Run for Show {
+    fn run(self) -> Result<i32> {
+        let opts = options(&self.view, &self.fields, self.tsv, self.no_header);
+        VOLUME_SCHEMA.select(&opts)?;
+        let cfg = load_config()?;
+        let rows: Vec<_> = volume_rows(&cfg)?
+            .into_iter()
+            .filter(|r| r.name == self.name)
+            .collect();
+        if rows.is_empty() {
+            bail!("volume {} not found (no manifest, no directory)", self.name);
+        }
+        print!("{}", VOLUME_SCHEMA.render(&opts, &rows)?);
+        Ok(EXIT_OK)
+    }
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "fields")]
+/// List the volume fields and the views they appear in.
+pub struct Fields {
+    /// only the fields of this view
+    #[argh(option)]
+    view: Option<String>,
+    /// tab-separated values with a header line
+    #[argh(switch, short = 'T', long = "tsv")]
+    tsv: bool,
+    /// no header line (only with -T)
+    #[argh(switch, short = 'H', long = "no-header")]
+    no_header: bool,
+}
+
+impl Run for Fields {
+    fn run(self) -> Result<i32> {
+        let opts = options(&self.view, &None, self.tsv, self.no_header);
+        print!("{}", fields(&VOLUME_SCHEMA, &opts)?);
+        Ok(EXIT_OK)
+    }
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "edit")]
+/// Edit a volume's manifest in $VISUAL or $EDITOR; the edit replaces the file
+/// only if it is valid.
+pub struct Edit {
+    /// the volume
+    #[argh(positional)]
+    name: String,
+}
+
+impl Run for Edit {
+    fn run(self) -> Result<i32> {
+        let cfg = load_config()?;
+        crate::names::validate("volume", &self.name)?;
+        let path = manifest::volume_path(&cfg, &self.name);
+        let name = self.name.clone();
+        let validate = |text: &str| -> Result<()> {
+            manifest::VolumeManifest::parse(&path, text, &name)?;
+            Ok(())
+        };
+        let changed = super::editor::edit(&path, validate, |replace| {
+            let _lock = lock(&cfg, &format!("volume edit {name}"))?;
+            replace()
+        })?;
+        if changed {
+            println!("updated {}", path.display());
+        }
+        Ok(EXIT_OK)
+    }
+}
