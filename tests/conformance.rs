@@ -76,9 +76,14 @@ fn create_exec_list_destroy_leave_nothing_behind() {
     assert_eq!(rows[0][5], root.to_str().unwrap());
     assert_eq!(rows[0][9], "high", "default profile");
 
+    let store = cells::kernel::linux::state::Store::new(env.dir.join("run/kernel"));
+    let cgroup = store.lock().unwrap().table.cells[0].cgroup.clone();
+    assert!(cgroup.join("cgroup.procs").exists(), "{}", cgroup.display());
+
     env.ok(&["destroy", &name]);
     assert!(env.list_rows().is_empty());
     assert_eq!(env.ok(&["list"]), "no cells\n");
+    assert!(!cgroup.exists(), "cgroup {} left behind", cgroup.display());
     let left = cellenv::host_processes_mentioning(env.dir.to_str().unwrap());
     assert!(left.is_empty(), "processes left behind: {left:?}");
 }
@@ -475,8 +480,10 @@ fn stats_move_under_load() {
     let mut spinner = env.background(&name, &["/bin/sh", "-c", "while :; do :; done"]);
     std::thread::sleep(std::time::Duration::from_millis(2500));
     let busy = row(&env);
-    assert!(busy[0] > 10, "CPU1S under load: {busy:?}");
-    assert!(busy[1] > 5, "CPU10S under load: {busy:?}");
+    // A spinning shell gets 100 ticks a second on an idle CPU; far less on a
+    // busy host, but never none.
+    assert!(busy[0] >= 3, "CPU1S under load: {busy:?}");
+    assert!(busy[1] >= 1, "CPU10S under load: {busy:?}");
     assert_eq!(busy[2], 1, "PROCS: {busy:?}");
     assert!(busy[3] >= 1 && busy[4] > 0, "REFS/MEMORY: {busy:?}");
     env.sh(&name, "kill -9 -1");
