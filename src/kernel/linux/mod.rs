@@ -23,11 +23,13 @@ use super::{CellInfo, CellSpec, CellStats, DenyCounters, ExecSpec, Kernel, Targe
 use anyhow::{bail, Context, Result};
 use sha2::Digest;
 use state::{CellRecord, Locked, Store};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub struct LinuxKernel {
     store: Store,
     cgroups: cgroup::Hierarchy,
+    /// The `cells` executable that runs each cell's init.
+    init_program: PathBuf,
 }
 
 /// A short, stable key for a run directory (names its cgroup subtree).
@@ -58,8 +60,12 @@ fn check_root(root: &Path) -> Result<()> {
     if !root.is_absolute() {
         bail!("root '{}' must be an absolute path", root.display());
     }
-    if bytes.len() > 255 {
-        bail!("root '{}' is longer than 255 bytes", root.display());
+    if bytes.len() > secmodel_cell::abi::CELL_ROOT_MAX {
+        bail!(
+            "root '{}' is longer than {} bytes",
+            root.display(),
+            secmodel_cell::abi::CELL_ROOT_MAX
+        );
     }
     if bytes.iter().any(|&b| b < 0x20 || b == 0x7f) {
         bail!("root {:?} contains control characters", root);
@@ -81,7 +87,15 @@ impl LinuxKernel {
         Ok(LinuxKernel {
             store: Store::new(cfg.run_dir.join("kernel")),
             cgroups: cgroup::Hierarchy::new(root, &run_key(&cfg.run_dir)),
+            init_program: PathBuf::from("/proc/self/exe"),
         })
+    }
+
+    /// For programs other than `cells` that use this library (benchmarks,
+    /// embedders): the `cells` executable that runs each cell's init.
+    pub fn with_init_program(mut self, program: PathBuf) -> LinuxKernel {
+        self.init_program = program;
+        self
     }
 
     /// Takes the lock and drops cells whose init has died (reported on stderr).
@@ -182,6 +196,7 @@ impl LinuxKernel {
             bind_guard: None,
         };
         record.init_pid = ns::start_init(&ns::InitSpec {
+            program: &self.init_program,
             root: &spec.root,
             hostname: &spec.name,
             cgroup: &cg,

@@ -114,6 +114,8 @@ pub fn stop_init(cell: &CellRecord) -> Result<()> {
 
 /// What the cell init needs; sent on its stdin.
 pub struct InitSpec<'a> {
+    /// The `cells` executable, which runs the init.
+    pub program: &'a Path,
     pub root: &'a Path,
     pub hostname: &'a str,
     pub cgroup: &'a Path,
@@ -166,7 +168,7 @@ pub fn start_init(spec: &InitSpec) -> Result<i32> {
         .write(true)
         .open("/dev/null")
         .context("opening /dev/null")?;
-    let exe = c"/proc/self/exe";
+    let exe = CString::new(spec.program.as_os_str().as_bytes()).context("init program")?;
     let init_arg = CString::new(INIT_COMMAND).expect("static");
     let argv = [
         c"cells".as_ptr(),
