@@ -5,6 +5,7 @@
 mod mgr_support;
 
 use mgr_support::{http_get, port, root_or_skip, World};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -103,6 +104,52 @@ fn dry_run_needs_no_changes_and_exits_2_on_drift() {
     assert!(
         stderr(&w.run(&["apply", "--silent", "-v", "--dry-run"])).contains("exclude each other")
     );
+}
+
+#[test]
+fn dry_run_works_without_root_and_warns_about_orphans() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("dry_run_works_without_root_and_warns_about_orphans: skipped: needs root to switch to an unprivileged user");
+        return;
+    }
+    let w = World::new("apply-nonroot");
+    w.write_manifest("web.cell", &cell(0, "", ""));
+    // A runtime directory nobody declares any more.
+    std::fs::create_dir_all(w.data_dir().join("gone")).unwrap();
+    let before = w.snapshot();
+    let out = Command::new(&w.bin)
+        .args(["apply", "--dry-run"])
+        .env("CELLMGR_CONF", &w.conf)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let lines = plan_lines(&stdout(&out));
+    assert_eq!(lines[0], "CREATE cell web: new cell: render runtime state");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("WARN cell gone: runtime without a manifest")),
+        "{lines:?}"
+    );
+    assert_eq!(w.snapshot(), before);
+    let real = Command::new(&w.bin)
+        .args(["apply"])
+        .env("CELLMGR_CONF", &w.conf)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(real.status.code(), Some(1));
+    assert!(stderr(&real).contains("needs root; --dry-run shows the plan without it"));
 }
 
 #[test]
@@ -321,7 +368,7 @@ fn every_directive_is_idempotent_in_a_real_cell() {
     // What the cell sees.
     let cat = |path: &str| {
         let o = Command::new(mgr_support::BIN)
-            .arg0_cellctl()
+            .arg0("cellctl")
             .args(["exec", "web", "/bin/busybox", "cat", path])
             .env("CELLMGR_CONF", &w.conf)
             .output()
@@ -333,17 +380,6 @@ fn every_directive_is_idempotent_in_a_real_cell() {
     assert_eq!(cat("/srv/current/asset.txt"), "copied\n");
     assert_eq!(cat("/srv/seeded"), "once\n");
     assert_eq!(cat("/etc/cells-test.conf"), "key=value\n");
-}
-
-/// Runs the binary as `cellctl`.
-trait Arg0 {
-    fn arg0_cellctl(&mut self) -> &mut Self;
-}
-
-impl Arg0 for Command {
-    fn arg0_cellctl(&mut self) -> &mut Self {
-        std::os::unix::process::CommandExt::arg0(self, "cellctl")
-    }
 }
 
 #[test]
