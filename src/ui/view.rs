@@ -486,7 +486,7 @@ fn cell_details(app: &App, g: &mut Grid, y0: usize, rows: usize) {
         ],
         &[
             ("Manifest", manifest, if c.manifest { PLAIN } else { ERROR }),
-            ("Supervisor", num(c.supervisor_pid), PLAIN),
+            ("Supervisor", supervisor(c), supervisor_style(&c.supervisor)),
             ("Restarts", num(c.restarts), PLAIN),
             ("Last exit", dash(&c.last_exit).into(), PLAIN),
             ("Depends on", dash(&c.depends_on).into(), PLAIN),
@@ -503,6 +503,28 @@ fn cell_details(app: &App, g: &mut Grid, y0: usize, rows: usize) {
             break;
         }
         pairs(g, &mut y, bottom, items);
+    }
+}
+
+/// The supervisor's pid and state, e.g. `812 (backoff)`.
+fn supervisor(c: &CellRow) -> String {
+    match (c.supervisor_pid, c.supervisor.as_str()) {
+        (None, "") => "-".into(),
+        (None, state) => state.into(),
+        (Some(pid), "") => pid.to_string(),
+        (Some(pid), state) => format!("{pid} ({state})"),
+    }
+}
+
+fn supervisor_style(state: &str) -> Style {
+    match state {
+        "backoff" => Style {
+            fg: RED,
+            bold: true,
+            ..PLAIN
+        },
+        "stopping" => fg(YELLOW),
+        _ => PLAIN,
     }
 }
 
@@ -859,6 +881,17 @@ mod tests {
         let mut a = app(3);
         a.help = true;
         draw(&mut a, &mut g);
+    }
+
+    #[test]
+    fn a_crash_looping_service_shows_in_the_details() {
+        let mut a = app(1);
+        a.cells[0].supervisor_pid = Some(812);
+        a.cells[0].supervisor = "backoff".into();
+        let mut g = Grid::new(80, 24);
+        draw(&mut a, &mut g);
+        let all: String = (0..24).map(|y| g.row_text(y)).collect();
+        assert!(all.contains("Supervisor 812 (backoff)"), "{all}");
     }
 
     #[test]
