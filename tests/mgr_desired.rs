@@ -352,6 +352,19 @@ fn edit_validates_before_replacing() {
         .read_manifest("web.cell")
         .contains("CELL_CREATE_PROFILE=low"));
     assert_eq!(w.rows("name,create_profile"), "web\tlow\n");
+    // The file changed while the editor ran: left alone, the edit saved aside.
+    let orig = w.manifest_dir().join("web.cell");
+    let editor = format!(
+        "sh -c 'echo \"# concurrent\" >> {}; sed -i s/low/medium/ \"$0\"'",
+        orig.display()
+    );
+    let out = w.run_env(&["cell", "edit", "web"], &[("EDITOR", editor.as_str())]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("changed while you were editing"));
+    assert!(w.read_manifest("web.cell").ends_with("# concurrent\n"));
+    assert!(w
+        .read_manifest("web.cell.edited")
+        .contains("CELL_CREATE_PROFILE=medium"));
     // Volumes too.
     w.ok(&["volume", "create", "v"]);
     let out = w.run_env(
