@@ -34,10 +34,13 @@ macro_rules! subcommands {
     (@call $c:ident, $handler:expr) => { ($handler)($c) };
 }
 
+mod apply;
 pub mod backup;
+mod bootstrap;
 mod cell;
 pub mod confirm;
 mod editor;
+pub mod ipc;
 mod output;
 mod system;
 mod volume;
@@ -67,6 +70,8 @@ subcommands! {
         Stop(cell::Stop),
         Restart(cell::Restart),
         Shell(cell::Shell),
+        Apply(apply::Apply),
+        Ipc(ipc::IpcArgs),
     }
 }
 
