@@ -194,7 +194,7 @@ fn malformed_manifests_fail_with_file_and_line() {
             &["cell", "list"][..],
             &["volume", "list"],
             &["cell", "start", "--all"],
-            &["cell", "set", "web", "--autostart", "YES"],
+            &["cell", "set", "web", "--log-tag", "t"],
         ] {
             let err = w.fails(args);
             let path = w.manifest_dir().join(file);
@@ -210,6 +210,15 @@ fn malformed_manifests_fail_with_file_and_line() {
         }
         std::fs::remove_file(w.manifest_dir().join(file)).unwrap();
     }
+    // set repairs a bad value in place.
+    w.write_manifest("web.cell", "# keep\nCELL_CREATE_PROFILE=max # typo\n");
+    w.fails(&["cell", "list"]);
+    w.ok(&["cell", "set", "web", "--profile", "low"]);
+    assert_eq!(
+        w.read_manifest("web.cell"),
+        "# keep\nCELL_CREATE_PROFILE=low # typo\n"
+    );
+    std::fs::remove_file(w.manifest_dir().join("web.cell")).unwrap();
     // Host mounts pass with the guard on.
     let g = World::with_conf("hostguard", "CELL_ALLOW_HOST_MOUNTS=YES\n");
     g.write_manifest("web.cell", "CELL_VOLUME_MOUNTS=host:/srv:/srv:ro\n");

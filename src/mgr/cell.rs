@@ -422,7 +422,8 @@ impl Run for Set {
         if updates.is_empty() {
             bail!("nothing to change: give at least one option (see cellmgr cell set --help)");
         }
-        if manifest::load_cell(&cfg, &self.name)?.is_none() {
+        // Existence only: `set` may be what repairs an invalid key.
+        if !manifest::cell_path(&cfg, &self.name).exists() {
             bail!(
                 "cell {} is not declared ({} does not exist): use cellmgr cell create",
                 self.name,
