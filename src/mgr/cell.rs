@@ -491,7 +491,8 @@ impl Run for Remove {
             .clone()
             .unwrap_or_else(|| if self.all { "--all" } else { "--orphans" }.to_string());
         let _lock = lock(&cfg, &format!("cell remove {what}"))?;
-        let (desired, errors) = Desired::load_partial(&cfg)?;
+        // Partial: a broken manifest must not stop its own removal.
+        let (desired, _errors) = Desired::load_partial(&cfg)?;
         let declared: BTreeSet<String> = manifest_names(&cfg)?;
         let kernel = if scope.runtime() {
             Some(host_kernel(&cfg)?)
@@ -560,7 +561,6 @@ impl Run for Remove {
                 );
             }
         }
-        let _ = errors; // broken manifests can still be removed by name
         if self.all || self.orphans || !to_runtime.is_empty() {
             let mut parts = Vec::new();
             if !to_desired.is_empty() {
