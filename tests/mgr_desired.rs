@@ -100,12 +100,19 @@ fn create_set_and_the_read_contract() {
         .lines()
         .map(|l| l.split('\t').next().unwrap())
         .collect();
-    assert_eq!(names.len(), 29);
+    assert_eq!(names.len(), 30);
     assert_eq!(&names[..4], ["name", "running", "desired_state", "cid"]);
     assert_eq!(names[23], "apply_present");
     assert_eq!(
         &names[24..],
-        ["state", "health", "supervisor_pid", "restarts", "last_exit"]
+        [
+            "state",
+            "health",
+            "supervisor_pid",
+            "restarts",
+            "last_exit",
+            "supervisor"
+        ]
     );
     // Read usage errors.
     assert!(w.fails(&["cell", "list", "-H"]).contains("-H requires -T"));
@@ -148,6 +155,12 @@ fn create_is_all_or_nothing_and_keeps_an_existing_plan() {
         assert_eq!(w.snapshot(), before, "{args:?} changed something: {err}");
     }
     assert!(!w.manifest_dir().join("x.apply").exists());
+    // A bad flag value is reported against the flag.
+    let err = w.fails(&["cell", "create", "x", "--profile", "max"]);
+    assert!(
+        err.contains("--profile: CELL_CREATE_PROFILE='max': expected low, medium or high"),
+        "{err}"
+    );
 }
 
 /// Every malformed manifest fails with file:line and the expected form, and
@@ -181,7 +194,7 @@ fn malformed_manifests_fail_with_file_and_line() {
             &["cell", "list"][..],
             &["volume", "list"],
             &["cell", "start", "--all"],
-            &["cell", "set", "web", "--autostart", "YES"],
+            &["cell", "set", "web", "--log-tag", "t"],
         ] {
             let err = w.fails(args);
             let path = w.manifest_dir().join(file);
@@ -197,6 +210,15 @@ fn malformed_manifests_fail_with_file_and_line() {
         }
         std::fs::remove_file(w.manifest_dir().join(file)).unwrap();
     }
+    // set repairs a bad value in place.
+    w.write_manifest("web.cell", "# keep\nCELL_CREATE_PROFILE=max # typo\n");
+    w.fails(&["cell", "list"]);
+    w.ok(&["cell", "set", "web", "--profile", "low"]);
+    assert_eq!(
+        w.read_manifest("web.cell"),
+        "# keep\nCELL_CREATE_PROFILE=low # typo\n"
+    );
+    std::fs::remove_file(w.manifest_dir().join("web.cell")).unwrap();
     // Host mounts pass with the guard on.
     let g = World::with_conf("hostguard", "CELL_ALLOW_HOST_MOUNTS=YES\n");
     g.write_manifest("web.cell", "CELL_VOLUME_MOUNTS=host:/srv:/srv:ro\n");
@@ -339,6 +361,19 @@ fn edit_validates_before_replacing() {
         .read_manifest("web.cell")
         .contains("CELL_CREATE_PROFILE=low"));
     assert_eq!(w.rows("name,create_profile"), "web\tlow\n");
+    // The file changed while the editor ran: left alone, the edit saved aside.
+    let orig = w.manifest_dir().join("web.cell");
+    let editor = format!(
+        "sh -c 'echo \"# concurrent\" >> {}; sed -i s/low/medium/ \"$0\"'",
+        orig.display()
+    );
+    let out = w.run_env(&["cell", "edit", "web"], &[("EDITOR", editor.as_str())]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("changed while you were editing"));
+    assert!(w.read_manifest("web.cell").ends_with("# concurrent\n"));
+    assert!(w
+        .read_manifest("web.cell.edited")
+        .contains("CELL_CREATE_PROFILE=medium"));
     // Volumes too.
     w.ok(&["volume", "create", "v"]);
     let out = w.run_env(

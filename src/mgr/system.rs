@@ -8,6 +8,7 @@ use argh::FromArgs;
 subcommands! {
     pub enum SystemCommand {
         Reset(Reset),
+        Bootstrap(super::bootstrap::Bootstrap),
     }
 }
 

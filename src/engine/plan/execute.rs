@@ -19,7 +19,8 @@ pub trait Runtime {
     fn ensure_volume(&self, name: &str, mode: Option<u32>) -> Result<()>;
     /// Writes the cell's runtime state from its manifest.
     fn render(&self, cell: &str) -> Result<()>;
-    /// Starts the cell: kernel cell and supervised service.
+    /// Starts the cell (kernel cell and supervised service) and waits for its
+    /// health check to pass; an error when it never does.
     fn start(&self, cell: &str) -> Result<()>;
     /// Stops the cell and removes its kernel cell and mounts; a no-op when stopped.
     fn stop(&self, cell: &str) -> Result<()>;
@@ -223,7 +224,11 @@ pub fn execute(
             } else {
                 match converge(cp, rt, settings, timing, verbosity, out) {
                     Ok(()) => {
-                        healthy.insert(name);
+                        // A start waits for the health check; a cell left alone
+                        // is checked when a dependent needs it.
+                        if cp.has(ActionKind::Start) || cp.has(ActionKind::Restart) {
+                            healthy.insert(name);
+                        }
                         CellResult::Converged {
                             changed: cp.changes(),
                         }
@@ -315,7 +320,6 @@ fn converge(
                 // Stopping first also clears what an interrupted run left behind.
                 rt.stop(name).map_err(phase(p))?;
                 rt.start(name).map_err(phase(p))?;
-                check_health(rt, cp, timing).map_err(phase("healthcheck"))?;
             }
             ActionKind::Warn | ActionKind::Noop => {}
         }
@@ -365,8 +369,9 @@ fn run_apply(
     Ok(())
 }
 
-/// Runs the cell's health check inside it until it passes, with a timeout per
-/// attempt. Cells without one (or not meant to run) are healthy.
+/// Runs a dependency's health check inside it until it passes, with a timeout
+/// per attempt (for dependencies this run did not start itself). Cells without
+/// one (or not meant to run) are healthy.
 fn check_health(rt: &dyn Runtime, cp: &CellPlan, timing: Timing) -> Result<()> {
     let Some(cmd) = cp
         .input
@@ -589,16 +594,29 @@ mod tests {
     #[test]
     fn dependents_wait_for_healthy_dependencies() {
         let (_t, rt) = fake("exec-health", vec!["run db pg_isready"]);
-        let cells = [
-            input("db", &[], Some("pg_isready"), None),
-            input("web", &["db"], None, None),
-        ];
-        let (s, _) = run(&plan_for(&rt, &cells), &rt, Verbosity::Normal);
+        let db = input("db", &[], Some("pg_isready"), None);
+        let web = input("web", &["db"], None, None);
+        let converged = CellObserved {
+            rendered: true,
+            running: true,
+            applied: Some(db.hashes.clone()),
+        };
+        let plan = Plan {
+            volumes: vec![],
+            cells: vec![
+                decide_cell(&db, &converged, Options::default(), &[]),
+                decide_cell(&web, &CellObserved::default(), Options::default(), &[]),
+            ],
+            warnings: vec![],
+        };
+        let (s, _) = run(&plan, &rt, Verbosity::Normal);
+        assert_eq!(s.results[0].1, CellResult::Converged { changed: false });
         assert!(
-            matches!(&s.results[0].1, CellResult::Failed { phase: "healthcheck", error } if error.contains("failed 2 times"))
+            matches!(&s.results[1].1, CellResult::Skipped { reason } if reason.contains("dependency db is not healthy: 'pg_isready' failed 2 times")),
+            "{:?}",
+            s.results[1]
         );
-        assert!(matches!(&s.results[1].1, CellResult::Skipped { .. }));
-        assert!(!rt.log.borrow().contains(&"start web".to_string()));
+        assert_eq!(*rt.log.borrow(), ["run db pg_isready", "run db pg_isready"]);
     }
 
     #[test]
@@ -620,8 +638,7 @@ mod tests {
                 "run web echo hi",
                 "stop web",
                 "stop web",
-                "start web",
-                "run web true"
+                "start web"
             ]
         );
         assert!(

@@ -4,6 +4,8 @@
 pub mod execute;
 pub mod graph;
 pub mod hash;
+pub mod host;
+pub mod inputs;
 pub mod model;
 
 pub use model::{Action, ActionKind, CellInput, CellObserved, CellPlan, Options, Plan, Subject};

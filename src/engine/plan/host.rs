@@ -1,0 +1,117 @@
+//! The real runtime behind [`Runtime`]: `engine::runtime` (render, compose,
+//! lifecycle) and the host kernel.
+
+use super::execute::Runtime;
+use crate::engine::applyfile::{CellRunner, KernelRunner};
+use crate::engine::config::Config;
+use crate::engine::manifest::Desired;
+use crate::engine::runtime::{self, compose, lifecycle, CellPaths};
+use crate::kernel::{CellSpec, Kernel, Target};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+pub struct HostRuntime<'a> {
+    pub cfg: &'a Config,
+    pub kernel: &'a dyn Kernel,
+    pub desired: &'a Desired,
+}
+
+impl Runtime for HostRuntime<'_> {
+    fn ensure_volume(&self, name: &str, mode: Option<u32>) -> Result<()> {
+        runtime::ensure_volume(self.cfg, name, mode).map(|_| ())
+    }
+
+    fn render(&self, cell: &str) -> Result<()> {
+        let m = self
+            .desired
+            .cells
+            .get(cell)
+            .with_context(|| format!("cell {cell} has no manifest"))?;
+        runtime::render(self.cfg, m).map(|_| ())
+    }
+
+    fn start(&self, cell: &str) -> Result<()> {
+        match lifecycle::start(self.cfg, self.kernel, cell)? {
+            lifecycle::StartOutcome::Started {
+                healthy: Some(false),
+                ..
+            } => {
+                let why = std::fs::read_to_string(CellPaths::new(self.cfg, cell).health_file())
+                    .unwrap_or_default();
+                bail!("health check failed: {}", why.trim())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn stop(&self, cell: &str) -> Result<()> {
+        lifecycle::stop(self.cfg, self.kernel, cell).map(|_| ())
+    }
+
+    fn provision(&self, cell: &str) -> Result<PathBuf> {
+        // Whatever ran before (an interrupted run included) goes first.
+        lifecycle::stop(self.cfg, self.kernel, cell)?;
+        let m = lifecycle::effective(self.cfg, cell)?;
+        compose::compose(self.cfg, &m)
+            .with_context(|| format!("composing the root of cell {cell}"))?;
+        let paths = CellPaths::new(self.cfg, cell);
+        let spec = CellSpec {
+            name: cell.to_string(),
+            root: paths.root.clone(),
+            profile: m.profile,
+            ports: m.reserved_ports.clone(),
+            rlimits: m.rlimits,
+        };
+        if let Err(e) = self.kernel.create(&spec) {
+            let _ = compose::decompose(self.cfg, cell);
+            return Err(e.context(format!("creating cell {cell} for its plan")));
+        }
+        Ok(paths.root)
+    }
+
+    fn runner<'a>(&'a self, cell: &str) -> Box<dyn CellRunner + 'a> {
+        Box::new(KernelRunner {
+            kernel: self.kernel,
+            target: Target::Name(cell.to_string()),
+        })
+    }
+
+    fn state_dir(&self, cell: &str) -> PathBuf {
+        CellPaths::new(self.cfg, cell).state
+    }
+}
+
+/// Cells that run: a kernel cell exists and its service (if it has one) is
+/// supervised. Without a kernel (`--dry-run` as a user) a live supervisor is
+/// the evidence.
+pub fn running_cells(
+    cfg: &Config,
+    kernel: Option<&dyn Kernel>,
+    desired: &Desired,
+) -> Result<BTreeSet<String>> {
+    let supervised =
+        |name: &str| -> Result<bool> { Ok(crate::supervise::status(cfg, name)?.is_some()) };
+    let mut out = BTreeSet::new();
+    match kernel {
+        Some(k) => {
+            for c in k.list().context("listing kernel cells")? {
+                let has_service = desired
+                    .cells
+                    .get(&c.name)
+                    .is_some_and(|m| m.supervise_cmd.is_some());
+                if !has_service || supervised(&c.name)? {
+                    out.insert(c.name);
+                }
+            }
+        }
+        None => {
+            for name in desired.cells.keys() {
+                if supervised(name)? {
+                    out.insert(name.clone());
+                }
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,140 @@
+//! `cellmgr apply`: make runtime match desired state. Plan first (printed one
+//! action per line, the same in dry-run and real runs), then act.
+
+use super::{load_config, lock, Run};
+use crate::cli::{EXIT_DRIFT, EXIT_FAILURE, EXIT_OK};
+use crate::engine::manifest;
+use crate::engine::plan::execute::{self, PlanSettings, Timing, Verbosity};
+use crate::engine::plan::{host, inputs, Options};
+use anyhow::{bail, Context, Result};
+use argh::FromArgs;
+use std::path::PathBuf;
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "apply")]
+/// Converge runtime to desired state: volumes first, then cells in dependency
+/// order (naming cells pulls in what they depend on). Prints the plan (CREATE,
+/// UPDATE, START, STOP, RESTART, APPLY, QUIESCE, WARN, NOOP, each with its
+/// reason), then carries it out. A failing cell skips its dependents; the others
+/// still converge. Exit 0 converged, 1 something failed; with --dry-run 2 means
+/// something would change.
+pub struct Apply {
+    /// cells to converge (with their dependencies); default: all
+    #[argh(positional)]
+    names: Vec<String>,
+    /// every cell (the default when no names are given)
+    #[argh(switch)]
+    all: bool,
+    /// print the plan and change nothing; exit 2 if anything would change (no root needed)
+    #[argh(switch)]
+    dry_run: bool,
+    /// also write the plan to this file
+    #[argh(option)]
+    plan_out: Option<PathBuf>,
+    /// run .apply plans even when unchanged
+    #[argh(switch)]
+    reapply: bool,
+    /// also restart running cells whose dependencies are restarted
+    #[argh(switch)]
+    restart_changed: bool,
+    /// print only "Starting cell: NAME." lines and failures (boot)
+    #[argh(switch)]
+    silent: bool,
+    /// print every plan step and the output of commands run in cells
+    #[argh(switch, short = 'v')]
+    verbose: bool,
+}
+
+impl Run for Apply {
+    fn run(self) -> Result<i32> {
+        if self.all && !self.names.is_empty() {
+            bail!("--all and cell names exclude each other");
+        }
+        if self.silent && self.verbose {
+            bail!("--silent and --verbose exclude each other");
+        }
+        for n in &self.names {
+            crate::names::validate("cell", n)?;
+        }
+        let verbosity = match (self.silent, self.verbose) {
+            (true, _) => Verbosity::Silent,
+            (_, true) => Verbosity::Verbose,
+            _ => Verbosity::Normal,
+        };
+        if !self.dry_run && !rustix::process::geteuid().is_root() {
+            bail!("apply changes kernel state and needs root; --dry-run shows the plan without it");
+        }
+        let cfg = load_config()?;
+        // Held from planning to the end, so the plan describes what we act on.
+        let _lock = if self.dry_run {
+            None
+        } else {
+            Some(lock(&cfg, "apply")?)
+        };
+        let desired = manifest::load_all(&cfg)?;
+        let kernel = crate::kernel::host(&cfg).context("opening the kernel backend");
+        let kernel = match (kernel, self.dry_run) {
+            (Ok(k), _) => Some(k),
+            (Err(e), true) => {
+                log::warn!("{e:#}; judging what runs from the supervisors alone");
+                None
+            }
+            (Err(e), false) => return Err(e),
+        };
+        let running =
+            host::running_cells(&cfg, kernel.as_deref(), &desired).or_else(|e| {
+                match self.dry_run {
+                    true => {
+                        log::warn!("{e:#}; judging what runs from the supervisors alone");
+                        host::running_cells(&cfg, None, &desired)
+                    }
+                    false => Err(e),
+                }
+            })?;
+        let opts = Options {
+            reapply: self.reapply,
+            restart_changed: self.restart_changed,
+        };
+        let plan = inputs::build(&cfg, &desired, &self.names, opts, &running)?;
+        let text = plan.to_string();
+        if let Some(path) = &self.plan_out {
+            crate::engine::fsutil::write_atomic(path, text.as_bytes())
+                .with_context(|| format!("writing the plan to {}", path.display()))?;
+        }
+        if verbosity != Verbosity::Silent {
+            print!("{text}");
+        }
+        if self.dry_run {
+            return Ok(if plan.changes() { EXIT_DRIFT } else { EXIT_OK });
+        }
+        let kernel = kernel.expect("a real run has a kernel");
+        let rt = host::HostRuntime {
+            cfg: &cfg,
+            kernel: kernel.as_ref(),
+            desired: &desired,
+        };
+        let mut env = Vec::new();
+        if !cfg.pkg_path.is_empty() {
+            env.push(("PKG_PATH".to_string(), cfg.pkg_path.clone()));
+        }
+        let settings = PlanSettings {
+            pkg_tool: cfg.pkg_tool.clone(),
+            env,
+        };
+        let mut out = std::io::stdout();
+        let summary = execute::execute(
+            &plan,
+            &rt,
+            &settings,
+            Timing::default(),
+            verbosity,
+            &mut out,
+        );
+        if verbosity != Verbosity::Silent && (plan.changes() || !summary.ok()) {
+            print!("{}", summary.table());
+        } else if !summary.ok() {
+            eprint!("{}", summary.table());
+        }
+        Ok(if summary.ok() { EXIT_OK } else { EXIT_FAILURE })
+    }
+}
