@@ -114,6 +114,60 @@ fn exec_exit_status_is_the_commands() {
 }
 
 #[test]
+fn spawn_returns_a_child_the_caller_owns() {
+    if !privileged("spawn_returns_a_child_the_caller_owns") {
+        return;
+    }
+    use cells::kernel::{ExecSpec, Target};
+    use std::process::Stdio;
+    let mut env = Env::new("spawn");
+    let root = env.root("a", false);
+    let name = format!("sp{}", std::process::id());
+    env.create(&name, &root, &["-l", "medium"]);
+    let kernel = cells::kernel::host(&env.config()).unwrap();
+    let target = Target::Name(name.clone());
+    let spec = ExecSpec {
+        argv: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "hostname; echo $GREETING; exit 3".into(),
+        ],
+        env: vec![("GREETING".into(), "hello".into())],
+        ..ExecSpec::default()
+    };
+    let child = kernel
+        .spawn(
+            &target,
+            &spec,
+            [Stdio::null(), Stdio::piped(), Stdio::inherit()],
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{name}\nhello\n")
+    );
+    assert_eq!(out.status.code(), Some(3));
+    // The caller can kill what it spawned; afterwards the cell is empty again.
+    let sleeper = ExecSpec {
+        argv: vec!["sleep".into(), "1000".into()],
+        ..ExecSpec::default()
+    };
+    let mut child = kernel
+        .spawn(
+            &target,
+            &sleeper,
+            [Stdio::null(), Stdio::null(), Stdio::null()],
+        )
+        .unwrap();
+    assert_eq!(kernel.find(&target).unwrap().unwrap().procs, 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(kernel.find(&target).unwrap().unwrap().procs, 0);
+    kernel.destroy(&target).unwrap();
+}
+
+#[test]
 fn targets_names_ids_and_uniqueness() {
     if !privileged("targets_names_ids_and_uniqueness") {
         return;
@@ -409,7 +463,8 @@ fn list_and_stats_tsv_columns_are_exact() {
     assert_eq!(
         env.ok(&["stats", "-T"]),
         "CID\tNAME\tCPU1S\tCPU10S\tPROCS\tREFS\tMEMORY\tAGE\tROOT\t\
-         DENY_PROCESS\tDENY_SYSTEM\tDENY_NETWORK\tDENY_MACHDEP\tDENY_DEVICE\tDENY_BIND\n"
+         DENY_PROCESS\tDENY_SYSTEM\tDENY_NETWORK\tDENY_MACHDEP\tDENY_DEVICE\tDENY_BIND\t\
+         SUPERVISOR\tRESTARTS\n"
     );
     let root = env.root("a", false);
     let name = format!("tsv{}", std::process::id());
@@ -434,14 +489,28 @@ fn list_and_stats_tsv_columns_are_exact() {
         format!("{id}\t{name}\t0\t0\t0\t{root_s}\t1024\tunlimited\tunlimited\tmedium\t{p},{q}\n")
     );
     let stats = env.ok(&["stats", "-T", "-H"]);
-    let cols: Vec<&str> = stats.trim_end().split('\t').collect();
-    assert_eq!(cols.len(), 15);
+    let cols: Vec<&str> = stats.trim_end_matches('\n').split('\t').collect();
+    assert_eq!(cols.len(), 17);
     assert_eq!(
         (cols[0], cols[1], cols[8]),
         (id.to_string().as_str(), name.as_str(), root_s)
     );
-    // The stored NOFILE limit reaches commands run with rlimits applied? Not for
-    // exec (as the original), so the default holds.
+    let prom = env.ok(&["stats", "-P"]);
+    assert!(
+        prom.contains(&format!(
+            "cells_processes{{cell=\"{name}\",cid=\"{id}\"}} 0"
+        )),
+        "{prom}"
+    );
+    assert!(env
+        .ok(&["stats", "-P", "-h"])
+        .starts_with("HTTP/1.0 200 OK\r\n"));
+    assert_eq!(
+        env.ctl(&["stats", "-h"]).status.code(),
+        Some(1),
+        "-h without -P"
+    );
+    // exec applies no stored rlimits (as the original): the default holds.
     let (_, out, _) = env.sh(&name, "ulimit -n");
     assert_ne!(out.trim(), "1024");
 }

@@ -464,3 +464,36 @@ fn the_socket_is_private_and_peers_are_checked() {
     // Root still gets in.
     assert_eq!(connect(&s).call(Request::Ping).unwrap(), Response::Pong);
 }
+
+#[test]
+fn the_socket_path_is_claimed_carefully() {
+    let s = start_server("claim", Duration::ZERO);
+    let fake: Arc<dyn cells::ipc::server::Backend> = s.fake.clone();
+    // A live server keeps its socket.
+    let err = serve_socket(&s.socket, fake.clone(), Access::default()).unwrap_err();
+    assert!(err.to_string().contains("already listening"), "{err:#}");
+    assert_eq!(connect(&s).call(Request::Ping).unwrap(), Response::Pong);
+    // Any other file is never replaced.
+    let file = s.dir.join("not-a-socket");
+    std::fs::write(&file, "data").unwrap();
+    let err = serve_socket(&file, fake.clone(), Access::default()).unwrap_err();
+    assert!(err.to_string().contains("is not a socket"), "{err:#}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "data");
+    // A stale socket (its server gone) is replaced.
+    let stale = s.dir.join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let path = stale.clone();
+    std::thread::spawn(move || serve_socket(&path, fake, Access::default()));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(mut c) = Connection::open(&Endpoint::Socket(stale.clone()), false) {
+            assert_eq!(c.call(Request::Ping).unwrap(), Response::Pong);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stale socket was not replaced"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -100,12 +100,19 @@ fn create_set_and_the_read_contract() {
         .lines()
         .map(|l| l.split('\t').next().unwrap())
         .collect();
-    assert_eq!(names.len(), 29);
+    assert_eq!(names.len(), 30);
     assert_eq!(&names[..4], ["name", "running", "desired_state", "cid"]);
     assert_eq!(names[23], "apply_present");
     assert_eq!(
         &names[24..],
-        ["state", "health", "supervisor_pid", "restarts", "last_exit"]
+        [
+            "state",
+            "health",
+            "supervisor_pid",
+            "restarts",
+            "last_exit",
+            "supervisor"
+        ]
     );
     // Read usage errors.
     assert!(w.fails(&["cell", "list", "-H"]).contains("-H requires -T"));
@@ -148,6 +155,12 @@ fn create_is_all_or_nothing_and_keeps_an_existing_plan() {
         assert_eq!(w.snapshot(), before, "{args:?} changed something: {err}");
     }
     assert!(!w.manifest_dir().join("x.apply").exists());
+    // A bad flag value is reported against the flag.
+    let err = w.fails(&["cell", "create", "x", "--profile", "max"]);
+    assert!(
+        err.contains("--profile: CELL_CREATE_PROFILE='max': expected low, medium or high"),
+        "{err}"
+    );
 }
 
 /// Every malformed manifest fails with file:line and the expected form, and

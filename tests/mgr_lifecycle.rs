@@ -53,8 +53,8 @@ fn full_lifecycle() {
     assert!(out.starts_with("started cell web (cid "), "{out}");
     assert!(w.read_manifest("web.cell").contains("CELL_AUTOSTART=YES"));
     assert_eq!(
-        w.rows("name,state,running,rendered,health"),
-        "web\tmanaged\t1\t1\tok\n"
+        w.rows("name,state,running,rendered,health,supervisor"),
+        "web\tmanaged\t1\t1\tok\trunning\n"
     );
     let row = w.rows("cid,procs,supervisor_pid,root");
     let f: Vec<&str> = row.trim_end().split('\t').collect();
@@ -213,7 +213,10 @@ fn crashed_supervisor_and_leftover_mounts_are_recovered() {
     unsafe { libc::kill(pid, libc::SIGKILL) };
     std::thread::sleep(std::time::Duration::from_millis(300));
     // The next read tells the truth: the kernel cell is there, no supervisor.
-    assert_eq!(w.rows("name,running,supervisor_pid"), "svc\t1\t\n");
+    assert_eq!(
+        w.rows("name,running,supervisor_pid,supervisor"),
+        "svc\t1\t\t\n"
+    );
     // start converges: the service is supervised again.
     assert!(w.ok(&["start", "svc"]).starts_with("started cell svc"));
     assert!(w.rows("supervisor_pid").trim().parse::<u64>().is_ok());
@@ -284,4 +287,61 @@ fn scope_both_converges_and_dependencies_start_first() {
     w.ok(&["system", "reset", "--yes"]);
     assert_eq!(w.rows("name"), "");
     assert!(w.mounts().is_empty());
+}
+
+#[test]
+fn directory_base_and_guarded_host_mounts() {
+    if !root_or_skip("directory_base_and_guarded_host_mounts") {
+        return;
+    }
+    // A base tree of one static busybox; host mounts allowed.
+    let base = std::env::temp_dir().join(format!("cmt-base-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(base.join("bin")).unwrap();
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap();
+    std::fs::copy(busybox, base.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", base.join("bin/sh")).unwrap();
+    let shared = base.with_extension("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("f"), "from the host\n").unwrap();
+    let w = World::with_conf(
+        "dirbase",
+        &format!("CELL_BASE={}\nCELL_ALLOW_HOST_MOUNTS=YES\n", base.display()),
+    );
+    let mount = format!("host:{}:/mnt/shared:ro", shared.display());
+    w.ok(&[
+        "cell",
+        "create",
+        "mini",
+        "--cmd",
+        "/bin/busybox sleep 1000",
+        "--mount",
+        &mount,
+    ]);
+    w.ok(&["start", "mini"]);
+    let out = w.ok(&[
+        "shell",
+        "mini",
+        "/bin/sh",
+        "-c",
+        "ls /bin; cat /mnt/shared/f; echo x > /etc/new && cat /etc/new",
+    ]);
+    assert_eq!(out, "busybox\nsh\nfrom the host\nx\n");
+    let out = w.run(&["shell", "mini", "/bin/sh", "-c", "echo y > /mnt/shared/g"]);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "a read-only host mount took a write"
+    );
+    w.ok(&["stop", "mini"]);
+    // The base is shared and read-only: the cell's writes went to its overlay.
+    assert!(!base.join("etc/new").exists());
+    assert!(w.data_dir().join("mini/overlay/upper/etc/new").exists());
+    assert!(!shared.join("g").exists());
+    drop(w);
+    std::fs::remove_dir_all(&base).unwrap();
+    std::fs::remove_dir_all(&shared).unwrap();
 }

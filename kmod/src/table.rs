@@ -10,10 +10,11 @@ use crate::abi::{
     CELL_CREATE_PROFILE, CELL_CREATE_RLIMIT_AS, CELL_CREATE_RLIMIT_CORE, CELL_CREATE_RLIMIT_NOFILE,
     CELL_DENY_SCOPES, CELL_NAME_BUF, CELL_PORTS_MAX, CELL_ROOT_BUF,
 };
-use crate::errno::{Errno, EBUSY, EEXIST, EINVAL, ENOENT, EOVERFLOW};
+use crate::errno::{Errno, EBUSY, EEXIST, EINVAL, ENOENT, ENOMEM, EOVERFLOW};
 use crate::idmap::IdMap;
 use crate::ports::PortMap;
 use crate::telemetry::CellTelemetry;
+use alloc::vec::Vec;
 
 /// Lifecycle of a cell. Transitions: CREATING → ACTIVE (publish) or removed
 /// (abort); ACTIVE → DESTROYING → removed, or back to ACTIVE when busy.
@@ -151,9 +152,19 @@ impl<R> CellEntry<R> {
     }
 }
 
+/// FNV-1a hash of a name, the key of the name index.
+fn name_hash(name: &[u8]) -> u32 {
+    name.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
 /// All cells.
 pub struct CellTable<R> {
     cells: IdMap<CellEntry<R>>,
+    /// Name hash → ids of the cells with that hash (almost always one), so
+    /// the uniqueness check of create does not grow with the table either.
+    names: IdMap<Vec<CellId>>,
     ports: PortMap,
     /// Next id to hand out; 0 once the id space is used up.
     next_id: CellId,
@@ -165,6 +176,7 @@ impl<R> Default for CellTable<R> {
     fn default() -> Self {
         CellTable {
             cells: IdMap::default(),
+            names: IdMap::default(),
             ports: PortMap::default(),
             next_id: 1,
             seq: 0,
@@ -232,9 +244,8 @@ impl<R: Copy> CellTable<R> {
         root: R,
         now_ns: u64,
     ) -> Result<CellId, Errno> {
-        // Names are checked by a scan: create is rare, and the decision
-        // paths never look names up.
-        if self.cells.values().any(|e| e.spec.name() == spec.name()) {
+        let hash = name_hash(spec.name());
+        if self.find_name(hash, spec.name()).is_some() {
             return Err(EEXIST);
         }
         if spec.ports().iter().any(|&p| self.ports.owner(p).is_some()) {
@@ -244,7 +255,16 @@ impl<R: Copy> CellTable<R> {
         if id == CELLID_HOST {
             return Err(EOVERFLOW);
         }
+        // Take every allocation before changing anything.
         self.cells.reserve_one()?;
+        match self.names.get_mut(hash) {
+            Some(ids) => ids.try_reserve(1).map_err(|_| ENOMEM)?,
+            None => self.names.reserve_one()?,
+        }
+        let mut fresh = Vec::new();
+        if self.names.get(hash).is_none() {
+            fresh.try_reserve_exact(1).map_err(|_| ENOMEM)?;
+        }
         self.ports.reserve(id, spec.ports())?;
         let entry = CellEntry {
             id,
@@ -259,6 +279,14 @@ impl<R: Copy> CellTable<R> {
         if let Err(e) = self.cells.insert(id, entry) {
             self.ports.release(spec.ports());
             return Err(e);
+        }
+        match self.names.get_mut(hash) {
+            Some(ids) => ids.push(id),
+            None => {
+                fresh.push(id);
+                // Cannot fail: reserve_one succeeded above.
+                let _ = self.names.insert(hash, fresh);
+            }
         }
         // Wraps to 0 after u32::MAX: the next create gets EOVERFLOW.
         self.next_id = id.wrapping_add(1);
@@ -285,8 +313,27 @@ impl<R: Copy> CellTable<R> {
         self.remove(id)
     }
 
+    /// The cell named `name` (any state), in O(1).
+    pub fn by_name(&self, name: &[u8]) -> Option<CellId> {
+        self.find_name(name_hash(name), name)
+    }
+
+    fn find_name(&self, hash: u32, name: &[u8]) -> Option<CellId> {
+        let ids = self.names.get(hash)?;
+        ids.iter()
+            .copied()
+            .find(|&id| self.cells.get(id).is_some_and(|e| e.spec.name() == name))
+    }
+
     fn remove(&mut self, id: CellId) -> Option<R> {
         let e = self.cells.remove(id)?;
+        let hash = name_hash(e.spec.name());
+        if let Some(ids) = self.names.get_mut(hash) {
+            ids.retain(|&other| other != id);
+            if ids.is_empty() {
+                self.names.remove(hash);
+            }
+        }
         self.ports.release(e.spec.ports());
         self.seq += 1;
         Some(e.root)
@@ -342,11 +389,55 @@ impl<R: Copy> CellTable<R> {
 
     /// Removes every entry (module unload after a failed init); yields roots.
     pub fn drain(&mut self, mut release: impl FnMut(R)) {
-        let ids: alloc::vec::Vec<CellId> = self.cells.values().map(|e| e.id).collect();
+        let ids: Vec<CellId> = self.cells.values().map(|e| e.id).collect();
         for id in ids {
             if let Some(r) = self.remove(id) {
                 release(r);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> CreateSpec {
+        CreateSpec::from_request(&CellCreate::new(name, "/r").unwrap()).unwrap()
+    }
+
+    #[test]
+    fn name_index_follows_inserts_and_removals() {
+        let mut t: CellTable<u8> = CellTable::default();
+        for i in 0..300 {
+            let id = t
+                .insert_creating(&spec(&alloc::format!("n{i}")), 0, 0)
+                .unwrap();
+            t.activate(id);
+        }
+        assert_eq!(t.by_name(b"n0"), Some(1));
+        assert_eq!(t.by_name(b"n299"), Some(300));
+        assert_eq!(t.by_name(b"n300"), None);
+        t.destroy(5, |_| false).unwrap();
+        assert_eq!(t.by_name(b"n4"), None);
+        assert_eq!(t.insert_creating(&spec("n4"), 0, 0), Ok(301));
+        assert_eq!(t.insert_creating(&spec("n7"), 0, 0), Err(EEXIST));
+        t.drain(|_| {});
+        assert!(t.is_empty());
+        assert_eq!(t.by_name(b"n7"), None);
+    }
+
+    #[test]
+    fn hash_collisions_keep_names_apart() {
+        let mut t: CellTable<u8> = CellTable::default();
+        let a = t.insert_creating(&spec("a"), 0, 0).unwrap();
+        // Simulate a collision: file "b" under the hash of "a" as well.
+        let b = t.insert_creating(&spec("b"), 0, 0).unwrap();
+        t.names.get_mut(name_hash(b"a")).unwrap().push(b);
+        assert_eq!(t.by_name(b"a"), Some(a));
+        assert_eq!(t.by_name(b"b"), Some(b));
+        t.abort_create(a);
+        assert_eq!(t.by_name(b"a"), None);
+        assert_eq!(t.by_name(b"b"), Some(b));
     }
 }

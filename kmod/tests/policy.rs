@@ -349,6 +349,16 @@ fn network_port_reservations_all_profiles() {
         Defer
     );
     assert_eq!(policy::BIND_CHECKED, [13, 14]);
+    // Port 0 (an ephemeral bind) is never restricted, whatever the table says.
+    let c = m.caller(s);
+    assert_eq!(
+        policy::network(&c, net::BIND, 13, bind(0), |_| Some(LOW)),
+        Defer
+    );
+    assert_eq!(
+        policy::network(&c, net::BIND, 13, bind(1), |_| Some(LOW)),
+        Deny
+    );
 }
 
 #[test]

@@ -4,14 +4,13 @@
 mod parse;
 mod tables;
 
-use crate::cli::{self, EXIT_FAILURE};
+use crate::cli;
 use crate::engine::config::Config;
 use crate::kernel::{self, CellSpec, ExecSpec, Kernel, Profile, Rlimits, Target};
 use crate::output::OutputOptions;
 use anyhow::{Context, Result};
 use argh::FromArgs;
 use std::path::PathBuf;
-use std::process::Stdio;
 
 /// Create, enter, inspect and destroy cells: kernel-enforced compartments.
 #[derive(FromArgs)]
@@ -94,13 +93,20 @@ struct ListArgs {
     fields: Option<String>,
 }
 
-/// Show cell telemetry: CPU ticks over 1 s and 10 s, processes, memory, denials.
+/// Show cell telemetry: CPU ticks over 1 s and 10 s, processes, memory, denials,
+/// supervisor.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "stats")]
 struct StatsArgs {
-    /// verbose table: adds ROOT, REFS and DENY_BIND
+    /// verbose table: adds ROOT, REFS, DENY_BIND and SUPERVISOR
     #[argh(switch, short = 'v')]
     verbose: bool,
+    /// print the Prometheus text format
+    #[argh(switch, short = 'P')]
+    prometheus: bool,
+    /// with -P: precede the output with an HTTP response header (for inetd)
+    #[argh(switch, short = 'h')]
+    http: bool,
     /// tab-separated output with every column (for scripts)
     #[argh(switch, short = 'T')]
     tsv: bool,
@@ -128,7 +134,7 @@ pub fn main(personality: &str, args: &[String]) -> i32 {
             Command::Destroy(a) => destroy(kernel.as_ref(), a),
             Command::Exec(a) => exec(kernel.as_ref(), a),
             Command::List(a) => list(kernel.as_ref(), a),
-            Command::Stats(a) => stats(kernel.as_ref(), a),
+            Command::Stats(a) => stats(&cfg, kernel.as_ref(), a),
             Command::Supervise(a) => crate::supervise::run_command(&cfg, kernel.as_ref(), a),
         }
     })
@@ -187,15 +193,6 @@ fn destroy(kernel: &dyn Kernel, a: DestroyArgs) -> Result<i32> {
     Ok(cli::EXIT_OK)
 }
 
-/// The exit status of a finished child: its code, or 128 + the signal.
-fn exit_status(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(EXIT_FAILURE)
-}
-
 fn exec(kernel: &dyn Kernel, a: ExecArgs) -> Result<i32> {
     let target = Target::parse(&a.cell);
     let mut spec = ExecSpec {
@@ -210,23 +207,9 @@ fn exec(kernel: &dyn Kernel, a: ExecArgs) -> Result<i32> {
         spec.argv = vec!["/bin/sh".into(), "-i".into()];
         spec.env.push(("PS1".into(), format!("[{}]# ", cell.name)));
     }
-    let mut child = kernel
-        .spawn(
-            &target,
-            &spec,
-            [Stdio::inherit(), Stdio::inherit(), Stdio::inherit()],
-        )
-        .with_context(|| format!("enter {target}"))?;
-    // Like system(3): the terminal's INT and QUIT are for the command, not for us.
-    // SAFETY: changes this process's dispositions after the child has been spawned.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
-        libc::signal(libc::SIGQUIT, libc::SIG_IGN);
-    }
-    let status = child
-        .wait()
-        .with_context(|| format!("waiting for the command in {target}"))?;
-    Ok(exit_status(status))
+    kernel
+        .run(&target, &spec)
+        .with_context(|| format!("enter {target}"))
 }
 
 fn output_options(
@@ -256,9 +239,12 @@ fn list(kernel: &dyn Kernel, a: ListArgs) -> Result<i32> {
     Ok(cli::EXIT_OK)
 }
 
-fn stats(kernel: &dyn Kernel, a: StatsArgs) -> Result<i32> {
-    if a.tsv && a.verbose {
-        anyhow::bail!("-T cannot be combined with -v: TSV output always has every column");
+fn stats(cfg: &Config, kernel: &dyn Kernel, a: StatsArgs) -> Result<i32> {
+    if a.http && !a.prometheus {
+        anyhow::bail!("-h requires -P: the HTTP header is for Prometheus output");
+    }
+    if a.tsv && (a.verbose || a.prometheus) {
+        anyhow::bail!("-T cannot be combined with -v or -P");
     }
     let view = if a.tsv {
         "tsv"
@@ -270,11 +256,27 @@ fn stats(kernel: &dyn Kernel, a: StatsArgs) -> Result<i32> {
     let opts = output_options(a.tsv, a.no_header, a.fields, Some(view));
     opts.validate()?;
     let cells = kernel.stats().context("read cell statistics")?;
+    let supervisors: Vec<Option<crate::supervise::SupervisorStatus>> = cells
+        .iter()
+        .map(|c| crate::supervise::status(cfg, &c.info.name))
+        .collect::<Result<_>>()
+        .context("read supervisor status")?;
+    if a.prometheus {
+        print!(
+            "{}",
+            crate::supervise::prometheus::render(&cells, &supervisors, a.http)
+        );
+        return Ok(cli::EXIT_OK);
+    }
     if cells.is_empty() && !a.tsv {
         println!("no cells");
         return Ok(cli::EXIT_OK);
     }
-    let rows: Vec<_> = cells.iter().map(tables::StatsRow).collect();
+    let rows: Vec<_> = cells
+        .iter()
+        .zip(&supervisors)
+        .map(|(c, s)| tables::StatsRow(c, s.as_ref()))
+        .collect();
     print!("{}", tables::STATS.render(&opts, &rows)?);
     Ok(cli::EXIT_OK)
 }

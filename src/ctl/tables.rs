@@ -3,6 +3,7 @@
 
 use crate::kernel::{CellInfo, CellStats, Limit};
 use crate::output::{Record, Schema, Value, View};
+use crate::supervise::SupervisorStatus;
 
 const LIST_FIELDS: &[&str] = &[
     "CID", "NAME", "REFS", "PROCS", "AGE", "ROOT", "NOFILE", "AS", "CORE", "PROFILE", "PORTS",
@@ -34,6 +35,8 @@ const STATS_FIELDS: &[&str] = &[
     "DENY_MACHDEP",
     "DENY_DEVICE",
     "DENY_BIND",
+    "SUPERVISOR",
+    "RESTARTS",
 ];
 
 pub const STATS: Schema = Schema {
@@ -66,6 +69,7 @@ pub const STATS: Schema = Schema {
                 "AGE",
                 "MEMORY",
                 "DENY_BIND",
+                "SUPERVISOR",
             ],
         },
     ],
@@ -108,12 +112,15 @@ impl Record for ListRow<'_> {
     }
 }
 
-pub struct StatsRow<'a>(pub &'a CellStats);
+/// A cell's telemetry and its supervisor's status (if one runs).
+pub struct StatsRow<'a>(pub &'a CellStats, pub Option<&'a SupervisorStatus>);
 
 impl Record for StatsRow<'_> {
     fn field(&self, name: &str) -> Value {
         let s = self.0;
         match name {
+            "SUPERVISOR" => self.1.map(|sup| sup.state.as_str()).into(),
+            "RESTARTS" => self.1.map(|sup| sup.restarts).into(),
             "CPU1S" => s.cpu1s.into(),
             "CPU10S" => s.cpu10s.into(),
             "MEMORY" => s.memory.into(),

@@ -73,6 +73,10 @@ pub struct CellRow {
     pub supervisor_pid: Option<u64>,
     pub restarts: Option<u64>,
     pub last_exit: String,
+    /// The supervisor's state: `running`, `backoff` or `stopping`; empty when
+    /// none runs.
+    #[serde(default)]
+    pub supervisor: String,
 }
 
 /// One merged volume row.

@@ -11,7 +11,7 @@ use crate::engine::config::Config;
 use crate::engine::manifest::{self, format_limit, format_ports, CellManifest, Desired};
 use crate::engine::model::{CellRow, CellState, VolumeRow};
 use crate::engine::runtime::{self, compose, mountinfo, CellPaths};
-use crate::kernel::{CellInfo, CellStats};
+use crate::kernel::{CellInfo, CellStats, Kernel};
 use crate::output::{Record, Schema, Value, View};
 use anyhow::Result;
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,6 +47,7 @@ pub const CELL_FIELDS: &[&str] = &[
     "supervisor_pid",
     "restarts",
     "last_exit",
+    "supervisor",
 ];
 
 const CELL_COMPACT: &[&str] = &[
@@ -97,6 +98,7 @@ const CELL_RUNTIME: &[&str] = &[
     "supervisor_pid",
     "restarts",
     "last_exit",
+    "supervisor",
 ];
 
 const CELL_MERGED_DEFAULT: &[&str] = &[
@@ -206,6 +208,7 @@ pub struct SupervisorView {
     pub pid: Option<u64>,
     pub restarts: Option<u64>,
     pub last_exit: String,
+    pub state: String,
 }
 
 /// What the kernel (and supervisors) report, gathered by the caller.
@@ -214,6 +217,48 @@ pub struct RuntimeFacts {
     pub cells: Vec<CellInfo>,
     pub stats: Vec<CellStats>,
     pub supervisors: BTreeMap<String, SupervisorView>,
+}
+
+/// Asks the kernel (one `list`, `stats` only when wanted and something runs)
+/// and the supervisors of the running cells.
+pub fn runtime_facts(cfg: &Config, kernel: &dyn Kernel, want_stats: bool) -> Result<RuntimeFacts> {
+    let mut facts = RuntimeFacts {
+        cells: kernel.list()?,
+        ..RuntimeFacts::default()
+    };
+    if want_stats && !facts.cells.is_empty() {
+        facts.stats = kernel.stats()?;
+    }
+    for c in &facts.cells {
+        if let Some(st) = crate::supervise::status(cfg, &c.name)? {
+            facts.supervisors.insert(
+                c.name.clone(),
+                SupervisorView {
+                    pid: Some(u64::from(st.supervisor_pid)),
+                    restarts: Some(st.restarts),
+                    last_exit: st.last_exit.unwrap_or_default(),
+                    state: st.state.as_str().to_string(),
+                },
+            );
+        }
+    }
+    Ok(facts)
+}
+
+/// Every cell row with every field (telemetry included), as the IPC bridge and
+/// the UI show them. Without a kernel the runtime fields stay empty.
+pub fn snapshot_cells(cfg: &Config, kernel: Option<&dyn Kernel>) -> Result<Vec<CellRow>> {
+    let desired = manifest::load_all(cfg)?;
+    let facts = match kernel {
+        Some(k) => runtime_facts(cfg, k, true)?,
+        None => RuntimeFacts::default(),
+    };
+    cell_rows(cfg, &desired, &facts)
+}
+
+/// Every volume row.
+pub fn snapshot_volumes(cfg: &Config) -> Result<Vec<VolumeRow>> {
+    volume_rows(cfg, &manifest::load_all(cfg)?)
 }
 
 /// The runtime status of a cell: state label from the contract's table, with
@@ -308,6 +353,7 @@ pub fn cell_rows(cfg: &Config, desired: &Desired, facts: &RuntimeFacts) -> Resul
             row.supervisor_pid = sv.pid;
             row.restarts = sv.restarts;
             row.last_exit = sv.last_exit.clone();
+            row.supervisor = sv.state.clone();
         }
         if has_dir {
             row.health = std::fs::read_to_string(paths.health_file())
@@ -418,6 +464,7 @@ impl Record for CellRow {
             "supervisor_pid" => self.supervisor_pid.into(),
             "restarts" => self.restarts.into(),
             "last_exit" => self.last_exit.as_str().into(),
+            "supervisor" => self.supervisor.as_str().into(),
             other => unreachable!("field {other} is not in CELL_SCHEMA"),
         }
     }
@@ -471,7 +518,7 @@ mod tests {
 
     #[test]
     fn v2_fields_keep_their_names_and_order() {
-        assert_eq!(CELL_FIELDS.len(), 29);
+        assert_eq!(CELL_FIELDS.len(), 30);
         assert_eq!(CELL_FIELDS[..3], ["name", "running", "desired_state"]);
         assert_eq!(CELL_FIELDS[23], "apply_present");
         assert_eq!(

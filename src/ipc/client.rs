@@ -56,24 +56,26 @@ pub struct Connection {
     pub info: ServerInfo,
 }
 
-/// How long the handshake may take (ssh may ask for a password).
+/// How long the handshake may take: long when ssh may ask for a password, short
+/// for background reconnects.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(120);
+const RECONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Connection {
     /// Connects and shakes hands. With `prompt_ok` false, ssh must not ask
     /// anything on the terminal (it runs in batch mode, in its own process group).
     pub fn open(endpoint: &Endpoint, prompt_ok: bool) -> Result<Connection> {
-        let (reader, writer, child, stderr) = match endpoint {
+        let transport = match endpoint {
             Endpoint::Socket(path) => {
                 let stream = UnixStream::connect(path)
                     .with_context(|| format!("connecting to {}", path.display()))?;
                 let reader = stream.try_clone().context("cloning the socket")?;
-                (
-                    File::from(OwnedFd::from(reader)),
-                    File::from(OwnedFd::from(stream)),
-                    None,
-                    None,
-                )
+                Transport {
+                    reader: File::from(OwnedFd::from(reader)),
+                    writer: File::from(OwnedFd::from(stream)),
+                    child: None,
+                    stderr: None,
+                }
             }
             Endpoint::Local => {
                 let exe = std::env::current_exe().context("finding this program")?;
@@ -97,11 +99,30 @@ impl Connection {
                 spawn(cmd)?
             }
         };
+        let timeout = if prompt_ok {
+            HANDSHAKE_TIMEOUT
+        } else {
+            RECONNECT_TIMEOUT
+        };
+        Connection::handshake(transport, timeout)
+            .with_context(|| format!("handshake with {endpoint}"))
+    }
+
+    /// Starts a server command speaking the protocol on its stdin/stdout (for
+    /// example `cellmgr ipc serve --stdio` with a particular configuration) and
+    /// shakes hands with it.
+    pub fn spawn(cmd: Command) -> Result<Connection> {
+        let shown = format!("{:?}", cmd.get_program());
+        Connection::handshake(spawn(cmd)?, RECONNECT_TIMEOUT)
+            .with_context(|| format!("handshake with {shown}"))
+    }
+
+    fn handshake(t: Transport, timeout: Duration) -> Result<Connection> {
         let mut conn = Connection {
-            reader,
-            writer: Some(writer),
-            child,
-            stderr,
+            reader: t.reader,
+            writer: Some(t.writer),
+            child: t.child,
+            stderr: t.stderr,
             decoder: FrameDecoder::new(),
             next_id: 1,
             info: ServerInfo {
@@ -114,12 +135,11 @@ impl Connection {
             client: format!("cellui {}", env!("CARGO_PKG_VERSION")),
         };
         let reply = conn
-            .call_within(hello, Some(HANDSHAKE_TIMEOUT))
-            .map_err(|e| conn.explain(e))
-            .with_context(|| format!("handshake with {endpoint}"))?;
+            .call_within(hello, Some(timeout))
+            .map_err(|e| conn.explain(e))?;
         match reply {
             Response::Hello { server, host, .. } => conn.info = ServerInfo { server, host },
-            other => bail!("handshake with {endpoint}: unexpected reply {other:?}"),
+            other => bail!("unexpected reply {other:?}"),
         }
         Ok(conn)
     }
@@ -219,6 +239,8 @@ impl Connection {
 
 impl Drop for Connection {
     /// Says goodbye, closes the stream, and reaps the server if we started it.
+    /// A server still busy with an action is left to finish it (it exits when
+    /// done): killing it could cut the action short.
     fn drop(&mut self) {
         if let Some(mut w) = self.writer.take() {
             let bye = Envelope {
@@ -235,13 +257,20 @@ impl Drop for Connection {
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
-            let _ = child.kill();
-            let _ = child.wait();
+            std::thread::spawn(move || child.wait());
         }
     }
 }
 
-fn spawn(mut cmd: Command) -> Result<(File, File, Option<Child>, Option<File>)> {
+/// The two directions of a connection, and the server process if we started it.
+struct Transport {
+    reader: File,
+    writer: File,
+    child: Option<Child>,
+    stderr: Option<File>,
+}
+
+fn spawn(mut cmd: Command) -> Result<Transport> {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -251,12 +280,12 @@ fn spawn(mut cmd: Command) -> Result<(File, File, Option<Child>, Option<File>)> 
     let stdin = child.stdin.take().expect("piped stdin");
     let stdout = child.stdout.take().expect("piped stdout");
     let stderr = child.stderr.take().expect("piped stderr");
-    Ok((
-        File::from(OwnedFd::from(stdout)),
-        File::from(OwnedFd::from(stdin)),
-        Some(child),
-        Some(File::from(OwnedFd::from(stderr))),
-    ))
+    Ok(Transport {
+        reader: File::from(OwnedFd::from(stdout)),
+        writer: File::from(OwnedFd::from(stdin)),
+        child: Some(child),
+        stderr: Some(File::from(OwnedFd::from(stderr))),
+    })
 }
 
 /// Waits until `fd` is readable (or has hung up); `None` waits forever.

@@ -60,7 +60,8 @@ pub struct BackupRow {
 /// One line of an apply plan (what `cellmgr apply --dry-run` prints).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanStep {
-    pub cell: String,
+    /// What the step acts on: `cell web`, `volume data`.
+    pub subject: String,
     /// CREATE, START, RESTART, APPLY, STOP, NOOP, ...
     pub action: String,
     pub detail: String,
@@ -388,7 +389,7 @@ mod tests {
             Response::Plan {
                 plan: Plan {
                     steps: vec![PlanStep {
-                        cell: "web".into(),
+                        subject: "cell web".into(),
                         action: "START".into(),
                         detail: "autostart=YES".into(),
                     }],

@@ -153,6 +153,37 @@ pub trait Kernel {
         spec: &ExecSpec,
         stdio: [std::process::Stdio; 3],
     ) -> anyhow::Result<std::process::Child>;
+    /// Runs a command in the cell with the caller's stdin, stdout and stderr and
+    /// waits for it; returns its exit status (128 + the signal number when it was
+    /// killed). While waiting, the caller ignores the terminal's INT and QUIT (as
+    /// system(3) does). Backends may override this with a faster path.
+    fn run(&self, target: &Target, spec: &ExecSpec) -> anyhow::Result<i32> {
+        use std::os::unix::process::ExitStatusExt;
+        use std::process::Stdio;
+        let mut child = self.spawn(
+            target,
+            spec,
+            [Stdio::inherit(), Stdio::inherit(), Stdio::inherit()],
+        )?;
+        // SAFETY: changes this process's signal dispositions; restored below.
+        let (int, quit) = unsafe {
+            (
+                libc::signal(libc::SIGINT, libc::SIG_IGN),
+                libc::signal(libc::SIGQUIT, libc::SIG_IGN),
+            )
+        };
+        let status = child.wait();
+        // SAFETY: restores the dispositions saved above.
+        unsafe {
+            libc::signal(libc::SIGINT, int);
+            libc::signal(libc::SIGQUIT, quit);
+        }
+        let status = status?;
+        Ok(status
+            .code()
+            .or_else(|| status.signal().map(|s| 128 + s))
+            .unwrap_or(1))
+    }
     /// Looks one cell up by id or name.
     fn find(&self, target: &Target) -> anyhow::Result<Option<CellInfo>> {
         Ok(self.list()?.into_iter().find(|c| match target {

@@ -146,10 +146,10 @@ pub struct DeleteArgs {
 }
 
 const VOLUME_FIELDS: &[&str] = &[
-    "volume", "created", "age", "size", "status", "sha256", "source", "archive",
+    "volume", "created", "age", "size", "status", "sha256", "source", "quiesced", "archive",
 ];
 const CELL_FIELDS: &[&str] = &[
-    "cell", "created", "age", "size", "status", "sha256", "source", "archive",
+    "cell", "created", "age", "size", "status", "sha256", "source", "quiesced", "archive",
 ];
 
 /// `volume backup list`: the first column is named after the noun (as in v2).
@@ -189,6 +189,7 @@ impl Record for Row<'_> {
             "status" => self.b.status().into(),
             "sha256" => side.map(|s| s.sha256.clone()).into(),
             "source" => side.map(|s| s.source.clone()).into(),
+            "quiesced" => side.map(|s| s.quiesced.join(",")).into(),
             "archive" => self.b.path.to_string_lossy().into_owned().into(),
             _ => Value::Empty,
         }
@@ -197,8 +198,8 @@ impl Record for Row<'_> {
 
 /// Runs one backup command for a volume or a cell.
 pub fn run(kind: Kind, args: BackupArgs) -> Result<i32> {
-    let cfg = Config::load()?;
-    let rt = runtime::CellRuntime::new(&cfg);
+    let cfg = super::load_config()?;
+    let rt = cells_runtime::CellRuntime::new(&cfg);
     match args.cmd {
         BackupCmd::Create(a) => create(&cfg, &rt, kind, a),
         BackupCmd::List(a) => list(&cfg, kind, a),
@@ -218,11 +219,12 @@ fn selection(latest: bool, from: &Option<String>) -> Result<Option<Select>> {
     }
 }
 
-fn create(cfg: &Config, rt: &dyn backup::inuse::Runtime, kind: Kind, a: CreateArgs) -> Result<i32> {
+fn create(cfg: &Config, rt: &cells_runtime::CellRuntime, kind: Kind, a: CreateArgs) -> Result<i32> {
     if a.keep.is_some() && !a.prune {
         bail!("--keep only applies with --prune");
     }
-    let _lock = lock(cfg)?;
+    let _lock = super::lock(cfg, &format!("{} backup create {}", kind.noun(), a.name))?;
+    rt.thaw_leftovers();
     let opts = backup::CreateOptions {
         quiesce: a.quiesce,
         show_progress: !a.quiet,
@@ -311,7 +313,7 @@ fn verify(cfg: &Config, kind: Kind, a: VerifyArgs) -> Result<i32> {
 
 fn restore(
     cfg: &Config,
-    rt: &dyn backup::inuse::Runtime,
+    rt: &cells_runtime::CellRuntime,
     kind: Kind,
     a: RestoreArgs,
 ) -> Result<i32> {
@@ -322,7 +324,8 @@ fn restore(
             a.name
         );
     };
-    let _lock = lock(cfg)?;
+    let _lock = super::lock(cfg, &format!("{} backup restore {}", kind.noun(), a.name))?;
+    rt.thaw_leftovers();
     let b = backup::resolve(cfg, kind, &a.name, &sel)?;
     let target = backup::source_dir(cfg, kind, &a.name);
     let mut prompt = format!(
@@ -336,9 +339,8 @@ fn restore(
     if a.manifest {
         prompt.push_str(", and overwrite its manifests");
     }
-    if !confirm::confirm(&prompt, a.yes)? {
-        bail!("restore cancelled: nothing changed");
-    }
+    prompt.push('?');
+    super::confirm(&prompt, a.yes)?;
     let opts = backup::RestoreOptions {
         stop: a.stop,
         manifests: a.manifest,
@@ -370,7 +372,7 @@ fn delete(cfg: &Config, kind: Kind, a: DeleteArgs) -> Result<i32> {
     if a.keep.is_some() && !a.prune {
         bail!("--keep only applies with --prune");
     }
-    let _lock = lock(cfg)?;
+    let _lock = super::lock(cfg, &format!("{} backup delete {}", kind.noun(), a.name))?;
     match (sel, a.prune) {
         (Some(_), true) => {
             bail!("--prune deletes by age; it does not combine with --latest or --from")
@@ -379,20 +381,18 @@ fn delete(cfg: &Config, kind: Kind, a: DeleteArgs) -> Result<i32> {
         (None, true) => {
             let keep = a.keep.unwrap_or(cfg.backup_keep);
             let prompt = format!(
-                "Delete the archives of {} {} beyond the newest {keep}",
+                "Delete the archives of {} {} beyond the newest {keep}?",
                 kind.noun(),
                 a.name
             );
-            if keep > 0 && !confirm::confirm(&prompt, a.yes)? {
-                bail!("delete cancelled: nothing changed");
+            if keep > 0 {
+                super::confirm(&prompt, a.yes)?;
             }
             prune(cfg, kind, &a.name, a.keep, a.quiet)?;
         }
         (Some(sel), false) => {
             let b = backup::resolve(cfg, kind, &a.name, &sel)?;
-            if !confirm::confirm(&format!("Delete {}", b.path.display()), a.yes)? {
-                bail!("delete cancelled: nothing changed");
-            }
+            super::confirm(&format!("Delete {}?", b.path.display()), a.yes)?;
             backup::delete(&b)?;
             if !a.quiet {
                 println!("deleted {}", b.path.display());
@@ -402,77 +402,165 @@ fn delete(cfg: &Config, kind: Kind, a: DeleteArgs) -> Result<i32> {
     Ok(crate::cli::EXIT_OK)
 }
 
-/// Serialises mutating backup commands with the rest of cellmgr.
-fn lock(cfg: &Config) -> Result<interim::Lock> {
-    interim::Lock::acquire(cfg)
-}
-
-use interim as confirm;
-use interim as runtime;
-
-/// Stand-ins until the control plane's lock, confirmation and runtime land.
-mod interim {
+/// What backups ask of the running system, answered by the kernel port, the
+/// rendered runtime and the cgroup freezer.
+mod cells_runtime {
     use crate::engine::backup::inuse::{Runtime, VolumeUser};
     use crate::engine::config::Config;
-    use anyhow::{bail, Context, Result};
-    use std::io::{BufRead, IsTerminal, Write};
+    use crate::engine::manifest::MountSource;
+    use crate::engine::runtime;
+    use crate::kernel::{Kernel, Target};
+    use anyhow::{Context, Result};
+    use std::cell::OnceCell;
 
-    pub struct Lock(#[allow(dead_code)] std::fs::File);
+    pub struct CellRuntime<'a> {
+        cfg: &'a Config,
+        kernel: OnceCell<Box<dyn Kernel>>,
+    }
 
-    impl Lock {
-        pub fn acquire(cfg: &Config) -> Result<Lock> {
-            std::fs::create_dir_all(&cfg.data_dir)
-                .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
-            let p = cfg.data_dir.join(".lock");
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&p)
-                .with_context(|| format!("opening lock {}", p.display()))?;
-            rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
-                .with_context(|| format!("locking {}", p.display()))?;
-            Ok(Lock(f))
+    impl<'a> CellRuntime<'a> {
+        pub fn new(cfg: &'a Config) -> CellRuntime<'a> {
+            CellRuntime {
+                cfg,
+                kernel: OnceCell::new(),
+            }
+        }
+
+        /// Opened on first use: listing and verifying need no kernel.
+        fn kernel(&self) -> Result<&dyn Kernel> {
+            if self.kernel.get().is_none() {
+                let k =
+                    crate::kernel::host(self.cfg).context("cannot tell which cells are running")?;
+                let _ = self.kernel.set(k);
+            }
+            Ok(self.kernel.get().expect("set above").as_ref())
         }
     }
 
-    pub fn confirm(prompt: &str, yes: bool) -> Result<bool> {
-        if yes {
-            return Ok(true);
+    impl Runtime for CellRuntime<'_> {
+        fn volume_users(&self, volume: &str) -> Result<Vec<VolumeUser>> {
+            let mut users = Vec::new();
+            for cell in self.kernel()?.list()? {
+                // What is mounted is what was rendered, not what is declared now.
+                let Some(m) = runtime::load_rendered(self.cfg, &cell.name)? else {
+                    continue;
+                };
+                let mounts = m
+                    .mounts
+                    .iter()
+                    .filter(|mnt| matches!(&mnt.source, MountSource::Volume(v) if v == volume));
+                if let Some(writable) = mounts.map(|mnt| !mnt.read_only).reduce(|a, b| a || b) {
+                    users.push(VolumeUser {
+                        cell: cell.name,
+                        writable,
+                    });
+                }
+            }
+            Ok(users)
         }
-        if !std::io::stdin().is_terminal() {
-            bail!("{prompt}? refusing without --yes: standard input is not a terminal");
-        }
-        eprint!("{prompt}? Type 'yes' to continue: ");
-        std::io::stderr().flush()?;
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
-        Ok(line.trim() == "yes")
-    }
 
-    pub struct CellRuntime;
+        fn cell_running(&self, cell: &str) -> Result<bool> {
+            Ok(self
+                .kernel()?
+                .find(&Target::Name(cell.to_string()))?
+                .is_some())
+        }
 
-    impl CellRuntime {
-        pub fn new(_cfg: &Config) -> CellRuntime {
-            CellRuntime
-        }
-    }
-
-    impl Runtime for CellRuntime {
-        fn volume_users(&self, _volume: &str) -> Result<Vec<VolumeUser>> {
-            Ok(Vec::new())
-        }
-        fn cell_running(&self, _cell: &str) -> Result<bool> {
-            Ok(false)
-        }
         fn stop_cell(&self, cell: &str) -> Result<()> {
-            bail!("cannot stop cell {cell}: no cell runtime in this build")
+            runtime::lifecycle::stop(self.cfg, self.kernel()?, cell).map(|_| ())
         }
+
+        /// A marker is written first, so that a backup killed while the cell
+        /// is frozen is noticed by the next one ([`CellRuntime::thaw_leftovers`]).
         fn freeze(&self, cell: &str) -> Result<()> {
-            bail!("cannot freeze cell {cell}: no cell runtime in this build")
+            let marker = self.marker_dir().join(cell);
+            std::fs::create_dir_all(self.marker_dir())
+                .with_context(|| format!("creating {}", self.marker_dir().display()))?;
+            crate::engine::fsutil::write_atomic(&marker, b"")?;
+            let frozen = freezer::set(self.cfg, cell, true);
+            if frozen.is_err() {
+                let _ = freezer::set(self.cfg, cell, false);
+                let _ = std::fs::remove_file(&marker);
+            }
+            frozen
         }
-        fn thaw(&self, _cell: &str) -> Result<()> {
+
+        fn thaw(&self, cell: &str) -> Result<()> {
+            freezer::set(self.cfg, cell, false)?;
+            let _ = std::fs::remove_file(self.marker_dir().join(cell));
             Ok(())
+        }
+    }
+
+    impl CellRuntime<'_> {
+        fn marker_dir(&self) -> std::path::PathBuf {
+            self.cfg.run_dir.join("backup-frozen")
+        }
+
+        /// Thaws the cells a killed `create --quiesce` left frozen.
+        pub fn thaw_leftovers(&self) {
+            let Ok(entries) = std::fs::read_dir(self.marker_dir()) else {
+                return;
+            };
+            for e in entries.flatten() {
+                let cell = e.file_name().to_string_lossy().into_owned();
+                match freezer::set(self.cfg, &cell, false) {
+                    Ok(()) => {
+                        log::warn!("thawed cell {cell}, left frozen by an interrupted backup")
+                    }
+                    Err(err) => {
+                        log::warn!("cell {cell} was left frozen by an interrupted backup: {err:#}")
+                    }
+                }
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    /// The cgroup2 freezer of a cell's cgroup (Linux).
+    #[cfg(target_os = "linux")]
+    mod freezer {
+        use crate::engine::config::Config;
+        use crate::kernel::linux::state::Store;
+        use anyhow::{bail, Context, Result};
+        use std::time::{Duration, Instant};
+
+        pub fn set(cfg: &Config, cell: &str, frozen: bool) -> Result<()> {
+            let cgroup = {
+                let locked = Store::new(cfg.run_dir.join("kernel")).lock()?;
+                let Some(rec) = locked.table.cells.iter().find(|c| c.name == cell) else {
+                    bail!("cell {cell} is not running");
+                };
+                rec.cgroup.clone()
+            };
+            let control = cgroup.join("cgroup.freeze");
+            std::fs::write(&control, if frozen { "1" } else { "0" })
+                .with_context(|| format!("writing {}", control.display()))?;
+            // Freezing is asynchronous: wait until the kernel reports it done.
+            let events = cgroup.join("cgroup.events");
+            let want = if frozen { "frozen 1" } else { "frozen 0" };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let text = std::fs::read_to_string(&events)
+                    .with_context(|| format!("reading {}", events.display()))?;
+                if text.lines().any(|l| l.trim() == want) {
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    bail!("{}: still not '{want}' after 10s", events.display());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    mod freezer {
+        use crate::engine::config::Config;
+        use anyhow::{bail, Result};
+
+        pub fn set(_cfg: &Config, cell: &str, _frozen: bool) -> Result<()> {
+            bail!("--quiesce is not available on this system yet; stop cell {cell} for the backup instead")
         }
     }
 }

@@ -104,6 +104,35 @@ impl KeyFlags<'_> {
     }
 }
 
+/// The command-line flag that sets each key.
+const KEY_FLAGS: &[(&str, &str)] = &[
+    ("CELL_SUPERVISE_CMD", "--cmd"),
+    ("CELL_AUTOSTART", "--autostart"),
+    ("CELL_CREATE_PROFILE", "--profile"),
+    ("CELL_CREATE_RESERVED_PORTS", "--reserved-ports"),
+    ("CELL_CREATE_RLIMIT_NOFILE", "--rlimit-nofile"),
+    ("CELL_CREATE_RLIMIT_AS", "--rlimit-as"),
+    ("CELL_CREATE_RLIMIT_CORE", "--rlimit-core"),
+    ("CELL_DEPENDS_ON", "--depends-on"),
+    ("CELL_HEALTHCHECK_CMD", "--healthcheck"),
+    ("CELL_VOLUME_MOUNTS", "--mount"),
+    ("CELL_SUPERVISE_FACILITY", "--log-facility"),
+    ("CELL_SUPERVISE_STDOUT_LEVEL", "--stdout-level"),
+    ("CELL_SUPERVISE_STDERR_LEVEL", "--stderr-level"),
+    ("CELL_SUPERVISE_TAG", "--log-tag"),
+];
+
+/// Names the flag instead of a line of a file that was never written, when a
+/// value given on the command line is invalid.
+fn flag_error(e: anyhow::Error) -> anyhow::Error {
+    if let Some(fe) = e.downcast_ref::<crate::engine::rcconf::FileError>() {
+        if let Some((_, flag)) = KEY_FLAGS.iter().find(|(k, _)| fe.message.starts_with(k)) {
+            return anyhow::anyhow!("{flag}: {}", fe.message);
+        }
+    }
+    e
+}
+
 /// The kernel of this host, for commands that change the runtime.
 fn host_kernel(cfg: &Config) -> Result<Box<dyn Kernel>> {
     kernel::host(cfg).context("opening the kernel backend")
@@ -215,7 +244,8 @@ impl Run for Create {
             }
         }
         let apply = manifest::apply_path(&cfg, &self.name);
-        let m = manifest::write_cell(&cfg, &self.name, WriteMode::Create, &updates)?;
+        let m = manifest::write_cell(&cfg, &self.name, WriteMode::Create, &updates)
+            .map_err(flag_error)?;
         if !apply.exists() {
             if let Err(e) =
                 crate::engine::fsutil::write_atomic(&apply, apply_template(&self.name).as_bytes())
@@ -399,7 +429,7 @@ impl Run for Set {
                 manifest::cell_path(&cfg, &self.name).display()
             );
         }
-        manifest::write_cell(&cfg, &self.name, WriteMode::Update, &updates)?;
+        manifest::write_cell(&cfg, &self.name, WriteMode::Update, &updates).map_err(flag_error)?;
         println!("updated cell {}", self.name);
         if scope.runtime() {
             return converge(&cfg, &self.name);
@@ -622,7 +652,17 @@ fn lifecycle_targets(
     ignore_autostart: bool,
     verb: &str,
 ) -> Result<(Desired, Vec<String>)> {
-    let desired = manifest::load_all(cfg)?;
+    // Stopping must work even while some manifest is broken (shutdown);
+    // starting refuses until desired state is valid.
+    let desired = if verb == "stop" {
+        let (d, errors) = Desired::load_partial(cfg)?;
+        for e in errors {
+            eprintln!("cellmgr: warning: {e}");
+        }
+        d
+    } else {
+        manifest::load_all(cfg)?
+    };
     match (name, all) {
         (Some(_), true) | (None, false) => bail!("cell {verb}: give a name or --all"),
         (Some(n), false) => {
@@ -636,7 +676,14 @@ fn lifecycle_targets(
                 .filter(|c| ignore_autostart || c.autostart)
                 .map(|c| c.name.clone())
                 .collect();
-            let order = desired.dependency_order(&names)?;
+            let order = match desired.dependency_order(&names) {
+                Ok(order) => order,
+                Err(e) if verb == "stop" => {
+                    eprintln!("cellmgr: warning: {e:#}; stopping in name order");
+                    names
+                }
+                Err(e) => return Err(e),
+            };
             Ok((desired, order))
         }
     }
@@ -769,6 +816,13 @@ impl Run for Stop {
                 }
             }
             targets.reverse();
+        } else if let Some(n) = &self.name {
+            let known = desired.cells.contains_key(n)
+                || manifest::cell_path(&cfg, n).exists()
+                || runtime_names(&cfg, Some(kernel.as_ref()))?.contains(n);
+            if !known {
+                bail!("cell {n} not found (no manifest, no runtime)");
+            }
         }
         let mut code = EXIT_OK;
         for n in &targets {

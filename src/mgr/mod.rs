@@ -1,13 +1,13 @@
 //! `cellmgr`: the declarative control plane. Argument parsing and presentation
 //! only; the work is in `engine`.
 //!
-//! The command tree is argh subcommand enums built with [`subcommands!`]: adding a
+//! The command tree is argh subcommand enums built with `subcommands!`: adding a
 //! command is one line in the enum (`Apply(crate::mgr::apply::Apply),`) plus a
 //! type that implements [`Run`].
 
 use crate::engine::config::Config;
 use crate::engine::lock::{self, LockGuard};
-use crate::engine::read::{RuntimeFacts, SupervisorView};
+use crate::engine::read::RuntimeFacts;
 use anyhow::{bail, Context, Result};
 use argh::FromArgs;
 
@@ -40,6 +40,7 @@ mod bootstrap;
 mod cell;
 pub mod confirm;
 mod editor;
+pub mod ipc;
 mod output;
 mod system;
 mod volume;
@@ -70,6 +71,7 @@ subcommands! {
         Restart(cell::Restart),
         Shell(cell::Shell),
         Apply(apply::Apply),
+        Ipc(ipc::IpcArgs),
     }
 }
 
@@ -146,28 +148,8 @@ pub fn lock(cfg: &Config, what: &str) -> Result<LockGuard> {
 /// What the kernel and the supervisors report. When the kernel cannot be read
 /// (not root, no backend) the runtime fields stay empty and a warning says so.
 pub fn runtime_facts(cfg: &Config, want_stats: bool) -> RuntimeFacts {
-    let gathered = crate::kernel::host(cfg).and_then(|k| {
-        let mut facts = RuntimeFacts {
-            cells: k.list()?,
-            ..RuntimeFacts::default()
-        };
-        if want_stats && !facts.cells.is_empty() {
-            facts.stats = k.stats()?;
-        }
-        for c in &facts.cells {
-            if let Some(st) = crate::supervise::status(cfg, &c.name)? {
-                facts.supervisors.insert(
-                    c.name.clone(),
-                    SupervisorView {
-                        pid: Some(u64::from(st.supervisor_pid)),
-                        restarts: Some(st.restarts),
-                        last_exit: st.last_exit.unwrap_or_default(),
-                    },
-                );
-            }
-        }
-        Ok(facts)
-    });
+    let gathered = crate::kernel::host(cfg)
+        .and_then(|k| crate::engine::read::runtime_facts(cfg, k.as_ref(), want_stats));
     gathered.unwrap_or_else(|e| {
         eprintln!("cellmgr: warning: runtime state unavailable, runtime fields are empty: {e:#}");
         RuntimeFacts::default()

@@ -96,6 +96,11 @@ impl Env {
         root
     }
 
+    /// The configuration the cellctl runs of this environment read.
+    pub fn config(&self) -> cells::engine::config::Config {
+        cells::engine::config::Config::load_from(&self.conf).unwrap()
+    }
+
     pub fn command(&self) -> Command {
         let mut c = Command::new(BIN);
         c.arg("ctl")

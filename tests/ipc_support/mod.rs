@@ -29,6 +29,8 @@ pub struct FakeState {
     /// "begin <action>" and "end <action>" for every action run.
     pub journal: Vec<String>,
     pub plan_drift: bool,
+    /// When set, every action fails with this message (as the engine would).
+    pub refuse: Option<String>,
 }
 
 pub fn cell(name: &str, running: bool) -> CellRow {
@@ -91,6 +93,9 @@ impl Fake {
         what: String,
         change: impl FnOnce(&mut FakeState) -> Result<()>,
     ) -> Result<String> {
+        if let Some(why) = self.state.lock().unwrap().refuse.clone() {
+            bail!("{what}: {why}");
+        }
         self.state
             .lock()
             .unwrap()
@@ -138,7 +143,7 @@ impl Backend for Fake {
             .iter()
             .filter(|c| cells.is_empty() || cells.contains(&c.name))
             .map(|c| PlanStep {
-                cell: c.name.clone(),
+                subject: format!("cell {}", c.name),
                 action: if c.running { "NOOP" } else { "START" }.into(),
                 detail: String::new(),
             })

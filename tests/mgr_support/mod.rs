@@ -57,12 +57,17 @@ impl World {
         std::os::unix::fs::symlink(BIN, &bin).unwrap();
         let conf = dir.join("cellmgr.conf");
         let d = dir.display();
+        let base = if extra.contains("CELL_BASE=") {
+            ""
+        } else {
+            "CELL_BASE=host\n"
+        };
         std::fs::write(
             &conf,
             format!(
                 "CELLMGR_MANIFEST_DIR={d}/etc\nCELL_DATA_DIR={d}/cells\nCELL_VOLUME_DIR={d}/volumes\n\
                  CELL_BASE_DIR={d}/base\nCELL_BACKUP_DIR={d}/backups\nCELL_RELEASE_DIR={d}/releases\n\
-                 CELL_RUN_DIR={d}/run\nCELL_BASE=host\n{extra}"
+                 CELL_RUN_DIR={d}/run\n{base}{extra}"
             ),
         )
         .unwrap();

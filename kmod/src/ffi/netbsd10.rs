@@ -144,6 +144,9 @@ pub const LAYOUT: &[(&str, i64)] = &[
     ("eoverflow", crate::errno::EOVERFLOW.0 as i64),
 ];
 
+/// `kauth_action_t` (64-bit since NetBSD 10; 32-bit before).
+pub type KauthAction = u64;
+
 pub type KauthCred = *mut c_void;
 pub type KauthListener = *mut c_void;
 pub type KauthKey = *mut c_void;
@@ -154,7 +157,7 @@ pub type Vnode = *mut c_void;
 /// `kauth_scope_callback_t`: cred, action, scope cookie, arg0..arg3.
 pub type KauthCallback = unsafe extern "C" fn(
     KauthCred,
-    u64,
+    KauthAction,
     *mut c_void,
     *mut c_void,
     *mut c_void,
@@ -277,8 +280,14 @@ extern "C" {
 
     pub static hz: c_int;
     /// `kmutex_t proc_lock` (a structure in NetBSD 10; only its address is used).
-    pub static mut proc_lock: u8;
+    static mut proc_lock: u8;
     pub static allproc: ProcList;
     pub static zombproc: ProcList;
     pub static NSM_FOLLOW_NOEMULROOT: *const c_void;
+}
+
+/// The address of the kernel's `proc_lock`.
+pub fn proc_lock_ptr() -> *mut c_void {
+    // Only the address is taken; the kernel owns the mutex.
+    core::ptr::addr_of_mut!(proc_lock).cast()
 }

@@ -1,5 +1,9 @@
 //! Module lifecycle, listeners and sysctl handlers.
 
+// `kauth_action_t` is 64-bit on NetBSD 10 and 32-bit on older ABIs, so the
+// widening `u64::from(raw_action)` is a no-op on one ABI and not the other.
+#![allow(clippy::useless_conversion)]
+
 use crate::abi::{self, CellId, DenyScope, Node, CELLID_HOST, CELL_ABI_VERSION, CELL_ROOT_BUF};
 use crate::errno::{Errno, EFAULT, EINVAL, ENOMEM, ENOTDIR};
 use crate::ffi::{self, KauthCred, KauthKey, Lwp, Vnode};
@@ -124,11 +128,11 @@ fn decide(
     req: u64,
     f: impl FnOnce(&mut Model<RootVnode>) -> Verdict,
 ) -> c_int {
-    let now = now_ns();
     let (v, logged) = with_model(|m| {
         let v = f(m);
+        // The clock is read only for a deny, off the common path.
         let logged = if v == Verdict::Deny {
-            m.log.admit(scope, now)
+            m.log.admit(scope, now_ns())
         } else {
             None
         };
@@ -153,13 +157,14 @@ fn decide(
 
 unsafe extern "C" fn listen_process(
     cred: KauthCred,
-    action: u64,
+    raw_action: ffi::KauthAction,
     _cookie: *mut c_void,
     arg0: *mut c_void,
     arg1: *mut c_void,
     _arg2: *mut c_void,
     _arg3: *mut c_void,
 ) -> c_int {
+    let action = u64::from(raw_action);
     let s = subject(cred);
     let target = if arg0.is_null() {
         None
@@ -174,13 +179,14 @@ unsafe extern "C" fn listen_process(
 
 unsafe extern "C" fn listen_cred(
     cred: KauthCred,
-    action: u64,
+    raw_action: ffi::KauthAction,
     _cookie: *mut c_void,
     arg0: *mut c_void,
     _arg1: *mut c_void,
     _arg2: *mut c_void,
     _arg3: *mut c_void,
 ) -> c_int {
+    let action = u64::from(raw_action);
     let (verdict, effect) = policy::cred(action);
     let key = (*state()).key;
     match effect {
@@ -197,13 +203,14 @@ unsafe extern "C" fn listen_cred(
 
 unsafe extern "C" fn listen_system(
     cred: KauthCred,
-    action: u64,
+    raw_action: ffi::KauthAction,
     _cookie: *mut c_void,
     arg0: *mut c_void,
     _arg1: *mut c_void,
     _arg2: *mut c_void,
     _arg3: *mut c_void,
 ) -> c_int {
+    let action = u64::from(raw_action);
     let s = subject(cred);
     let req = arg0 as u64;
     decide(DenyScope::System, s, action, req, |m| {
@@ -213,13 +220,14 @@ unsafe extern "C" fn listen_system(
 
 unsafe extern "C" fn listen_network(
     cred: KauthCred,
-    action: u64,
+    raw_action: ffi::KauthAction,
     _cookie: *mut c_void,
     arg0: *mut c_void,
     arg1: *mut c_void,
     arg2: *mut c_void,
     _arg3: *mut c_void,
 ) -> c_int {
+    let action = u64::from(raw_action);
     let s = subject(cred);
     let req = arg0 as u64;
     let mut args = NetArgs::default();
@@ -240,26 +248,28 @@ unsafe extern "C" fn listen_network(
 
 unsafe extern "C" fn listen_machdep(
     cred: KauthCred,
-    action: u64,
+    raw_action: ffi::KauthAction,
     _cookie: *mut c_void,
     _arg0: *mut c_void,
     _arg1: *mut c_void,
     _arg2: *mut c_void,
     _arg3: *mut c_void,
 ) -> c_int {
+    let action = u64::from(raw_action);
     let s = subject(cred);
     decide(DenyScope::Machdep, s, action, 0, |m| m.machdep(s))
 }
 
 unsafe extern "C" fn listen_device(
     cred: KauthCred,
-    action: u64,
+    raw_action: ffi::KauthAction,
     _cookie: *mut c_void,
     _arg0: *mut c_void,
     _arg1: *mut c_void,
     _arg2: *mut c_void,
     _arg3: *mut c_void,
 ) -> c_int {
+    let action = u64::from(raw_action);
     let s = subject(cred);
     decide(DenyScope::Device, s, action, 0, |m| m.device(s))
 }
@@ -307,7 +317,7 @@ unsafe fn for_each_proc(list: *const ffi::ProcList, mut f: impl FnMut(CellId, Pr
 
 fn proc_lock() -> *mut c_void {
     // Only the address of the kernel's proc_lock is taken.
-    ptr::addr_of_mut!(ffi::proc_lock).cast()
+    ffi::proc_lock_ptr()
 }
 
 /// The 1 Hz sampler.
@@ -765,6 +775,8 @@ pub unsafe extern "C" fn modcmd(cmd: c_int, _arg: *mut c_void) -> c_int {
                 e.0
             }
         },
+        // FINI only follows a successful INIT; nothing to release otherwise.
+        Ok(Step::Fini) if !loaded => 0,
         Ok(Step::Fini) => {
             // No create can run once the sysctl tree is gone; re-check, and
             // put the tree back if one slipped in meanwhile.

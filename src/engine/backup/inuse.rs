@@ -58,6 +58,7 @@ impl Drop for Frozen<'_> {
     }
 }
 
+#[cfg(any(target_os = "linux", test))]
 /// One line of `/proc/self/mountinfo`, the fields we need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct MountEntry {
@@ -69,6 +70,7 @@ struct MountEntry {
     super_options: String,
 }
 
+#[cfg(any(target_os = "linux", test))]
 /// Undoes the octal escapes (`\040` for a space) of the mount table.
 fn unescape(s: &str) -> String {
     let b = s.as_bytes();
@@ -89,6 +91,7 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+#[cfg(any(target_os = "linux", test))]
 fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
     text.lines()
         .filter_map(|line| {
@@ -106,6 +109,7 @@ fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
         .collect()
 }
 
+#[cfg(any(target_os = "linux", test))]
 /// True if `opts` names `dir` or a path below it as an option value
 /// (`upperdir=/x/overlay/upper`).
 fn options_name(opts: &str, dir: &str) -> bool {
@@ -113,6 +117,7 @@ fn options_name(opts: &str, dir: &str) -> bool {
         .any(|v| v == dir || v.strip_prefix(dir).is_some_and(|r| r.starts_with('/')))
 }
 
+#[cfg(any(target_os = "linux", test))]
 /// Where `dir` is mounted besides its own path: bind mounts of it or of anything
 /// below it, and mounts whose options name it (overlayfs layers).
 fn mounts_in(entries: &[MountEntry], dir: &Path) -> Vec<PathBuf> {
@@ -146,9 +151,29 @@ pub fn mounts_of(dir: &Path) -> Result<Vec<PathBuf>> {
     let dir = dir
         .canonicalize()
         .with_context(|| format!("resolving {}", dir.display()))?;
-    let text =
-        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
-    Ok(mounts_in(&parse_mountinfo(&text), &dir))
+    #[cfg(target_os = "linux")]
+    {
+        let text = std::fs::read_to_string("/proc/self/mountinfo")
+            .context("reading /proc/self/mountinfo")?;
+        Ok(mounts_in(&parse_mountinfo(&text), &dir))
+    }
+    // NetBSD: null mounts name their source directory in mount(8)'s output,
+    // "<source> on <target> type <fs> (<options>)".
+    #[cfg(not(target_os = "linux"))]
+    {
+        let out = std::process::Command::new("mount")
+            .output()
+            .context("running mount(8)")?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (source, rest) = l.split_once(" on ")?;
+                let (target, _) = rest.rsplit_once(" type ")?;
+                let (source, target) = (Path::new(source), PathBuf::from(target));
+                (source.starts_with(&dir) && target != dir).then_some(target)
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]

@@ -104,7 +104,7 @@ impl Backup {
     /// `truncated` (size differs from the sidecar's).
     pub fn status(&self) -> &'static str {
         match &self.sidecar {
-            Err(e) if e.contains("No such file") => "no-sidecar",
+            Err(_) if !self.sidecar_path().exists() => "no-sidecar",
             Err(_) => "bad-sidecar",
             Ok(s) if s.size != self.size => "truncated",
             Ok(_) => "complete",
@@ -482,11 +482,25 @@ pub fn restore(
         Some(backup.size),
         opts.show_progress,
     );
+    let t = std::time::Instant::now();
     verify(backup, &mut progress)?;
     progress.finish();
+    log::debug!("verified {file} in {:?}", t.elapsed());
     let side = backup.sidecar.as_ref().expect("verified");
-    if opts.manifests && side.manifests.is_empty() {
-        bail!("{file}: its sidecar holds no manifests to restore (none existed at backup time)");
+    if opts.manifests {
+        if side.manifests.is_empty() {
+            bail!(
+                "{file}: its sidecar holds no manifests to restore (none existed at backup time)"
+            );
+        }
+        // Only the files this kind of backup saves, never a path from the sidecar.
+        if let Some(m) = side
+            .manifests
+            .keys()
+            .find(|m| !kind.manifest_files(name).contains(m))
+        {
+            bail!("{file}: its sidecar names an unexpected manifest '{m}'");
+        }
     }
 
     let target = source_dir(cfg, kind, name);
@@ -508,9 +522,11 @@ pub fn restore(
             Some(backup.size),
             opts.show_progress,
         );
+        let t = std::time::Instant::now();
         tar::extract(&mut f, &swap.staging, &side.sha256, &mut progress)
             .with_context(|| format!("extracting {file}"))?;
         progress.finish();
+        log::debug!("extracted {file} in {:?}", t.elapsed());
         swap.commit()
     })();
     if let Err(e) = result {
@@ -526,10 +542,6 @@ pub fn restore(
         fs::create_dir_all(&cfg.manifest_dir)
             .with_context(|| format!("creating {}", cfg.manifest_dir.display()))?;
         for (m, text) in &side.manifests {
-            // Only the files this kind of backup saves, never a path from the sidecar.
-            if !kind.manifest_files(name).contains(m) {
-                bail!("{file}: its sidecar names an unexpected manifest '{m}'");
-            }
             let p = cfg.manifest_dir.join(m);
             crate::engine::fsutil::write_atomic(&p, text.as_bytes())?;
             restored.manifests_written.push(p);

@@ -83,7 +83,9 @@ impl Swap {
 
     /// Flushes the staged tree to disk, then puts it in place and drops the old one.
     pub fn commit(&self) -> Result<()> {
+        let t = std::time::Instant::now();
         sync_filesystem(&self.staging)?;
+        log::debug!("synced {} in {:?}", self.staging.display(), t.elapsed());
         if exists(&self.target) {
             self.replace_existing()?;
         } else {
@@ -111,9 +113,9 @@ impl Swap {
                 )
             },
         )?;
-        sync_parent(&self.target)?;
         // The staging name now holds the old tree.
-        remove_tree(&self.staging)
+        self.drop_old(&self.staging);
+        Ok(())
     }
 
     #[cfg(not(target_os = "linux"))]
@@ -125,15 +127,32 @@ impl Swap {
                 self.prev.display()
             )
         })?;
-        fs::rename(&self.staging, &self.target).with_context(|| {
-            format!(
-                "renaming {} to {}",
-                self.staging.display(),
+        if let Err(e) = fs::rename(&self.staging, &self.target) {
+            // Put the old tree back; `recover` does the same after a crash here.
+            let _ = fs::rename(&self.prev, &self.target);
+            return Err(e).with_context(|| {
+                format!(
+                    "renaming {} to {}",
+                    self.staging.display(),
+                    self.target.display()
+                )
+            });
+        }
+        self.drop_old(&self.prev);
+        Ok(())
+    }
+
+    /// After the swap the new tree is in place whatever happens here: failures
+    /// are warnings, and the next run's [`Swap::recover`] finishes the job.
+    fn drop_old(&self, old: &Path) {
+        let t = std::time::Instant::now();
+        match sync_parent(&self.target).and_then(|()| remove_tree(old)) {
+            Ok(()) => log::debug!("removed the previous tree in {:?}", t.elapsed()),
+            Err(e) => log::warn!(
+                "{}: the restored data is in place, but the previous data could not be removed: {e:#}",
                 self.target.display()
-            )
-        })?;
-        sync_parent(&self.target)?;
-        remove_tree(&self.prev)
+            ),
+        }
     }
 
     /// Drops a staging tree after a failed restore.

@@ -355,3 +355,29 @@ fn leftovers_of_an_interrupted_create_are_cleaned() {
         "another volume's leftovers are not ours to judge"
     );
 }
+
+#[test]
+fn listing_reports_archives_it_cannot_vouch_for() {
+    let env = Env::new("status");
+    let rt = Scripted::default();
+    env.volume("s", &[("f", "1")]);
+    let b = create(&env.cfg, &rt, Kind::Volume, "s", CreateOptions::default()).unwrap();
+    fs::write(b.sidecar_path(), b"junk").unwrap();
+    assert_eq!(
+        list(&env.cfg, Kind::Volume, "s").unwrap()[0].status(),
+        "bad-sidecar"
+    );
+    fs::remove_file(b.sidecar_path()).unwrap();
+    let listed = list(&env.cfg, Kind::Volume, "s").unwrap();
+    assert_eq!(listed[0].status(), "no-sidecar");
+    let e = format!(
+        "{:#}",
+        verify(&listed[0], &mut Progress::hidden()).unwrap_err()
+    );
+    assert!(e.contains("cannot be verified"), "{e}");
+    let e = format!(
+        "{:#}",
+        restore(&env.cfg, &rt, &listed[0], RestoreOptions::default()).unwrap_err()
+    );
+    assert!(e.contains("cannot be verified"), "{e}");
+}

@@ -333,16 +333,19 @@ pub fn write_cell(
 pub fn validate_cell_text(cfg: &Config, name: &str, text: &str) -> Result<CellManifest> {
     let path = cell_path(cfg, name);
     let m = CellManifest::parse(&path, text, name, cfg.allow_host_mounts)?;
-    let errors = check_refs(
+    let mut errors = check_refs(
         &m,
         |c| cell_path(cfg, c).exists(),
         |v| volume_path(cfg, v).exists(),
     );
-    if !errors.is_empty() {
-        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        bail!("{}", lines.join("\n"));
+    match errors.len() {
+        0 => Ok(m),
+        1 => Err(errors.remove(0).into()),
+        _ => {
+            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            bail!("{}", lines.join("\n"))
+        }
     }
-    Ok(m)
 }
 
 /// Creates or updates `<name>.volume`, validated first, written atomically.

@@ -13,8 +13,11 @@
 //! 3. Each volume or host mount bound onto its target, read-only for `:ro`.
 //!
 //! `/dev`, `/proc` and `/sys` are the kernel backend's job (inside the cell's own
-//! mount namespace). On NetBSD the v2 layout is used instead: the base null-mounted
-//! read-only, the overlay null-mounted on `/.overlay`, a tmpfs `/dev` by MAKEDEV.
+//! mount namespace). NetBSD has no overlayfs: with `CELL_BASE=/path` the v2
+//! layout (a prepared base null-mounted read-only, the overlay on `/.overlay`);
+//! with `CELL_BASE=host` the overlay is the root and the host's `/bin`, `/sbin`,
+//! `/lib`, `/libexec`, `/usr` are null-mounted read-only into it; then a tmpfs
+//! `/dev` made by MAKEDEV (`CELL_LOCAL_DEV`, `CELL_DEVICES`, `CELL_PTYFS`).
 
 use super::{mountinfo, CellPaths};
 use crate::engine::config::{BaseSource, Config};
@@ -25,7 +28,10 @@ use std::fs;
 use std::path::{Component, Path, PathBuf};
 
 /// Top-level host entries that make up `CELL_BASE=host`.
+#[cfg(target_os = "linux")]
 pub const HOST_BASE: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+#[cfg(not(target_os = "linux"))]
+pub const HOST_BASE: &[&str] = &["bin", "sbin", "lib", "libexec", "usr", "rescue"];
 
 /// Where the cell's own writes go.
 pub fn writable_layer(p: &CellPaths) -> PathBuf {
@@ -162,11 +168,11 @@ pub fn make_target_dir(root: &Path, target: &Path) -> Result<PathBuf> {
 fn mount_source(cfg: &Config, m: &manifest::Mount) -> Result<(PathBuf, String)> {
     match &m.source {
         MountSource::Volume(v) => {
-            let mode = manifest::load_volume(cfg, v)?.and_then(|vm| vm.mode);
-            let dir = super::volume_dir(cfg, v);
-            if !dir.is_dir() && manifest::load_volume(cfg, v)?.is_none() {
+            let declared = manifest::load_volume(cfg, v)?;
+            if declared.is_none() && !super::volume_dir(cfg, v).is_dir() {
                 bail!("volume '{v}' has no manifest and no directory: cellmgr volume create {v} --scope both");
             }
+            let mode = declared.and_then(|vm| vm.mode);
             Ok((super::ensure_volume(cfg, v, mode)?, format!("volume:{v}")))
         }
         MountSource::Host(h) => {
@@ -279,17 +285,36 @@ fn compose_steps(cfg: &Config, m: &CellManifest, p: &CellPaths, rec: &mut Record
         Ok(())
     };
     let s = |p: &Path| p.to_string_lossy().into_owned();
-    let base = match &cfg.base {
-        BaseSource::Dir(d) => d.clone(),
-        BaseSource::Host => PathBuf::from("/"),
-    };
-    rec.mount(&p.root, &base, "base", || {
-        run(&["mount", "-t", "null", "-o", "ro", &s(&base), &s(&p.root)])
-    })?;
-    let ov = p.root.join(".overlay");
-    rec.mount(&ov, &p.overlay, "overlay", || {
-        run(&["mount", "-t", "null", &s(&p.overlay), &s(&ov)])
-    })?;
+    match &cfg.base {
+        // The v2 layout: a prepared base (its /etc, /var, ... link into
+        // /.overlay) read-only, the overlay on /.overlay.
+        BaseSource::Dir(base) => {
+            rec.mount(&p.root, base, "base", || {
+                run(&["mount", "-t", "null", "-o", "ro", &s(base), &s(&p.root)])
+            })?;
+            let ov = p.root.join(".overlay");
+            rec.mount(&ov, &p.overlay, "overlay", || {
+                run(&["mount", "-t", "null", &s(&p.overlay), &s(&ov)])
+            })?;
+        }
+        // No overlay file system: the overlay itself is the root, the host's
+        // base directories null-mounted read-only into it.
+        BaseSource::Host => {
+            rec.mount(&p.root, &p.overlay, "overlay", || {
+                run(&["mount", "-t", "null", &s(&p.overlay), &s(&p.root)])
+            })?;
+            for entry in HOST_BASE {
+                let host = Path::new("/").join(entry);
+                if fs::symlink_metadata(&host).is_ok_and(|md| md.is_dir()) {
+                    let dst = p.root.join(entry);
+                    fs::create_dir_all(&dst)?;
+                    rec.mount(&dst, &host, "base", || {
+                        run(&["mount", "-t", "null", "-o", "ro", &s(&host), &s(&dst)])
+                    })?;
+                }
+            }
+        }
+    }
     if cfg.local_dev {
         let dev = p.root.join("dev");
         rec.mount(&dev, Path::new("tmpfs"), "dev", || {

@@ -36,13 +36,14 @@ fn run_key(run_dir: &Path) -> String {
     digest[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn boottime_ns() -> u64 {
+/// CLOCK_MONOTONIC (like NetBSD's uptime clock the original ages use).
+fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: valid clock id and out pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
@@ -112,6 +113,7 @@ impl LinuxKernel {
         if let Some(ids) = &cell.bind_guard {
             bpf::unguard(&self.cgroups.root, ids)?;
         }
+        ns::stop_init(cell)?;
         cgroup::remove(&cell.cgroup)?;
         let dir = self.store.cell_dir(cell.id);
         match std::fs::remove_dir_all(&dir) {
@@ -173,7 +175,7 @@ impl LinuxKernel {
             profile: spec.profile,
             ports: spec.ports.clone(),
             rlimits: spec.rlimits,
-            created_ns: boottime_ns(),
+            created_ns: monotonic_ns(),
             init_pid: 0,
             init_start: 0,
             cgroup: cg.clone(),
@@ -282,7 +284,7 @@ impl Kernel for LinuxKernel {
 
     fn list(&self) -> Result<Vec<CellInfo>> {
         let locked = self.lock()?;
-        let now = boottime_ns();
+        let now = monotonic_ns();
         Ok(locked
             .table
             .cells
@@ -293,7 +295,7 @@ impl Kernel for LinuxKernel {
 
     fn stats(&self) -> Result<Vec<CellStats>> {
         let locked = self.lock()?;
-        let now = boottime_ns();
+        let now = monotonic_ns();
         Ok(locked
             .table
             .cells
@@ -326,11 +328,18 @@ impl Kernel for LinuxKernel {
         ns::spawn(cell, spec, stdio)
     }
 
+    fn run(&self, target: &Target, spec: &ExecSpec) -> Result<i32> {
+        // Held until the command runs, so `destroy` cannot interleave.
+        let locked = self.lock()?;
+        let cell = Self::find_in(&locked, target)?.clone();
+        ns::run(&cell, spec, move || drop(locked))
+    }
+
     fn find(&self, target: &Target) -> Result<Option<CellInfo>> {
         let locked = self.lock()?;
         Ok(Self::find_in(&locked, target)
             .ok()
-            .map(|c| self.info(c, boottime_ns())))
+            .map(|c| self.info(c, monotonic_ns())))
     }
 }
 

@@ -26,7 +26,7 @@ pub struct CellRecord {
     pub profile: Profile,
     pub ports: Vec<u16>,
     pub rlimits: Rlimits,
-    /// CLOCK_BOOTTIME at creation, in nanoseconds (ages survive clock changes).
+    /// CLOCK_MONOTONIC at creation, in nanoseconds (ages survive clock changes).
     pub created_ns: u64,
     /// Host pid of the cell's init, and its start time (clock ticks after boot),
     /// which tells a live init from a recycled pid.

@@ -1,0 +1,125 @@
+//! Backups next to running cells, for real: a copy is refused while a cell can
+//! write the data, `--quiesce` freezes the writer for the copy and thaws it,
+//! restore is refused while a cell uses the data and `--stop` stops it first.
+//! Needs root and busybox (the cellmgr harness skips otherwise).
+
+mod mgr_support;
+
+use mgr_support::{root_or_skip, World};
+use std::time::Duration;
+
+/// `cellmgr cell shell writer sh -c <loop>`: a process inside the cell, started
+/// by this test and killed by PID when it ends (stopping the cell ends it too).
+struct Writer(std::process::Child);
+
+impl Writer {
+    fn start(w: &World) -> Writer {
+        let child = std::process::Command::new(&w.bin)
+            .args(["cell", "shell", "writer", "sh", "-c"])
+            .arg("while :; do date >> /srv/db/log; sleep 0.05; done")
+            .env("CELLMGR_CONF", &w.conf)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Writer(child)
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn log_len(w: &World) -> u64 {
+    std::fs::metadata(w.volume_dir().join("db/log"))
+        .map(|m| m.len())
+        .unwrap_or(0)
+}
+
+#[test]
+fn backups_respect_running_cells() {
+    if !root_or_skip("backups_respect_running_cells") {
+        return;
+    }
+    let w = World::new("bkcells");
+    w.ok(&["volume", "create", "db", "--scope", "both"]);
+    // A cell with a process that appends to the volume every 50 ms.
+    w.ok(&["cell", "create", "writer", "--mount", "db:/srv/db"]);
+    w.ok(&["cell", "start", "writer"]);
+    let _writer = Writer::start(&w);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(log_len(&w) > 0, "the writer writes");
+
+    let err = w.fails(&["volume", "backup", "create", "db"]);
+    assert!(
+        err.contains("read-write by running cell(s) writer") && err.contains("--quiesce"),
+        "{err}"
+    );
+    let err = w.fails(&["cell", "backup", "create", "writer"]);
+    assert!(err.contains("cell writer is running"), "{err}");
+
+    // --quiesce: frozen for the copy, running and writing again afterwards.
+    w.ok(&["volume", "backup", "create", "db", "--quiesce", "-q"]);
+    let tsv = w.ok(&[
+        "volume",
+        "backup",
+        "list",
+        "db",
+        "-T",
+        "-H",
+        "-o",
+        "quiesced,status",
+    ]);
+    assert_eq!(tsv, "writer\tcomplete\n");
+    assert_eq!(w.rows("name,running"), "writer\t1\n");
+    let before = log_len(&w);
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(log_len(&w) > before, "the writer was thawed");
+    w.ok(&["cell", "backup", "create", "writer", "--quiesce", "-q"]);
+
+    // A backup killed while the writer is frozen leaves it frozen; the next
+    // backup thaws it first.
+    let mut random = std::fs::File::open("/dev/urandom").unwrap();
+    let mut out = std::fs::File::create(w.volume_dir().join("db/big")).unwrap();
+    std::io::copy(&mut std::io::Read::take(&mut random, 96 << 20), &mut out).unwrap();
+    drop(out);
+    let mut child = std::process::Command::new(&w.bin)
+        .args(["volume", "backup", "create", "db", "--quiesce", "-q"])
+        .env("CELLMGR_CONF", &w.conf)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(child.try_wait().unwrap().is_none(), "the copy should still run");
+    let _ = child.kill(); // SIGKILL, by PID
+    let _ = child.wait();
+    let frozen_at = log_len(&w);
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(log_len(&w), frozen_at, "the writer stays frozen after the kill");
+    w.ok(&["volume", "backup", "create", "db", "--quiesce", "-q"]);
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(log_len(&w) > frozen_at, "the next backup thawed the writer");
+
+    // Restore refuses while the cell mounts the volume; --stop stops it first.
+    let err = w.fails(&["volume", "backup", "restore", "db", "--latest", "--yes"]);
+    assert!(
+        err.contains("running cell(s) writer mount it") && err.contains("--stop"),
+        "{err}"
+    );
+    let err = w.fails(&["cell", "backup", "restore", "writer", "--latest", "--yes"]);
+    assert!(err.contains("the cell is running"), "{err}");
+    assert_eq!(w.rows("name,running"), "writer\t1\n");
+    let out = w.ok(&[
+        "volume", "backup", "restore", "db", "--latest", "--yes", "--stop",
+    ]);
+    assert!(out.contains("stopped cell(s) writer"), "{out}");
+    assert_eq!(w.rows("name,running"), "writer\t0\n");
+    // The restored log is the frozen copy: complete lines only.
+    let log = std::fs::read_to_string(w.volume_dir().join("db/log")).unwrap();
+    assert!(log.ends_with('\n') && !log.is_empty(), "{log:?}");
+    w.ok(&["cell", "backup", "restore", "writer", "--latest", "--yes"]);
+    w.ok(&["cell", "start", "writer"]);
+    assert_eq!(w.rows("name,running"), "writer\t1\n");
+}

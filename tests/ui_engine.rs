@@ -1,0 +1,269 @@
+//! cellui in a real terminal (tmux) over the real control plane: the bridge it
+//! starts itself (`cellmgr ipc serve --stdio`), real cells and volumes in a
+//! temporary world. Needs root, busybox and tmux.
+
+#[path = "mgr_support/mod.rs"]
+mod mgr_support;
+mod ui_support;
+
+use mgr_support::{root_or_skip, World};
+use ui_support::{cellui_command, cellui_command_pid, have_tmux, Tmux};
+
+fn start_ui(w: &World, name: &str) -> Tmux {
+    let env = format!("CELLMGR_CONF={}", w.conf.display());
+    let t = Tmux::start(name, &cellui_command("--interval 1", &env), 80, 24);
+    t.wait_text("[Cells]");
+    t
+}
+
+fn row_of(screen: &str, name: &str) -> Option<String> {
+    screen
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .map(str::to_string)
+}
+
+fn ready(test: &str) -> bool {
+    if !have_tmux() {
+        eprintln!("{test}: skipped: tmux is not installed (apt-get install -y tmux)");
+        return false;
+    }
+    root_or_skip(test)
+}
+
+#[test]
+fn the_ui_lists_real_cells_and_stops_and_starts_them() {
+    if !ready("the_ui_lists_real_cells_and_stops_and_starts_them") {
+        return;
+    }
+    let w = World::new("ui-life");
+    w.ok(&["cell", "create", "alpha"]);
+    w.ok(&["cell", "create", "beta"]);
+    w.ok(&["cell", "start", "beta", "--scope", "both"]);
+    let t = start_ui(&w, "life");
+    let s = t.wait("both cells", |s| {
+        row_of(s, "beta").is_some() && row_of(s, "alpha").is_some()
+    });
+    let alpha = row_of(&s, "alpha").unwrap();
+    assert!(
+        alpha.contains("declared") && alpha.contains(" no "),
+        "{alpha}"
+    );
+    let beta = row_of(&s, "beta").unwrap();
+    assert!(beta.contains("managed") && beta.contains(" yes "), "{beta}");
+
+    // beta is the second row: stop it (confirmed), then start it again.
+    t.keys(&["j", "x"]);
+    t.wait_text("Stop beta");
+    t.keys(&["y"]);
+    t.wait("beta to stop", |s| {
+        row_of(s, "beta").is_some_and(|r| r.contains(" no "))
+    });
+    assert!(
+        w.rows("name,running").contains("beta\t0"),
+        "the engine agrees"
+    );
+    t.keys(&["s"]);
+    t.wait("beta to run", |s| {
+        row_of(s, "beta").is_some_and(|r| r.contains(" yes "))
+    });
+    assert!(w.rows("name,running").contains("beta\t1"));
+    t.wait_text("started cell beta");
+
+    // Enter: a shell in the cell, with the UI suspended, and back.
+    t.keys(&["Enter"]);
+    t.wait_text("shell in cell beta");
+    t.type_text("echo inside-$((6*7)) $(hostname)");
+    t.keys(&["Enter"]);
+    t.wait_text("inside-42");
+    t.type_text("exit");
+    t.keys(&["Enter"]);
+    t.wait_text("shell in beta ended");
+    assert!(t.screen().contains("[Cells]"));
+
+    t.keys(&["q"]);
+    let s = t.wait_text("END-OF-RUN");
+    assert!(s.contains("EXIT=0") && s.contains("BEFORE-CELLUI"), "{s}");
+    assert!(!s.contains("-icanon") && !s.contains("-echo"), "{s}");
+}
+
+#[test]
+fn an_unconfirmed_restore_leaves_the_volume_alone() {
+    if !ready("an_unconfirmed_restore_leaves_the_volume_alone") {
+        return;
+    }
+    let w = World::new("ui-restore");
+    w.ok(&["volume", "create", "data", "--scope", "both"]);
+    let file = w.volume_dir().join("data/note.txt");
+    std::fs::write(&file, "backed up\n").unwrap();
+    w.ok(&["volume", "backup", "create", "data", "-q"]);
+    std::fs::write(&file, "current\n").unwrap();
+
+    let t = start_ui(&w, "restore");
+    t.keys(&["Tab"]);
+    t.wait_text("data_");
+    t.wait_text("Backups (1,");
+    // b: a second backup, listed newest first (archive names have one-second stamps).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    t.keys(&["b"]);
+    t.wait_text("Backups (2,");
+    assert_eq!(
+        std::fs::read_dir(w.dir.join("backups/volumes"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tar.gz")
+            })
+            .count(),
+        2
+    );
+    // Restore the older one (the first backup): Down in the picker.
+    t.keys(&["R"]);
+    t.wait_text("pick an archive");
+    t.keys(&["Down", "Enter"]);
+    t.wait_text("REPLACES");
+    t.keys(&["n"]);
+    t.wait_text("cancelled");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "current\n");
+
+    t.keys(&["R", "Down", "Enter", "y"]);
+    t.wait("the restore", |_| {
+        std::fs::read_to_string(&file).is_ok_and(|s| s == "backed up\n")
+    });
+    t.keys(&["q"]);
+    t.wait_text("EXIT=0");
+}
+
+#[test]
+fn the_log_view_follows_a_services_output() {
+    if !ready("the_log_view_follows_a_services_output") {
+        return;
+    }
+    let w = World::new("ui-log");
+    w.ok(&[
+        "cell",
+        "create",
+        "talker",
+        "--cmd",
+        "sh -c 'echo first line from talker; sleep 2; echo second line from talker; exec sleep 1000'",
+    ]);
+    w.ok(&["cell", "start", "talker"]);
+    let t = start_ui(&w, "log");
+    t.wait("talker", |s| row_of(s, "talker").is_some());
+    t.keys(&["l"]);
+    t.wait_text("log of talker");
+    t.wait_text("first line from talker");
+    // New output appears without any key.
+    t.wait_text("second line from talker");
+    t.keys(&["l"]);
+    t.wait("the details pane", |s| {
+        s.contains("cell talker") && !s.contains("log of talker")
+    });
+    t.keys(&["q"]);
+    t.wait_text("EXIT=0");
+}
+
+#[test]
+fn apply_shows_the_dry_run_and_runs_only_when_confirmed() {
+    if !ready("apply_shows_the_dry_run_and_runs_only_when_confirmed") {
+        return;
+    }
+    let w = World::new("ui-apply");
+    w.ok(&[
+        "cell",
+        "create",
+        "web",
+        "--cmd",
+        "sleep 1000",
+        "--autostart",
+        "YES",
+    ]);
+    let t = start_ui(&w, "apply");
+    t.wait("web", |s| row_of(s, "web").is_some());
+    t.keys(&["a"]);
+    t.wait_text("Apply web");
+    let s = t.screen();
+    assert!(s.contains("START") && s.contains("cell web"), "{s}");
+    t.keys(&["n"]);
+    t.wait_text("cancelled");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        w.rows("name,running,rendered").contains("web\t0\t0"),
+        "an unconfirmed apply ran"
+    );
+    t.keys(&["a"]);
+    t.wait_text("Apply web");
+    t.keys(&["y"]);
+    t.wait("web to run", |s| {
+        row_of(s, "web").is_some_and(|r| r.contains("managed") && r.contains(" yes "))
+    });
+    t.wait_text("summary:");
+    // Converged: the plan says so and offers nothing to apply.
+    t.keys(&["a"]);
+    t.wait_text("No changes");
+    t.keys(&["Space", "q"]);
+    t.wait_text("EXIT=0");
+}
+
+#[test]
+fn a_killed_bridge_is_restarted_and_ssh_mode_works() {
+    if !ready("a_killed_bridge_is_restarted_and_ssh_mode_works") {
+        return;
+    }
+    let w = World::new("ui-bridge");
+    w.ok(&["cell", "create", "solo"]);
+    let env = format!("CELLMGR_CONF={}", w.conf.display());
+    let pidfile = w.dir.join("ui.pid");
+    let cmd = cellui_command_pid("--interval 1", &env, &pidfile.display().to_string());
+    let t = Tmux::start("bridge", &cmd, 80, 24);
+    t.wait("solo", |s| row_of(s, "solo").is_some());
+    // The bridge server is the UI's child; end it (by its PID) and watch the UI recover.
+    let ui_pid = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    let children =
+        std::fs::read_to_string(format!("/proc/{ui_pid}/task/{ui_pid}/children")).unwrap();
+    let server: i32 = children
+        .split_whitespace()
+        .next()
+        .expect("a bridge child")
+        .parse()
+        .unwrap();
+    // SAFETY: kill(2) on the bridge process this test's UI started.
+    assert_eq!(unsafe { libc::kill(server, libc::SIGKILL) }, 0);
+    t.wait_text("bridge lost");
+    t.wait_text("bridge reconnected");
+    assert!(row_of(&t.screen(), "solo").is_some());
+    t.keys(&["q"]);
+    t.wait_text("EXIT=0");
+
+    // -H through an `ssh` that runs the remote command here: the command line the
+    // UI builds reaches `cellmgr ipc serve --stdio` on the "remote" PATH.
+    let fake = w.dir.join("fakessh");
+    std::fs::create_dir_all(&fake).unwrap();
+    let ssh = fake.join("ssh");
+    std::fs::write(
+        &ssh,
+        "#!/bin/sh\n# skip options up to --, then the destination\nwhile [ \"$1\" != -- ]; do shift; done\nshift 2\necho \"$*\" >> \"$(dirname \"$0\")/commands\"\nexec sh -c \"$*\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}:{}",
+        fake.display(),
+        w.dir.join("bin").display(),
+        std::env::var("PATH").unwrap()
+    );
+    let env = format!("PATH={path} CELLMGR_CONF={}", w.conf.display());
+    let t = Tmux::start("ssh", &cellui_command("-H operator@cellhost", &env), 80, 24);
+    t.wait("solo over ssh", |s| row_of(s, "solo").is_some());
+    t.keys(&["q"]);
+    t.wait_text("EXIT=0");
+    let commands = std::fs::read_to_string(fake.join("commands")).unwrap();
+    assert_eq!(commands.trim(), "cellmgr ipc serve --stdio");
+}
