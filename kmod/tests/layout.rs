@@ -1,3 +1,4 @@
+#![cfg(not(feature = "rump2016"))]
 //! Layout check against the NetBSD 10.1 headers: compiles kmod/layout/*.c
 //! with `zig cc -target x86_64-netbsd -D_KMEMUSER` to assembly and
 //! compares every `probe_<name>` value with `ffi::LAYOUT`.

@@ -1,0 +1,122 @@
+//! The multicall contract: argv[0] and `cells <personality>` pick the personality,
+//! every personality answers `--help` with its own commands, unknown names exit 1.
+
+use std::os::unix::fs::symlink;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cells"))
+}
+
+/// A directory with the binary linked under the given names.
+fn linked(names: &[&str]) -> tempdir::Dir {
+    let dir = tempdir::Dir::new("dispatch");
+    for n in names {
+        symlink(bin(), dir.path().join(n)).unwrap();
+    }
+    dir
+}
+
+fn run(program: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .env("CELLMGR_CONF", "/nonexistent/cellmgr.conf")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn version_and_list() {
+    let o = run(&bin(), &["--version"]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), format!("cells {}\n", env!("CARGO_PKG_VERSION")));
+    let o = run(&bin(), &["--list"]);
+    assert_eq!(stdout(&o), "cellctl\ncellmgr\ncellui\n");
+}
+
+#[test]
+fn help_lists_the_personalities() {
+    let o = run(&bin(), &["--help"]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    for p in ["cellctl", "cellmgr", "cellui"] {
+        assert!(out.contains(p), "{out}");
+    }
+}
+
+#[test]
+fn each_personality_prints_its_own_help_by_every_name() {
+    let dir = linked(&["cellctl", "cellmgr", "cellui", "nb-cellctl"]);
+    let cases: [(&str, &[&str], &str); 3] = [
+        ("cellctl", &["create", "destroy", "exec", "supervise", "list", "stats"], "ctl"),
+        ("cellmgr", &["cell", "volume", "apply", "system"], "mgr"),
+        ("cellui", &["Usage: cellui"], "ui"),
+    ];
+    for (name, words, short) in cases {
+        let by_link = run(&dir.path().join(name), &["--help"]);
+        let by_arg = run(&bin(), &[short, "--help"]);
+        let by_help = run(&bin(), &["--help", name]);
+        for o in [&by_link, &by_arg, &by_help] {
+            assert!(o.status.success(), "{name}: {o:?}");
+            let out = stdout(o);
+            assert!(out.contains(&format!("Usage: {name}")), "{name}: {out}");
+            for w in words {
+                assert!(out.contains(w), "{name} help lacks {w}: {out}");
+            }
+        }
+    }
+    let prefixed = run(&dir.path().join("nb-cellctl"), &["--help"]);
+    assert!(stdout(&prefixed).contains("Usage: cellctl"));
+}
+
+#[test]
+fn unknown_program_or_personality_prints_usage_and_exits_1() {
+    let dir = linked(&["notcells"]);
+    for o in [run(&dir.path().join("notcells"), &[]), run(&bin(), &["bogus"]), run(&bin(), &[])] {
+        assert_eq!(o.status.code(), Some(1), "{o:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("Usage: cells"), "{o:?}");
+    }
+}
+
+#[test]
+fn unknown_subcommand_is_a_usage_error() {
+    for p in ["ctl", "mgr"] {
+        let o = run(&bin(), &[p, "no-such-command"]);
+        assert_eq!(o.status.code(), Some(1), "{p}: {o:?}");
+    }
+}
+
+mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    /// A temporary directory removed on drop.
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new(tag: &str) -> Dir {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let p = std::env::temp_dir().join(format!(
+                "cells-test-{tag}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
