@@ -181,6 +181,23 @@ fn naming_cells_pulls_in_dependencies_in_order() {
     assert_eq!(cells, ["db", "cache", "app"]);
     let all = stdout(&w.run(&["apply", "--dry-run", "--all"]));
     assert!(all.contains("cell other:"));
+    // Volumes come first, and only those the selected cells mount.
+    w.write_manifest("dbdata.volume", "");
+    w.write_manifest("otherdata.volume", "");
+    w.write_manifest(
+        "db.cell",
+        &cell(0, "", "CELL_VOLUME_MOUNTS=dbdata:/var/db\n"),
+    );
+    w.write_manifest(
+        "other.cell",
+        &cell(0, "", "CELL_VOLUME_MOUNTS=otherdata:/var/db\n"),
+    );
+    let lines = plan_lines(&stdout(&w.run(&["apply", "--dry-run", "app"])));
+    assert_eq!(
+        lines[0], "CREATE volume dbdata: runtime directory missing",
+        "{lines:?}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("otherdata")), "{lines:?}");
     let e = stderr(&w.run(&["apply", "--dry-run", "nosuch"]));
     assert!(e.contains("no manifest for cell nosuch"), "{e}");
 }
