@@ -81,14 +81,14 @@ impl Run for Apply {
             }
             (Err(e), false) => return Err(e),
         };
-        let observed =
-            host::observe(&cfg, kernel.as_deref(), &desired).or_else(|e| match self.dry_run {
-                true => {
-                    log::warn!("{e:#}; judging what runs from the supervisors alone");
-                    host::observe(&cfg, None, &desired)
-                }
-                false => Err(e),
-            })?;
+        let observed = match host::observe(&cfg, kernel.as_deref(), &desired) {
+            Ok(o) => o,
+            Err(e) if self.dry_run => {
+                log::warn!("{e:#}; judging what runs from the supervisors alone");
+                host::observe(&cfg, None, &desired)?
+            }
+            Err(e) => return Err(e),
+        };
         let opts = Options {
             reapply: self.reapply,
             restart_changed: self.restart_changed,
