@@ -92,12 +92,19 @@ fn backups_respect_running_cells() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(800));
-    assert!(child.try_wait().unwrap().is_none(), "the copy should still run");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the copy should still run"
+    );
     let _ = child.kill(); // SIGKILL, by PID
     let _ = child.wait();
     let frozen_at = log_len(&w);
     std::thread::sleep(Duration::from_millis(400));
-    assert_eq!(log_len(&w), frozen_at, "the writer stays frozen after the kill");
+    assert_eq!(
+        log_len(&w),
+        frozen_at,
+        "the writer stays frozen after the kill"
+    );
     w.ok(&["volume", "backup", "create", "db", "--quiesce", "-q"]);
     std::thread::sleep(Duration::from_millis(400));
     assert!(log_len(&w) > frozen_at, "the next backup thawed the writer");

@@ -53,7 +53,11 @@ fn help_lists_the_personalities() {
 fn each_personality_prints_its_own_help_by_every_name() {
     let dir = linked(&["cellctl", "cellmgr", "cellui", "nb-cellctl"]);
     let cases: [(&str, &[&str], &str); 3] = [
-        ("cellctl", &["create", "destroy", "exec", "supervise", "list", "stats"], "ctl"),
+        (
+            "cellctl",
+            &["create", "destroy", "exec", "supervise", "list", "stats"],
+            "ctl",
+        ),
         ("cellmgr", &["cell", "volume", "apply", "system"], "mgr"),
         ("cellui", &["Usage: cellui"], "ui"),
     ];
@@ -77,9 +81,16 @@ fn each_personality_prints_its_own_help_by_every_name() {
 #[test]
 fn unknown_program_or_personality_prints_usage_and_exits_1() {
     let dir = linked(&["notcells"]);
-    for o in [run(&dir.path().join("notcells"), &[]), run(&bin(), &["bogus"]), run(&bin(), &[])] {
+    for o in [
+        run(&dir.path().join("notcells"), &[]),
+        run(&bin(), &["bogus"]),
+        run(&bin(), &[]),
+    ] {
         assert_eq!(o.status.code(), Some(1), "{o:?}");
-        assert!(String::from_utf8_lossy(&o.stderr).contains("Usage: cells"), "{o:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("Usage: cells"),
+            "{o:?}"
+        );
     }
 }
 

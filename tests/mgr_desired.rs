@@ -194,7 +194,7 @@ fn malformed_manifests_fail_with_file_and_line() {
             &["cell", "list"][..],
             &["volume", "list"],
             &["cell", "start", "--all"],
-            &["cell", "set", "web", "--autostart", "YES"],
+            &["cell", "set", "web", "--log-tag", "t"],
         ] {
             let err = w.fails(args);
             let path = w.manifest_dir().join(file);
@@ -210,6 +210,15 @@ fn malformed_manifests_fail_with_file_and_line() {
         }
         std::fs::remove_file(w.manifest_dir().join(file)).unwrap();
     }
+    // set repairs a bad value in place.
+    w.write_manifest("web.cell", "# keep\nCELL_CREATE_PROFILE=max # typo\n");
+    w.fails(&["cell", "list"]);
+    w.ok(&["cell", "set", "web", "--profile", "low"]);
+    assert_eq!(
+        w.read_manifest("web.cell"),
+        "# keep\nCELL_CREATE_PROFILE=low # typo\n"
+    );
+    std::fs::remove_file(w.manifest_dir().join("web.cell")).unwrap();
     // Host mounts pass with the guard on.
     let g = World::with_conf("hostguard", "CELL_ALLOW_HOST_MOUNTS=YES\n");
     g.write_manifest("web.cell", "CELL_VOLUME_MOUNTS=host:/srv:/srv:ro\n");
@@ -352,6 +361,19 @@ fn edit_validates_before_replacing() {
         .read_manifest("web.cell")
         .contains("CELL_CREATE_PROFILE=low"));
     assert_eq!(w.rows("name,create_profile"), "web\tlow\n");
+    // The file changed while the editor ran: left alone, the edit saved aside.
+    let orig = w.manifest_dir().join("web.cell");
+    let editor = format!(
+        "sh -c 'echo \"# concurrent\" >> {}; sed -i s/low/medium/ \"$0\"'",
+        orig.display()
+    );
+    let out = w.run_env(&["cell", "edit", "web"], &[("EDITOR", editor.as_str())]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("changed while you were editing"));
+    assert!(w.read_manifest("web.cell").ends_with("# concurrent\n"));
+    assert!(w
+        .read_manifest("web.cell.edited")
+        .contains("CELL_CREATE_PROFILE=medium"));
     // Volumes too.
     w.ok(&["volume", "create", "v"]);
     let out = w.run_env(

@@ -236,6 +236,15 @@ fn crashed_supervisor_and_leftover_mounts_are_recovered() {
     assert_eq!(w.mounts().len(), 1);
     w.ok(&["start", "svc"]);
     assert_eq!(w.rows("name,state,running"), "svc\tmanaged\t1\n");
+    // restart: a new kernel cell, the same mounts.
+    let cid = w.rows("cid");
+    w.ok(&["restart", "svc"]);
+    assert_ne!(w.rows("cid"), cid);
+    assert!(
+        w.mounts().iter().any(|m| m.ends_with("/svc/root/srv/v")),
+        "{:?}",
+        w.mounts()
+    );
     w.ok(&["stop", "svc"]);
     assert!(w.mounts().is_empty(), "{:?}", w.mounts());
 }

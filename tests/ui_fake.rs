@@ -302,3 +302,43 @@ fn a_resized_terminal_is_redrawn_to_its_new_size() {
     t.keys(&["q"]);
     t.wait_text("EXIT=0");
 }
+
+const PANIC_ENV: &str = "CELLS_TEST_PANIC_IN_SCREEN";
+
+/// Not a test on its own: takes the screen the way cellui does, then panics,
+/// for `a_panic_restores_the_terminal`.
+#[test]
+fn panic_helper() {
+    if std::env::var_os(PANIC_ENV).is_none() {
+        return;
+    }
+    let _screen = cells::ui::term::Screen::enter().unwrap();
+    panic!("deliberate panic inside the full-screen UI");
+}
+
+#[test]
+fn a_panic_restores_the_terminal() {
+    if !have_tmux() {
+        eprintln!("skipped: tmux is not installed");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let cmd = format!(
+        "echo BEFORE-PANIC; RUST_BACKTRACE=0 {PANIC_ENV}=1 {} --exact panic_helper --nocapture --test-threads=1; \
+         echo \"EXIT=$?\"; stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; \
+         echo END-OF-RUN; sleep 600",
+        exe.display()
+    );
+    let t = Tmux::start("panic", &cmd, 100, 40);
+    let s = t.wait_text("END-OF-RUN");
+    assert!(s.contains("BEFORE-PANIC"), "back on the normal screen: {s}");
+    assert!(
+        s.contains("deliberate panic inside the full-screen UI"),
+        "{s}"
+    );
+    assert!(s.contains("EXIT=101"), "{s}");
+    assert!(
+        s.contains("icanon") && !s.contains("-icanon") && !s.contains("-echo"),
+        "{s}"
+    );
+}

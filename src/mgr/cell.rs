@@ -422,7 +422,8 @@ impl Run for Set {
         if updates.is_empty() {
             bail!("nothing to change: give at least one option (see cellmgr cell set --help)");
         }
-        if manifest::load_cell(&cfg, &self.name)?.is_none() {
+        // Existence only: `set` may be what repairs an invalid key.
+        if !manifest::cell_path(&cfg, &self.name).exists() {
             bail!(
                 "cell {} is not declared ({} does not exist): use cellmgr cell create",
                 self.name,
@@ -490,7 +491,8 @@ impl Run for Remove {
             .clone()
             .unwrap_or_else(|| if self.all { "--all" } else { "--orphans" }.to_string());
         let _lock = lock(&cfg, &format!("cell remove {what}"))?;
-        let (desired, errors) = Desired::load_partial(&cfg)?;
+        // Partial: a broken manifest must not stop its own removal.
+        let (desired, _errors) = Desired::load_partial(&cfg)?;
         let declared: BTreeSet<String> = manifest_names(&cfg)?;
         let kernel = if scope.runtime() {
             Some(host_kernel(&cfg)?)
@@ -559,7 +561,6 @@ impl Run for Remove {
                 );
             }
         }
-        let _ = errors; // broken manifests can still be removed by name
         if self.all || self.orphans || !to_runtime.is_empty() {
             let mut parts = Vec::new();
             if !to_desired.is_empty() {

@@ -60,9 +60,14 @@ pub fn edit(
                     let replace = || -> Result<()> {
                         let now = std::fs::read_to_string(path).unwrap_or_default();
                         if now != original {
+                            let kept = dir.join(format!("{file}.edited"));
+                            std::fs::write(&kept, &text).with_context(|| {
+                                format!("saving your edit to {}", kept.display())
+                            })?;
                             bail!(
-                                "{} changed while you were editing; it is left as it is",
-                                path.display()
+                                "{} changed while you were editing; it is left as it is and your version is in {}",
+                                path.display(),
+                                kept.display()
                             );
                         }
                         write_atomic(path, text.as_bytes())

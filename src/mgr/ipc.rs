@@ -7,7 +7,7 @@
 use crate::engine::backup::{self, naming::format_stamp, Kind};
 use crate::engine::config::Config;
 use crate::engine::model::{CellRow, VolumeRow};
-use crate::engine::{manifest, read};
+use crate::engine::read;
 use crate::ipc::logtail::tail_file;
 use crate::ipc::proto::{BackupRow, BackupTarget, LogChunk, Plan, PlanStep};
 use crate::ipc::server::{self, Access, Backend};
@@ -194,15 +194,19 @@ fn kind_of(target: &BackupTarget) -> Kind {
 impl Backend for EngineBackend {
     fn cells(&self) -> Result<Vec<CellRow>> {
         let cfg = Config::load()?;
-        let desired = manifest::load_all(&cfg)?;
-        let facts = super::runtime_facts(&cfg, true);
-        read::cell_rows(&cfg, &desired, &facts)
+        let kernel = crate::kernel::host(&cfg).context("opening the kernel backend");
+        let with_runtime = kernel.and_then(|k| read::snapshot_cells(&cfg, Some(k.as_ref())));
+        // As `cellmgr cell list`: without the runtime, the desired state still shows.
+        with_runtime.or_else(|e| {
+            eprintln!(
+                "cellmgr: warning: runtime state unavailable, runtime fields are empty: {e:#}"
+            );
+            read::snapshot_cells(&cfg, None)
+        })
     }
 
     fn volumes(&self) -> Result<Vec<VolumeRow>> {
-        let cfg = Config::load()?;
-        let desired = manifest::load_all(&cfg)?;
-        read::volume_rows(&cfg, &desired)
+        read::snapshot_volumes(&Config::load()?)
     }
 
     fn backups(&self, target: &BackupTarget) -> Result<Vec<BackupRow>> {

@@ -221,7 +221,9 @@ mod tests {
 
     #[test]
     fn the_lock_is_seen_while_held_and_released_on_drop() {
-        let dir = std::env::temp_dir().join(format!("cells-lock-{}", std::process::id()));
+        // Not "cells-lock-<pid>": engine::lock's test in this process uses that.
+        let dir =
+            std::env::temp_dir().join(format!("cells-supervisor-lock-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.lock");
         assert!(!is_locked(&path).unwrap());

@@ -80,6 +80,8 @@ struct Ui {
     next_retry: Instant,
     interval: Duration,
     color: bool,
+    /// The last line the server wrote to stderr.
+    last_server_line: Option<String>,
 }
 
 fn run(args: UiArgs) -> Result<i32> {
@@ -114,6 +116,7 @@ fn run(args: UiArgs) -> Result<i32> {
         next_retry: now + RETRY_EVERY,
         interval: Duration::from_secs(args.interval),
         color: view::color_wanted(),
+        last_server_line: None,
     };
     match first {
         Ok(conn) => ui.attach(conn),
@@ -220,8 +223,14 @@ impl Ui {
                     BRIDGE_STDERR => {
                         if let Some(conn) = self.bridge.as_mut() {
                             let text = conn.stderr_text();
+                            // A warning repeated on every poll is shown once, so
+                            // it does not keep hiding the results of actions.
                             if let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) {
-                                self.app.set_status(line.trim().to_string(), true);
+                                let line = line.trim().to_string();
+                                if self.last_server_line.as_ref() != Some(&line) {
+                                    self.app.set_status(line.clone(), true);
+                                    self.last_server_line = Some(line);
+                                }
                             }
                         }
                     }

@@ -6,17 +6,20 @@ use anyhow::{bail, Context, Result};
 use rustix::termios::{self, OptionalActions, Termios};
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Mutex;
 use termion::event::{Event, Key};
 
 /// The terminal settings to go back to; shared with the panic hook.
 static SAVED: Mutex<Option<Termios>> = Mutex::new(None);
+/// Whether the screen is ours now (raw mode, alternate screen): restoring twice
+/// would clear the normal screen.
+static ON_SCREEN: AtomicBool = AtomicBool::new(false);
 /// Write end of the signal pipe (-1 when none).
 static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
 
 const ENTER_SCREEN: &str = "\x1b[?1049h\x1b[?25l\x1b[0m\x1b[2J";
-const LEAVE_SCREEN: &str = "\x1b[0m\x1b[2J\x1b[?25h\x1b[?1049l";
+const LEAVE_SCREEN: &str = "\x1b[0m\x1b[?25h\x1b[?1049l";
 
 fn stdin() -> BorrowedFd<'static> {
     // SAFETY: fd 0 stays open for the life of the process.
@@ -52,6 +55,7 @@ impl Screen {
         raw.make_raw();
         termios::tcsetattr(stdin(), OptionalActions::Flush, &raw)
             .context("switching the terminal to raw mode")?;
+        ON_SCREEN.store(true, Ordering::SeqCst);
         write_all(ENTER_SCREEN);
         Ok(())
     }
@@ -85,8 +89,11 @@ fn write_all(s: &str) {
 }
 
 /// Leaves the alternate screen and puts the saved settings back. Safe to call
-/// more than once.
+/// more than once (a panic restores, then unwinding drops the `Screen`).
 pub fn restore() {
+    if !ON_SCREEN.swap(false, Ordering::SeqCst) {
+        return;
+    }
     let saved = SAVED.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(t) = saved {
         write_all(LEAVE_SCREEN);

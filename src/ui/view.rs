@@ -486,7 +486,7 @@ fn cell_details(app: &App, g: &mut Grid, y0: usize, rows: usize) {
         ],
         &[
             ("Manifest", manifest, if c.manifest { PLAIN } else { ERROR }),
-            ("Supervisor", num(c.supervisor_pid), PLAIN),
+            ("Supervisor", supervisor(c), supervisor_style(&c.supervisor)),
             ("Restarts", num(c.restarts), PLAIN),
             ("Last exit", dash(&c.last_exit).into(), PLAIN),
             ("Depends on", dash(&c.depends_on).into(), PLAIN),
@@ -506,6 +506,28 @@ fn cell_details(app: &App, g: &mut Grid, y0: usize, rows: usize) {
     }
 }
 
+/// The supervisor's pid and state, e.g. `812 (backoff)`.
+fn supervisor(c: &CellRow) -> String {
+    match (c.supervisor_pid, c.supervisor.as_str()) {
+        (None, "") => "-".into(),
+        (None, state) => state.into(),
+        (Some(pid), "") => pid.to_string(),
+        (Some(pid), state) => format!("{pid} ({state})"),
+    }
+}
+
+fn supervisor_style(state: &str) -> Style {
+    match state {
+        "backoff" => Style {
+            fg: RED,
+            bold: true,
+            ..PLAIN
+        },
+        "stopping" => fg(YELLOW),
+        _ => PLAIN,
+    }
+}
+
 fn yes_no(b: bool) -> String {
     if b { "yes" } else { "no" }.into()
 }
@@ -522,6 +544,15 @@ fn storage_details(app: &App, g: &mut Grid, y0: usize, rows: usize) {
         crate::ipc::proto::BackupTarget::Volume(_) => "Mounted",
         crate::ipc::proto::BackupTarget::Cell(_) => "Running",
     };
+    let mounts = match &s.target {
+        crate::ipc::proto::BackupTarget::Volume(v) => mounts_of_volume(&app.cells, v),
+        crate::ipc::proto::BackupTarget::Cell(c) => app
+            .cells
+            .iter()
+            .find(|r| &r.name == c)
+            .map(|r| r.volume_mounts.replace(',', ", "))
+            .unwrap_or_default(),
+    };
     pairs(
         g,
         &mut y,
@@ -531,6 +562,7 @@ fn storage_details(app: &App, g: &mut Grid, y0: usize, rows: usize) {
             (active, yes_no(s.active), PLAIN),
             ("Used by", dash(&s.used_by).into(), PLAIN),
             ("Path", dash(&s.path).into(), PLAIN),
+            ("Mounts", dash(&mounts).into(), PLAIN),
         ],
     );
     if y >= bottom {
@@ -566,6 +598,23 @@ fn storage_details(app: &App, g: &mut Grid, y0: usize, rows: usize) {
         g.put(2, y, &text, style, g.width - 3);
         y += 1;
     }
+}
+
+/// Where cells mount a volume, from their `volume_mounts` (`vol:/target:mode`,
+/// comma-separated): `web:/srv/www (ro), ...`.
+fn mounts_of_volume(cells: &[CellRow], volume: &str) -> String {
+    let mut out = Vec::new();
+    for c in cells {
+        for m in c.volume_mounts.split(',').map(str::trim) {
+            let mut parts = m.split(':');
+            if parts.next() == Some(volume) {
+                let target = parts.next().unwrap_or("?");
+                let mode = parts.next().unwrap_or("rw");
+                out.push(format!("{}:{target} ({mode})", c.name));
+            }
+        }
+    }
+    out.join(", ")
 }
 
 fn log_pane(app: &App, g: &mut Grid, y0: usize, rows: usize) {
@@ -859,6 +908,37 @@ mod tests {
         let mut a = app(3);
         a.help = true;
         draw(&mut a, &mut g);
+    }
+
+    #[test]
+    fn a_crash_looping_service_shows_in_the_details() {
+        let mut a = app(1);
+        a.cells[0].supervisor_pid = Some(812);
+        a.cells[0].supervisor = "backoff".into();
+        let mut g = Grid::new(80, 24);
+        draw(&mut a, &mut g);
+        let all: String = (0..24).map(|y| g.row_text(y)).collect();
+        assert!(all.contains("Supervisor 812 (backoff)"), "{all}");
+    }
+
+    #[test]
+    fn volume_mounts_are_listed_per_cell() {
+        let cell = |name: &str, mounts: &str| CellRow {
+            name: name.into(),
+            volume_mounts: mounts.into(),
+            ..CellRow::default()
+        };
+        let cells = [
+            cell("web", "www:/srv/www:ro,data:/srv/data:rw"),
+            cell("job", "data:/in:rw"),
+            cell("host", "host:/etc/ssl:/etc/ssl:ro"),
+        ];
+        assert_eq!(
+            mounts_of_volume(&cells, "data"),
+            "web:/srv/data (rw), job:/in (rw)"
+        );
+        assert_eq!(mounts_of_volume(&cells, "www"), "web:/srv/www (ro)");
+        assert_eq!(mounts_of_volume(&cells, "none"), "");
     }
 
     #[test]

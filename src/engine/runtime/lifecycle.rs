@@ -89,9 +89,14 @@ fn supervise_spec(m: &CellManifest, cmd: &str) -> Result<SuperviseSpec> {
 
 /// Starts a cell (see the module comment).
 pub fn start(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StartOutcome> {
-    let m = effective(cfg, name)?;
     let paths = CellPaths::new(cfg, name);
     if let Some(info) = kernel.find(&Target::Name(name.to_string()))? {
+        // Running: `cell.conf` keeps describing what runs (apply compares it
+        // with the manifest), so it is not re-rendered here.
+        let m = match super::load_rendered(cfg, name)? {
+            Some(m) => m,
+            None => effective(cfg, name)?,
+        };
         // The kernel cell outlived its supervisor (killed, crashed): supervise again.
         if let Some(cmd) = &m.supervise_cmd {
             if supervise::status(cfg, name)?.is_none() {
@@ -106,6 +111,7 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StartOutco
         }
         return Ok(StartOutcome::AlreadyRunning { cid: info.id });
     }
+    let m = effective(cfg, name)?;
     // Leftovers of a run that crashed or was stopped half-way.
     compose::decompose(cfg, name).context("cleaning up a previous run")?;
     compose::compose(cfg, &m).with_context(|| format!("composing the root of cell {name}"))?;
