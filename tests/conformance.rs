@@ -128,7 +128,7 @@ fn spawn_returns_a_child_the_caller_owns() {
     let mut env = Env::new("spawn");
     let root = env.root("a", false);
     let name = format!("sp{}", std::process::id());
-    env.create(&name, &root, &["-l", "medium"]);
+    env.create(&name, &root, &["-l", "medium", "-N", "512"]);
     let kernel = cells::kernel::host(&env.config()).unwrap();
     let target = Target::Name(name.clone());
     let spec = ExecSpec {
@@ -169,7 +169,65 @@ fn spawn_returns_a_child_the_caller_owns() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(kernel.find(&target).unwrap().unwrap().procs, 0);
+    // Credentials and stored limits, as supervise uses them.
+    let dropped = ExecSpec {
+        argv: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "id -u; id -g; ulimit -n; grep CapEff /proc/self/status".into(),
+        ],
+        uid: Some(65534),
+        gid: Some(65533),
+        apply_rlimits: true,
+        ..ExecSpec::default()
+    };
+    let out = kernel
+        .spawn(
+            &target,
+            &dropped,
+            [Stdio::null(), Stdio::piped(), Stdio::inherit()],
+        )
+        .unwrap()
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "65534\n65533\n512\nCapEff:\t0000000000000000\n"
+    );
     kernel.destroy(&target).unwrap();
+}
+
+#[test]
+fn exec_without_a_command_starts_a_shell_with_the_cell_prompt() {
+    if !privileged("exec_without_a_command_starts_a_shell_with_the_cell_prompt") {
+        return;
+    }
+    let mut env = Env::new("shell");
+    let root = env.root("a", false);
+    let name = format!("shl{}", std::process::id());
+    env.create(&name, &root, &[]);
+    let mut child = env
+        .command()
+        .args(["exec", &name])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"echo \"prompt=$PS1\"; exit 4\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("prompt=[{name}]# ")),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
