@@ -4,7 +4,7 @@
 //!
 //! * `state`: the cell table under `<run_dir>/kernel/` (what NetBSD keeps in the kernel);
 //! * `cgroup`: one cgroup2 cgroup per cell (membership, kill, CPU time);
-//! * `ns`: the per-cell init holding the namespaces, and entering a cell;
+//! * `ns`: the per-cell init holding the namespaces; `enter`: running commands in a cell;
 //! * `rootfs`: the cell's `/` (pivot_root, fresh /proc, minimal /dev);
 //! * `caps`, `seccomp`: the hardening profiles;
 //! * `bpf`: reserved ports (cgroup bind programs);
@@ -13,10 +13,12 @@
 pub mod bpf;
 pub mod caps;
 pub mod cgroup;
+pub mod enter;
 pub mod ns;
 pub mod rootfs;
 pub mod seccomp;
 pub mod state;
+mod sys;
 pub mod telemetry;
 
 use super::{CellInfo, CellSpec, CellStats, DenyCounters, ExecSpec, Kernel, Target};
@@ -340,14 +342,14 @@ impl Kernel for LinuxKernel {
         // Held while the child joins, so `destroy` cannot interleave.
         let locked = self.lock()?;
         let cell = Self::find_in(&locked, target)?;
-        ns::spawn(cell, spec, stdio)
+        enter::spawn(cell, spec, stdio)
     }
 
     fn run(&self, target: &Target, spec: &ExecSpec) -> Result<i32> {
         // Held until the command runs, so `destroy` cannot interleave.
         let locked = self.lock()?;
         let cell = Self::find_in(&locked, target)?.clone();
-        ns::run(&cell, spec, move || drop(locked))
+        enter::run(&cell, spec, move || drop(locked))
     }
 
     fn find(&self, target: &Target) -> Result<Option<CellInfo>> {
