@@ -41,48 +41,66 @@ pub fn init_alive(cell: &CellRecord) -> bool {
         if start == cell.init_start && state != 'Z' && state != 'X')
 }
 
-/// A pidfd for a cell's init, checked against its start time so a recycled pid
-/// is never mistaken for the init.
-pub fn init_pidfd(cell: &CellRecord) -> Result<OwnedFd> {
+/// A pidfd for the recorded init while it exists (running or a zombie),
+/// checked against its start time so a recycled pid is never taken for it.
+fn recorded_pidfd(cell: &CellRecord) -> Option<OwnedFd> {
     // SAFETY: pidfd_open returns a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, cell.init_pid, 0) } as libc::c_int;
-    if fd < 0 || !init_alive(cell) {
-        bail!(
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    (start_time(cell.init_pid) == Some(cell.init_start)).then_some(fd)
+}
+
+/// A pidfd for a cell's running init.
+pub fn init_pidfd(cell: &CellRecord) -> Result<OwnedFd> {
+    match recorded_pidfd(cell) {
+        Some(fd) if init_alive(cell) => Ok(fd),
+        _ => bail!(
             "the init process (pid {}) of cell '{}' is gone",
             cell.init_pid,
             cell.name
-        );
+        ),
     }
-    // SAFETY: fd is a fresh descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Kills a cell's init (and with it the PID namespace) and waits until it has
 /// exited, so its cgroup can be removed at once. Reaps it when it is our child
-/// (a long-running caller that created the cell).
+/// (a long-running caller that created the cell), also after it died on its own.
 pub fn stop_init(cell: &CellRecord) -> Result<()> {
-    let Ok(pidfd) = init_pidfd(cell) else {
+    let Some(pidfd) = recorded_pidfd(cell) else {
         return Ok(());
     };
-    // SAFETY: signal and poll on a pidfd we hold; waitpid only reaps our own child.
+    // SAFETY: signal, poll and waitid on a pidfd we hold; waitid reaps only
+    // that process, and only if it is our child.
     unsafe {
-        if libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            libc::SIGKILL,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        ) != 0
-        {
-            return last_error(format!("killing the init of cell '{}'", cell.name));
+        if init_alive(cell) {
+            if libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                pidfd.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            ) != 0
+            {
+                return last_error(format!("killing the init of cell '{}'", cell.name));
+            }
+            let mut pfd = libc::pollfd {
+                fd: pidfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            libc::poll(&mut pfd, 1, 5_000);
         }
-        let mut pfd = libc::pollfd {
-            fd: pidfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        libc::poll(&mut pfd, 1, 5_000);
-        libc::waitpid(cell.init_pid, std::ptr::null_mut(), libc::WNOHANG);
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        libc::waitid(
+            libc::P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG,
+        );
     }
     Ok(())
 }
