@@ -29,10 +29,14 @@ fn main() {
         eprintln!("ctl_cycle: skipped: needs root");
         return;
     }
-    let n: u32 = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(200);
+    // `cargo bench` passes --bench; under `cargo test --benches` a smoke run.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let default = if args.iter().any(|a| a == "--bench") {
+        200
+    } else {
+        3
+    };
+    let n: u32 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(default);
     let work = std::env::temp_dir().join(format!("cells-bench-{}", std::process::id()));
     let parent = std::env::var_os("RUN_PARENT").map_or_else(std::env::temp_dir, PathBuf::from);
     let run = parent.join(format!("cells-bench-run-{}", std::process::id()));
