@@ -10,6 +10,8 @@
 # RUN_PARENT picks the file system of the cell state (CELL_RUN_DIR): the default
 # is a temporary directory under TMPDIR; /run/cells normally lives on tmpfs, so
 # RUN_PARENT=/dev/shm shows that case (the state is fsynced on every change).
+# PORT=n makes every created cell reserve TCP/UDP port n (cellctl create -r), so
+# the cycle includes adding and removing a reserved-port guard.
 set -eu
 
 N=${1:-100}
@@ -36,7 +38,7 @@ NAME=bench$$
 # Microseconds since the epoch, without a fork.
 now() { local t=${EPOCHREALTIME/./}; echo $((10#$t)); }
 
-create() { "$CELLS" ctl create -n "$NAME" "$WORK/root" >/dev/null; }
+create() { "$CELLS" ctl create -n "$NAME" ${PORT:+-r "$PORT"} "$WORK/root" >/dev/null; }
 exec_true() { "$CELLS" ctl exec "$NAME" /bin/true; }
 destroy() { "$CELLS" ctl destroy "$NAME"; }
 bwrap_true() { bwrap --unshare-all --ro-bind / / --proc /proc --dev /dev /bin/true; }
@@ -59,6 +61,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 echo "iterations: $N; mean wall time per iteration, each tool's process start included"
 echo "cell state on: $(stat -f -c %T "$RUN"); load before: $LOAD"
+echo "reserved port: ${PORT:-none}"
 echo "cellctl create+exec+destroy    $(ms $cycle)"
 echo "  create                       $(ms $c)"
 echo "  exec /bin/true               $(ms $e)"
