@@ -1,21 +1,28 @@
 //! Reserved ports: cgroup `bind4`/`bind6` programs, assembled by hand and loaded
 //! through `bpf(2)` (no toolchain, no libbpf).
 //!
-//! Design: one pair of programs per cell that reserves ports, attached with
-//! `BPF_F_ALLOW_MULTI` at the root of the cgroup2 hierarchy, so every process on
-//! the host (cells and host alike) runs every cell's programs on `bind`. A
-//! program only looks at its own cell's ports, baked in as constants:
+//! Design: one pair of programs per installation (state directory), attached
+//! with `BPF_F_ALLOW_MULTI` at the root of the cgroup2 hierarchy, so every
+//! process on the host (cells and host alike) runs it on `bind`. The pair reads
+//! the installation's port map, `port -> { owner cell's cgroup id, denied binds }`,
+//! which `create` and `destroy` fill and empty:
 //!
-//! * port not reserved by this cell: allow (the other cells' programs decide);
-//! * caller inside this cell's cgroup: allow (normal privilege checks still apply);
-//! * caller uid 0 and in no cell: allow (host root bypasses reservations);
-//! * otherwise deny (EPERM) and add one to the cell's counter map.
+//! * port not in the map: allow (other installations' programs decide);
+//! * caller inside the owner cell's cgroup: allow (normal privilege checks apply);
+//! * caller uid 0 and in no cell of any installation: allow (host root bypasses
+//!   reservations);
+//! * otherwise add one to the port's counter and deny (EPERM).
 //!
-//! Because each cell owns its programs, cells of different state directories
-//! (parallel test runs) coexist without a shared pinned map, and `destroy`
-//! detaches exactly what its cell attached: nothing that denies binds outlives
-//! the cell. The attachment survives the creating process (the cgroup holds
-//! it); later commands find the programs again by id.
+//! The pair is attached when the first port-reserving cell is created and
+//! detached when the last one goes, so nothing that denies binds outlives the
+//! cells, and a bind on the host runs one program per installation that has
+//! reserved ports, however many cells it has. The kernel allows 64 programs per
+//! attach point (`BPF_CGROUP_MAX_PROGS`), shared with everything else on the
+//! host: that bounds the installations with reserved ports, not the cells.
+//! Installations (parallel test runs) own separate pairs and maps, so they
+//! coexist without pinning anything in bpffs. The attachment survives the
+//! creating process (the cgroup holds the programs, the programs hold the map);
+//! later commands find them again by the ids in the cell table.
 
 use super::state::BindGuardIds;
 use anyhow::{bail, Context, Result};
@@ -24,18 +31,25 @@ use std::path::Path;
 
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_ATTACH: libc::c_long = 8;
 const BPF_PROG_DETACH: libc::c_long = 9;
 const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_MAP_GET_FD_BY_ID: libc::c_long = 14;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_PROG_QUERY: libc::c_long = 16;
 
-const BPF_MAP_TYPE_ARRAY: u32 = 2;
+const BPF_MAP_TYPE_HASH: u32 = 1;
+const BPF_F_NO_PREALLOC: u32 = 1;
 const BPF_PROG_TYPE_CGROUP_SOCK_ADDR: u32 = 18;
 pub const BPF_CGROUP_INET4_BIND: u32 = 8;
 pub const BPF_CGROUP_INET6_BIND: u32 = 9;
 const BPF_F_ALLOW_MULTI: u32 = 2;
+/// Most programs one attach point takes (`BPF_CGROUP_MAX_PROGS`).
+const MAX_ATTACHED: usize = 64;
 
 const HELPER_MAP_LOOKUP_ELEM: i32 = 1;
 const HELPER_GET_CURRENT_UID_GID: i32 = 15;
@@ -44,6 +58,21 @@ const BPF_PSEUDO_MAP_FD: u8 = 1;
 
 /// Offset of `user_port` (network byte order) in `struct bpf_sock_addr`.
 const USER_PORT: i16 = 24;
+
+/// A port map entry: the owner cell's cgroup id and the binds denied so far.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+struct PortEntry {
+    owner: u64,
+    denied: u64,
+}
+const OWNER: i16 = 0;
+const DENIED: i16 = 8;
+
+/// The map key of a port: `user_port` as the program loads it.
+fn key(port: u16) -> u32 {
+    u32::from(port.to_be())
+}
 
 /// One eBPF instruction.
 #[repr(C)]
@@ -68,7 +97,6 @@ const R0: u8 = 0;
 const R1: u8 = 1;
 const R2: u8 = 2;
 const R6: u8 = 6;
-const R7: u8 = 7;
 const R10: u8 = 10;
 
 fn mov64_reg(dst: u8, src: u8) -> Insn {
@@ -87,8 +115,11 @@ fn add64_imm(dst: u8, imm: i32) -> Insn {
 fn ldx_w(dst: u8, src: u8, off: i16) -> Insn {
     insn(0x61, dst, src, off, 0)
 }
-fn st_w(dst: u8, off: i16, imm: i32) -> Insn {
-    insn(0x62, dst, 0, off, imm)
+fn ldx_dw(dst: u8, src: u8, off: i16) -> Insn {
+    insn(0x79, dst, src, off, 0)
+}
+fn stx_w(dst: u8, src: u8, off: i16) -> Insn {
+    insn(0x63, dst, src, off, 0)
 }
 fn atomic_add64(dst: u8, src: u8, off: i16) -> Insn {
     insn(0xdb, dst, src, off, 0)
@@ -118,66 +149,60 @@ fn exit() -> Insn {
     insn(0x95, 0, 0, 0, 0)
 }
 
-/// Where a cell sits in the cgroup2 hierarchy, as BPF helpers see it.
+/// Where an installation's cells sit in the cgroup2 hierarchy, as BPF helpers
+/// see it (every cell of an installation is at the same level).
 #[derive(Debug, Clone, Copy)]
-pub struct CellCgroups {
-    pub cell_id: u64,
+pub struct Place {
     pub cell_level: u32,
     /// The `cells` cgroup every cell on the host lives under.
     pub cells_id: u64,
     pub cells_level: u32,
 }
 
-/// Builds a cell's bind program. Jumps are relative to the next instruction.
-fn program(ports: &[u16], where_: CellCgroups, counter_map_fd: i32) -> Vec<Insn> {
-    let mut p = vec![mov64_reg(R6, R1), ldx_w(R7, R6, USER_PORT)];
-    let n = ports.len() as i16;
-    for (i, port) in ports.iter().enumerate() {
-        // Jump over the remaining comparisons and the "not ours" exit.
-        let skip = (n - 1 - i as i16) + 2;
-        p.push(jeq_imm(R7, i32::from(port.to_be()), skip));
-    }
-    p.extend([mov64_imm(R0, 1), exit()]);
-    // Reserved by this cell: is the caller a member?
+/// Builds the bind program. Jumps are relative to the next instruction.
+fn program(place: Place, ports_map_fd: i32) -> Vec<Insn> {
+    // Look the port up; the key lives on the stack.
+    let mut p = vec![ldx_w(R2, R1, USER_PORT), stx_w(R10, R2, -4)];
+    p.extend(ld_imm64(R1, BPF_PSEUDO_MAP_FD, ports_map_fd as u32 as u64));
     p.extend([
-        mov64_imm(R1, where_.cell_level as i32),
-        call(HELPER_GET_CURRENT_ANCESTOR_CGROUP_ID),
+        mov64_reg(R2, R10),
+        add64_imm(R2, -4),
+        call(HELPER_MAP_LOOKUP_ELEM),
     ]);
-    p.extend(ld_imm64(R1, 0, where_.cell_id));
-    let allow_from_member = p.len();
+    let allow_unreserved = p.len();
+    p.push(jeq_imm(R0, 0, 0)); // patched to ALLOW
+                               // Reserved: is the caller a member of the owner cell? (r6 survives calls.)
+    p.extend([
+        mov64_reg(R6, R0),
+        mov64_imm(R1, place.cell_level as i32),
+        call(HELPER_GET_CURRENT_ANCESTOR_CGROUP_ID),
+        ldx_dw(R1, R6, OWNER),
+    ]);
+    let allow_owner = p.len();
     p.push(jeq_reg(R0, R1, 0)); // patched to ALLOW
                                 // Host root (uid 0 outside every cell) bypasses the reservation.
     p.extend([call(HELPER_GET_CURRENT_UID_GID), mov32_self(R0)]);
     let deny_non_root = p.len();
     p.push(jne_imm(R0, 0, 0)); // patched to DENY
     p.extend([
-        mov64_imm(R1, where_.cells_level as i32),
+        mov64_imm(R1, place.cells_level as i32),
         call(HELPER_GET_CURRENT_ANCESTOR_CGROUP_ID),
     ]);
-    p.extend(ld_imm64(R1, 0, where_.cells_id));
+    p.extend(ld_imm64(R1, 0, place.cells_id));
     let allow_host_root = p.len();
     p.push(jne_reg(R0, R1, 0)); // patched to ALLOW
     let deny = p.len();
-    p.push(st_w(R10, -4, 0));
-    p.extend(ld_imm64(
-        R1,
-        BPF_PSEUDO_MAP_FD,
-        counter_map_fd as u32 as u64,
-    ));
     p.extend([
-        mov64_reg(R2, R10),
-        add64_imm(R2, -4),
-        call(HELPER_MAP_LOOKUP_ELEM),
-        jeq_imm(R0, 0, 2),
         mov64_imm(R1, 1),
-        atomic_add64(R0, R1, 0),
+        atomic_add64(R6, R1, DENIED),
         mov64_imm(R0, 0),
         exit(),
     ]);
     let allow = p.len();
     p.extend([mov64_imm(R0, 1), exit()]);
     for (at, target) in [
-        (allow_from_member, allow),
+        (allow_unreserved, allow),
+        (allow_owner, allow),
         (deny_non_root, deny),
         (allow_host_root, allow),
     ] {
@@ -206,6 +231,10 @@ fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<i32> {
 fn owned(fd: i32) -> OwnedFd {
     // SAFETY: fd was just returned by bpf(2) and is ours.
     unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+fn is_enoent(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOENT)
 }
 
 #[repr(C)]
@@ -250,6 +279,18 @@ struct AttachAttr {
 
 #[repr(C)]
 #[derive(Default)]
+struct QueryAttr {
+    target_fd: u32,
+    attach_type: u32,
+    query_flags: u32,
+    attach_flags: u32,
+    prog_ids: u64,
+    prog_cnt: u32,
+    pad: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
 struct GetFdByIdAttr {
     id: u32,
     next_id: u32,
@@ -262,6 +303,7 @@ struct MapElemAttr {
     map_fd: u32,
     pad: u32,
     key: u64,
+    /// The value, or the next key for `BPF_MAP_GET_NEXT_KEY`.
     value: u64,
     flags: u64,
 }
@@ -294,16 +336,18 @@ fn object_id(fd: &OwnedFd) -> Result<u32> {
     Ok(info[1])
 }
 
-fn create_counter_map(cell: &str) -> Result<OwnedFd> {
+/// The port map: one entry per reserved port, allocated as ports are added.
+fn create_ports_map() -> Result<OwnedFd> {
     let mut attr = MapCreateAttr {
-        map_type: BPF_MAP_TYPE_ARRAY,
+        map_type: BPF_MAP_TYPE_HASH,
         key_size: 4,
-        value_size: 8,
-        max_entries: 1,
-        map_name: name16(&format!("cell_{cell}")),
+        value_size: std::mem::size_of::<PortEntry>() as u32,
+        max_entries: 1 << 16,
+        map_flags: BPF_F_NO_PREALLOC,
+        map_name: name16("cells_ports"),
         ..Default::default()
     };
-    let fd = sys_bpf(BPF_MAP_CREATE, &mut attr).context("creating the bind deny counter map")?;
+    let fd = sys_bpf(BPF_MAP_CREATE, &mut attr).context("creating the reserved port map")?;
     Ok(owned(fd))
 }
 
@@ -318,7 +362,7 @@ fn load(insns: &[Insn], attach_type: u32) -> Result<OwnedFd> {
         log_level: 1,
         log_size: log.len() as u32,
         log_buf: log.as_mut_ptr() as u64,
-        prog_name: name16("cell_bind"),
+        prog_name: name16("cells_bind"),
         expected_attach_type: attach_type,
         ..Default::default()
     };
@@ -347,8 +391,8 @@ fn attach_op(
     cgroup_root: &Path,
     prog: &OwnedFd,
     attach_type: u32,
-) -> Result<()> {
-    let dir = open_dir(cgroup_root)?;
+) -> std::io::Result<()> {
+    let dir = std::fs::File::open(cgroup_root)?;
     let mut attr = AttachAttr {
         target_fd: dir.as_raw_fd() as u32,
         attach_bpf_fd: prog.as_raw_fd() as u32,
@@ -364,28 +408,77 @@ fn attach_op(
     Ok(())
 }
 
-/// Loads and attaches a cell's bind programs at the hierarchy root.
-pub fn guard(
-    cgroup_root: &Path,
-    cell: &str,
-    ports: &[u16],
-    where_: CellCgroups,
-) -> Result<BindGuardIds> {
-    let map = create_counter_map(cell)?;
-    let insns = program(ports, where_, map.as_raw_fd());
-    let p4 = load(&insns, BPF_CGROUP_INET4_BIND)?;
-    let p6 = load(&insns, BPF_CGROUP_INET6_BIND)?;
-    attach_op(BPF_PROG_ATTACH, cgroup_root, &p4, BPF_CGROUP_INET4_BIND)
-        .context("attaching the bind4 program")?;
-    if let Err(e) = attach_op(BPF_PROG_ATTACH, cgroup_root, &p6, BPF_CGROUP_INET6_BIND) {
-        let _ = attach_op(BPF_PROG_DETACH, cgroup_root, &p4, BPF_CGROUP_INET4_BIND);
-        return Err(e).context("attaching the bind6 program");
-    }
-    Ok(BindGuardIds {
-        prog4: object_id(&p4)?,
-        prog6: object_id(&p6)?,
-        counter_map: object_id(&map)?,
+/// Ids of the programs attached at a cgroup for one attach type.
+pub fn attached_programs(cgroup: &Path, attach_type: u32) -> Result<Vec<u32>> {
+    let dir = open_dir(cgroup)?;
+    let mut ids = vec![0u32; MAX_ATTACHED];
+    let mut attr = QueryAttr {
+        target_fd: dir.as_raw_fd() as u32,
+        attach_type,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: ids.len() as u32,
+        ..Default::default()
+    };
+    sys_bpf(BPF_PROG_QUERY, &mut attr)
+        .with_context(|| format!("querying the programs attached at {}", cgroup.display()))?;
+    ids.truncate(attr.prog_cnt as usize);
+    Ok(ids)
+}
+
+fn attach(cgroup_root: &Path, prog: &OwnedFd, attach_type: u32, what: &str) -> Result<()> {
+    attach_op(BPF_PROG_ATTACH, cgroup_root, prog, attach_type).map_err(|e| {
+        let mut msg = format!("attaching the {what} program at {}", cgroup_root.display());
+        if e.raw_os_error() == Some(libc::E2BIG) {
+            msg.push_str(&format!(
+                " ({MAX_ATTACHED} programs are attached there already; \
+                 each installation with reserved ports uses one)"
+            ));
+        }
+        anyhow::Error::new(e).context(msg)
     })
+}
+
+/// A freshly loaded program pair and port map, not attached yet. Dropped
+/// unattached, the kernel frees them.
+pub struct Loaded {
+    prog4: OwnedFd,
+    prog6: OwnedFd,
+    ports: OwnedFd,
+}
+
+impl Loaded {
+    pub fn new(place: Place) -> Result<Loaded> {
+        let ports = create_ports_map()?;
+        let insns = program(place, ports.as_raw_fd());
+        Ok(Loaded {
+            prog4: load(&insns, BPF_CGROUP_INET4_BIND)?,
+            prog6: load(&insns, BPF_CGROUP_INET6_BIND)?,
+            ports,
+        })
+    }
+
+    pub fn ids(&self) -> Result<BindGuardIds> {
+        Ok(BindGuardIds {
+            prog4: object_id(&self.prog4)?,
+            prog6: object_id(&self.prog6)?,
+            ports_map: object_id(&self.ports)?,
+        })
+    }
+
+    /// Attaches the pair at the hierarchy root; both or neither.
+    pub fn attach(self, cgroup_root: &Path) -> Result<Guard> {
+        attach(cgroup_root, &self.prog4, BPF_CGROUP_INET4_BIND, "bind4")?;
+        if let Err(e) = attach(cgroup_root, &self.prog6, BPF_CGROUP_INET6_BIND, "bind6") {
+            let _ = attach_op(
+                BPF_PROG_DETACH,
+                cgroup_root,
+                &self.prog4,
+                BPF_CGROUP_INET4_BIND,
+            );
+            return Err(e);
+        }
+        Ok(Guard { ports: self.ports })
+    }
 }
 
 fn fd_by_id(cmd: libc::c_long, id: u32) -> std::io::Result<OwnedFd> {
@@ -396,45 +489,131 @@ fn fd_by_id(cmd: libc::c_long, id: u32) -> std::io::Result<OwnedFd> {
     sys_bpf(cmd, &mut attr).map(owned)
 }
 
-/// Detaches a cell's programs; programs already gone are fine.
-pub fn unguard(cgroup_root: &Path, ids: &BindGuardIds) -> Result<()> {
+/// Detaches an installation's programs; programs already gone are fine.
+pub fn detach(cgroup_root: &Path, ids: &BindGuardIds) -> Result<()> {
     for (id, attach_type) in [
         (ids.prog4, BPF_CGROUP_INET4_BIND),
         (ids.prog6, BPF_CGROUP_INET6_BIND),
     ] {
         let prog = match fd_by_id(BPF_PROG_GET_FD_BY_ID, id) {
             Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) if is_enoent(&e) => continue,
             Err(e) => return Err(e).with_context(|| format!("finding bind program {id}")),
         };
         match attach_op(BPF_PROG_DETACH, cgroup_root, &prog, attach_type) {
-            Ok(()) => {}
-            Err(e)
-                if e.downcast_ref::<std::io::Error>()
-                    .and_then(|e| e.raw_os_error())
-                    == Some(libc::ENOENT) => {}
-            Err(e) => return Err(e).with_context(|| format!("detaching bind program {id}")),
+            Err(e) if !is_enoent(&e) => {
+                return Err(e).with_context(|| format!("detaching bind program {id}"))
+            }
+            _ => {}
         }
     }
     Ok(())
 }
 
-/// Binds denied by a cell's programs so far (0 if the map is gone).
-pub fn denied_binds(map_id: u32) -> u64 {
-    let Ok(map) = fd_by_id(BPF_MAP_GET_FD_BY_ID, map_id) else {
-        return 0;
-    };
-    let key = 0u32;
-    let mut value = 0u64;
-    let mut attr = MapElemAttr {
-        map_fd: map.as_raw_fd() as u32,
-        key: &key as *const u32 as u64,
-        value: &mut value as *mut u64 as u64,
-        ..Default::default()
-    };
-    match sys_bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) {
-        Ok(_) => value,
-        Err(_) => 0,
+/// An installation's attached guard, through its port map.
+pub struct Guard {
+    ports: OwnedFd,
+}
+
+impl Guard {
+    /// Finds an attached guard by its ids; `None` if any part is gone (a
+    /// crash before attaching: the kernel freed what nobody held).
+    pub fn open(ids: &BindGuardIds) -> Result<Option<Guard>> {
+        for id in [ids.prog4, ids.prog6] {
+            match fd_by_id(BPF_PROG_GET_FD_BY_ID, id) {
+                Ok(_) => {}
+                Err(e) if is_enoent(&e) => return Ok(None),
+                Err(e) => return Err(e).with_context(|| format!("finding bind program {id}")),
+            }
+        }
+        match fd_by_id(BPF_MAP_GET_FD_BY_ID, ids.ports_map) {
+            Ok(ports) => Ok(Some(Guard { ports })),
+            Err(e) if is_enoent(&e) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("finding port map {}", ids.ports_map)),
+        }
+    }
+
+    fn elem(&self, cmd: libc::c_long, key: &u32, value: u64) -> std::io::Result<i32> {
+        let mut attr = MapElemAttr {
+            map_fd: self.ports.as_raw_fd() as u32,
+            key: key as *const u32 as u64,
+            value,
+            ..Default::default()
+        };
+        sys_bpf(cmd, &mut attr)
+    }
+
+    /// Reserves ports for the cell whose cgroup has id `owner`. An entry left
+    /// by a cell that is no longer in the table is replaced.
+    pub fn reserve(&self, ports: &[u16], owner: u64) -> Result<()> {
+        let entry = PortEntry { owner, denied: 0 };
+        for &port in ports {
+            self.elem(
+                BPF_MAP_UPDATE_ELEM,
+                &key(port),
+                &entry as *const PortEntry as u64,
+            )
+            .with_context(|| format!("adding port {port} to the reserved port map"))?;
+        }
+        Ok(())
+    }
+
+    /// Frees ports; ports not in the map are fine.
+    pub fn release(&self, ports: &[u16]) -> Result<()> {
+        for &port in ports {
+            match self.elem(BPF_MAP_DELETE_ELEM, &key(port), 0) {
+                Err(e) if !is_enoent(&e) => {
+                    return Err(e).with_context(|| {
+                        format!("removing port {port} from the reserved port map")
+                    })
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Binds of these ports denied so far.
+    pub fn denied_binds(&self, ports: &[u16]) -> u64 {
+        ports
+            .iter()
+            .filter_map(|&port| {
+                let mut entry = PortEntry::default();
+                self.elem(
+                    BPF_MAP_LOOKUP_ELEM,
+                    &key(port),
+                    &mut entry as *mut PortEntry as u64,
+                )
+                .ok()
+                .map(|_| entry.denied)
+            })
+            .sum()
+    }
+
+    /// Every port in the map.
+    pub fn ports(&self) -> Result<Vec<u16>> {
+        let mut ports = Vec::new();
+        // No key at first: the kernel starts with the first entry.
+        let mut prev: Option<u32> = None;
+        loop {
+            let mut next = 0u32;
+            let mut attr = MapElemAttr {
+                map_fd: self.ports.as_raw_fd() as u32,
+                key: prev.as_ref().map_or(0, |k| k as *const u32 as u64),
+                value: &mut next as *mut u32 as u64,
+                ..Default::default()
+            };
+            match sys_bpf(BPF_MAP_GET_NEXT_KEY, &mut attr) {
+                Ok(_) => {}
+                Err(e) if is_enoent(&e) => return Ok(ports),
+                Err(e) => return Err(e).context("listing the reserved port map"),
+            }
+            ports.push(u16::from_be(next as u16));
+            if ports.len() > 1 << 16 {
+                bail!("listing the reserved port map: it does not end");
+            }
+            prev = Some(next);
+        }
     }
 }
 
@@ -462,20 +641,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn port_comparisons_jump_to_the_membership_check() {
-        let w = CellCgroups {
-            cell_id: 7,
-            cell_level: 3,
+    fn every_branch_lands_on_an_exit_path() {
+        let place = Place {
+            cell_level: 4,
             cells_id: 5,
-            cells_level: 1,
+            cells_level: 2,
         };
-        let p = program(&[80, 443], w, 3);
-        // insns 2 and 3 compare ports; both land on insn 6 (after "r0 = 1; exit").
-        assert_eq!(p[2].imm, i32::from(80u16.to_be()));
-        assert_eq!(2 + 1 + p[2].off as usize, 6);
-        assert_eq!(3 + 1 + p[3].off as usize, 6);
-        assert_eq!(p[6], mov64_imm(R1, 3));
+        let p = program(place, 3);
+        assert_eq!(p[0], ldx_w(R2, R1, USER_PORT));
         assert_eq!(p.last(), Some(&exit()));
+        let allow = p.len() - 2;
+        assert_eq!(p[allow], mov64_imm(R0, 1));
+        let deny = allow - 4;
+        assert_eq!(p[deny + 1], atomic_add64(R6, R1, DENIED));
+        // Jumps (class JMP, not call/exit) go to allow or deny.
+        let targets: Vec<usize> = p
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.code & 0x07 == 0x05 && i.code != 0x85 && i.code != 0x95)
+            .map(|(at, i)| (at as i64 + 1 + i64::from(i.off)) as usize)
+            .collect();
+        assert_eq!(targets, [allow, allow, deny, allow]);
+        assert!(p.contains(&mov64_imm(R1, 4)) && p.contains(&mov64_imm(R1, 2)));
+    }
+
+    #[test]
+    fn map_keys_are_user_port_as_loaded() {
+        // user_port holds the port in network byte order in its low 16 bits.
+        let loaded = u32::from(u16::from_ne_bytes(8080u16.to_be_bytes()));
+        assert_eq!(key(8080), loaded);
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub mod telemetry;
 use super::{CellInfo, CellSpec, CellStats, DenyCounters, ExecSpec, Kernel, Target};
 use anyhow::{bail, Context, Result};
 use sha2::Digest;
-use state::{CellRecord, Locked, Store};
+use state::{BindGuardIds, CellRecord, Locked, Store, Table};
 use std::path::{Path, PathBuf};
 
 pub struct LinuxKernel {
@@ -100,37 +100,47 @@ impl LinuxKernel {
         self
     }
 
-    /// Takes the lock and drops cells whose init has died (reported on stderr).
+    /// Takes the lock, drops cells whose init has died (reported on stderr)
+    /// and detaches the bind programs if no cell reserves ports any more.
     fn lock(&self) -> Result<Locked> {
         let mut locked = self.store.lock()?;
         let (alive, dead): (Vec<_>, Vec<_>) = std::mem::take(&mut locked.table.cells)
             .into_iter()
             .partition(ns::init_alive);
         locked.table.cells = alive;
-        if !dead.is_empty() {
-            for cell in &dead {
-                log::warn!(
-                    "{}: its init process (pid {}) died; removing the cell",
-                    describe(cell),
-                    cell.init_pid
-                );
-                if let Err(e) = self.teardown(cell) {
-                    log::warn!("{}: cleaning up: {e:#}", describe(cell));
-                }
+        let mut changed = !dead.is_empty();
+        for cell in &dead {
+            log::warn!(
+                "{}: its init process (pid {}) died; removing the cell",
+                describe(cell),
+                cell.init_pid
+            );
+            if let Err(e) = self.teardown(cell, locked.table.bind_guard.as_ref()) {
+                log::warn!("{}: cleaning up: {e:#}", describe(cell));
             }
+        }
+        match self.drop_unused_guard(&mut locked.table) {
+            Ok(detached) => changed |= detached,
+            Err(e) => log::warn!("{e:#}"),
+        }
+        if changed {
             locked.save()?;
         }
         Ok(locked)
     }
 
-    /// Removes everything a cell has on the host: bind programs, processes
-    /// (through cgroup.kill, the init included), cgroup, runtime files.
-    fn teardown(&self, cell: &CellRecord) -> Result<()> {
-        if let Some(ids) = &cell.bind_guard {
-            bpf::unguard(&self.cgroups.root, ids)?;
-        }
+    /// Removes everything a cell has on the host: processes (through
+    /// cgroup.kill, the init included), cgroup, reserved ports, runtime files.
+    /// The ports go after the processes: a crash in between leaves a dead
+    /// cell, whose clean-up comes back here.
+    fn teardown(&self, cell: &CellRecord, guard: Option<&BindGuardIds>) -> Result<()> {
         ns::stop_init(cell)?;
         cgroup::remove(&cell.cgroup)?;
+        if let (Some(ids), false) = (guard, cell.ports.is_empty()) {
+            if let Some(guard) = bpf::Guard::open(ids)? {
+                guard.release(&cell.ports)?;
+            }
+        }
         let dir = self.store.cell_dir(cell.id);
         match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -138,6 +148,75 @@ impl LinuxKernel {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Detaches the bind programs once no cell reserves ports, so none
+    /// outlives the cells. Returns whether the table changed.
+    fn drop_unused_guard(&self, table: &mut Table) -> Result<bool> {
+        match table.bind_guard {
+            Some(ids) if table.cells.iter().all(|c| c.ports.is_empty()) => {
+                bpf::detach(&self.cgroups.root, &ids)
+                    .context("detaching the reserved-port programs")?;
+                table.bind_guard = None;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// The installation's bind programs, if attached. Recorded ones of which a
+    /// part is gone (a crash before attaching) are detached and forgotten.
+    fn open_guard(&self, table: &mut Table) -> Result<Option<bpf::Guard>> {
+        let Some(ids) = table.bind_guard else {
+            return Ok(None);
+        };
+        if let Some(guard) = bpf::Guard::open(&ids)? {
+            return Ok(Some(guard));
+        }
+        bpf::detach(&self.cgroups.root, &ids)?;
+        table.bind_guard = None;
+        Ok(None)
+    }
+
+    /// Loads and attaches the installation's bind programs; `member` is the
+    /// init of a cell, which tells the level of cells in the hierarchy.
+    fn install_guard(&self, locked: &mut Locked, member: i32) -> Result<bpf::Guard> {
+        let cell_level = cgroup::level_of_member(member)?;
+        let cells_level = cell_level
+            .checked_sub(2)
+            .with_context(|| format!("cell cgroup at level {cell_level}: expected 2 or deeper"))?;
+        let loaded = bpf::Loaded::new(bpf::Place {
+            cell_level,
+            cells_id: cgroup::id(&self.cgroups.cells)?,
+            cells_level,
+        })?;
+        // Recorded first: a crash must not leave attached programs no state names.
+        locked.table.bind_guard = Some(loaded.ids()?);
+        locked.save()?;
+        loaded.attach(&self.cgroups.root)
+    }
+
+    /// Enters a new cell's ports in the port map, attaching the programs for
+    /// the first such cell. `sweep`: a create with this id crashed, so its
+    /// ports may be in the map though no cell owns them; remove those.
+    fn reserve(&self, locked: &mut Locked, cell: &CellRecord, sweep: bool) -> Result<()> {
+        if cell.ports.is_empty() && !sweep {
+            return Ok(());
+        }
+        let guard = match self.open_guard(&mut locked.table)? {
+            Some(guard) => guard,
+            None if cell.ports.is_empty() => return Ok(()),
+            None => self.install_guard(locked, cell.init_pid)?,
+        };
+        if sweep {
+            let stale: Vec<u16> = guard
+                .ports()?
+                .into_iter()
+                .filter(|p| !locked.table.cells.iter().any(|c| c.ports.contains(p)))
+                .collect();
+            guard.release(&stale)?;
+        }
+        guard.reserve(&cell.ports, cgroup::id(&cell.cgroup)?)
     }
 
     fn find_in<'a>(locked: &'a Locked, target: &Target) -> Result<&'a CellRecord> {
@@ -195,7 +274,6 @@ impl LinuxKernel {
             init_pid: 0,
             init_start: 0,
             cgroup: cg.clone(),
-            bind_guard: None,
         };
         record.init_pid = ns::start_init(&ns::InitSpec {
             program: &self.init_program,
@@ -207,19 +285,6 @@ impl LinuxKernel {
         .context("starting the cell init")?;
         record.init_start =
             ns::start_time(record.init_pid).context("the cell init exited right after start-up")?;
-        if !spec.ports.is_empty() {
-            let cell_level = cgroup::level_of_member(record.init_pid)?;
-            let place = bpf::CellCgroups {
-                cell_id: cgroup::id(&cg)?,
-                cell_level,
-                cells_id: cgroup::id(&self.cgroups.cells)?,
-                cells_level: cell_level - 2,
-            };
-            record.bind_guard = Some(
-                bpf::guard(&self.cgroups.root, &spec.name, &spec.ports, place)
-                    .context("reserving ports")?,
-            );
-        }
         Ok(record)
     }
 }
@@ -246,7 +311,14 @@ impl Kernel for LinuxKernel {
         if id > u64::from(u32::MAX) {
             bail!("cell ids are exhausted");
         }
-        let record = match self.build(id, spec) {
+        // A cgroup left with this id means a create crashed before recording it.
+        let crashed_before = self.cgroups.cell(id).exists();
+        let built = self.build(id, spec).and_then(|record| {
+            self.reserve(&mut locked, &record, crashed_before)
+                .context("reserving ports")?;
+            Ok(record)
+        });
+        let record = match built {
             Ok(r) => r,
             Err(e) => {
                 let partial = CellRecord {
@@ -254,15 +326,17 @@ impl Kernel for LinuxKernel {
                     name: spec.name.clone(),
                     root: spec.root.clone(),
                     profile: spec.profile,
-                    ports: Vec::new(),
+                    ports: spec.ports.clone(),
                     rlimits: spec.rlimits,
                     created_ns: 0,
                     init_pid: 0,
                     init_start: 0,
                     cgroup: self.cgroups.cell(id),
-                    bind_guard: None,
                 };
-                let _ = self.teardown(&partial);
+                let _ = self.teardown(&partial, locked.table.bind_guard.as_ref());
+                if self.drop_unused_guard(&mut locked.table).unwrap_or(false) {
+                    let _ = locked.save();
+                }
                 return Err(e);
             }
         };
@@ -270,7 +344,7 @@ impl Kernel for LinuxKernel {
         locked.table.cells.push(record);
         if let Err(e) = locked.save() {
             let record = locked.table.cells.pop().expect("just pushed");
-            let _ = self.teardown(&record);
+            let _ = self.teardown(&record, locked.table.bind_guard.as_ref());
             return Err(e);
         }
         Ok(id)
@@ -289,14 +363,15 @@ impl Kernel for LinuxKernel {
                 if members.len() == 1 { "it" } else { "them" }
             );
         }
-        self.teardown(&cell)
+        self.teardown(&cell, locked.table.bind_guard.as_ref())
             .with_context(|| format!("tearing down {}", describe(&cell)))?;
         locked.table.cells.retain(|c| c.id != cell.id);
+        let detached = self.drop_unused_guard(&mut locked.table);
         locked.save()?;
         if locked.table.cells.is_empty() {
             self.cgroups.prune_run();
         }
-        Ok(())
+        detached.map(drop)
     }
 
     fn list(&self) -> Result<Vec<CellInfo>> {
@@ -313,6 +388,10 @@ impl Kernel for LinuxKernel {
     fn stats(&self) -> Result<Vec<CellStats>> {
         let locked = self.lock()?;
         let now = monotonic_ns();
+        let guard = match locked.table.bind_guard {
+            Some(ids) => bpf::Guard::open(&ids)?,
+            None => None,
+        };
         Ok(locked
             .table
             .cells
@@ -325,7 +404,7 @@ impl Kernel for LinuxKernel {
                     cpu10s: sample.cpu10s,
                     memory: sample.memory,
                     denies: DenyCounters {
-                        bind: c.bind_guard.map_or(0, |g| bpf::denied_binds(g.counter_map)),
+                        bind: guard.as_ref().map_or(0, |g| g.denied_binds(&c.ports)),
                         ..DenyCounters::default()
                     },
                 }

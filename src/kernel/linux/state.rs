@@ -8,12 +8,12 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
-/// The ids of a cell's bind programs and their deny counter map (see `bpf`).
+/// The ids of the installation's bind programs and their port map (see `bpf`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BindGuardIds {
     pub prog4: u32,
     pub prog6: u32,
-    pub counter_map: u32,
+    pub ports_map: u32,
 }
 
 /// One cell as the backend records it.
@@ -34,7 +34,6 @@ pub struct CellRecord {
     pub init_start: u64,
     /// The cell's cgroup2 directory.
     pub cgroup: PathBuf,
-    pub bind_guard: Option<BindGuardIds>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -42,6 +41,10 @@ pub struct Table {
     /// The next id to hand out: starts at 1, never decreases.
     pub next_id: u64,
     pub cells: Vec<CellRecord>,
+    /// The bind programs enforcing the cells' reserved ports: recorded before
+    /// they are attached, cleared once detached (see `bpf`).
+    #[serde(default)]
+    pub bind_guard: Option<BindGuardIds>,
 }
 
 /// Where the table lives.
@@ -88,7 +91,7 @@ impl Store {
                 .with_context(|| format!("reading cell table {}", path.display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Table {
                 next_id: 1,
-                cells: Vec::new(),
+                ..Table::default()
             },
             Err(e) => {
                 return Err(e).with_context(|| format!("reading cell table {}", path.display()))
@@ -133,11 +136,11 @@ mod tests {
             init_pid: 42,
             init_start: 7,
             cgroup: "/sys/fs/cgroup/cells/x/1".into(),
-            bind_guard: Some(BindGuardIds {
-                prog4: 1,
-                prog6: 2,
-                counter_map: 3,
-            }),
+        });
+        locked.table.bind_guard = Some(BindGuardIds {
+            prog4: 1,
+            prog6: 2,
+            ports_map: 3,
         });
         locked.save().unwrap();
         let expected = locked.table.clone();
