@@ -396,6 +396,164 @@ fn reserved_ports_belong_to_their_cell_alone() {
     assert_eq!(perl_bind(&env, &other, false, false, p), "bound");
 }
 
+/// More port-reserving cells than one cgroup attach point takes programs
+/// (64): the installation's single program pair serves them all, enforces each
+/// reservation, counts denials per cell and is detached with the last cell.
+#[test]
+fn one_program_pair_guards_more_cells_than_an_attach_point_takes() {
+    if !privileged("one_program_pair_guards_more_cells_than_an_attach_point_takes") {
+        return;
+    }
+    use cells::kernel::linux::{bpf, cgroup, state::Store, LinuxKernel};
+    use cells::kernel::{CellSpec, Kernel, Profile, Rlimits, Target};
+    const CELLS: u16 = 70;
+    let pid = std::process::id();
+    // Clear of the ports `cellenv::port` and the other suites hand out.
+    let base = 56_000 + (pid % 60) as u16 * 80;
+    let mut env = Env::new("many");
+    let root = env.root("m", true);
+    // Through the library: 70 cellctl runs each way would dominate the test.
+    let kernel = LinuxKernel::open(&env.config())
+        .unwrap()
+        .with_init_program(cellenv::BIN.into());
+    let names: Vec<String> = (0..CELLS).map(|k| format!("m{k}x{pid}")).collect();
+    for (k, name) in names.iter().enumerate() {
+        kernel
+            .create(&CellSpec {
+                name: name.clone(),
+                root: root.clone(),
+                profile: Profile::Low,
+                ports: vec![base + k as u16],
+                rlimits: Rlimits::default(),
+            })
+            .unwrap_or_else(|e| panic!("creating cell {k} of {CELLS}: {e:#}"));
+    }
+
+    let cgroup_root = cgroup::detect(env.config().cgroup_root.as_deref()).unwrap();
+    let store = Store::new(env.dir.join("run/kernel"));
+    let ids = store
+        .lock()
+        .unwrap()
+        .table
+        .bind_guard
+        .expect("no guard recorded");
+    let attached = |attach_type| bpf::attached_programs(&cgroup_root, attach_type).unwrap();
+    assert!(attached(bpf::BPF_CGROUP_INET4_BIND).contains(&ids.prog4));
+    assert!(attached(bpf::BPF_CGROUP_INET6_BIND).contains(&ids.prog6));
+
+    let (owner, other, p) = (&names[40], &names[41], base + 40);
+    for v6 in [false, true] {
+        assert_eq!(perl_bind(&env, owner, v6, false, p), "bound", "v6 {v6}");
+        let denied = perl_bind(&env, other, v6, false, p);
+        assert!(
+            denied.contains("not permitted"),
+            "other cell bound {p}: {denied}"
+        );
+        assert_eq!(
+            host_bind(65534, v6, true, p),
+            EPERM,
+            "host uid 65534, v6 {v6}"
+        );
+        assert_eq!(host_bind(0, v6, true, p), 0, "host root, v6 {v6}");
+    }
+    let denies = |name: &str| {
+        let stats = kernel.stats().unwrap();
+        let cell = stats.iter().find(|s| s.info.name == name).unwrap();
+        cell.denies.bind
+    };
+    assert_eq!(denies(owner), 4, "denied binds of {owner}'s port");
+    assert_eq!(denies(other), 0, "denied binds of {other}'s port");
+
+    for name in &names {
+        kernel.destroy(&Target::Name(name.clone())).unwrap();
+    }
+    assert_eq!(store.lock().unwrap().table.bind_guard, None);
+    assert!(!attached(bpf::BPF_CGROUP_INET4_BIND).contains(&ids.prog4));
+    assert!(!attached(bpf::BPF_CGROUP_INET6_BIND).contains(&ids.prog6));
+    assert_eq!(host_bind(65534, false, false, p), 0);
+}
+
+/// A create that crashed after reserving its ports but before recording the
+/// cell leaves them in the port map: the next create with that id sweeps them.
+#[test]
+fn ports_of_a_create_that_crashed_are_swept() {
+    if !privileged("ports_of_a_create_that_crashed_are_swept") {
+        return;
+    }
+    let mut env = Env::new("crashed");
+    let root = env.root("a", false);
+    let pid = std::process::id();
+    let (kept, lost) = (port(4, 0), port(4, 1));
+    env.create(&format!("ck{pid}"), &root, &["-r", &kept.to_string()]);
+    let id = env.create(&format!("cl{pid}"), &root, &["-r", &lost.to_string()]);
+    // Forget the second cell as that crash would: its init and cgroup remain.
+    let store = cells::kernel::linux::state::Store::new(env.dir.join("run/kernel"));
+    let mut locked = store.lock().unwrap();
+    let crashed = locked.table.cells.pop().unwrap();
+    locked.table.next_id = id;
+    locked.save().unwrap();
+    drop(locked);
+    assert_eq!(host_bind(65534, false, false, lost), EPERM, "stale entry");
+
+    assert_eq!(env.create(&format!("cn{pid}"), &root, &[]), id);
+    assert_eq!(host_bind(65534, false, false, lost), 0, "stale entry kept");
+    assert_eq!(
+        host_bind(65534, false, false, kept),
+        EPERM,
+        "live entry swept"
+    );
+    assert!(
+        !cells::kernel::linux::cgroup::procs(&crashed.cgroup)
+            .unwrap()
+            .contains(&crashed.init_pid),
+        "the crashed create's init still runs"
+    );
+}
+
+/// Recorded programs that are not attached (a crash between recording and
+/// attaching them, a detach by hand) are forgotten, and the next create
+/// attaches a new pair that guards every recorded cell's ports again.
+#[test]
+fn a_lost_program_pair_is_replaced() {
+    if !privileged("a_lost_program_pair_is_replaced") {
+        return;
+    }
+    use cells::kernel::linux::{bpf, cgroup, state::BindGuardIds, state::Store};
+    let mut env = Env::new("lost");
+    let root = env.root("a", false);
+    let pid = std::process::id();
+    let (p, q) = (port(5, 0), port(5, 1));
+    let store = Store::new(env.dir.join("run/kernel"));
+    env.create(&format!("lp{pid}"), &root, &[]);
+    let never_attached = BindGuardIds {
+        prog4: u32::MAX,
+        prog6: u32::MAX,
+        ports_map: u32::MAX,
+    };
+    let mut locked = store.lock().unwrap();
+    locked.table.bind_guard = Some(never_attached);
+    locked.save().unwrap();
+    drop(locked);
+    env.ok(&["list"]);
+    assert_eq!(store.lock().unwrap().table.bind_guard, None);
+
+    env.create(&format!("lq{pid}"), &root, &["-r", &p.to_string()]);
+    let first = store.lock().unwrap().table.bind_guard.unwrap();
+    let cgroup_root = cgroup::detect(env.config().cgroup_root.as_deref()).unwrap();
+    bpf::detach(&cgroup_root, &first).unwrap();
+    assert_eq!(host_bind(65534, false, false, p), 0, "detached by hand");
+
+    env.create(&format!("lr{pid}"), &root, &["-r", &q.to_string()]);
+    let second = store.lock().unwrap().table.bind_guard.unwrap();
+    assert_ne!(second.prog4, first.prog4);
+    assert_eq!(
+        host_bind(65534, false, false, p),
+        EPERM,
+        "recorded cell's port"
+    );
+    assert_eq!(host_bind(65534, false, false, q), EPERM, "new cell's port");
+}
+
 /// Each check: (what, script that must fail in the cell).
 const HOST_ADMINISTRATION: &[(&str, &str)] = &[
     ("mount", "mount -t tmpfs none /tmp"),

@@ -516,14 +516,16 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// Finds an attached guard by its ids; `None` if any part is gone (a
-    /// crash before attaching: the kernel freed what nobody held).
-    pub fn open(ids: &BindGuardIds) -> Result<Option<Guard>> {
-        for id in [ids.prog4, ids.prog6] {
-            match fd_by_id(BPF_PROG_GET_FD_BY_ID, id) {
-                Ok(_) => {}
-                Err(e) if is_enoent(&e) => return Ok(None),
-                Err(e) => return Err(e).with_context(|| format!("finding bind program {id}")),
+    /// Finds the guard by its ids; `None` unless both programs are attached
+    /// at the hierarchy root (after a crash before attaching, or a detach by
+    /// hand).
+    pub fn open(cgroup_root: &Path, ids: &BindGuardIds) -> Result<Option<Guard>> {
+        for (id, attach_type) in [
+            (ids.prog4, BPF_CGROUP_INET4_BIND),
+            (ids.prog6, BPF_CGROUP_INET6_BIND),
+        ] {
+            if !attached_programs(cgroup_root, attach_type)?.contains(&id) {
+                return Ok(None);
             }
         }
         match fd_by_id(BPF_MAP_GET_FD_BY_ID, ids.ports_map) {

@@ -137,7 +137,7 @@ impl LinuxKernel {
         ns::stop_init(cell)?;
         cgroup::remove(&cell.cgroup)?;
         if let (Some(ids), false) = (guard, cell.ports.is_empty()) {
-            if let Some(guard) = bpf::Guard::open(ids)? {
+            if let Some(guard) = bpf::Guard::open(&self.cgroups.root, ids)? {
                 guard.release(&cell.ports)?;
             }
         }
@@ -165,12 +165,13 @@ impl LinuxKernel {
     }
 
     /// The installation's bind programs, if attached. Recorded ones of which a
-    /// part is gone (a crash before attaching) are detached and forgotten.
+    /// part is not attached (a crash before attaching, a detach by hand) are
+    /// detached and forgotten.
     fn open_guard(&self, table: &mut Table) -> Result<Option<bpf::Guard>> {
         let Some(ids) = table.bind_guard else {
             return Ok(None);
         };
-        if let Some(guard) = bpf::Guard::open(&ids)? {
+        if let Some(guard) = bpf::Guard::open(&self.cgroups.root, &ids)? {
             return Ok(Some(guard));
         }
         bpf::detach(&self.cgroups.root, &ids)?;
@@ -178,8 +179,9 @@ impl LinuxKernel {
         Ok(None)
     }
 
-    /// Loads and attaches the installation's bind programs; `member` is the
-    /// init of a cell, which tells the level of cells in the hierarchy.
+    /// Loads and attaches the installation's bind programs and enters the
+    /// recorded cells' ports (some, if their programs were detached by hand);
+    /// `member` is the init of a cell, which tells the level of cells.
     fn install_guard(&self, locked: &mut Locked, member: i32) -> Result<bpf::Guard> {
         let cell_level = cgroup::level_of_member(member)?;
         let cells_level = cell_level
@@ -193,7 +195,11 @@ impl LinuxKernel {
         // Recorded first: a crash must not leave attached programs no state names.
         locked.table.bind_guard = Some(loaded.ids()?);
         locked.save()?;
-        loaded.attach(&self.cgroups.root)
+        let guard = loaded.attach(&self.cgroups.root)?;
+        for cell in locked.table.cells.iter().filter(|c| !c.ports.is_empty()) {
+            guard.reserve(&cell.ports, cgroup::id(&cell.cgroup)?)?;
+        }
+        Ok(guard)
     }
 
     /// Enters a new cell's ports in the port map, attaching the programs for
@@ -389,7 +395,7 @@ impl Kernel for LinuxKernel {
         let locked = self.lock()?;
         let now = monotonic_ns();
         let guard = match locked.table.bind_guard {
-            Some(ids) => bpf::Guard::open(&ids)?,
+            Some(ids) => bpf::Guard::open(&self.cgroups.root, &ids)?,
             None => None,
         };
         Ok(locked
