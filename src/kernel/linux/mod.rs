@@ -7,7 +7,7 @@
 //! * `ns`: the per-cell init holding the namespaces; `enter`: running commands in a cell;
 //! * `rootfs`: the cell's `/` (pivot_root, fresh /proc, minimal /dev);
 //! * `caps`, `seccomp`: the hardening profiles;
-//! * `bpf`: reserved ports (cgroup bind programs);
+//! * `bpf`: reserved ports (one cgroup bind program pair and port map per run directory);
 //! * `telemetry`: the init's 1 Hz sampler.
 
 pub mod bpf;
