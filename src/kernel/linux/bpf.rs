@@ -22,7 +22,15 @@
 //! Installations (parallel test runs) own separate pairs and maps, so they
 //! coexist without pinning anything in bpffs. The attachment survives the
 //! creating process (the cgroup holds the programs, the programs hold the map);
-//! later commands find them again by the ids in the cell table.
+//! later commands find them again by the ids in the cell table. A cell's
+//! `DENY_BIND` is the sum of its ports' counters.
+//!
+//! After a crash (see the backend's `create` and `teardown`): the ids are
+//! recorded before the pair is attached, and a recorded pair that is not
+//! attached is replaced; a cell's ports are removed after its processes, so a
+//! crash in between leaves a dead cell whose clean-up removes them; ports a
+//! crashed `create` entered for a cell it never recorded are swept by the next
+//! `create` (it finds that cell's cgroup left over).
 
 use super::state::BindGuardIds;
 use anyhow::{bail, Context, Result};
@@ -180,7 +188,8 @@ fn program(place: Place, ports_map_fd: i32) -> Vec<Insn> {
     ]);
     let allow_owner = p.len();
     p.push(jeq_reg(R0, R1, 0)); // patched to ALLOW
-                                // Host root (uid 0 outside every cell) bypasses the reservation.
+
+    // Host root (uid 0 outside every cell) bypasses the reservation.
     p.extend([call(HELPER_GET_CURRENT_UID_GID), mov32_self(R0)]);
     let deny_non_root = p.len();
     p.push(jne_imm(R0, 0, 0)); // patched to DENY

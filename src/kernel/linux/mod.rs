@@ -377,7 +377,8 @@ impl Kernel for LinuxKernel {
         if locked.table.cells.is_empty() {
             self.cgroups.prune_run();
         }
-        detached.map(drop)
+        detached?;
+        Ok(())
     }
 
     fn list(&self) -> Result<Vec<CellInfo>> {
