@@ -20,11 +20,13 @@ pub mod mounts;
 mod volume;
 
 pub use cell::{
-    format_limit, format_ports, parse_names, parse_ports, parse_yes_no, yes_no, CellManifest,
-    LogSettings, CELL_KEYS, FACILITIES, LEVELS,
+    format_limit, format_ports, parse_names, parse_ports, CellManifest, LogSettings, CELL_KEYS,
+    FACILITIES, LEVELS,
 };
 pub use mounts::{Mount, MountSource};
 pub use volume::{format_mode, parse_mode, VolumeManifest, VOLUME_KEYS};
+// Manifests read and write booleans as every rc.conf-style file does.
+pub use crate::engine::rcconf::{parse_yes_no, yes_no};
 
 use crate::engine::config::Config;
 use crate::engine::fsutil::write_atomic;
