@@ -1,9 +1,9 @@
 //! cellmgr at desired scope, through the real binary: manifests written and
 //! validated, the read contract, confirmations, the lock, edit. Needs no root.
 
-mod mgr_support;
+mod support;
 
-use mgr_support::World;
+use support::world::World;
 
 #[test]
 fn create_set_and_the_read_contract() {

@@ -2,9 +2,10 @@
 //! host's base, kernel cell, supervised service, volumes, reserved ports, stop,
 //! prune, orphans and crash leftovers. Needs root and busybox.
 
-mod mgr_support;
+mod support;
 
-use mgr_support::{bind_as, http_get, port, root_or_skip, World};
+use support::world::{bind_as, http_get, World};
+use support::{busybox, fresh_dir, port, root_or_skip};
 
 fn setup_web(w: &World, name: &str, http: u16, spare: u16) {
     w.ok(&["volume", "create", "www", "--scope", "both"]);
@@ -304,14 +305,9 @@ fn directory_base_and_guarded_host_mounts() {
         return;
     }
     // A base tree of one static busybox; host mounts allowed.
-    let base = std::env::temp_dir().join(format!("cmt-base-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
+    let base = fresh_dir("cmt-base", "dirbase");
     std::fs::create_dir_all(base.join("bin")).unwrap();
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .unwrap();
-    std::fs::copy(busybox, base.join("bin/busybox")).unwrap();
+    std::fs::copy(busybox().unwrap(), base.join("bin/busybox")).unwrap();
     std::os::unix::fs::symlink("busybox", base.join("bin/sh")).unwrap();
     let shared = base.with_extension("shared");
     std::fs::create_dir_all(&shared).unwrap();
