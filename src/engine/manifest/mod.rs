@@ -310,6 +310,14 @@ fn prepare_text(
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
+/// Replaces the manifest at `path` with `text` atomically, creating the
+/// manifest directory first if needed.
+fn store(cfg: &Config, path: &Path, text: &str) -> Result<()> {
+    std::fs::create_dir_all(&cfg.manifest_dir)
+        .with_context(|| format!("creating {}", cfg.manifest_dir.display()))?;
+    write_atomic(path, text.as_bytes())
+}
+
 /// Creates or updates `<name>.cell` with `updates` (`None` removes a key). The
 /// result is validated, including that its volumes and dependencies are
 /// declared, before the file is replaced atomically; on error nothing changes.
@@ -324,9 +332,7 @@ pub fn write_cell(
     let header = format!("# Cell {name}: desired state for cellmgr(8); keys in cells(5).");
     let text = prepare_text(&path, mode, &header, updates)?;
     let m = validate_cell_text(cfg, name, &text)?;
-    std::fs::create_dir_all(&cfg.manifest_dir)
-        .with_context(|| format!("creating {}", cfg.manifest_dir.display()))?;
-    write_atomic(&path, text.as_bytes())?;
+    store(cfg, &path, &text)?;
     Ok(m)
 }
 
@@ -362,9 +368,7 @@ pub fn write_volume(
     let header = format!("# Volume {name}: desired state for cellmgr(8); keys in cells(5).");
     let text = prepare_text(&path, mode, &header, updates)?;
     let m = VolumeManifest::parse(&path, &text, name)?;
-    std::fs::create_dir_all(&cfg.manifest_dir)
-        .with_context(|| format!("creating {}", cfg.manifest_dir.display()))?;
-    write_atomic(&path, text.as_bytes())?;
+    store(cfg, &path, &text)?;
     Ok(m)
 }
 
