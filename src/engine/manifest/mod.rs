@@ -29,7 +29,7 @@ pub use volume::{format_mode, parse_mode, VolumeManifest, VOLUME_KEYS};
 pub use crate::engine::rcconf::{parse_yes_no, yes_no};
 
 use crate::engine::config::Config;
-use crate::engine::fsutil::write_atomic;
+use crate::engine::fsutil::{read_optional, write_atomic};
 use crate::engine::rcconf::FileError;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -90,28 +90,31 @@ fn read(path: &Path) -> Result<String, FileError> {
 /// Reads one cell manifest, if it exists.
 pub fn load_cell(cfg: &Config, name: &str) -> Result<Option<CellManifest>> {
     crate::names::validate("cell", name)?;
-    let path = cell_path(cfg, name);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(CellManifest::parse(
-            &path,
-            &text,
-            name,
-            cfg.allow_host_mounts,
-        )?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
+    load_cell_file(cfg, &cell_path(cfg, name), name)
+}
+
+/// Reads a file in the cell format (a manifest, or a rendered `cell.conf`) of
+/// cell `name`, if it exists.
+pub fn load_cell_file(cfg: &Config, path: &Path, name: &str) -> Result<Option<CellManifest>> {
+    let Some(text) = read_optional(path)? else {
+        return Ok(None);
+    };
+    Ok(Some(CellManifest::parse(
+        path,
+        &text,
+        name,
+        cfg.allow_host_mounts,
+    )?))
 }
 
 /// Reads one volume manifest, if it exists.
 pub fn load_volume(cfg: &Config, name: &str) -> Result<Option<VolumeManifest>> {
     crate::names::validate("volume", name)?;
     let path = volume_path(cfg, name);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(VolumeManifest::parse(&path, &text, name)?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
+    let Some(text) = read_optional(&path)? else {
+        return Ok(None);
+    };
+    Ok(Some(VolumeManifest::parse(&path, &text, name)?))
 }
 
 impl Desired {
@@ -272,14 +275,6 @@ fn check_refs(
         }
     }
     errors
-}
-
-fn read_optional(path: &Path) -> Result<Option<String>> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => Ok(Some(t)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
 }
 
 /// Whether a write creates a file or changes an existing one.

@@ -22,7 +22,7 @@ mod render;
 pub use render::{render, RenderOutcome};
 
 use crate::engine::config::Config;
-use crate::engine::manifest::CellManifest;
+use crate::engine::manifest::{self, CellManifest};
 use anyhow::{Context, Result};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -63,17 +63,7 @@ impl CellPaths {
 
 /// Reads the rendered `cell.conf`, if there is one.
 pub fn load_rendered(cfg: &Config, name: &str) -> Result<Option<CellManifest>> {
-    let p = CellPaths::new(cfg, name);
-    match std::fs::read_to_string(&p.conf) {
-        Ok(text) => Ok(Some(CellManifest::parse(
-            &p.conf,
-            &text,
-            name,
-            cfg.allow_host_mounts,
-        )?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", p.conf.display())),
-    }
+    manifest::load_cell_file(cfg, &CellPaths::new(cfg, name).conf, name)
 }
 
 /// `dir`'s entries as (file name, is a directory); none when `dir` is missing.
