@@ -68,14 +68,7 @@ fn full_lifecycle() {
     // The service serves the read-only volume.
     assert_eq!(http_get(http).as_deref(), Some("hello from the volume\n"));
     assert_eq!(
-        w.ok(&[
-            "volume",
-            "list",
-            "-T",
-            "-H",
-            "-o",
-            "name,state,mounted,used_by"
-        ]),
+        w.volume_rows("name,state,mounted,used_by"),
         "data\tmanaged\t1\tweb\nwww\tmanaged\t1\tweb\n"
     );
     // Read-only stays read-only; the rw volume takes writes; the base is the host's.
@@ -117,10 +110,7 @@ fn full_lifecycle() {
     );
     assert_eq!(w.rows("name,state,running,cid"), "web\tparked\t0\t\n");
     assert!(w.mounts().is_empty(), "{:?}", w.mounts());
-    assert_eq!(
-        w.ok(&["volume", "list", "-T", "-H", "-o", "name,mounted"]),
-        "data\t0\nwww\t0\n"
-    );
+    assert_eq!(w.volume_rows("name,mounted"), "data\t0\nwww\t0\n");
     assert!(http_get_once(http).is_none());
     // The overlay kept what the cell wrote into its own tree.
     assert!(w.data_dir().join("web/overlay/upper/etc/hostname").exists());

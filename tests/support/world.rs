@@ -128,6 +128,11 @@ impl World {
         self.ok(&["cell", "list", "-T", "-H", "-o", fields])
     }
 
+    /// `volume list -T -H -o <fields>` as text.
+    pub fn volume_rows(&self, fields: &str) -> String {
+        self.ok(&["volume", "list", "-T", "-H", "-o", fields])
+    }
+
     pub fn write_manifest(&self, file: &str, text: &str) {
         std::fs::create_dir_all(self.manifest_dir()).unwrap();
         std::fs::write(self.manifest_dir().join(file), text).unwrap();
