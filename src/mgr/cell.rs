@@ -567,6 +567,23 @@ fn start_one(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<i32> {
     }
 }
 
+/// `start_one` for a command that starts several cells: its exit code is
+/// folded into `code`; a failure is reported and sets `code` to failure.
+/// Returns whether the cell could be started.
+fn start_reporting(cfg: &Config, kernel: &dyn Kernel, name: &str, code: &mut i32) -> bool {
+    match start_one(cfg, kernel, name) {
+        Ok(c) => {
+            *code = (*code).max(c);
+            true
+        }
+        Err(e) => {
+            eprintln!("cellmgr: starting cell {name}: {e:#}");
+            *code = EXIT_FAILURE;
+            false
+        }
+    }
+}
+
 /// Resolves `<name> | --all` for start/stop/restart.
 fn lifecycle_targets(
     cfg: &Config,
@@ -669,15 +686,8 @@ impl Run for Start {
             if scope.desired() && targets.contains(n) {
                 set_autostart(&cfg, n, true)?;
             }
-            match start_one(&cfg, kernel.as_ref(), n) {
-                Ok(c) => code = code.max(c),
-                Err(e) => {
-                    eprintln!("cellmgr: starting cell {n}: {e:#}");
-                    code = EXIT_FAILURE;
-                    if !self.all {
-                        break;
-                    }
-                }
+            if !start_reporting(&cfg, kernel.as_ref(), n, &mut code) && !self.all {
+                break;
             }
         }
         Ok(code)
@@ -791,13 +801,7 @@ impl Run for Restart {
             }
         }
         for n in &targets {
-            match start_one(&cfg, kernel.as_ref(), n) {
-                Ok(c) => code = code.max(c),
-                Err(e) => {
-                    eprintln!("cellmgr: starting cell {n}: {e:#}");
-                    code = EXIT_FAILURE;
-                }
-            }
+            start_reporting(&cfg, kernel.as_ref(), n, &mut code);
         }
         Ok(code)
     }
