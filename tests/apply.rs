@@ -181,6 +181,23 @@ fn naming_cells_pulls_in_dependencies_in_order() {
     assert_eq!(cells, ["db", "cache", "app"]);
     let all = stdout(&w.run(&["apply", "--dry-run", "--all"]));
     assert!(all.contains("cell other:"));
+    // Volumes come first, and only those the selected cells mount.
+    w.write_manifest("dbdata.volume", "");
+    w.write_manifest("otherdata.volume", "");
+    w.write_manifest(
+        "db.cell",
+        &cell(0, "", "CELL_VOLUME_MOUNTS=dbdata:/var/db\n"),
+    );
+    w.write_manifest(
+        "other.cell",
+        &cell(0, "", "CELL_VOLUME_MOUNTS=otherdata:/var/db\n"),
+    );
+    let lines = plan_lines(&stdout(&w.run(&["apply", "--dry-run", "app"])));
+    assert_eq!(
+        lines[0], "CREATE volume dbdata: runtime directory missing",
+        "{lines:?}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("otherdata")), "{lines:?}");
     let e = stderr(&w.run(&["apply", "--dry-run", "nosuch"]));
     assert!(e.contains("no manifest for cell nosuch"), "{e}");
 }
@@ -231,6 +248,47 @@ fn converged_apply_prints_only_noop_and_dry_run_exits_0() {
     assert!(lines.iter().all(|l| l.starts_with("NOOP ")), "{second}");
     let dry = w.run(&["apply", "--all", "--dry-run"]);
     assert_eq!(dry.status.code(), Some(0), "{}", stdout(&dry));
+    // A service change restarts web; --restart-changed also restarts its dependent.
+    let manifest = w.read_manifest("web.cell");
+    w.write_manifest(
+        "web.cell",
+        &format!("{manifest}CELL_SUPERVISE_TAG=web-v2\n"),
+    );
+    let plain = plan_lines(&stdout(&w.run(&["apply", "--all", "--dry-run"])));
+    assert!(
+        plain.contains(&"RESTART cell web: service changed".to_string()),
+        "{plain:?}"
+    );
+    assert!(
+        plain.contains(&"NOOP cell client: already converged".to_string()),
+        "{plain:?}"
+    );
+    let follow = plan_lines(&stdout(&w.run(&[
+        "apply",
+        "--all",
+        "--dry-run",
+        "--restart-changed",
+    ])));
+    assert!(
+        follow.contains(
+            &"RESTART cell client: dependency web restarted (--restart-changed)".to_string()
+        ),
+        "{follow:?}"
+    );
+    // A policy change (another reserved port) recreates the kernel cell.
+    w.write_manifest(
+        "web.cell",
+        &manifest.replace(
+            &format!("CELL_CREATE_RESERVED_PORTS={p}"),
+            &format!("CELL_CREATE_RESERVED_PORTS={p},{}", port(13)),
+        ),
+    );
+    let policy = plan_lines(&stdout(&w.run(&["apply", "--all", "--dry-run"])));
+    assert!(
+        policy.contains(&"RESTART cell web: policy changed (profile, ports or rlimits): recreate the kernel cell".to_string()),
+        "{policy:?}"
+    );
+    w.write_manifest("web.cell", &manifest);
     // The volume directory got its mode before the cell mounted it.
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(w.volume_dir().join("webdata"))

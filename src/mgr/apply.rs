@@ -81,21 +81,19 @@ impl Run for Apply {
             }
             (Err(e), false) => return Err(e),
         };
-        let running =
-            host::running_cells(&cfg, kernel.as_deref(), &desired).or_else(|e| {
-                match self.dry_run {
-                    true => {
-                        log::warn!("{e:#}; judging what runs from the supervisors alone");
-                        host::running_cells(&cfg, None, &desired)
-                    }
-                    false => Err(e),
-                }
-            })?;
+        let observed = match host::observe(&cfg, kernel.as_deref(), &desired) {
+            Ok(o) => o,
+            Err(e) if self.dry_run => {
+                log::warn!("{e:#}; judging what runs from the supervisors alone");
+                host::observe(&cfg, None, &desired)?
+            }
+            Err(e) => return Err(e),
+        };
         let opts = Options {
             reapply: self.reapply,
             restart_changed: self.restart_changed,
         };
-        let plan = inputs::build(&cfg, &desired, &self.names, opts, &running)?;
+        let plan = inputs::build(&cfg, &desired, &self.names, opts, &observed)?;
         let text = plan.to_string();
         if let Some(path) = &self.plan_out {
             crate::engine::fsutil::write_atomic(path, text.as_bytes())

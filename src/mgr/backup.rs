@@ -324,8 +324,8 @@ fn restore(
             a.name
         );
     };
-    let _lock = super::lock(cfg, &format!("{} backup restore {}", kind.noun(), a.name))?;
-    rt.thaw_leftovers();
+    // Ask before taking the lock (an operator may take a while to answer),
+    // then check that the archive is still the one confirmed.
     let b = backup::resolve(cfg, kind, &a.name, &sel)?;
     let target = backup::source_dir(cfg, kind, &a.name);
     let mut prompt = format!(
@@ -341,6 +341,9 @@ fn restore(
     }
     prompt.push('?');
     super::confirm(&prompt, a.yes)?;
+    let _lock = super::lock(cfg, &format!("{} backup restore {}", kind.noun(), a.name))?;
+    rt.thaw_leftovers();
+    let b = still_the_same(b, backup::resolve(cfg, kind, &a.name, &sel)?)?;
     let opts = backup::RestoreOptions {
         stop: a.stop,
         manifests: a.manifest,
@@ -372,7 +375,7 @@ fn delete(cfg: &Config, kind: Kind, a: DeleteArgs) -> Result<i32> {
     if a.keep.is_some() && !a.prune {
         bail!("--keep only applies with --prune");
     }
-    let _lock = super::lock(cfg, &format!("{} backup delete {}", kind.noun(), a.name))?;
+    let what = format!("{} backup delete {}", kind.noun(), a.name);
     match (sel, a.prune) {
         (Some(_), true) => {
             bail!("--prune deletes by age; it does not combine with --latest or --from")
@@ -380,19 +383,24 @@ fn delete(cfg: &Config, kind: Kind, a: DeleteArgs) -> Result<i32> {
         (None, false) => bail!("delete needs --latest, --from ARCHIVE or --prune"),
         (None, true) => {
             let keep = a.keep.unwrap_or(cfg.backup_keep);
-            let prompt = format!(
-                "Delete the archives of {} {} beyond the newest {keep}?",
-                kind.noun(),
-                a.name
-            );
             if keep > 0 {
-                super::confirm(&prompt, a.yes)?;
+                super::confirm(
+                    &format!(
+                        "Delete the archives of {} {} beyond the newest {keep}?",
+                        kind.noun(),
+                        a.name
+                    ),
+                    a.yes,
+                )?;
             }
+            let _lock = super::lock(cfg, &what)?;
             prune(cfg, kind, &a.name, a.keep, a.quiet)?;
         }
         (Some(sel), false) => {
             let b = backup::resolve(cfg, kind, &a.name, &sel)?;
             super::confirm(&format!("Delete {}?", b.path.display()), a.yes)?;
+            let _lock = super::lock(cfg, &what)?;
+            let b = still_the_same(b, backup::resolve(cfg, kind, &a.name, &sel)?)?;
             backup::delete(&b)?;
             if !a.quiet {
                 println!("deleted {}", b.path.display());
@@ -400,6 +408,17 @@ fn delete(cfg: &Config, kind: Kind, a: DeleteArgs) -> Result<i32> {
         }
     }
     Ok(crate::cli::EXIT_OK)
+}
+
+/// The archive resolved again under the lock must be the one the operator confirmed.
+fn still_the_same(confirmed: Backup, now: Backup) -> Result<Backup> {
+    if now.path != confirmed.path {
+        bail!(
+            "the newest archive changed to {} while waiting; nothing was changed, run the command again",
+            now.file_name()
+        );
+    }
+    Ok(now)
 }
 
 /// What backups ask of the running system, answered by the kernel port, the

@@ -290,7 +290,11 @@ pub fn stop(cfg: &Config, cell: &str, grace: Duration) -> anyhow::Result<()> {
         .with_context(|| format!("asking the supervisor of cell {cell} to stop"))?;
     kill(st.supervisor_pid as i32, libc::SIGTERM);
     // The supervisor needs the grace period plus a moment to reap and exit.
-    if wait_unlocked(&paths.lock, grace + Duration::from_secs(3))? {
+    if wait_exited(
+        &paths.lock,
+        st.supervisor_pid,
+        grace + Duration::from_secs(3),
+    )? {
         return Ok(());
     }
     // It did not finish in time: end the service and the supervisor here.
@@ -299,7 +303,7 @@ pub fn stop(cfg: &Config, cell: &str, grace: Duration) -> anyhow::Result<()> {
         kill(child as i32, libc::SIGKILL);
     }
     kill(st.supervisor_pid as i32, libc::SIGKILL);
-    if wait_unlocked(&paths.lock, Duration::from_secs(3))? {
+    if wait_exited(&paths.lock, st.supervisor_pid, Duration::from_secs(3))? {
         let _ = std::fs::remove_file(&paths.status);
         return Ok(());
     }
@@ -482,10 +486,12 @@ fn read_reply(fd: OwnedFd, timeout: Duration) -> anyhow::Result<String> {
 }
 
 /// Polls until no supervisor holds the lock; false on timeout.
-fn wait_unlocked(lock: &std::path::Path, timeout: Duration) -> anyhow::Result<bool> {
+/// Waits until the supervisor released its lock and finished exiting, so that
+/// callers may rely on it being gone when `stop` returns.
+fn wait_exited(lock: &std::path::Path, pid: u32, timeout: Duration) -> anyhow::Result<bool> {
     let deadline = Instant::now() + timeout;
     loop {
-        if !status::is_locked(lock)? {
+        if !status::is_locked(lock)? && !status::pid_running(pid) {
             return Ok(true);
         }
         if Instant::now() >= deadline {

@@ -170,6 +170,28 @@ pub fn pid_alive(pid: u32) -> bool {
     pid > 0 && (unsafe { libc::kill(pid, 0) } == 0 || last_errno() == libc::EPERM)
 }
 
+/// True while `pid` is still running: alive and not yet a zombie. A process
+/// releases its locks (closes its files) before it turns into a zombie, so a
+/// released lock alone does not mean the process is gone.
+pub fn pid_running(pid: u32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        // The state follows the parenthesised command name, which may hold spaces.
+        !matches!(
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next()),
+            Some('Z' | 'X') | None
+        )
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        pid_alive(pid)
+    }
+}
+
 fn last_errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
@@ -221,7 +243,9 @@ mod tests {
 
     #[test]
     fn the_lock_is_seen_while_held_and_released_on_drop() {
-        let dir = std::env::temp_dir().join(format!("cells-lock-{}", std::process::id()));
+        // Not "cells-lock-<pid>": engine::lock's test in this process uses that.
+        let dir =
+            std::env::temp_dir().join(format!("cells-supervisor-lock-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.lock");
         assert!(!is_locked(&path).unwrap());
@@ -239,5 +263,22 @@ mod tests {
         assert!(pid_alive(std::process::id()));
         assert!(!pid_alive(0));
         assert!(!pid_alive(u32::MAX));
+        assert!(pid_running(std::process::id()));
+        assert!(!pid_running(u32::MAX));
+    }
+
+    #[test]
+    fn a_zombie_is_alive_but_not_running() {
+        let child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Not waited for yet: once it exits it stays a zombie.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while pid_running(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(pid_alive(pid), "an unreaped child still exists");
+        assert!(!pid_running(pid), "but it is a zombie");
+        let mut child = child;
+        child.wait().unwrap();
     }
 }

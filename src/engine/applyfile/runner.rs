@@ -111,3 +111,77 @@ impl CellRunner for KernelRunner<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::{CellInfo, CellSpec, CellStats};
+
+    /// Spawns on the host: enough to test the runner's own logic (output,
+    /// exit codes, timeouts); the cell side is covered by tests/apply.rs.
+    struct HostSpawn;
+
+    impl Kernel for HostSpawn {
+        fn name(&self) -> &'static str {
+            "host-spawn"
+        }
+        fn create(&self, _: &CellSpec) -> Result<u64> {
+            anyhow::bail!("not a kernel")
+        }
+        fn destroy(&self, _: &Target) -> Result<()> {
+            anyhow::bail!("not a kernel")
+        }
+        fn list(&self) -> Result<Vec<CellInfo>> {
+            Ok(Vec::new())
+        }
+        fn stats(&self) -> Result<Vec<CellStats>> {
+            Ok(Vec::new())
+        }
+        fn spawn(
+            &self,
+            _: &Target,
+            spec: &ExecSpec,
+            [i, o, e]: [Stdio; 3],
+        ) -> Result<std::process::Child> {
+            Ok(std::process::Command::new(&spec.argv[0])
+                .args(&spec.argv[1..])
+                .envs(spec.env.iter().cloned())
+                .stdin(i)
+                .stdout(o)
+                .stderr(e)
+                .spawn()?)
+        }
+    }
+
+    fn sh(cmd: &str, timeout: Duration) -> RunOutput {
+        let r = KernelRunner {
+            kernel: &HostSpawn,
+            target: Target::Name("t".into()),
+        };
+        let argv = ["/bin/sh".to_string(), "-c".to_string(), cmd.to_string()];
+        r.run(&argv, &[("GREETING".into(), "hi".into())], timeout)
+            .unwrap()
+    }
+
+    #[test]
+    fn collects_both_streams_in_order_and_the_exit_code() {
+        let out = sh(
+            "echo $GREETING; echo err >&2; exit 3",
+            Duration::from_secs(5),
+        );
+        assert_eq!(out.code, Some(3));
+        assert_eq!(out.output, "hi\nerr\n");
+        assert_eq!(out.describe_failure(), "exit status 3: hi | err");
+        assert!(sh("true", Duration::from_secs(5)).success());
+    }
+
+    #[test]
+    fn a_command_past_its_timeout_is_killed() {
+        let started = Instant::now();
+        let out = sh("echo started; exec sleep 30", Duration::from_millis(300));
+        assert!(out.timed_out);
+        assert_eq!(out.code, None);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(out.describe_failure().starts_with("timed out"));
+    }
+}

@@ -59,55 +59,7 @@ impl Drop for Frozen<'_> {
 }
 
 #[cfg(any(target_os = "linux", test))]
-/// One line of `/proc/self/mountinfo`, the fields we need.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct MountEntry {
-    dev: String,
-    /// Path of the mounted directory inside its file system.
-    root: PathBuf,
-    mount_point: PathBuf,
-    source: String,
-    super_options: String,
-}
-
-#[cfg(any(target_os = "linux", test))]
-/// Undoes the octal escapes (`\040` for a space) of the mount table.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(any(target_os = "linux", test))]
-fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let (pre, post) = line.split_once(" - ")?;
-            let f: Vec<&str> = pre.split(' ').collect();
-            let p: Vec<&str> = post.split(' ').collect();
-            Some(MountEntry {
-                dev: f.get(2)?.to_string(),
-                root: unescape(f.get(3)?).into(),
-                mount_point: unescape(f.get(4)?).into(),
-                source: unescape(p.get(1).unwrap_or(&"")),
-                super_options: unescape(p.get(2).unwrap_or(&"")),
-            })
-        })
-        .collect()
-}
+use crate::engine::runtime::mountinfo::{parse_entries as parse_mountinfo, MountEntry};
 
 #[cfg(any(target_os = "linux", test))]
 /// True if `opts` names `dir` or a path below it as an option value

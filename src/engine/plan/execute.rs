@@ -503,6 +503,7 @@ mod tests {
                 let obs = CellObserved {
                     rendered: applied.is_some(),
                     running: applied.is_some(),
+                    present: applied.is_some(),
                     applied,
                 };
                 decide_cell(c, &obs, Options::default(), &[])
@@ -599,6 +600,7 @@ mod tests {
         let converged = CellObserved {
             rendered: true,
             running: true,
+            present: true,
             applied: Some(db.hashes.clone()),
         };
         let plan = Plan {
@@ -666,6 +668,7 @@ mod tests {
             &CellObserved {
                 rendered: true,
                 running: true,
+                present: true,
                 applied: None,
             },
             Options::default(),

@@ -82,17 +82,21 @@ impl Runtime for HostRuntime<'_> {
     }
 }
 
-/// Cells that run: a kernel cell exists and its service (if it has one) is
-/// supervised. Without a kernel (`--dry-run` as a user) a live supervisor is
-/// the evidence.
-pub fn running_cells(
-    cfg: &Config,
-    kernel: Option<&dyn Kernel>,
-    desired: &Desired,
-) -> Result<BTreeSet<String>> {
+/// What runs on the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Kernel cell present and service (if any) supervised.
+    pub running: BTreeSet<String>,
+    /// Kernel cell present.
+    pub present: BTreeSet<String>,
+}
+
+/// Observes the cells. Without a kernel (`--dry-run` as a user) a live
+/// supervisor is the evidence for both.
+pub fn observe(cfg: &Config, kernel: Option<&dyn Kernel>, desired: &Desired) -> Result<Observed> {
     let supervised =
         |name: &str| -> Result<bool> { Ok(crate::supervise::status(cfg, name)?.is_some()) };
-    let mut out = BTreeSet::new();
+    let mut out = Observed::default();
     match kernel {
         Some(k) => {
             for c in k.list().context("listing kernel cells")? {
@@ -101,14 +105,16 @@ pub fn running_cells(
                     .get(&c.name)
                     .is_some_and(|m| m.supervise_cmd.is_some());
                 if !has_service || supervised(&c.name)? {
-                    out.insert(c.name);
+                    out.running.insert(c.name.clone());
                 }
+                out.present.insert(c.name);
             }
         }
         None => {
             for name in desired.cells.keys() {
                 if supervised(name)? {
-                    out.insert(name.clone());
+                    out.running.insert(name.clone());
+                    out.present.insert(name.clone());
                 }
             }
         }

@@ -3,6 +3,7 @@
 
 use super::graph;
 use super::hash;
+use super::host::Observed;
 use super::model::{
     decide_cell, decide_volume, Action, ActionKind, CellInput, CellObserved, Options, Plan,
     Subject, VolumeInput,
@@ -21,7 +22,7 @@ pub fn build(
     desired: &Desired,
     names: &[String],
     opts: Options,
-    running: &BTreeSet<String>,
+    observed: &Observed,
 ) -> Result<Plan> {
     let deps: graph::Deps = desired
         .cells
@@ -58,9 +59,10 @@ pub fn build(
         let m = &desired.cells[name];
         let input = cell_input(cfg, m)?;
         let paths = CellPaths::new(cfg, name);
-        let observed = CellObserved {
+        let seen = CellObserved {
             rendered: paths.conf.exists(),
-            running: running.contains(name),
+            running: observed.running.contains(name),
+            present: observed.present.contains(name),
             applied: hash::read_record(&paths.state).map(|r| r.hashes),
         };
         let bounced_deps: Vec<&str> = m
@@ -69,7 +71,7 @@ pub fn build(
             .filter(|d| bounced.contains(*d))
             .map(String::as_str)
             .collect();
-        let cp = decide_cell(&input, &observed, opts, &bounced_deps);
+        let cp = decide_cell(&input, &seen, opts, &bounced_deps);
         if cp.bounces() {
             bounced.insert(name.clone());
         }

@@ -109,7 +109,10 @@ pub struct CellInput {
 pub struct CellObserved {
     /// Runtime state has been rendered.
     pub rendered: bool,
+    /// The cell runs: its kernel cell exists and its service is supervised.
     pub running: bool,
+    /// Its kernel cell exists (running, or left behind by an interrupted run).
+    pub present: bool,
     /// Hashes of the last successful converge.
     pub applied: Option<Hashes>,
 }
@@ -271,7 +274,7 @@ pub fn decide_cell(
             );
         }
     } else {
-        if running {
+        if observed.present {
             act(ActionKind::Stop, "autostart=NO".into());
         }
         if let Some(why) = apply_reason {
@@ -327,6 +330,7 @@ mod tests {
         CellObserved {
             rendered,
             running,
+            present: running,
             applied,
         }
     }
@@ -412,6 +416,16 @@ mod tests {
             &[],
         );
         assert_eq!(kinds(&no_plan), ["UPDATE"]);
+        // A kernel cell left without its service by an interrupted run: autostart=NO
+        // stops it; autostart=YES starts it properly.
+        let leftover = CellObserved {
+            rendered: true,
+            running: false,
+            present: true,
+            applied: Some(want.clone()),
+        };
+        assert_eq!(run(false, leftover.clone(), none), ["STOP"]);
+        assert_eq!(run(true, leftover, none), ["START"]);
         // Rendered but never converged (e.g. started by hand).
         assert_eq!(
             run(true, observed(true, true, None), none),

@@ -27,11 +27,41 @@ pub fn mount_points() -> Result<Vec<PathBuf>> {
     }
 }
 
+/// One line of `/proc/self/mountinfo`: the fields the engine reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    /// `major:minor` of the mounted file system.
+    pub dev: String,
+    /// Path of the mounted directory inside its file system.
+    pub root: PathBuf,
+    pub mount_point: PathBuf,
+    pub source: String,
+    pub super_options: String,
+}
+
+/// Every well-formed mountinfo line, unescaped, in mount order.
+pub fn parse_entries(text: &str) -> Vec<MountEntry> {
+    text.lines()
+        .filter_map(|line| {
+            let (pre, post) = line.split_once(" - ")?;
+            let f: Vec<&str> = pre.split(' ').collect();
+            let p: Vec<&str> = post.split(' ').collect();
+            Some(MountEntry {
+                dev: f.get(2)?.to_string(),
+                root: unescape(f.get(3)?).into(),
+                mount_point: unescape(f.get(4)?).into(),
+                source: unescape(p.get(1).unwrap_or(&"")),
+                super_options: unescape(p.get(2).unwrap_or(&"")),
+            })
+        })
+        .collect()
+}
+
 /// The mount point column (5th field) of each mountinfo line, unescaped.
 pub fn parse_mountinfo(text: &str) -> Vec<PathBuf> {
-    text.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(unescape(p)))
+    parse_entries(text)
+        .into_iter()
+        .map(|e| e.mount_point)
         .collect()
 }
 
