@@ -76,9 +76,14 @@ fn create_exec_list_destroy_leave_nothing_behind() {
     assert_eq!(rows[0][5], root.to_str().unwrap());
     assert_eq!(rows[0][9], "high", "default profile");
 
+    let store = cells::kernel::linux::state::Store::new(env.dir.join("run/kernel"));
+    let cgroup = store.lock().unwrap().table.cells[0].cgroup.clone();
+    assert!(cgroup.join("cgroup.procs").exists(), "{}", cgroup.display());
+
     env.ok(&["destroy", &name]);
     assert!(env.list_rows().is_empty());
     assert_eq!(env.ok(&["list"]), "no cells\n");
+    assert!(!cgroup.exists(), "cgroup {} left behind", cgroup.display());
     let left = cellenv::host_processes_mentioning(env.dir.to_str().unwrap());
     assert!(left.is_empty(), "processes left behind: {left:?}");
 }
@@ -123,7 +128,7 @@ fn spawn_returns_a_child_the_caller_owns() {
     let mut env = Env::new("spawn");
     let root = env.root("a", false);
     let name = format!("sp{}", std::process::id());
-    env.create(&name, &root, &["-l", "medium"]);
+    env.create(&name, &root, &["-l", "medium", "-N", "512"]);
     let kernel = cells::kernel::host(&env.config()).unwrap();
     let target = Target::Name(name.clone());
     let spec = ExecSpec {
@@ -164,7 +169,65 @@ fn spawn_returns_a_child_the_caller_owns() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(kernel.find(&target).unwrap().unwrap().procs, 0);
+    // Credentials and stored limits, as supervise uses them.
+    let dropped = ExecSpec {
+        argv: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "id -u; id -g; ulimit -n; grep CapEff /proc/self/status".into(),
+        ],
+        uid: Some(65534),
+        gid: Some(65533),
+        apply_rlimits: true,
+        ..ExecSpec::default()
+    };
+    let out = kernel
+        .spawn(
+            &target,
+            &dropped,
+            [Stdio::null(), Stdio::piped(), Stdio::inherit()],
+        )
+        .unwrap()
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "65534\n65533\n512\nCapEff:\t0000000000000000\n"
+    );
     kernel.destroy(&target).unwrap();
+}
+
+#[test]
+fn exec_without_a_command_starts_a_shell_with_the_cell_prompt() {
+    if !privileged("exec_without_a_command_starts_a_shell_with_the_cell_prompt") {
+        return;
+    }
+    let mut env = Env::new("shell");
+    let root = env.root("a", false);
+    let name = format!("shl{}", std::process::id());
+    env.create(&name, &root, &[]);
+    let mut child = env
+        .command()
+        .args(["exec", &name])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"echo \"prompt=$PS1\"; exit 4\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("prompt=[{name}]# ")),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -423,6 +486,43 @@ fn destroy_is_refused_while_members_run() {
 }
 
 #[test]
+fn a_cell_whose_init_died_is_reported_and_removed() {
+    if !privileged("a_cell_whose_init_died_is_reported_and_removed") {
+        return;
+    }
+    let mut env = Env::new("dead");
+    let root = env.root("a", false);
+    let name = format!("dead{}", std::process::id());
+    let p = port(3, 0);
+    env.create(&name, &root, &["-r", &p.to_string()]);
+    let store = cells::kernel::linux::state::Store::new(env.dir.join("run/kernel"));
+    let init = store.lock().unwrap().table.cells[0].init_pid;
+    // SAFETY: kills the init of the cell this test created.
+    unsafe { libc::kill(init, libc::SIGKILL) };
+    while std::path::Path::new(&format!("/proc/{init}/cgroup")).exists()
+        && std::fs::read_to_string(format!("/proc/{init}/stat")).is_ok_and(|s| !s.contains(") Z"))
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = env.ctl(&["list", "-T", "-H"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "the dead cell is gone"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&name) && err.contains("died"),
+        "not reported: {err}"
+    );
+    // Its port reservation went with it.
+    assert_eq!(host_bind(65534, false, false, p), 0);
+    // The name is free again; the id is not reused.
+    assert_eq!(env.create(&name, &root, &[]), 2);
+}
+
+#[test]
 fn stats_move_under_load() {
     if !privileged("stats_move_under_load") {
         return;
@@ -438,8 +538,10 @@ fn stats_move_under_load() {
     let mut spinner = env.background(&name, &["/bin/sh", "-c", "while :; do :; done"]);
     std::thread::sleep(std::time::Duration::from_millis(2500));
     let busy = row(&env);
-    assert!(busy[0] > 10, "CPU1S under load: {busy:?}");
-    assert!(busy[1] > 5, "CPU10S under load: {busy:?}");
+    // A spinning shell gets 100 ticks a second on an idle CPU; far less on a
+    // busy host, but never none.
+    assert!(busy[0] >= 3, "CPU1S under load: {busy:?}");
+    assert!(busy[1] >= 1, "CPU10S under load: {busy:?}");
     assert_eq!(busy[2], 1, "PROCS: {busy:?}");
     assert!(busy[3] >= 1 && busy[4] > 0, "REFS/MEMORY: {busy:?}");
     env.sh(&name, "kill -9 -1");

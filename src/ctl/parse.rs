@@ -4,8 +4,7 @@
 use crate::kernel::Limit;
 use anyhow::{bail, Result};
 
-/// Most ports a cell may reserve (the kernel ABI's `CELL_PORTS_MAX`).
-pub const PORTS_MAX: usize = 32;
+use secmodel_cell::abi::CELL_PORTS_MAX as PORTS_MAX;
 
 /// `-r port[,port…]`: decimal 1-65535, no empty items, no duplicates, at most 32.
 pub fn ports(spec: &str) -> Result<Vec<u16>> {

@@ -4,7 +4,7 @@
 //!
 //! * `state`: the cell table under `<run_dir>/kernel/` (what NetBSD keeps in the kernel);
 //! * `cgroup`: one cgroup2 cgroup per cell (membership, kill, CPU time);
-//! * `ns`: the per-cell init holding the namespaces, and entering a cell;
+//! * `ns`: the per-cell init holding the namespaces; `enter`: running commands in a cell;
 //! * `rootfs`: the cell's `/` (pivot_root, fresh /proc, minimal /dev);
 //! * `caps`, `seccomp`: the hardening profiles;
 //! * `bpf`: reserved ports (cgroup bind programs);
@@ -13,21 +13,25 @@
 pub mod bpf;
 pub mod caps;
 pub mod cgroup;
+pub mod enter;
 pub mod ns;
 pub mod rootfs;
 pub mod seccomp;
 pub mod state;
+mod sys;
 pub mod telemetry;
 
 use super::{CellInfo, CellSpec, CellStats, DenyCounters, ExecSpec, Kernel, Target};
 use anyhow::{bail, Context, Result};
 use sha2::Digest;
 use state::{CellRecord, Locked, Store};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub struct LinuxKernel {
     store: Store,
     cgroups: cgroup::Hierarchy,
+    /// The `cells` executable that runs each cell's init.
+    init_program: PathBuf,
 }
 
 /// A short, stable key for a run directory (names its cgroup subtree).
@@ -58,8 +62,12 @@ fn check_root(root: &Path) -> Result<()> {
     if !root.is_absolute() {
         bail!("root '{}' must be an absolute path", root.display());
     }
-    if bytes.len() > 255 {
-        bail!("root '{}' is longer than 255 bytes", root.display());
+    if bytes.len() > secmodel_cell::abi::CELL_ROOT_MAX {
+        bail!(
+            "root '{}' is longer than {} bytes",
+            root.display(),
+            secmodel_cell::abi::CELL_ROOT_MAX
+        );
     }
     if bytes.iter().any(|&b| b < 0x20 || b == 0x7f) {
         bail!("root {:?} contains control characters", root);
@@ -81,7 +89,15 @@ impl LinuxKernel {
         Ok(LinuxKernel {
             store: Store::new(cfg.run_dir.join("kernel")),
             cgroups: cgroup::Hierarchy::new(root, &run_key(&cfg.run_dir)),
+            init_program: PathBuf::from("/proc/self/exe"),
         })
+    }
+
+    /// For programs other than `cells` that use this library (benchmarks,
+    /// embedders): the `cells` executable that runs each cell's init.
+    pub fn with_init_program(mut self, program: PathBuf) -> LinuxKernel {
+        self.init_program = program;
+        self
     }
 
     /// Takes the lock and drops cells whose init has died (reported on stderr).
@@ -182,6 +198,7 @@ impl LinuxKernel {
             bind_guard: None,
         };
         record.init_pid = ns::start_init(&ns::InitSpec {
+            program: &self.init_program,
             root: &spec.root,
             hostname: &spec.name,
             cgroup: &cg,
@@ -325,14 +342,14 @@ impl Kernel for LinuxKernel {
         // Held while the child joins, so `destroy` cannot interleave.
         let locked = self.lock()?;
         let cell = Self::find_in(&locked, target)?;
-        ns::spawn(cell, spec, stdio)
+        enter::spawn(cell, spec, stdio)
     }
 
     fn run(&self, target: &Target, spec: &ExecSpec) -> Result<i32> {
         // Held until the command runs, so `destroy` cannot interleave.
         let locked = self.lock()?;
         let cell = Self::find_in(&locked, target)?.clone();
-        ns::run(&cell, spec, move || drop(locked))
+        enter::run(&cell, spec, move || drop(locked))
     }
 
     fn find(&self, target: &Target) -> Result<Option<CellInfo>> {

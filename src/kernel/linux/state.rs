@@ -6,7 +6,7 @@ use crate::kernel::{profile_serde, Profile, Rlimits};
 use anyhow::{Context, Result};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The ids of a cell's bind programs and their deny counter map (see `bpf`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -59,10 +59,6 @@ pub struct Locked {
 impl Store {
     pub fn new(dir: PathBuf) -> Store {
         Store { dir }
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Directory for per-cell runtime files (the init's telemetry samples).
