@@ -2,8 +2,9 @@
 //!
 //! One library behind the multicall binary `cells`. Layers, top to bottom:
 //! personalities (`ctl`, `mgr`, `ui`) → `engine` → `supervise`/`ipc` → `kernel`.
-//! `output`, `names` and `cli` are the shared conventions.
+//! `output`, `names`, `calendar` and `cli` are the shared conventions.
 
+pub mod calendar;
 pub mod cli;
 pub mod ctl;
 pub mod engine;

@@ -1,19 +1,22 @@
 //! The multicall contract: argv[0] and `cells <personality>` pick the personality,
 //! every personality answers `--help` with its own commands, unknown names exit 1.
 
+mod support;
+
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use support::{TempDir, BIN};
 
 fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_cells"))
+    PathBuf::from(BIN)
 }
 
 /// A directory with the binary linked under the given names.
-fn linked(names: &[&str]) -> tempdir::Dir {
-    let dir = tempdir::Dir::new("dispatch");
+fn linked(names: &[&str]) -> TempDir {
+    let dir = TempDir::new("dispatch");
     for n in names {
-        symlink(bin(), dir.path().join(n)).unwrap();
+        symlink(bin(), dir.join(n)).unwrap();
     }
     dir
 }
@@ -99,35 +102,5 @@ fn unknown_subcommand_is_a_usage_error() {
     for p in ["ctl", "mgr"] {
         let o = run(&bin(), &[p, "no-such-command"]);
         assert_eq!(o.status.code(), Some(1), "{p}: {o:?}");
-    }
-}
-
-mod tempdir {
-    use std::path::{Path, PathBuf};
-
-    /// A temporary directory removed on drop.
-    pub struct Dir(PathBuf);
-
-    impl Dir {
-        pub fn new(tag: &str) -> Dir {
-            use std::sync::atomic::{AtomicU32, Ordering};
-            static N: AtomicU32 = AtomicU32::new(0);
-            let p = std::env::temp_dir().join(format!(
-                "cells-test-{tag}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&p).unwrap();
-            Dir(p)
-        }
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
     }
 }

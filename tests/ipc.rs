@@ -1,7 +1,7 @@
 //! The IPC bridge end to end over a real unix socket: every request, bad
 //! frames, disconnects in the middle of requests, peer credentials.
 
-mod ipc_support;
+mod support;
 
 use cells::ipc::client::{remote_error, Connection, Endpoint};
 use cells::ipc::frame::{write_frame, FrameReader, Incoming, MAGIC, MAX_FRAME};
@@ -9,56 +9,33 @@ use cells::ipc::proto::{
     decode, encode, BackupTarget, Envelope, ErrorKind, Request, Response, PROTOCOL_VERSION,
 };
 use cells::ipc::server::{serve_socket, serve_stream, Access};
-use ipc_support::{cell, volume, Fake};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::ipc::{cell, frame, hello, volume, Fake, FakeServer};
+use support::{names, run_helper_as, wait_for, wait_until};
 
-struct Server {
-    dir: PathBuf,
-    socket: PathBuf,
-    fake: Arc<Fake>,
+/// A served fake with the cells web (running) and db, and the volume data
+/// used by web; each action takes `action_time`.
+fn start_server(name: &str, action_time: Duration) -> FakeServer {
+    let s = FakeServer::new(&format!("ipc-{name}"), |log_dir| {
+        let mut fake = Fake::new(
+            vec![cell("web", true), cell("db", false)],
+            vec![volume("data", "web")],
+            log_dir,
+        );
+        fake.action_time = action_time;
+        fake
+    });
+    s.serve();
+    s
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start_server(name: &str, action_time: Duration) -> Server {
-    let dir = std::env::temp_dir().join(format!("cells-ipc-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut fake = Fake::new(
-        vec![cell("web", true), cell("db", false)],
-        vec![volume("data", "web")],
-        dir.clone(),
-    );
-    fake.action_time = action_time;
-    let fake = Arc::new(fake);
-    let socket = dir.join("cellmgr.sock");
-    let (backend, path) = (fake.clone(), socket.clone());
-    std::thread::spawn(move || serve_socket(&path, backend, Access::default()));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while UnixStream::connect(&socket).is_err() {
-        assert!(Instant::now() < deadline, "server did not come up");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Server { dir, socket, fake }
-}
-
-fn connect(s: &Server) -> Connection {
+fn connect(s: &FakeServer) -> Connection {
     Connection::open(&Endpoint::Socket(s.socket.clone()), false).unwrap()
-}
-
-fn raw_frame(id: u64, req: &Request) -> Vec<u8> {
-    let mut out = Vec::new();
-    write_frame(&mut out, &encode(&Envelope { id, body: req })).unwrap();
-    out
 }
 
 fn read_reply(r: &mut FrameReader<&UnixStream>) -> Envelope<Response> {
@@ -68,22 +45,11 @@ fn read_reply(r: &mut FrameReader<&UnixStream>) -> Envelope<Response> {
     }
 }
 
-fn hello() -> Request {
-    Request::Hello {
-        version: PROTOCOL_VERSION,
-        client: "test".into(),
-    }
-}
-
 fn error_kind(resp: &Response) -> Option<ErrorKind> {
     match resp {
         Response::Error(e) => Some(e.kind),
         _ => None,
     }
-}
-
-fn names(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
 }
 
 #[test]
@@ -240,7 +206,7 @@ fn garbage_and_oversized_frames_get_errors_and_the_session_goes_on() {
     let stream = UnixStream::connect(&s.socket).unwrap();
     let mut r = FrameReader::new(&stream);
     let mut w = &stream;
-    w.write_all(&raw_frame(1, &hello())).unwrap();
+    w.write_all(&frame(1, &hello())).unwrap();
     assert!(matches!(read_reply(&mut r).body, Response::Hello { .. }));
 
     w.write_all(b"this is not a frame\n\x00\xff").unwrap();
@@ -279,7 +245,7 @@ fn garbage_and_oversized_frames_get_errors_and_the_session_goes_on() {
     );
     w.write_all(&vec![0x55; big]).unwrap();
 
-    w.write_all(&raw_frame(9, &Request::Ping)).unwrap();
+    w.write_all(&frame(9, &Request::Ping)).unwrap();
     assert_eq!(
         read_reply(&mut r),
         Envelope {
@@ -295,9 +261,9 @@ fn a_truncated_request_is_answered_and_never_acted_on() {
     let s = start_server("truncated", Duration::ZERO);
     let stream = UnixStream::connect(&s.socket).unwrap();
     let mut r = FrameReader::new(&stream);
-    (&stream).write_all(&raw_frame(1, &hello())).unwrap();
+    (&stream).write_all(&frame(1, &hello())).unwrap();
     read_reply(&mut r);
-    let stop = raw_frame(
+    let stop = frame(
         2,
         &Request::Stop {
             cells: names(&["web"]),
@@ -327,17 +293,19 @@ fn a_client_leaving_mid_action_leaves_the_action_whole() {
         })
         .unwrap();
         // Wait until the action has begun, then vanish.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while s.fake.journal().is_empty() {
-            assert!(Instant::now() < deadline);
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until(
+            "the action to begin",
+            Duration::from_secs(5),
+            Duration::from_millis(5),
+            || !s.fake.journal().is_empty(),
+        );
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while s.fake.journal().len() < 2 {
-        assert!(Instant::now() < deadline, "the action did not finish");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(
+        "the action to finish",
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+        || s.fake.journal().len() >= 2,
+    );
     assert_eq!(s.fake.journal(), ["begin stop web", "end stop web"]);
     let mut c = connect(&s);
     let Response::Cells(cells) = c.call(Request::Cells).unwrap() else {
@@ -352,7 +320,7 @@ fn the_handshake_comes_first_and_versions_must_match() {
     let stream = UnixStream::connect(&s.socket).unwrap();
     let mut r = FrameReader::new(&stream);
     (&stream)
-        .write_all(&raw_frame(
+        .write_all(&frame(
             1,
             &Request::Stop {
                 cells: names(&["web"]),
@@ -367,7 +335,7 @@ fn the_handshake_comes_first_and_versions_must_match() {
         version: PROTOCOL_VERSION + 1,
         client: "future".into(),
     };
-    (&stream).write_all(&raw_frame(2, &future)).unwrap();
+    (&stream).write_all(&frame(2, &future)).unwrap();
     let e = read_reply(&mut r);
     assert_eq!(error_kind(&e.body), Some(ErrorKind::Handshake));
     assert_eq!(r.read().unwrap(), Incoming::End { truncated: false });
@@ -378,10 +346,10 @@ fn the_handshake_comes_first_and_versions_must_match() {
 #[test]
 fn a_stdio_session_survives_garbage_and_reports_truncation() {
     let fake = Fake::new(vec![cell("web", true)], vec![], std::env::temp_dir());
-    let mut input = raw_frame(1, &hello());
+    let mut input = frame(1, &hello());
     input.extend_from_slice(b"\x00\x01garbage");
-    input.extend(raw_frame(2, &Request::Ping));
-    let stop = raw_frame(
+    input.extend(frame(2, &Request::Ping));
+    let stop = frame(
         3,
         &Request::Stop {
             cells: names(&["web"]),
@@ -435,22 +403,15 @@ fn the_socket_is_private_and_peers_are_checked() {
     assert_eq!(mode, 0o600, "the socket must be private to root");
 
     let run_as_nobody = |path: &Path| {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "peer_helper", "--nocapture", "--test-threads=1"])
-            .env(PEER_ENV, path)
-            .uid(65534)
-            .gid(65534)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let line = text
-            .lines()
-            .find_map(|l| l.find("PEER-RESULT").map(|at| &l[at..]));
-        line.unwrap_or_else(|| panic!("helper printed no result: {text}"))
-            .to_string()
+        run_helper_as(
+            "peer_helper",
+            (PEER_ENV, path.as_os_str()),
+            65534,
+            65534,
+            "PEER-RESULT",
+        )
     };
-    use std::os::unix::process::CommandExt;
-    std::fs::set_permissions(&s.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     // The file mode alone keeps others out...
     let refused = run_as_nobody(&s.socket);
     assert!(refused.contains("Permission denied"), "{refused}");
@@ -484,16 +445,11 @@ fn the_socket_path_is_claimed_carefully() {
     drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
     let path = stale.clone();
     std::thread::spawn(move || serve_socket(&path, fake, Access::default()));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Ok(mut c) = Connection::open(&Endpoint::Socket(stale.clone()), false) {
-            assert_eq!(c.call(Request::Ping).unwrap(), Response::Pong);
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the stale socket was not replaced"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut c = wait_for(
+        "the stale socket to be replaced",
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        || Connection::open(&Endpoint::Socket(stale.clone()), false).ok(),
+    );
+    assert_eq!(c.call(Request::Ping).unwrap(), Response::Pong);
 }

@@ -2,19 +2,22 @@
 //! binary, real cells started and stopped through it, errors worded as the CLI
 //! words them, backups made and restored. Needs root and busybox.
 
-#[path = "mgr_support/mod.rs"]
-mod mgr_support;
+mod support;
 
 use cells::ipc::client::{remote_error, Connection};
 use cells::ipc::proto::{BackupTarget, ErrorKind, Request, Response};
-use mgr_support::{root_or_skip, World, BIN};
-use std::process::Command;
+use std::time::Duration;
+use support::ipc::{frame, hello};
+use support::world::World;
+use support::{names, root_or_skip, run_helper_as, wait_until, BIN};
+
+/// `cellmgr ipc serve --stdio` of this world, as the UI runs it.
+fn bridge_command(w: &World) -> std::process::Command {
+    w.command(&["mgr", "ipc", "serve", "--stdio"])
+}
 
 fn bridge(w: &World) -> Connection {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["mgr", "ipc", "serve", "--stdio"])
-        .env("CELLMGR_CONF", &w.conf);
-    Connection::spawn(cmd).expect("starting the bridge")
+    Connection::spawn(bridge_command(w)).expect("starting the bridge")
 }
 
 fn cells(c: &mut Connection) -> Vec<cells::engine::model::CellRow> {
@@ -22,10 +25,6 @@ fn cells(c: &mut Connection) -> Vec<cells::engine::model::CellRow> {
         Response::Cells(rows) => rows,
         other => panic!("{other:?}"),
     }
-}
-
-fn names(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
 }
 
 #[test]
@@ -70,7 +69,7 @@ fn cells_start_and_stop_through_the_bridge() {
 
 /// The supervisor is reached through `cellctl supervise`.
 fn have_supervisor() -> bool {
-    let out = Command::new(BIN)
+    let out = std::process::Command::new(BIN)
         .args(["ctl", "supervise", "--help"])
         .output()
         .unwrap();
@@ -199,23 +198,11 @@ fn backups_are_made_listed_and_restored() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "first\n");
 }
 
-fn frame(id: u64, req: &Request) -> Vec<u8> {
-    use cells::ipc::{
-        frame::write_frame,
-        proto::{encode, Envelope},
-    };
-    let mut out = Vec::new();
-    write_frame(&mut out, &encode(&Envelope { id, body: req })).unwrap();
-    out
-}
-
 /// Sends `bytes` to a fresh stdio server, hangs up at once, and waits for the
 /// server to finish.
 fn send_and_hang_up(w: &World, bytes: &[u8]) {
     use std::io::Write;
-    let mut child = Command::new(BIN)
-        .args(["mgr", "ipc", "serve", "--stdio"])
-        .env("CELLMGR_CONF", &w.conf)
+    let mut child = bridge_command(w)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -234,10 +221,7 @@ fn a_client_hanging_up_never_leaves_half_an_action() {
     let w = World::new("ipc-hangup");
     w.ok(&["cell", "create", "gamma"]);
     w.ok(&["cell", "start", "gamma"]);
-    let hello = Request::Hello {
-        version: cells::ipc::proto::PROTOCOL_VERSION,
-        client: "test".into(),
-    };
+    let hello = hello();
     let stop = frame(
         2,
         &Request::Stop {
@@ -366,48 +350,38 @@ fn unprivileged_client_helper() {
 #[test]
 fn an_unprivileged_group_member_drives_the_socket_server() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    use std::os::unix::process::CommandExt;
     if !root_or_skip("an_unprivileged_group_member_drives_the_socket_server") {
         return;
     }
     let w = World::new("ipc-sock");
     w.ok(&["cell", "create", "shared"]);
     let socket = w.dir.join("cellmgr.sock");
-    let mut server = Command::new(BIN)
-        .args(["mgr", "ipc", "serve", "--socket"])
+    let mut server = w
+        .command(&["mgr", "ipc", "serve", "--socket"])
         .arg(&socket)
         .args(["--group", "nogroup"])
-        .env("CELLMGR_CONF", &w.conf)
         .stdin(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !socket.exists() {
-        assert!(std::time::Instant::now() < deadline, "no socket");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until(
+        "the socket",
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || socket.exists(),
+    );
     let meta = std::fs::metadata(&socket).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
     assert_eq!(meta.gid(), 65534, "owned by group nogroup");
     std::fs::set_permissions(&w.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
 
     let client = |uid: u32, gid: u32| {
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "unprivileged_client_helper",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(PEER_ENV, &socket)
-            .uid(uid)
-            .gid(gid)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.lines()
-            .find_map(|l| l.find("CLIENT-RESULT").map(|at| l[at..].to_string()))
-            .unwrap_or_else(|| panic!("no result from the helper: {text}"))
+        run_helper_as(
+            "unprivileged_client_helper",
+            (PEER_ENV, socket.as_os_str()),
+            uid,
+            gid,
+            "CLIENT-RESULT",
+        )
     };
     // nobody, in group nogroup: served, with the (root) server acting for it.
     assert_eq!(client(65534, 65534), "CLIENT-RESULT: cells shared");

@@ -1,9 +1,9 @@
 //! cellmgr at desired scope, through the real binary: manifests written and
 //! validated, the read contract, confirmations, the lock, edit. Needs no root.
 
-mod mgr_support;
+mod support;
 
-use mgr_support::World;
+use support::world::World;
 
 #[test]
 fn create_set_and_the_read_contract() {
@@ -84,14 +84,7 @@ fn create_set_and_the_read_contract() {
     );
     // Volumes: refs and users from the manifests.
     assert_eq!(
-        w.ok(&[
-            "volume",
-            "list",
-            "-T",
-            "-H",
-            "-o",
-            "name,state,manifest,runtime,mode,refs,used_by"
-        ]),
+        w.volume_rows("name,state,manifest,runtime,mode,refs,used_by"),
         "www\tpending\t1\t0\t0750\t1\tweb\n"
     );
     // Fields: the 24 v2 fields in their order, then the additions.
@@ -252,9 +245,7 @@ fn volume_set_keeps_the_mode_and_remove_guards() {
     assert!(!w.volume_dir().join("data").exists());
     // An orphaned directory is found and pruned.
     std::fs::create_dir_all(w.volume_dir().join("stray")).unwrap();
-    assert!(w
-        .ok(&["volume", "list", "-T", "-H", "-o", "name,state"])
-        .contains("stray\torphaned\n"));
+    assert!(w.volume_rows("name,state").contains("stray\torphaned\n"));
     assert!(w
         .fails(&["volume", "remove", "--orphans"])
         .contains("does not support --scope desired"));

@@ -2,9 +2,10 @@
 //! host's base, kernel cell, supervised service, volumes, reserved ports, stop,
 //! prune, orphans and crash leftovers. Needs root and busybox.
 
-mod mgr_support;
+mod support;
 
-use mgr_support::{bind_as, http_get, port, root_or_skip, World};
+use support::world::{bind_as, http_get, World};
+use support::{busybox, fresh_dir, port, root_or_skip};
 
 fn setup_web(w: &World, name: &str, http: u16, spare: u16) {
     w.ok(&["volume", "create", "www", "--scope", "both"]);
@@ -67,14 +68,7 @@ fn full_lifecycle() {
     // The service serves the read-only volume.
     assert_eq!(http_get(http).as_deref(), Some("hello from the volume\n"));
     assert_eq!(
-        w.ok(&[
-            "volume",
-            "list",
-            "-T",
-            "-H",
-            "-o",
-            "name,state,mounted,used_by"
-        ]),
+        w.volume_rows("name,state,mounted,used_by"),
         "data\tmanaged\t1\tweb\nwww\tmanaged\t1\tweb\n"
     );
     // Read-only stays read-only; the rw volume takes writes; the base is the host's.
@@ -116,10 +110,7 @@ fn full_lifecycle() {
     );
     assert_eq!(w.rows("name,state,running,cid"), "web\tparked\t0\t\n");
     assert!(w.mounts().is_empty(), "{:?}", w.mounts());
-    assert_eq!(
-        w.ok(&["volume", "list", "-T", "-H", "-o", "name,mounted"]),
-        "data\t0\nwww\t0\n"
-    );
+    assert_eq!(w.volume_rows("name,mounted"), "data\t0\nwww\t0\n");
     assert!(http_get_once(http).is_none());
     // The overlay kept what the cell wrote into its own tree.
     assert!(w.data_dir().join("web/overlay/upper/etc/hostname").exists());
@@ -304,14 +295,9 @@ fn directory_base_and_guarded_host_mounts() {
         return;
     }
     // A base tree of one static busybox; host mounts allowed.
-    let base = std::env::temp_dir().join(format!("cmt-base-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
+    let base = fresh_dir("cmt-base", "dirbase");
     std::fs::create_dir_all(base.join("bin")).unwrap();
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .unwrap();
-    std::fs::copy(busybox, base.join("bin/busybox")).unwrap();
+    std::fs::copy(busybox().unwrap(), base.join("bin/busybox")).unwrap();
     std::os::unix::fs::symlink("busybox", base.join("bin/sh")).unwrap();
     let shared = base.with_extension("shared");
     std::fs::create_dir_all(&shared).unwrap();

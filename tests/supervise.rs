@@ -3,17 +3,18 @@
 //! socket, restarts it, and stops it without leaving members behind (the cell
 //! can be destroyed afterwards). Needs root; prints that it was skipped otherwise.
 
-mod cellenv;
+mod support;
 
-use cellenv::Env;
 use cells::engine::config::Config;
 use cells::supervise::{self, SupervisorState, SupervisorStatus};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use support::ctl::{self, Env};
+use support::wait_for;
 
 fn privileged(test: &str) -> bool {
-    cellenv::root_or_skip(test) && cellenv::busybox_or_skip(test)
+    ctl::root_or_skip(test) && ctl::busybox_or_skip(test)
 }
 
 /// A cell, a syslog socket for it, and the configuration the binary reads.
@@ -65,16 +66,16 @@ impl World {
     }
 
     fn status_until(&self, pred: impl Fn(&SupervisorStatus) -> bool) -> SupervisorStatus {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(s) = supervise::status(&self.cfg, &self.cell).unwrap() {
-                if pred(&s) {
-                    return s;
-                }
-            }
-            assert!(Instant::now() < deadline, "supervisor status never matched");
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        wait_for(
+            "the supervisor status to match",
+            Duration::from_secs(30),
+            Duration::from_millis(25),
+            || {
+                supervise::status(&self.cfg, &self.cell)
+                    .unwrap()
+                    .filter(&pred)
+            },
+        )
     }
 }
 
@@ -281,7 +282,7 @@ fn descriptors_of_the_caller_do_not_reach_the_service() {
             "-c",
             "exec 7</dev/null; exec \"$@\"",
             "bash",
-            cellenv::BIN,
+            support::BIN,
             "ctl",
         ])
         .args(["supervise", "sup-fds", "/bin/sh", "-c"])

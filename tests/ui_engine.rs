@@ -2,33 +2,18 @@
 //! starts itself (`cellmgr ipc serve --stdio`), real cells and volumes in a
 //! temporary world. Needs root, busybox and tmux.
 
-#[path = "mgr_support/mod.rs"]
-mod mgr_support;
-mod ui_support;
+mod support;
 
-use mgr_support::{root_or_skip, World};
-use ui_support::{cellui_command, cellui_command_pid, have_tmux, Tmux};
+use support::root_or_skip;
+use support::tmux::{cellui_command, cellui_command_pid, row_of, start_cellui, tmux_or_skip, Tmux};
+use support::world::World;
 
 fn start_ui(w: &World, name: &str) -> Tmux {
-    let env = format!("CELLMGR_CONF={}", w.conf.display());
-    let t = Tmux::start(name, &cellui_command("--interval 1", &env), 80, 24);
-    t.wait_text("[Cells]");
-    t
-}
-
-fn row_of(screen: &str, name: &str) -> Option<String> {
-    screen
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .map(str::to_string)
+    start_cellui(name, "--interval 1", &w.conf_env())
 }
 
 fn ready(test: &str) -> bool {
-    if !have_tmux() {
-        eprintln!("{test}: skipped: tmux is not installed (apt-get install -y tmux)");
-        return false;
-    }
-    root_or_skip(test)
+    tmux_or_skip(test) && root_or_skip(test)
 }
 
 #[test]
@@ -216,7 +201,7 @@ fn a_killed_bridge_is_restarted_and_ssh_mode_works() {
     }
     let w = World::new("ui-bridge");
     w.ok(&["cell", "create", "solo"]);
-    let env = format!("CELLMGR_CONF={}", w.conf.display());
+    let env = w.conf_env();
     let pidfile = w.dir.join("ui.pid");
     let cmd = cellui_command_pid("--interval 1", &env, &pidfile.display().to_string());
     let t = Tmux::start("bridge", &cmd, 80, 24);
@@ -259,7 +244,7 @@ fn a_killed_bridge_is_restarted_and_ssh_mode_works() {
         w.dir.join("bin").display(),
         std::env::var("PATH").unwrap()
     );
-    let env = format!("PATH={path} CELLMGR_CONF={}", w.conf.display());
+    let env = format!("PATH={path} {}", w.conf_env());
     let t = Tmux::start("ssh", &cellui_command("-H operator@cellhost", &env), 80, 24);
     t.wait("solo over ssh", |s| row_of(s, "solo").is_some());
     t.keys(&["q"]);

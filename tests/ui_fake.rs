@@ -2,83 +2,55 @@
 //! (socket transport, in-memory control plane): what the operator sees and what
 //! their keys do. The same UI over the real engine is in `ui_engine.rs`.
 
-mod ipc_support;
-mod ui_support;
+mod support;
 
 use cells::ipc::proto::{BackupRow, BackupTarget};
-use cells::ipc::server::{serve_socket, Access};
-use ipc_support::{cell, volume, Fake};
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-use ui_support::{cellui_command, cellui_command_pid, have_tmux, Tmux};
+use std::time::Duration;
+use support::ipc::{cell, volume, Fake, FakeServer};
+use support::tmux::{
+    cellui_command, cellui_command_pid, row_of, run_and_report, start_cellui, tmux_or_skip, Tmux,
+};
 
-struct Fixture {
-    dir: PathBuf,
-    socket: PathBuf,
-    fake: Arc<Fake>,
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn serve(fake: Arc<Fake>, socket: &std::path::Path) {
-    let p = socket.to_path_buf();
-    std::thread::spawn(move || serve_socket(&p, fake, Access::default()));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while UnixStream::connect(socket).is_err() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn fixture(name: &str) -> Fixture {
+/// A served fake: web runs, db is parked, stray is an orphan; volumes data
+/// (used by web) and spare.
+fn fixture(name: &str) -> FakeServer {
     let f = fixture_unserved(name);
-    serve(f.fake.clone(), &f.socket);
+    f.serve();
     f
 }
 
-fn fixture_unserved(name: &str) -> Fixture {
-    let dir = std::env::temp_dir().join(format!("cells-uifake-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut parked = cell("db", false);
-    parked.state = "parked".into();
-    let mut orphan = cell("stray", true);
-    orphan.manifest = false;
-    orphan.state = "orphaned".into();
-    let fake = Arc::new(Fake::new(
-        vec![cell("web", true), parked, orphan],
-        vec![volume("data", "web"), volume("spare", "")],
-        dir.clone(),
-    ));
-    let socket = dir.join("bridge.sock");
-    Fixture { dir, socket, fake }
+fn fixture_unserved(name: &str) -> FakeServer {
+    FakeServer::new(&format!("uifake-{name}"), |log_dir| {
+        let mut parked = cell("db", false);
+        parked.state = "parked".into();
+        let mut orphan = cell("stray", true);
+        orphan.manifest = false;
+        orphan.state = "orphaned".into();
+        Fake::new(
+            vec![cell("web", true), parked, orphan],
+            vec![volume("data", "web"), volume("spare", "")],
+            log_dir,
+        )
+    })
 }
 
-fn start_ui(f: &Fixture, name: &str, env: &str) -> Tmux {
-    let cmd = cellui_command(&format!("-S {} --interval 1", f.socket.display()), env);
-    let t = Tmux::start(name, &cmd, 80, 24);
-    t.wait_text("[Cells]");
-    t
+fn start_ui(f: &FakeServer, name: &str, env: &str) -> Tmux {
+    start_cellui(
+        name,
+        &format!("-S {} --interval 1", f.socket.display()),
+        env,
+    )
 }
 
 fn row(t: &Tmux, name: &str) -> String {
-    t.screen()
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .unwrap_or_else(|| panic!("no row {name} on screen:\n{}", t.screen()))
-        .to_string()
+    let screen = t.screen();
+    row_of(&screen, name).unwrap_or_else(|| panic!("no row {name} on screen:\n{screen}"))
 }
 
 #[test]
 fn the_list_shows_every_cell_with_its_state_and_quitting_restores_the_terminal() {
-    if !have_tmux() {
-        eprintln!("skipped: tmux is not installed (apt-get install -y tmux)");
+    if !tmux_or_skip("the_list_shows_every_cell_with_its_state_and_quitting_restores_the_terminal")
+    {
         return;
     }
     let f = fixture("list");
@@ -128,8 +100,7 @@ fn the_list_shows_every_cell_with_its_state_and_quitting_restores_the_terminal()
 
 #[test]
 fn stop_and_start_through_the_ui_change_the_cells_state() {
-    if !have_tmux() {
-        eprintln!("skipped: tmux is not installed");
+    if !tmux_or_skip("stop_and_start_through_the_ui_change_the_cells_state") {
         return;
     }
     let f = fixture("stopstart");
@@ -180,8 +151,7 @@ fn stop_and_start_through_the_ui_change_the_cells_state() {
 
 #[test]
 fn an_unconfirmed_restore_is_not_carried_out() {
-    if !have_tmux() {
-        eprintln!("skipped: tmux is not installed");
+    if !tmux_or_skip("an_unconfirmed_restore_is_not_carried_out") {
         return;
     }
     let f = fixture("restore");
@@ -231,8 +201,7 @@ fn an_unconfirmed_restore_is_not_carried_out() {
 
 #[test]
 fn a_missing_bridge_is_reported_and_retried() {
-    if !have_tmux() {
-        eprintln!("skipped: tmux is not installed");
+    if !tmux_or_skip("a_missing_bridge_is_reported_and_retried") {
         return;
     }
     let f = fixture_unserved("retry");
@@ -240,7 +209,7 @@ fn a_missing_bridge_is_reported_and_retried() {
     let t = Tmux::start("retry", &cmd, 80, 24);
     let s = t.wait_text("bridge lost, retrying: connecting to");
     assert!(s.contains("not connected"), "{s}");
-    serve(f.fake.clone(), &f.socket);
+    f.serve();
     t.wait_text("bridge reconnected");
     t.wait_text(" web ");
     t.keys(&["q"]);
@@ -249,8 +218,7 @@ fn a_missing_bridge_is_reported_and_retried() {
 
 #[test]
 fn sigterm_and_sighup_restore_the_terminal() {
-    if !have_tmux() {
-        eprintln!("skipped: tmux is not installed");
+    if !tmux_or_skip("sigterm_and_sighup_restore_the_terminal") {
         return;
     }
     let f = fixture("signal");
@@ -278,8 +246,7 @@ fn sigterm_and_sighup_restore_the_terminal() {
 
 #[test]
 fn a_resized_terminal_is_redrawn_to_its_new_size() {
-    if !have_tmux() {
-        eprintln!("skipped: tmux is not installed");
+    if !tmux_or_skip("a_resized_terminal_is_redrawn_to_its_new_size") {
         return;
     }
     let f = fixture("resize");
@@ -318,16 +285,16 @@ fn panic_helper() {
 
 #[test]
 fn a_panic_restores_the_terminal() {
-    if !have_tmux() {
-        eprintln!("skipped: tmux is not installed");
+    if !tmux_or_skip("a_panic_restores_the_terminal") {
         return;
     }
     let exe = std::env::current_exe().unwrap();
-    let cmd = format!(
-        "echo BEFORE-PANIC; RUST_BACKTRACE=0 {PANIC_ENV}=1 {} --exact panic_helper --nocapture --test-threads=1; \
-         echo \"EXIT=$?\"; stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; \
-         echo END-OF-RUN; sleep 600",
-        exe.display()
+    let cmd = run_and_report(
+        "BEFORE-PANIC",
+        &format!(
+            "RUST_BACKTRACE=0 {PANIC_ENV}=1 {} --exact panic_helper --nocapture --test-threads=1",
+            exe.display()
+        ),
     );
     let t = Tmux::start("panic", &cmd, 100, 40);
     let s = t.wait_text("END-OF-RUN");

@@ -150,18 +150,7 @@ impl Config {
             ..Config::default()
         };
         for a in rcconf::parse(path, text)? {
-            let Some((_, expected)) = KEYS.iter().find(|(k, _)| *k == a.key) else {
-                let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
-                let hint = match rcconf::suggest(&a.key, &known) {
-                    Some(k) => format!(" (did you mean {k}?)"),
-                    None => format!("; known keys: {}", known.join(" ")),
-                };
-                return Err(FileError::new(
-                    path,
-                    Some(a.line),
-                    format!("unknown key {}{hint}", a.key),
-                ));
-            };
+            let (_, expected) = rcconf::known_key(path, &a, KEYS)?;
             let bad = || {
                 FileError::new(
                     path,
@@ -176,11 +165,7 @@ impl Config {
                     Err(bad())
                 }
             };
-            let yes_no = |v: &str| match v {
-                "YES" | "yes" | "Yes" => Ok(true),
-                "NO" | "no" | "No" => Ok(false),
-                _ => Err(bad()),
-            };
+            let yes_no = |v: &str| rcconf::parse_yes_no(v).ok_or_else(bad);
             let v = a.value.as_str();
             match a.key.as_str() {
                 "CELLMGR_MANIFEST_DIR" => cfg.manifest_dir = abs(v)?,

@@ -5,6 +5,15 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
 
+/// A file's text, or `None` when it does not exist.
+pub fn read_optional(path: &Path) -> Result<Option<String>> {
+    match fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
 /// Writes a file atomically: a temporary file in the same directory, fsync, rename,
 /// then fsync of the directory, so a crash leaves either the old or the new content.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
@@ -51,6 +60,23 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two");
         let entries: Vec<_> = fs::read_dir(&dir).unwrap().collect();
         assert_eq!(entries.len(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_file_reads_as_none_and_other_errors_name_the_path() {
+        let dir = std::env::temp_dir().join(format!("cells-fsutil-opt-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("state");
+        assert_eq!(read_optional(&p).unwrap(), None);
+        fs::write(&p, "text").unwrap();
+        assert_eq!(read_optional(&p).unwrap().as_deref(), Some("text"));
+        // A directory cannot be read as text.
+        let e = read_optional(&dir).unwrap_err();
+        assert!(
+            format!("{e:#}").starts_with(&format!("reading {}", dir.display())),
+            "{e:#}"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -196,6 +196,46 @@ pub fn quote(value: &str) -> String {
     }
 }
 
+/// The entry of `keys` (key, expected form) that `a` assigns; an unknown key is
+/// an error naming its line and the near miss or, failing that, every known key.
+pub fn known_key<'k>(
+    path: &Path,
+    a: &Assignment,
+    keys: &'k [(&'k str, &'k str)],
+) -> Result<&'k (&'k str, &'k str), FileError> {
+    keys.iter()
+        .find(|(k, _)| *k == a.key)
+        .ok_or_else(|| unknown_key(path, a.line, &a.key, keys))
+}
+
+/// The error for a key that is not among `keys`.
+pub fn unknown_key(path: &Path, line: usize, key: &str, keys: &[(&str, &str)]) -> FileError {
+    let known: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+    let hint = match suggest(key, &known) {
+        Some(k) => format!(" (did you mean {k}?)"),
+        None => format!("; known keys: {}", known.join(" ")),
+    };
+    FileError::new(path, Some(line), format!("unknown key {key}{hint}"))
+}
+
+/// `YES` or `NO` (also `yes`/`Yes`, `no`/`No`), the boolean of every file.
+pub fn parse_yes_no(v: &str) -> Option<bool> {
+    match v {
+        "YES" | "yes" | "Yes" => Some(true),
+        "NO" | "no" | "No" => Some(false),
+        _ => None,
+    }
+}
+
+/// A boolean as written back to a file.
+pub fn yes_no(b: bool) -> &'static str {
+    if b {
+        "YES"
+    } else {
+        "NO"
+    }
+}
+
 /// The closest known key within a small edit distance, for "did you mean" hints.
 pub fn suggest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
     known
@@ -290,5 +330,23 @@ mod tests {
         let known = ["CELL_DATA_DIR", "CELL_BASE_DIR", "CELL_BASE"];
         assert_eq!(suggest("CELL_DAT_DIR", &known), Some("CELL_DATA_DIR"));
         assert_eq!(suggest("TOTALLY_ELSE", &known), None);
+    }
+
+    #[test]
+    fn yes_no_round_trips_and_refuses_the_rest() {
+        for (text, b) in [
+            ("YES", true),
+            ("yes", true),
+            ("Yes", true),
+            ("NO", false),
+            ("no", false),
+            ("No", false),
+        ] {
+            assert_eq!(parse_yes_no(text), Some(b));
+        }
+        assert_eq!(parse_yes_no("yES"), None);
+        assert_eq!(parse_yes_no("1"), None);
+        assert_eq!(parse_yes_no(yes_no(true)), Some(true));
+        assert_eq!(parse_yes_no(yes_no(false)), Some(false));
     }
 }

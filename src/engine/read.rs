@@ -170,22 +170,24 @@ pub const VOLUME_FIELDS: &[&str] = &[
     "name", "manifest", "runtime", "mode", "path", "mounted", "refs", "used_by", "state",
 ];
 
+const VOLUME_DESIRED: &[&str] = &["name", "state", "manifest", "mode", "refs", "used_by"];
+
+const VOLUME_RUNTIME: &[&str] = &[
+    "name", "state", "runtime", "path", "mounted", "refs", "used_by",
+];
+
 pub const VOLUME_SCHEMA: Schema = Schema {
     noun: "volume",
     views: &[
         View {
             name: "desired",
-            allowed: &["name", "state", "manifest", "mode", "refs", "used_by"],
-            default: &["name", "state", "manifest", "mode", "refs", "used_by"],
+            allowed: VOLUME_DESIRED,
+            default: VOLUME_DESIRED,
         },
         View {
             name: "runtime",
-            allowed: &[
-                "name", "state", "runtime", "path", "mounted", "refs", "used_by",
-            ],
-            default: &[
-                "name", "state", "runtime", "path", "mounted", "refs", "used_by",
-            ],
+            allowed: VOLUME_RUNTIME,
+            default: VOLUME_RUNTIME,
         },
         View {
             name: "merged",

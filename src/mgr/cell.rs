@@ -1,8 +1,9 @@
 //! `cellmgr cell ...` and the top-level aliases `list`, `start`, `stop`,
 //! `restart`, `shell`.
 
-use super::output::{fields, options};
-use super::{confirm, load_config, lock, runtime_facts, Run, Scope};
+use super::output::{fields, options, render_one};
+use super::removal::{manifest_names, Removal, Selection};
+use super::{load_config, lock, lock_named, runtime_facts, Run, Scope};
 use crate::cli::{EXIT_FAILURE, EXIT_OK};
 use crate::engine::config::Config;
 use crate::engine::manifest::{self, Desired, WriteMode};
@@ -60,6 +61,29 @@ struct KeyFlags<'a> {
     stdout_level: &'a Option<String>,
     stderr_level: &'a Option<String>,
     log_tag: &'a Option<String>,
+}
+
+/// Borrows the key flags of `create` or `set` (argh cannot share a flag group
+/// between two commands, so both declare the same fields).
+macro_rules! key_flags {
+    ($args:expr) => {
+        KeyFlags {
+            cmd: &$args.cmd,
+            autostart: &$args.autostart,
+            profile: &$args.profile,
+            reserved_ports: &$args.reserved_ports,
+            rlimit_nofile: &$args.rlimit_nofile,
+            rlimit_as: &$args.rlimit_as,
+            rlimit_core: &$args.rlimit_core,
+            depends_on: &$args.depends_on,
+            healthcheck: &$args.healthcheck,
+            mounts: &$args.mount,
+            log_facility: &$args.log_facility,
+            stdout_level: &$args.stdout_level,
+            stderr_level: &$args.stderr_level,
+            log_tag: &$args.log_tag,
+        }
+    };
 }
 
 impl KeyFlags<'_> {
@@ -213,25 +237,8 @@ impl Run for Create {
         let scope = self
             .scope
             .require("cell create", &[Scope::Desired, Scope::Both])?;
-        let cfg = load_config()?;
-        crate::names::validate("cell", &self.name)?;
-        let _lock = lock(&cfg, &format!("cell create {}", self.name))?;
-        let flags = KeyFlags {
-            cmd: &self.cmd,
-            autostart: &self.autostart,
-            profile: &self.profile,
-            reserved_ports: &self.reserved_ports,
-            rlimit_nofile: &self.rlimit_nofile,
-            rlimit_as: &self.rlimit_as,
-            rlimit_core: &self.rlimit_core,
-            depends_on: &self.depends_on,
-            healthcheck: &self.healthcheck,
-            mounts: &self.mount,
-            log_facility: &self.log_facility,
-            stdout_level: &self.stdout_level,
-            stderr_level: &self.stderr_level,
-            log_tag: &self.log_tag,
-        };
+        let (cfg, _lock) = lock_named("cell", "create", &self.name)?;
+        let flags = key_flags!(self);
         let mut updates = vec![
             ("CELL_NAME", Some(self.name.clone())),
             ("CELL_AUTOSTART", Some("NO".to_string())),
@@ -373,25 +380,8 @@ impl Run for Set {
         let scope = self
             .scope
             .require("cell set", &[Scope::Desired, Scope::Both])?;
-        let cfg = load_config()?;
-        crate::names::validate("cell", &self.name)?;
-        let _lock = lock(&cfg, &format!("cell set {}", self.name))?;
-        let flags = KeyFlags {
-            cmd: &self.cmd,
-            autostart: &self.autostart,
-            profile: &self.profile,
-            reserved_ports: &self.reserved_ports,
-            rlimit_nofile: &self.rlimit_nofile,
-            rlimit_as: &self.rlimit_as,
-            rlimit_core: &self.rlimit_core,
-            depends_on: &self.depends_on,
-            healthcheck: &self.healthcheck,
-            mounts: &self.mount,
-            log_facility: &self.log_facility,
-            stdout_level: &self.stdout_level,
-            stderr_level: &self.stderr_level,
-            log_tag: &self.log_tag,
-        };
+        let (cfg, _lock) = lock_named("cell", "set", &self.name)?;
+        let flags = key_flags!(self);
         let mut updates = flags.updates()?;
         let clears: [(bool, &[&'static str]); 8] = [
             (self.clear_reserved_ports, &["CELL_CREATE_RESERVED_PORTS"]),
@@ -476,15 +466,9 @@ fn runtime_names(cfg: &Config, kernel: Option<&dyn Kernel>) -> Result<BTreeSet<S
 
 impl Run for Remove {
     fn run(self) -> Result<i32> {
-        let modes =
-            usize::from(self.name.is_some()) + usize::from(self.all) + usize::from(self.orphans);
-        if modes != 1 {
-            bail!("cell remove: give exactly one of a name, --all or --orphans");
-        }
         let scope = self.scope;
-        if self.orphans {
-            scope.require("cell remove --orphans", &[Scope::Runtime, Scope::Both])?;
-        }
+        let selection =
+            Selection::from_flags("cell", self.name.as_deref(), self.all, self.orphans, scope)?;
         let cfg = load_config()?;
         let what = self
             .name
@@ -493,7 +477,7 @@ impl Run for Remove {
         let _lock = lock(&cfg, &format!("cell remove {what}"))?;
         // Partial: a broken manifest must not stop its own removal.
         let (desired, _errors) = Desired::load_partial(&cfg)?;
-        let declared: BTreeSet<String> = manifest_names(&cfg)?;
+        let declared = manifest_names(&cfg, "cell");
         let kernel = if scope.runtime() {
             Some(host_kernel(&cfg)?)
         } else {
@@ -504,55 +488,24 @@ impl Run for Remove {
         } else {
             BTreeSet::new()
         };
-        let (to_desired, to_runtime): (BTreeSet<String>, BTreeSet<String>) =
-            if let Some(n) = &self.name {
-                crate::names::validate("cell", n)?;
-                let d = scope.desired() && declared.contains(n);
-                let r = scope.runtime() && present.contains(n);
-                if !d && !r && !self.force {
-                    bail!(
-                        "cell {n} not found in {} state{}",
-                        scope.as_str(),
-                        if scope == Scope::Desired {
-                            " (to remove its runtime, use --scope runtime or both)"
-                        } else {
-                            ""
-                        }
-                    );
-                }
-                (
-                    d.then(|| n.clone()).into_iter().collect(),
-                    r.then(|| n.clone()).into_iter().collect(),
-                )
-            } else if self.all {
-                (
-                    if scope.desired() {
-                        declared.clone()
-                    } else {
-                        BTreeSet::new()
-                    },
-                    present.clone(),
-                )
-            } else {
-                (
-                    BTreeSet::new(),
-                    present
-                        .iter()
-                        .filter(|n| !declared.contains(*n))
-                        .cloned()
-                        .collect(),
-                )
-            };
-        if to_desired.is_empty() && to_runtime.is_empty() {
+        let hint = if scope == Scope::Desired {
+            " (to remove its runtime, use --scope runtime or both)"
+        } else {
+            ""
+        };
+        let removal = Removal::select(
+            "cell", selection, scope, &declared, &present, self.force, hint,
+        )?;
+        if removal.is_empty() {
             println!("nothing to remove");
             return Ok(EXIT_OK);
         }
         // A manifest others depend on stays, unless they go too.
-        for n in &to_desired {
+        for n in &removal.manifests {
             let blockers: Vec<&str> = desired
                 .dependents(n)
                 .into_iter()
-                .filter(|d| !to_desired.contains(*d))
+                .filter(|d| !removal.manifests.contains(*d))
                 .collect();
             if !blockers.is_empty() {
                 bail!(
@@ -561,25 +514,10 @@ impl Run for Remove {
                 );
             }
         }
-        if self.all || self.orphans || !to_runtime.is_empty() {
-            let mut parts = Vec::new();
-            if !to_desired.is_empty() {
-                parts.push(format!(
-                    "the manifests of {}",
-                    to_desired.iter().cloned().collect::<Vec<_>>().join(", ")
-                ));
-            }
-            if !to_runtime.is_empty() {
-                parts.push(format!(
-                    "the runtime (overlay included) of {}",
-                    to_runtime.iter().cloned().collect::<Vec<_>>().join(", ")
-                ));
-            }
-            confirm(&format!("Remove {}?", parts.join(" and ")), self.yes)?;
-        }
+        removal.confirm(selection, "the runtime (overlay included)", self.yes)?;
         let mut failed = 0;
         if let Some(k) = kernel.as_deref() {
-            for n in &to_runtime {
+            for n in &removal.runtime {
                 match lifecycle::prune(&cfg, k, n) {
                     Ok(()) => println!("removed cell {n} runtime"),
                     Err(e) => {
@@ -589,7 +527,7 @@ impl Run for Remove {
                 }
             }
         }
-        for n in &to_desired {
+        for n in &removal.manifests {
             // The plan first: a crash in between leaves a valid manifest without a plan.
             for path in [manifest::apply_path(&cfg, n), manifest::cell_path(&cfg, n)] {
                 match std::fs::remove_file(&path) {
@@ -603,22 +541,6 @@ impl Run for Remove {
         }
         Ok(if failed > 0 { EXIT_FAILURE } else { EXIT_OK })
     }
-}
-
-/// Names with a `.cell` file, valid or not (so a broken manifest can be removed).
-fn manifest_names(cfg: &Config) -> Result<BTreeSet<String>> {
-    let mut out = BTreeSet::new();
-    let Ok(entries) = std::fs::read_dir(&cfg.manifest_dir) else {
-        return Ok(out);
-    };
-    for e in entries.flatten() {
-        if let Some(stem) = e.file_name().to_str().and_then(|f| f.strip_suffix(".cell")) {
-            if crate::names::is_valid(stem) && !stem.starts_with('.') {
-                out.insert(stem.to_string());
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Starts one cell and reports it; exit 1 when its health check fails.
@@ -641,6 +563,23 @@ fn start_one(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<i32> {
                 return Ok(EXIT_FAILURE);
             }
             Ok(EXIT_OK)
+        }
+    }
+}
+
+/// `start_one` for a command that starts several cells: its exit code is
+/// folded into `code`; a failure is reported and sets `code` to failure.
+/// Returns whether the cell could be started.
+fn start_reporting(cfg: &Config, kernel: &dyn Kernel, name: &str, code: &mut i32) -> bool {
+    match start_one(cfg, kernel, name) {
+        Ok(c) => {
+            *code = (*code).max(c);
+            true
+        }
+        Err(e) => {
+            eprintln!("cellmgr: starting cell {name}: {e:#}");
+            *code = EXIT_FAILURE;
+            false
         }
     }
 }
@@ -747,15 +686,8 @@ impl Run for Start {
             if scope.desired() && targets.contains(n) {
                 set_autostart(&cfg, n, true)?;
             }
-            match start_one(&cfg, kernel.as_ref(), n) {
-                Ok(c) => code = code.max(c),
-                Err(e) => {
-                    eprintln!("cellmgr: starting cell {n}: {e:#}");
-                    code = EXIT_FAILURE;
-                    if !self.all {
-                        break;
-                    }
-                }
+            if !start_reporting(&cfg, kernel.as_ref(), n, &mut code) && !self.all {
+                break;
             }
         }
         Ok(code)
@@ -869,13 +801,7 @@ impl Run for Restart {
             }
         }
         for n in &targets {
-            match start_one(&cfg, kernel.as_ref(), n) {
-                Ok(c) => code = code.max(c),
-                Err(e) => {
-                    eprintln!("cellmgr: starting cell {n}: {e:#}");
-                    code = EXIT_FAILURE;
-                }
-            }
+            start_reporting(&cfg, kernel.as_ref(), n, &mut code);
         }
         Ok(code)
     }
@@ -949,14 +875,15 @@ impl Run for Show {
         let opts = options(&view, &self.fields, self.tsv, self.no_header);
         let fields = CELL_SCHEMA.select(&opts)?;
         let cfg = load_config()?;
-        let rows: Vec<_> = cell_rows_for(&cfg, &fields)?
-            .into_iter()
-            .filter(|r| r.name == self.name)
-            .collect();
-        if rows.is_empty() {
-            bail!("cell {} not found (no manifest, no runtime)", self.name);
-        }
-        print!("{}", CELL_SCHEMA.render(&opts, &rows)?);
+        let rows = cell_rows_for(&cfg, &fields)?;
+        let shown = render_one(
+            &CELL_SCHEMA,
+            &opts,
+            rows,
+            |r| r.name == self.name,
+            || format!("cell {} not found (no manifest, no runtime)", self.name),
+        )?;
+        print!("{shown}");
         Ok(EXIT_OK)
     }
 }
@@ -1027,23 +954,15 @@ impl Run for Edit {
         } else {
             (manifest::cell_path(&cfg, &self.name), true)
         };
-        let name = self.name.clone();
-        let path_for_check = path.clone();
         let validate = |text: &str| -> Result<()> {
             if is_cell {
-                manifest::validate_cell_text(&cfg, &name, text)?;
+                manifest::validate_cell_text(&cfg, &self.name, text)?;
             } else {
-                crate::engine::applyfile::parse(&path_for_check, text)?;
+                crate::engine::applyfile::parse(&path, text)?;
             }
             Ok(())
         };
-        let changed = super::editor::edit(&path, validate, |replace| {
-            let _lock = lock(&cfg, &format!("cell edit {name}"))?;
-            replace()
-        })?;
-        if changed {
-            println!("updated {}", path.display());
-        }
+        super::editor::edit_locked(&cfg, &format!("cell edit {}", self.name), &path, validate)?;
         Ok(EXIT_OK)
     }
 }

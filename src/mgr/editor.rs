@@ -2,6 +2,7 @@
 //! file only when it is valid and the file did not change meanwhile.
 
 use super::confirm::ask;
+use crate::engine::config::Config;
 use crate::engine::fsutil::write_atomic;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -14,6 +15,24 @@ fn editor() -> String {
         .filter_map(|k| std::env::var(k).ok())
         .find(|v| !v.trim().is_empty())
         .unwrap_or_else(|| "vi".into())
+}
+
+/// `cellmgr cell|volume edit`: edits `path`, replacing it under the mutation
+/// lock for `what`, and says when it changed.
+pub fn edit_locked(
+    cfg: &Config,
+    what: &str,
+    path: &Path,
+    validate: impl Fn(&str) -> Result<()>,
+) -> Result<()> {
+    let changed = edit(path, validate, |replace| {
+        let _lock = super::lock(cfg, what)?;
+        replace()
+    })?;
+    if changed {
+        println!("updated {}", path.display());
+    }
+    Ok(())
 }
 
 /// Edits `path` through a copy. `validate` checks the new text (the error should

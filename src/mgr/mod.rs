@@ -42,6 +42,7 @@ pub mod confirm;
 mod editor;
 pub mod ipc;
 mod output;
+mod removal;
 mod system;
 mod volume;
 
@@ -143,6 +144,15 @@ pub fn load_config() -> Result<Config> {
 /// Takes the mutation lock for `what` (shown to a command that has to wait).
 pub fn lock(cfg: &Config, what: &str) -> Result<LockGuard> {
     lock::acquire(cfg, &format!("cellmgr {what}"), lock::DEFAULT_WAIT)
+}
+
+/// For a command that changes one named cell or volume: checks the name, then
+/// reads the configuration and takes the lock as `<noun> <verb> <name>`.
+pub fn lock_named(noun: &str, verb: &str, name: &str) -> Result<(Config, LockGuard)> {
+    let cfg = load_config()?;
+    crate::names::validate(noun, name)?;
+    let guard = lock(&cfg, &format!("{noun} {verb} {name}"))?;
+    Ok((cfg, guard))
 }
 
 /// What the kernel and the supervisors report. When the kernel cannot be read

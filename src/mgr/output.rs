@@ -1,6 +1,6 @@
 //! The read flags every list/show/fields command shares, and `fields` output.
 
-use crate::output::{render_table, render_tsv, OutputOptions, Schema, Value};
+use crate::output::{render_table, render_tsv, OutputOptions, Record, Schema, Value};
 use anyhow::{bail, Result};
 
 pub fn options(
@@ -56,4 +56,20 @@ pub fn fields(schema: &Schema, opts: &OutputOptions) -> Result<String> {
     } else {
         render_table(&header, &rows)
     })
+}
+
+/// `show`: the rows that are the one asked for, or the error `missing` when
+/// there are none.
+pub fn render_one<R: Record>(
+    schema: &Schema,
+    opts: &OutputOptions,
+    rows: Vec<R>,
+    is_it: impl Fn(&R) -> bool,
+    missing: impl FnOnce() -> String,
+) -> Result<String> {
+    let rows: Vec<R> = rows.into_iter().filter(is_it).collect();
+    if rows.is_empty() {
+        bail!(missing());
+    }
+    schema.render(opts, &rows)
 }

@@ -1,5 +1,6 @@
 //! `cellmgr system ...`: whole-host operations.
 
+use super::removal::Selection;
 use super::{cell, confirm, load_config, lock, volume, Run, Scope};
 use crate::cli::EXIT_OK;
 use anyhow::Result;
@@ -78,7 +79,7 @@ impl Run for Reset {
         if volumes {
             let cfg = load_config()?;
             let _lock = lock(&cfg, "system reset")?;
-            volume::remove_volumes(&cfg, self.scope, None, false, true, false)?;
+            volume::remove_volumes(&cfg, self.scope, Selection::All, true, false)?;
         }
         Ok(code)
     }

@@ -1,7 +1,8 @@
 //! `cellmgr volume ...`: named directories cells mount.
 
-use super::output::{fields, options};
-use super::{confirm, load_config, lock, Run, Scope};
+use super::output::{fields, options, render_one};
+use super::removal::{manifest_names, Removal, Selection};
+use super::{load_config, lock, lock_named, Run, Scope};
 use crate::cli::EXIT_OK;
 use crate::engine::config::Config;
 use crate::engine::manifest::{self, Desired, WriteMode};
@@ -68,9 +69,7 @@ impl Run for Create {
             .scope
             .require("volume create", &[Scope::Desired, Scope::Both])?;
         check_mode(&self.mode)?;
-        let cfg = load_config()?;
-        crate::names::validate("volume", &self.name)?;
-        let _lock = lock(&cfg, &format!("volume create {}", self.name))?;
+        let (cfg, _lock) = lock_named("volume", "create", &self.name)?;
         let mut updates = vec![("VOLUME_NAME", Some(self.name.clone()))];
         if let Some(m) = &self.mode {
             updates.push(("VOLUME_MODE", Some(m.clone())));
@@ -115,9 +114,7 @@ impl Run for Set {
             (None, true) => None,
             (None, false) => bail!("nothing to change: give -m MODE or --clear-mode"),
         };
-        let cfg = load_config()?;
-        crate::names::validate("volume", &self.name)?;
-        let _lock = lock(&cfg, &format!("volume set {}", self.name))?;
+        let (cfg, _lock) = lock_named("volume", "set", &self.name)?;
         let m = manifest::write_volume(
             &cfg,
             &self.name,
@@ -163,52 +160,19 @@ pub struct Remove {
 pub fn remove_volumes(
     cfg: &Config,
     scope: Scope,
-    names: Option<&str>,
-    orphans: bool,
+    selection: Selection,
     yes: bool,
     force: bool,
 ) -> Result<()> {
     let desired: Desired = manifest::load_all(cfg).unwrap_or_default();
-    let declared: BTreeSet<String> = volume_manifest_names(cfg);
+    let declared = manifest_names(cfg, "volume");
     let dirs: BTreeSet<String> = runtime::volume_dirs(cfg)?.into_iter().collect();
-    let (to_desired, to_runtime): (BTreeSet<String>, BTreeSet<String>) = match names {
-        Some(n) => {
-            crate::names::validate("volume", n)?;
-            let d = scope.desired() && declared.contains(n);
-            let r = scope.runtime() && dirs.contains(n);
-            if !d && !r && !force {
-                bail!("volume {n} not found in {} state", scope.as_str());
-            }
-            (
-                d.then(|| n.to_string()).into_iter().collect(),
-                r.then(|| n.to_string()).into_iter().collect(),
-            )
-        }
-        None if orphans => (
-            BTreeSet::new(),
-            dirs.iter()
-                .filter(|d| !declared.contains(*d))
-                .cloned()
-                .collect(),
-        ),
-        None => (
-            if scope.desired() {
-                declared.clone()
-            } else {
-                BTreeSet::new()
-            },
-            if scope.runtime() {
-                dirs.clone()
-            } else {
-                BTreeSet::new()
-            },
-        ),
-    };
-    if to_desired.is_empty() && to_runtime.is_empty() {
+    let removal = Removal::select("volume", selection, scope, &declared, &dirs, force, "")?;
+    if removal.is_empty() {
         println!("nothing to remove");
         return Ok(());
     }
-    for v in &to_desired {
+    for v in &removal.manifests {
         let users = desired.volume_users(v);
         if !users.is_empty() {
             bail!(
@@ -219,33 +183,18 @@ pub fn remove_volumes(
         }
     }
     let mounted = read::mounted_volumes(cfg)?;
-    for v in &to_runtime {
+    for v in &removal.runtime {
         if mounted.contains(v) {
             bail!("volume {v} is mounted by a running cell: stop the cell first");
         }
     }
-    if names.is_none() || !to_runtime.is_empty() {
-        let mut parts = Vec::new();
-        if !to_desired.is_empty() {
-            parts.push(format!(
-                "the manifests of {}",
-                to_desired.iter().cloned().collect::<Vec<_>>().join(", ")
-            ));
-        }
-        if !to_runtime.is_empty() {
-            parts.push(format!(
-                "the directories and all data of {}",
-                to_runtime.iter().cloned().collect::<Vec<_>>().join(", ")
-            ));
-        }
-        confirm(&format!("Remove {}?", parts.join(" and ")), yes)?;
-    }
-    for v in &to_runtime {
+    removal.confirm(selection, "the directories and all data", yes)?;
+    for v in &removal.runtime {
         let dir = runtime::volume_dir(cfg, v);
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         println!("removed volume {v} runtime");
     }
-    for v in &to_desired {
+    for v in &removal.manifests {
         let p = manifest::volume_path(cfg, v);
         std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
         println!("removed volume {v} manifest");
@@ -253,43 +202,18 @@ pub fn remove_volumes(
     Ok(())
 }
 
-fn volume_manifest_names(cfg: &Config) -> BTreeSet<String> {
-    let Ok(entries) = std::fs::read_dir(&cfg.manifest_dir) else {
-        return BTreeSet::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|f| f.strip_suffix(".volume"))
-                .filter(|s| crate::names::is_valid(s) && !s.starts_with('.'))
-                .map(String::from)
-        })
-        .collect()
-}
-
 impl Run for Remove {
     fn run(self) -> Result<i32> {
-        let modes =
-            usize::from(self.name.is_some()) + usize::from(self.all) + usize::from(self.orphans);
-        if modes != 1 {
-            bail!("volume remove: give exactly one of a name, --all or --orphans");
-        }
-        if self.orphans {
-            self.scope
-                .require("volume remove --orphans", &[Scope::Runtime, Scope::Both])?;
-        }
+        let selection = Selection::from_flags(
+            "volume",
+            self.name.as_deref(),
+            self.all,
+            self.orphans,
+            self.scope,
+        )?;
         let cfg = load_config()?;
         let _lock = lock(&cfg, "volume remove")?;
-        remove_volumes(
-            &cfg,
-            self.scope,
-            self.name.as_deref(),
-            self.orphans,
-            self.yes,
-            self.force,
-        )?;
+        remove_volumes(&cfg, self.scope, selection, self.yes, self.force)?;
         Ok(EXIT_OK)
     }
 }
@@ -353,14 +277,15 @@ impl Run for Show {
         let opts = options(&self.view, &self.fields, self.tsv, self.no_header);
         VOLUME_SCHEMA.select(&opts)?;
         let cfg = load_config()?;
-        let rows: Vec<_> = volume_rows(&cfg)?
-            .into_iter()
-            .filter(|r| r.name == self.name)
-            .collect();
-        if rows.is_empty() {
-            bail!("volume {} not found (no manifest, no directory)", self.name);
-        }
-        print!("{}", VOLUME_SCHEMA.render(&opts, &rows)?);
+        let rows = volume_rows(&cfg)?;
+        let shown = render_one(
+            &VOLUME_SCHEMA,
+            &opts,
+            rows,
+            |r| r.name == self.name,
+            || format!("volume {} not found (no manifest, no directory)", self.name),
+        )?;
+        print!("{shown}");
         Ok(EXIT_OK)
     }
 }
@@ -403,18 +328,11 @@ impl Run for Edit {
         let cfg = load_config()?;
         crate::names::validate("volume", &self.name)?;
         let path = manifest::volume_path(&cfg, &self.name);
-        let name = self.name.clone();
         let validate = |text: &str| -> Result<()> {
-            manifest::VolumeManifest::parse(&path, text, &name)?;
+            manifest::VolumeManifest::parse(&path, text, &self.name)?;
             Ok(())
         };
-        let changed = super::editor::edit(&path, validate, |replace| {
-            let _lock = lock(&cfg, &format!("volume edit {name}"))?;
-            replace()
-        })?;
-        if changed {
-            println!("updated {}", path.display());
-        }
+        super::editor::edit_locked(&cfg, &format!("volume edit {}", self.name), &path, validate)?;
         Ok(EXIT_OK)
     }
 }

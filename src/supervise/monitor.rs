@@ -477,7 +477,9 @@ impl<'k> Monitor<'k> {
         }
     }
 
-    /// One line of service output.
+    /// One line from `label` (the service's stdout or stderr, or `supervise`)
+    /// to syslog and the tail; a notice the syslog gives (records lost,
+    /// socket unreachable) goes to the tail first.
     fn forward(&mut self, label: &str, level: Level, line: &str) {
         let msg = format!(
             "cell={} cid={} {label}: {line}",
@@ -493,16 +495,7 @@ impl<'k> Monitor<'k> {
 
     /// One record about the supervisor's own doing.
     fn note(&mut self, level: Level, text: &str) {
-        let msg = format!(
-            "cell={} cid={} supervise: {text}",
-            self.cell.name, self.cell.id
-        );
-        let notice = self.syslog.log(level, &msg);
-        let now = unix_now();
-        if let Some(n) = notice {
-            self.tail.push(now, &format!("supervise: {n}"));
-        }
-        self.tail.push(now, &format!("supervise: {text}"));
+        self.forward("supervise", level, text);
     }
 }
 

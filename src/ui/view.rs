@@ -710,43 +710,49 @@ fn boxed(
     (x0 + 2, y0 + 1, bw - 4, bh - 2)
 }
 
+/// A box of `lines` under `title` with `footer` on its last line, at most
+/// `max` (width, height) in size. Lines that do not fit are cut at the end, or
+/// with `keep_end` at the start.
+fn text_dialog(
+    g: &mut Grid,
+    max: (usize, usize),
+    title: &str,
+    lines: &[String],
+    footer: &str,
+    keep_end: bool,
+) {
+    let (max_w, max_h) = max;
+    let body = lines.len().min(max_h.saturating_sub(2));
+    let w = lines
+        .iter()
+        .map(|l| l.chars().count())
+        .chain([footer.len(), title.len() + 2])
+        .max()
+        .unwrap_or(0)
+        .min(max_w);
+    let (x, y, iw, ih) = boxed(g, title, w, body + 2);
+    let skip = if keep_end { lines.len() - body } else { 0 };
+    for (i, l) in lines[skip..].iter().take(body).enumerate() {
+        g.put(x, y + i, l, PLAIN, iw);
+    }
+    g.put(x, y + ih - 1, footer, HEAD, iw);
+}
+
 fn dialog_overlay(d: &Dialog, g: &mut Grid) {
     let max_w = g.width.saturating_sub(6).min(74);
     let max_h = g.height.saturating_sub(4);
     match d {
-        Dialog::Confirm { title, lines, .. } => {
-            let footer = "[y] yes    any other key: no";
-            let body = lines.len().min(max_h.saturating_sub(2));
-            let w = lines
-                .iter()
-                .map(|l| l.chars().count())
-                .chain([footer.len(), title.len() + 2])
-                .max()
-                .unwrap_or(0)
-                .min(max_w);
-            let (x, y, iw, ih) = boxed(g, title, w, body + 2);
-            // Long plans: keep the end (the question) visible.
-            let skip = lines.len() - body;
-            for (i, l) in lines[skip..].iter().enumerate() {
-                g.put(x, y + i, l, PLAIN, iw);
-            }
-            g.put(x, y + ih - 1, footer, HEAD, iw);
-        }
+        // Long plans: keep the end (the question) visible.
+        Dialog::Confirm { title, lines, .. } => text_dialog(
+            g,
+            (max_w, max_h),
+            title,
+            lines,
+            "[y] yes    any other key: no",
+            true,
+        ),
         Dialog::Message { title, lines } => {
-            let footer = "any key closes";
-            let body = lines.len().min(max_h.saturating_sub(2));
-            let w = lines
-                .iter()
-                .map(|l| l.chars().count())
-                .chain([footer.len(), title.len() + 2])
-                .max()
-                .unwrap_or(0)
-                .min(max_w);
-            let (x, y, iw, ih) = boxed(g, title, w, body + 2);
-            for (i, l) in lines.iter().take(body).enumerate() {
-                g.put(x, y + i, l, PLAIN, iw);
-            }
-            g.put(x, y + ih - 1, footer, HEAD, iw);
+            text_dialog(g, (max_w, max_h), title, lines, "any key closes", false)
         }
         Dialog::PickArchive {
             target,
@@ -947,5 +953,37 @@ mod tests {
         assert_eq!(human_bytes(Some(512)), "512B");
         assert_eq!(human_bytes(Some(8 << 20)), "8.0M");
         assert_eq!(human_bytes(Some(300 << 30)), "300G");
+    }
+
+    #[test]
+    fn a_long_confirmation_keeps_its_question_and_a_long_message_its_start() {
+        let lines: Vec<String> = (0..40).map(|i| format!("line {i:02}")).collect();
+        let screen = |dialog: Dialog| {
+            let mut a = app(3);
+            a.dialog = Some(dialog);
+            let mut g = Grid::new(80, 24);
+            draw(&mut a, &mut g);
+            (0..24).map(|y| g.row_text(y) + "\n").collect::<String>()
+        };
+        let confirm = screen(Dialog::Confirm {
+            title: "Apply".into(),
+            lines: lines.clone(),
+            request: crate::ipc::proto::Request::Ping,
+            purpose: crate::ui::app::Purpose::Refresh,
+        });
+        assert!(
+            confirm.contains("line 39") && !confirm.contains("line 00"),
+            "{confirm}"
+        );
+        assert!(confirm.contains("[y] yes"), "{confirm}");
+        let message = screen(Dialog::Message {
+            title: "Result".into(),
+            lines,
+        });
+        assert!(
+            message.contains("line 00") && !message.contains("line 39"),
+            "{message}"
+        );
+        assert!(message.contains("any key closes"), "{message}");
     }
 }

@@ -87,22 +87,6 @@ pub const LEVELS: &[&str] = &[
     "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
 ];
 
-pub fn parse_yes_no(v: &str) -> Option<bool> {
-    match v {
-        "YES" | "yes" | "Yes" => Some(true),
-        "NO" | "no" | "No" => Some(false),
-        _ => None,
-    }
-}
-
-pub fn yes_no(b: bool) -> &'static str {
-    if b {
-        "YES"
-    } else {
-        "NO"
-    }
-}
-
 fn parse_limit(v: &str) -> Option<Limit> {
     match v {
         "" | "unlimited" => Some(None),
@@ -188,18 +172,7 @@ impl CellManifest {
             lines: BTreeMap::new(),
         };
         for a in rcconf::parse(path, text)? {
-            let Some((key, expected)) = CELL_KEYS.iter().find(|(k, _)| *k == a.key) else {
-                let known: Vec<&str> = CELL_KEYS.iter().map(|(k, _)| *k).collect();
-                let hint = match rcconf::suggest(&a.key, &known) {
-                    Some(k) => format!(" (did you mean {k}?)"),
-                    None => format!("; known keys: {}", known.join(" ")),
-                };
-                return Err(FileError::new(
-                    path,
-                    Some(a.line),
-                    format!("unknown key {}{hint}", a.key),
-                ));
-            };
+            let (key, expected) = rcconf::known_key(path, &a, CELL_KEYS)?;
             m.lines.insert(key, a.line);
             let v = a.value.as_str();
             let bad = |why: Option<String>| {
@@ -221,7 +194,9 @@ impl CellManifest {
                         ));
                     }
                 }
-                "CELL_AUTOSTART" => m.autostart = parse_yes_no(v).ok_or_else(|| bad(None))?,
+                "CELL_AUTOSTART" => {
+                    m.autostart = rcconf::parse_yes_no(v).ok_or_else(|| bad(None))?
+                }
                 "CELL_CREATE_PROFILE" => {
                     m.profile = if v.is_empty() {
                         Profile::High
@@ -301,7 +276,7 @@ impl CellManifest {
         let o = |v: &Option<String>| v.clone().unwrap_or_default();
         vec![
             ("CELL_NAME", self.name.clone()),
-            ("CELL_AUTOSTART", yes_no(self.autostart).into()),
+            ("CELL_AUTOSTART", rcconf::yes_no(self.autostart).into()),
             ("CELL_CREATE_PROFILE", self.profile.as_str().into()),
             (
                 "CELL_CREATE_RESERVED_PORTS",

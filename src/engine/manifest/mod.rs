@@ -20,14 +20,16 @@ pub mod mounts;
 mod volume;
 
 pub use cell::{
-    format_limit, format_ports, parse_names, parse_ports, parse_yes_no, yes_no, CellManifest,
-    LogSettings, CELL_KEYS, FACILITIES, LEVELS,
+    format_limit, format_ports, parse_names, parse_ports, CellManifest, LogSettings, CELL_KEYS,
+    FACILITIES, LEVELS,
 };
 pub use mounts::{Mount, MountSource};
 pub use volume::{format_mode, parse_mode, VolumeManifest, VOLUME_KEYS};
+// Manifests read and write booleans as every rc.conf-style file does.
+pub use crate::engine::rcconf::{parse_yes_no, yes_no};
 
 use crate::engine::config::Config;
-use crate::engine::fsutil::write_atomic;
+use crate::engine::fsutil::{read_optional, write_atomic};
 use crate::engine::rcconf::FileError;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -88,28 +90,31 @@ fn read(path: &Path) -> Result<String, FileError> {
 /// Reads one cell manifest, if it exists.
 pub fn load_cell(cfg: &Config, name: &str) -> Result<Option<CellManifest>> {
     crate::names::validate("cell", name)?;
-    let path = cell_path(cfg, name);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(CellManifest::parse(
-            &path,
-            &text,
-            name,
-            cfg.allow_host_mounts,
-        )?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
+    load_cell_file(cfg, &cell_path(cfg, name), name)
+}
+
+/// Reads a file in the cell format (a manifest, or a rendered `cell.conf`) of
+/// cell `name`, if it exists.
+pub fn load_cell_file(cfg: &Config, path: &Path, name: &str) -> Result<Option<CellManifest>> {
+    let Some(text) = read_optional(path)? else {
+        return Ok(None);
+    };
+    Ok(Some(CellManifest::parse(
+        path,
+        &text,
+        name,
+        cfg.allow_host_mounts,
+    )?))
 }
 
 /// Reads one volume manifest, if it exists.
 pub fn load_volume(cfg: &Config, name: &str) -> Result<Option<VolumeManifest>> {
     crate::names::validate("volume", name)?;
     let path = volume_path(cfg, name);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(VolumeManifest::parse(&path, &text, name)?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
+    let Some(text) = read_optional(&path)? else {
+        return Ok(None);
+    };
+    Ok(Some(VolumeManifest::parse(&path, &text, name)?))
 }
 
 impl Desired {
@@ -272,14 +277,6 @@ fn check_refs(
     errors
 }
 
-fn read_optional(path: &Path) -> Result<Option<String>> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => Ok(Some(t)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
-}
-
 /// Whether a write creates a file or changes an existing one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteMode {
@@ -308,6 +305,14 @@ fn prepare_text(
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
+/// Replaces the manifest at `path` with `text` atomically, creating the
+/// manifest directory first if needed.
+fn store(cfg: &Config, path: &Path, text: &str) -> Result<()> {
+    std::fs::create_dir_all(&cfg.manifest_dir)
+        .with_context(|| format!("creating {}", cfg.manifest_dir.display()))?;
+    write_atomic(path, text.as_bytes())
+}
+
 /// Creates or updates `<name>.cell` with `updates` (`None` removes a key). The
 /// result is validated, including that its volumes and dependencies are
 /// declared, before the file is replaced atomically; on error nothing changes.
@@ -322,9 +327,7 @@ pub fn write_cell(
     let header = format!("# Cell {name}: desired state for cellmgr(8); keys in cells(5).");
     let text = prepare_text(&path, mode, &header, updates)?;
     let m = validate_cell_text(cfg, name, &text)?;
-    std::fs::create_dir_all(&cfg.manifest_dir)
-        .with_context(|| format!("creating {}", cfg.manifest_dir.display()))?;
-    write_atomic(&path, text.as_bytes())?;
+    store(cfg, &path, &text)?;
     Ok(m)
 }
 
@@ -360,9 +363,7 @@ pub fn write_volume(
     let header = format!("# Volume {name}: desired state for cellmgr(8); keys in cells(5).");
     let text = prepare_text(&path, mode, &header, updates)?;
     let m = VolumeManifest::parse(&path, &text, name)?;
-    std::fs::create_dir_all(&cfg.manifest_dir)
-        .with_context(|| format!("creating {}", cfg.manifest_dir.display()))?;
-    write_atomic(&path, text.as_bytes())?;
+    store(cfg, &path, &text)?;
     Ok(m)
 }
 

@@ -66,18 +66,7 @@ impl VolumeManifest {
                         })?)
                     }
                 }
-                other => {
-                    let known: Vec<&str> = VOLUME_KEYS.iter().map(|(k, _)| *k).collect();
-                    let hint = match rcconf::suggest(other, &known) {
-                        Some(k) => format!(" (did you mean {k}?)"),
-                        None => format!("; known keys: {}", known.join(" ")),
-                    };
-                    return Err(FileError::new(
-                        path,
-                        Some(a.line),
-                        format!("unknown key {other}{hint}"),
-                    ));
-                }
+                other => return Err(rcconf::unknown_key(path, a.line, other, VOLUME_KEYS)),
             }
         }
         Ok(m)

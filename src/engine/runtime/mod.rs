@@ -22,9 +22,10 @@ mod render;
 pub use render::{render, RenderOutcome};
 
 use crate::engine::config::Config;
-use crate::engine::manifest::CellManifest;
+use crate::engine::manifest::{self, CellManifest};
 use anyhow::{Context, Result};
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 
 /// The paths of one cell's runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,38 +63,34 @@ impl CellPaths {
 
 /// Reads the rendered `cell.conf`, if there is one.
 pub fn load_rendered(cfg: &Config, name: &str) -> Result<Option<CellManifest>> {
-    let p = CellPaths::new(cfg, name);
-    match std::fs::read_to_string(&p.conf) {
-        Ok(text) => Ok(Some(CellManifest::parse(
-            &p.conf,
-            &text,
-            name,
-            cfg.allow_host_mounts,
-        )?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", p.conf.display())),
-    }
+    manifest::load_cell_file(cfg, &CellPaths::new(cfg, name).conf, name)
+}
+
+/// `dir`'s entries as (file name, is a directory); none when `dir` is missing.
+fn dir_entries(dir: &Path) -> Result<Vec<(OsString, bool)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    entries
+        .map(|e| {
+            let e = e.with_context(|| format!("reading {}", dir.display()))?;
+            Ok((e.file_name(), e.file_type().is_ok_and(|t| t.is_dir())))
+        })
+        .collect()
 }
 
 /// Names of every cell directory under `data_dir` (rendered or debris), sorted.
 /// Entries that are not valid cell names (the lock file, temporary files) are skipped.
 pub fn runtime_dirs(cfg: &Config) -> Result<Vec<String>> {
-    let entries = match std::fs::read_dir(&cfg.data_dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", cfg.data_dir.display())),
-    };
-    let mut out = Vec::new();
-    for e in entries {
-        let e = e.with_context(|| format!("reading {}", cfg.data_dir.display()))?;
-        let Ok(name) = e.file_name().into_string() else {
-            continue;
-        };
-        if crate::names::validate("cell", &name).is_ok() && e.file_type().is_ok_and(|t| t.is_dir())
-        {
-            out.push(name);
-        }
-    }
+    let mut out: Vec<String> = dir_entries(&cfg.data_dir)?
+        .into_iter()
+        .filter_map(|(name, is_dir)| {
+            let name = name.into_string().ok()?;
+            (is_dir && crate::names::validate("cell", &name).is_ok()).then_some(name)
+        })
+        .collect();
     out.sort();
     Ok(out)
 }
@@ -105,20 +102,10 @@ pub fn volume_dir(cfg: &Config, name: &str) -> PathBuf {
 
 /// Names of every volume directory under `volume_dir`, sorted.
 pub fn volume_dirs(cfg: &Config) -> Result<Vec<String>> {
-    let entries = match std::fs::read_dir(&cfg.volume_dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", cfg.volume_dir.display())),
-    };
     let mut out = Vec::new();
-    for e in entries {
-        let e = e.with_context(|| format!("reading {}", cfg.volume_dir.display()))?;
-        match e.file_name().into_string() {
-            Ok(name)
-                if crate::names::is_valid(&name) && e.file_type().is_ok_and(|t| t.is_dir()) =>
-            {
-                out.push(name)
-            }
+    for (name, is_dir) in dir_entries(&cfg.volume_dir)? {
+        match name.into_string() {
+            Ok(name) if crate::names::is_valid(&name) && is_dir => out.push(name),
             Ok(name) if name.starts_with('.') => {}
             other => log::warn!(
                 "skipping {:?} in {}: not a valid volume name",

@@ -1,18 +1,72 @@
-//! An in-memory control plane for bridge and UI tests: it behaves like the
-//! engine as seen through the bridge (start/stop change `running`, unknown
-//! cells are errors, restores need an existing archive) and records every
-//! action, so tests can see what was and was not done.
+//! An in-memory control plane for bridge and UI tests, served over a real
+//! socket: it behaves like the engine as seen through the bridge (start/stop
+//! change `running`, unknown cells are errors, restores need an existing
+//! archive) and records every action, so tests can see what was and was not
+//! done. Also hand-made protocol frames, for what a real client never sends.
 
-#![allow(dead_code)] // each test binary uses a different part
-
+use super::{wait_until, TempDir};
 use anyhow::{bail, Result};
 use cells::engine::model::{CellRow, VolumeRow};
-use cells::ipc::proto::{BackupRow, BackupTarget, LogChunk, Plan, PlanStep};
-use cells::ipc::server::Backend;
+use cells::ipc::frame::write_frame;
+use cells::ipc::proto::{
+    encode, BackupRow, BackupTarget, Envelope, LogChunk, Plan, PlanStep, Request, PROTOCOL_VERSION,
+};
+use cells::ipc::server::{serve_socket, Access, Backend};
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// A [`Fake`] with its own temporary directory (its log directory too) and
+/// the socket path it is (or will be) served on.
+pub struct FakeServer {
+    pub dir: TempDir,
+    pub socket: PathBuf,
+    pub fake: Arc<Fake>,
+}
+
+impl FakeServer {
+    /// Builds the fake with `make(log_dir)`; it is not served yet.
+    pub fn new(tag: &str, make: impl FnOnce(PathBuf) -> Fake) -> FakeServer {
+        let dir = TempDir::new(tag);
+        let fake = Arc::new(make(dir.path().to_path_buf()));
+        let socket = dir.join("bridge.sock");
+        FakeServer { dir, socket, fake }
+    }
+
+    /// Serves the fake on the socket from a thread of this process.
+    pub fn serve(&self) {
+        serve(self.fake.clone(), &self.socket);
+    }
+}
+
+/// Serves `backend` on `socket` from a thread; returns once it takes connections.
+pub fn serve(backend: Arc<dyn Backend>, socket: &Path) {
+    let path = socket.to_path_buf();
+    std::thread::spawn(move || serve_socket(&path, backend, Access::default()));
+    wait_until(
+        "the server to come up",
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+        || UnixStream::connect(socket).is_ok(),
+    );
+}
+
+/// The bytes of one request frame, as a client would send them.
+pub fn frame(id: u64, req: &Request) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_frame(&mut out, &encode(&Envelope { id, body: req })).unwrap();
+    out
+}
+
+/// The handshake a current client opens with.
+pub fn hello() -> Request {
+    Request::Hello {
+        version: PROTOCOL_VERSION,
+        client: "test".into(),
+    }
+}
 
 pub struct Fake {
     pub state: Mutex<FakeState>,

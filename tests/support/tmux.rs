@@ -1,8 +1,6 @@
 //! Driving the real `cellui` in a real terminal: a private tmux server per test,
 //! keys sent with `send-keys`, the screen read back with `capture-pane`.
 
-#![allow(dead_code)] // each test binary uses a different part
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -10,11 +8,16 @@ pub struct Tmux {
     server: String,
 }
 
-pub fn have_tmux() -> bool {
-    Command::new("tmux")
+/// True when tmux is installed; otherwise prints why `test` is skipped.
+pub fn tmux_or_skip(test: &str) -> bool {
+    let have = Command::new("tmux")
         .arg("-V")
         .output()
-        .is_ok_and(|o| o.status.success())
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        eprintln!("{test}: skipped: tmux is not installed (apt-get install -y tmux)");
+    }
+    have
 }
 
 impl Tmux {
@@ -125,21 +128,47 @@ impl Drop for Tmux {
     }
 }
 
+/// Starts `cellui <args>` (with `env` assignments before it) in an 80x24
+/// terminal and waits for its first screen.
+pub fn start_cellui(name: &str, args: &str, env: &str) -> Tmux {
+    let t = Tmux::start(name, &cellui_command(args, env), 80, 24);
+    t.wait_text("[Cells]");
+    t
+}
+
+/// The screen line of the row whose first column is `name`.
+pub fn row_of(screen: &str, name: &str) -> Option<String> {
+    screen
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .map(str::to_string)
+}
+
 /// A shell command line that runs the cells binary as `cellui` with `args`, then
 /// reports how it ended and whether the terminal is back in cooked mode.
-/// The UI's PID is written to `pidfile` (empty: not written).
 pub fn cellui_command(args: &str, env: &str) -> String {
     cellui_command_pid(args, env, "")
 }
 
+/// `cellui_command`, with the UI's PID written to `pidfile` (empty: not written).
 pub fn cellui_command_pid(args: &str, env: &str, pidfile: &str) -> String {
-    let bin = env!("CARGO_BIN_EXE_cells");
+    let bin = super::BIN;
     let record = if pidfile.is_empty() {
         String::new()
     } else {
         format!("echo $$ > {pidfile}; ")
     };
+    run_and_report(
+        "BEFORE-CELLUI",
+        &format!("{env} sh -c '{record}exec {bin} ui {args}'"),
+    )
+}
+
+/// A shell command line that prints `banner`, runs `command`, then prints
+/// `EXIT=<status>`, which of icanon/echo the terminal has, and END-OF-RUN,
+/// and stays open so the screen can be read.
+pub fn run_and_report(banner: &str, command: &str) -> String {
     format!(
-        "echo BEFORE-CELLUI; {env} sh -c '{record}exec {bin} ui {args}'; echo \"EXIT=$?\"; stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo END-OF-RUN; sleep 600"
+        "echo {banner}; {command}; echo \"EXIT=$?\"; stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\\n' ' '; echo END-OF-RUN; sleep 600"
     )
 }
