@@ -313,6 +313,8 @@ impl Kernel for LinuxKernel {
                 bail!("port {port} is already reserved by {}", describe(c));
             }
         }
+        let reserved = locked.table.cells.iter().map(|c| c.ports.len()).sum();
+        bpf::check_capacity(reserved, spec.ports.len())?;
         let id = locked.table.next_id.max(1);
         if id > u64::from(u32::MAX) {
             bail!("cell ids are exhausted");
