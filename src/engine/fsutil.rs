@@ -49,34 +49,31 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::TempDir;
 
     #[test]
     fn replaces_content_and_leaves_no_temp_file() {
-        let dir = std::env::temp_dir().join(format!("cells-fsutil-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("fsutil");
         let p = dir.join("state");
         write_atomic(&p, b"one").unwrap();
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        let entries: Vec<_> = fs::read_dir(&dir).unwrap().collect();
+        let entries: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(entries.len(), 1);
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_missing_file_reads_as_none_and_other_errors_name_the_path() {
-        let dir = std::env::temp_dir().join(format!("cells-fsutil-opt-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("fsutil-opt");
         let p = dir.join("state");
         assert_eq!(read_optional(&p).unwrap(), None);
         fs::write(&p, "text").unwrap();
         assert_eq!(read_optional(&p).unwrap().as_deref(), Some("text"));
         // A directory cannot be read as text.
-        let e = read_optional(&dir).unwrap_err();
+        let e = read_optional(dir.path()).unwrap_err();
         assert!(
-            format!("{e:#}").starts_with(&format!("reading {}", dir.display())),
+            format!("{e:#}").starts_with(&format!("reading {}", dir.path().display())),
             "{e:#}"
         );
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

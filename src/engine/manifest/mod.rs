@@ -370,15 +370,16 @@ pub fn write_volume(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::TempDir;
 
-    fn cfg(tag: &str) -> Config {
-        let dir = std::env::temp_dir().join(format!("cells-manifest-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Config {
-            manifest_dir: dir,
+    /// A config whose manifest directory is the returned temp dir.
+    fn cfg(tag: &str) -> (TempDir, Config) {
+        let dir = TempDir::new(&format!("manifest-{tag}"));
+        let c = Config {
+            manifest_dir: dir.path().to_path_buf(),
             ..Config::default()
-        }
+        };
+        (dir, c)
     }
 
     fn put(cfg: &Config, file: &str, text: &str) {
@@ -387,7 +388,7 @@ mod tests {
 
     #[test]
     fn load_all_checks_references_with_file_and_line() {
-        let c = cfg("refs");
+        let (_dir, c) = cfg("refs");
         put(
             &c,
             "web.cell",
@@ -422,12 +423,11 @@ mod tests {
             d.dependency_order(&["web".into(), "db".into()]).unwrap(),
             ["db", "web"]
         );
-        std::fs::remove_dir_all(&c.manifest_dir).unwrap();
     }
 
     #[test]
     fn cycles_are_reported() {
-        let c = cfg("cycle");
+        let (_dir, c) = cfg("cycle");
         put(&c, "a.cell", "CELL_DEPENDS_ON=b\n");
         put(&c, "b.cell", "CELL_DEPENDS_ON=a\n");
         put(&c, "c.cell", "");
@@ -439,12 +439,11 @@ mod tests {
             e.to_string().contains("dependency cycle among: a, b"),
             "{e}"
         );
-        std::fs::remove_dir_all(&c.manifest_dir).unwrap();
     }
 
     #[test]
     fn writes_keep_comments_and_refuse_invalid_results() {
-        let c = cfg("write");
+        let (_dir, c) = cfg("write");
         put(
             &c,
             "web.cell",
@@ -502,6 +501,5 @@ mod tests {
             &[("VOLUME_MODE", Some("9".into()))]
         )
         .is_err());
-        std::fs::remove_dir_all(&c.manifest_dir).unwrap();
     }
 }
