@@ -29,7 +29,7 @@ pub use volume::{format_mode, parse_mode, VolumeManifest, VOLUME_KEYS};
 pub use crate::engine::rcconf::{parse_yes_no, yes_no};
 
 use crate::engine::config::Config;
-use crate::engine::fsutil::{read_optional, write_atomic};
+use crate::engine::fsutil::{dir_entries, read_optional, write_atomic};
 use crate::engine::rcconf::FileError;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -60,14 +60,8 @@ pub fn apply_path(cfg: &Config, name: &str) -> PathBuf {
 /// The manifest files in the directory: (stem, extension) for `.cell`, `.volume`
 /// and `.apply`, sorted. A missing directory is empty desired state.
 fn scan(dir: &Path) -> Result<Vec<(String, &'static str)>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-    };
     let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+    for entry in dir_entries(dir)? {
         let file = entry.file_name();
         let Some(file) = file.to_str() else { continue };
         for ext in ["cell", "volume", "apply"] {
