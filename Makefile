@@ -16,7 +16,7 @@ RCDIR = $(DESTDIR)$(PREFIX)/share/cells/rc.d
 PERSONALITIES = cellctl cellmgr cellui
 BIN = target/release/cells
 
-.PHONY: all build demo test lint-man check-netbsd install kmod clean
+.PHONY: all build demo test lint-man check-netbsd check-kmod install kmod clean
 
 all: build
 
@@ -36,6 +36,14 @@ test:
 	$(MAKE) lint-man
 	$(MAKE) -C kmod check-layout
 	$(MAKE) check-netbsd
+	$(MAKE) check-kmod
+
+# Build and check the kernel object where nightly Rust with rust-src is
+# installed (kmod/README.md); skipped, and said so, elsewhere.
+check-kmod:
+	@if rustup +nightly component list --installed 2>/dev/null | grep -q '^rust-src'; then \
+		$(MAKE) -C kmod kmod; \
+	else echo "check-kmod: skipped: no nightly toolchain with rust-src"; fi
 
 # Compile coverage of the NetBSD userland where the target's std is installed
 # (rustup target add x86_64-unknown-netbsd); skipped, and said so, elsewhere.

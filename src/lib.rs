@@ -14,4 +14,6 @@ pub mod mgr;
 pub mod names;
 pub mod output;
 pub mod supervise;
+#[cfg(test)]
+pub(crate) mod testutil;
 pub mod ui;

@@ -2,12 +2,13 @@
 //! and order, cycles, failure isolation, idempotency of every directive in a real
 //! cell, and convergence after `kill -9` at random points.
 
-mod mgr_support;
+mod support;
 
-use mgr_support::{http_get, port, root_or_skip, World};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use support::world::{http_get, World};
+use support::{port, root_or_skip};
 
 /// A cell manifest: a busybox web server on `port` (0: a sleeper), with
 /// dependencies and extra lines.
@@ -425,7 +426,7 @@ fn every_directive_is_idempotent_in_a_real_cell() {
     }
     // What the cell sees.
     let cat = |path: &str| {
-        let o = Command::new(mgr_support::BIN)
+        let o = Command::new(support::BIN)
             .arg0("cellctl")
             .args(["exec", "web", "/bin/busybox", "cat", path])
             .env("CELLMGR_CONF", &w.conf)

@@ -2,6 +2,8 @@
 //! corruption, in-use refusal, kill -9 during restore, retention, progress.
 //! Most need root (ownership, bind mounts, trusted xattrs) and skip without it.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs;
@@ -10,6 +12,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
+use support::{TempDir, BIN};
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -27,15 +30,13 @@ macro_rules! need_root {
 
 /// A temporary cellmgr world: config, volumes, cells, manifests and backups.
 struct World {
-    root: PathBuf,
+    root: TempDir,
     conf: PathBuf,
 }
 
 impl World {
     fn new(tag: &str, extra_conf: &str) -> World {
-        let root =
-            std::env::temp_dir().join(format!("cells-it-backup-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
+        let root = TempDir::new(&format!("backup-{tag}"));
         fs::create_dir_all(root.join("etc")).unwrap();
         let conf = root.join("cellmgr.conf");
         fs::write(
@@ -43,7 +44,7 @@ impl World {
             format!(
                 "CELLMGR_MANIFEST_DIR={r}/etc\nCELL_DATA_DIR={r}/cells\nCELL_VOLUME_DIR={r}/volumes\n\
                  CELL_BACKUP_DIR={r}/backups\nCELL_RUN_DIR={r}/run\nCELL_BASE_DIR={r}/base\n{extra_conf}",
-                r = root.display()
+                r = root.path().display()
             ),
         )
         .unwrap();
@@ -59,7 +60,7 @@ impl World {
     /// Runs cellmgr in a new session: no controlling terminal to ask on.
     fn mgr(&self, args: &[&str]) -> Output {
         use std::os::unix::process::CommandExt;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cells"));
+        let mut cmd = Command::new(BIN);
         cmd.arg("mgr")
             .args(args)
             .env("CELLMGR_CONF", &self.conf)
@@ -99,12 +100,6 @@ impl World {
         v.retain(|p| p.to_string_lossy().ends_with(".tar.gz"));
         v.sort();
         v
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.root);
     }
 }
 
@@ -537,7 +532,7 @@ fn kill_9_during_restore_leaves_old_or_new_never_a_mix() {
         } else {
             (&a, &snap_b, &snap_a)
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cells"))
+        let mut child = Command::new(BIN)
             .args([
                 "mgr",
                 "volume",
@@ -742,7 +737,7 @@ fn progress_only_on_a_terminal_and_never_with_q() {
         let o = out.wait_with_output().unwrap();
         Some(String::from_utf8_lossy(&o.stdout).into_owned())
     };
-    let bin = env!("CARGO_BIN_EXE_cells");
+    let bin = BIN;
     let Some(tty) = script(
         &format!("{bin} mgr volume backup restore p --latest"),
         b"yes\n",

@@ -3,10 +3,11 @@
 //! restore is refused while a cell uses the data and `--stop` stops it first.
 //! Needs root and busybox (the cellmgr harness skips otherwise).
 
-mod mgr_support;
+mod support;
 
-use mgr_support::{root_or_skip, World};
 use std::time::Duration;
+use support::root_or_skip;
+use support::world::World;
 
 /// `cellmgr cell shell writer sh -c <loop>`: a process inside the cell, started
 /// by this test and killed by PID when it ends (stopping the cell ends it too).

@@ -1,15 +1,16 @@
 //! The example stacks in `examples/`, each run end to end by its own `run.sh`
 //! (apply, checks, cleanup) against this build's binary.
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 
 fn run_example(name: &str) {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("example {name}: skipped: needs root (kernel cells, mounts)");
+    if !support::root_or_skip(&format!("example {name}")) {
         return;
     }
+    // The scripts call busybox by this path.
     if !Path::new("/bin/busybox").exists() {
         eprintln!("example {name}: skipped: needs /bin/busybox (apt-get install busybox-static)");
         return;
@@ -20,7 +21,7 @@ fn run_example(name: &str) {
         .join("run.sh");
     let out = Command::new("sh")
         .arg(&script)
-        .env("CELLS", env!("CARGO_BIN_EXE_cells"))
+        .env("CELLS", support::BIN)
         .env_remove("KEEP")
         .output()
         .expect("running sh");

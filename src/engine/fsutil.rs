@@ -14,6 +14,19 @@ pub fn read_optional(path: &Path) -> Result<Option<String>> {
     }
 }
 
+/// A directory's entries, in the order the system lists them; none when the
+/// directory does not exist.
+pub fn dir_entries(dir: &Path) -> Result<Vec<fs::DirEntry>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    entries
+        .map(|e| e.with_context(|| format!("reading {}", dir.display())))
+        .collect()
+}
+
 /// Writes a file atomically: a temporary file in the same directory, fsync, rename,
 /// then fsync of the directory, so a crash leaves either the old or the new content.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
@@ -49,34 +62,49 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::TempDir;
 
     #[test]
     fn replaces_content_and_leaves_no_temp_file() {
-        let dir = std::env::temp_dir().join(format!("cells-fsutil-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("fsutil");
         let p = dir.join("state");
         write_atomic(&p, b"one").unwrap();
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        let entries: Vec<_> = fs::read_dir(&dir).unwrap().collect();
+        let entries: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(entries.len(), 1);
-        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_directory_lists_as_empty_and_other_errors_name_it() {
+        let dir = TempDir::new("fsutil-dir");
+        assert!(dir_entries(&dir.join("missing")).unwrap().is_empty());
+        fs::write(dir.join("f"), "").unwrap();
+        let names: Vec<_> = dir_entries(dir.path())
+            .unwrap()
+            .iter()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["f"]);
+        let e = dir_entries(&dir.join("f")).unwrap_err();
+        assert_eq!(
+            format!("{e}"),
+            format!("reading {}", dir.join("f").display())
+        );
     }
 
     #[test]
     fn a_missing_file_reads_as_none_and_other_errors_name_the_path() {
-        let dir = std::env::temp_dir().join(format!("cells-fsutil-opt-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("fsutil-opt");
         let p = dir.join("state");
         assert_eq!(read_optional(&p).unwrap(), None);
         fs::write(&p, "text").unwrap();
         assert_eq!(read_optional(&p).unwrap().as_deref(), Some("text"));
         // A directory cannot be read as text.
-        let e = read_optional(&dir).unwrap_err();
+        let e = read_optional(dir.path()).unwrap_err();
         assert!(
-            format!("{e:#}").starts_with(&format!("reading {}", dir.display())),
+            format!("{e:#}").starts_with(&format!("reading {}", dir.path().display())),
             "{e:#}"
         );
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -98,9 +98,10 @@ mod tests {
 
     #[test]
     fn second_holder_waits_then_names_the_first() {
-        let dir = std::env::temp_dir().join(format!("cells-lock-{}", std::process::id()));
+        let tmp = crate::testutil::TempDir::new("lock");
+        // Not there yet: acquire creates the data directory.
         let cfg = Config {
-            data_dir: dir.clone(),
+            data_dir: tmp.join("data"),
             ..Config::default()
         };
         let g = acquire(&cfg, "cell start web", Duration::from_millis(10)).unwrap();
@@ -123,6 +124,5 @@ mod tests {
         drop(g);
         let g2 = acquire(&cfg, "other", Duration::from_millis(10)).unwrap();
         drop(g2);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -62,8 +62,7 @@ mod tests {
 
     #[test]
     fn tails_then_follows_complete_lines() {
-        let dir = std::env::temp_dir().join(format!("cells-logtail-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testutil::TempDir::new("logtail");
         let path = dir.join("svc.log");
         assert_eq!(tail_file(&path, 5, None).unwrap().lines.len(), 0);
         let mut f = std::fs::File::create(&path).unwrap();
@@ -84,6 +83,5 @@ mod tests {
         std::fs::write(&path, "fresh\n").unwrap();
         let rotated = tail_file(&path, 100, Some(next.offset)).unwrap();
         assert_eq!(rotated.lines, ["fresh"]);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

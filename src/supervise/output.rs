@@ -176,8 +176,7 @@ mod tests {
 
     #[test]
     fn the_tail_keeps_the_last_lines_across_reopen() {
-        let dir = std::env::temp_dir().join(format!("cells-tail-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testutil::TempDir::new("tail");
         let path = dir.join("t.log");
         let mut t = LogTail::open(&path, 3);
         for i in 0..7 {
@@ -197,6 +196,5 @@ mod tests {
             lines[0].ends_with("line 4") && lines[3].ends_with("again"),
             "{text}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -199,6 +199,7 @@ fn last_errno() -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::TempDir;
 
     fn sample() -> SupervisorStatus {
         SupervisorStatus {
@@ -219,9 +220,8 @@ mod tests {
 
     #[test]
     fn status_round_trips_through_cbor_atomically() {
-        let dir = std::env::temp_dir().join(format!("cells-status-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = Paths::new(&dir, "web");
+        let dir = TempDir::new("status");
+        let p = Paths::new(dir.path(), "web");
         std::fs::create_dir_all(&p.dir).unwrap();
         assert_eq!(read_status(&p.status).unwrap(), None);
         write_status(&p.status, &sample()).unwrap();
@@ -238,15 +238,11 @@ mod tests {
             e.contains("web.status: not a supervisor status file"),
             "{e}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn the_lock_is_seen_while_held_and_released_on_drop() {
-        // Not "cells-lock-<pid>": engine::lock's test in this process uses that.
-        let dir =
-            std::env::temp_dir().join(format!("cells-supervisor-lock-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("supervisor-lock");
         let path = dir.join("c.lock");
         assert!(!is_locked(&path).unwrap());
         let lock = SupervisorLock::acquire(&path).unwrap();
@@ -255,7 +251,6 @@ mod tests {
         assert!(format!("{second:#}").contains("another supervisor runs"));
         drop(lock);
         assert!(!is_locked(&path).unwrap());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

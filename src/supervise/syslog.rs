@@ -303,6 +303,7 @@ impl Syslog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::TempDir;
 
     #[test]
     fn facilities_and_levels_parse_by_name_and_number() {
@@ -352,7 +353,7 @@ mod tests {
 
     #[test]
     fn unreachable_socket_falls_back_to_a_file_and_says_so_once() {
-        let dir = tempdir();
+        let dir = TempDir::new("syslog");
         let sock = dir.join("no-such-log");
         let fallback = dir.join("fallback.log");
         let mut s = Syslog::new(&sock, Facility::DAEMON, "t", 7, &fallback);
@@ -365,12 +366,11 @@ mod tests {
         assert!(lines[0].starts_with("t: syslog socket"), "{text}");
         assert!(lines[1].starts_with("<29>") && lines[1].ends_with(" t[7]: one"));
         assert!(lines[2].starts_with("<27>") && lines[2].ends_with(" t[7]: two"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn records_reach_a_listening_socket() {
-        let dir = tempdir();
+        let dir = TempDir::new("syslog");
         let sock = dir.join("log");
         let server = UnixDatagram::bind(&sock).unwrap();
         let mut s = Syslog::new(&sock, "local3".parse().unwrap(), "tag", 9, &dir.join("f"));
@@ -383,12 +383,11 @@ mod tests {
             "{got}"
         );
         assert!(!dir.join("f").exists());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn records_dropped_by_a_full_queue_are_reported_once_sending_works() {
-        let dir = tempdir();
+        let dir = TempDir::new("syslog");
         let sock = dir.join("log");
         let server = UnixDatagram::bind(&sock).unwrap();
         let mut s = Syslog::new(&sock, Facility::DAEMON, "t", 1, &dir.join("f"));
@@ -408,17 +407,5 @@ mod tests {
             notice,
             "1 record(s) dropped: the syslog socket's queue was full"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    fn tempdir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "cells-syslog-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
     }
 }

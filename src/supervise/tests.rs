@@ -7,6 +7,7 @@ use super::monitor::{self, Monitor};
 use super::status::{self, Paths};
 use super::*;
 use crate::kernel::{CellSpec, CellStats, ExecSpec, Profile, Rlimits};
+use crate::testutil::TempDir;
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,16 +80,14 @@ impl Kernel for HostProcessKernel {
 
 /// A temporary run directory and syslog socket for one test.
 struct Fixture {
-    dir: PathBuf,
+    dir: TempDir,
     cfg: Config,
     syslog: UnixDatagram,
 }
 
 impl Fixture {
     fn new(test: &str) -> Fixture {
-        let dir = std::env::temp_dir().join(format!("cells-sup-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new(&format!("sup-{test}"));
         let cfg = Config {
             run_dir: dir.join("run"),
             syslog_socket: dir.join("log"),
@@ -149,12 +148,6 @@ impl Fixture {
             assert!(Instant::now() < deadline, "status never matched");
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -296,9 +296,9 @@ fn ensure_packages(ctx: &Context, pkgs: &[String]) -> Result<(Vec<String>, Strin
 
 #[cfg(test)]
 mod tests {
-    use super::super::rootfs::tests::TempDir;
     use super::super::{parse, RunOutput};
     use super::*;
+    use crate::testutil::TempDir;
     use std::cell::RefCell;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
@@ -345,8 +345,8 @@ mod tests {
 
     fn fixture() -> Fixture {
         let t = TempDir::new("directives");
-        let root = t.0.join("root");
-        let manifests = t.0.join("etc");
+        let root = t.join("root");
+        let manifests = t.join("etc");
         fs::create_dir_all(root.join("etc")).unwrap();
         fs::create_dir_all(&manifests).unwrap();
         fs::write(

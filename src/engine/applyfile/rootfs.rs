@@ -195,32 +195,15 @@ fn lookup_id(root: &Path, db: &str, name: &str) -> Result<u32> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
+    use crate::testutil::TempDir;
     use std::os::unix::fs::symlink;
-
-    /// A fresh temporary directory, removed on drop.
-    pub struct TempDir(pub PathBuf);
-    impl TempDir {
-        pub fn new(tag: &str) -> TempDir {
-            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let p = std::env::temp_dir().join(format!("cells-{tag}-{}-{n}", std::process::id()));
-            let _ = fs::remove_dir_all(&p);
-            fs::create_dir_all(&p).unwrap();
-            TempDir(p)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
 
     #[test]
     fn resolves_links_as_the_cell_sees_them() {
         let t = TempDir::new("rootfs");
-        let root = &t.0;
+        let root = t.path();
         fs::create_dir_all(root.join("real/dir")).unwrap();
         symlink("/real", root.join("abs")).unwrap();
         symlink("real/dir", root.join("rel")).unwrap();
@@ -242,7 +225,7 @@ pub(crate) mod tests {
     #[test]
     fn refuses_to_leave_the_root() {
         let t = TempDir::new("rootfs-escape");
-        let root = &t.0;
+        let root = t.path();
         symlink("../../../../etc", root.join("up")).unwrap();
         symlink("loop", root.join("loop")).unwrap();
         assert!(resolve(root, "/../etc/passwd", true)
@@ -268,7 +251,7 @@ pub(crate) mod tests {
     #[test]
     fn ids_resolve_in_the_cells_own_databases() {
         let t = TempDir::new("rootfs-ids");
-        let root = &t.0;
+        let root = t.path();
         fs::create_dir_all(root.join("etc")).unwrap();
         fs::write(
             root.join("etc/passwd"),

@@ -132,14 +132,8 @@ impl Backup {
 pub fn list(cfg: &Config, kind: Kind, name: &str) -> Result<Vec<Backup>> {
     crate::names::validate(kind.noun(), name)?;
     let dir = archive_dir(cfg, kind);
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-    };
     let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+    for entry in crate::engine::fsutil::dir_entries(&dir)? {
         let file = entry.file_name().to_string_lossy().into_owned();
         if let Some(created) = naming::archive_time(name, &file) {
             out.push(Backup::load(kind, name, entry.path(), created)?);

@@ -1,5 +1,7 @@
 //! Archive file names: `<name>_<UTC YYYYmmddTHHMMSSZ>.tar.gz`, and the UTC
-//! timestamp conversions they need (civil-from-days, no time-zone database).
+//! timestamp conversions they need (dates from `crate::calendar`).
+
+use crate::calendar::{civil_from_days, days_from_civil};
 
 /// Length of `YYYYmmddTHHMMSSZ`.
 const STAMP_LEN: usize = 16;
@@ -65,28 +67,6 @@ pub fn sidecar_name(archive_file: &str) -> String {
         .strip_suffix(ARCHIVE_SUFFIX)
         .unwrap_or(archive_file);
     format!("{stem}{SIDECAR_SUFFIX}")
-}
-
-// Howard Hinnant's algorithms for the proleptic Gregorian calendar.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

@@ -61,8 +61,7 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_garbage() {
-        let dir = std::env::temp_dir().join(format!("cells-sidecar-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testutil::TempDir::new("sidecar");
         let p = dir.join("v_20251129T184300Z.meta.cbor");
         let s = Sidecar {
             format: FORMAT,
@@ -82,6 +81,5 @@ mod tests {
         std::fs::write(&p, b"not cbor").unwrap();
         let e = format!("{:#}", Sidecar::read(&p).unwrap_err());
         assert!(e.contains("not a valid backup sidecar"), "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -199,12 +199,10 @@ fn sync_filesystem(p: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::TempDir;
 
-    fn scratch(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("cells-swap-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
+    fn scratch(tag: &str) -> TempDir {
+        TempDir::new(&format!("swap-{tag}"))
     }
 
     #[test]
@@ -217,13 +215,12 @@ mod tests {
         fs::write(s.staging.join("new"), b"2").unwrap();
         s.commit().unwrap();
         assert!(s.target.join("new").exists() && !s.target.join("old").exists());
-        assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
         // Also when the target did not exist (a lost disk).
         fs::remove_dir_all(&s.target).unwrap();
         s.prepare().unwrap();
         s.commit().unwrap();
         assert!(s.target.is_dir());
-        fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
@@ -244,7 +241,6 @@ mod tests {
         assert!(s.target.join("old").exists());
         assert!(!s.prev.exists() && !s.staging.exists());
         assert_eq!(s.recover().unwrap(), None);
-        fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

@@ -303,7 +303,7 @@ mod tests {
 
     #[test]
     fn round_trip_of_plain_files_checks_the_hash() {
-        let base = std::env::temp_dir().join(format!("cells-tar-{}", std::process::id()));
+        let base = crate::testutil::TempDir::new("tar");
         let src = base.join("src");
         std::fs::create_dir_all(src.join("sub")).unwrap();
         std::fs::write(src.join("sub/a"), b"alpha").unwrap();
@@ -328,6 +328,5 @@ mod tests {
         let mut f = File::open(&archive).unwrap();
         let e = extract(&mut f, &other, &"0".repeat(64), &mut Progress::hidden()).unwrap_err();
         assert!(e.to_string().contains("checksum mismatch"), "{e}");
-        std::fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -2,6 +2,7 @@
 
 use super::inuse::VolumeUser;
 use super::*;
+use crate::testutil::TempDir;
 use std::cell::RefCell;
 
 /// A runtime whose answers the test sets, recording what was asked of it.
@@ -34,14 +35,14 @@ impl Runtime for Scripted {
 }
 
 struct Env {
-    root: PathBuf,
+    /// Holds every directory of `cfg`; removed on drop.
+    _root: TempDir,
     cfg: Config,
 }
 
 impl Env {
     fn new(tag: &str) -> Env {
-        let root = std::env::temp_dir().join(format!("cells-backup-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
+        let root = TempDir::new(&format!("backup-{tag}"));
         let cfg = Config {
             manifest_dir: root.join("etc"),
             data_dir: root.join("cells"),
@@ -50,7 +51,7 @@ impl Env {
             ..Config::default()
         };
         fs::create_dir_all(&cfg.manifest_dir).unwrap();
-        Env { root, cfg }
+        Env { _root: root, cfg }
     }
 
     fn volume(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
@@ -60,12 +61,6 @@ impl Env {
             fs::write(dir.join(f), content).unwrap();
         }
         dir
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.root);
     }
 }
 

@@ -29,7 +29,7 @@ pub use volume::{format_mode, parse_mode, VolumeManifest, VOLUME_KEYS};
 pub use crate::engine::rcconf::{parse_yes_no, yes_no};
 
 use crate::engine::config::Config;
-use crate::engine::fsutil::{read_optional, write_atomic};
+use crate::engine::fsutil::{dir_entries, read_optional, write_atomic};
 use crate::engine::rcconf::FileError;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -60,14 +60,8 @@ pub fn apply_path(cfg: &Config, name: &str) -> PathBuf {
 /// The manifest files in the directory: (stem, extension) for `.cell`, `.volume`
 /// and `.apply`, sorted. A missing directory is empty desired state.
 fn scan(dir: &Path) -> Result<Vec<(String, &'static str)>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-    };
     let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+    for entry in dir_entries(dir)? {
         let file = entry.file_name();
         let Some(file) = file.to_str() else { continue };
         for ext in ["cell", "volume", "apply"] {
@@ -370,15 +364,16 @@ pub fn write_volume(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::TempDir;
 
-    fn cfg(tag: &str) -> Config {
-        let dir = std::env::temp_dir().join(format!("cells-manifest-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Config {
-            manifest_dir: dir,
+    /// A config whose manifest directory is the returned temp dir.
+    fn cfg(tag: &str) -> (TempDir, Config) {
+        let dir = TempDir::new(&format!("manifest-{tag}"));
+        let c = Config {
+            manifest_dir: dir.path().to_path_buf(),
             ..Config::default()
-        }
+        };
+        (dir, c)
     }
 
     fn put(cfg: &Config, file: &str, text: &str) {
@@ -387,7 +382,7 @@ mod tests {
 
     #[test]
     fn load_all_checks_references_with_file_and_line() {
-        let c = cfg("refs");
+        let (_dir, c) = cfg("refs");
         put(
             &c,
             "web.cell",
@@ -422,12 +417,11 @@ mod tests {
             d.dependency_order(&["web".into(), "db".into()]).unwrap(),
             ["db", "web"]
         );
-        std::fs::remove_dir_all(&c.manifest_dir).unwrap();
     }
 
     #[test]
     fn cycles_are_reported() {
-        let c = cfg("cycle");
+        let (_dir, c) = cfg("cycle");
         put(&c, "a.cell", "CELL_DEPENDS_ON=b\n");
         put(&c, "b.cell", "CELL_DEPENDS_ON=a\n");
         put(&c, "c.cell", "");
@@ -439,12 +433,11 @@ mod tests {
             e.to_string().contains("dependency cycle among: a, b"),
             "{e}"
         );
-        std::fs::remove_dir_all(&c.manifest_dir).unwrap();
     }
 
     #[test]
     fn writes_keep_comments_and_refuse_invalid_results() {
-        let c = cfg("write");
+        let (_dir, c) = cfg("write");
         put(
             &c,
             "web.cell",
@@ -502,6 +495,5 @@ mod tests {
             &[("VOLUME_MODE", Some("9".into()))]
         )
         .is_err());
-        std::fs::remove_dir_all(&c.manifest_dir).unwrap();
     }
 }

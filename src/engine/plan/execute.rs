@@ -408,6 +408,7 @@ mod tests {
     };
     use super::*;
     use crate::engine::applyfile::RunOutput;
+    use crate::testutil::TempDir;
     use std::cell::RefCell;
 
     /// Records every operation; fails those listed in `fail` ("start web").
@@ -516,16 +517,10 @@ mod tests {
         }
     }
 
-    fn fake(
-        tag: &str,
-        fail: Vec<&'static str>,
-    ) -> (
-        crate::engine::applyfile::rootfs::tests::TempDir,
-        FakeRuntime,
-    ) {
-        let t = crate::engine::applyfile::rootfs::tests::TempDir::new(tag);
+    fn fake(tag: &str, fail: Vec<&'static str>) -> (TempDir, FakeRuntime) {
+        let t = TempDir::new(tag);
         let rt = FakeRuntime {
-            dir: t.0.clone(),
+            dir: t.path().to_path_buf(),
             log: RefCell::new(vec![]),
             fail,
         };

@@ -215,8 +215,7 @@ mod tests {
 
     #[test]
     fn plan_hash_covers_assets_and_records_round_trip() {
-        let dir = std::env::temp_dir().join(format!("cells-hash-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testutil::TempDir::new("hash");
         let text = "COPY index.html /srv/index.html\n";
         let path = dir.join("web.apply");
         let file = applyfile::parse(&path, text).unwrap();
@@ -247,6 +246,5 @@ mod tests {
             None,
             "a truncated record means never converged"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

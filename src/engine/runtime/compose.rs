@@ -539,19 +539,18 @@ mod tests {
 
     #[test]
     fn target_dirs_are_created_without_following_links() {
-        let root = std::env::temp_dir().join(format!("cells-compose-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
+        let tmp = crate::testutil::TempDir::new("compose");
+        let root = tmp.path();
         fs::create_dir_all(root.join("srv")).unwrap();
         std::os::unix::fs::symlink("/", root.join("evil")).unwrap();
-        let d = make_target_dir(&root, Path::new("/srv/data/x")).unwrap();
+        let d = make_target_dir(root, Path::new("/srv/data/x")).unwrap();
         assert!(d.is_dir());
-        let e = make_target_dir(&root, Path::new("/evil/etc")).unwrap_err();
+        let e = make_target_dir(root, Path::new("/evil/etc")).unwrap_err();
         assert!(e.to_string().contains("/evil is a symbolic link"), "{e}");
         fs::write(root.join("file"), "").unwrap();
-        assert!(make_target_dir(&root, Path::new("/file/x"))
+        assert!(make_target_dir(root, Path::new("/file/x"))
             .unwrap_err()
             .to_string()
             .contains("not a directory"));
-        fs::remove_dir_all(&root).unwrap();
     }
 }

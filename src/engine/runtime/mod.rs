@@ -22,6 +22,7 @@ mod render;
 pub use render::{render, RenderOutcome};
 
 use crate::engine::config::Config;
+use crate::engine::fsutil;
 use crate::engine::manifest::{self, CellManifest};
 use anyhow::{Context, Result};
 use std::ffi::OsString;
@@ -68,17 +69,10 @@ pub fn load_rendered(cfg: &Config, name: &str) -> Result<Option<CellManifest>> {
 
 /// `dir`'s entries as (file name, is a directory); none when `dir` is missing.
 fn dir_entries(dir: &Path) -> Result<Vec<(OsString, bool)>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-    };
-    entries
-        .map(|e| {
-            let e = e.with_context(|| format!("reading {}", dir.display()))?;
-            Ok((e.file_name(), e.file_type().is_ok_and(|t| t.is_dir())))
-        })
-        .collect()
+    Ok(fsutil::dir_entries(dir)?
+        .into_iter()
+        .map(|e| (e.file_name(), e.file_type().is_ok_and(|t| t.is_dir())))
+        .collect())
 }
 
 /// Names of every cell directory under `data_dir` (rendered or debris), sorted.

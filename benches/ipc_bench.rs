@@ -1,7 +1,7 @@
 //! Bridge costs: CBOR encode/decode of a 500-cell snapshot, and, given the path
 //! of a `cells` binary (and `CELLMGR_CONF` for its world), the round trip of
 //! `Snapshot` polls through a real `cellmgr ipc serve --stdio`.
-//! Run: `cargo run --release --example ipc_bench [path/to/cells]`.
+//! Run: `cargo bench --bench ipc_bench [-- path/to/cells]`.
 
 use cells::engine::model::CellRow;
 use cells::ipc::client::Connection;
@@ -35,7 +35,8 @@ fn main() {
     let per = start.elapsed().as_secs_f64() * 1000.0 / rounds as f64;
     println!("500-cell snapshot: {size} bytes, {per:.3} ms encode+decode");
 
-    let Some(bin) = std::env::args().nth(1) else {
+    // `cargo bench` adds --bench to the arguments.
+    let Some(bin) = std::env::args().skip(1).find(|a| a != "--bench") else {
         return;
     };
     let mut cmd = std::process::Command::new(bin);

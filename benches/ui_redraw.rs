@@ -1,6 +1,6 @@
 //! Redraw cost of cellui with many cells: builds the screen into an in-memory
 //! buffer, as the UI does before one write to the terminal, and prints the time
-//! per redraw. Run: `cargo run --release --example ui_redraw [cells]`.
+//! per redraw. Run: `cargo bench --bench ui_redraw [-- cells]`.
 
 use cells::engine::model::CellRow;
 use cells::ipc::proto::Snapshot;
@@ -9,9 +9,10 @@ use cells::ui::view::{draw, Grid};
 use std::time::Instant;
 
 fn main() {
+    // `cargo bench` adds --bench to the arguments: the count is the number among them.
     let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
+        .skip(1)
+        .find_map(|a| a.parse().ok())
         .unwrap_or(500);
     let cells = (0..n)
         .map(|i| CellRow {
