@@ -43,9 +43,8 @@ sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", a - b }'; }
 # median and max of the numbers on stdin
 stats() { sort -n | awk '{ v[NR] = $1 } END { printf "median %.3f s  worst %.3f s", v[int((NR + 1) / 2)], v[NR] }'; }
 
-# Cells form chains of 10 (each depends on the one before), like real stacks.
-# No reserved ports: the Linux backend attaches one cgroup BPF program per cell
-# with ports, and the kernel allows 64 per attach point.
+# Cells form chains of 10 (each depends on the one before), like real stacks,
+# and each reserves a port of its own (BENCH_PORT_BASE + index).
 add_cells() {
 	i=$1
 	while [ "$i" -lt "$2" ]; do
@@ -55,6 +54,7 @@ add_cells() {
 		cat >"$W/etc/$name.cell" <<CELL
 CELL_AUTOSTART=YES
 CELL_CREATE_PROFILE=high
+CELL_CREATE_RESERVED_PORTS=$((${BENCH_PORT_BASE:-41000} + i))
 CELL_SUPERVISE_CMD="/bin/busybox sleep 1000000"
 $dep
 CELL
