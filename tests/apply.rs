@@ -500,3 +500,105 @@ fn kill_9_at_random_points_then_a_clean_converge() {
         );
     }
 }
+
+#[test]
+fn a_reviewed_plan_is_applied_only_while_it_is_still_the_plan() {
+    if !root_or_skip("a_reviewed_plan_is_applied_only_while_it_is_still_the_plan") {
+        return;
+    }
+    let w = World::new("apply-reviewed");
+    w.write_manifest("web.cell", &cell(0, "", ""));
+    let plan_file = w.dir.join("plan.txt");
+    let plan_arg = plan_file.to_str().unwrap();
+    let review = |args: &[&str]| {
+        let mut all = vec!["apply", "--dry-run", "--plan-out", plan_arg];
+        all.extend_from_slice(args);
+        let out = w.run(&all);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let printed = stdout(&out);
+        assert_eq!(std::fs::read_to_string(&plan_file).unwrap(), printed);
+        let last = printed.lines().last().unwrap().to_string();
+        last.strip_prefix("digest ")
+            .unwrap_or_else(|| panic!("no digest line: {printed}"))
+            .to_string()
+    };
+    let digest = review(&[]);
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
+
+    // An edit the plan's lines do not show (a new cell's service) is still a new plan.
+    let reviewed_manifest = w.read_manifest("web.cell");
+    w.write_manifest(
+        "web.cell",
+        &format!("{reviewed_manifest}CELL_SUPERVISE_TAG=not-reviewed\n"),
+    );
+    // The kernel backend's lock file under run/ is created by any command.
+    let files = |w: &World| -> Vec<_> {
+        w.snapshot()
+            .into_iter()
+            .filter(|(p, _)| !p.starts_with(w.dir.join("run")))
+            .collect()
+    };
+    let before = files(&w);
+    let e = w.fails(&["apply", "--expect-plan", plan_arg]);
+    assert!(
+        e.contains("cellmgr: the plan changed since it was reviewed (its lines are the same"),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!("reviewed {digest}, now sha256:")),
+        "{e}"
+    );
+    assert!(e.contains("nothing was changed"), "{e}");
+    let e = w.fails(&["apply", "--expect-digest", &digest]);
+    assert!(e.contains("the plan changed since it was reviewed;"), "{e}");
+    assert_eq!(files(&w), before, "a refused apply changed files");
+    // A new line: named, with what it is.
+    w.write_manifest("other.cell", &cell(0, "", ""));
+    let before = files(&w);
+    let e = w.fails(&["apply", "--expect-plan", plan_arg]);
+    assert!(
+        e.lines()
+            .any(|l| l == "+CREATE   cell other: new cell: render runtime state"),
+        "{e}"
+    );
+    assert!(e.contains("(0 line(s) gone, 2 new, shown above)"), "{e}");
+    assert_eq!(files(&w), before, "a refused apply changed files");
+    assert_eq!(w.rows("name,running"), "other\t0\nweb\t0\n");
+
+    // Reviewed again, and applied as reviewed: it converges.
+    std::fs::remove_file(w.manifest_dir().join("other.cell")).unwrap();
+    let digest = review(&["web"]);
+    let out = w.ok(&["apply", "--expect-digest", &digest, "web"]);
+    assert!(
+        out.contains("summary: total=1 changed=1 failed=0 skipped=0"),
+        "{out}"
+    );
+    assert_eq!(w.rows("name,running"), "web\t1\n");
+    // The same file now names a plan that has been carried out: refused.
+    assert!(w
+        .fails(&["apply", "--expect-plan", plan_arg, "web"])
+        .contains("-START    cell web: autostart=YES, not running"));
+
+    // Bad expectations say what would be right.
+    let e = w.fails(&["apply", "--expect-digest", "abc"]);
+    assert!(
+        e.contains(
+            "--expect-digest: 'abc' is not a plan digest: expected sha256: and 64 hex digits"
+        ),
+        "{e}"
+    );
+    std::fs::write(&plan_file, "NOOP     cell web: already converged\n").unwrap();
+    let e = w.fails(&["apply", "--expect-plan", plan_arg]);
+    assert!(e.contains("--plan-out"), "{e}");
+    let e = w.fails(&[
+        "apply",
+        "--expect-plan",
+        plan_arg,
+        "--expect-digest",
+        &digest,
+    ]);
+    assert!(e.contains("exclude each other"), "{e}");
+}

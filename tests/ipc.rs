@@ -123,21 +123,21 @@ fn every_request_gets_its_reply() {
     );
 
     // Apply must quote the plan it was shown.
-    let Response::Plan { plan, token } = c.call(Request::Plan { cells: vec![] }).unwrap() else {
+    let Response::Plan(plan) = c.call(Request::Plan { cells: vec![] }).unwrap() else {
         panic!()
     };
     assert_eq!(plan.steps.len(), 2);
     let stale = c
         .call(Request::Apply {
             cells: vec![],
-            plan_token: token ^ 1,
+            plan_token: format!("{}0", plan.token),
         })
         .unwrap_err();
     assert!(stale.to_string().contains("plan changed"), "{stale}");
     assert!(matches!(
         c.call(Request::Apply {
             cells: vec![],
-            plan_token: token
+            plan_token: plan.token
         }),
         Ok(Response::Done { .. })
     ));

@@ -270,14 +270,16 @@ fn apply_needs_the_plan_that_was_shown() {
         "YES",
     ]);
     let mut c = bridge(&w);
-    let Response::Plan { plan, token } = c
+    let plan_of = |c: &mut Connection| match c
         .call(Request::Plan {
             cells: names(&["web"]),
         })
         .unwrap()
-    else {
-        panic!()
+    {
+        Response::Plan(plan) => plan,
+        other => panic!("{other:?}"),
     };
+    let plan = plan_of(&mut c);
     assert!(plan.drift);
     let steps: Vec<(&str, &str)> = plan
         .steps
@@ -285,30 +287,47 @@ fn apply_needs_the_plan_that_was_shown() {
         .map(|s| (s.action.as_str(), s.subject.as_str()))
         .collect();
     assert_eq!(steps, [("CREATE", "cell web"), ("START", "cell web")]);
+    // The token is the digest the CLI prints: what `apply --expect-digest` checks.
+    let dry = w.run(&["apply", "--dry-run", "web"]);
+    let printed = String::from_utf8_lossy(&dry.stdout).into_owned();
+    assert!(
+        printed.contains(&format!("\ndigest {}\n", plan.token)),
+        "{printed}"
+    );
 
-    // The desired state changes after the plan was shown: the old plan is refused.
-    w.ok(&["cell", "set", "web", "--autostart", "NO"]);
+    // The desired state changes after the plan was shown, in a way its lines do
+    // not show (the command of a new cell): the apply refuses under its lock.
+    w.ok(&["cell", "set", "web", "--cmd", "sleep 2000"]);
+    let rows_before = w.rows("name,running,rendered,state");
+    assert!(rows_before.starts_with("web\t0\t0\t"), "{rows_before}");
     let stale = Request::Apply {
         cells: names(&["web"]),
-        plan_token: token,
+        plan_token: plan.token.clone(),
     };
     let err = c.call(stale).unwrap_err();
-    assert!(err.to_string().contains("plan changed"), "{err}");
-    assert!(w.rows("name,running").contains("web\t0"));
-
-    w.ok(&["cell", "set", "web", "--autostart", "YES"]);
-    let Response::Plan { token, .. } = c
-        .call(Request::Plan {
+    let remote = remote_error(&err).expect("a remote error");
+    assert!(
+        remote
+            .message
+            .starts_with("the plan changed since it was reviewed"),
+        "{remote}"
+    );
+    assert!(remote.message.contains("nothing was changed"), "{remote}");
+    assert_eq!(w.rows("name,running,rendered,state"), rows_before);
+    // A token that is no digest at all is refused before anything runs.
+    let err = c
+        .call(Request::Apply {
             cells: names(&["web"]),
+            plan_token: "42".into(),
         })
-        .unwrap()
-    else {
-        panic!()
-    };
+        .unwrap_err();
+    assert!(err.to_string().contains("64 hex digits"), "{err}");
+
+    let plan = plan_of(&mut c);
     let Response::Done { message } = c
         .call(Request::Apply {
             cells: names(&["web"]),
-            plan_token: token,
+            plan_token: plan.token,
         })
         .unwrap()
     else {
@@ -316,15 +335,7 @@ fn apply_needs_the_plan_that_was_shown() {
     };
     assert!(message.contains("summary:"), "{message}");
     assert!(w.rows("name,running").contains("web\t1"));
-    let Response::Plan { plan, .. } = c
-        .call(Request::Plan {
-            cells: names(&["web"]),
-        })
-        .unwrap()
-    else {
-        panic!()
-    };
-    assert!(!plan.drift, "converged: {plan:?}");
+    assert!(!plan_of(&mut c).drift, "converged");
 }
 
 const PEER_ENV: &str = "CELLS_TEST_BRIDGE_SOCKET";

@@ -7,7 +7,7 @@ use crate::engine::model::{CellRow, VolumeRow};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to the message types below.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// One frame's payload: a request or a reply, tagged with the id that pairs them.
 /// The server answers undecodable frames with id 0.
@@ -73,6 +73,10 @@ pub struct Plan {
     pub steps: Vec<PlanStep>,
     /// True when applying would change something (the CLI's exit code 2).
     pub drift: bool,
+    /// Names exactly this plan: the digest `cellmgr apply --dry-run` prints
+    /// (`sha256:...`). An `Apply` quotes it, and the apply it runs checks it
+    /// under the mutation lock (`--expect-digest`) before changing anything.
+    pub token: String,
 }
 
 /// A piece of a cell's service log. `offset` is where the next `LogTail` should
@@ -121,10 +125,11 @@ pub enum Request {
     Restart {
         cells: Vec<String>,
     },
-    /// Applies the plan `Plan { cells }` returned, refused if the plan has changed.
+    /// Applies the plan `Plan { cells }` returned (quoting its `token`); refused,
+    /// with nothing changed, if the plan is no longer that one.
     Apply {
         cells: Vec<String>,
-        plan_token: u64,
+        plan_token: String,
     },
     BackupCreate {
         target: BackupTarget,
@@ -176,12 +181,9 @@ pub enum Response {
     Volumes(Vec<VolumeRow>),
     /// Newest first.
     Backups(Vec<BackupRow>),
-    /// `token` identifies exactly this plan: an `Apply` must quote it, so nothing
+    /// Its `token` names exactly this plan: an `Apply` must quote it, so nothing
     /// is applied that the operator has not seen.
-    Plan {
-        plan: Plan,
-        token: u64,
-    },
+    Plan(Plan),
     /// An action succeeded; `message` is what the CLI would print.
     Done {
         message: String,
@@ -313,7 +315,7 @@ mod tests {
             },
             Request::Apply {
                 cells: vec![],
-                plan_token: u64::MAX,
+                plan_token: format!("sha256:{}", "0f".repeat(32)),
             },
             Request::BackupCreate {
                 target: BackupTarget::Cell("web".into()),
@@ -386,17 +388,15 @@ mod tests {
             Response::Cells(vec![sample_cell("web", true), sample_cell("db", false)]),
             Response::Volumes(vec![volume]),
             Response::Backups(vec![backup.clone()]),
-            Response::Plan {
-                plan: Plan {
-                    steps: vec![PlanStep {
-                        subject: "cell web".into(),
-                        action: "START".into(),
-                        detail: "autostart=YES".into(),
-                    }],
-                    drift: true,
-                },
-                token: 5,
-            },
+            Response::Plan(Plan {
+                steps: vec![PlanStep {
+                    subject: "cell web".into(),
+                    action: "START".into(),
+                    detail: "autostart=YES".into(),
+                }],
+                drift: true,
+                token: format!("sha256:{}", "a5".repeat(32)),
+            }),
             Response::Done {
                 message: "web: started".into(),
             },
@@ -418,7 +418,7 @@ mod tests {
             Response::Cells(_) => 3,
             Response::Volumes(_) => 4,
             Response::Backups(_) => 5,
-            Response::Plan { .. } => 6,
+            Response::Plan(_) => 6,
             Response::Done { .. } => 7,
             Response::BackupCreated(_) => 8,
             Response::Log(_) => 9,

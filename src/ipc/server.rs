@@ -35,7 +35,9 @@ pub trait Backend: Send + Sync {
     fn start(&self, cells: &[String]) -> Result<String>;
     fn stop(&self, cells: &[String]) -> Result<String>;
     fn restart(&self, cells: &[String]) -> Result<String>;
-    fn apply(&self, cells: &[String]) -> Result<String>;
+    /// Applies only if the plan is still the one `plan` named `plan_token`,
+    /// checked where the apply holds its lock; otherwise changes nothing.
+    fn apply(&self, cells: &[String], plan_token: &str) -> Result<String>;
     fn backup_create(&self, target: &BackupTarget) -> Result<BackupRow>;
     fn backup_restore(&self, target: &BackupTarget, archive: &str) -> Result<String>;
     fn log_tail(&self, cell: &str, lines: u32, offset: Option<u64>) -> Result<LogChunk>;
@@ -113,14 +115,11 @@ impl<'a> Session<'a> {
             Request::Cells => b.cells().map(Response::Cells),
             Request::Volumes => b.volumes().map(Response::Volumes),
             Request::Backups { target } => b.backups(&target).map(Response::Backups),
-            Request::Plan { cells } => b.plan(&cells).map(|plan| Response::Plan {
-                token: digest(&plan),
-                plan,
-            }),
+            Request::Plan { cells } => b.plan(&cells).map(Response::Plan),
             Request::Start { cells } => b.start(&cells).map(done),
             Request::Stop { cells } => b.stop(&cells).map(done),
             Request::Restart { cells } => b.restart(&cells).map(done),
-            Request::Apply { cells, plan_token } => apply(b, &cells, plan_token),
+            Request::Apply { cells, plan_token } => b.apply(&cells, &plan_token).map(done),
             Request::BackupCreate { target } => {
                 b.backup_create(&target).map(Response::BackupCreated)
             }
@@ -154,16 +153,6 @@ fn snapshot(b: &dyn Backend, since: Option<u64>) -> Result<Response> {
     let token = digest(&snap);
     let data = (since != Some(token)).then_some(snap);
     Ok(Response::Snapshot { token, data })
-}
-
-fn apply(b: &dyn Backend, cells: &[String], plan_token: u64) -> Result<Response> {
-    let current = b
-        .plan(cells)
-        .context("computing the plan before applying")?;
-    if digest(&current) != plan_token {
-        bail!("the plan changed since it was shown; review the new dry-run plan and apply again");
-    }
-    b.apply(cells).map(done)
 }
 
 /// Runs one session over a byte stream until the peer says `Bye`, closes the

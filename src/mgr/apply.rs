@@ -5,6 +5,7 @@ use super::{load_config, lock, Run};
 use crate::cli::{EXIT_DRIFT, EXIT_FAILURE, EXIT_OK};
 use crate::engine::manifest;
 use crate::engine::plan::execute::{self, PlanSettings, Timing, Verbosity};
+use crate::engine::plan::review::{self, Reviewed};
 use crate::engine::plan::{host, inputs, Options};
 use anyhow::{bail, Context, Result};
 use argh::FromArgs;
@@ -16,8 +17,11 @@ use std::path::PathBuf;
 /// order (naming cells pulls in what they depend on). Prints the plan (CREATE,
 /// UPDATE, START, STOP, RESTART, APPLY, QUIESCE, WARN, NOOP, each with its
 /// reason), then carries it out. A failing cell skips its dependents; the others
-/// still converge. Exit 0 converged, 1 something failed; with --dry-run 2 means
-/// something would change.
+/// still converge. --dry-run ends the plan with its digest; a real run given
+/// --expect-digest or --expect-plan refuses, before changing anything, when the
+/// plan it computes under the lock is not the one reviewed. Exit 0 converged,
+/// 1 something failed or the plan changed; with --dry-run 2 means something
+/// would change.
 pub struct Apply {
     /// cells to converge (with their dependencies); default: all
     #[argh(positional)]
@@ -25,12 +29,18 @@ pub struct Apply {
     /// every cell (the default when no names are given)
     #[argh(switch)]
     all: bool,
-    /// print the plan and change nothing; exit 2 if anything would change (no root needed)
+    /// print the plan and its digest and change nothing; exit 2 if anything would change (no root needed)
     #[argh(switch)]
     dry_run: bool,
-    /// also write the plan to this file
+    /// also write the plan and its digest to this file (for --expect-plan)
     #[argh(option)]
     plan_out: Option<PathBuf>,
+    /// act only if the plan is still this one (the "digest sha256:..." a dry run printed)
+    #[argh(option)]
+    expect_digest: Option<String>,
+    /// act only if the plan is still the one in this file (written by --plan-out)
+    #[argh(option)]
+    expect_plan: Option<PathBuf>,
     /// run .apply plans even when unchanged
     #[argh(switch)]
     reapply: bool,
@@ -64,6 +74,12 @@ impl Run for Apply {
         if !self.dry_run && !rustix::process::geteuid().is_root() {
             bail!("apply changes kernel state and needs root; --dry-run shows the plan without it");
         }
+        let reviewed = match (&self.expect_digest, &self.expect_plan) {
+            (Some(_), Some(_)) => bail!("--expect-digest and --expect-plan exclude each other"),
+            (Some(d), None) => Some(Reviewed::digest(d).context("--expect-digest")?),
+            (None, Some(path)) => Some(Reviewed::file(path).context("--expect-plan")?),
+            (None, None) => None,
+        };
         let cfg = load_config()?;
         // Held from planning to the end, so the plan describes what we act on.
         let _lock = if self.dry_run {
@@ -94,13 +110,30 @@ impl Run for Apply {
             restart_changed: self.restart_changed,
         };
         let plan = inputs::build(&cfg, &desired, &self.names, opts, &observed)?;
-        let text = plan.to_string();
+        // Under the lock: nothing changes between this check and the acting.
+        if let Some(reviewed) = &reviewed {
+            if let Err(mismatch) = reviewed.check(&plan) {
+                for line in mismatch.diff() {
+                    eprintln!("{line}");
+                }
+                return Err(mismatch.into());
+            }
+        }
+        let recorded = review::record(&plan);
         if let Some(path) = &self.plan_out {
-            crate::engine::fsutil::write_atomic(path, text.as_bytes())
+            crate::engine::fsutil::write_atomic(path, recorded.as_bytes())
                 .with_context(|| format!("writing the plan to {}", path.display()))?;
         }
         if verbosity != Verbosity::Silent {
-            print!("{text}");
+            // A dry run shows the digest to review the plan by; a real run just acts.
+            print!(
+                "{}",
+                if self.dry_run {
+                    recorded
+                } else {
+                    plan.to_string()
+                }
+            );
         }
         if self.dry_run {
             return Ok(if plan.changes() { EXIT_DRIFT } else { EXIT_OK });

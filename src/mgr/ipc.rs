@@ -7,6 +7,7 @@
 use crate::engine::backup::{self, naming::format_stamp, Kind};
 use crate::engine::config::Config;
 use crate::engine::model::{CellRow, VolumeRow};
+use crate::engine::plan::review;
 use crate::engine::read;
 use crate::ipc::logtail::tail_file;
 use crate::ipc::proto::{BackupRow, BackupTarget, LogChunk, Plan, PlanStep};
@@ -233,9 +234,14 @@ impl Backend for EngineBackend {
             _ => return Err(done.error()),
         };
         let text = String::from_utf8_lossy(&done.stdout);
+        let token = text
+            .lines()
+            .find_map(review::digest_line)
+            .ok_or_else(|| anyhow!("apply --dry-run printed no plan digest"))??;
         Ok(Plan {
             steps: text.lines().filter_map(plan_step).collect(),
             drift,
+            token: token.to_string(),
         })
     }
 
@@ -251,8 +257,13 @@ impl Backend for EngineBackend {
         self.each("restart", cells)
     }
 
-    fn apply(&self, cells: &[String]) -> Result<String> {
-        let mut args = vec!["apply"];
+    fn apply(&self, cells: &[String], plan_token: &str) -> Result<String> {
+        // Checked here only for a clear error; the guarantee is apply's own check
+        // of its plan under the lock.
+        let token = review::Digest::parse(plan_token)
+            .context("the plan token")?
+            .to_string();
+        let mut args = vec!["apply", "--expect-digest", &token];
         args.extend(cells.iter().map(String::as_str));
         self.cellmgr(&args)
     }

@@ -352,8 +352,8 @@ impl App {
                     .min(self.current_backups().len().saturating_sub(1));
                 Vec::new()
             }
-            (Purpose::Plan(cells), Response::Plan { plan, token }) => {
-                self.show_plan(cells, plan, token);
+            (Purpose::Plan(cells), Response::Plan(plan)) => {
+                self.show_plan(cells, plan);
                 Vec::new()
             }
             (Purpose::Action(what), Response::Done { message }) => {
@@ -400,7 +400,7 @@ impl App {
         log.offset = Some(chunk.offset);
     }
 
-    fn show_plan(&mut self, cells: Vec<String>, plan: Plan, token: u64) {
+    fn show_plan(&mut self, cells: Vec<String>, plan: Plan) {
         let scope = if cells.is_empty() {
             "all cells".to_string()
         } else {
@@ -435,7 +435,7 @@ impl App {
             lines,
             request: Request::Apply {
                 cells: cells.clone(),
-                plan_token: token,
+                plan_token: plan.token,
             },
             purpose: Purpose::Action(format!("apply {scope}")),
         });
@@ -1056,11 +1056,9 @@ mod tests {
                 detail: String::new(),
             }],
             drift: true,
+            token: "sha256:77".into(),
         };
-        app.on_reply(
-            Purpose::Plan(vec!["web".into()]),
-            Response::Plan { plan, token: 77 },
-        );
+        app.on_reply(Purpose::Plan(vec!["web".into()]), Response::Plan(plan));
         let Some(Dialog::Confirm { lines, .. }) = &app.dialog else {
             panic!("no confirmation")
         };
@@ -1068,7 +1066,7 @@ mod tests {
         let fx = app.on_key(Key::Char('y'));
         assert!(matches!(
             &fx[..],
-            [Effect::Send(Request::Apply { plan_token: 77, .. }, _)]
+            [Effect::Send(Request::Apply { plan_token, .. }, _)] if plan_token == "sha256:77"
         ));
     }
 

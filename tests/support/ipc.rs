@@ -9,7 +9,8 @@ use anyhow::{bail, Result};
 use cells::engine::model::{CellRow, VolumeRow};
 use cells::ipc::frame::write_frame;
 use cells::ipc::proto::{
-    encode, BackupRow, BackupTarget, Envelope, LogChunk, Plan, PlanStep, Request, PROTOCOL_VERSION,
+    digest, encode, BackupRow, BackupTarget, Envelope, LogChunk, Plan, PlanStep, Request,
+    PROTOCOL_VERSION,
 };
 use cells::ipc::server::{serve_socket, Access, Backend};
 use std::collections::HashMap;
@@ -192,7 +193,7 @@ impl Backend for Fake {
 
     fn plan(&self, cells: &[String]) -> Result<Plan> {
         let st = self.state.lock().unwrap();
-        let steps = st
+        let steps: Vec<PlanStep> = st
             .cells
             .iter()
             .filter(|c| cells.is_empty() || cells.contains(&c.name))
@@ -202,9 +203,12 @@ impl Backend for Fake {
                 detail: String::new(),
             })
             .collect();
+        // Like the engine's digest, it names the steps (here: nothing else).
+        let token = format!("fake:{:016x}", digest(&steps));
         Ok(Plan {
             steps,
             drift: st.plan_drift,
+            token,
         })
     }
 
@@ -220,7 +224,11 @@ impl Backend for Fake {
         self.set_running("restart", cells, true)
     }
 
-    fn apply(&self, cells: &[String]) -> Result<String> {
+    /// Refuses a stale token as `apply --expect-digest` does: checked before acting.
+    fn apply(&self, cells: &[String], plan_token: &str) -> Result<String> {
+        if self.plan(cells)?.token != plan_token {
+            bail!("the plan changed since it was reviewed; nothing was changed");
+        }
         self.set_running("apply", cells, true)
     }
 

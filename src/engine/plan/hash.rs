@@ -41,19 +41,20 @@ pub struct Hashes {
     pub apply: Option<String>,
 }
 
-struct Group(Sha256);
+/// One length-prefixed SHA-256 stream (also the plan digest's, in `review`).
+pub(super) struct Group(Sha256);
 
 impl Group {
-    fn new(tag: &str) -> Group {
+    pub(super) fn new(tag: &str) -> Group {
         let mut g = Group(Sha256::new());
         g.bytes(tag.as_bytes());
         g
     }
-    fn bytes(&mut self, b: &[u8]) {
+    pub(super) fn bytes(&mut self, b: &[u8]) {
         self.0.update((b.len() as u64).to_le_bytes());
         self.0.update(b);
     }
-    fn finish(self) -> String {
+    pub(super) fn finish(self) -> String {
         self.0
             .finalize()
             .iter()
