@@ -222,6 +222,10 @@ pub fn init_main(args: &[String]) -> i32 {
     };
     let path = |b: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(b));
     let hostname = String::from_utf8_lossy(hostname).into_owned();
+    // Re-executed through /proc/self/exe, the init would show as "exe" in the
+    // cell's ps; name it for what it is.
+    // SAFETY: PR_SET_NAME copies at most 16 bytes from a NUL-terminated string.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"cell-init".as_ptr()) };
     cell_init(&path(root), &hostname, &path(cgroup), &path(sample_dir))
 }
 
