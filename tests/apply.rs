@@ -554,6 +554,9 @@ fn a_reviewed_plan_is_applied_only_while_it_is_still_the_plan() {
     assert!(e.contains("nothing was changed"), "{e}");
     let e = w.fails(&["apply", "--expect-digest", &digest]);
     assert!(e.contains("the plan changed since it was reviewed;"), "{e}");
+    // With --dry-run it is a check only.
+    let e = w.fails(&["apply", "--dry-run", "--expect-digest", &digest]);
+    assert!(e.contains("the plan changed since it was reviewed;"), "{e}");
     assert_eq!(files(&w), before, "a refused apply changed files");
     // A new line: named, with what it is.
     w.write_manifest("other.cell", &cell(0, "", ""));
