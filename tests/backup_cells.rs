@@ -39,6 +39,17 @@ fn log_len(w: &World) -> u64 {
         .unwrap_or(0)
 }
 
+fn newest_archive(w: &World) -> std::path::PathBuf {
+    let dir = w.dir.join("backups/volumes");
+    let mut all: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .collect();
+    all.sort();
+    all.pop().expect("an archive")
+}
+
 #[test]
 fn backups_respect_running_cells() {
     if !root_or_skip("backups_respect_running_cells") {
@@ -109,6 +120,34 @@ fn backups_respect_running_cells() {
     w.ok(&["volume", "backup", "create", "db", "--quiesce", "-q"]);
     std::thread::sleep(Duration::from_millis(400));
     assert!(log_len(&w) > frozen_at, "the next backup thawed the writer");
+
+    // A corrupted archive restored with --stop: refused on its checksum before
+    // anything happens, so the cell keeps running and the live data stays.
+    let archive = newest_archive(&w);
+    let good = std::fs::read(&archive).unwrap();
+    let mut bad = good.clone();
+    let i = bad.len() / 2;
+    bad[i] ^= 0x40;
+    std::fs::write(&archive, &bad).unwrap();
+    std::fs::write(w.volume_dir().join("db/marker"), b"live").unwrap();
+    let err = w.fails(&[
+        "volume", "backup", "restore", "db", "--latest", "--yes", "--stop",
+    ]);
+    assert!(err.contains("checksum mismatch"), "{err}");
+    assert_eq!(w.rows("name,running"), "writer\t1\n", "not stopped");
+    assert_eq!(
+        std::fs::read(w.volume_dir().join("db/marker")).unwrap(),
+        b"live"
+    );
+    let before = log_len(&w);
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(log_len(&w) > before, "the writer still writes");
+    let left: Vec<_> = std::fs::read_dir(w.volume_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec!["db"], "no staging left behind");
+    std::fs::write(&archive, &good).unwrap();
 
     // Restore refuses while the cell mounts the volume; --stop stops it first.
     let err = w.fails(&["volume", "backup", "restore", "db", "--latest", "--yes"]);

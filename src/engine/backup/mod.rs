@@ -206,8 +206,9 @@ fn hint(known: &[String]) -> String {
     }
 }
 
-/// Checks an archive against its sidecar: names, size, and the SHA-256 of every byte.
-pub fn verify(b: &Backup, progress: &mut Progress) -> Result<()> {
+/// The checks that need no reading: the sidecar describes this archive and the
+/// file has the size it recorded.
+fn check_sidecar(b: &Backup) -> Result<&Sidecar> {
     let side = match &b.sidecar {
         Ok(s) => s,
         Err(e) => bail!("{}: cannot be verified: {e}", b.file_name()),
@@ -221,9 +222,11 @@ pub fn verify(b: &Backup, progress: &mut Progress) -> Result<()> {
             side.archive
         );
     }
-    let mut f = fs::File::open(&b.path).with_context(|| format!("opening {}", b.path.display()))?;
-    let (sha, size) = tar::hash_file(&mut f, progress)
-        .with_context(|| format!("reading {}", b.path.display()))?;
+    check_size(b, b.size, side)?;
+    Ok(side)
+}
+
+fn check_size(b: &Backup, size: u64, side: &Sidecar) -> Result<()> {
     if size != side.size {
         bail!(
             "{}: size {size} bytes, its sidecar says {} (truncated or replaced)",
@@ -231,6 +234,16 @@ pub fn verify(b: &Backup, progress: &mut Progress) -> Result<()> {
             side.size
         );
     }
+    Ok(())
+}
+
+/// Checks an archive against its sidecar: names, size, and the SHA-256 of every byte.
+pub fn verify(b: &Backup, progress: &mut Progress) -> Result<()> {
+    let side = check_sidecar(b)?;
+    let mut f = fs::File::open(&b.path).with_context(|| format!("opening {}", b.path.display()))?;
+    let (sha, size) = tar::hash_file(&mut f, progress)
+        .with_context(|| format!("reading {}", b.path.display()))?;
+    check_size(b, size, side)?;
     if sha != side.sha256 {
         bail!(
             "{}: checksum mismatch: the archive hashes to {sha}, its sidecar says {}",
@@ -462,6 +475,13 @@ pub struct Restored {
 }
 
 /// Replaces the live tree with the contents of `backup`.
+///
+/// Order matters for safety and downtime: the cheap checks first (sidecar, size,
+/// manifests, in use, free space), then one pass over the archive that extracts
+/// it into a staging directory beside the live tree while hashing it. Nothing a
+/// user can observe changes before that hash matches the sidecar: no cell is
+/// stopped, no manifest written, the live tree untouched. Only then are the users
+/// stopped (`stop`), so the downtime is the swap, not the extraction.
 pub fn restore(
     cfg: &Config,
     rt: &dyn Runtime,
@@ -471,16 +491,7 @@ pub fn restore(
     let (kind, name) = (backup.kind, backup.name.as_str());
     crate::names::validate(kind.noun(), name)?;
     let file = backup.file_name();
-    let mut progress = Progress::new(
-        &format!("verifying {file}"),
-        Some(backup.size),
-        opts.show_progress,
-    );
-    let t = std::time::Instant::now();
-    verify(backup, &mut progress)?;
-    progress.finish();
-    log::debug!("verified {file} in {:?}", t.elapsed());
-    let side = backup.sidecar.as_ref().expect("verified");
+    let side = check_sidecar(backup)?;
     if opts.manifests {
         if side.manifests.is_empty() {
             bail!(
@@ -498,17 +509,18 @@ pub fn restore(
     }
 
     let target = source_dir(cfg, kind, name);
-    let stopped = make_unused(rt, kind, name, &target, opts.stop)?;
     let swap = Swap::new(&target)?;
     if let Some(did) = swap.recover()? {
         log::warn!("finished an interrupted restore: {did}");
     }
+    // Refuse now rather than after the extraction; checked again before the swap.
+    Users::of(rt, kind, name, &target)?.check(kind, name, opts.stop)?;
     check_free_space(
         target.parent().unwrap_or(Path::new("/")),
         side.content_bytes,
     )?;
     swap.prepare()?;
-    let result = (|| -> Result<()> {
+    let extracted = (|| -> Result<()> {
         let mut f = fs::File::open(&backup.path)
             .with_context(|| format!("opening {}", backup.path.display()))?;
         let mut progress = Progress::new(
@@ -520,13 +532,19 @@ pub fn restore(
         tar::extract(&mut f, &swap.staging, &side.sha256, &mut progress)
             .with_context(|| format!("extracting {file}"))?;
         progress.finish();
-        log::debug!("extracted {file} in {:?}", t.elapsed());
-        swap.commit()
+        log::debug!("extracted and verified {file} in {:?}", t.elapsed());
+        Ok(())
     })();
-    if let Err(e) = result {
-        swap.abort();
-        return Err(e.context(format!("{} unchanged", target.display())));
-    }
+    // The checksum is good from here on; a failure still leaves the live tree.
+    let stopped = extracted.and_then(|()| make_unused(rt, kind, name, &target, opts.stop));
+    let result = stopped.and_then(|stopped| swap.commit().map(|()| stopped));
+    let stopped = match result {
+        Ok(stopped) => stopped,
+        Err(e) => {
+            swap.abort();
+            return Err(e.context(format!("{} unchanged", target.display())));
+        }
+    };
 
     let mut restored = Restored {
         stopped,
@@ -544,7 +562,82 @@ pub fn restore(
     Ok(restored)
 }
 
-/// Refuses while cells or mounts use the tree, or stops the cells with `stop`.
+/// The cells and mounts using the tree a restore replaces.
+struct Users {
+    cells: Vec<String>,
+    mounts: Vec<PathBuf>,
+}
+
+impl Users {
+    fn of(rt: &dyn Runtime, kind: Kind, name: &str, target: &Path) -> Result<Users> {
+        let cells: Vec<String> = match kind {
+            Kind::Volume => rt.volume_users(name)?.into_iter().map(|u| u.cell).collect(),
+            Kind::Cell => rt
+                .cell_running(name)?
+                .then(|| name.to_string())
+                .into_iter()
+                .collect(),
+        };
+        Ok(Users {
+            cells,
+            mounts: mounts_of(rt, target)?,
+        })
+    }
+
+    /// Refuses while anything uses the tree, unless `stop` may stop its cells;
+    /// with `stop`, still refuses mounts no cell explains.
+    fn check(&self, kind: Kind, name: &str, stop: bool) -> Result<()> {
+        if self.cells.is_empty() && self.mounts.is_empty() {
+            return Ok(());
+        }
+        if !stop {
+            let mut why = Vec::new();
+            if !self.cells.is_empty() {
+                why.push(match kind {
+                    Kind::Volume => format!("running cell(s) {} mount it", self.cells.join(", ")),
+                    Kind::Cell => "the cell is running".to_string(),
+                });
+            }
+            if !self.mounts.is_empty() {
+                why.push(format!("it is mounted at {}", paths(&self.mounts)));
+            }
+            bail!(
+                "{} {name} is in use ({}); pass --stop to stop its cells first",
+                kind.noun(),
+                why.join("; ")
+            );
+        }
+        if self.cells.is_empty() {
+            bail!(still_mounted(kind, name, &self.mounts));
+        }
+        Ok(())
+    }
+}
+
+fn mounts_of(rt: &dyn Runtime, target: &Path) -> Result<Vec<PathBuf>> {
+    if target.exists() {
+        rt.mounts_of(target)
+    } else {
+        Ok(Vec::new())
+    }
+}
+
+fn paths(ps: &[PathBuf]) -> String {
+    let v: Vec<String> = ps.iter().map(|p| p.display().to_string()).collect();
+    v.join(", ")
+}
+
+fn still_mounted(kind: Kind, name: &str, mounts: &[PathBuf]) -> String {
+    format!(
+        "{} {name} is still mounted at {} (not by a cell cellmgr stops); unmount it first",
+        kind.noun(),
+        paths(mounts)
+    )
+}
+
+/// Right before the swap: refuses while cells or mounts use the tree, or stops
+/// the cells with `stop`. The caller holds the cellmgr lock, so no cell starts
+/// meanwhile, but a mount may have appeared since the first check.
 fn make_unused(
     rt: &dyn Runtime,
     kind: Kind,
@@ -552,57 +645,19 @@ fn make_unused(
     target: &Path,
     stop: bool,
 ) -> Result<Vec<String>> {
-    let cells: Vec<String> = match kind {
-        Kind::Volume => rt.volume_users(name)?.into_iter().map(|u| u.cell).collect(),
-        Kind::Cell => rt
-            .cell_running(name)?
-            .then(|| name.to_string())
-            .into_iter()
-            .collect(),
-    };
-    let mounts = |t: &Path| -> Result<Vec<PathBuf>> {
-        if t.exists() {
-            rt.mounts_of(t)
-        } else {
-            Ok(Vec::new())
-        }
-    };
-    let mounted = mounts(target)?;
-    if cells.is_empty() && mounted.is_empty() {
-        return Ok(Vec::new());
-    }
-    if !stop {
-        let mut why = Vec::new();
-        if !cells.is_empty() {
-            why.push(match kind {
-                Kind::Volume => format!("running cell(s) {} mount it", cells.join(", ")),
-                Kind::Cell => "the cell is running".to_string(),
-            });
-        }
-        if !mounted.is_empty() {
-            let at: Vec<String> = mounted.iter().map(|p| p.display().to_string()).collect();
-            why.push(format!("it is mounted at {}", at.join(", ")));
-        }
-        bail!(
-            "{} {name} is in use ({}); pass --stop to stop its cells first",
-            kind.noun(),
-            why.join("; ")
-        );
-    }
-    for c in &cells {
+    let users = Users::of(rt, kind, name, target)?;
+    users.check(kind, name, stop)?;
+    for c in &users.cells {
         rt.stop_cell(c)
             .with_context(|| format!("stopping cell {c}"))?;
     }
-    let still = mounts(target)?;
-    if !still.is_empty() {
-        let at: Vec<String> = still.iter().map(|p| p.display().to_string()).collect();
-        bail!(
-            "{} {name} is still mounted at {} (not by a cell cellmgr stops); unmount it first",
-            kind.noun(),
-            at.join(", ")
-        );
+    if !users.cells.is_empty() {
+        let still = mounts_of(rt, target)?;
+        if !still.is_empty() {
+            bail!(still_mounted(kind, name, &still));
+        }
     }
-    Ok(cells)
+    Ok(users.cells)
 }
 
 fn check_free_space(dir: &Path, need: u64) -> Result<()> {

@@ -247,6 +247,23 @@ fn a_corrupt_archive_is_refused_and_the_live_data_kept() {
     assert!(e.contains("checksum mismatch"), "{e}");
     assert_eq!(fs::read_to_string(vol.join("keep")).unwrap(), "live");
     assert_eq!(files(&env.cfg.volume_dir), vec!["v"]);
+    // With --stop and a running user: refused before anything is stopped.
+    let busy = Scripted {
+        users: vec![VolumeUser {
+            cell: "web".into(),
+            writable: true,
+        }],
+        ..Default::default()
+    };
+    let stop = RestoreOptions {
+        stop: true,
+        ..Default::default()
+    };
+    let e = format!("{:#}", restore(&env.cfg, &busy, &b, stop).unwrap_err());
+    assert!(e.contains("checksum mismatch"), "{e}");
+    assert!(busy.log.borrow().is_empty(), "{:?}", busy.log.borrow());
+    assert_eq!(fs::read_to_string(vol.join("keep")).unwrap(), "live");
+    assert_eq!(files(&env.cfg.volume_dir), vec!["v"]);
     // A truncated archive is caught by its size.
     fs::write(&b.path, &bytes[..mid]).unwrap();
     let b = resolve(&env.cfg, Kind::Volume, "v", &Select::Latest).unwrap();
