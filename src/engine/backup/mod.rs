@@ -536,7 +536,12 @@ pub fn restore(
         Ok(())
     })();
     // The checksum is good from here on; a failure still leaves the live tree.
+    let t = std::time::Instant::now();
     let stopped = extracted.and_then(|()| make_unused(rt, kind, name, &target, opts.stop));
+    log::debug!(
+        "checked (and with --stop stopped) the users in {:?}",
+        t.elapsed()
+    );
     let result = stopped.and_then(|stopped| swap.commit().map(|()| stopped));
     let stopped = match result {
         Ok(stopped) => stopped,

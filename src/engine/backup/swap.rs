@@ -86,8 +86,9 @@ impl Swap {
         let t = std::time::Instant::now();
         sync_filesystem(&self.staging)?;
         log::debug!("synced {} in {:?}", self.staging.display(), t.elapsed());
+        let t = std::time::Instant::now();
         if exists(&self.target) {
-            self.replace_existing()?;
+            self.replace_existing(t)?;
         } else {
             fs::rename(&self.staging, &self.target).with_context(|| {
                 format!(
@@ -97,12 +98,13 @@ impl Swap {
                 )
             })?;
             sync_parent(&self.target)?;
+            log::debug!("renamed the new tree in place in {:?}", t.elapsed());
         }
         Ok(())
     }
 
     #[cfg(target_os = "linux")]
-    fn replace_existing(&self) -> Result<()> {
+    fn replace_existing(&self, t: std::time::Instant) -> Result<()> {
         use rustix::fs::{renameat_with, RenameFlags, CWD};
         renameat_with(CWD, &self.staging, CWD, &self.target, RenameFlags::EXCHANGE).with_context(
             || {
@@ -113,13 +115,14 @@ impl Swap {
                 )
             },
         )?;
+        log::debug!("exchanged the trees in {:?}", t.elapsed());
         // The staging name now holds the old tree.
         self.drop_old(&self.staging);
         Ok(())
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn replace_existing(&self) -> Result<()> {
+    fn replace_existing(&self, t: std::time::Instant) -> Result<()> {
         fs::rename(&self.target, &self.prev).with_context(|| {
             format!(
                 "renaming {} to {}",
@@ -138,6 +141,7 @@ impl Swap {
                 )
             });
         }
+        log::debug!("swapped the trees in {:?}", t.elapsed());
         self.drop_old(&self.prev);
         Ok(())
     }
