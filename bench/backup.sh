@@ -113,5 +113,5 @@ echo "ratio: seconds against the plain-tar line above it (goal: <= 1.20);"
 echo "vs +sync: against the same tar run followed by sync (cellmgr must flush before its swap)"
 for f in lost live; do
 	echo "cellmgr restore steps ($f):"
-	sed -n 's/^.*\] //p' "$WORK/steps-$f.log" | grep -E ' in [0-9.]+[mun]?s$' | sed 's/^/  /' || true
+	sed -n 's/^.*\] //p' "$WORK/steps-$f.log" | grep -E ' in [0-9.]+[^ 0-9.]*s$' | sed 's/^/  /' || true
 done
