@@ -6,10 +6,11 @@
 //! `<data_dir>/<name>/overlay`, each with a sidecar (see [`sidecar`]).
 //!
 //! Safety rules: a copy is only taken while nothing writes to the tree (or with
-//! the writers frozen); a restore verifies the archive against its sidecar before
-//! it touches anything, refuses while the tree is in use unless asked to stop its
-//! users, builds the new tree beside the live one and swaps it in atomically
-//! ([`swap`]). Confirmation and locking are the caller's (the CLI's) job.
+//! the writers frozen); a restore refuses while the tree is in use unless asked to
+//! stop its users, builds the new tree beside the live one while checking the
+//! archive's SHA-256, touches nothing (no cell stopped, no file replaced) before
+//! that checksum is good, and swaps the tree in atomically ([`swap`]).
+//! Confirmation and locking are the caller's (the CLI's) job.
 
 pub mod inuse;
 pub mod naming;
