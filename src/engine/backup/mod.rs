@@ -536,13 +536,16 @@ pub fn restore(
         log::debug!("extracted and verified {file} in {:?}", t.elapsed());
         Ok(())
     })();
-    // The checksum is good from here on; a failure still leaves the live tree.
-    let t = std::time::Instant::now();
-    let stopped = extracted.and_then(|()| make_unused(rt, kind, name, &target, opts.stop));
-    log::debug!(
-        "checked (and with --stop stopped) the users in {:?}",
-        t.elapsed()
-    );
+    let stopped = extracted.and_then(|()| {
+        // The checksum is good from here on; a failure still leaves the live tree.
+        let t = std::time::Instant::now();
+        let stopped = make_unused(rt, kind, name, &target, opts.stop);
+        log::debug!(
+            "checked (and with --stop stopped) the users in {:?}",
+            t.elapsed()
+        );
+        stopped
+    });
     let result = stopped.and_then(|stopped| swap.commit().map(|()| stopped));
     let stopped = match result {
         Ok(stopped) => stopped,
