@@ -7,7 +7,7 @@
 //! Run as root: `cargo bench --bench ctl_cycle [-- iterations]`. The cell state
 //! goes under RUN_PARENT (default: the temp directory; /dev/shm for tmpfs).
 
-use cells::engine::config::Config;
+use cells::config::Config;
 use cells::kernel::linux::LinuxKernel;
 use cells::kernel::{CellSpec, ExecSpec, Kernel, Target};
 use std::path::PathBuf;

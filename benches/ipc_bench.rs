@@ -3,9 +3,9 @@
 //! `Snapshot` polls through a real `cellmgr ipc serve --stdio`.
 //! Run: `cargo bench --bench ipc_bench [-- path/to/cells]`.
 
-use cells::engine::model::CellRow;
 use cells::ipc::client::Connection;
 use cells::ipc::proto::{decode, encode, Request, Response, Snapshot};
+use cells::model::CellRow;
 use std::time::Instant;
 
 fn main() {

@@ -2,8 +2,8 @@
 //! buffer, as the UI does before one write to the terminal, and prints the time
 //! per redraw. Run: `cargo bench --bench ui_redraw [-- cells]`.
 
-use cells::engine::model::CellRow;
 use cells::ipc::proto::Snapshot;
+use cells::model::CellRow;
 use cells::ui::app::App;
 use cells::ui::view::{draw, Grid};
 use std::time::Instant;

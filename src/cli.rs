@@ -1,18 +1,13 @@
-//! Multicall dispatch and the conventions every personality shares: exit codes,
-//! error format, logging.
+//! Multicall dispatch and logging. The conventions every personality shares
+//! (exit codes, error format, argument parsing) are in `crate::exit`, so no
+//! personality imports the dispatcher.
 //!
 //! One map from name to entry point, as busybox and uutils do. `cellctl`,
 //! `nb-cellctl` (any `prefix-` before a known name), and `cells ctl` all resolve
 //! through [`PERSONALITIES`].
 
+use crate::exit::{EXIT_FAILURE, EXIT_OK};
 use std::path::Path;
-
-/// Success.
-pub const EXIT_OK: i32 = 0;
-/// Any failure, usage errors included.
-pub const EXIT_FAILURE: i32 = 1;
-/// Reserved for `cellmgr apply --dry-run` finding drift.
-pub const EXIT_DRIFT: i32 = 2;
 
 /// Entry point of one personality: receives the personality's name (for messages)
 /// and its arguments after the command name; returns the process exit code.
@@ -140,45 +135,6 @@ pub fn init_logging() {
     let _ = env_logger::Builder::from_env(env)
         .format_timestamp(None)
         .try_init();
-}
-
-/// Prints an error in the shared format `<personality>: <what failed>: <why>`.
-/// The `anyhow` context chain supplies "what failed" (outermost) and "why"
-/// (innermost), so callers attach context with `.context("starting cell web")`.
-pub fn report_error(personality: &str, err: &anyhow::Error) {
-    let parts: Vec<String> = err.chain().map(|e| e.to_string()).collect();
-    eprintln!("{personality}: {}", parts.join(": "));
-}
-
-/// Parses argh arguments for a personality. `Err(code)` means the caller should
-/// exit with that code (help printed: 0; usage error: 1).
-pub fn parse_args<T: argh::FromArgs>(command: &[&str], args: &[String]) -> Result<T, i32> {
-    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
-    T::from_args(command, &strs).map_err(|early| match early.status {
-        Ok(()) => {
-            print!("{}", early.output);
-            EXIT_OK
-        }
-        Err(()) => {
-            eprint!("{}", early.output);
-            if !early.output.ends_with('\n') {
-                eprintln!();
-            }
-            EXIT_FAILURE
-        }
-    })
-}
-
-/// Runs a fallible command body and maps the result to an exit code, printing
-/// errors in the shared format.
-pub fn run(personality: &str, body: impl FnOnce() -> anyhow::Result<i32>) -> i32 {
-    match body() {
-        Ok(code) => code,
-        Err(e) => {
-            report_error(personality, &e);
-            EXIT_FAILURE
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,18 +1,29 @@
 //! Cells: kernel-enforced, jail-like cells with a declarative control plane.
 //!
-//! One library behind the multicall binary `cells`. Layers, top to bottom:
-//! personalities (`ctl`, `mgr`, `ui`) → `engine` → `supervise`/`ipc` → `kernel`.
-//! `output`, `names`, `calendar` and `cli` are the shared conventions.
+//! One library behind the multicall binary `cells`. Floors, top to bottom; every
+//! import points down, or sideways where noted (`tests/layers.rs` checks it):
+//!
+//! 5. `cli`: the dispatcher (argv[0] → personality), logging;
+//! 4. `ctl`, `mgr`, `ui`: the personalities, argument parsing and presentation;
+//! 3. `engine`: desired and runtime state, read models, plan/apply, backups;
+//! 2. `kernel`, `supervise`, `ipc`: the runtime (sideways among themselves);
+//! 1. `names`, `exit`, `config`, `rcconf`, `output`, `fs`, `model`, `calendar`:
+//!    the ground floor (sideways among themselves).
 
 pub mod calendar;
 pub mod cli;
+pub mod config;
 pub mod ctl;
 pub mod engine;
+pub mod exit;
+pub mod fs;
 pub mod ipc;
 pub mod kernel;
 pub mod mgr;
+pub mod model;
 pub mod names;
 pub mod output;
+pub mod rcconf;
 pub mod supervise;
 #[cfg(test)]
 pub(crate) mod testutil;

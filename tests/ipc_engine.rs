@@ -20,7 +20,7 @@ fn bridge(w: &World) -> Connection {
     Connection::spawn(bridge_command(w)).expect("starting the bridge")
 }
 
-fn cells(c: &mut Connection) -> Vec<cells::engine::model::CellRow> {
+fn cells(c: &mut Connection) -> Vec<cells::model::CellRow> {
     match c.call(Request::Cells).unwrap() {
         Response::Cells(rows) => rows,
         other => panic!("{other:?}"),

@@ -5,7 +5,7 @@
 
 mod support;
 
-use cells::engine::config::Config;
+use cells::config::Config;
 use cells::supervise::{self, SupervisorState, SupervisorStatus};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;

@@ -4,8 +4,8 @@
 mod parse;
 mod tables;
 
-use crate::cli;
-use crate::engine::config::Config;
+use crate::config::Config;
+use crate::exit;
 use crate::kernel::{self, CellSpec, ExecSpec, Kernel, Profile, Rlimits, Target};
 use crate::output::OutputOptions;
 use anyhow::{Context, Result};
@@ -122,11 +122,11 @@ pub fn main(personality: &str, args: &[String]) -> i32 {
     if let Some(code) = kernel::run_internal(args) {
         return code;
     }
-    let parsed: CtlArgs = match cli::parse_args(&[personality], args) {
+    let parsed: CtlArgs = match exit::parse_args(&[personality], args) {
         Ok(a) => a,
         Err(code) => return code,
     };
-    cli::run(personality, || {
+    exit::run(personality, || {
         let cfg = Config::load().context("reading the configuration")?;
         let kernel = kernel::host(&cfg).context("opening the kernel backend")?;
         match parsed.command {
@@ -182,7 +182,7 @@ fn create(kernel: &dyn Kernel, a: CreateArgs) -> Result<i32> {
         .create(&spec)
         .with_context(|| format!("create cell '{}'", a.name))?;
     println!("cell {id}");
-    Ok(cli::EXIT_OK)
+    Ok(exit::EXIT_OK)
 }
 
 fn destroy(kernel: &dyn Kernel, a: DestroyArgs) -> Result<i32> {
@@ -190,7 +190,7 @@ fn destroy(kernel: &dyn Kernel, a: DestroyArgs) -> Result<i32> {
     kernel
         .destroy(&target)
         .with_context(|| format!("destroy {target}"))?;
-    Ok(cli::EXIT_OK)
+    Ok(exit::EXIT_OK)
 }
 
 fn exec(kernel: &dyn Kernel, a: ExecArgs) -> Result<i32> {
@@ -232,11 +232,11 @@ fn list(kernel: &dyn Kernel, a: ListArgs) -> Result<i32> {
     let cells = kernel.list().context("list cells")?;
     if cells.is_empty() && !a.tsv {
         println!("no cells");
-        return Ok(cli::EXIT_OK);
+        return Ok(exit::EXIT_OK);
     }
     let rows: Vec<_> = cells.iter().map(tables::ListRow).collect();
     print!("{}", tables::LIST.render(&opts, &rows)?);
-    Ok(cli::EXIT_OK)
+    Ok(exit::EXIT_OK)
 }
 
 fn stats(cfg: &Config, kernel: &dyn Kernel, a: StatsArgs) -> Result<i32> {
@@ -266,11 +266,11 @@ fn stats(cfg: &Config, kernel: &dyn Kernel, a: StatsArgs) -> Result<i32> {
             "{}",
             crate::supervise::prometheus::render(&cells, &supervisors, a.http)
         );
-        return Ok(cli::EXIT_OK);
+        return Ok(exit::EXIT_OK);
     }
     if cells.is_empty() && !a.tsv {
         println!("no cells");
-        return Ok(cli::EXIT_OK);
+        return Ok(exit::EXIT_OK);
     }
     let rows: Vec<_> = cells
         .iter()
@@ -278,5 +278,5 @@ fn stats(cfg: &Config, kernel: &dyn Kernel, a: StatsArgs) -> Result<i32> {
         .map(|(c, s)| tables::StatsRow(c, s.as_ref()))
         .collect();
     print!("{}", tables::STATS.render(&opts, &rows)?);
-    Ok(cli::EXIT_OK)
+    Ok(exit::EXIT_OK)
 }

@@ -3,7 +3,7 @@
 //! the holder (pid and command line, written into the lock file). The kernel
 //! drops the lock when its holder dies, so a crash never leaves it stuck.
 
-use crate::engine::config::Config;
+use crate::config::Config;
 use anyhow::{bail, Context, Result};
 use rustix::fs::{flock, FlockOperation};
 use std::fs::{File, OpenOptions};

@@ -7,11 +7,11 @@
 //! `list`, and `stats` only when a CPU or memory field is asked for. It never
 //! spawns a process or samples for a second.
 
-use crate::engine::config::Config;
+use crate::config::Config;
 use crate::engine::manifest::{self, format_limit, format_ports, CellManifest, Desired};
-use crate::engine::model::{CellRow, CellState, VolumeRow};
 use crate::engine::runtime::{self, compose, mountinfo, CellPaths};
 use crate::kernel::{CellInfo, CellStats, Kernel};
+use crate::model::{CellRow, CellState, VolumeRow};
 use crate::output::{Record, Schema, Value, View};
 use anyhow::Result;
 use std::collections::{BTreeMap, BTreeSet};

@@ -3,7 +3,7 @@
 //! (see [`super::frame`] for the framing). Requests are answered strictly in order,
 //! one reply per request, with the request's `id` echoed back.
 
-use crate::engine::model::{CellRow, VolumeRow};
+use crate::model::{CellRow, VolumeRow};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to the message types below.

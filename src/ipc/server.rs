@@ -12,7 +12,7 @@ use super::proto::{
     decode, digest, encode, BackupRow, BackupTarget, Envelope, ErrorKind, LogChunk, Plan,
     RemoteError, Request, Response, Snapshot, PROTOCOL_VERSION,
 };
-use crate::engine::model::{CellRow, VolumeRow};
+use crate::model::{CellRow, VolumeRow};
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};

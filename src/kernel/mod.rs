@@ -200,18 +200,18 @@ pub mod netbsd;
 
 /// The kernel backend of the host this binary runs on.
 #[cfg(target_os = "linux")]
-pub fn host(cfg: &crate::engine::config::Config) -> anyhow::Result<Box<dyn Kernel>> {
+pub fn host(cfg: &crate::config::Config) -> anyhow::Result<Box<dyn Kernel>> {
     Ok(Box::new(linux::LinuxKernel::open(cfg)?))
 }
 
 /// The kernel backend of the host this binary runs on.
 #[cfg(target_os = "netbsd")]
-pub fn host(_cfg: &crate::engine::config::Config) -> anyhow::Result<Box<dyn Kernel>> {
+pub fn host(_cfg: &crate::config::Config) -> anyhow::Result<Box<dyn Kernel>> {
     Ok(Box::new(netbsd::NetBsdKernel::open()?))
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "netbsd")))]
-pub fn host(_cfg: &crate::engine::config::Config) -> anyhow::Result<Box<dyn Kernel>> {
+pub fn host(_cfg: &crate::config::Config) -> anyhow::Result<Box<dyn Kernel>> {
     anyhow::bail!("cells supports NetBSD and Linux only")
 }
 

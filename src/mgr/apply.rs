@@ -2,11 +2,11 @@
 //! action per line, the same in dry-run and real runs), then act.
 
 use super::{load_config, lock, Run};
-use crate::cli::{EXIT_DRIFT, EXIT_FAILURE, EXIT_OK};
 use crate::engine::manifest;
 use crate::engine::plan::execute::{self, PlanSettings, Timing, Verbosity};
 use crate::engine::plan::review::{self, Reviewed};
 use crate::engine::plan::{host, inputs, Options};
+use crate::exit::{EXIT_DRIFT, EXIT_FAILURE, EXIT_OK};
 use anyhow::{bail, Context, Result};
 use argh::FromArgs;
 use std::path::PathBuf;
@@ -121,7 +121,7 @@ impl Run for Apply {
         }
         let recorded = review::record(&plan);
         if let Some(path) = &self.plan_out {
-            crate::engine::fsutil::write_atomic(path, recorded.as_bytes())
+            crate::fs::host::write_atomic(path, recorded.as_bytes())
                 .with_context(|| format!("writing the plan to {}", path.display()))?;
         }
         if verbosity != Verbosity::Silent {

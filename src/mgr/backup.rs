@@ -1,8 +1,8 @@
 //! `cellmgr volume backup …` and `cellmgr cell backup …`: argument parsing and
 //! presentation over `engine::backup`. The same commands serve both nouns.
 
+use crate::config::Config;
 use crate::engine::backup::{self, progress::Progress, Backup, Kind, Select};
-use crate::engine::config::Config;
 use crate::output::{OutputOptions, Record, Schema, Value, View};
 use anyhow::{bail, Result};
 use argh::FromArgs;
@@ -236,7 +236,7 @@ fn create(cfg: &Config, rt: &cells_runtime::CellRuntime, kind: Kind, a: CreateAr
     if a.prune {
         prune(cfg, kind, &a.name, a.keep, a.quiet)?;
     }
-    Ok(crate::cli::EXIT_OK)
+    Ok(crate::exit::EXIT_OK)
 }
 
 fn prune(cfg: &Config, kind: Kind, name: &str, keep: Option<u32>, quiet: bool) -> Result<()> {
@@ -275,7 +275,7 @@ fn list(cfg: &Config, kind: Kind, a: ListArgs) -> Result<i32> {
         .unwrap_or(0);
     let rows: Vec<Row> = all.iter().map(|b| Row { b, now }).collect();
     print!("{}", schema.render(&opts, &rows)?);
-    Ok(crate::cli::EXIT_OK)
+    Ok(crate::exit::EXIT_OK)
 }
 
 fn verify(cfg: &Config, kind: Kind, a: VerifyArgs) -> Result<i32> {
@@ -305,9 +305,9 @@ fn verify(cfg: &Config, kind: Kind, a: VerifyArgs) -> Result<i32> {
         }
     }
     Ok(if bad == 0 {
-        crate::cli::EXIT_OK
+        crate::exit::EXIT_OK
     } else {
-        crate::cli::EXIT_FAILURE
+        crate::exit::EXIT_FAILURE
     })
 }
 
@@ -367,7 +367,7 @@ fn restore(
             );
         }
     }
-    Ok(crate::cli::EXIT_OK)
+    Ok(crate::exit::EXIT_OK)
 }
 
 fn delete(cfg: &Config, kind: Kind, a: DeleteArgs) -> Result<i32> {
@@ -407,7 +407,7 @@ fn delete(cfg: &Config, kind: Kind, a: DeleteArgs) -> Result<i32> {
             }
         }
     }
-    Ok(crate::cli::EXIT_OK)
+    Ok(crate::exit::EXIT_OK)
 }
 
 /// The archive resolved again under the lock must be the one the operator confirmed.
@@ -424,8 +424,8 @@ fn still_the_same(confirmed: Backup, now: Backup) -> Result<Backup> {
 /// What backups ask of the running system, answered by the kernel port, the
 /// rendered runtime and the cgroup freezer.
 mod cells_runtime {
+    use crate::config::Config;
     use crate::engine::backup::inuse::{Runtime, VolumeUser};
-    use crate::engine::config::Config;
     use crate::engine::manifest::MountSource;
     use crate::engine::runtime;
     use crate::kernel::{Kernel, Target};
@@ -495,7 +495,7 @@ mod cells_runtime {
             let marker = self.marker_dir().join(cell);
             std::fs::create_dir_all(self.marker_dir())
                 .with_context(|| format!("creating {}", self.marker_dir().display()))?;
-            crate::engine::fsutil::write_atomic(&marker, b"")?;
+            crate::fs::host::write_atomic(&marker, b"")?;
             let frozen = freezer::set(self.cfg, cell, true);
             if frozen.is_err() {
                 let _ = freezer::set(self.cfg, cell, false);
@@ -539,7 +539,7 @@ mod cells_runtime {
     /// The cgroup2 freezer of a cell's cgroup (Linux).
     #[cfg(target_os = "linux")]
     mod freezer {
-        use crate::engine::config::Config;
+        use crate::config::Config;
         use crate::kernel::linux::state::Store;
         use anyhow::{bail, Context, Result};
         use std::time::{Duration, Instant};
@@ -575,7 +575,7 @@ mod cells_runtime {
 
     #[cfg(not(target_os = "linux"))]
     mod freezer {
-        use crate::engine::config::Config;
+        use crate::config::Config;
         use anyhow::{bail, Result};
 
         pub fn set(_cfg: &Config, cell: &str, _frozen: bool) -> Result<()> {

@@ -7,7 +7,7 @@
 //! there; nothing to load, and the systemd unit is the boot hook.
 
 use super::Run;
-use crate::cli::EXIT_OK;
+use crate::exit::EXIT_OK;
 use anyhow::{bail, Context, Result};
 use argh::FromArgs;
 use std::path::{Path, PathBuf};
@@ -96,7 +96,7 @@ fn edit(
         None => println!("bootstrap: {}: unchanged", path.display()),
         Some(_) if dry_run => println!("bootstrap: would change {}: {what}", path.display()),
         Some(new) => {
-            crate::engine::fsutil::write_atomic(path, new.as_bytes())
+            crate::fs::host::write_atomic(path, new.as_bytes())
                 .with_context(|| format!("writing {}", path.display()))?;
             println!("bootstrap: {}: {what}", path.display());
         }

@@ -4,11 +4,11 @@
 use super::output::{fields, options, render_one};
 use super::removal::{manifest_names, Removal, Selection};
 use super::{load_config, lock, lock_named, runtime_facts, Run, Scope};
-use crate::cli::{EXIT_FAILURE, EXIT_OK};
-use crate::engine::config::Config;
+use crate::config::Config;
 use crate::engine::manifest::{self, Desired, WriteMode};
 use crate::engine::read::{self, CELL_SCHEMA, STATS_FIELDS};
 use crate::engine::runtime::{self, lifecycle, RenderOutcome};
+use crate::exit::{EXIT_FAILURE, EXIT_OK};
 use crate::kernel::{self, Kernel, Target};
 use anyhow::{bail, Context, Result};
 use argh::FromArgs;
@@ -149,7 +149,7 @@ const KEY_FLAGS: &[(&str, &str)] = &[
 /// Names the flag instead of a line of a file that was never written, when a
 /// value given on the command line is invalid.
 fn flag_error(e: anyhow::Error) -> anyhow::Error {
-    if let Some(fe) = e.downcast_ref::<crate::engine::rcconf::FileError>() {
+    if let Some(fe) = e.downcast_ref::<crate::rcconf::FileError>() {
         if let Some((_, flag)) = KEY_FLAGS.iter().find(|(k, _)| fe.message.starts_with(k)) {
             return anyhow::anyhow!("{flag}: {}", fe.message);
         }
@@ -255,7 +255,7 @@ impl Run for Create {
             .map_err(flag_error)?;
         if !apply.exists() {
             if let Err(e) =
-                crate::engine::fsutil::write_atomic(&apply, apply_template(&self.name).as_bytes())
+                crate::fs::host::write_atomic(&apply, apply_template(&self.name).as_bytes())
             {
                 // Leave no half-declared cell behind.
                 let _ = std::fs::remove_file(&m.path);
@@ -825,7 +825,7 @@ pub struct List {
     no_header: bool,
 }
 
-fn cell_rows_for(cfg: &Config, fields: &[&str]) -> Result<Vec<crate::engine::model::CellRow>> {
+fn cell_rows_for(cfg: &Config, fields: &[&str]) -> Result<Vec<crate::model::CellRow>> {
     let desired = manifest::load_all(cfg)?;
     let want_stats = fields.iter().any(|f| STATS_FIELDS.contains(f));
     let facts = runtime_facts(cfg, want_stats);

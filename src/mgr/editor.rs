@@ -2,8 +2,8 @@
 //! file only when it is valid and the file did not change meanwhile.
 
 use super::confirm::ask;
-use crate::engine::config::Config;
-use crate::engine::fsutil::write_atomic;
+use crate::config::Config;
+use crate::fs::host::write_atomic;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::process::Command;

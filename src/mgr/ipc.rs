@@ -4,14 +4,14 @@
 //! bridge has the CLI's semantics (locking, dependency order, checks) and fails
 //! with the CLI's words, and a crashing action cannot take the bridge down.
 
+use crate::config::Config;
 use crate::engine::backup::{self, naming::format_stamp, Kind};
-use crate::engine::config::Config;
-use crate::engine::model::{CellRow, VolumeRow};
 use crate::engine::plan::review;
 use crate::engine::read;
 use crate::ipc::logtail::tail_file;
 use crate::ipc::proto::{BackupRow, BackupTarget, LogChunk, Plan, PlanStep};
 use crate::ipc::server::{self, Access, Backend};
+use crate::model::{CellRow, VolumeRow};
 use anyhow::{anyhow, bail, Context, Result};
 use argh::FromArgs;
 use std::path::PathBuf;
@@ -72,7 +72,7 @@ fn serve(a: ServeArgs) -> Result<i32> {
         (true, Some(_)) => bail!("--stdio and --socket exclude each other: pick one transport"),
         (false, None) => bail!("ipc serve needs a transport: --stdio or --socket PATH"),
     }
-    Ok(crate::cli::EXIT_OK)
+    Ok(crate::exit::EXIT_OK)
 }
 
 /// The engine as the bridge sees it.
@@ -230,7 +230,7 @@ impl Backend for EngineBackend {
         let done = self.run(&args)?;
         let drift = match done.status.code() {
             Some(0) => false,
-            Some(crate::cli::EXIT_DRIFT) => true,
+            Some(crate::exit::EXIT_DRIFT) => true,
             _ => return Err(done.error()),
         };
         let text = String::from_utf8_lossy(&done.stdout);

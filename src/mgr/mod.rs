@@ -5,7 +5,7 @@
 //! command is one line in the enum (`Apply(crate::mgr::apply::Apply),`) plus a
 //! type that implements [`Run`].
 
-use crate::engine::config::Config;
+use crate::config::Config;
 use crate::engine::lock::{self, LockGuard};
 use crate::engine::read::RuntimeFacts;
 use anyhow::{bail, Context, Result};
@@ -77,11 +77,11 @@ subcommands! {
 }
 
 pub fn main(personality: &str, args: &[String]) -> i32 {
-    let parsed = match crate::cli::parse_args::<Cellmgr>(&[personality], args) {
+    let parsed = match crate::exit::parse_args::<Cellmgr>(&[personality], args) {
         Ok(p) => p,
         Err(code) => return code,
     };
-    crate::cli::run(personality, || parsed.command.run())
+    crate::exit::run(personality, || parsed.command.run())
 }
 
 /// Which state a command changes: the manifests, the runtime, or both.

@@ -2,7 +2,7 @@
 //! `--all` or `--orphans`, in a scope) and asking before it goes.
 
 use super::{confirm, Scope};
-use crate::engine::config::Config;
+use crate::config::Config;
 use anyhow::{bail, Result};
 use std::collections::BTreeSet;
 

@@ -2,7 +2,7 @@
 
 use super::removal::Selection;
 use super::{cell, confirm, load_config, lock, volume, Run, Scope};
-use crate::cli::EXIT_OK;
+use crate::exit::EXIT_OK;
 use anyhow::Result;
 use argh::FromArgs;
 

@@ -3,11 +3,11 @@
 use super::output::{fields, options, render_one};
 use super::removal::{manifest_names, Removal, Selection};
 use super::{load_config, lock, lock_named, Run, Scope};
-use crate::cli::EXIT_OK;
-use crate::engine::config::Config;
+use crate::config::Config;
 use crate::engine::manifest::{self, Desired, WriteMode};
 use crate::engine::read::{self, VOLUME_SCHEMA};
 use crate::engine::runtime;
+use crate::exit::EXIT_OK;
 use anyhow::{bail, Context, Result};
 use argh::FromArgs;
 use std::collections::BTreeSet;
@@ -236,7 +236,7 @@ pub struct List {
     no_header: bool,
 }
 
-fn volume_rows(cfg: &Config) -> Result<Vec<crate::engine::model::VolumeRow>> {
+fn volume_rows(cfg: &Config) -> Result<Vec<crate::model::VolumeRow>> {
     let desired = manifest::load_all(cfg)?;
     read::volume_rows(cfg, &desired)
 }

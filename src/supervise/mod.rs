@@ -21,7 +21,7 @@ pub mod syslog;
 pub use status::{SupervisorState, SupervisorStatus};
 pub use syslog::{Facility, Level};
 
-use crate::engine::config::Config;
+use crate::config::Config;
 use crate::kernel::{CellInfo, Kernel, Target};
 use anyhow::{bail, Context};
 use argh::FromArgs;
@@ -217,7 +217,7 @@ pub fn run_command(cfg: &Config, kernel: &dyn Kernel, args: SuperviseArgs) -> an
     }
     start(cfg, kernel, &spec)?;
     println!("cell {}", cell.id);
-    Ok(crate::cli::EXIT_OK)
+    Ok(crate::exit::EXIT_OK)
 }
 
 /// Starts a detached supervisor for `spec` and returns its pid once it runs.
@@ -367,7 +367,7 @@ fn run_monitor(
             return Err(e);
         }
     }
-    Ok(crate::cli::EXIT_OK)
+    Ok(crate::exit::EXIT_OK)
 }
 
 fn resolve(kernel: &dyn Kernel, cell: &str) -> anyhow::Result<CellInfo> {

@@ -120,7 +120,7 @@ impl LogTail {
             text.push_str(l);
             text.push('\n');
         }
-        if crate::engine::fsutil::write_atomic(&self.path, text.as_bytes()).is_ok() {
+        if crate::fs::host::write_atomic(&self.path, text.as_bytes()).is_ok() {
             self.in_file = self.lines.len();
         }
         self.file = OpenOptions::new().append(true).open(&self.path).ok();

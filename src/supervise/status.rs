@@ -89,7 +89,7 @@ impl Paths {
 pub fn write_status(path: &Path, status: &SupervisorStatus) -> anyhow::Result<()> {
     let mut bytes = Vec::new();
     ciborium::into_writer(status, &mut bytes).context("encoding supervisor status")?;
-    crate::engine::fsutil::write_atomic(path, &bytes)
+    crate::fs::host::write_atomic(path, &bytes)
 }
 
 /// Reads a status file; `None` when there is none.

@@ -2,8 +2,8 @@
 //! replies go in, [`Effect`]s (requests to send, a shell to run, quit) come out.
 //! The renderer (`view`) only reads this state.
 
-use crate::engine::model::{CellRow, VolumeRow};
 use crate::ipc::proto::{BackupRow, BackupTarget, LogChunk, Plan, Request, Response, Snapshot};
+use crate::model::{CellRow, VolumeRow};
 use std::collections::HashMap;
 use termion::event::Key;
 

@@ -10,7 +10,7 @@ pub mod app;
 pub mod term;
 pub mod view;
 
-use crate::cli;
+use crate::exit;
 use crate::ipc::client::{Connection, Endpoint};
 use anyhow::{bail, Context, Result};
 use app::{App, Bridge, Effect, Purpose};
@@ -42,11 +42,11 @@ struct UiArgs {
 }
 
 pub fn main(personality: &str, args: &[String]) -> i32 {
-    let args: UiArgs = match cli::parse_args(&[personality], args) {
+    let args: UiArgs = match exit::parse_args(&[personality], args) {
         Ok(a) => a,
         Err(code) => return code,
     };
-    cli::run(personality, || run(args))
+    exit::run(personality, || run(args))
 }
 
 const KEYS: Token = Token(0);
@@ -125,7 +125,7 @@ fn run(args: UiArgs) -> Result<i32> {
     let result = ui.event_loop(&screen, &signals);
     drop(ui); // says goodbye to the server while the screen is still ours
     drop(screen);
-    result.map(|()| cli::EXIT_OK)
+    result.map(|()| exit::EXIT_OK)
 }
 
 impl Ui {

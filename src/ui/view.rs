@@ -3,7 +3,7 @@
 //! Works from 80×24 up; colour only adds meaning that text already carries.
 
 use super::app::{App, Bridge, Dialog, Mode, KEYS};
-use crate::engine::model::CellRow;
+use crate::model::CellRow;
 use crate::output::humanize_age;
 use std::io::Write;
 

@@ -97,8 +97,8 @@ impl Env {
     }
 
     /// The configuration the cellctl runs of this environment read.
-    pub fn config(&self) -> cells::engine::config::Config {
-        cells::engine::config::Config::load_from(&self.conf).unwrap()
+    pub fn config(&self) -> cells::config::Config {
+        cells::config::Config::load_from(&self.conf).unwrap()
     }
 
     pub fn command(&self) -> Command {

@@ -6,13 +6,13 @@
 
 use super::{wait_until, TempDir};
 use anyhow::{bail, Result};
-use cells::engine::model::{CellRow, VolumeRow};
 use cells::ipc::frame::write_frame;
 use cells::ipc::proto::{
     digest, encode, BackupRow, BackupTarget, Envelope, LogChunk, Plan, PlanStep, Request,
     PROTOCOL_VERSION,
 };
 use cells::ipc::server::{serve_socket, Access, Backend};
+use cells::model::{CellRow, VolumeRow};
 use std::collections::HashMap;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! raw until the end token (matched after trimming).
 
 use super::{ApplyFile, Attrs, Directive, Step};
-use crate::engine::rcconf::{suggest, FileError};
+use crate::rcconf::{suggest, FileError};
 use std::path::Path;
 
 const DIRECTIVES: &[&str] = &[

@@ -130,8 +130,7 @@ pub fn ensure_content(root: &Path, path: &str, content: &[u8]) -> Result<bool> {
     let mode = fs::metadata(&host)
         .map(|m| m.permissions().mode() & 0o7777)
         .unwrap_or(0o644);
-    crate::engine::fsutil::write_atomic(&host, content)
-        .with_context(|| format!("writing {path}"))?;
+    crate::fs::host::write_atomic(&host, content).with_context(|| format!("writing {path}"))?;
     fs::set_permissions(&host, fs::Permissions::from_mode(mode))
         .with_context(|| format!("setting mode of {path}"))?;
     Ok(true)

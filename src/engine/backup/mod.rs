@@ -20,7 +20,7 @@ pub mod sidecar;
 pub mod swap;
 pub mod tar;
 
-use crate::engine::config::Config;
+use crate::config::Config;
 use anyhow::{bail, Context, Result};
 use inuse::{Frozen, Runtime};
 use progress::Progress;
@@ -134,7 +134,7 @@ pub fn list(cfg: &Config, kind: Kind, name: &str) -> Result<Vec<Backup>> {
     crate::names::validate(kind.noun(), name)?;
     let dir = archive_dir(cfg, kind);
     let mut out = Vec::new();
-    for entry in crate::engine::fsutil::dir_entries(&dir)? {
+    for entry in crate::fs::host::dir_entries(&dir)? {
         let file = entry.file_name().to_string_lossy().into_owned();
         if let Some(created) = naming::archive_time(name, &file) {
             out.push(Backup::load(kind, name, entry.path(), created)?);
@@ -564,7 +564,7 @@ pub fn restore(
             .with_context(|| format!("creating {}", cfg.manifest_dir.display()))?;
         for (m, text) in &side.manifests {
             let p = cfg.manifest_dir.join(m);
-            crate::engine::fsutil::write_atomic(&p, text.as_bytes())?;
+            crate::fs::host::write_atomic(&p, text.as_bytes())?;
             restored.manifests_written.push(p);
         }
     }

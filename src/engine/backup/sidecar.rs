@@ -37,7 +37,7 @@ impl Sidecar {
     pub fn write(&self, path: &Path) -> Result<()> {
         let mut buf = Vec::new();
         ciborium::into_writer(self, &mut buf).context("encoding sidecar")?;
-        crate::engine::fsutil::write_atomic(path, &buf)
+        crate::fs::host::write_atomic(path, &buf)
     }
 
     pub fn read(path: &Path) -> Result<Sidecar> {

@@ -2,8 +2,8 @@
 //! `<data_dir>/<name>/cell.conf` has the same format.
 
 use super::mounts::{self, Mount};
-use crate::engine::rcconf::{self, FileError};
 use crate::kernel::{Limit, Profile, Rlimits};
+use crate::rcconf::{self, FileError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

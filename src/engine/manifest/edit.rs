@@ -14,7 +14,7 @@ pub fn quote(key: &str, value: &str) -> Result<String, String> {
              move the command into a script inside the cell"
         ));
     }
-    Ok(super::super::rcconf::quote(value))
+    Ok(crate::rcconf::quote(value))
 }
 
 /// Byte length of the value part of `rest` (the text after `KEY=`), quotes included.
@@ -83,7 +83,7 @@ pub fn update(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::rcconf;
+    use crate::rcconf;
     use std::path::Path;
 
     #[test]

@@ -26,11 +26,11 @@ pub use cell::{
 pub use mounts::{Mount, MountSource};
 pub use volume::{format_mode, parse_mode, VolumeManifest, VOLUME_KEYS};
 // Manifests read and write booleans as every rc.conf-style file does.
-pub use crate::engine::rcconf::{parse_yes_no, yes_no};
+pub use crate::rcconf::{parse_yes_no, yes_no};
 
-use crate::engine::config::Config;
-use crate::engine::fsutil::{dir_entries, read_optional, write_atomic};
-use crate::engine::rcconf::FileError;
+use crate::config::Config;
+use crate::fs::host::{dir_entries, read_optional, write_atomic};
+use crate::rcconf::FileError;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

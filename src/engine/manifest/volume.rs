@@ -1,6 +1,6 @@
 //! `<name>.volume`: one volume's desired state (cells(5)).
 
-use crate::engine::rcconf::{self, FileError};
+use crate::rcconf::{self, FileError};
 use std::path::{Path, PathBuf};
 
 /// A parsed, validated volume manifest.

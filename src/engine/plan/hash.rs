@@ -5,7 +5,7 @@
 //! no two different inputs hash alike and a tag bump forces drift.
 
 use crate::engine::applyfile::ApplyFile;
-use crate::engine::fsutil::write_atomic;
+use crate::fs::host::write_atomic;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};

@@ -2,8 +2,8 @@
 //! lifecycle) and the host kernel.
 
 use super::execute::Runtime;
+use crate::config::Config;
 use crate::engine::applyfile::{CellRunner, KernelRunner};
-use crate::engine::config::Config;
 use crate::engine::manifest::Desired;
 use crate::engine::runtime::{self, compose, lifecycle, CellPaths};
 use crate::kernel::{CellSpec, Kernel, Target};

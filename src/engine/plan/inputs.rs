@@ -8,8 +8,8 @@ use super::model::{
     decide_cell, decide_volume, Action, ActionKind, CellInput, CellObserved, Options, Plan,
     Subject, VolumeInput,
 };
+use crate::config::Config;
 use crate::engine::applyfile::{self, ApplyFile};
-use crate::engine::config::Config;
 use crate::engine::manifest::{self, CellManifest, Desired};
 use crate::engine::runtime::{self, CellPaths};
 use anyhow::{Context, Result};

@@ -20,9 +20,9 @@
 //! `/dev` made by MAKEDEV (`CELL_LOCAL_DEV`, `CELL_DEVICES`, `CELL_PTYFS`).
 
 use super::{mountinfo, CellPaths};
-use crate::engine::config::{BaseSource, Config};
-use crate::engine::fsutil::write_atomic;
+use crate::config::{BaseSource, Config};
 use crate::engine::manifest::{self, CellManifest, MountSource};
+use crate::fs::host::write_atomic;
 use anyhow::{anyhow, bail, Context, Result};
 use std::fs;
 use std::path::{Component, Path, PathBuf};

@@ -8,9 +8,9 @@
 //! runs even when an earlier one failed, and the errors are reported together.
 
 use super::{compose, mountinfo, render, CellPaths};
-use crate::engine::config::Config;
-use crate::engine::fsutil::write_atomic;
+use crate::config::Config;
 use crate::engine::manifest::{self, CellManifest};
+use crate::fs::host::write_atomic;
 use crate::kernel::{CellSpec, ExecSpec, Kernel, Target};
 use crate::supervise::{self, SuperviseSpec};
 use anyhow::{anyhow, bail, Context, Result};
@@ -338,5 +338,5 @@ pub fn shell(kernel: &dyn Kernel, name: &str, argv: &[String]) -> Result<i32> {
         [Stdio::inherit(), Stdio::inherit(), Stdio::inherit()],
     )?;
     let st = child.wait()?;
-    Ok(st.code().unwrap_or(crate::cli::EXIT_FAILURE))
+    Ok(st.code().unwrap_or(crate::exit::EXIT_FAILURE))
 }

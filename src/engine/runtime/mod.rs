@@ -21,9 +21,9 @@ mod render;
 
 pub use render::{render, RenderOutcome};
 
-use crate::engine::config::Config;
-use crate::engine::fsutil;
+use crate::config::Config;
 use crate::engine::manifest::{self, CellManifest};
+use crate::fs::host;
 use anyhow::{Context, Result};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -69,7 +69,7 @@ pub fn load_rendered(cfg: &Config, name: &str) -> Result<Option<CellManifest>> {
 
 /// `dir`'s entries as (file name, is a directory); none when `dir` is missing.
 fn dir_entries(dir: &Path) -> Result<Vec<(OsString, bool)>> {
-    Ok(fsutil::dir_entries(dir)?
+    Ok(host::dir_entries(dir)?
         .into_iter()
         .map(|e| (e.file_name(), e.file_type().is_ok_and(|t| t.is_dir())))
         .collect())

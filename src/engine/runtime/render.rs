@@ -3,9 +3,9 @@
 //! (`cell.conf` exists) always means the rest is in place.
 
 use super::{compose, CellPaths};
-use crate::engine::config::{BaseSource, Config};
-use crate::engine::fsutil::write_atomic;
+use crate::config::{BaseSource, Config};
 use crate::engine::manifest::CellManifest;
+use crate::fs::host::write_atomic;
 use anyhow::{Context, Result};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

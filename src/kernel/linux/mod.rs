@@ -84,7 +84,7 @@ fn not_found(target: &Target) -> anyhow::Error {
 }
 
 impl LinuxKernel {
-    pub fn open(cfg: &crate::engine::config::Config) -> Result<LinuxKernel> {
+    pub fn open(cfg: &crate::config::Config) -> Result<LinuxKernel> {
         let root = cgroup::detect(cfg.cgroup_root.as_deref())?;
         Ok(LinuxKernel {
             store: Store::new(cfg.run_dir.join("kernel")),

@@ -218,7 +218,7 @@ pub fn init_main(args: &[String]) -> i32 {
     let fields: Vec<&[u8]> = input.split(|&b| b == 0).collect();
     let ([root, hostname, cgroup, sample_dir, _], []) = (&fields[..], args) else {
         eprintln!("cellctl: {INIT_COMMAND}: internal use only");
-        return crate::cli::EXIT_FAILURE;
+        return crate::exit::EXIT_FAILURE;
     };
     let path = |b: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(b));
     let hostname = String::from_utf8_lossy(hostname).into_owned();

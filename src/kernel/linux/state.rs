@@ -110,7 +110,7 @@ impl Locked {
     pub fn save(&self) -> Result<()> {
         let mut bytes = Vec::new();
         ciborium::into_writer(&self.table, &mut bytes).context("encoding cell table")?;
-        crate::engine::fsutil::write_atomic(&self.path, &bytes)
+        crate::fs::host::write_atomic(&self.path, &bytes)
     }
 }
 

@@ -1,4 +1,4 @@
-//! Small file-system helpers every state writer uses.
+//! Small helpers for files only host root controls: state, configuration, run directory.
 
 use anyhow::{Context, Result};
 use std::fs::{self, File};

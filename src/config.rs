@@ -4,7 +4,7 @@
 //! The file is `/etc/cellmgr.conf` unless `CELLMGR_CONF` names another; a missing
 //! file means all defaults. See cellmgr.conf(5).
 
-use super::rcconf::{self, FileError};
+use crate::rcconf::{self, FileError};
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_PATH: &str = "/etc/cellmgr.conf";

@@ -1,0 +1,49 @@
+//! Exit codes, the error format and argument parsing: the conventions every
+//! personality, the engine and the runtime share (ground floor; imports nothing
+//! of this crate).
+
+/// Success.
+pub const EXIT_OK: i32 = 0;
+/// Any failure, usage errors included.
+pub const EXIT_FAILURE: i32 = 1;
+/// Reserved for `cellmgr apply --dry-run` finding drift.
+pub const EXIT_DRIFT: i32 = 2;
+
+/// Prints an error in the shared format `<personality>: <what failed>: <why>`.
+/// The `anyhow` context chain supplies "what failed" (outermost) and "why"
+/// (innermost), so callers attach context with `.context("starting cell web")`.
+pub fn report_error(personality: &str, err: &anyhow::Error) {
+    let parts: Vec<String> = err.chain().map(|e| e.to_string()).collect();
+    eprintln!("{personality}: {}", parts.join(": "));
+}
+
+/// Parses argh arguments for a personality. `Err(code)` means the caller should
+/// exit with that code (help printed: 0; usage error: 1).
+pub fn parse_args<T: argh::FromArgs>(command: &[&str], args: &[String]) -> Result<T, i32> {
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    T::from_args(command, &strs).map_err(|early| match early.status {
+        Ok(()) => {
+            print!("{}", early.output);
+            EXIT_OK
+        }
+        Err(()) => {
+            eprint!("{}", early.output);
+            if !early.output.ends_with('\n') {
+                eprintln!();
+            }
+            EXIT_FAILURE
+        }
+    })
+}
+
+/// Runs a fallible command body and maps the result to an exit code, printing
+/// errors in the shared format.
+pub fn run(personality: &str, body: impl FnOnce() -> anyhow::Result<i32>) -> i32 {
+    match body() {
+        Ok(code) => code,
+        Err(e) => {
+            report_error(personality, &e);
+            EXIT_FAILURE
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The file layer (ground floor).
+//!
+//! * `host`: files only host root controls (configuration, state, the run
+//!   directory): atomic writes, optional reads, directory listings.
+pub mod host;
