@@ -58,6 +58,7 @@ fn main() {
         profile: cells::kernel::Profile::High,
         ports: Vec::new(),
         rlimits: Default::default(),
+        limits: Default::default(),
     };
     let target = Target::Name(name);
     let exec = ExecSpec {

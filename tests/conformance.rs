@@ -425,6 +425,7 @@ fn one_program_pair_guards_more_cells_than_an_attach_point_takes() {
                 profile: Profile::Low,
                 ports: vec![base + k as u16],
                 rlimits: Rlimits::default(),
+                limits: Default::default(),
             })
             .unwrap_or_else(|e| panic!("creating cell {k} of {CELLS}: {e:#}"));
     }

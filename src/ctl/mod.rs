@@ -173,6 +173,7 @@ fn create(kernel: &dyn Kernel, a: CreateArgs) -> Result<i32> {
                     .transpose()?
                     .flatten(),
             },
+            limits: Default::default(),
             name: a.name.clone(),
             root: a.root.clone(),
         })

@@ -36,6 +36,22 @@ pub struct Rlimits {
     pub core: Limit,
 }
 
+/// Resource limits of a cell; `None` is unlimited. Enforced by the kernel
+/// backend (Linux: cgroup controllers; NetBSD: secmodel_cell and rlimits),
+/// except `disk`, which the storage under the cell's writable layer and
+/// volumes enforces. A backend refuses a limit it cannot enforce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    /// Most processes (Linux: tasks, threads included) in the cell at once.
+    pub maxproc: Limit,
+    /// Memory in bytes.
+    pub memory: Limit,
+    /// CPU time in percent of one CPU (200 = two full CPUs).
+    pub cpu_percent: Limit,
+    /// Bytes of disk for the cell's writable layer and volumes.
+    pub disk: Limit,
+}
+
 /// What `create` needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CellSpec {
@@ -46,6 +62,7 @@ pub struct CellSpec {
     /// Reserved ports (at most 32), owned by this cell alone.
     pub ports: Vec<u16>,
     pub rlimits: Rlimits,
+    pub limits: Limits,
 }
 
 /// How a command names a cell: a string that parses as a number is an id only.

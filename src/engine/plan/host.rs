@@ -62,6 +62,7 @@ impl Runtime for HostRuntime<'_> {
             profile: m.profile,
             ports: m.reserved_ports.clone(),
             rlimits: m.rlimits,
+            limits: Default::default(),
         };
         if let Err(e) = self.kernel.create(&spec) {
             let _ = compose::decompose(self.cfg, cell);

@@ -121,6 +121,7 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StartOutco
         profile: m.profile,
         ports: m.reserved_ports.clone(),
         rlimits: m.rlimits,
+        limits: Default::default(),
     };
     let cid = match kernel.create(&spec) {
         Ok(cid) => cid,
