@@ -123,8 +123,7 @@ fn spawn_returns_a_child_the_caller_owns() {
     if !privileged("spawn_returns_a_child_the_caller_owns") {
         return;
     }
-    use cells::kernel::{ExecSpec, Target};
-    use std::process::Stdio;
+    use cells::kernel::{ExecSpec, Stdio, Target};
     let mut env = Env::new("spawn");
     let root = env.root("a", false);
     let name = format!("sp{}", std::process::id());
@@ -141,11 +140,7 @@ fn spawn_returns_a_child_the_caller_owns() {
         ..ExecSpec::default()
     };
     let child = kernel
-        .spawn(
-            &target,
-            &spec,
-            [Stdio::null(), Stdio::piped(), Stdio::inherit()],
-        )
+        .spawn(&target, &spec, [Stdio::Null, Stdio::Piped, Stdio::Piped])
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(
@@ -159,11 +154,7 @@ fn spawn_returns_a_child_the_caller_owns() {
         ..ExecSpec::default()
     };
     let mut child = kernel
-        .spawn(
-            &target,
-            &sleeper,
-            [Stdio::null(), Stdio::null(), Stdio::null()],
-        )
+        .spawn(&target, &sleeper, [Stdio::Null, Stdio::Null, Stdio::Null])
         .unwrap();
     assert_eq!(kernel.find(&target).unwrap().unwrap().procs, 1);
     child.kill().unwrap();
@@ -182,11 +173,7 @@ fn spawn_returns_a_child_the_caller_owns() {
         ..ExecSpec::default()
     };
     let out = kernel
-        .spawn(
-            &target,
-            &dropped,
-            [Stdio::null(), Stdio::piped(), Stdio::inherit()],
-        )
+        .spawn(&target, &dropped, [Stdio::Null, Stdio::Piped, Stdio::Piped])
         .unwrap()
         .wait_with_output()
         .unwrap();

@@ -14,7 +14,7 @@
 mod monitor;
 mod output;
 pub mod prometheus;
-mod signals;
+pub(crate) mod signals;
 mod status;
 pub mod syslog;
 

@@ -2,17 +2,19 @@
 //! its output to syslog and the log tail, restarts it with backoff, and stops it
 //! (TERM, grace, KILL) when asked.
 //!
-//! Events: the service's stdout and stderr pipes, and a self-pipe carrying
-//! SIGTERM/SIGINT/SIGQUIT (stop), SIGCHLD (reap) and SIGHUP (ignored, so the
-//! end of an rc script does not stop the supervisor). Timers are the poll
-//! timeout: the next restart, or the end of the stop grace period.
+//! Events: the service's stdout and stderr pipes, its exit descriptor (where
+//! the kernel backend gives one: a service forked in the cell is not our
+//! child), and a self-pipe carrying SIGTERM/SIGINT/SIGQUIT (stop), SIGCHLD
+//! (reap) and SIGHUP (ignored, so the end of an rc script does not stop the
+//! supervisor). Timers are the poll timeout: the next restart, or the end of
+//! the stop grace period.
 
 use super::output::{LineSplitter, LogTail};
 use super::signals::WakePipe;
 use super::status::{self, Paths, SupervisorLock, SupervisorState, SupervisorStatus};
 use super::syslog::{self, Level, Syslog};
 use super::SuperviseSpec;
-use crate::kernel::{CellInfo, ExecSpec, Kernel, Target};
+use crate::kernel::{CellInfo, Child, ExecSpec, Kernel, Stdio, Target};
 use anyhow::Context;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -20,11 +22,12 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant, SystemTime};
 
 const WAKE: Token = Token(0);
 const STREAM_TOKENS: [Token; 2] = [Token(1), Token(2)];
+const EXIT: Token = Token(3);
 
 /// Grace period between TERM and KILL when the stop request names none.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
@@ -69,8 +72,10 @@ struct Stream {
 /// The service while it runs.
 struct Run {
     child: Child,
+    /// Its pid, 0 if it ended before the kernel told it.
     pid: u32,
-    /// The service leads its own process group, so the whole group can be signalled.
+    /// The service leads its own process group (every process started in a
+    /// cell leads a session of its own), so the whole group can be signalled.
     leads_group: bool,
     started: Instant,
     streams: [Option<Stream>; 2],
@@ -191,6 +196,7 @@ impl<'k> Monitor<'k> {
             for ev in events.iter() {
                 match ev.token() {
                     WAKE => self.handle_signals(),
+                    EXIT => {} // reap() below
                     t => {
                         if let Some(i) = STREAM_TOKENS.iter().position(|s| *s == t) {
                             self.read_stream(i);
@@ -213,7 +219,7 @@ impl<'k> Monitor<'k> {
             if let Some(s) = self.stopping.as_mut() {
                 if !s.killed && now >= s.kill_at {
                     s.killed = true;
-                    if let Some(run) = &self.run {
+                    if let Some(run) = self.run.as_mut() {
                         signal_service(run, libc::SIGKILL);
                     }
                     self.note(Level::WARNING, "grace period over; sent KILL");
@@ -253,10 +259,9 @@ impl<'k> Monitor<'k> {
             gid: self.spec.gid,
             groups: self.spec.groups.clone(),
             apply_rlimits: true,
-            process_group: true,
             ..ExecSpec::default()
         };
-        let stdio = [Stdio::null(), Stdio::piped(), Stdio::piped()];
+        let stdio = [Stdio::Null, Stdio::Piped, Stdio::Piped];
         let started = Instant::now();
         self.status.recent_starts_ms.push(unix_now_ms());
         let excess = self
@@ -298,9 +303,11 @@ impl<'k> Monitor<'k> {
     fn watch(&mut self, mut child: Child, started: Instant) -> anyhow::Result<Run> {
         let pid = child.id();
         // SAFETY: getpgid only reads.
-        let leads_group = unsafe { libc::getpgid(pid as libc::pid_t) } == pid as libc::pid_t;
+        let leads_group =
+            pid > 0 && unsafe { libc::getpgid(pid as libc::pid_t) } == pid as libc::pid_t;
         let out: Option<OwnedFd> = child.stdout.take().map(OwnedFd::from);
         let err: Option<OwnedFd> = child.stderr.take().map(OwnedFd::from);
+        let exit_fd = child.exit_fd().map(|fd| fd.as_raw_fd());
         let mut run = Run {
             child,
             pid,
@@ -312,7 +319,13 @@ impl<'k> Monitor<'k> {
             (out, "stdout", self.spec.stdout_level),
             (err, "stderr", self.spec.stderr_level),
         ];
-        let mut registered = Ok(());
+        let mut registered = match exit_fd {
+            Some(fd) => self
+                .poll
+                .registry()
+                .register(&mut SourceFd(&fd), EXIT, Interest::READABLE),
+            None => Ok(()),
+        };
         for (i, (fd, label, level)) in pipes.into_iter().enumerate() {
             let Some(fd) = fd else { continue };
             registered = registered.and_then(|()| {
@@ -331,7 +344,8 @@ impl<'k> Monitor<'k> {
             });
         }
         if let Err(e) = registered {
-            signal_service(&run, libc::SIGKILL);
+            signal_service(&mut run, libc::SIGKILL);
+            self.deregister_exit(&run);
             let _ = run.child.wait();
             return Err(e).context("registering the service's output pipes");
         }
@@ -390,6 +404,7 @@ impl<'k> Monitor<'k> {
             self.read_stream(i);
         }
         let mut run = self.run.take().expect("checked above");
+        self.deregister_exit(&run);
         for stream in run.streams.iter_mut().flatten() {
             if let Some(line) = stream.lines.flush() {
                 let (label, level) = (stream.label, stream.level);
@@ -410,6 +425,15 @@ impl<'k> Monitor<'k> {
         }
         self.status.child_pid = None;
         Some(self.after_run(Some(exit), run.started.elapsed()))
+    }
+
+    fn deregister_exit(&self, run: &Run) {
+        if let Some(fd) = run.child.exit_fd() {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&fd.as_raw_fd()));
+        }
     }
 
     /// Decides what follows a run: stop, or restart after the backoff delay.
@@ -447,7 +471,7 @@ impl<'k> Monitor<'k> {
     /// Starts a requested stop. Returns false when nothing runs (done).
     fn begin_stop(&mut self) -> bool {
         let grace = take_stop_request(&self.paths).unwrap_or(DEFAULT_GRACE);
-        let Some(run) = &self.run else {
+        let Some(run) = self.run.as_mut() else {
             self.note(Level::NOTICE, "stop requested");
             return false;
         };
@@ -500,11 +524,13 @@ impl<'k> Monitor<'k> {
 }
 
 /// Signals the service's process group when it leads one, else the service.
-fn signal_service(run: &Run, sig: libc::c_int) {
-    let pid = run.pid as libc::pid_t;
-    let target = if run.leads_group { -pid } else { pid };
-    // SAFETY: kill with a pid we started; ESRCH (already gone) is fine.
-    unsafe { libc::kill(target, sig) };
+fn signal_service(run: &mut Run, sig: libc::c_int) {
+    if run.leads_group {
+        // SAFETY: kill of the group the service leads; ESRCH (gone) is fine.
+        unsafe { libc::kill(-(run.pid as libc::pid_t), sig) };
+    } else {
+        let _ = run.child.signal(sig);
+    }
 }
 
 /// Writes a stop request naming the grace period (read by [`take_stop_request`]).

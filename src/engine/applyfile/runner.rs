@@ -2,10 +2,9 @@
 //! `EXEC`, `PKG` and health checks need. A trait so the directive executors can be
 //! tested without a kernel cell.
 
-use crate::kernel::{ExecSpec, Kernel, Target};
+use crate::kernel::{ExecSpec, Kernel, Stdio, Target};
 use anyhow::{Context as _, Result};
 use std::io::Read;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// How a command ended.
@@ -77,7 +76,7 @@ impl CellRunner for KernelRunner<'_> {
         let child = self.kernel.spawn(
             &self.target,
             &spec,
-            [Stdio::null(), Stdio::from(writer), Stdio::from(writer2)],
+            [Stdio::Null, Stdio::Fd(writer), Stdio::Fd(writer2)],
         );
         let mut child =
             child.with_context(|| format!("running {} in {}", argv.join(" "), self.target))?;
@@ -142,14 +141,16 @@ mod tests {
             _: &Target,
             spec: &ExecSpec,
             [i, o, e]: [Stdio; 3],
-        ) -> Result<std::process::Child> {
-            Ok(std::process::Command::new(&spec.argv[0])
-                .args(&spec.argv[1..])
-                .envs(spec.env.iter().cloned())
-                .stdin(i)
-                .stdout(o)
-                .stderr(e)
-                .spawn()?)
+        ) -> Result<crate::kernel::Child> {
+            Ok(crate::kernel::Child::from_std(
+                std::process::Command::new(&spec.argv[0])
+                    .args(&spec.argv[1..])
+                    .envs(spec.env.iter().cloned())
+                    .stdin(i)
+                    .stdout(o)
+                    .stderr(e)
+                    .spawn()?,
+            ))
         }
     }
 

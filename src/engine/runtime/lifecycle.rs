@@ -11,10 +11,9 @@ use super::{compose, mountinfo, render, CellPaths};
 use crate::config::Config;
 use crate::engine::manifest::{self, CellManifest};
 use crate::fs::host::write_atomic;
-use crate::kernel::{CellSpec, ExecSpec, Kernel, Target};
+use crate::kernel::{CellSpec, ExecSpec, Kernel, Stdio, Target};
 use crate::supervise::{self, SuperviseSpec};
 use anyhow::{anyhow, bail, Context, Result};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// How long a service gets between TERM and KILL.
@@ -201,7 +200,7 @@ fn run_in_cell(kernel: &dyn Kernel, name: &str, argv: &[&str], timeout: Duration
     let mut child = kernel.spawn(
         &Target::Name(name.to_string()),
         &spec,
-        [Stdio::null(), Stdio::null(), Stdio::null()],
+        [Stdio::Null, Stdio::Null, Stdio::Null],
     )?;
     let start = Instant::now();
     loop {
@@ -313,7 +312,7 @@ pub fn prune(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<()> {
 }
 
 /// Runs a command (default: an interactive `/bin/sh`) in a running cell with the
-/// caller's terminal; returns its exit code.
+/// caller's terminal (relayed: see `kernel::relay`); returns its exit code.
 pub fn shell(kernel: &dyn Kernel, name: &str, argv: &[String]) -> Result<i32> {
     let target = Target::Name(name.to_string());
     if kernel.find(&target)?.is_none() {
@@ -324,20 +323,9 @@ pub fn shell(kernel: &dyn Kernel, name: &str, argv: &[String]) -> Result<i32> {
     } else {
         argv.to_vec()
     };
-    let mut env = Vec::new();
-    if let Ok(term) = std::env::var("TERM") {
-        env.push(("TERM".to_string(), term));
-    }
     let spec = ExecSpec {
         argv,
-        env,
         ..ExecSpec::default()
     };
-    let mut child = kernel.spawn(
-        &target,
-        &spec,
-        [Stdio::inherit(), Stdio::inherit(), Stdio::inherit()],
-    )?;
-    let st = child.wait()?;
-    Ok(st.code().unwrap_or(crate::exit::EXIT_FAILURE))
+    kernel.run(&target, &spec)
 }

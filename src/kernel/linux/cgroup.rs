@@ -84,32 +84,66 @@ impl Hierarchy {
     }
 }
 
-/// Host pids of the processes in a cgroup (zombies are not listed).
+/// Host pids of the processes in a cgroup and every cgroup below it (zombies
+/// are not listed): a cell's members, wherever in its subtree they sit.
 pub fn procs(dir: &Path) -> Result<Vec<i32>> {
     let path = dir.join("cgroup.procs");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    let mut pids: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    for child in children(dir)? {
+        match procs(&child) {
+            Ok(more) => pids.extend(more),
+            // Removed while we looked: nothing left in it.
+            Err(_) if !child.exists() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(pids)
 }
 
-/// Kills everything in a cgroup and removes it; a missing cgroup is fine.
+/// The child cgroups of a cgroup.
+fn children(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("listing cgroup {}", dir.display())),
+    };
+    Ok(entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect())
+}
+
+/// Kills everything in a cgroup's subtree (`cgroup.kill` is recursive) and
+/// removes it, deepest cgroups first; a missing cgroup is fine.
 pub fn remove(dir: &Path) -> Result<()> {
     if !dir.exists() {
         return Ok(());
     }
     let _ = std::fs::write(dir.join("cgroup.kill"), "1");
-    // The cgroup stays populated until the killed tasks have exited.
-    for _ in 0..200 {
+    remove_tree(dir, std::time::Instant::now() + Duration::from_secs(1))
+}
+
+fn remove_tree(dir: &Path, until: std::time::Instant) -> Result<()> {
+    for child in children(dir)? {
+        remove_tree(&child, until)?;
+    }
+    // A cgroup stays populated until its killed tasks have exited.
+    loop {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                if std::time::Instant::now() >= until {
+                    bail!("removing cgroup {}: still busy after 1 s", dir.display());
+                }
                 std::thread::sleep(Duration::from_millis(5))
             }
             Err(e) => return Err(e).with_context(|| format!("removing cgroup {}", dir.display())),
         }
     }
-    bail!("removing cgroup {}: still busy after 1 s", dir.display())
 }
 
 /// Total CPU time of a cgroup (including exited members) in microseconds, from

@@ -4,16 +4,20 @@
 //!
 //! * `state`: the cell table under `<run_dir>/kernel/` (what NetBSD keeps in the kernel);
 //! * `cgroup`: one cgroup2 cgroup per cell (membership, kill, CPU time);
-//! * `ns`: the per-cell init holding the namespaces; `enter`: running commands in a cell;
+//! * `ns`: the per-cell init holding the namespaces;
+//! * `agent`: how processes enter a cell (forked by its init, on the host's
+//!   request); `enter`: what such a process does before exec;
 //! * `rootfs`: the cell's `/` (pivot_root, fresh /proc, minimal /dev);
-//! * `caps`, `seccomp`: the hardening profiles;
+//! * `caps`, `seccomp`, `landlock`: the hardening profiles;
 //! * `bpf`: reserved ports (one cgroup bind program pair and port map per run directory);
 //! * `telemetry`: the init's 1 Hz sampler.
 
+pub mod agent;
 pub mod bpf;
 pub mod caps;
 pub mod cgroup;
 pub mod enter;
+pub mod landlock;
 pub mod ns;
 pub mod rootfs;
 pub mod seccomp;
@@ -21,7 +25,7 @@ pub mod state;
 mod sys;
 pub mod telemetry;
 
-use super::{CellInfo, CellSpec, CellStats, DenyCounters, ExecSpec, Kernel, Target};
+use super::{CellInfo, CellSpec, CellStats, Child, DenyCounters, ExecSpec, Kernel, Stdio, Target};
 use anyhow::{bail, Context, Result};
 use sha2::Digest;
 use state::{BindGuardIds, CellRecord, Locked, Store, Table};
@@ -79,6 +83,59 @@ fn check_root(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Creates a cell's runtime directory, host root's alone (mode 0700): the
+/// agent's socket there starts processes in the cell.
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("restricting {}", dir.display()))
+        }
+        other => other.with_context(|| format!("creating {}", dir.display())),
+    }
+}
+
+/// The agent's request for an exec spec.
+fn request(spec: &ExecSpec) -> Result<agent::Request> {
+    let ids = match (spec.uid, spec.gid) {
+        (Some(u), Some(g)) => Some((u, g)),
+        (Some(u), None) => Some((u, u)),
+        (None, Some(_)) => bail!("a group id needs a user id"),
+        (None, None) => None,
+    };
+    Ok(agent::Request {
+        argv: spec.argv.clone(),
+        env: environment(spec),
+        cwd: spec.cwd.clone().unwrap_or_else(|| PathBuf::from("/")),
+        ids,
+        groups: spec.groups.clone(),
+        apply_rlimits: spec.apply_rlimits,
+        terminal: spec.terminal,
+    })
+}
+
+/// The environment of a command in a cell: PATH, HOME, the caller's TERM, then
+/// the spec's own variables (which may override the defaults).
+fn environment(spec: &ExecSpec) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("PATH".to_string(), enter::DEFAULT_PATH.to_string()),
+        ("HOME".to_string(), "/".to_string()),
+    ];
+    if let Ok(term) = std::env::var("TERM") {
+        env.push(("TERM".into(), term));
+    }
+    for (k, v) in &spec.env {
+        env.retain(|(old, _)| old != k);
+        env.push((k.clone(), v.clone()));
+    }
+    env
+}
+
 fn not_found(target: &Target) -> anyhow::Error {
     anyhow::anyhow!("{target} not found")
 }
@@ -101,22 +158,28 @@ impl LinuxKernel {
     }
 
     /// Takes the lock, drops cells whose init has died (reported on stderr)
-    /// and detaches the bind programs if no cell reserves ports any more.
+    /// and detaches the bind programs if no cell reserves ports any more. A
+    /// dead cell whose clean-up fails stays in the table (its name, id and
+    /// ports stay taken) until a later run removes its cgroup.
     fn lock(&self) -> Result<Locked> {
         let mut locked = self.store.lock()?;
         let (alive, dead): (Vec<_>, Vec<_>) = std::mem::take(&mut locked.table.cells)
             .into_iter()
             .partition(ns::init_alive);
         locked.table.cells = alive;
-        let mut changed = !dead.is_empty();
-        for cell in &dead {
+        let mut changed = false;
+        for cell in dead {
             log::warn!(
                 "{}: its init process (pid {}) died; removing the cell",
-                describe(cell),
+                describe(&cell),
                 cell.init_pid
             );
-            if let Err(e) = self.teardown(cell, locked.table.bind_guard.as_ref()) {
-                log::warn!("{}: cleaning up: {e:#}", describe(cell));
+            match self.teardown(&cell, locked.table.bind_guard.as_ref()) {
+                Ok(()) => changed = true,
+                Err(e) => {
+                    log::warn!("{}: cleaning up: {e:#}", describe(&cell));
+                    locked.table.cells.push(cell);
+                }
             }
         }
         match self.drop_unused_guard(&mut locked.table) {
@@ -266,8 +329,7 @@ impl LinuxKernel {
     /// The steps of `create` after the table checks; undone by the caller on error.
     fn build(&self, id: u64, spec: &CellSpec) -> Result<CellRecord> {
         let sample_dir = self.store.cell_dir(id);
-        std::fs::create_dir_all(&sample_dir)
-            .with_context(|| format!("creating {}", sample_dir.display()))?;
+        create_private_dir(&sample_dir)?;
         let cg = self.cgroups.create(id)?;
         let mut record = CellRecord {
             id,
@@ -287,6 +349,8 @@ impl LinuxKernel {
             hostname: &spec.name,
             cgroup: &cg,
             sample_dir: &sample_dir,
+            profile: spec.profile,
+            rlimits: spec.rlimits,
         })
         .context("starting the cell init")?;
         record.init_start =
@@ -302,6 +366,16 @@ impl Kernel for LinuxKernel {
 
     fn create(&self, spec: &CellSpec) -> Result<u64> {
         crate::names::validate("cell", &spec.name)?;
+        if !landlock::scopes_available() {
+            log::warn!(
+                "cell '{}': this kernel's Landlock has no scopes (ABI {}, {} needed): \
+                 the cell's processes can reach abstract unix sockets of the host and of \
+                 other cells",
+                spec.name,
+                landlock::abi(),
+                landlock::SCOPES_ABI
+            );
+        }
         check_root(&spec.root)?;
         bpf::check_ports(&spec.ports)?;
         let mut locked = self.lock()?;
@@ -421,23 +495,16 @@ impl Kernel for LinuxKernel {
             .collect())
     }
 
-    fn spawn(
-        &self,
-        target: &Target,
-        spec: &ExecSpec,
-        stdio: [std::process::Stdio; 3],
-    ) -> Result<std::process::Child> {
-        // Held while the child joins, so `destroy` cannot interleave.
+    fn spawn(&self, target: &Target, spec: &ExecSpec, stdio: [Stdio; 3]) -> Result<Child> {
+        if spec.argv.is_empty() {
+            bail!("no command given");
+        }
+        let request = request(spec)?;
+        // Held until the process runs, so `destroy` cannot interleave.
         let locked = self.lock()?;
         let cell = Self::find_in(&locked, target)?;
-        enter::spawn(cell, spec, stdio)
-    }
-
-    fn run(&self, target: &Target, spec: &ExecSpec) -> Result<i32> {
-        // Held until the command runs, so `destroy` cannot interleave.
-        let locked = self.lock()?;
-        let cell = Self::find_in(&locked, target)?.clone();
-        enter::run(&cell, spec, move || drop(locked))
+        agent::host::spawn(&self.store.cell_dir(cell.id), &request, stdio)
+            .with_context(|| format!("running a command in {}", describe(cell)))
     }
 
     fn find(&self, target: &Target) -> Result<Option<CellInfo>> {
@@ -457,6 +524,19 @@ mod tests {
         let a = run_key(Path::new("/run/cells"));
         assert_eq!(a.len(), 12);
         assert_ne!(a, run_key(Path::new("/tmp/x/run")));
+    }
+
+    #[test]
+    fn the_environment_is_a_clean_default_plus_the_spec() {
+        let spec = ExecSpec {
+            env: vec![("PATH".into(), "/opt/bin".into()), ("A".into(), "1".into())],
+            ..ExecSpec::default()
+        };
+        let env = environment(&spec);
+        assert!(env.contains(&("HOME".into(), "/".into())));
+        assert!(env.contains(&("PATH".into(), "/opt/bin".into())));
+        assert_eq!(env.iter().filter(|(k, _)| k == "PATH").count(), 1);
+        assert!(env.contains(&("A".into(), "1".into())));
     }
 
     #[test]
