@@ -136,6 +136,24 @@ fn environment(spec: &ExecSpec) -> Vec<(String, String)> {
     env
 }
 
+/// Warns about reserved ports the kernel may hand out on its own since the
+/// cell was created (the ephemeral range was widened, or a port was taken
+/// off the kernel's reserved list): their reservation no longer holds.
+fn warn_ephemeral(table: &Table) {
+    if table.cells.iter().all(|c| c.ports.is_empty()) {
+        return;
+    }
+    let ephemeral = match bpf::Ephemeral::read() {
+        Ok(e) => e,
+        Err(e) => return log::warn!("{e:#}"),
+    };
+    for cell in &table.cells {
+        for &port in cell.ports.iter().filter(|&&p| ephemeral.hands_out(p)) {
+            log::warn!("{}: {}", describe(cell), ephemeral.explain(port));
+        }
+    }
+}
+
 fn not_found(target: &Target) -> anyhow::Error {
     anyhow::anyhow!("{target} not found")
 }
@@ -213,13 +231,12 @@ impl LinuxKernel {
         }
     }
 
-    /// Detaches the bind programs once no cell reserves ports, so none
-    /// outlives the cells. Returns whether the table changed.
+    /// Detaches the port programs once no cell is left, so none outlives the
+    /// cells. Returns whether the table changed.
     fn drop_unused_guard(&self, table: &mut Table) -> Result<bool> {
         match table.bind_guard {
-            Some(ids) if table.cells.iter().all(|c| c.ports.is_empty()) => {
-                bpf::detach(&self.cgroups.root, &ids)
-                    .context("detaching the reserved-port programs")?;
+            Some(ids) if table.cells.is_empty() => {
+                bpf::detach(&self.cgroups.root, &ids).context("detaching the port programs")?;
                 table.bind_guard = None;
                 Ok(true)
             }
@@ -227,7 +244,7 @@ impl LinuxKernel {
         }
     }
 
-    /// The installation's bind programs, if attached. Recorded ones of which a
+    /// The installation's port programs, if attached. Recorded ones of which a
     /// part is not attached (a crash before attaching, a detach by hand) are
     /// detached and forgotten.
     fn open_guard(&self, table: &mut Table) -> Result<Option<bpf::Guard>> {
@@ -242,7 +259,7 @@ impl LinuxKernel {
         Ok(None)
     }
 
-    /// Loads and attaches the installation's bind programs and enters the
+    /// Loads and attaches the installation's port programs and enters the
     /// recorded cells' ports (some, if their programs were detached by hand);
     /// `member` is the init of a cell, which tells the level of cells.
     fn install_guard(&self, locked: &mut Locked, member: i32) -> Result<bpf::Guard> {
@@ -252,6 +269,8 @@ impl LinuxKernel {
             .with_context(|| format!("cell cgroup at level {cell_level}: expected 2 or deeper"))?;
         let loaded = bpf::Loaded::new(bpf::Place {
             cell_level,
+            run_id: cgroup::id(&self.cgroups.run)?,
+            run_level: cell_level - 1,
             cells_id: cgroup::id(&self.cgroups.cells)?,
             cells_level,
         })?;
@@ -266,15 +285,12 @@ impl LinuxKernel {
     }
 
     /// Enters a new cell's ports in the port map, attaching the programs for
-    /// the first such cell. `sweep`: a create with this id crashed, so its
+    /// the first cell (they also keep cells out of other sockets' port
+    /// sharing, ports or not). `sweep`: a create with this id crashed, so its
     /// ports may be in the map though no cell owns them; remove those.
     fn reserve(&self, locked: &mut Locked, cell: &CellRecord, sweep: bool) -> Result<()> {
-        if cell.ports.is_empty() && !sweep {
-            return Ok(());
-        }
         let guard = match self.open_guard(&mut locked.table)? {
             Some(guard) => guard,
-            None if cell.ports.is_empty() => return Ok(()),
             None => self.install_guard(locked, cell.init_pid)?,
         };
         if sweep {
@@ -378,6 +394,7 @@ impl Kernel for LinuxKernel {
         }
         check_root(&spec.root)?;
         bpf::check_ports(&spec.ports)?;
+        bpf::check_not_ephemeral(&spec.ports)?;
         let mut locked = self.lock()?;
         if let Some(c) = locked.table.cells.iter().find(|c| c.name == spec.name) {
             bail!("cell name '{}' is already in use (id {})", spec.name, c.id);
@@ -459,6 +476,7 @@ impl Kernel for LinuxKernel {
 
     fn list(&self) -> Result<Vec<CellInfo>> {
         let locked = self.lock()?;
+        warn_ephemeral(&locked.table);
         let now = monotonic_ns();
         Ok(locked
             .table
@@ -470,6 +488,7 @@ impl Kernel for LinuxKernel {
 
     fn stats(&self) -> Result<Vec<CellStats>> {
         let locked = self.lock()?;
+        warn_ephemeral(&locked.table);
         let now = monotonic_ns();
         let guard = match locked.table.bind_guard {
             Some(ids) => bpf::Guard::open(&self.cgroups.root, &ids)?,
