@@ -1,10 +1,16 @@
 //! The cell contract (ARCHITECTURE §3) as tests against the host's kernel
-//! backend, driven through the real `cellctl`. Privileged tests print that they
-//! were skipped when not run as root.
+//! backend, driven through the real `cellctl` (and `cellmgr`, `cellui` where a
+//! route into a cell goes through them). Privileged tests print that they were
+//! skipped when not run as root. The boundary against a hostile root inside a
+//! cell (terminals, sessions, ports, keyrings, namespaces, sockets) is in
+//! `conformance/boundary.rs`.
 
-mod cellenv;
+#[path = "conformance/boundary.rs"]
+mod boundary;
+mod support;
 
-use cellenv::{host_bind, port, Env, PERL_BIND};
+use support::ctl as cellenv;
+use support::ctl::{host_bind, port, Env, PERL_BIND};
 
 const EPERM: i32 = libc::EPERM;
 

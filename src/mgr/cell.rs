@@ -263,10 +263,17 @@ impl Run for Create {
             }
         }
         println!("created cell {} ({})", self.name, m.path.display());
+        warn_low_profile(&m);
         if scope.runtime() {
             return converge(&cfg, &self.name);
         }
         Ok(EXIT_OK)
+    }
+}
+
+fn warn_low_profile(m: &manifest::CellManifest) {
+    if let Some(w) = m.low_profile_warning() {
+        eprintln!("cellmgr: warning: {w}");
     }
 }
 
@@ -420,8 +427,10 @@ impl Run for Set {
                 manifest::cell_path(&cfg, &self.name).display()
             );
         }
-        manifest::write_cell(&cfg, &self.name, WriteMode::Update, &updates).map_err(flag_error)?;
+        let m = manifest::write_cell(&cfg, &self.name, WriteMode::Update, &updates)
+            .map_err(flag_error)?;
         println!("updated cell {}", self.name);
+        warn_low_profile(&m);
         if scope.runtime() {
             return converge(&cfg, &self.name);
         }

@@ -111,6 +111,9 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StartOutco
         return Ok(StartOutcome::AlreadyRunning { cid: info.id });
     }
     let m = effective(cfg, name)?;
+    if let Some(w) = m.low_profile_warning() {
+        log::warn!("{w}");
+    }
     // Leftovers of a run that crashed or was stopped half-way.
     compose::decompose(cfg, name).context("cleaning up a previous run")?;
     compose::compose(cfg, &m).with_context(|| format!("composing the root of cell {name}"))?;
