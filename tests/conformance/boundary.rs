@@ -280,20 +280,37 @@ fn every_route_into_a_cell_starts_a_session_of_its_own() {
     assert_survived("cellctl exec", &out, &mut bystander);
     assert_eq!(out.status.code(), Some(128 + 9), "cellctl exec");
 
-    // With a terminal (script), as an operator types it.
-    let mut cmd = Command::new("script");
-    cmd.args([
-        "-qec",
-        &format!("{} ctl exec {name} /bin/sh -c 'kill -9 0'", cellenv::BIN),
-        "/dev/null",
-    ])
-    .env("CELLMGR_CONF", env.dir.join("cellmgr.conf"));
-    let out = bystander.run(cmd);
-    assert_survived("cellctl exec on a terminal", &out, &mut bystander);
+    // With a terminal (script, which makes a session of its own): the
+    // operator's shell there and its background job must carry on.
+    let pidfile = env.dir.join("bystander.pid");
+    let result = env.dir.join("after-exec");
+    let operator = format!(
+        "sleep 1000 & echo $! > {}; {} ctl exec {name} /bin/sh -c 'kill -9 0'; echo $? > {}",
+        pidfile.display(),
+        cellenv::BIN,
+        result.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &operator, "/dev/null"])
+        .env("CELLMGR_CONF", env.dir.join("cellmgr.conf"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let sleeper: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: signal 0 only checks that the sleeper this test started lives.
+    let alive = unsafe { libc::kill(sleeper, 0) } == 0;
+    // SAFETY: ends it.
+    unsafe { libc::kill(sleeper, libc::SIGKILL) };
+    assert!(alive, "cellctl exec on a terminal: its group was killed");
     assert_eq!(
-        out.status.code(),
-        Some(128 + 9),
-        "cellctl exec on a terminal"
+        std::fs::read_to_string(&result).ok().as_deref(),
+        Some("137\n"),
+        "cellctl exec on a terminal: the operator's shell did not carry on ({})",
+        out.status
     );
     drop(env);
 
@@ -301,14 +318,28 @@ fn every_route_into_a_cell_starts_a_session_of_its_own() {
     let base = fresh_dir("cmt-base", "sess");
     std::fs::create_dir_all(base.join("bin")).unwrap();
     std::fs::copy(super::support::busybox().unwrap(), base.join("bin/busybox")).unwrap();
-    for applet in ["sh", "kill", "sleep", "touch", "rm", "cat", "chmod", "test"] {
+    for applet in [
+        "sh", "kill", "sleep", "touch", "rm", "cat", "chmod", "test", "cut",
+    ] {
         std::os::unix::fs::symlink("busybox", base.join("bin").join(applet)).unwrap();
     }
+    // The service notes its session and process ids, then kills its group.
+    std::fs::write(
+        base.join("bin/svc"),
+        "#!/bin/busybox sh\necho $(cut -d' ' -f6 /proc/$$/stat) $$ > /tmp/ids.new\n\
+         mv /tmp/ids.new /tmp/ids\nkill -9 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        base.join("bin/svc"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let w = World::with_conf("sess", &format!("CELL_BASE={}\n", base.display()));
     w.write_manifest(
         "grp.cell",
         "CELL_AUTOSTART=YES\nCELL_CREATE_PROFILE=low\n\
-         CELL_SUPERVISE_CMD=\"/bin/sh -c 'kill -9 0'\"\n\
+         CELL_SUPERVISE_CMD=/bin/svc\n\
          CELL_HEALTHCHECK_CMD=\"test -e /tmp/checked || { touch /tmp/checked; kill -9 0; }\"\n",
     );
     w.write_manifest("grp.apply", "EXEC kill -9 0\n");
@@ -338,6 +369,11 @@ fn every_route_into_a_cell_starts_a_session_of_its_own() {
     );
     let rows = w.rows("name,running,supervisor");
     assert!(rows.starts_with("grp\t1\t"), "{rows}");
+    let upper = w.data_dir().join("grp/overlay/upper/tmp");
+    wait_for_file(&upper.join("ids"));
+    let ids = std::fs::read_to_string(upper.join("ids")).unwrap();
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    assert_eq!(ids[0], ids[1], "the service leads no session of its own");
 
     let out = bystander.run(mgr(&["shell", "grp", "/bin/sh", "-c", "kill -9 0"]));
     assert_survived("cellmgr shell", &out, &mut bystander);
