@@ -823,6 +823,9 @@ pub struct List {
     /// no header line (only with -T)
     #[argh(switch, short = 'H', long = "no-header")]
     no_header: bool,
+    /// one JSON object per row (JSON Lines), typed values, every field of the view unless -o
+    #[argh(switch)]
+    json: bool,
 }
 
 fn cell_rows_for(cfg: &Config, fields: &[&str]) -> Result<Vec<crate::model::CellRow>> {
@@ -839,7 +842,7 @@ impl Run for List {
             (None, Some(_)) => Some("merged".to_string()),
             (v, _) => v.clone(),
         };
-        let opts = options(&view, &self.fields, self.tsv, self.no_header);
+        let opts = options(&view, &self.fields, self.tsv, self.no_header, self.json);
         let fields = CELL_SCHEMA.select(&opts)?;
         let cfg = load_config()?;
         let rows = cell_rows_for(&cfg, &fields)?;
@@ -867,12 +870,15 @@ pub struct Show {
     /// no header line (only with -T)
     #[argh(switch, short = 'H', long = "no-header")]
     no_header: bool,
+    /// one JSON object per row (JSON Lines), typed values, every field of the view unless -o
+    #[argh(switch)]
+    json: bool,
 }
 
 impl Run for Show {
     fn run(self) -> Result<i32> {
         let view = self.view.clone().or_else(|| Some("merged".into()));
-        let opts = options(&view, &self.fields, self.tsv, self.no_header);
+        let opts = options(&view, &self.fields, self.tsv, self.no_header, self.json);
         let fields = CELL_SCHEMA.select(&opts)?;
         let cfg = load_config()?;
         let rows = cell_rows_for(&cfg, &fields)?;
@@ -901,11 +907,14 @@ pub struct Fields {
     /// no header line (only with -T)
     #[argh(switch, short = 'H', long = "no-header")]
     no_header: bool,
+    /// one JSON object per row (JSON Lines), typed values, every field of the view unless -o
+    #[argh(switch)]
+    json: bool,
 }
 
 impl Run for Fields {
     fn run(self) -> Result<i32> {
-        let opts = options(&self.view, &None, self.tsv, self.no_header);
+        let opts = options(&self.view, &None, self.tsv, self.no_header, self.json);
         print!("{}", fields(&CELL_SCHEMA, &opts)?);
         Ok(EXIT_OK)
     }

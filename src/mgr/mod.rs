@@ -42,6 +42,7 @@ pub mod confirm;
 mod editor;
 pub mod ipc;
 mod output;
+mod plan_rows;
 mod removal;
 mod system;
 mod volume;
