@@ -15,6 +15,13 @@ use std::path::PathBuf;
 /// Create, enter, inspect and destroy cells: kernel-enforced compartments.
 #[derive(FromArgs)]
 struct CtlArgs {
+    /// run the command on another host over ssh: [user@]host (same output,
+    /// exit codes and confirmations as there)
+    #[argh(option, short = 'H')]
+    host: Option<String>,
+    /// with -H: the command that runs cellctl there (default: cellctl)
+    #[argh(option)]
+    remote_cmd: Option<String>,
     #[argh(subcommand)]
     command: Command,
 }
@@ -132,7 +139,14 @@ pub fn main(personality: &str, args: &[String]) -> i32 {
         Ok(a) => a,
         Err(code) => return code,
     };
+    if let Some(host) = &parsed.host {
+        let args = crate::ipc::ssh::command_args(args);
+        return crate::ipc::ssh::forward(personality, host, parsed.remote_cmd.as_deref(), args);
+    }
     exit::run(personality, || {
+        if parsed.remote_cmd.is_some() {
+            anyhow::bail!("--remote-cmd only applies with -H HOST");
+        }
         let cfg = Config::load().context("reading the configuration")?;
         let kernel = kernel::host(&cfg).context("opening the kernel backend")?;
         match parsed.command {
