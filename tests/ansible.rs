@@ -68,10 +68,10 @@ impl Host {
             "cells_config": self.world.conf,
             "cells_settings": settings,
             "cells_binary_src": BIN,
-            "cells_prefix": dir.join("prefix"),
+            "host_prefix": dir.join("prefix"),
             "cells_binary": dir.join("prefix/sbin/cellmgr"),
-            "cells_systemd_dir": dir.join("systemd"),
-            "cells_service_enable": false,
+            "host_systemd_dir": dir.join("systemd"),
+            "host_service_enable": false,
             "web_port": self.web,
             "db_port": self.db,
         })
@@ -319,5 +319,26 @@ fn a_fleet_of_three_hosts_converges_rolls_and_backs_up() {
             "volume", "backup", "list", "data", "-T", "-H", "-o", "status",
         ]);
         assert_eq!(list, "complete\n");
+    }
+}
+
+/// `cells.cells.cell` has one option per manifest key (lower case, without
+/// `CELL_`): a key added to cells(5) must be added to the module too.
+#[test]
+fn the_cell_module_has_an_option_per_manifest_key() {
+    let module =
+        std::fs::read_to_string(Path::new(REPO).join("contrib/ansible/plugins/modules/cell.py"))
+            .unwrap();
+    for (key, _) in cells::engine::manifest::CELL_KEYS {
+        if *key == "CELL_NAME" {
+            continue;
+        }
+        let option = key.trim_start_matches("CELL_").to_lowercase();
+        assert!(
+            module.contains(&format!("\n  {option}:\n"))
+                && module.contains(&format!("\n    {option}=dict(")),
+            "contrib/ansible/plugins/modules/cell.py lacks the option {option} ({key}): \
+             document it in DOCUMENTATION and add it to KEY_OPTIONS"
+        );
     }
 }

@@ -9,9 +9,9 @@ DOCUMENTATION = r"""
 module: apply
 short_description: Converge a Cells host to its manifests
 description:
-  - Runs C(cellmgr apply --json) on the managed host: volumes first, then the
-    cells in dependency order, each started after its dependencies are
-    healthy.
+  - Runs C(cellmgr apply --json) on the managed host, which converges the
+    volumes first, then the cells in dependency order, each started after its
+    dependencies are healthy.
   - In check mode runs C(cellmgr apply --dry-run --json) instead, which
     changes nothing; its exit status 2 (something would change) is reported
     as C(changed).

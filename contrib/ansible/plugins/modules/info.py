@@ -9,10 +9,10 @@ DOCUMENTATION = r"""
 module: info
 short_description: Read the cells and volumes of a Cells host
 description:
-  - Returns the JSON read contract of the managed host
-    (C(cellmgr cell list --json) and C(cellmgr volume list --json), cellmgr(8)
-    READ CONTRACT): one dict per cell and per volume, keys as the C(-o) field
-    names, typed values. Changes nothing.
+  - Returns the JSON read contract of the managed host, as
+    C(cellmgr cell list --json) and C(cellmgr volume list --json) print it
+    (cellmgr(8), READ CONTRACT). One dict per cell and per volume, keys as the
+    C(-o) field names, typed values. Changes nothing.
 options:
   view:
     description: The projection of the rows.
