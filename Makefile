@@ -2,7 +2,8 @@
 #
 #   make            release build of the `cells` binary
 #   make demo       build, then run the quickstart example stack end to end (root)
-#   make test       everything CI runs: unit + integration tests, clippy, fmt, man lint, kmod layout
+#   make test       everything CI runs: unit + integration tests, clippy, fmt, man lint, kmod
+#                   ABI tables against their headers, the kernel object
 #   make install    PREFIX=/usr/local DESTDIR=  installs sbin/cells, the personality
 #                   symlinks, man pages and rc.d scripts
 #   make kmod       the NetBSD kernel module (see kmod/README.md)
