@@ -4,7 +4,7 @@
 #   make demo       build, then run the quickstart example stack end to end (root)
 #   make test       everything CI runs: unit + integration tests (the Ansible collection
 #                   with a cached ansible-core from PyPI), clippy, fmt, man and Ansible lint,
-#                   kmod layout
+#                   kmod ABI tables against their headers, the kernel object
 #   make install    PREFIX=/usr/local DESTDIR=  installs sbin/cells, the personality
 #                   symlinks, man pages and rc.d scripts
 #   make kmod       the NetBSD kernel module (see kmod/README.md)
