@@ -143,6 +143,32 @@ impl Child {
         self.handle.exit_fd()
     }
 
+    /// Waits at most `timeout` for the process to end; `None` if it still
+    /// runs. Sleeps on the exit descriptor where there is one.
+    pub fn wait_timeout(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> std::io::Result<Option<ExitStatus>> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_wait()? {
+                return Ok(Some(status));
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            match self.exit_fd() {
+                Some(fd) => {
+                    let ms = left.as_millis().min(i32::MAX as u128) as libc::c_int;
+                    poll(&[(fd.as_raw_fd(), libc::POLLIN)], ms.max(1));
+                }
+                // Our own child: SIGCHLD may go to another thread; check often.
+                None => std::thread::sleep(left.min(std::time::Duration::from_millis(5))),
+            }
+        }
+    }
+
     /// Closes stdin, reads stdout and stderr to their ends and waits.
     pub fn wait_with_output(mut self) -> std::io::Result<Output> {
         drop(self.stdin.take());
@@ -233,6 +259,23 @@ mod tests {
         assert_eq!(exit_code(status), 128 + libc::SIGKILL);
         // Signalling an ended process is not an error.
         sleeper.kill().unwrap();
+        let mut quick = Child::from_std(std::process::Command::new("true").spawn().unwrap());
+        let status = quick
+            .wait_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(status.map(exit_code), Some(0));
+        let mut slow = Child::from_std(
+            std::process::Command::new("sleep")
+                .arg("1000")
+                .spawn()
+                .unwrap(),
+        );
+        let none = slow
+            .wait_timeout(std::time::Duration::from_millis(20))
+            .unwrap();
+        assert!(none.is_none());
+        slow.kill().unwrap();
+        slow.wait().unwrap();
         assert_eq!(exit_code(ExitStatus::from_raw(7 << 8)), 7);
     }
 }

@@ -5,7 +5,7 @@
 use crate::kernel::{ExecSpec, Kernel, Stdio, Target};
 use anyhow::{Context as _, Result};
 use std::io::Read;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How a command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,18 +86,17 @@ impl CellRunner for KernelRunner<'_> {
             let _ = std::fs::File::from(reader).read_to_end(&mut buf);
             let _ = tx.send(buf);
         });
-        let deadline = Instant::now() + timeout;
         let mut timed_out = false;
-        let status = loop {
-            if let Some(st) = child.try_wait().context("waiting for the command")? {
-                break st;
-            }
-            if Instant::now() >= deadline {
+        let status = match child
+            .wait_timeout(timeout)
+            .context("waiting for the command")?
+        {
+            Some(st) => st,
+            None => {
                 timed_out = true;
                 let _ = child.kill();
-                break child.wait().context("waiting for the killed command")?;
+                child.wait().context("waiting for the killed command")?
             }
-            std::thread::sleep(Duration::from_millis(5));
         };
         // A descendant may still hold the pipe open; take what arrived.
         let output = rx
@@ -115,6 +114,7 @@ impl CellRunner for KernelRunner<'_> {
 mod tests {
     use super::*;
     use crate::kernel::{CellInfo, CellSpec, CellStats};
+    use std::time::Instant;
 
     /// Spawns on the host: enough to test the runner's own logic (output,
     /// exit codes, timeouts); the cell side is covered by tests/apply.rs.

@@ -205,17 +205,13 @@ fn run_in_cell(kernel: &dyn Kernel, name: &str, argv: &[&str], timeout: Duration
         &spec,
         [Stdio::Null, Stdio::Null, Stdio::Null],
     )?;
-    let start = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait()? {
-            return Ok(st.code().unwrap_or(-1));
-        }
-        if start.elapsed() > timeout {
+    match child.wait_timeout(timeout)? {
+        Some(st) => Ok(st.code().unwrap_or(-1)),
+        None => {
             let _ = child.kill();
             let _ = child.wait();
             bail!("timed out after {}s", timeout.as_secs());
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
