@@ -1,7 +1,7 @@
 //! The host side of the spawn agent: asks a cell's init to start a process
 //! and holds it as a [`Child`] (see the parent module for the protocol).
 
-use super::{recv, send, Reply, Request, SOCKET};
+use super::{recv, send, Reply, Request, MAX_REPLY, SOCKET};
 use crate::kernel::process::{is_terminal, Child, Handle, Stdio};
 use anyhow::{bail, Context, Result};
 use std::fs::File;
@@ -35,7 +35,7 @@ impl Remote {
                 return Ok(None);
             }
         }
-        let status = match recv::<Reply>(self.conn.as_fd())? {
+        let status = match recv::<Reply>(self.conn.as_fd(), MAX_REPLY)? {
             Some((Reply::Exited { status }, _)) => ExitStatus::from_raw(status),
             Some((other, _)) => {
                 return Err(std::io::Error::other(format!(
@@ -154,12 +154,22 @@ fn connect(cell_dir: &Path) -> Result<OwnedFd> {
     .context("creating a socket")?;
     let addr = SocketAddrUnix::new(format!("/proc/self/fd/{}/{SOCKET}", dir.as_raw_fd()))
         .context("socket address")?;
-    rustix::net::connect_unix(&sock, &addr).with_context(|| {
-        format!(
-            "connecting to the cell's init at {}",
+    match rustix::net::connect_unix(&sock, &addr) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::NOENT) => bail!(
+            "the cell's init has no socket at {}: the cell was made by an older \
+             version of cells; destroy and create it again (cellmgr cell restart)",
             cell_dir.join(SOCKET).display()
-        )
-    })?;
+        ),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "connecting to the cell's init at {}",
+                    cell_dir.join(SOCKET).display()
+                )
+            })
+        }
+    }
     Ok(sock)
 }
 
@@ -179,7 +189,7 @@ pub fn spawn(cell_dir: &Path, request: &Request, stdio: [Stdio; 3]) -> Result<Ch
     let fds: Vec<BorrowedFd<'_>> = given.iter().map(|f| f.as_fd()).collect();
     send(conn.as_fd(), request, &fds).context("sending the request to the cell's init")?;
     drop(given);
-    let reply = recv::<Reply>(conn.as_fd()).context("reading the cell init's reply")?;
+    let reply = recv::<Reply>(conn.as_fd(), MAX_REPLY).context("reading the cell init's reply")?;
     let mut fds = match reply {
         Some((Reply::Started, fds)) => fds.into_iter(),
         Some((Reply::Failed { step, errno }, _)) => {

@@ -10,7 +10,7 @@
 
 use super::super::enter::{self, become_session_leader, Confinement, Credentials, Step};
 use super::super::telemetry::Sampler;
-use super::{recv, send, Reply, Request, SOCKET};
+use super::{recv, send, Reply, Request, MAX_REQUEST, SOCKET};
 use crate::kernel::process::poll;
 use crate::kernel::WindowSize;
 use anyhow::{Context, Result};
@@ -283,7 +283,7 @@ impl Agent {
 
     /// Reads a request and forks its process.
     fn handle(&mut self, conn: OwnedFd) {
-        let Ok(Some((request, fds))) = recv::<Request>(conn.as_fd()) else {
+        let Ok(Some((request, fds))) = recv::<Request>(conn.as_fd(), MAX_REQUEST) else {
             return;
         };
         let fail = |conn: &OwnedFd, step: &str, errno: i32| {

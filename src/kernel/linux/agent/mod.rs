@@ -42,7 +42,9 @@ use std::path::PathBuf;
 pub const SOCKET: &str = "agent";
 
 /// The largest request: argv and environment together.
-const MAX_MESSAGE: usize = 256 * 1024;
+pub const MAX_REQUEST: usize = 256 * 1024;
+/// The largest reply (they are a few bytes).
+pub const MAX_REPLY: usize = 4096;
 
 /// Most descriptors one message carries.
 const MAX_FDS: usize = 3;
@@ -80,9 +82,9 @@ pub fn send<T: serde::Serialize>(
     use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
     let mut bytes = Vec::new();
     ciborium::into_writer(message, &mut bytes).map_err(std::io::Error::other)?;
-    if bytes.len() > MAX_MESSAGE {
+    if bytes.len() > MAX_REQUEST {
         return Err(std::io::Error::other(format!(
-            "the command and its environment take {} bytes; at most {MAX_MESSAGE} are allowed",
+            "the command and its environment take {} bytes; at most {MAX_REQUEST} are allowed",
             bytes.len()
         )));
     }
@@ -102,13 +104,14 @@ pub fn send<T: serde::Serialize>(
     Ok(())
 }
 
-/// Receives one message and the descriptors attached to it (close-on-exec);
-/// `None` when the peer has closed the connection.
+/// Receives one message of at most `max` bytes and the descriptors attached
+/// to it (close-on-exec); `None` when the peer has closed the connection.
 pub fn recv<T: serde::de::DeserializeOwned>(
     sock: BorrowedFd<'_>,
+    max: usize,
 ) -> std::io::Result<Option<(T, Vec<OwnedFd>)>> {
     use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
-    let mut bytes = vec![0u8; MAX_MESSAGE];
+    let mut bytes = vec![0u8; max];
     let mut space = vec![0u8; rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut ancillary = RecvAncillaryBuffer::new(&mut space);
     let got = loop {
@@ -155,14 +158,14 @@ mod tests {
         .unwrap();
         let file = std::fs::File::open("/dev/null").unwrap();
         send(a.as_fd(), &Reply::Started, &[file.as_fd()]).unwrap();
-        let (reply, fds): (Reply, _) = recv(b.as_fd()).unwrap().unwrap();
+        let (reply, fds): (Reply, _) = recv(b.as_fd(), MAX_REPLY).unwrap().unwrap();
         assert_eq!(reply, Reply::Started);
         assert_eq!(fds.len(), 1);
         send(a.as_fd(), &Reply::Exited { status: 3 << 8 }, &[]).unwrap();
-        let (reply, fds): (Reply, _) = recv(b.as_fd()).unwrap().unwrap();
+        let (reply, fds): (Reply, _) = recv(b.as_fd(), MAX_REPLY).unwrap().unwrap();
         assert_eq!(reply, Reply::Exited { status: 3 << 8 });
         assert!(fds.is_empty());
         drop(a);
-        assert!(recv::<Reply>(b.as_fd()).unwrap().is_none());
+        assert!(recv::<Reply>(b.as_fd(), MAX_REPLY).unwrap().is_none());
     }
 }
