@@ -535,37 +535,42 @@ fn create_ports_map() -> Result<OwnedFd> {
     Ok(owned(fd))
 }
 
+/// Loads one program. The verifier's log costs time, so it is asked for
+/// only to explain a refusal (a second load).
 fn load(program: &Program, place: Place, ports_map_fd: i32) -> Result<OwnedFd> {
     let insns = (program.build)(place, ports_map_fd);
     let license = c"GPL";
-    let mut log = vec![0u8; 64 * 1024];
-    let mut attr = ProgLoadAttr {
-        prog_type: program.prog_type,
-        insn_cnt: insns.len() as u32,
-        insns: insns.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
-        prog_name: name16(&format!("cells_{}", program.name)),
-        expected_attach_type: program.attach_type,
-        ..Default::default()
+    let attempt = |log: &mut [u8]| {
+        let mut attr = ProgLoadAttr {
+            prog_type: program.prog_type,
+            insn_cnt: insns.len() as u32,
+            insns: insns.as_ptr() as u64,
+            license: license.as_ptr() as u64,
+            log_level: u32::from(!log.is_empty()),
+            log_size: log.len() as u32,
+            log_buf: if log.is_empty() { 0 } else { log.as_mut_ptr() as u64 },
+            prog_name: name16(&format!("cells_{}", program.name)),
+            expected_attach_type: program.attach_type,
+            ..Default::default()
+        };
+        sys_bpf(BPF_PROG_LOAD, &mut attr).map(owned)
     };
-    match sys_bpf(BPF_PROG_LOAD, &mut attr) {
-        Ok(fd) => Ok(owned(fd)),
-        Err(e) => {
-            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-            let text = String::from_utf8_lossy(&log[..end]);
-            let tail: Vec<&str> = text.lines().rev().take(6).collect();
-            Err(e).with_context(|| {
-                format!(
-                    "loading the {} program (verifier: {})",
-                    program.name,
-                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-                )
-            })
-        }
-    }
+    let e = match attempt(&mut []) {
+        Ok(fd) => return Ok(fd),
+        Err(e) => e,
+    };
+    let mut log = vec![0u8; 64 * 1024];
+    let _ = attempt(&mut log);
+    let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+    let text = String::from_utf8_lossy(&log[..end]);
+    let tail: Vec<&str> = text.lines().rev().take(6).collect();
+    Err(e).with_context(|| {
+        format!(
+            "loading the {} program (verifier: {})",
+            program.name,
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        )
+    })
 }
 
 fn open_dir(p: &Path) -> Result<std::fs::File> {
