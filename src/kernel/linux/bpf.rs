@@ -548,7 +548,11 @@ fn load(program: &Program, place: Place, ports_map_fd: i32) -> Result<OwnedFd> {
             license: license.as_ptr() as u64,
             log_level: u32::from(!log.is_empty()),
             log_size: log.len() as u32,
-            log_buf: if log.is_empty() { 0 } else { log.as_mut_ptr() as u64 },
+            log_buf: if log.is_empty() {
+                0
+            } else {
+                log.as_mut_ptr() as u64
+            },
             prog_name: name16(&format!("cells_{}", program.name)),
             expected_attach_type: program.attach_type,
             ..Default::default()

@@ -15,7 +15,7 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 /// The cgroup2 hierarchy the backend uses.
 #[derive(Debug, Clone)]
 pub struct Hierarchy {
-    /// The cgroup2 mount point; BPF bind programs attach here.
+    /// The cgroup2 mount point; the port programs attach here.
     pub root: PathBuf,
     /// `<root>/cells`: parent of every cell's cgroup on this host.
     pub cells: PathBuf,

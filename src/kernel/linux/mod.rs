@@ -9,7 +9,7 @@
 //!   request); `enter`: what such a process does before exec;
 //! * `rootfs`: the cell's `/` (pivot_root, fresh /proc, minimal /dev);
 //! * `caps`, `seccomp`, `landlock`: the hardening profiles;
-//! * `bpf`: reserved ports (one cgroup bind program pair and port map per run directory);
+//! * `bpf`: reserved ports and port sharing (one cgroup program set and port map per run directory);
 //! * `telemetry`: the init's 1 Hz sampler.
 
 pub mod agent;
@@ -176,7 +176,7 @@ impl LinuxKernel {
     }
 
     /// Takes the lock, drops cells whose init has died (reported on stderr)
-    /// and detaches the bind programs if no cell reserves ports any more. A
+    /// and detaches the port programs once no cell is left. A
     /// dead cell whose clean-up fails stays in the table (its name, id and
     /// ports stay taken) until a later run removes its cgroup.
     fn lock(&self) -> Result<Locked> {
