@@ -170,11 +170,9 @@ pub fn become_session_leader(terminal: bool, stdio: [libc::c_int; 3]) -> Result<
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        // Ignored signals stay ignored across exec; the init's runtime
-        // ignores SIGPIPE.
-        for sig in 1..libc::SIGRTMAX() {
-            libc::signal(sig, libc::SIG_DFL);
-        }
+        // Handlers end at exec, ignored signals stay ignored: the init
+        // ignores SIGPIPE only (see `ns::init_main`).
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     Ok(())
 }

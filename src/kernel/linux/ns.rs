@@ -284,6 +284,16 @@ pub fn init_main(args: &[String]) -> i32 {
     // cell's ps; name it for what it is.
     // SAFETY: PR_SET_NAME copies at most 16 bytes from a NUL-terminated string.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"cell-init".as_ptr()) };
+    // Signals the creator ignored (nohup, a shell's background job) would
+    // stay ignored in every process of the cell: back to the defaults, once.
+    // SIGPIPE stays ignored here (the runtime's choice); children reset it.
+    for sig in 1..libc::SIGRTMAX() {
+        if sig != libc::SIGPIPE {
+            // SAFETY: resets a disposition of this single-threaded process;
+            // SIGKILL and SIGSTOP fail harmlessly.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    }
     cell_init(&setup)
 }
 
