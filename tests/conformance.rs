@@ -124,6 +124,40 @@ fn exec_exit_status_is_the_commands() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "through\n");
 }
 
+/// A command starts with every signal at its default and none blocked,
+/// whatever its caller, or whoever created the cell, ignored.
+#[test]
+fn exec_starts_with_default_signal_dispositions() {
+    if !privileged("exec_starts_with_default_signal_dispositions") {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let mut env = Env::new("sigs");
+    let root = env.root("a", false);
+    let name = format!("sig{}", std::process::id());
+    let ignoring = |mut cmd: std::process::Command| {
+        // SAFETY: signal(2) in the child before exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGHUP, libc::SIG_IGN);
+                libc::signal(libc::SIGTERM, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        cmd.output().unwrap()
+    };
+    let mut create = env.command();
+    create.args(["create", "-n", &name, root.to_str().unwrap()]);
+    assert!(ignoring(create).status.success());
+    let mut exec = env.command();
+    exec.args(["exec", &name, "/bin/cat", "/proc/self/status"]);
+    let out = String::from_utf8(ignoring(exec).stdout).unwrap();
+    for field in ["SigIgn", "SigBlk"] {
+        let line = out.lines().find(|l| l.starts_with(field)).unwrap();
+        assert!(line.ends_with("0000000000000000"), "{line}");
+    }
+}
+
 #[test]
 fn spawn_returns_a_child_the_caller_owns() {
     if !privileged("spawn_returns_a_child_the_caller_owns") {

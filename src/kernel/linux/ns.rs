@@ -284,17 +284,44 @@ pub fn init_main(args: &[String]) -> i32 {
     // cell's ps; name it for what it is.
     // SAFETY: PR_SET_NAME copies at most 16 bytes from a NUL-terminated string.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"cell-init".as_ptr()) };
-    // Signals the creator ignored (nohup, a shell's background job) would
-    // stay ignored in every process of the cell: back to the defaults, once.
-    // SIGPIPE stays ignored here (the runtime's choice); children reset it.
-    for sig in 1..libc::SIGRTMAX() {
+    default_signals();
+    cell_init(&setup)
+}
+
+/// Signals the creator ignored (nohup, a shell's background job) would stay
+/// ignored in every process of the cell: back to the defaults, once, all 64
+/// (through the system call: the C library guards the two it uses itself).
+/// SIGPIPE stays ignored here (the runtime's choice); children reset it.
+fn default_signals() {
+    /// `struct sigaction` as the kernel takes it.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
         if sig != libc::SIGPIPE {
-            // SAFETY: resets a disposition of this single-threaded process;
-            // SIGKILL and SIGSTOP fail harmlessly.
-            unsafe { libc::signal(sig, libc::SIG_DFL) };
+            // SAFETY: sets a disposition of this single-threaded process from
+            // a valid struct; SIGKILL and SIGSTOP fail harmlessly.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    &default as *const KernelSigaction,
+                    std::ptr::null_mut::<KernelSigaction>(),
+                    8usize,
+                )
+            };
         }
     }
-    cell_init(&setup)
 }
 
 /// Pid 1 of the cell: set up, report, then serve as the cell's spawn agent.
