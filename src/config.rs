@@ -4,7 +4,7 @@
 //! The file is `/etc/cellmgr.conf` unless `CELLMGR_CONF` names another; a missing
 //! file means all defaults. See cellmgr.conf(5).
 
-use crate::rcconf::{self, FileError};
+use crate::rcconf::{self, FileError, LimitForm};
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_PATH: &str = "/etc/cellmgr.conf";
@@ -41,6 +41,12 @@ pub struct Config {
     pub syslog_socket: PathBuf,
     /// cgroup2 mount point; `None` means detect (`/sys/fs/cgroup` or `/sys/fs/cgroup/unified`).
     pub cgroup_root: Option<PathBuf>,
+    /// Limits of a cell that does not set its own (`None`: unlimited).
+    pub default_limits: DefaultLimits,
+    /// Most ptys a cell may hold at once (its devpts instance's `max=`).
+    pub pty_max: u32,
+    /// Size of a cell's `/dev/shm` in bytes (a tmpfs).
+    pub shm_size: u64,
     pub release: String,
     pub machine_arch: String,
     pub netbsd_mirror: String,
@@ -52,6 +58,28 @@ pub struct Config {
     pub dev_size: String,
     pub devices: String,
     pub ptyfs: bool,
+}
+
+/// `CELL_DEFAULT_*`: the limits of cells that do not set their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultLimits {
+    pub maxproc: Option<u64>,
+    pub memory: Option<u64>,
+    pub cpu_percent: Option<u64>,
+    pub disk: Option<u64>,
+}
+
+impl Default for DefaultLimits {
+    /// A process limit only: it keeps a fork bomb from taking the host's pid
+    /// space; the others depend on the service.
+    fn default() -> Self {
+        DefaultLimits {
+            maxproc: Some(1024),
+            memory: None,
+            cpu_percent: None,
+            disk: None,
+        }
+    }
 }
 
 /// Every key the file may contain, with its expected form (for error messages).
@@ -69,6 +97,12 @@ pub const KEYS: &[(&str, &str)] = &[
     ("CELL_PKG_TOOL", "a command such as 'pkg_add' or empty"),
     ("CELL_SYSLOG_SOCKET", "an absolute path"),
     ("CELL_CGROUP_ROOT", "an absolute path or empty (detect)"),
+    ("CELL_DEFAULT_MAXPROC", LimitForm::Processes.expected()),
+    ("CELL_DEFAULT_MEMORY", LimitForm::Memory.expected()),
+    ("CELL_DEFAULT_CPU", LimitForm::Cpu.expected()),
+    ("CELL_DEFAULT_DISK", LimitForm::Disk.expected()),
+    ("CELL_PTY_MAX", "a count of ptys from 1 to 4096"),
+    ("CELL_SHM_SIZE", "a size such as 64M"),
     ("RELEASE", "a release such as 10.1, or empty"),
     ("MACHINE_ARCH", "an architecture such as amd64, or empty"),
     ("NETBSD_MIRROR", "a URL or empty"),
@@ -108,6 +142,9 @@ impl Default for Config {
             }
             .into(),
             cgroup_root: None,
+            default_limits: DefaultLimits::default(),
+            pty_max: 64,
+            shm_size: 64 << 20,
             release: String::new(),
             machine_arch: String::new(),
             netbsd_mirror: String::new(),
@@ -190,6 +227,28 @@ impl Config {
                 "CELL_LOCAL_DEV" => cfg.local_dev = yes_no(v)?,
                 "CELL_PTYFS" => cfg.ptyfs = yes_no(v)?,
                 "CELL_BACKUP_KEEP" => cfg.backup_keep = v.parse().map_err(|_| bad())?,
+                "CELL_DEFAULT_MAXPROC" => {
+                    cfg.default_limits.maxproc = LimitForm::Processes.parse(v).ok_or_else(bad)?
+                }
+                "CELL_DEFAULT_MEMORY" => {
+                    cfg.default_limits.memory = LimitForm::Memory.parse(v).ok_or_else(bad)?
+                }
+                "CELL_DEFAULT_CPU" => {
+                    cfg.default_limits.cpu_percent = LimitForm::Cpu.parse(v).ok_or_else(bad)?
+                }
+                "CELL_DEFAULT_DISK" => {
+                    cfg.default_limits.disk = LimitForm::Disk.parse(v).ok_or_else(bad)?
+                }
+                "CELL_PTY_MAX" => {
+                    cfg.pty_max = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=4096).contains(n) && v.bytes().all(|b| b.is_ascii_digit()))
+                        .ok_or_else(bad)?
+                }
+                "CELL_SHM_SIZE" => {
+                    cfg.shm_size = rcconf::parse_size(v).filter(|n| *n > 0).ok_or_else(bad)?
+                }
                 "CELL_DEV_SIZE" => {
                     let digits = v.trim_end_matches(['k', 'm', 'g', 'K', 'M', 'G']);
                     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -281,6 +340,35 @@ mod tests {
         assert!(parse("CELL_BASE=rel\n")
             .unwrap_err()
             .contains("'host' or an absolute path"));
+    }
+
+    #[test]
+    fn limit_defaults_bound_processes_only_until_set() {
+        let c = parse("").unwrap();
+        assert_eq!(c.default_limits.maxproc, Some(1024));
+        assert_eq!(c.default_limits.memory, None);
+        assert_eq!((c.pty_max, c.shm_size), (64, 64 << 20));
+        let c = parse(
+            "CELL_DEFAULT_MAXPROC=unlimited\nCELL_DEFAULT_MEMORY=1G\nCELL_DEFAULT_CPU=150\n\
+             CELL_DEFAULT_DISK=10G\nCELL_PTY_MAX=16\nCELL_SHM_SIZE=16m\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.default_limits,
+            DefaultLimits {
+                maxproc: None,
+                memory: Some(1 << 30),
+                cpu_percent: Some(150),
+                disk: Some(10 << 30),
+            }
+        );
+        assert_eq!((c.pty_max, c.shm_size), (16, 16 << 20));
+        assert!(parse("CELL_DEFAULT_MEMORY=1k\n")
+            .unwrap_err()
+            .contains("CELL_DEFAULT_MEMORY='1k': expected a size of at least 4M"));
+        assert!(parse("CELL_PTY_MAX=0\n")
+            .unwrap_err()
+            .contains("from 1 to 4096"));
     }
 
     #[test]

@@ -9,7 +9,8 @@
 
 use crate::config::Config;
 use crate::engine::manifest::{self, format_limit, format_ports, CellManifest, Desired};
-use crate::engine::runtime::{self, compose, mountinfo, CellPaths};
+use crate::engine::runtime::{self, compose, CellPaths};
+use crate::fs::mountinfo;
 use crate::kernel::{CellInfo, CellStats, Kernel};
 use crate::model::{CellRow, CellState, VolumeRow};
 use crate::output::{Record, Schema, Value, View};

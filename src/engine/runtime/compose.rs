@@ -19,10 +19,11 @@
 //! `/lib`, `/libexec`, `/usr` are null-mounted read-only into it; then a tmpfs
 //! `/dev` made by MAKEDEV (`CELL_LOCAL_DEV`, `CELL_DEVICES`, `CELL_PTYFS`).
 
-use super::{mountinfo, CellPaths};
+use super::CellPaths;
 use crate::config::{BaseSource, Config};
 use crate::engine::manifest::{self, CellManifest, MountSource};
 use crate::fs::host::write_atomic;
+use crate::fs::mountinfo;
 use anyhow::{anyhow, bail, Context, Result};
 use std::fs;
 use std::path::{Component, Path, PathBuf};

@@ -7,10 +7,11 @@
 //! process left in the cell, `kernel.destroy`, unmount everything; every step
 //! runs even when an earlier one failed, and the errors are reported together.
 
-use super::{compose, mountinfo, render, CellPaths};
+use super::{compose, render, CellPaths};
 use crate::config::Config;
 use crate::engine::manifest::{self, CellManifest};
 use crate::fs::host::write_atomic;
+use crate::fs::mountinfo;
 use crate::kernel::{CellSpec, ExecSpec, Kernel, Target};
 use crate::supervise::{self, SuperviseSpec};
 use anyhow::{anyhow, bail, Context, Result};

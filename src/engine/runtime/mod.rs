@@ -16,7 +16,6 @@
 
 pub mod compose;
 pub mod lifecycle;
-pub mod mountinfo;
 mod render;
 
 pub use render::{render, RenderOutcome};
