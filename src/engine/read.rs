@@ -11,9 +11,10 @@ use crate::config::Config;
 use crate::engine::manifest::{self, format_limit, format_ports, CellManifest, Desired};
 use crate::engine::runtime::{self, compose, CellPaths};
 use crate::fs::mountinfo;
-use crate::kernel::{CellInfo, CellStats, Kernel};
+use crate::kernel::{CellInfo, CellResources, CellStats, Kernel};
 use crate::model::{CellRow, CellState, VolumeRow};
 use crate::output::{Record, Schema, Value, View};
+use crate::rcconf::LimitForm;
 use anyhow::Result;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -49,6 +50,15 @@ pub const CELL_FIELDS: &[&str] = &[
     "restarts",
     "last_exit",
     "supervisor",
+    "create_maxproc",
+    "create_memory",
+    "create_cpu",
+    "create_disk",
+    "tasks",
+    "memory_used",
+    "disk_used",
+    "forks_denied",
+    "oom_kills",
 ];
 
 const CELL_COMPACT: &[&str] = &[
@@ -74,6 +84,10 @@ const CELL_DESIRED: &[&str] = &[
     "create_rlimit_nofile",
     "create_rlimit_as",
     "create_rlimit_core",
+    "create_maxproc",
+    "create_memory",
+    "create_cpu",
+    "create_disk",
     "depends_on",
     "healthcheck",
     "volume_mounts",
@@ -100,6 +114,11 @@ const CELL_RUNTIME: &[&str] = &[
     "restarts",
     "last_exit",
     "supervisor",
+    "tasks",
+    "memory_used",
+    "disk_used",
+    "forks_denied",
+    "oom_kills",
 ];
 
 const CELL_MERGED_DEFAULT: &[&str] = &[
@@ -120,6 +139,10 @@ const CELL_MERGED_DEFAULT: &[&str] = &[
     "create_rlimit_nofile",
     "create_rlimit_as",
     "create_rlimit_core",
+    "create_maxproc",
+    "create_memory",
+    "create_cpu",
+    "create_disk",
     "root",
     "supervise_cmd",
     "manifest",
@@ -202,8 +225,18 @@ pub const VOLUME_SCHEMA: Schema = Schema {
     default_view: "merged",
 };
 
-/// Fields that need the kernel's `stats` (telemetry) rather than its `list`.
-pub const STATS_FIELDS: &[&str] = &["cpu1s", "cpu10s", "memory"];
+/// Fields that need the kernel's `stats` (telemetry) and `resources` rather
+/// than its `list`.
+pub const STATS_FIELDS: &[&str] = &[
+    "cpu1s",
+    "cpu10s",
+    "memory",
+    "tasks",
+    "memory_used",
+    "disk_used",
+    "forks_denied",
+    "oom_kills",
+];
 
 /// A supervisor's view of its service, as far as the read model shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -219,10 +252,12 @@ pub struct SupervisorView {
 pub struct RuntimeFacts {
     pub cells: Vec<CellInfo>,
     pub stats: Vec<CellStats>,
+    pub resources: Vec<CellResources>,
     pub supervisors: BTreeMap<String, SupervisorView>,
 }
 
-/// Asks the kernel (one `list`, `stats` only when wanted and something runs)
+/// Asks the kernel (one `list`, `stats` and `resources` only when wanted and
+/// something runs)
 /// and the supervisors of the running cells.
 pub fn runtime_facts(cfg: &Config, kernel: &dyn Kernel, want_stats: bool) -> Result<RuntimeFacts> {
     let mut facts = RuntimeFacts {
@@ -231,6 +266,7 @@ pub fn runtime_facts(cfg: &Config, kernel: &dyn Kernel, want_stats: bool) -> Res
     };
     if want_stats && !facts.cells.is_empty() {
         facts.stats = kernel.stats()?;
+        facts.resources = kernel.resources()?;
     }
     for c in &facts.cells {
         if let Some(st) = crate::supervise::status(cfg, &c.name)? {
@@ -282,7 +318,7 @@ pub fn cell_state(
     }
 }
 
-fn desired_fields(row: &mut CellRow, m: &CellManifest) {
+fn desired_fields(row: &mut CellRow, m: &CellManifest, cfg: &Config) {
     row.desired_state = m.autostart;
     row.autostart = m.autostart;
     row.create_profile = m.profile.as_str().to_string();
@@ -290,6 +326,11 @@ fn desired_fields(row: &mut CellRow, m: &CellManifest) {
     row.create_rlimit_nofile = format_limit(m.rlimits.nofile);
     row.create_rlimit_as = format_limit(m.rlimits.address_space);
     row.create_rlimit_core = format_limit(m.rlimits.core);
+    let limits = m.limits.resolve(&cfg.default_limits);
+    row.create_maxproc = LimitForm::Processes.format(limits.maxproc);
+    row.create_memory = LimitForm::Memory.format(limits.memory);
+    row.create_cpu = LimitForm::Cpu.format(limits.cpu_percent);
+    row.create_disk = LimitForm::Disk.format(limits.disk);
     row.depends_on = m.depends_on.join(",");
     row.healthcheck = m.healthcheck.clone().unwrap_or_default();
     row.supervise_cmd = m.supervise_cmd.clone().unwrap_or_default();
@@ -329,10 +370,10 @@ pub fn cell_rows(cfg: &Config, desired: &Desired, facts: &RuntimeFacts) -> Resul
             ..CellRow::default()
         };
         if let Some(m) = desired.cells.get(name) {
-            desired_fields(&mut row, m);
+            desired_fields(&mut row, m, cfg);
         } else if rendered {
             if let Some(m) = runtime::load_rendered(cfg, name)? {
-                desired_fields(&mut row, &m);
+                desired_fields(&mut row, &m, cfg);
             }
         }
         if has_dir {
@@ -351,6 +392,13 @@ pub fn cell_rows(cfg: &Config, desired: &Desired, facts: &RuntimeFacts) -> Resul
             row.cpu1s = Some(s.cpu1s);
             row.cpu10s = Some(s.cpu10s);
             row.memory = Some(s.memory);
+            if let Some(r) = facts.resources.iter().find(|r| r.id == s.info.id) {
+                row.tasks = r.tasks;
+                row.memory_used = r.memory;
+                row.disk_used = r.disk;
+                row.forks_denied = r.forks_denied;
+                row.oom_kills = r.oom_kills;
+            }
         }
         if let Some(sv) = facts.supervisors.get(name) {
             row.supervisor_pid = sv.pid;
@@ -468,6 +516,15 @@ impl Record for CellRow {
             "restarts" => self.restarts.into(),
             "last_exit" => self.last_exit.as_str().into(),
             "supervisor" => self.supervisor.as_str().into(),
+            "create_maxproc" => self.create_maxproc.as_str().into(),
+            "create_memory" => self.create_memory.as_str().into(),
+            "create_cpu" => self.create_cpu.as_str().into(),
+            "create_disk" => self.create_disk.as_str().into(),
+            "tasks" => self.tasks.into(),
+            "memory_used" => self.memory_used.into(),
+            "disk_used" => self.disk_used.into(),
+            "forks_denied" => self.forks_denied.into(),
+            "oom_kills" => self.oom_kills.into(),
             other => unreachable!("field {other} is not in CELL_SCHEMA"),
         }
     }
@@ -521,7 +578,7 @@ mod tests {
 
     #[test]
     fn v2_fields_keep_their_names_and_order() {
-        assert_eq!(CELL_FIELDS.len(), 30);
+        assert_eq!(CELL_FIELDS.len(), 39);
         assert_eq!(CELL_FIELDS[..3], ["name", "running", "desired_state"]);
         assert_eq!(CELL_FIELDS[23], "apply_present");
         assert_eq!(

@@ -2,8 +2,9 @@
 //! `<data_dir>/<name>/cell.conf` has the same format.
 
 use super::mounts::{self, Mount};
-use crate::kernel::{Limit, Profile, Rlimits};
-use crate::rcconf::{self, FileError};
+use crate::config::{Config, DefaultLimits};
+use crate::kernel::{Limit, Limits, Profile, Rlimits};
+use crate::rcconf::{self, FileError, LimitForm};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,39 @@ pub struct LogSettings {
     pub tag: Option<String>,
 }
 
+/// The `CELL_CREATE_*` resource limits as the file sets them; `None`: the key
+/// is not set and cellmgr.conf's `CELL_DEFAULT_*` applies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitKeys {
+    pub maxproc: Option<Limit>,
+    pub memory: Option<Limit>,
+    pub cpu: Option<Limit>,
+    pub disk: Option<Limit>,
+}
+
+/// The limit keys, their value forms and where each lives in [`LimitKeys`].
+type LimitSlot = fn(&mut LimitKeys) -> &mut Option<Limit>;
+pub const LIMIT_KEYS: [(&str, LimitForm, LimitSlot); 4] = [
+    ("CELL_CREATE_MAXPROC", LimitForm::Processes, |l| {
+        &mut l.maxproc
+    }),
+    ("CELL_CREATE_MEMORY", LimitForm::Memory, |l| &mut l.memory),
+    ("CELL_CREATE_CPU", LimitForm::Cpu, |l| &mut l.cpu),
+    ("CELL_CREATE_DISK", LimitForm::Disk, |l| &mut l.disk),
+];
+
+impl LimitKeys {
+    /// The limits in force: each key the file sets, else the default.
+    pub fn resolve(&self, defaults: &DefaultLimits) -> Limits {
+        Limits {
+            maxproc: self.maxproc.unwrap_or(defaults.maxproc),
+            memory: self.memory.unwrap_or(defaults.memory),
+            cpu_percent: self.cpu.unwrap_or(defaults.cpu_percent),
+            disk: self.disk.unwrap_or(defaults.disk),
+        }
+    }
+}
+
 /// A parsed, validated cell manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CellManifest {
@@ -28,6 +62,7 @@ pub struct CellManifest {
     pub profile: Profile,
     pub reserved_ports: Vec<u16>,
     pub rlimits: Rlimits,
+    pub limits: LimitKeys,
     pub log: LogSettings,
     /// `CELL_SUPERVISE_CMD`, run as `/bin/sh -c 'exec <cmd>'`; `None`: nothing supervised.
     pub supervise_cmd: Option<String>,
@@ -51,6 +86,10 @@ pub const CELL_KEYS: &[(&str, &str)] = &[
     ("CELL_CREATE_RLIMIT_NOFILE", "a count or 'unlimited'"),
     ("CELL_CREATE_RLIMIT_AS", "a byte count or 'unlimited'"),
     ("CELL_CREATE_RLIMIT_CORE", "a byte count or 'unlimited'"),
+    ("CELL_CREATE_MAXPROC", LimitForm::Processes.expected()),
+    ("CELL_CREATE_MEMORY", LimitForm::Memory.expected()),
+    ("CELL_CREATE_CPU", LimitForm::Cpu.expected()),
+    ("CELL_CREATE_DISK", LimitForm::Disk.expected()),
     (
         "CELL_SUPERVISE_FACILITY",
         "a syslog facility: auth authpriv cron daemon ftp kern lpr mail news syslog user uucp local0-local7",
@@ -146,13 +185,14 @@ fn valid_level(v: &str) -> bool {
 impl CellManifest {
     /// Parses and validates one cell file. `name` is what the file is called
     /// (`<name>.cell`, or the runtime directory of a rendered `cell.conf`);
-    /// `allow_host_mounts` comes from cellmgr.conf. Checks that need other
-    /// manifests (volumes, dependencies) are in [`super::Desired::check`].
+    /// cellmgr.conf decides whether host mounts are allowed and the limits a
+    /// file does not set. Checks that need other manifests (volumes,
+    /// dependencies) are in [`super::Desired::check`].
     pub fn parse(
         path: &Path,
         text: &str,
         name: &str,
-        allow_host_mounts: bool,
+        cfg: &Config,
     ) -> Result<CellManifest, FileError> {
         crate::names::validate("cell", name).map_err(|e| {
             FileError::new(path, None, format!("{e} (the file name is the cell name)"))
@@ -164,6 +204,7 @@ impl CellManifest {
             profile: Profile::High,
             reserved_ports: Vec::new(),
             rlimits: Rlimits::default(),
+            limits: LimitKeys::default(),
             log: LogSettings::default(),
             supervise_cmd: None,
             depends_on: Vec::new(),
@@ -216,6 +257,20 @@ impl CellManifest {
                 "CELL_CREATE_RLIMIT_CORE" => {
                     m.rlimits.core = parse_limit(v).ok_or_else(|| bad(None))?
                 }
+                "CELL_CREATE_MAXPROC"
+                | "CELL_CREATE_MEMORY"
+                | "CELL_CREATE_CPU"
+                | "CELL_CREATE_DISK" => {
+                    let (_, form, slot) = LIMIT_KEYS
+                        .iter()
+                        .find(|(k, _, _)| k == key)
+                        .expect("a limit key");
+                    *slot(&mut m.limits) = if v.is_empty() {
+                        None
+                    } else {
+                        Some(form.parse(v).ok_or_else(|| bad(None))?)
+                    };
+                }
                 "CELL_SUPERVISE_FACILITY" => {
                     if !v.is_empty() && !FACILITIES.contains(&v) {
                         return Err(bad(None));
@@ -261,20 +316,45 @@ impl CellManifest {
                     m.depends_on = seen;
                 }
                 "CELL_VOLUME_MOUNTS" => {
-                    m.mounts = mounts::parse_list(v, allow_host_mounts).map_err(|w| {
+                    m.mounts = mounts::parse_list(v, cfg.allow_host_mounts).map_err(|w| {
                         FileError::new(path, Some(a.line), format!("CELL_VOLUME_MOUNTS: {w}"))
                     })?
                 }
                 other => unreachable!("key {other} is in CELL_KEYS but not handled"),
             }
         }
+        m.check_disk_mounts(&cfg.default_limits)?;
         Ok(m)
+    }
+
+    /// A disk limit bounds the cell's writable layer, not storage it shares:
+    /// with one, volumes and host directories may only be mounted read-only.
+    fn check_disk_mounts(&self, defaults: &DefaultLimits) -> Result<(), FileError> {
+        let Some(disk) = self.limits.resolve(defaults).disk else {
+            return Ok(());
+        };
+        let Some(rw) = self.mounts.iter().find(|m| !m.read_only) else {
+            return Ok(());
+        };
+        let from = if self.limits.disk.is_some() {
+            "CELL_CREATE_DISK"
+        } else {
+            "CELL_DEFAULT_DISK of cellmgr.conf"
+        };
+        Err(FileError::new(
+            &self.path,
+            self.line_of("CELL_VOLUME_MOUNTS"),
+            format!(
+                "CELL_VOLUME_MOUNTS: {rw} is read-write, but the cell has a disk limit ({} from {from}), which bounds its writable layer and not storage it shares: mount it read-only (:ro) or set CELL_CREATE_DISK=unlimited",
+                LimitForm::Disk.format(Some(disk))
+            ),
+        ))
     }
 
     /// Every key with its normalised value, in canonical order; empty means unset.
     pub fn assignments(&self) -> Vec<(&'static str, String)> {
         let o = |v: &Option<String>| v.clone().unwrap_or_default();
-        vec![
+        let mut v = vec![
             ("CELL_NAME", self.name.clone()),
             ("CELL_AUTOSTART", rcconf::yes_no(self.autostart).into()),
             ("CELL_CREATE_PROFILE", self.profile.as_str().into()),
@@ -291,6 +371,15 @@ impl CellManifest {
                 format_limit(self.rlimits.address_space),
             ),
             ("CELL_CREATE_RLIMIT_CORE", format_limit(self.rlimits.core)),
+        ];
+        let mut limits = self.limits;
+        for (key, form, slot) in LIMIT_KEYS {
+            let value = slot(&mut limits)
+                .map(|l| form.format(l))
+                .unwrap_or_default();
+            v.push((key, value));
+        }
+        v.extend([
             ("CELL_SUPERVISE_FACILITY", o(&self.log.facility)),
             ("CELL_SUPERVISE_STDOUT_LEVEL", o(&self.log.stdout_level)),
             ("CELL_SUPERVISE_STDERR_LEVEL", o(&self.log.stderr_level)),
@@ -299,7 +388,25 @@ impl CellManifest {
             ("CELL_DEPENDS_ON", self.depends_on.join(",")),
             ("CELL_HEALTHCHECK_CMD", o(&self.healthcheck)),
             ("CELL_VOLUME_MOUNTS", mounts::format_list(&self.mounts)),
-        ]
+        ]);
+        v
+    }
+
+    /// [`Self::assignments`] with each limit key showing the limit in force
+    /// (the file's value, else the default): what a drift hash must cover, so
+    /// that a changed default is a change too.
+    pub fn effective_assignments(&self, defaults: &DefaultLimits) -> Vec<(&'static str, String)> {
+        let l = self.limits.resolve(defaults);
+        let in_force = CellManifest {
+            limits: LimitKeys {
+                maxproc: Some(l.maxproc),
+                memory: Some(l.memory),
+                cpu: Some(l.cpu_percent),
+                disk: Some(l.disk),
+            },
+            ..self.clone()
+        };
+        in_force.assignments()
     }
 
     /// The normalised file text (used for the rendered `cell.conf`).
@@ -328,7 +435,8 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<CellManifest, String> {
-        CellManifest::parse(Path::new("/m/web.cell"), text, "web", false).map_err(|e| e.to_string())
+        CellManifest::parse(Path::new("/m/web.cell"), text, "web", &Config::default())
+            .map_err(|e| e.to_string())
     }
 
     const FULL: &str = "# web\nCELL_NAME=web\nCELL_AUTOSTART=YES\nCELL_CREATE_PROFILE=medium\n\
@@ -367,7 +475,8 @@ mod tests {
     fn render_round_trips() {
         let m = parse(FULL).unwrap();
         let text = m.render("# rendered").unwrap();
-        let again = CellManifest::parse(Path::new("/m/web.cell"), &text, "web", false).unwrap();
+        let again = CellManifest::parse(Path::new("/m/web.cell"), &text, "web", &Config::default())
+            .unwrap();
         assert_eq!(again.assignments(), m.assignments());
         assert!(text.contains("CELL_DEPENDS_ON=db,cache\n"), "{text}");
     }
@@ -394,8 +503,69 @@ mod tests {
             let e = parse(text).unwrap_err();
             assert!(e.contains(want), "{text:?}: {e}");
         }
-        let e = CellManifest::parse(Path::new("/m/a b.cell"), "", "a b", false).unwrap_err();
+        let e = CellManifest::parse(Path::new("/m/a b.cell"), "", "a b", &Config::default())
+            .unwrap_err();
         assert!(e.to_string().contains("invalid cell name 'a b'"), "{e}");
+    }
+
+    #[test]
+    fn limit_keys_fall_back_to_the_defaults() {
+        let m = parse("CELL_CREATE_MEMORY=512M\nCELL_CREATE_CPU=unlimited\nCELL_CREATE_DISK=\n")
+            .unwrap();
+        assert_eq!(m.limits.memory, Some(Some(512 << 20)));
+        assert_eq!(m.limits.cpu, Some(None), "explicitly unlimited");
+        assert_eq!(m.limits.disk, None, "empty: the default");
+        let defaults = DefaultLimits {
+            cpu_percent: Some(50),
+            disk: Some(1 << 30),
+            ..DefaultLimits::default()
+        };
+        let l = m.limits.resolve(&defaults);
+        assert_eq!(
+            (l.maxproc, l.memory, l.cpu_percent, l.disk),
+            (Some(1024), Some(512 << 20), None, Some(1 << 30))
+        );
+        let a = m.assignments();
+        assert!(a.contains(&("CELL_CREATE_MEMORY", "512M".into())));
+        assert!(a.contains(&("CELL_CREATE_DISK", String::new())));
+        let e = m.effective_assignments(&defaults);
+        assert!(e.contains(&("CELL_CREATE_DISK", "1G".into())));
+        assert!(e.contains(&("CELL_CREATE_MAXPROC", "1024".into())));
+        assert!(e.contains(&("CELL_CREATE_CPU", "unlimited".into())));
+        let bad = parse("CELL_CREATE_MEMORY=lots\n").unwrap_err();
+        assert!(
+            bad.contains(
+                "/m/web.cell:1: CELL_CREATE_MEMORY='lots': expected a size of at least 4M"
+            ),
+            "{bad}"
+        );
+    }
+
+    #[test]
+    fn a_disk_limit_allows_only_read_only_mounts() {
+        let e =
+            parse("CELL_CREATE_DISK=1G\nCELL_VOLUME_MOUNTS=www:/srv:ro,db:/var/db\n").unwrap_err();
+        assert!(
+            e.starts_with("/m/web.cell:2: CELL_VOLUME_MOUNTS: db:/var/db:rw is read-write, but the cell has a disk limit (1G from CELL_CREATE_DISK)"),
+            "{e}"
+        );
+        assert!(parse("CELL_CREATE_DISK=1G\nCELL_VOLUME_MOUNTS=www:/srv:ro\n").is_ok());
+        let cfg = Config {
+            default_limits: DefaultLimits {
+                disk: Some(1 << 30),
+                ..DefaultLimits::default()
+            },
+            ..Config::default()
+        };
+        let text = "CELL_VOLUME_MOUNTS=db:/var/db\n";
+        let e = CellManifest::parse(Path::new("/m/web.cell"), text, "web", &cfg).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("from CELL_DEFAULT_DISK of cellmgr.conf"),
+            "{e}"
+        );
+        let unlimited = format!("CELL_CREATE_DISK=unlimited\n{text}");
+        assert!(CellManifest::parse(Path::new("/m/web.cell"), &unlimited, "web", &cfg).is_ok());
     }
 
     #[test]

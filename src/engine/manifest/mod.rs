@@ -20,8 +20,8 @@ pub mod mounts;
 mod volume;
 
 pub use cell::{
-    format_limit, format_ports, parse_names, parse_ports, CellManifest, LogSettings, CELL_KEYS,
-    FACILITIES, LEVELS,
+    format_limit, format_ports, parse_names, parse_ports, CellManifest, LimitKeys, LogSettings,
+    CELL_KEYS, FACILITIES, LEVELS, LIMIT_KEYS,
 };
 pub use mounts::{Mount, MountSource};
 pub use volume::{format_mode, parse_mode, VolumeManifest, VOLUME_KEYS};
@@ -93,12 +93,7 @@ pub fn load_cell_file(cfg: &Config, path: &Path, name: &str) -> Result<Option<Ce
     let Some(text) = read_optional(path)? else {
         return Ok(None);
     };
-    Ok(Some(CellManifest::parse(
-        path,
-        &text,
-        name,
-        cfg.allow_host_mounts,
-    )?))
+    Ok(Some(CellManifest::parse(path, &text, name, cfg)?))
 }
 
 /// Reads one volume manifest, if it exists.
@@ -121,9 +116,7 @@ impl Desired {
             match ext {
                 "cell" => {
                     let path = cell_path(cfg, &name);
-                    match read(&path)
-                        .and_then(|t| CellManifest::parse(&path, &t, &name, cfg.allow_host_mounts))
-                    {
+                    match read(&path).and_then(|t| CellManifest::parse(&path, &t, &name, cfg)) {
                         Ok(m) => {
                             d.cells.insert(name, m);
                         }
@@ -329,7 +322,7 @@ pub fn write_cell(
 /// manifests on disk.
 pub fn validate_cell_text(cfg: &Config, name: &str, text: &str) -> Result<CellManifest> {
     let path = cell_path(cfg, name);
-    let m = CellManifest::parse(&path, text, name, cfg.allow_host_mounts)?;
+    let m = CellManifest::parse(&path, text, name, cfg)?;
     let mut errors = check_refs(
         &m,
         |c| cell_path(cfg, c).exists(),

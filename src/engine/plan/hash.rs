@@ -17,6 +17,10 @@ pub const POLICY_KEYS: &[&str] = &[
     "CELL_CREATE_RLIMIT_NOFILE",
     "CELL_CREATE_RLIMIT_AS",
     "CELL_CREATE_RLIMIT_CORE",
+    "CELL_CREATE_MAXPROC",
+    "CELL_CREATE_MEMORY",
+    "CELL_CREATE_CPU",
+    "CELL_CREATE_DISK",
 ];
 
 /// Manifest keys the running service sees: a change restarts it. Autostart,

@@ -260,7 +260,8 @@ pub fn decide_cell(
         } else if policy_changed {
             act(
                 ActionKind::Restart,
-                "policy changed (profile, ports or rlimits): recreate the kernel cell".into(),
+                "policy changed (profile, ports, rlimits or limits): recreate the kernel cell"
+                    .into(),
             );
         } else if service_changed {
             act(ActionKind::Restart, "service changed".into());

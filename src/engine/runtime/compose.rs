@@ -191,6 +191,8 @@ fn mount_source(cfg: &Config, m: &manifest::Mount) -> Result<(PathBuf, String)> 
 /// Mounts the cell's root. On failure everything mounted so far is taken down.
 pub fn compose(cfg: &Config, m: &CellManifest) -> Result<()> {
     let p = CellPaths::new(cfg, &m.name);
+    // The writable layer of a cell with a disk limit is on its image.
+    super::disk::mount(&p)?;
     let mut rec = Recorder {
         paths: &p,
         records: Vec::new(),

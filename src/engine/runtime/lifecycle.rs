@@ -122,7 +122,7 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StartOutco
         profile: m.profile,
         ports: m.reserved_ports.clone(),
         rlimits: m.rlimits,
-        limits: Default::default(),
+        limits: m.limits.resolve(&cfg.default_limits),
     };
     let cid = match kernel.create(&spec) {
         Ok(cid) => cid,
@@ -289,6 +289,7 @@ fn destroy(kernel: &dyn Kernel, name: &str) -> Result<()> {
 pub fn prune(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<()> {
     let paths = CellPaths::new(cfg, name);
     stop(cfg, kernel, name)?;
+    super::disk::unmount(&paths)?;
     let left = mountinfo::under(&mountinfo::mount_points()?, &paths.dir);
     if !left.is_empty() {
         let l: Vec<String> = left.iter().map(|p| p.display().to_string()).collect();
