@@ -21,7 +21,7 @@
 use super::CellPaths;
 use crate::rcconf::format_size;
 use anyhow::{bail, Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Makes the cell's storage match `limit` (`None`: no disk limit). Called
 /// while the cell is stopped; mounts the image if there is one.
@@ -167,49 +167,49 @@ fn remove_tree(dir: &Path) -> Result<()> {
     }
 }
 
-/// A host tool of e2fsprogs: found in the system directories, whatever PATH
-/// the caller has.
-fn tool(name: &str) -> PathBuf {
-    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from(name))
-}
-
-/// Runs a tool; its output names what went wrong.
-fn run(program: &str, args: &[&str]) -> Result<()> {
-    let out = std::process::Command::new(tool(program))
-        .args(args)
-        .output()
-        .with_context(|| format!("running {program} (e2fsprogs)"))?;
-    if !out.status.success() {
-        let text = String::from_utf8_lossy(&out.stderr);
-        let text = if text.trim().is_empty() {
-            String::from_utf8_lossy(&out.stdout)
-        } else {
-            text
-        };
-        bail!(
-            "{program} {} failed ({}): {}",
-            args.join(" "),
-            out.status,
-            text.trim().replace('\n', "; ")
-        );
-    }
-    Ok(())
-}
-
 #[cfg(target_os = "linux")]
 mod imp {
     //! Images, loop devices and mounts on Linux.
 
-    use super::{format_size, run, CellPaths};
+    use super::{format_size, CellPaths};
     use anyhow::{bail, Context, Result};
     use std::os::fd::{AsRawFd, OwnedFd};
     use std::os::unix::ffi::OsStrExt;
     use std::path::{Path, PathBuf};
     use std::time::{Duration, Instant};
+
+    /// A host tool of e2fsprogs: found in the system directories, whatever PATH
+    /// the caller has.
+    fn tool(name: &str) -> PathBuf {
+        ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(name))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from(name))
+    }
+
+    /// Runs a tool; its output names what went wrong.
+    fn run(program: &str, args: &[&str]) -> Result<()> {
+        let out = std::process::Command::new(tool(program))
+            .args(args)
+            .output()
+            .with_context(|| format!("running {program} (e2fsprogs)"))?;
+        if !out.status.success() {
+            let text = String::from_utf8_lossy(&out.stderr);
+            let text = if text.trim().is_empty() {
+                String::from_utf8_lossy(&out.stdout)
+            } else {
+                text
+            };
+            bail!(
+                "{program} {} failed ({}): {}",
+                args.join(" "),
+                out.status,
+                text.trim().replace('\n', "; ")
+            );
+        }
+        Ok(())
+    }
 
     const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
     const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;

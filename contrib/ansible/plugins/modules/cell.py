@@ -62,6 +62,22 @@ options:
     description: C(CELL_CREATE_RLIMIT_CORE). Bytes or C(unlimited).
     type: str
     aliases: [rlimit_core]
+  create_maxproc:
+    description: C(CELL_CREATE_MAXPROC). The most processes at once, or C(unlimited); empty takes C(CELL_DEFAULT_MAXPROC).
+    type: str
+    aliases: [maxproc]
+  create_memory:
+    description: C(CELL_CREATE_MEMORY). A size such as C(512M), or C(unlimited); empty takes C(CELL_DEFAULT_MEMORY).
+    type: str
+    aliases: [memory]
+  create_cpu:
+    description: C(CELL_CREATE_CPU). Percent of one CPU, or C(unlimited); empty takes C(CELL_DEFAULT_CPU).
+    type: str
+    aliases: [cpu]
+  create_disk:
+    description: C(CELL_CREATE_DISK). The size of the writable layer such as C(10G), or C(unlimited); empty takes C(CELL_DEFAULT_DISK).
+    type: str
+    aliases: [disk]
   supervise_cmd:
     description: C(CELL_SUPERVISE_CMD). The service, supervised in the cell.
     type: str
@@ -136,6 +152,10 @@ KEY_OPTIONS = dict(
     create_rlimit_nofile=dict(type="str", aliases=["rlimit_nofile"]),
     create_rlimit_as=dict(type="str", aliases=["rlimit_as"]),
     create_rlimit_core=dict(type="str", aliases=["rlimit_core"]),
+    create_maxproc=dict(type="str", aliases=["maxproc"]),
+    create_memory=dict(type="str", aliases=["memory"]),
+    create_cpu=dict(type="str", aliases=["cpu"]),
+    create_disk=dict(type="str", aliases=["disk"]),
     supervise_cmd=dict(type="str"),
     supervise_facility=dict(type="str"),
     supervise_stdout_level=dict(type="str"),
