@@ -224,3 +224,43 @@ fn the_pty_limit_is_configurable() {
     );
     assert_eq!(out, "8\n");
 }
+
+/// A create that crashed after making its cgroup v1 groups but before
+/// recording the cell leaves them behind: the next create with that id
+/// removes them, also for controllers the new cell leaves alone.
+#[test]
+fn cgroup_v1_groups_of_a_create_that_crashed_are_swept() {
+    if !privileged("cgroup_v1_groups_of_a_create_that_crashed_are_swept") {
+        return;
+    }
+    let mut env = Env::new("v1crash");
+    let root = env.root("a", false);
+    let pid = std::process::id();
+    let id = env.create(
+        &format!("vc{pid}"),
+        &root,
+        &["--maxproc", "8", "--memory", "64M"],
+    );
+    let store = cells::kernel::linux::state::Store::new(env.dir.join("run/kernel"));
+    let mut locked = store.lock().unwrap();
+    let crashed = locked.table.cells.pop().unwrap();
+    locked.table.next_id = id;
+    locked.save().unwrap();
+    drop(locked);
+    if crashed.v1_groups.is_empty() {
+        eprintln!("SKIPPED the sweep check: the limits are on cgroup2 on this host");
+        return;
+    }
+    assert!(crashed.v1_groups.iter().all(|g| g.is_dir()));
+
+    let name = format!("vn{pid}");
+    assert_eq!(env.create(&name, &root, &["--maxproc", "unlimited"]), id);
+    for g in &crashed.v1_groups {
+        assert!(!g.exists(), "{} left behind", g.display());
+    }
+    env.ok(&["destroy", &name]);
+    // The run's own v1 directories go with its last cell.
+    for g in &crashed.v1_groups {
+        assert!(!g.parent().unwrap().exists(), "{} left behind", g.display());
+    }
+}

@@ -32,8 +32,8 @@ struct Confinement {
     pidfd: OwnedFd,
     /// Written to join the cgroup, unless the process was cloned into it.
     cgroup_procs: Option<std::fs::File>,
-    /// `cgroup.procs` of the cell's v1 groups (none on a pure cgroup2 host).
-    v1_procs: Vec<std::fs::File>,
+    /// `tasks` of the cell's v1 groups (none on a pure cgroup2 host).
+    v1_tasks: Vec<std::fs::File>,
     cwd: CString,
     keep_caps: u64,
     last_cap: u32,
@@ -51,7 +51,7 @@ impl Confinement {
             if let Some(procs) = &self.cgroup_procs {
                 check(libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) as i32)?;
             }
-            limits::join_v1(&self.v1_procs)?;
+            limits::join_v1(&self.v1_tasks)?;
             check(libc::setns(
                 self.pidfd.as_raw_fd(),
                 libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC,
@@ -109,7 +109,7 @@ fn cgroup_procs(cell: &CellRecord) -> Result<std::fs::File> {
 fn confinement(cell: &CellRecord, spec: &ExecSpec, join_by_write: bool) -> Result<Confinement> {
     let pidfd = init_pidfd(cell)?;
     let cgroup_procs = join_by_write.then(|| cgroup_procs(cell)).transpose()?;
-    let v1_procs = limits::open_v1_procs(&cell.v1_groups)?;
+    let v1_tasks = limits::open_v1_tasks(&cell.v1_groups)?;
     let cwd = spec.cwd.clone().unwrap_or_else(|| PathBuf::from("/"));
     let ids = match (spec.uid, spec.gid) {
         (Some(u), Some(g)) => Some((u, g)),
@@ -120,7 +120,7 @@ fn confinement(cell: &CellRecord, spec: &ExecSpec, join_by_write: bool) -> Resul
     Ok(Confinement {
         pidfd,
         cgroup_procs,
-        v1_procs,
+        v1_tasks,
         cwd: CString::new(cwd.as_os_str().as_bytes()).context("working directory")?,
         keep_caps: caps::kept(cell.profile),
         last_cap: caps::last_cap(),

@@ -12,9 +12,9 @@
 //! they go with the cell, and a crashed create's are swept when its id is used
 //! again.
 //!
-//! Processes enter the v1 groups by writing their pid into `cgroup.procs`
-//! between fork and exec (`enter`, `ns`); on cgroup2, `CLONE_INTO_CGROUP` and
-//! the cgroup2 join place them under every controller at once.
+//! Processes enter the v1 groups between fork and exec (`enter`, `ns`; see
+//! [`open_v1_tasks`]); on cgroup2, `CLONE_INTO_CGROUP` and the cgroup2 join
+//! place them under every controller at once.
 
 use super::cgroup::Hierarchy;
 use crate::fs::mountinfo::{self, MountEntry};
@@ -308,13 +308,19 @@ pub fn bound_shared_pools() -> std::io::Result<()> {
     Ok(())
 }
 
-/// `cgroup.procs` of each v1 group, opened before a fork so that the child
-/// can join them without allocating.
-pub fn open_v1_procs(groups: &[PathBuf]) -> Result<Vec<std::fs::File>> {
+/// `tasks` of each v1 group, opened before a fork so that the child can join
+/// them without allocating.
+///
+/// `tasks` moves one thread, and the child is single-threaded between fork
+/// and exec, so it moves the whole process. Writing `0` there (the caller
+/// itself) skips the kernel's global threadgroup lock, whose write side
+/// waits for an RCU grace period on a host where nothing else is migrating:
+/// measured here, 25 us per join against 16 ms through `cgroup.procs`.
+pub fn open_v1_tasks(groups: &[PathBuf]) -> Result<Vec<std::fs::File>> {
     groups
         .iter()
         .map(|g| {
-            let path = g.join("cgroup.procs");
+            let path = g.join("tasks");
             std::fs::OpenOptions::new()
                 .write(true)
                 .open(&path)
@@ -323,11 +329,11 @@ pub fn open_v1_procs(groups: &[PathBuf]) -> Result<Vec<std::fs::File>> {
         .collect()
 }
 
-/// Moves the calling process into the groups whose `cgroup.procs` are open
-/// (between fork and exec: async-signal-safe).
-pub fn join_v1(procs: &[std::fs::File]) -> std::io::Result<()> {
+/// Moves the calling single-threaded process into the groups whose `tasks`
+/// are open (between fork and exec: async-signal-safe).
+pub fn join_v1(tasks: &[std::fs::File]) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    for f in procs {
+    for f in tasks {
         // SAFETY: write(2) of a static buffer to a descriptor we hold.
         if unsafe { libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1) } != 1 {
             return Err(std::io::Error::last_os_error());

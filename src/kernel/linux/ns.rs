@@ -128,7 +128,7 @@ pub struct InitSpec<'a> {
 /// line, and host paths are none of its business.
 pub fn start_init(spec: &InitSpec) -> Result<i32> {
     let cgroup = open_dir(spec.cgroup)?;
-    let v1_procs = super::limits::open_v1_procs(spec.v1_groups)?;
+    let v1_tasks = super::limits::open_v1_tasks(spec.v1_groups)?;
     let (setup_r, setup_w) = pipe()?;
     let (report_r, report_w) = pipe()?;
     let null = std::fs::OpenOptions::new()
@@ -164,7 +164,7 @@ pub fn start_init(spec: &InitSpec) -> Result<i32> {
         if pid == 0 {
             // Before it forks: every process of the cell descends from it or
             // joins these groups itself (`enter`).
-            if super::limits::join_v1(&v1_procs).is_err() {
+            if super::limits::join_v1(&v1_tasks).is_err() {
                 let msg = b"error: joining the cell's cgroup v1 groups\n";
                 libc::write(report_w.as_raw_fd(), msg.as_ptr().cast(), msg.len());
                 libc::_exit(126);
