@@ -64,7 +64,16 @@ fn a_cell_past_its_disk_limit_gets_enospc_and_nothing_else_is_touched() {
     let (_, out) = sh(&w, "big", &format!("F=/srv/fill; {FILL_64M}"));
     assert_eq!(out.trim(), (64u64 << 20).to_string());
     w.ok(&["cell", "set", "big", "--cmd", "sleep 1000"]);
+    // Volumes: read-only only, for the limit bounds what the cell writes.
+    w.ok(&["volume", "create", "data"]);
+    let err = w.fails(&["cell", "set", "small", "--mount", "data:/srv/data"]);
+    assert!(
+        err.contains("data:/srv/data:rw is read-write, but the cell has a disk limit (32M from CELL_CREATE_DISK)"),
+        "{err}"
+    );
+    w.ok(&["cell", "set", "small", "--mount", "data:/srv/data:ro"]);
     w.ok(&["apply"]);
+    assert_eq!(sh(&w, "small", "ls -d /srv/data /srv/fill").1, "/srv/data\n/srv/fill\n");
     let used: u64 = w
         .rows("name,disk_used")
         .lines()

@@ -323,13 +323,14 @@ impl CellManifest {
                 other => unreachable!("key {other} is in CELL_KEYS but not handled"),
             }
         }
-        m.check_disk_mounts(&cfg.default_limits)?;
         Ok(m)
     }
 
     /// A disk limit bounds the cell's writable layer, not storage it shares:
     /// with one, volumes and host directories may only be mounted read-only.
-    fn check_disk_mounts(&self, defaults: &DefaultLimits) -> Result<(), FileError> {
+    /// Checked for manifests (a rendered `cell.conf` reads as it was written;
+    /// the kernel refuses such a cell anyway).
+    pub fn check_disk_mounts(&self, defaults: &DefaultLimits) -> Result<(), FileError> {
         let Some(disk) = self.limits.resolve(defaults).disk else {
             return Ok(());
         };
@@ -543,14 +544,28 @@ mod tests {
 
     #[test]
     fn a_disk_limit_allows_only_read_only_mounts() {
-        let e =
-            parse("CELL_CREATE_DISK=1G\nCELL_VOLUME_MOUNTS=www:/srv:ro,db:/var/db\n").unwrap_err();
+        let check = |text: &str, cfg: &Config| {
+            CellManifest::parse(Path::new("/m/web.cell"), text, "web", cfg)
+                .unwrap()
+                .check_disk_mounts(&cfg.default_limits)
+                .map_err(|e| e.to_string())
+        };
+        let plain = Config::default();
+        let e = check(
+            "CELL_CREATE_DISK=1G\nCELL_VOLUME_MOUNTS=www:/srv:ro,db:/var/db\n",
+            &plain,
+        )
+        .unwrap_err();
         assert!(
             e.starts_with("/m/web.cell:2: CELL_VOLUME_MOUNTS: db:/var/db:rw is read-write, but the cell has a disk limit (1G from CELL_CREATE_DISK)"),
             "{e}"
         );
-        assert!(parse("CELL_CREATE_DISK=1G\nCELL_VOLUME_MOUNTS=www:/srv:ro\n").is_ok());
-        let cfg = Config {
+        assert!(check(
+            "CELL_CREATE_DISK=1G\nCELL_VOLUME_MOUNTS=www:/srv:ro\n",
+            &plain
+        )
+        .is_ok());
+        let limited = Config {
             default_limits: DefaultLimits {
                 disk: Some(1 << 30),
                 ..DefaultLimits::default()
@@ -558,14 +573,9 @@ mod tests {
             ..Config::default()
         };
         let text = "CELL_VOLUME_MOUNTS=db:/var/db\n";
-        let e = CellManifest::parse(Path::new("/m/web.cell"), text, "web", &cfg).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("from CELL_DEFAULT_DISK of cellmgr.conf"),
-            "{e}"
-        );
-        let unlimited = format!("CELL_CREATE_DISK=unlimited\n{text}");
-        assert!(CellManifest::parse(Path::new("/m/web.cell"), &unlimited, "web", &cfg).is_ok());
+        let e = check(text, &limited).unwrap_err();
+        assert!(e.contains("from CELL_DEFAULT_DISK of cellmgr.conf"), "{e}");
+        assert!(check(&format!("CELL_CREATE_DISK=unlimited\n{text}"), &limited).is_ok());
     }
 
     #[test]

@@ -116,7 +116,10 @@ impl Desired {
             match ext {
                 "cell" => {
                     let path = cell_path(cfg, &name);
-                    match read(&path).and_then(|t| CellManifest::parse(&path, &t, &name, cfg)) {
+                    let parsed = read(&path)
+                        .and_then(|t| CellManifest::parse(&path, &t, &name, cfg))
+                        .and_then(|m| m.check_disk_mounts(&cfg.default_limits).map(|()| m));
+                    match parsed {
                         Ok(m) => {
                             d.cells.insert(name, m);
                         }
@@ -378,6 +381,7 @@ pub fn store_cell(cfg: &Config, planned: &PlannedCell) -> Result<()> {
 pub fn validate_cell_text(cfg: &Config, name: &str, text: &str) -> Result<CellManifest> {
     let path = cell_path(cfg, name);
     let m = CellManifest::parse(&path, text, name, cfg)?;
+    m.check_disk_mounts(&cfg.default_limits)?;
     let mut errors = check_refs(
         &m,
         |c| cell_path(cfg, c).exists(),
