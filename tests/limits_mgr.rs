@@ -73,7 +73,10 @@ fn a_cell_past_its_disk_limit_gets_enospc_and_nothing_else_is_touched() {
     );
     w.ok(&["cell", "set", "small", "--mount", "data:/srv/data:ro"]);
     w.ok(&["apply"]);
-    assert_eq!(sh(&w, "small", "ls -d /srv/data /srv/fill").1, "/srv/data\n/srv/fill\n");
+    assert_eq!(
+        sh(&w, "small", "ls -d /srv/data /srv/fill").1,
+        "/srv/data\n/srv/fill\n"
+    );
     let used: u64 = w
         .rows("name,disk_used")
         .lines()

@@ -187,7 +187,7 @@ impl Placement {
         let mut out: Vec<PathBuf> = Vec::new();
         for (_, place) in &self.places {
             if let Place::V1(mount) = place {
-                let dir = mount.join("cells").join(run_key).join(id.to_string());
+                let dir = v1_group(mount, run_key, id);
                 if !out.contains(&dir) {
                     out.push(dir);
                 }
@@ -198,9 +198,9 @@ impl Placement {
 
     /// Puts `limits` in force for cell `id`, whose cgroup2 cgroup `cgroup` is
     /// new and empty: on cgroup2 the controllers are enabled in our subtree and
-    /// the limits written; v1 groups are made (a leftover of a crashed create
-    /// removed first) with their limits. Returns the v1 groups, which every
-    /// process of the cell must join.
+    /// the limits written; v1 groups are made with their limits (the caller
+    /// has removed those a crashed create left, see [`Self::v1_groups`]).
+    /// Returns the v1 groups, which every process of the cell must join.
     pub fn apply(
         &self,
         hierarchy: &Hierarchy,
@@ -225,7 +225,7 @@ impl Placement {
                     }
                 }
                 Place::V1(mount) => {
-                    let dir = mount.join("cells").join(run_key).join(id.to_string());
+                    let dir = v1_group(mount, run_key, id);
                     if !groups.contains(&dir) {
                         make_v1_group(&dir)?;
                         groups.push(dir.clone());
@@ -249,6 +249,11 @@ impl Placement {
     }
 }
 
+/// `<v1 mount>/cells/<run key>/<id>`.
+fn v1_group(mount: &Path, run_key: &str, id: u64) -> PathBuf {
+    mount.join("cells").join(run_key).join(id.to_string())
+}
+
 fn write_control(dir: &Path, file: &str, value: &str) -> Result<()> {
     let path = dir.join(file);
     std::fs::write(&path, value).with_context(|| format!("writing '{value}' to {}", path.display()))
@@ -267,7 +272,6 @@ fn make_v1_group(dir: &Path) -> Result<()> {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating cgroup {}", parent.display()))?;
     }
-    super::cgroup::remove_when_empty(dir)?;
     std::fs::create_dir(dir).with_context(|| format!("creating cgroup {}", dir.display()))
 }
 
