@@ -264,3 +264,48 @@ fn cgroup_v1_groups_of_a_create_that_crashed_are_swept() {
         assert!(!g.parent().unwrap().exists(), "{} left behind", g.display());
     }
 }
+
+/// Opens POSIX message queues (default size, about 80 KiB of uid 0's quota
+/// each) until the kernel refuses; prints how many and why.
+const FILL_MQUEUES: &str = r#"import ctypes, os
+rt = ctypes.CDLL("librt.so.1", use_errno=True)
+n = 0
+while rt.mq_open(("/q%d" % n).encode(), os.O_CREAT | os.O_RDWR, 0o600, None) >= 0:
+    n += 1
+print(n, os.strerror(ctypes.get_errno()))"#;
+
+#[test]
+fn a_cell_cannot_take_host_roots_message_queue_bytes() {
+    if !privileged("a_cell_cannot_take_host_roots_message_queue_bytes") {
+        return;
+    }
+    let mut env = Env::new("mqueue");
+    let root = env.root("a", true);
+    let name = format!("mq{}", std::process::id());
+    env.create(&name, &root, &["-l", "medium"]);
+    // Cell root is host uid 0: its queues count against host root's bytes.
+    let (_, out, err) = env.sh(&name, &format!("/usr/bin/python3 -c '{FILL_MQUEUES}'"));
+    eprintln!("mqueue: the cell opened {}", out.trim());
+    let opened: u32 = out
+        .split_whitespace()
+        .next()
+        .unwrap_or("x")
+        .parse()
+        .unwrap_or_else(|_| panic!("{out} {err}"));
+    assert!(opened <= 2, "{out}");
+    // Host root still gets its own queue while the cell holds its queues.
+    let qname = std::ffi::CString::new(format!("/cells-test-{}", std::process::id())).unwrap();
+    // SAFETY: mq_open/mq_close/mq_unlink with a valid name; no attributes.
+    unsafe {
+        let q = libc::mq_open(
+            qname.as_ptr(),
+            libc::O_CREAT | libc::O_RDWR,
+            0o600,
+            std::ptr::null::<libc::mq_attr>(),
+        );
+        let errno = std::io::Error::last_os_error();
+        assert!(q >= 0, "host root's mq_open failed: {errno}");
+        libc::mq_close(q);
+        libc::mq_unlink(qname.as_ptr());
+    }
+}
