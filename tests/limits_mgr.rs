@@ -297,3 +297,57 @@ fn stop_destroy_and_remove_work_on_a_full_disk() {
     w.ok(&["cell", "start", "calm"]);
     assert_eq!(sh(w, "calm", "echo fine").1, "fine\n");
 }
+
+/// A move of the writable layer onto a new disk that was interrupted after
+/// the new image was mounted leaves the old layer in place: the next start
+/// begins again and the cell keeps its data.
+#[test]
+fn an_interrupted_move_onto_a_disk_converges() {
+    if !root_or_skip("an_interrupted_move_onto_a_disk_converges") {
+        return;
+    }
+    let w = World::new("diskcrash");
+    w.ok(&[
+        "cell",
+        "create",
+        "app",
+        "--autostart",
+        "YES",
+        "--cmd",
+        "sleep 1000",
+    ]);
+    w.ok(&["apply"]);
+    assert_eq!(sh(&w, "app", "echo kept > /srv/data; echo ok").1, "ok\n");
+    w.ok(&["cell", "stop", "app"]);
+    // The crash: a half-made image, mounted where the disk goes.
+    let dir = w.data_dir().join("app");
+    let half = dir.join(".disk.img.new");
+    let run = |c: &mut Command| assert!(c.status().unwrap().success(), "{c:?}");
+    run(Command::new("truncate").args(["-s", "32M"]).arg(&half));
+    run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&half));
+    std::fs::create_dir_all(dir.join("disk")).unwrap();
+    run(Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(&half)
+        .arg(dir.join("disk")));
+    std::fs::write(dir.join("disk/partial"), "junk").unwrap();
+
+    w.ok(&["cell", "set", "app", "--disk", "32M"]);
+    w.ok(&["apply"]);
+    assert_eq!(
+        sh(&w, "app", "cat /srv/data; df -k / | tail -1 | wc -l").1,
+        "kept\n1\n"
+    );
+    assert!(!half.exists());
+    assert!(!dir.join("overlay").exists(), "the old layer went");
+    assert!(
+        !dir.join("disk/partial").exists(),
+        "the half-made image went"
+    );
+    let mounts: Vec<String> = w
+        .mounts()
+        .into_iter()
+        .filter(|m| m.ends_with("/app/disk"))
+        .collect();
+    assert_eq!(mounts.len(), 1, "{mounts:?}");
+}

@@ -25,12 +25,18 @@ use std::path::Path;
 
 /// Makes the cell's storage match `limit` (`None`: no disk limit). Called
 /// while the cell is stopped; mounts the image if there is one.
+///
+/// Each change is ordered so that a crash leaves a state the next call
+/// converges from: the image is complete before it gets its name, and the
+/// layer moved off an image is complete before it gets its.
 pub fn prepare(p: &CellPaths, limit: Option<u64>) -> Result<()> {
     let has_image = p.disk_image.exists();
     match (limit, has_image) {
         (None, false) => Ok(()),
         (Some(size), false) => create(p, size),
         (Some(size), true) => {
+            // The layer an interrupted `create` had already copied.
+            remove_tree(&p.dir.join("overlay"))?;
             let current = std::fs::metadata(&p.disk_image)
                 .with_context(|| format!("reading {}", p.disk_image.display()))?
                 .len();
@@ -48,9 +54,13 @@ pub fn mount(p: &CellPaths) -> Result<()> {
     if !p.disk_image.exists() || imp::is_mounted(&p.disk_mount)? {
         return Ok(());
     }
+    mount_at(&p.disk_image, p)
+}
+
+fn mount_at(image: &Path, p: &CellPaths) -> Result<()> {
     std::fs::create_dir_all(&p.disk_mount)
         .with_context(|| format!("creating {}", p.disk_mount.display()))?;
-    imp::mount(&p.disk_image, &p.disk_mount)
+    imp::mount(image, &p.disk_mount)
         .with_context(|| format!("mounting the disk of cell {}", p.name))
 }
 
@@ -67,25 +77,20 @@ pub fn unmount(p: &CellPaths) -> Result<()> {
 /// had on the host's file system, if any. A failure leaves the old layout.
 fn create(p: &CellPaths, size: u64) -> Result<()> {
     let tmp = p.dir.join(".disk.img.new");
+    let old = p.dir.join("overlay");
+    // An interrupted attempt may have left its image mounted.
+    unmount(p)?;
     let _ = std::fs::remove_file(&tmp);
-    let made = (|| -> Result<()> {
-        imp::make_image(&tmp, size)?;
-        std::fs::rename(&tmp, &p.disk_image)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), p.disk_image.display()))
-    })();
-    if let Err(e) = made {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| {
+    let result = (|| -> Result<()> {
+        imp::make_image(&tmp, size).with_context(|| {
             format!(
                 "creating a {} disk for cell {} in {}",
                 format_size(size),
                 p.name,
                 p.dir.display()
             )
-        });
-    }
-    let moved = mount(p).and_then(|()| {
-        let old = p.dir.join("overlay");
+        })?;
+        mount_at(&tmp, p)?;
         let new = p.disk_mount.join("overlay");
         if old.exists() {
             copy_tree(&old, &new).with_context(|| {
@@ -95,33 +100,39 @@ fn create(p: &CellPaths, size: u64) -> Result<()> {
                     format_size(size)
                 )
             })?;
-            remove_tree(&old)
         } else {
-            std::fs::create_dir(&new).with_context(|| format!("creating {}", new.display()))
+            std::fs::create_dir(&new).with_context(|| format!("creating {}", new.display()))?;
         }
-    });
-    if let Err(e) = moved {
+        std::fs::rename(&tmp, &p.disk_image)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), p.disk_image.display()))
+    })();
+    if let Err(e) = result {
         let _ = unmount(p);
-        let _ = std::fs::remove_file(&p.disk_image);
+        let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    Ok(())
+    remove_tree(&old)
 }
 
 /// The limit is gone: the writable layer moves back to the host's file
 /// system and the image goes.
 fn remove(p: &CellPaths) -> Result<()> {
     mount(p)?;
-    let old = p.disk_mount.join("overlay");
-    let new = p.dir.join("overlay");
-    if new.exists() {
-        remove_tree(&new)?;
-    }
-    if old.exists() {
-        copy_tree(&old, &new).with_context(|| {
+    let from = p.disk_mount.join("overlay");
+    let tmp = p.dir.join(".overlay.new");
+    let to = p.dir.join("overlay");
+    remove_tree(&tmp)?;
+    if from.exists() {
+        copy_tree(&from, &tmp).with_context(|| {
             format!("moving the writable layer of cell {} off its disk", p.name)
         })?;
+    } else {
+        std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     }
+    // A layer an interrupted run moved already: the image's is the one.
+    remove_tree(&to)?;
+    std::fs::rename(&tmp, &to)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), to.display()))?;
     unmount(p)?;
     std::fs::remove_file(&p.disk_image)
         .with_context(|| format!("removing {}", p.disk_image.display()))?;

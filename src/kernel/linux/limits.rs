@@ -167,8 +167,14 @@ impl Placement {
     pub fn check(&self, limits: &Limits) -> Result<()> {
         for c in Controller::ALL {
             if c.wanted(limits).is_some() && self.place(c).is_none() {
+                // The process limit is on by default: say where to turn it off.
+                let default = if c == Controller::Pids {
+                    "; CELL_DEFAULT_MAXPROC of cellmgr.conf sets the default"
+                } else {
+                    ""
+                };
                 bail!(
-                    "{} cannot be enforced on this host: the {} controller is neither delegated to cgroup2 at {} (its cgroup.subtree_control) nor mounted as a cgroup v1 hierarchy; enable it, or run the cell without that limit ('unlimited')",
+                    "{} cannot be enforced on this host: the {} controller is neither delegated to cgroup2 at {} (its cgroup.subtree_control) nor mounted as a cgroup v1 hierarchy; enable it, or run the cell without that limit ('unlimited'{default})",
                     c.what(),
                     c.name(),
                     self.unified_root.display()
