@@ -7,16 +7,24 @@
 //!
 //! * `<cell>.status`: [`SupervisorStatus`] in CBOR, replaced atomically;
 //! * `<cell>.lock`: held by the live supervisor; without it the status is stale;
-//! * `<cell>.log`: the last lines of service output ([`log_path`]);
-//! * `<cell>.syslog`: records kept while no syslog daemon listens;
+//! * `<cell>.log`, `.log.1`, …: the service's output, escaped and timestamped,
+//!   rotated by size ([`log_path`]);
+//! * `<cell>.syslog`, `.syslog.1`, …: records kept while no syslog daemon
+//!   listens, rotated the same way;
 //! * `<cell>.stop`: a pending stop request (its grace period).
+//!
+//! The directory is `0700` and every file in it `0600`: service output may
+//! hold secrets, and only host root reads it.
 
+pub mod escape;
+pub mod logfile;
 mod monitor;
 mod output;
 pub mod prometheus;
 mod signals;
 mod status;
 pub mod syslog;
+mod throttle;
 
 pub use status::{SupervisorState, SupervisorStatus};
 pub use syslog::{Facility, Level};
@@ -32,6 +40,28 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Where a supervisor's output goes and how much of it is kept (cellmgr.conf).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub syslog_socket: PathBuf,
+    pub rotation: logfile::Rotation,
+    /// Bytes per second taken in from the service; 0: no limit.
+    pub rate_limit: u64,
+}
+
+impl LogConfig {
+    pub fn from_config(cfg: &Config) -> LogConfig {
+        LogConfig {
+            syslog_socket: cfg.syslog_socket.clone(),
+            rotation: logfile::Rotation {
+                max_size: cfg.log_max_size,
+                files: cfg.log_max_files,
+            },
+            rate_limit: cfg.log_rate_limit,
+        }
+    }
+}
 
 /// Longest syslog tag, in bytes.
 pub const TAG_MAX: usize = 63;
@@ -327,7 +357,7 @@ pub fn status(cfg: &Config, cell: &str) -> anyhow::Result<Option<SupervisorStatu
     Ok(Some(st))
 }
 
-/// The file holding the last lines of a cell's service output.
+/// The current file of a cell's service log (rotated ones are `.1`, `.2`, …).
 pub fn log_path(cfg: &Config, cell: &str) -> PathBuf {
     status::Paths::new(&cfg.run_dir, cell).log
 }
@@ -345,7 +375,8 @@ fn run_monitor(
     let setup = || -> anyhow::Result<monitor::Monitor<'_>> {
         let cell = resolve(kernel, &spec.cell)?;
         let paths = status::Paths::new(&cfg.run_dir, &cell.name);
-        let m = monitor::Monitor::new(kernel, spec.clone(), cell, paths, &cfg.syslog_socket)?;
+        let logs = LogConfig::from_config(cfg);
+        let m = monitor::Monitor::new(kernel, spec.clone(), cell, paths, &logs)?;
         // Installed only now, so a TERM before this point simply ends us.
         signals::install(&[
             libc::SIGTERM,

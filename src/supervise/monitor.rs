@@ -1,17 +1,24 @@
 //! The monitor: one mio event loop that runs a service inside a cell, forwards
-//! its output to syslog and the log tail, restarts it with backoff, and stops it
+//! its output to syslog and the service log, restarts it with backoff, and stops it
 //! (TERM, grace, KILL) when asked.
 //!
 //! Events: the service's stdout and stderr pipes, and a self-pipe carrying
 //! SIGTERM/SIGINT/SIGQUIT (stop), SIGCHLD (reap) and SIGHUP (ignored, so the
 //! end of an rc script does not stop the supervisor). Timers are the poll
-//! timeout: the next restart, or the end of the stop grace period.
+//! timeout: the next restart, the end of the stop grace period, the throttle
+//! refill, a retry of a full syslog queue.
+//!
+//! Output is taken in a bounded amount per turn of the loop, so signals and
+//! timers are served between reads however fast a service writes; reading
+//! pauses while the [`Throttle`] is empty or syslog is behind, which makes a
+//! flooding service wait on its own pipe (back-pressure).
 
-use super::output::{LineSplitter, LogTail};
+use super::output::{LineSplitter, ServiceLog};
 use super::signals::WakePipe;
 use super::status::{self, Paths, SupervisorLock, SupervisorState, SupervisorStatus};
 use super::syslog::{self, Level, Syslog};
-use super::SuperviseSpec;
+use super::throttle::Throttle;
+use super::{LogConfig, SuperviseSpec};
 use crate::kernel::{CellInfo, ExecSpec, Kernel, Target};
 use anyhow::Context;
 use mio::unix::SourceFd;
@@ -28,8 +35,13 @@ const STREAM_TOKENS: [Token; 2] = [Token(1), Token(2)];
 
 /// Grace period between TERM and KILL when the stop request names none.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
-/// Lines of output the log tail keeps.
-pub const TAIL_LINES: usize = 500;
+/// Bytes read from one pipe per turn of the loop.
+const READ_PER_TURN: usize = 64 * 1024;
+/// Bytes of output still read after the service ended (what its pipes hold,
+/// unless something it left behind keeps writing).
+const READ_AFTER_EXIT: usize = 1024 * 1024;
+/// How often a throttled service is reported at most.
+const THROTTLE_NOTE_EVERY: Duration = Duration::from_secs(60);
 
 /// Restart delay: 1 s, doubling after each run shorter than 30 s, at most
 /// 10 s; a run of 30 s or more starts again from 1 s.
@@ -64,6 +76,19 @@ struct Stream {
     lines: LineSplitter,
     label: &'static str,
     level: Level,
+    /// The pipe signalled data and was not read empty since (the event loop
+    /// is edge-triggered).
+    readable: bool,
+}
+
+/// What one bounded read of a pipe found.
+enum Drained {
+    /// Read empty for now.
+    Empty,
+    /// The budget or the throttle ran out first (or syslog fell behind).
+    More,
+    /// End of file: the stream is closed.
+    Closed,
 }
 
 /// The service while it runs.
@@ -90,7 +115,12 @@ pub struct Monitor<'k> {
     poll: Poll,
     wake: WakePipe,
     syslog: Syslog,
-    tail: LogTail,
+    log: ServiceLog,
+    throttle: Throttle,
+    rate_limit: u64,
+    throttle_noted: Option<Instant>,
+    /// The stream read first in the next turn (stdout and stderr take turns).
+    first_stream: usize,
     status: SupervisorStatus,
     backoff: Backoff,
     run: Option<Run>,
@@ -101,17 +131,16 @@ pub struct Monitor<'k> {
 }
 
 impl<'k> Monitor<'k> {
-    /// Takes the cell's supervisor lock and prepares the loop. `syslog_socket`
-    /// is where records go (`cfg.syslog_socket`).
+    /// Takes the cell's supervisor lock and prepares the loop; `logs` says
+    /// where output goes and how much of it is kept.
     pub fn new(
         kernel: &'k dyn Kernel,
         spec: SuperviseSpec,
         cell: CellInfo,
         paths: Paths,
-        syslog_socket: &std::path::Path,
+        logs: &LogConfig,
     ) -> anyhow::Result<Monitor<'k>> {
-        std::fs::create_dir_all(&paths.dir)
-            .with_context(|| format!("creating {}", paths.dir.display()))?;
+        paths.ensure_dir()?;
         let lock = SupervisorLock::acquire(&paths.lock)
             .with_context(|| format!("cell {} is already supervised", cell.name))?;
         let wake = WakePipe::new().context("creating the signal pipe")?;
@@ -121,13 +150,14 @@ impl<'k> Monitor<'k> {
             .context("registering the signal pipe")?;
         let pid = std::process::id();
         let syslog = Syslog::new(
-            syslog_socket,
+            &logs.syslog_socket,
             spec.facility,
             &spec.tag,
             pid,
             &paths.fallback,
+            logs.rotation,
         );
-        let tail = LogTail::open(&paths.log, TAIL_LINES);
+        let log = ServiceLog::new(&paths.log, logs.rotation);
         let now = unix_now();
         let status = SupervisorStatus {
             cell: cell.name.clone(),
@@ -151,7 +181,11 @@ impl<'k> Monitor<'k> {
             poll,
             wake,
             syslog,
-            tail,
+            log,
+            throttle: Throttle::new(logs.rate_limit, Instant::now()),
+            rate_limit: logs.rate_limit,
+            throttle_noted: None,
+            first_stream: 0,
             status,
             backoff: Backoff::new(),
             run: None,
@@ -193,11 +227,14 @@ impl<'k> Monitor<'k> {
                     WAKE => self.handle_signals(),
                     t => {
                         if let Some(i) = STREAM_TOKENS.iter().position(|s| *s == t) {
-                            self.read_stream(i);
+                            if let Some(s) = self.stream_mut(i) {
+                                s.readable = true;
+                            }
                         }
                     }
                 }
             }
+            self.take_output();
             if self.stop_requested && self.stopping.is_none() && !self.begin_stop() {
                 break;
             }
@@ -225,14 +262,37 @@ impl<'k> Monitor<'k> {
         Ok(())
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        match &self.stopping {
+    fn next_deadline(&mut self) -> Option<Instant> {
+        let now = Instant::now();
+        let timer = match &self.stopping {
             Some(s) if !s.killed => Some(s.kill_at),
             // After KILL only the child's exit is awaited; poll now and then in
             // case the SIGCHLD byte was lost to a full pipe.
-            Some(_) => Some(Instant::now() + Duration::from_millis(100)),
+            Some(_) => Some(now + Duration::from_millis(100)),
             None => self.restart_at,
-        }
+        };
+        let output = if self.syslog.is_behind() {
+            self.syslog.retry_at()
+        } else if self.any_readable() {
+            if self.throttle.allowance(now) > 0 {
+                Some(now)
+            } else {
+                Some(self.throttle.ready_at())
+            }
+        } else {
+            None
+        };
+        [timer, output].into_iter().flatten().min()
+    }
+
+    fn stream_mut(&mut self, i: usize) -> Option<&mut Stream> {
+        self.run.as_mut().and_then(|r| r.streams[i].as_mut())
+    }
+
+    fn any_readable(&self) -> bool {
+        self.run
+            .as_ref()
+            .is_some_and(|r| r.streams.iter().flatten().any(|s| s.readable))
     }
 
     fn handle_signals(&mut self) {
@@ -328,6 +388,8 @@ impl<'k> Monitor<'k> {
                 lines: LineSplitter::new(syslog::MAX_CHUNK),
                 label,
                 level,
+                // Output written before the registration raises no event.
+                readable: true,
             });
         }
         if let Err(e) = registered {
@@ -338,17 +400,48 @@ impl<'k> Monitor<'k> {
         Ok(run)
     }
 
-    /// Reads what a pipe holds now; at end of file, flushes and unregisters it.
-    fn read_stream(&mut self, i: usize) {
-        let mut buf = [0u8; 16384];
-        loop {
-            let Some(stream) = self.run.as_mut().and_then(|r| r.streams[i].as_mut()) else {
+    /// Takes in the output the throttle and syslog allow this turn: at most
+    /// [`READ_PER_TURN`] bytes from each readable pipe.
+    fn take_output(&mut self) {
+        for n in self.syslog.flush(Instant::now()) {
+            self.log_line("supervise", &n);
+        }
+        let first = self.first_stream;
+        self.first_stream = 1 - first;
+        for i in [first, 1 - first] {
+            if self.syslog.is_behind() {
                 return;
+            }
+            if self.stream_mut(i).is_some_and(|s| s.readable) {
+                self.read_stream(i, READ_PER_TURN, true);
+            }
+        }
+    }
+
+    /// Reads up to `budget` bytes from pipe `i` (within the throttle when
+    /// `throttled`) and forwards the lines; at end of file, flushes and
+    /// unregisters it.
+    fn read_stream(&mut self, i: usize, mut budget: usize, throttled: bool) -> Drained {
+        let mut buf = [0u8; 16384];
+        while budget > 0 {
+            let now = Instant::now();
+            let allowed = if throttled {
+                self.throttle.allowance(now)
+            } else {
+                usize::MAX
             };
-            let (label, level) = (stream.label, stream.level);
-            match (&stream.file).read(&mut buf) {
+            if allowed == 0 {
+                self.note_throttled(now);
+                return Drained::More;
+            }
+            let want = buf.len().min(budget).min(allowed);
+            let Some(stream) = self.run.as_mut().and_then(|r| r.streams[i].as_mut()) else {
+                return Drained::Closed;
+            };
+            match (&stream.file).read(&mut buf[..want]) {
                 Ok(0) => {
                     let rest = stream.lines.flush();
+                    let (label, level) = (stream.label, stream.level);
                     let _ = self
                         .poll
                         .registry()
@@ -356,21 +449,50 @@ impl<'k> Monitor<'k> {
                     if let Some(run) = self.run.as_mut() {
                         run.streams[i] = None;
                     }
-                    if let Some(line) = rest {
+                    for line in rest {
                         self.forward(label, level, &line);
                     }
-                    return;
+                    return Drained::Closed;
                 }
                 Ok(n) => {
                     let lines = stream.lines.feed(&buf[..n]);
+                    let (label, level) = (stream.label, stream.level);
+                    budget -= n;
+                    if throttled {
+                        self.throttle.take(n);
+                    }
                     for line in lines {
                         self.forward(label, level, &line);
                     }
+                    if throttled && self.syslog.is_behind() {
+                        return Drained::More;
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => return, // WouldBlock: drained for now.
+                Err(_) => {
+                    // WouldBlock: drained for now (other errors: wait for EOF).
+                    stream.readable = false;
+                    return Drained::Empty;
+                }
             }
         }
+        Drained::More
+    }
+
+    /// Says (at most once a minute) that the service is being slowed down.
+    fn note_throttled(&mut self, now: Instant) {
+        if self
+            .throttle_noted
+            .is_some_and(|t| now.duration_since(t) < THROTTLE_NOTE_EVERY)
+        {
+            return;
+        }
+        self.throttle_noted = Some(now);
+        let msg = format!(
+            "the service writes more than {} bytes/s; it waits for its output to be taken in (CELL_LOG_RATE_LIMIT)",
+            self.rate_limit
+        );
+        self.note(Level::WARNING, &msg);
     }
 
     /// Checks whether the service ended. `Some(true)`: the supervisor is done.
@@ -385,14 +507,15 @@ impl<'k> Monitor<'k> {
                 return None;
             }
         };
-        // Output still in the pipes belongs to this run: forward it first.
+        // Output still in the pipes belongs to this run: forward it first
+        // (bounded: something the service left behind may still be writing).
         for i in 0..2 {
-            self.read_stream(i);
+            self.read_stream(i, READ_AFTER_EXIT, false);
         }
         let mut run = self.run.take().expect("checked above");
         for stream in run.streams.iter_mut().flatten() {
-            if let Some(line) = stream.lines.flush() {
-                let (label, level) = (stream.label, stream.level);
+            let (label, level) = (stream.label, stream.level);
+            for line in stream.lines.flush() {
                 self.forward(label, level, &line);
             }
             let _ = self
@@ -473,29 +596,40 @@ impl<'k> Monitor<'k> {
         self.status.since = unix_now();
         if let Err(e) = status::write_status(&self.paths.status, &self.status) {
             let msg = format!("cannot write the status file: {e:#}");
-            self.tail.push(unix_now(), &format!("supervise: {msg}"));
+            self.log_line("supervise", &msg);
         }
     }
 
     /// One line from `label` (the service's stdout or stderr, or `supervise`)
-    /// to syslog and the tail; a notice the syslog gives (records lost,
-    /// socket unreachable) goes to the tail first.
+    /// to syslog and the service log; what the syslog has to say (records
+    /// lost, socket unreachable) goes to the service log first. `line` is
+    /// escaped text.
     fn forward(&mut self, label: &str, level: Level, line: &str) {
         let msg = format!(
             "cell={} cid={} {label}: {line}",
             self.cell.name, self.cell.id
         );
-        let notice = self.syslog.log(level, &msg);
-        let now = unix_now();
-        if let Some(n) = notice {
-            self.tail.push(now, &format!("supervise: {n}"));
+        for n in self.syslog.log(level, &msg) {
+            self.log_line("supervise", &n);
         }
-        self.tail.push(now, &format!("{label}: {line}"));
+        self.log_line(label, line);
+    }
+
+    /// One line to the service log only.
+    fn log_line(&mut self, source: &str, text: &str) {
+        if let Some(problem) = self.log.push(unix_now_ms(), source, text) {
+            // The log is gone; syslog is the one place left to say so.
+            let msg = format!(
+                "cell={} cid={} supervise: {problem}",
+                self.cell.name, self.cell.id
+            );
+            let _ = self.syslog.log(Level::ERR, &msg);
+        }
     }
 
     /// One record about the supervisor's own doing.
     fn note(&mut self, level: Level, text: &str) {
-        self.forward("supervise", level, text);
+        self.forward("supervise", level, &super::escape::escape_str(text));
     }
 }
 
@@ -509,7 +643,8 @@ fn signal_service(run: &Run, sig: libc::c_int) {
 
 /// Writes a stop request naming the grace period (read by [`take_stop_request`]).
 pub fn request_stop(paths: &Paths, grace: Duration) -> anyhow::Result<()> {
-    crate::fs::host::write_atomic(&paths.stop, grace.as_millis().to_string().as_bytes())
+    paths.ensure_dir()?;
+    crate::fs::host::write_atomic_private(&paths.stop, grace.as_millis().to_string().as_bytes())
 }
 
 fn take_stop_request(paths: &Paths) -> Option<Duration> {
@@ -530,7 +665,7 @@ pub fn unix_now() -> u64 {
     unix_now_ms() / 1000
 }
 
-fn unix_now_ms() -> u64 {
+pub fn unix_now_ms() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
