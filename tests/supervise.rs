@@ -148,6 +148,11 @@ fn a_supervised_service_logs_restarts_and_stops_cleanly() {
     assert_eq!(st.last_exit.as_deref(), Some("exit 2"));
     let tail = std::fs::read_to_string(supervise::log_path(&w.cfg, "sup-log")).unwrap();
     assert!(tail.contains(" stdout: hello\n"), "{tail}");
+    // cellctl logs, by id while the cell exists, by name also after.
+    let by_id = w.env.ok(&["logs", &w.id.to_string()]);
+    assert!(by_id.contains(" stdout: hello\n"), "{by_id}");
+    let last = w.env.ok(&["logs", "-n", "1", "sup-log"]);
+    assert_eq!(last.lines().count(), 1, "{last}");
 
     supervise::stop(&w.cfg, "sup-log", Duration::from_secs(2)).unwrap();
     assert!(supervise::status(&w.cfg, "sup-log").unwrap().is_none());
@@ -156,6 +161,15 @@ fn a_supervised_service_logs_restarts_and_stops_cleanly() {
     w.env.ok(&["destroy", "sup-log"]);
     // Stopping again is a no-op.
     supervise::stop(&w.cfg, "sup-log", Duration::from_secs(1)).unwrap();
+    let after = w.env.ok(&["logs", "sup-log"]);
+    assert!(
+        after.ends_with(" supervise: supervisor exiting\n"),
+        "{after}"
+    );
+    let e = w.env.ctl(&["logs", "never-supervised"]);
+    assert_eq!(e.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&e.stderr)
+        .contains("cell never-supervised has no service log: it was never supervised here"));
 }
 
 #[test]

@@ -26,6 +26,7 @@ subcommands! {
         Show(Show),
         Fields(Fields),
         Shell(Shell),
+        Logs(crate::supervise::logread::LogsArgs) => super::logs::run,
         Edit(Edit),
         Backup(super::backup::BackupArgs) => |b| super::backup::run(crate::engine::backup::Kind::Cell, b),
     }

@@ -41,6 +41,7 @@ mod cell;
 pub mod confirm;
 mod editor;
 pub mod ipc;
+mod logs;
 mod output;
 mod removal;
 mod system;
@@ -71,6 +72,7 @@ subcommands! {
         Stop(cell::Stop),
         Restart(cell::Restart),
         Shell(cell::Shell),
+        Logs(crate::supervise::logread::LogsArgs) => logs::run,
         Apply(apply::Apply),
         Ipc(ipc::IpcArgs),
     }

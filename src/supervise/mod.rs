@@ -18,6 +18,7 @@
 
 pub mod escape;
 pub mod logfile;
+pub mod logread;
 mod monitor;
 mod output;
 pub mod prometheus;
@@ -26,6 +27,7 @@ mod status;
 pub mod syslog;
 mod throttle;
 
+pub use monitor::unix_now_ms;
 pub use status::{SupervisorState, SupervisorStatus};
 pub use syslog::{Facility, Level};
 

@@ -3,6 +3,7 @@
 
 use super::escape::escape;
 use super::logfile::{RotatingFile, Rotation};
+use crate::calendar::format_utc_ms;
 use std::path::Path;
 
 /// Splits a byte stream into lines of at most `max` bytes of escaped text
@@ -113,7 +114,7 @@ impl ServiceLog {
     /// Appends one line. A log that cannot be written must not stop the
     /// service: the error is returned once, for the caller to report elsewhere.
     pub fn push(&mut self, unix_ms: u64, source: &str, text: &str) -> Option<String> {
-        let line = format!("{} {source}: {text}\n", utc_timestamp_ms(unix_ms));
+        let line = format!("{} {source}: {text}\n", format_utc_ms(unix_ms));
         match self.file.append(line.as_bytes()) {
             Ok(()) => {
                 self.failing = false;
@@ -126,20 +127,6 @@ impl ServiceLog {
             Err(_) => None,
         }
     }
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for a unix time in milliseconds.
-pub fn utc_timestamp_ms(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let (year, month, day) = crate::calendar::civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        unix_ms % 1000
-    )
 }
 
 #[cfg(test)]
@@ -182,19 +169,6 @@ mod tests {
         // A carriage return inside a line cannot hide what came before it.
         let mut s = LineSplitter::new(100);
         assert_eq!(s.feed(b"real\rfake\r\n"), vec!["real\\x0dfake"]);
-    }
-
-    #[test]
-    fn utc_timestamps() {
-        assert_eq!(utc_timestamp_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            utc_timestamp_ms(951_782_400_007),
-            "2000-02-29T00:00:00.007Z"
-        );
-        assert_eq!(
-            utc_timestamp_ms(1_798_761_599_999),
-            "2026-12-31T23:59:59.999Z"
-        );
     }
 
     #[test]
