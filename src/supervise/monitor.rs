@@ -2,18 +2,25 @@
 //! its output to syslog and the service log, restarts it with backoff, and stops it
 //! (TERM, grace, KILL) when asked.
 //!
-//! Events: the service's stdout and stderr pipes, and a self-pipe carrying
-//! SIGTERM/SIGINT/SIGQUIT (stop), SIGCHLD (reap) and SIGHUP (ignored, so the
-//! end of an rc script does not stop the supervisor). Timers are the poll
-//! timeout: the next restart, the end of the stop grace period, the throttle
-//! refill, a retry of a full syslog queue.
+//! Events: the service's stdout and stderr pipes, the output pipe of a running
+//! health check, and a self-pipe carrying SIGTERM/SIGINT/SIGQUIT (stop),
+//! SIGCHLD (reap) and SIGHUP (ignored, so the end of an rc script does not
+//! stop the supervisor). Timers are the poll timeout: the next restart, the
+//! end of the stop grace period, the throttle refill, a retry of a full syslog
+//! queue, the next health check and a running check's timeout.
+//!
+//! Before every start the service's settings are gathered afresh: the env
+//! file is read and the user and group are resolved in the cell, so a start
+//! that cannot have them fails (and is retried) like any other.
 //!
 //! Output is taken in a bounded amount per turn of the loop, so signals and
 //! timers are served between reads however fast a service writes; reading
 //! pauses while the [`Throttle`] is empty or syslog is behind, which makes a
 //! flooding service wait on its own pipe (back-pressure).
 
+use super::health::{Check, CheckResult, Health, HealthMonitor, HealthStatus};
 use super::output::{LineSplitter, ServiceLog};
+use super::restart::Backoff;
 use super::signals::WakePipe;
 use super::status::{self, Paths, SupervisorLock, SupervisorState, SupervisorStatus};
 use super::syslog::{self, Level, Syslog};
@@ -32,6 +39,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 const WAKE: Token = Token(0);
 const STREAM_TOKENS: [Token; 2] = [Token(1), Token(2)];
+const CHECK: Token = Token(3);
 
 /// Grace period between TERM and KILL when the stop request names none.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
@@ -42,33 +50,6 @@ const READ_PER_TURN: usize = 64 * 1024;
 const READ_AFTER_EXIT: usize = 1024 * 1024;
 /// How often a throttled service is reported at most.
 const THROTTLE_NOTE_EVERY: Duration = Duration::from_secs(60);
-
-/// Restart delay: 1 s, doubling after each run shorter than 30 s, at most
-/// 10 s; a run of 30 s or more starts again from 1 s.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    pub const MIN: Duration = Duration::from_secs(1);
-    pub const MAX: Duration = Duration::from_secs(10);
-    pub const STABLE: Duration = Duration::from_secs(30);
-
-    pub fn new() -> Backoff {
-        Backoff { next: Self::MIN }
-    }
-
-    /// The delay before restarting a run that lasted `ran`.
-    pub fn after_run(&mut self, ran: Duration) -> Duration {
-        if ran >= Self::STABLE {
-            self.next = Self::MIN;
-        }
-        let delay = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
-        delay
-    }
-}
 
 /// One output pipe of the running service.
 struct Stream {
@@ -123,6 +104,13 @@ pub struct Monitor<'k> {
     first_stream: usize,
     status: SupervisorStatus,
     backoff: Backoff,
+    /// How the current run was started (identity, environment): health
+    /// checks run the same way.
+    exec: Option<ExecSpec>,
+    health: Option<HealthMonitor>,
+    check: Option<Check>,
+    /// The running check belongs to a run that ended: reap it, ignore its result.
+    check_orphaned: bool,
     run: Option<Run>,
     restart_at: Option<Instant>,
     stop_requested: bool,
@@ -172,7 +160,12 @@ impl<'k> Monitor<'k> {
             last_exit: None,
             backoff_secs: 0,
             recent_starts_ms: Vec::new(),
+            health: None,
         };
+        let health = spec
+            .health
+            .clone()
+            .map(|h| HealthMonitor::new(h, Instant::now()));
         Ok(Monitor {
             kernel,
             spec,
@@ -188,6 +181,10 @@ impl<'k> Monitor<'k> {
             first_stream: 0,
             status,
             backoff: Backoff::new(),
+            exec: None,
+            health,
+            check: None,
+            check_orphaned: false,
             run: None,
             restart_at: None,
             stop_requested: false,
@@ -225,6 +222,11 @@ impl<'k> Monitor<'k> {
             for ev in events.iter() {
                 match ev.token() {
                     WAKE => self.handle_signals(),
+                    CHECK => {
+                        if let Some(c) = self.check.as_mut() {
+                            c.read_output();
+                        }
+                    }
                     t => {
                         if let Some(i) = STREAM_TOKENS.iter().position(|s| *s == t) {
                             if let Some(s) = self.stream_mut(i) {
@@ -247,6 +249,7 @@ impl<'k> Monitor<'k> {
                 self.status.restarts += 1;
                 done = self.start_service();
             }
+            self.run_health_checks(now);
             if let Some(s) = self.stopping.as_mut() {
                 if !s.killed && now >= s.kill_at {
                     s.killed = true;
@@ -256,6 +259,9 @@ impl<'k> Monitor<'k> {
                     self.note(Level::WARNING, "grace period over; sent KILL");
                 }
             }
+        }
+        if let Some(mut c) = self.check.take() {
+            c.kill();
         }
         self.note(Level::NOTICE, "supervisor exiting");
         let _ = std::fs::remove_file(&self.paths.status);
@@ -271,6 +277,13 @@ impl<'k> Monitor<'k> {
             Some(_) => Some(now + Duration::from_millis(100)),
             None => self.restart_at,
         };
+        let health = match (&self.check, &self.health) {
+            // A killed check is awaited like a killed service.
+            (Some(c), _) if c.killed() => Some(now + Duration::from_millis(100)),
+            (Some(c), _) => Some(c.deadline),
+            (None, Some(h)) if self.stopping.is_none() => h.next_at(),
+            _ => None,
+        };
         let output = if self.syslog.is_behind() {
             self.syslog.retry_at()
         } else if self.any_readable() {
@@ -282,7 +295,7 @@ impl<'k> Monitor<'k> {
         } else {
             None
         };
-        [timer, output].into_iter().flatten().min()
+        [timer, health, output].into_iter().flatten().min()
     }
 
     fn stream_mut(&mut self, i: usize) -> Option<&mut Stream> {
@@ -304,10 +317,10 @@ impl<'k> Monitor<'k> {
         }
     }
 
-    /// Starts the service; a start that fails counts as a run that ended at
-    /// once. Returns true when the supervisor is done (the cell is gone).
-    fn start_service(&mut self) -> bool {
-        let exec = ExecSpec {
+    /// How the service is started this time: its identity resolved in the
+    /// cell and its environment (the env file read again).
+    fn exec_spec(&self) -> anyhow::Result<ExecSpec> {
+        let mut exec = ExecSpec {
             argv: self.spec.argv.clone(),
             uid: self.spec.uid,
             gid: self.spec.gid,
@@ -316,6 +329,40 @@ impl<'k> Monitor<'k> {
             process_group: true,
             ..ExecSpec::default()
         };
+        if let Some(user) = &self.spec.user {
+            let id = super::identity::resolve_in_cell(
+                &self.cell.root,
+                user,
+                self.spec.group.as_deref(),
+            )?;
+            exec.uid = Some(id.uid);
+            exec.gid = Some(id.gid);
+            exec.groups = id.groups;
+            if let Some(home) = id.home {
+                exec.env.push(("HOME".into(), home));
+            }
+            if let Some(name) = id.name {
+                exec.env.push(("USER".into(), name.clone()));
+                exec.env.push(("LOGNAME".into(), name));
+            }
+        }
+        let mut vars = self.spec.env.clone();
+        if let Some(file) = &self.spec.env_file {
+            for (k, v) in super::environ::read_file(file)? {
+                vars.retain(|(old, _)| *old != k);
+                vars.push((k, v));
+            }
+        }
+        for (k, v) in vars {
+            exec.env.retain(|(old, _)| *old != k);
+            exec.env.push((k, v));
+        }
+        Ok(exec)
+    }
+
+    /// Starts the service; a start that fails counts as a run that ended at
+    /// once. Returns true when the supervisor is done (the cell is gone).
+    fn start_service(&mut self) -> bool {
         let stdio = [Stdio::null(), Stdio::piped(), Stdio::piped()];
         let started = Instant::now();
         self.status.recent_starts_ms.push(unix_now_ms());
@@ -325,16 +372,31 @@ impl<'k> Monitor<'k> {
             .len()
             .saturating_sub(status::RECENT_STARTS);
         self.status.recent_starts_ms.drain(..excess);
+        let exec = match self.exec_spec() {
+            Ok(e) => e,
+            Err(e) => {
+                self.note(
+                    Level::ERR,
+                    &format!("cannot start {:?}: {e:#}", self.spec.argv),
+                );
+                return self.after_run(None, started.elapsed());
+            }
+        };
         match self.kernel.spawn(&Target::Id(self.cell.id), &exec, stdio) {
             Ok(child) => match self.watch(child, started) {
                 Ok(run) => {
-                    let creds = match (self.spec.uid, self.spec.gid) {
+                    let creds = match (exec.uid, exec.gid) {
                         (Some(u), Some(g)) => format!(" as uid {u} gid {g}"),
                         _ => String::new(),
                     };
                     let msg = format!("started {:?} (pid {}){creds}", self.spec.argv, run.pid);
                     self.status.child_pid = Some(run.pid);
                     self.run = Some(run);
+                    self.exec = Some(exec);
+                    if let Some(h) = self.health.as_mut() {
+                        h.service_started(Instant::now());
+                    }
+                    self.update_health(None);
                     self.set_state(SupervisorState::Running);
                     self.note(Level::INFO, &msg);
                     false
@@ -351,6 +413,110 @@ impl<'k> Monitor<'k> {
                 );
                 self.after_run(None, started.elapsed())
             }
+        }
+    }
+
+    /// Starts a health check when one is due, and finishes or times out the
+    /// one running.
+    fn run_health_checks(&mut self, now: Instant) {
+        let Some(health) = self.health.as_mut() else {
+            return;
+        };
+        if let Some(check) = self.check.as_mut() {
+            check.read_output();
+            if now >= check.deadline && !check.killed() {
+                check.kill();
+            }
+            let timeout = health.spec().timeout;
+            if let Some(result) = check.try_finish(timeout) {
+                let fd = check.output_fd();
+                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                self.check = None;
+                if !std::mem::take(&mut self.check_orphaned) {
+                    self.check_done(result);
+                }
+            }
+            return;
+        }
+        let due = health.next_at().is_some_and(|t| now >= t);
+        if !due || self.run.is_none() || self.stopping.is_some() {
+            return;
+        }
+        health.check_started();
+        let spec = health.spec().clone();
+        let base = self.exec.clone().unwrap_or_default();
+        match Check::spawn(self.kernel, &Target::Id(self.cell.id), &base, &spec, now) {
+            Ok(check) => {
+                let fd = check.output_fd();
+                let _ =
+                    self.poll
+                        .registry()
+                        .register(&mut SourceFd(&fd), CHECK, Interest::READABLE);
+                self.check = Some(check);
+            }
+            Err(e) => self.check_done(CheckResult {
+                passed: false,
+                how: format!("cannot start the check: {e:#}"),
+                output: Vec::new(),
+            }),
+        }
+    }
+
+    /// Records a check's result: the verdict, and for a failure its output
+    /// in the service log.
+    fn check_done(&mut self, result: CheckResult) {
+        let Some(health) = self.health.as_mut() else {
+            return;
+        };
+        let changed = health.check_done(Instant::now(), result.passed);
+        let (failures, retries) = (health.failures(), health.spec().retries.max(1));
+        if !result.passed {
+            for line in &result.output {
+                self.forward("health", Level::WARNING, line);
+            }
+            let msg = format!(
+                "health check failed: {} ({failures} of {retries})",
+                result.how
+            );
+            self.note(Level::WARNING, &msg);
+        }
+        match changed {
+            Some(Health::Ok) => self.note(Level::NOTICE, "health: ok"),
+            Some(Health::Failing) => self.note(Level::ERR, "health: failing"),
+            _ => {}
+        }
+        self.update_health(Some(result));
+    }
+
+    /// Writes the health state into the status file (when it says something new).
+    fn update_health(&mut self, result: Option<CheckResult>) {
+        let Some(health) = &self.health else {
+            return;
+        };
+        let old = self.status.health.clone();
+        let since = match &old {
+            Some(o) if o.state == health.state() => o.since,
+            _ => unix_now(),
+        };
+        let (last, output) = match result {
+            Some(r) => (Some(r.how), r.output),
+            None => match &old {
+                // A start or an end of the service: the last check stays.
+                Some(o) => (o.last.clone(), o.output.clone()),
+                None => (None, Vec::new()),
+            },
+        };
+        let new = HealthStatus {
+            state: health.state(),
+            since,
+            failures: health.failures(),
+            last,
+            output,
+        };
+        if old.as_ref() != Some(&new) {
+            self.status.health = Some(new);
+            let state = self.status.state;
+            self.set_state_since(state, self.status.since);
         }
     }
 
@@ -532,6 +698,18 @@ impl<'k> Monitor<'k> {
             unsafe { libc::kill(-(run.pid as libc::pid_t), libc::SIGKILL) };
         }
         self.status.child_pid = None;
+        if let Some(h) = self.health.as_mut() {
+            h.service_ended();
+        }
+        if let Some(c) = self.check.as_mut() {
+            c.kill();
+            self.check_orphaned = true;
+        }
+        self.update_health(Some(CheckResult {
+            passed: false,
+            how: "the service is not running".into(),
+            output: Vec::new(),
+        }));
         Some(self.after_run(Some(exit), run.started.elapsed()))
     }
 
@@ -547,6 +725,17 @@ impl<'k> Monitor<'k> {
         }
         if self.stop_requested {
             return true;
+        }
+        let succeeded = exit.is_some_and(|e| e.success());
+        if !self.spec.restart.restarts(succeeded) {
+            self.status.backoff_secs = 0;
+            self.set_state(SupervisorState::Exited);
+            let msg = format!(
+                "not restarting (CELL_SUPERVISE_RESTART={})",
+                self.spec.restart.as_str()
+            );
+            self.note(Level::NOTICE, &msg);
+            return false;
         }
         match self.kernel.find(&Target::Id(self.cell.id)) {
             Ok(Some(c)) if c.name == self.cell.name => {}
@@ -570,6 +759,10 @@ impl<'k> Monitor<'k> {
     /// Starts a requested stop. Returns false when nothing runs (done).
     fn begin_stop(&mut self) -> bool {
         let grace = take_stop_request(&self.paths).unwrap_or(DEFAULT_GRACE);
+        if let Some(c) = self.check.as_mut() {
+            c.kill();
+            self.check_orphaned = true;
+        }
         let Some(run) = &self.run else {
             self.note(Level::NOTICE, "stop requested");
             return false;
@@ -592,8 +785,12 @@ impl<'k> Monitor<'k> {
     }
 
     fn set_state(&mut self, state: SupervisorState) {
+        self.set_state_since(state, unix_now());
+    }
+
+    fn set_state_since(&mut self, state: SupervisorState, since: u64) {
         self.status.state = state;
-        self.status.since = unix_now();
+        self.status.since = since;
         if let Err(e) = status::write_status(&self.paths.status, &self.status) {
             let msg = format!("cannot write the status file: {e:#}");
             self.log_line("supervise", &msg);
@@ -670,19 +867,4 @@ pub fn unix_now_ms() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_ten_and_resets_after_a_stable_run() {
-        let short = Duration::from_secs(2);
-        let mut b = Backoff::new();
-        let delays: Vec<u64> = (0..6).map(|_| b.after_run(short).as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 8, 10, 10]);
-        assert_eq!(b.after_run(Duration::from_secs(30)).as_secs(), 1);
-        assert_eq!(b.after_run(short).as_secs(), 2);
-    }
 }
