@@ -555,7 +555,7 @@ pub fn wait_for(
         match &st.health {
             Some(h) if h.state == Health::Ok => return Ok(()),
             Some(h) if h.state == Health::Failing => bail!(
-                "its health check is failing: {} ({} failed in a row){}",
+                "health check failed: {} ({} in a row){}",
                 h.last.as_deref().unwrap_or("the service is not running"),
                 h.failures,
                 recent_output(cfg, cell, first_run)
