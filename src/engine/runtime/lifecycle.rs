@@ -208,22 +208,30 @@ fn with_cleanup(e: anyhow::Error, cleanup: Result<()>) -> anyhow::Error {
     }
 }
 
-/// Runs the health check of a cell without a service, with retries, and
+/// Runs the health check of a cell without a service, with retries, within
+/// one budget (its timeout plus the retry delays: a hanging check is killed,
+/// its process group with it, and not tried again past the budget), and
 /// records the result in `state/health` (`ok`, or `failing: <why>` and the
 /// check's last lines). `None` when none is declared.
 fn check_health(cfg: &Config, kernel: &dyn Kernel, m: &CellManifest) -> Result<Option<bool>> {
     let paths = CellPaths::new(cfg, &m.name);
-    let Some(spec) = m.health_spec() else {
+    let Some(mut spec) = m.health_spec() else {
         let _ = std::fs::remove_file(paths.health_file());
         return Ok(None);
     };
     let target = Target::Name(m.name.clone());
+    let deadline = Instant::now() + spec.timeout + HEALTH_RETRY.iter().sum::<Duration>();
     let mut last = String::new();
     for (attempt, delay) in std::iter::once(&Duration::ZERO)
         .chain(HEALTH_RETRY)
         .enumerate()
     {
         std::thread::sleep(*delay);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        spec.timeout = spec.timeout.min(left);
         match supervise::health::run_once(kernel, &target, &ExecSpec::default(), &spec) {
             Ok(r) if r.passed => {
                 write_atomic(&paths.health_file(), b"ok\n")?;
