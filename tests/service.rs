@@ -151,6 +151,17 @@ fn logs_show_the_backlog_and_follow_across_restarts_and_rotation() {
     );
     drop(follow);
     w.ok(&["stop", "svc"]);
+    assert!(w
+        .ok(&["logs", "svc"])
+        .ends_with(" supervise: supervisor exiting\n"));
+    // Removing the cell's runtime removes its log, rotated files included.
+    w.ok(&["cell", "remove", "svc", "--scope", "both", "--yes"]);
+    let left: Vec<_> = std::fs::read_dir(w.dir.join("run/supervise"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("svc."))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]

@@ -598,6 +598,23 @@ fn recent_output(cfg: &Config, cell: &str, since_ms: Option<u64>) -> String {
     format!("; last output:\n  {}", text.join("\n  "))
 }
 
+/// Removes what a cell's supervisors left in the run directory (logs with
+/// their rotated files, status, lock); for removing a cell's runtime, after
+/// its supervisor stopped.
+pub fn remove_files(cfg: &Config, cell: &str) -> anyhow::Result<()> {
+    crate::names::validate("cell", cell)?;
+    if status(cfg, cell)?.is_some() {
+        bail!("the supervisor of cell {cell} still runs");
+    }
+    let paths = status::Paths::new(&cfg.run_dir, cell);
+    logfile::remove_all(&paths.log);
+    logfile::remove_all(&paths.fallback);
+    for f in [&paths.status, &paths.stop, &paths.lock] {
+        let _ = std::fs::remove_file(f);
+    }
+    Ok(())
+}
+
 /// The current file of a cell's service log (rotated ones are `.1`, `.2`, …).
 pub fn log_path(cfg: &Config, cell: &str) -> PathBuf {
     status::Paths::new(&cfg.run_dir, cell).log

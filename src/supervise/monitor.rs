@@ -62,16 +62,6 @@ struct Stream {
     readable: bool,
 }
 
-/// What one bounded read of a pipe found.
-enum Drained {
-    /// Read empty for now.
-    Empty,
-    /// The budget or the throttle ran out first (or syslog fell behind).
-    More,
-    /// End of file: the stream is closed.
-    Closed,
-}
-
 /// The service while it runs.
 struct Run {
     child: Child,
@@ -587,7 +577,7 @@ impl<'k> Monitor<'k> {
     /// Reads up to `budget` bytes from pipe `i` (within the throttle when
     /// `throttled`) and forwards the lines; at end of file, flushes and
     /// unregisters it.
-    fn read_stream(&mut self, i: usize, mut budget: usize, throttled: bool) -> Drained {
+    fn read_stream(&mut self, i: usize, mut budget: usize, throttled: bool) {
         let mut buf = [0u8; 16384];
         while budget > 0 {
             let now = Instant::now();
@@ -598,11 +588,11 @@ impl<'k> Monitor<'k> {
             };
             if allowed == 0 {
                 self.note_throttled(now);
-                return Drained::More;
+                return;
             }
             let want = buf.len().min(budget).min(allowed);
             let Some(stream) = self.run.as_mut().and_then(|r| r.streams[i].as_mut()) else {
-                return Drained::Closed;
+                return;
             };
             match (&stream.file).read(&mut buf[..want]) {
                 Ok(0) => {
@@ -618,7 +608,7 @@ impl<'k> Monitor<'k> {
                     for line in rest {
                         self.forward(label, level, &line);
                     }
-                    return Drained::Closed;
+                    return;
                 }
                 Ok(n) => {
                     let lines = stream.lines.feed(&buf[..n]);
@@ -631,18 +621,17 @@ impl<'k> Monitor<'k> {
                         self.forward(label, level, &line);
                     }
                     if throttled && self.syslog.is_behind() {
-                        return Drained::More;
+                        return;
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => {
                     // WouldBlock: drained for now (other errors: wait for EOF).
                     stream.readable = false;
-                    return Drained::Empty;
+                    return;
                 }
             }
         }
-        Drained::More
     }
 
     /// Says (at most once a minute) that the service is being slowed down.

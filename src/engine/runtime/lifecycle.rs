@@ -360,6 +360,8 @@ pub fn prune(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<()> {
             l.join(", ")
         );
     }
+    // Its service log and supervisor files go with it.
+    supervise::remove_files(cfg, name)?;
     // cell.conf first: from here on the cell no longer reads as rendered.
     match std::fs::remove_file(&paths.conf) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
