@@ -8,8 +8,8 @@
 //!
 //! * C0 controls except TAB, and DEL: `\x1b`, `\x07`, `\x0d`, …
 //! * C1 controls (U+0080–U+009F) and the Unicode characters that reorder or
-//!   break text (bidi embeddings, overrides and isolates, line and paragraph
-//!   separators): `\u{9b}`, `\u{202e}`, …
+//!   break text (bidi marks, embeddings, overrides and isolates, line and
+//!   paragraph separators): `\u{9b}`, `\u{202e}`, …
 //! * bytes that are not UTF-8: `\xff`, …
 //!
 //! A backslash is kept as it is, so ordinary text (paths, regular expressions)
@@ -58,7 +58,9 @@ fn push_char(out: &mut String, c: char) {
 fn needs_escape(c: char) -> bool {
     matches!(c,
         '\0'..='\x08' | '\x0a'..='\x1f' | '\x7f' | '\u{80}'..='\u{9f}'
-        | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        // Bidi marks, embeddings, overrides and isolates; line and paragraph separators.
+        | '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{2028}'..='\u{202e}'
+        | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]
@@ -85,6 +87,10 @@ mod tests {
         // U+009B is CSI in 8-bit terminals.
         assert_eq!(escape("x\u{9b}31m".as_bytes()), "x\\u{9b}31m");
         assert_eq!(escape("\u{202e}gpj.exe".as_bytes()), "\\u{202e}gpj.exe");
+        assert_eq!(
+            escape("a\u{200f}b\u{2067}c".as_bytes()),
+            "a\\u{200f}b\\u{2067}c"
+        );
         assert_eq!(escape(b"bad \xff\xc3 end"), "bad \\xff\\xc3 end");
         assert_eq!(escape("grüße, 日本".as_bytes()), "grüße, 日本");
     }

@@ -142,22 +142,35 @@ pub fn read_in_cell(root: &Path, path: &str, max: u64) -> Result<Option<Vec<u8>>
 }
 
 /// Opens `path` below `root` for reading: the kernel resolves it inside the
-/// root (Linux `openat2` with `RESOLVE_IN_ROOT`). Non-blocking, so a FIFO
-/// cannot hold the caller.
+/// root (Linux `openat2` with `RESOLVE_IN_ROOT`, no magic links). It is
+/// opened as a path first and only a regular file is then opened for
+/// reading, so a device node or FIFO a cell placed there is never opened.
 #[cfg(target_os = "linux")]
 fn open_in_cell(root: &Path, path: &str) -> std::io::Result<std::fs::File> {
-    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+    use std::os::fd::AsRawFd;
     let dir = rustix::fs::open(
         root,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let fd = rustix::fs::openat2(
+    let found = rustix::fs::openat2(
         &dir,
         path.trim_start_matches('/'),
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
+        OFlags::PATH | OFlags::CLOEXEC,
         Mode::empty(),
         ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )?;
+    if FileType::from_raw_mode(rustix::fs::fstat(&found)?.st_mode) != FileType::RegularFile {
+        return Err(std::io::Error::other(format!(
+            "{path} in the cell is not a regular file"
+        )));
+    }
+    // Reopening our own descriptor reaches the same inode, wherever it is now.
+    let fd = rustix::fs::open(
+        format!("/proc/self/fd/{}", found.as_raw_fd()),
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+        Mode::empty(),
     )?;
     Ok(std::fs::File::from(fd))
 }
@@ -272,8 +285,14 @@ mod tests {
         let fifo = std::ffi::CString::new(root.join("etc/fifo").to_str().unwrap()).unwrap();
         // SAFETY: mkfifo with a valid path.
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
-        let e = read_in_cell(&root, "/etc/fifo", MAX_DB).unwrap_err();
-        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let e = format!(
+            "{:#}",
+            read_in_cell(&root, "/etc/fifo", MAX_DB).unwrap_err()
+        );
+        assert!(
+            e.contains("/etc/fifo in the cell is not a regular file"),
+            "{e}"
+        );
         assert_eq!(read_in_cell(&root, "/etc/none", MAX_DB).unwrap(), None);
     }
 }
