@@ -79,7 +79,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Run a command inside a cell under a supervisor: the supervisor detaches,
 /// restarts the command with backoff (1 s doubling to 10 s, reset after 30 s of
-/// stable running) and sends each line of its output to syslog.
+/// stable running) as --restart says, runs its health check, and sends each
+/// line of its output, escaped, to syslog and to its log (cellctl logs).
 #[derive(FromArgs, Debug, PartialEq)]
 #[argh(subcommand, name = "supervise")]
 pub struct SuperviseArgs {
