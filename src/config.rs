@@ -9,6 +9,14 @@ use std::path::{Path, PathBuf};
 
 pub const DEFAULT_PATH: &str = "/etc/cellmgr.conf";
 
+/// Service logs live in the run directory, often RAM: 4 files of 1 MiB per
+/// cell and kind, taken in at 1 MiB/s at most.
+pub const DEFAULT_LOG_MAX_SIZE: u64 = 1 << 20;
+pub const DEFAULT_LOG_MAX_FILES: u32 = 4;
+pub const DEFAULT_LOG_RATE_LIMIT: u64 = 1 << 20;
+/// The most files `CELL_LOG_MAX_FILES` may keep.
+pub const LOG_MAX_FILES_LIMIT: u32 = 100;
+
 /// Where the cells' root file system comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BaseSource {
@@ -39,6 +47,13 @@ pub struct Config {
     pub pkg_tool: String,
     /// The syslog socket supervisors log to.
     pub syslog_socket: PathBuf,
+    /// Size at which a service log file (and the syslog fallback file) is rotated.
+    pub log_max_size: u64,
+    /// Files of each log kept, the current one included (at least 1).
+    pub log_max_files: u32,
+    /// Bytes per second of a service's output the supervisor takes in; a service
+    /// writing faster waits on its pipe. 0: no limit.
+    pub log_rate_limit: u64,
     /// cgroup2 mount point; `None` means detect (`/sys/fs/cgroup` or `/sys/fs/cgroup/unified`).
     pub cgroup_root: Option<PathBuf>,
     /// Limits of a cell that does not set its own (`None`: unlimited).
@@ -96,6 +111,12 @@ pub const KEYS: &[(&str, &str)] = &[
     ("CELL_BACKUP_KEEP", "a count (0 keeps all)"),
     ("CELL_PKG_TOOL", "a command such as 'pkg_add' or empty"),
     ("CELL_SYSLOG_SOCKET", "an absolute path"),
+    ("CELL_LOG_MAX_SIZE", "a size of at least 4k, such as 1m"),
+    ("CELL_LOG_MAX_FILES", "a count from 1 to 100"),
+    (
+        "CELL_LOG_RATE_LIMIT",
+        "bytes per second such as 1m, or 0 for no limit",
+    ),
     ("CELL_CGROUP_ROOT", "an absolute path or empty (detect)"),
     ("CELL_DEFAULT_MAXPROC", LimitForm::Processes.expected()),
     ("CELL_DEFAULT_MEMORY", LimitForm::Memory.expected()),
@@ -141,6 +162,9 @@ impl Default for Config {
                 "/dev/log"
             }
             .into(),
+            log_max_size: DEFAULT_LOG_MAX_SIZE,
+            log_max_files: DEFAULT_LOG_MAX_FILES,
+            log_rate_limit: DEFAULT_LOG_RATE_LIMIT,
             cgroup_root: None,
             default_limits: DefaultLimits::default(),
             pty_max: 64,
@@ -248,6 +272,21 @@ impl Config {
                 }
                 "CELL_SHM_SIZE" => {
                     cfg.shm_size = rcconf::parse_size(v).filter(|n| *n > 0).ok_or_else(bad)?
+                }
+                "CELL_LOG_MAX_SIZE" => {
+                    cfg.log_max_size = rcconf::parse_size(v)
+                        .filter(|n| *n >= 4096)
+                        .ok_or_else(bad)?
+                }
+                "CELL_LOG_MAX_FILES" => {
+                    cfg.log_max_files = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=LOG_MAX_FILES_LIMIT).contains(n))
+                        .ok_or_else(bad)?
+                }
+                "CELL_LOG_RATE_LIMIT" => {
+                    cfg.log_rate_limit = rcconf::parse_size(v).ok_or_else(bad)?
                 }
                 "CELL_DEV_SIZE" => {
                     let digits = v.trim_end_matches(['k', 'm', 'g', 'K', 'M', 'G']);
@@ -369,6 +408,31 @@ mod tests {
         assert!(parse("CELL_PTY_MAX=0\n")
             .unwrap_err()
             .contains("from 1 to 4096"));
+    }
+
+    #[test]
+    fn log_limits_have_defaults_and_checked_values() {
+        let c = parse("").unwrap();
+        assert_eq!(
+            (c.log_max_size, c.log_max_files, c.log_rate_limit),
+            (1 << 20, 4, 1 << 20)
+        );
+        let c =
+            parse("CELL_LOG_MAX_SIZE=64k\nCELL_LOG_MAX_FILES=2\nCELL_LOG_RATE_LIMIT=0\n").unwrap();
+        assert_eq!(
+            (c.log_max_size, c.log_max_files, c.log_rate_limit),
+            (65536, 2, 0)
+        );
+        assert_eq!(
+            parse("CELL_LOG_MAX_SIZE=100\n").unwrap_err(),
+            "/etc/cellmgr.conf:1: CELL_LOG_MAX_SIZE='100': expected a size of at least 4k, such as 1m"
+        );
+        assert!(parse("CELL_LOG_MAX_FILES=0\n")
+            .unwrap_err()
+            .contains("expected a count from 1 to 100"));
+        assert!(parse("CELL_LOG_RATE_LIMIT=fast\n")
+            .unwrap_err()
+            .contains("expected bytes per second"));
     }
 
     #[test]

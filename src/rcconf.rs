@@ -236,15 +236,14 @@ pub fn yes_no(b: bool) -> &'static str {
     }
 }
 
-/// A size in bytes: a decimal number, optionally followed by `k`, `m`, `g` or
-/// `t` (either case; powers of 1024), e.g. `512M`. No fractions, no zero-width
-/// values such as `k` alone.
+/// A byte size: digits with an optional `k`, `m` or `g` suffix (powers of
+/// 1024, either case), e.g. `1048576`, `512k`, `4M`. No fractions, no
+/// zero-width values such as `k` alone.
 pub fn parse_size(v: &str) -> Option<u64> {
     let (digits, shift) = match v.as_bytes().last()? {
         b'k' | b'K' => (&v[..v.len() - 1], 10),
         b'm' | b'M' => (&v[..v.len() - 1], 20),
         b'g' | b'G' => (&v[..v.len() - 1], 30),
-        b't' | b'T' => (&v[..v.len() - 1], 40),
         _ => (v, 0),
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -257,7 +256,7 @@ pub fn parse_size(v: &str) -> Option<u64> {
 /// A size as [`parse_size`] reads it, in the largest unit that divides it
 /// exactly (`64M`, `1536K`, `1000`).
 pub fn format_size(bytes: u64) -> String {
-    for (shift, unit) in [(40, 'T'), (30, 'G'), (20, 'M'), (10, 'K')] {
+    for (shift, unit) in [(30, 'G'), (20, 'M'), (10, 'K')] {
         if bytes != 0 && bytes % (1u64 << shift) == 0 {
             return format!("{}{unit}", bytes >> shift);
         }
@@ -328,6 +327,25 @@ impl LimitForm {
     }
 }
 
+/// A duration: digits with a unit `ms`, `s`, `m` or `h`; plain digits are
+/// seconds (`30`, `30s`, `500ms`, `2m`).
+pub fn parse_duration(v: &str) -> Option<std::time::Duration> {
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    if digits.is_empty() {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => None,
+    }?;
+    Some(std::time::Duration::from_millis(ms))
+}
+
 /// The closest known key within a small edit distance, for "did you mean" hints.
 pub fn suggest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
     known
@@ -378,8 +396,7 @@ mod tests {
         assert_eq!(parse_size("64k"), Some(64 << 10));
         assert_eq!(parse_size("32M"), Some(32 << 20));
         assert_eq!(parse_size("2g"), Some(2 << 30));
-        assert_eq!(parse_size("1T"), Some(1 << 40));
-        for bad in ["", "M", "1.5G", "-1", "12MB", " 1", "99999999999999T"] {
+        for bad in ["", "M", "1.5G", "-1", "12MB", " 1", "99999999999999G"] {
             assert_eq!(parse_size(bad), None, "{bad:?}");
         }
         for (n, text) in [
@@ -397,6 +414,26 @@ mod tests {
         parse(Path::new("t.conf"), text)
             .map(|v| v.into_iter().map(|a| (a.key, a.value)).collect())
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("1048576"), Some(1 << 20));
+        assert_eq!(parse_size("512k"), Some(512 << 10));
+        assert_eq!(parse_size("4M"), Some(4 << 20));
+        assert_eq!(parse_size("1g"), Some(1 << 30));
+        for bad in ["", "k", "1.5M", "-1", "1T", "1 M", "99999999999999999999g"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+        use std::time::Duration;
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        for bad in ["", "s", "1.5s", "-1s", "1d", "1 s", "ms"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -36,6 +36,7 @@ enum Command {
     List(ListArgs),
     Stats(StatsArgs),
     Supervise(crate::supervise::SuperviseArgs),
+    Logs(crate::supervise::logread::LogsArgs),
 }
 
 /// Create a cell rooted at ROOT and print "cell <id>".
@@ -175,6 +176,7 @@ pub fn main(personality: &str, args: &[String]) -> i32 {
             Command::List(a) => list(kernel.as_ref(), a),
             Command::Stats(a) => stats(&cfg, kernel.as_ref(), a),
             Command::Supervise(a) => crate::supervise::run_command(&cfg, kernel.as_ref(), a),
+            Command::Logs(a) => logs(&cfg, kernel.as_ref(), a),
         }
     })
 }
@@ -266,6 +268,33 @@ fn exec(kernel: &dyn Kernel, a: ExecArgs) -> Result<i32> {
     kernel
         .run(&target, &spec)
         .with_context(|| format!("enter {target}"))
+}
+
+/// The service log of a supervised cell: by name also after the cell is gone,
+/// by id while it exists.
+fn logs(cfg: &Config, kernel: &dyn Kernel, a: crate::supervise::logread::LogsArgs) -> Result<i32> {
+    use crate::supervise::{self, logread};
+    let name = match Target::parse(&a.cell) {
+        Target::Name(n) => {
+            crate::names::validate("cell", &n)?;
+            n
+        }
+        id => {
+            kernel
+                .find(&id)?
+                .ok_or_else(|| anyhow::anyhow!("{id} not found (name a cell that is gone)"))?
+                .name
+        }
+    };
+    let query = a.query(supervise::unix_now_ms())?;
+    let path = supervise::log_path(cfg, &name);
+    if !logread::exists(&path) && !a.follow {
+        anyhow::bail!(
+            "cell {name} has no service log: it was never supervised here (cellctl supervise)"
+        );
+    }
+    logread::print(&path, &query, a.follow)?;
+    Ok(exit::EXIT_OK)
 }
 
 fn output_options(

@@ -245,6 +245,20 @@ pub struct SupervisorView {
     pub restarts: Option<u64>,
     pub last_exit: String,
     pub state: String,
+    /// The `health` field, when the supervisor runs health checks.
+    pub health: Option<String>,
+}
+
+/// The `health` field: `ok`, `starting`, or `failing: <how the last check
+/// ended>`.
+fn health_field(h: &crate::supervise::HealthStatus) -> String {
+    match h.state {
+        crate::supervise::Health::Failing => format!(
+            "failing: {}",
+            h.last.as_deref().unwrap_or("the service is not running")
+        ),
+        s => s.as_str().to_string(),
+    }
 }
 
 /// What the kernel (and supervisors) report, gathered by the caller.
@@ -277,6 +291,7 @@ pub fn runtime_facts(cfg: &Config, kernel: &dyn Kernel, want_stats: bool) -> Res
                     restarts: Some(st.restarts),
                     last_exit: st.last_exit.unwrap_or_default(),
                     state: st.state.as_str().to_string(),
+                    health: st.health.as_ref().map(health_field),
                 },
             );
         }
@@ -406,7 +421,10 @@ pub fn cell_rows(cfg: &Config, desired: &Desired, facts: &RuntimeFacts) -> Resul
             row.last_exit = sv.last_exit.clone();
             row.supervisor = sv.state.clone();
         }
-        if has_dir {
+        if let Some(h) = facts.supervisors.get(name).and_then(|s| s.health.clone()) {
+            row.health = h;
+        } else if has_dir {
+            // A cell without a service: its check ran once, at start.
             row.health = std::fs::read_to_string(paths.health_file())
                 .map(|t| t.lines().next().unwrap_or_default().to_string())
                 .unwrap_or_default();

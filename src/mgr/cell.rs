@@ -5,6 +5,7 @@ use super::output::{fields, options, render_one};
 use super::removal::{manifest_names, Removal, Selection};
 use super::{load_config, lock, lock_named, runtime_facts, Run, Scope};
 use crate::config::Config;
+use crate::engine::lock::LockGuard;
 use crate::engine::manifest::{self, Desired, WriteMode};
 use crate::engine::read::{self, CELL_SCHEMA, STATS_FIELDS};
 use crate::engine::runtime::{self, lifecycle, RenderOutcome};
@@ -26,6 +27,7 @@ subcommands! {
         Show(Show),
         Fields(Fields),
         Shell(Shell),
+        Logs(crate::supervise::logread::LogsArgs) => super::logs::run,
         Edit(Edit),
         Backup(super::backup::BackupArgs) => |b| super::backup::run(crate::engine::backup::Kind::Cell, b),
     }
@@ -299,10 +301,10 @@ fn converge(cfg: &Config, name: &str) -> Result<i32> {
     let kernel = host_kernel(cfg)?;
     let running = kernel.find(&Target::Name(name.to_string()))?.is_some();
     match (m.autostart, running) {
-        (true, false) => start_one(cfg, kernel.as_ref(), name),
+        (true, false) => start_one(cfg, kernel.as_ref(), name, None),
         (true, true) if outcome != RenderOutcome::Unchanged => {
             lifecycle::stop(cfg, kernel.as_ref(), name)?;
-            start_one(cfg, kernel.as_ref(), name)
+            start_one(cfg, kernel.as_ref(), name, None)
         }
         (false, true) => {
             lifecycle::stop(cfg, kernel.as_ref(), name)?;
@@ -754,38 +756,80 @@ impl Run for Remove {
     }
 }
 
-/// Starts one cell and reports it; exit 1 when its health check fails.
-fn start_one(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<i32> {
+/// The mutation lock of a command that lets it go while it waits for a
+/// start to prove itself (health checks may take their whole budget, and
+/// other commands must not wait for them).
+struct HeldLock<'a> {
+    cfg: &'a Config,
+    what: &'static str,
+    guard: Option<LockGuard>,
+}
+
+impl<'a> HeldLock<'a> {
+    fn take(cfg: &'a Config, what: &'static str) -> Result<HeldLock<'a>> {
+        Ok(HeldLock {
+            cfg,
+            what,
+            guard: Some(lock(cfg, what)?),
+        })
+    }
+
+    /// Runs `f` without the lock, then takes it again.
+    fn released<T>(&mut self, f: impl FnOnce() -> T) -> Result<T> {
+        self.guard = None;
+        let r = f();
+        self.guard = Some(lock(self.cfg, self.what)?);
+        Ok(r)
+    }
+}
+
+/// Starts one cell and reports it; exit 1 when the start failed its verdict
+/// (the service ended right away, or its health check failed). With `held`,
+/// the verdict is awaited without the lock.
+fn start_one(
+    cfg: &Config,
+    kernel: &dyn Kernel,
+    name: &str,
+    held: Option<&mut HeldLock>,
+) -> Result<i32> {
     match lifecycle::start(cfg, kernel, name)? {
         lifecycle::StartOutcome::AlreadyRunning { cid } => {
             println!("cell {name} is already running (cid {cid})");
             Ok(EXIT_OK)
         }
-        lifecycle::StartOutcome::Started { cid, healthy, .. } => {
-            println!("started cell {name} (cid {cid})");
-            if healthy == Some(false) {
-                let health =
-                    std::fs::read_to_string(runtime::CellPaths::new(cfg, name).health_file())
-                        .unwrap_or_default();
-                eprintln!(
-                    "cellmgr: cell {name} is running but its health check is {}",
-                    health.trim()
-                );
-                return Ok(EXIT_FAILURE);
+        lifecycle::StartOutcome::Started { cid, .. } => {
+            let verdict = match held {
+                Some(h) => h.released(|| lifecycle::wait_started(cfg, kernel, name))?,
+                None => lifecycle::wait_started(cfg, kernel, name),
+            };
+            match verdict {
+                Ok(()) => {
+                    println!("started cell {name} (cid {cid})");
+                    Ok(EXIT_OK)
+                }
+                Err(e) => {
+                    eprintln!("cellmgr: cell {name} (cid {cid}) failed to start: {e:#}");
+                    Ok(EXIT_FAILURE)
+                }
             }
-            Ok(EXIT_OK)
         }
     }
 }
 
 /// `start_one` for a command that starts several cells: its exit code is
 /// folded into `code`; a failure is reported and sets `code` to failure.
-/// Returns whether the cell could be started.
-fn start_reporting(cfg: &Config, kernel: &dyn Kernel, name: &str, code: &mut i32) -> bool {
-    match start_one(cfg, kernel, name) {
+/// Returns whether the cell started.
+fn start_reporting(
+    cfg: &Config,
+    kernel: &dyn Kernel,
+    name: &str,
+    held: &mut HeldLock,
+    code: &mut i32,
+) -> bool {
+    match start_one(cfg, kernel, name, Some(held)) {
         Ok(c) => {
             *code = (*code).max(c);
-            true
+            c == EXIT_OK
         }
         Err(e) => {
             eprintln!("cellmgr: starting cell {name}: {e:#}");
@@ -880,7 +924,7 @@ impl Run for Start {
             .scope
             .require("cell start", &[Scope::Runtime, Scope::Both])?;
         let cfg = load_config()?;
-        let _lock = lock(&cfg, "cell start")?;
+        let mut held = HeldLock::take(&cfg, "cell start")?;
         let (desired, targets) =
             lifecycle_targets(&cfg, &self.name, self.all, self.ignore_autostart, "start")?;
         let kernel = host_kernel(&cfg)?;
@@ -897,7 +941,7 @@ impl Run for Start {
             if scope.desired() && targets.contains(n) {
                 set_autostart(&cfg, n, true)?;
             }
-            if !start_reporting(&cfg, kernel.as_ref(), n, &mut code) && !self.all {
+            if !start_reporting(&cfg, kernel.as_ref(), n, &mut held, &mut code) && !self.all {
                 break;
             }
         }
@@ -1001,7 +1045,7 @@ pub struct Restart {
 impl Run for Restart {
     fn run(self) -> Result<i32> {
         let cfg = load_config()?;
-        let _lock = lock(&cfg, "cell restart")?;
+        let mut held = HeldLock::take(&cfg, "cell restart")?;
         let (_, targets) = lifecycle_targets(&cfg, &self.name, self.all, false, "restart")?;
         let kernel = host_kernel(&cfg)?;
         let mut code = EXIT_OK;
@@ -1012,7 +1056,7 @@ impl Run for Restart {
             }
         }
         for n in &targets {
-            start_reporting(&cfg, kernel.as_ref(), n, &mut code);
+            start_reporting(&cfg, kernel.as_ref(), n, &mut held, &mut code);
         }
         Ok(code)
     }

@@ -279,6 +279,7 @@ mod tests {
             last_exit: None,
             backoff_secs: 0,
             recent_starts_ms: vec![],
+            health: None,
         }
     }
 

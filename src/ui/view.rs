@@ -344,8 +344,10 @@ pub fn state_style(state: &str) -> Style {
     }
 }
 
+/// `ok`, `starting`, or `failing: <why>` (the read contract's `health`).
 fn health_style(health: &str) -> Style {
-    match health {
+    let state = health.split(':').next().unwrap_or_default();
+    match state {
         "healthy" | "ok" => fg(GREEN),
         "unhealthy" | "failing" | "failed" => Style {
             fg: RED,

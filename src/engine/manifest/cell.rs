@@ -5,8 +5,10 @@ use super::mounts::{self, Mount};
 use crate::config::{Config, DefaultLimits};
 use crate::kernel::{Limit, Limits, Profile, Rlimits};
 use crate::rcconf::{self, FileError, LimitForm};
+use crate::supervise::{environ, HealthSpec, RestartPolicy};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Syslog routing of the service's output (the `CELL_SUPERVISE_*` log keys).
 /// `None` means the supervisor's default.
@@ -51,6 +53,30 @@ impl LimitKeys {
     }
 }
 
+/// How the service runs beyond its command (`CELL_SUPERVISE_ENV`, `_ENV_FILE`,
+/// `_USER`, `_GROUP`, `_RESTART`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceSettings {
+    pub env: environ::Vars,
+    /// A host file of more variables (root's only).
+    pub env_file: Option<PathBuf>,
+    /// A name or id, resolved in the cell.
+    pub user: Option<String>,
+    pub group: Option<String>,
+    /// `None`: the default (always).
+    pub restart: Option<RestartPolicy>,
+}
+
+/// The health check's schedule (`CELL_HEALTHCHECK_INTERVAL`, `_TIMEOUT`,
+/// `_RETRIES`, `_START_PERIOD`); `None` means the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HealthSettings {
+    pub interval: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub retries: Option<u32>,
+    pub start_period: Option<Duration>,
+}
+
 /// A parsed, validated cell manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CellManifest {
@@ -66,9 +92,11 @@ pub struct CellManifest {
     pub log: LogSettings,
     /// `CELL_SUPERVISE_CMD`, run as `/bin/sh -c 'exec <cmd>'`; `None`: nothing supervised.
     pub supervise_cmd: Option<String>,
+    pub service: ServiceSettings,
     pub depends_on: Vec<String>,
     /// `CELL_HEALTHCHECK_CMD`, run inside the cell with `/bin/sh -c`.
     pub healthcheck: Option<String>,
+    pub health: HealthSettings,
     pub mounts: Vec<Mount>,
     /// Line of each key present in the file, for errors found later (cross-file checks).
     pub lines: BTreeMap<&'static str, usize>,
@@ -108,10 +136,37 @@ pub const CELL_KEYS: &[(&str, &str)] = &[
     ),
     ("CELL_SUPERVISE_CMD", "a shell command"),
     (
+        "CELL_SUPERVISE_ENV",
+        "KEY=value words separated by spaces (values with spaces go in CELL_SUPERVISE_ENV_FILE)",
+    ),
+    (
+        "CELL_SUPERVISE_ENV_FILE",
+        "an absolute path to a file of KEY=value lines, owned by root, mode 0600",
+    ),
+    (
+        "CELL_SUPERVISE_USER",
+        "a user name or uid, as the cell's /etc/passwd knows it",
+    ),
+    (
+        "CELL_SUPERVISE_GROUP",
+        "a group name or gid, as the cell's /etc/group knows it",
+    ),
+    ("CELL_SUPERVISE_RESTART", "always, on-failure or never"),
+    (
         "CELL_DEPENDS_ON",
         "a comma-separated list of other cells' names",
     ),
     ("CELL_HEALTHCHECK_CMD", "a shell command run inside the cell"),
+    (
+        "CELL_HEALTHCHECK_INTERVAL",
+        "a duration above zero such as 30s, 500ms or 2m",
+    ),
+    (
+        "CELL_HEALTHCHECK_TIMEOUT",
+        "a duration above zero such as 10s",
+    ),
+    ("CELL_HEALTHCHECK_RETRIES", "a count from 1 to 100"),
+    ("CELL_HEALTHCHECK_START_PERIOD", "a duration such as 0, 30s or 2m"),
     (
         "CELL_VOLUME_MOUNTS",
         "a comma-separated list of volume:/target[:ro|rw] (host:/path:/target[:ro|rw] with CELL_ALLOW_HOST_MOUNTS=YES)",
@@ -178,6 +233,29 @@ pub fn parse_names(v: &str) -> Vec<String> {
         .collect()
 }
 
+/// A user or group as a manifest may name it: a name or a number.
+fn valid_account(v: &str) -> bool {
+    v.len() <= 32
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && !v.starts_with('-')
+}
+
+/// A duration as manifests write it (`500ms`, `30s`, `2m`, `1h`); empty when unset.
+pub fn format_duration(d: Option<Duration>) -> String {
+    let Some(d) = d else {
+        return String::new();
+    };
+    let ms = d.as_millis();
+    match ms {
+        0 => "0s".into(),
+        _ if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        _ if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        _ => format!("{ms}ms"),
+    }
+}
+
 fn valid_level(v: &str) -> bool {
     LEVELS.contains(&v) || matches!(v, "0" | "1" | "2" | "3" | "4" | "5" | "6" | "7")
 }
@@ -207,8 +285,10 @@ impl CellManifest {
             limits: LimitKeys::default(),
             log: LogSettings::default(),
             supervise_cmd: None,
+            service: ServiceSettings::default(),
             depends_on: Vec::new(),
             healthcheck: None,
+            health: HealthSettings::default(),
             mounts: Vec::new(),
             lines: BTreeMap::new(),
         };
@@ -294,7 +374,67 @@ impl CellManifest {
                     m.log.tag = opt(v);
                 }
                 "CELL_SUPERVISE_CMD" => m.supervise_cmd = opt(v),
+                "CELL_SUPERVISE_ENV" => {
+                    m.service.env = environ::parse_list(v).map_err(|w| bad(Some(w)))?
+                }
+                "CELL_SUPERVISE_ENV_FILE" => {
+                    if !v.is_empty() && !v.starts_with('/') {
+                        return Err(bad(None));
+                    }
+                    m.service.env_file = opt(v).map(PathBuf::from);
+                }
+                "CELL_SUPERVISE_USER" | "CELL_SUPERVISE_GROUP" => {
+                    if !v.is_empty() && !valid_account(v) {
+                        return Err(bad(Some(
+                            "names are letters, digits, '.', '_' and '-'".into(),
+                        )));
+                    }
+                    if *key == "CELL_SUPERVISE_USER" {
+                        m.service.user = opt(v);
+                    } else {
+                        m.service.group = opt(v);
+                    }
+                }
+                "CELL_SUPERVISE_RESTART" => {
+                    m.service.restart = if v.is_empty() {
+                        None
+                    } else {
+                        Some(v.parse().map_err(|_| bad(None))?)
+                    }
+                }
                 "CELL_HEALTHCHECK_CMD" => m.healthcheck = opt(v),
+                "CELL_HEALTHCHECK_INTERVAL" | "CELL_HEALTHCHECK_TIMEOUT" => {
+                    let d = match v {
+                        "" => None,
+                        _ => Some(
+                            rcconf::parse_duration(v)
+                                .filter(|d| !d.is_zero())
+                                .ok_or_else(|| bad(None))?,
+                        ),
+                    };
+                    if *key == "CELL_HEALTHCHECK_INTERVAL" {
+                        m.health.interval = d;
+                    } else {
+                        m.health.timeout = d;
+                    }
+                }
+                "CELL_HEALTHCHECK_RETRIES" => {
+                    m.health.retries = match v {
+                        "" => None,
+                        _ => Some(
+                            v.parse()
+                                .ok()
+                                .filter(|n| (1..=100).contains(n))
+                                .ok_or_else(|| bad(None))?,
+                        ),
+                    }
+                }
+                "CELL_HEALTHCHECK_START_PERIOD" => {
+                    m.health.start_period = match v {
+                        "" => None,
+                        _ => Some(rcconf::parse_duration(v).ok_or_else(|| bad(None))?),
+                    }
+                }
                 "CELL_DEPENDS_ON" => {
                     let names = parse_names(v);
                     for n in &names {
@@ -323,6 +463,42 @@ impl CellManifest {
                 other => unreachable!("key {other} is in CELL_KEYS but not handled"),
             }
         }
+        let needs = |key: &str, what: &str| {
+            FileError::new(path, m.line_of(key), format!("{key} needs {what}"))
+        };
+        if m.service.group.is_some() && m.service.user.is_none() {
+            return Err(needs("CELL_SUPERVISE_GROUP", "CELL_SUPERVISE_USER"));
+        }
+        if m.supervise_cmd.is_none() {
+            for key in [
+                "CELL_SUPERVISE_ENV",
+                "CELL_SUPERVISE_ENV_FILE",
+                "CELL_SUPERVISE_USER",
+                "CELL_SUPERVISE_RESTART",
+            ] {
+                if m.assignments()
+                    .iter()
+                    .any(|(k, v)| *k == key && !v.is_empty())
+                {
+                    return Err(needs(
+                        key,
+                        "CELL_SUPERVISE_CMD (it sets how the service runs)",
+                    ));
+                }
+            }
+        }
+        if m.healthcheck.is_none() && m.health != HealthSettings::default() {
+            let key = [
+                "CELL_HEALTHCHECK_INTERVAL",
+                "CELL_HEALTHCHECK_TIMEOUT",
+                "CELL_HEALTHCHECK_RETRIES",
+                "CELL_HEALTHCHECK_START_PERIOD",
+            ]
+            .into_iter()
+            .find(|k| m.line_of(k).is_some())
+            .unwrap_or("CELL_HEALTHCHECK_INTERVAL");
+            return Err(needs(key, "CELL_HEALTHCHECK_CMD"));
+        }
         Ok(m)
     }
 
@@ -350,6 +526,17 @@ impl CellManifest {
                 LimitForm::Disk.format(Some(disk))
             ),
         ))
+    }
+
+    /// The health check as the supervisor runs it, with the defaults filled in.
+    pub fn health_spec(&self) -> Option<HealthSpec> {
+        let cmd = self.healthcheck.as_deref()?;
+        let mut h = HealthSpec::new(cmd);
+        h.interval = self.health.interval.unwrap_or(h.interval);
+        h.timeout = self.health.timeout.unwrap_or(h.timeout);
+        h.retries = self.health.retries.unwrap_or(h.retries);
+        h.start_period = self.health.start_period.unwrap_or(h.start_period);
+        Some(h)
     }
 
     /// Every key with its normalised value, in canonical order; empty means unset.
@@ -386,8 +573,53 @@ impl CellManifest {
             ("CELL_SUPERVISE_STDERR_LEVEL", o(&self.log.stderr_level)),
             ("CELL_SUPERVISE_TAG", o(&self.log.tag)),
             ("CELL_SUPERVISE_CMD", o(&self.supervise_cmd)),
+            (
+                "CELL_SUPERVISE_ENV",
+                self.service
+                    .env
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            (
+                "CELL_SUPERVISE_ENV_FILE",
+                self.service
+                    .env_file
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            ("CELL_SUPERVISE_USER", o(&self.service.user)),
+            ("CELL_SUPERVISE_GROUP", o(&self.service.group)),
+            (
+                "CELL_SUPERVISE_RESTART",
+                self.service
+                    .restart
+                    .map(|r| r.as_str().to_string())
+                    .unwrap_or_default(),
+            ),
             ("CELL_DEPENDS_ON", self.depends_on.join(",")),
             ("CELL_HEALTHCHECK_CMD", o(&self.healthcheck)),
+            (
+                "CELL_HEALTHCHECK_INTERVAL",
+                format_duration(self.health.interval),
+            ),
+            (
+                "CELL_HEALTHCHECK_TIMEOUT",
+                format_duration(self.health.timeout),
+            ),
+            (
+                "CELL_HEALTHCHECK_RETRIES",
+                self.health
+                    .retries
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "CELL_HEALTHCHECK_START_PERIOD",
+                format_duration(self.health.start_period),
+            ),
             ("CELL_VOLUME_MOUNTS", mounts::format_list(&self.mounts)),
         ]);
         v

@@ -239,7 +239,8 @@ pub fn load_all(cfg: &Config) -> Result<Desired> {
     Ok(d)
 }
 
-/// The references of one cell that do not resolve, as file:line errors.
+/// The references of one cell that do not resolve (and an env file that is
+/// not root's alone), as file:line errors.
 fn check_refs(
     m: &CellManifest,
     cell_exists: impl Fn(&str) -> bool,
@@ -252,6 +253,15 @@ fn check_refs(
                 &m.path,
                 m.line_of("CELL_VOLUME_MOUNTS"),
                 format!("CELL_VOLUME_MOUNTS: unknown volume '{v}': expected a {v}.volume manifest (cellmgr volume create {v})"),
+            ));
+        }
+    }
+    if let Some(f) = &m.service.env_file {
+        if let Err(e) = crate::supervise::environ::check_file(f) {
+            errors.push(FileError::new(
+                &m.path,
+                m.line_of("CELL_SUPERVISE_ENV_FILE"),
+                format!("CELL_SUPERVISE_ENV_FILE: {e}"),
             ));
         }
     }

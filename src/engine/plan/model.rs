@@ -400,7 +400,7 @@ mod tests {
         assert!(policy.actions[1]
             .reason
             .contains("recreate the kernel cell"));
-        // Manifest-only change (e.g. health check): re-render, no restart.
+        // Manifest-only change (e.g. dependencies, autostart): re-render, no restart.
         assert_eq!(
             run(
                 true,
