@@ -323,11 +323,11 @@ fn every_route_into_a_cell_starts_a_session_of_its_own() {
     ] {
         std::os::unix::fs::symlink("busybox", base.join("bin").join(applet)).unwrap();
     }
-    // The service notes its session and process ids, then kills its group.
+    // The service notes its session and process ids, then sleeps.
     std::fs::write(
         base.join("bin/svc"),
         "#!/bin/busybox sh\necho $(cut -d' ' -f6 /proc/$$/stat) $$ > /tmp/ids.new\n\
-         mv /tmp/ids.new /tmp/ids\nkill -9 0\n",
+         mv /tmp/ids.new /tmp/ids\nexec sleep 100000\n",
     )
     .unwrap();
     std::fs::set_permissions(
@@ -336,11 +336,13 @@ fn every_route_into_a_cell_starts_a_session_of_its_own() {
     )
     .unwrap();
     let w = World::with_conf("sess", &format!("CELL_BASE={}\n", base.display()));
+    // The check kills its group the first time it runs (each time
+    // /tmp/checked is missing) and passes after.
+    let check =
+        "CELL_HEALTHCHECK_CMD=\"test -e /tmp/checked || { touch /tmp/checked; kill -9 0; }\"\n";
     w.write_manifest(
         "grp.cell",
-        "CELL_AUTOSTART=YES\nCELL_CREATE_PROFILE=low\n\
-         CELL_SUPERVISE_CMD=/bin/svc\n\
-         CELL_HEALTHCHECK_CMD=\"test -e /tmp/checked || { touch /tmp/checked; kill -9 0; }\"\n",
+        &format!("CELL_AUTOSTART=YES\nCELL_CREATE_PROFILE=low\n{check}"),
     );
     w.write_manifest("grp.apply", "EXEC kill -9 0\n");
     let mgr = |args: &[&str]| {
@@ -357,7 +359,7 @@ fn every_route_into_a_cell_starts_a_session_of_its_own() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // Health check (and the service, which kills its own group at once).
+    // A cell without a service: cellmgr runs its health check itself.
     std::fs::remove_file(w.manifest_dir().join("grp.apply")).unwrap();
     let out = bystander.run(mgr(&["apply", "grp"]));
     assert_survived("health check", &out, &mut bystander);
@@ -367,13 +369,29 @@ fn every_route_into_a_cell_starts_a_session_of_its_own() {
         "the health check's second attempt: {health:?}; stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rows = w.rows("name,running,supervisor");
-    assert!(rows.starts_with("grp\t1\t"), "{rows}");
+
+    // With a service: the supervisor starts it and runs the checks; the
+    // first check kills its group again, and the supervisor carries on.
     let upper = w.data_dir().join("grp/overlay/upper/tmp");
+    std::fs::remove_file(upper.join("checked")).unwrap();
+    w.write_manifest(
+        "grp.cell",
+        &format!(
+            "CELL_AUTOSTART=YES\nCELL_CREATE_PROFILE=low\nCELL_SUPERVISE_CMD=/bin/svc\n{check}"
+        ),
+    );
+    let out = bystander.run(mgr(&["apply", "grp"]));
+    assert_survived("service", &out, &mut bystander);
+    wait_for_file(&upper.join("checked"));
     wait_for_file(&upper.join("ids"));
     let ids = std::fs::read_to_string(upper.join("ids")).unwrap();
     let ids: Vec<&str> = ids.split_whitespace().collect();
     assert_eq!(ids[0], ids[1], "the service leads no session of its own");
+    let rows = w.rows("name,running,supervisor");
+    assert!(
+        rows.starts_with("grp\t1\t") && !rows.trim_end().ends_with('\t'),
+        "the supervisor did not survive its check: {rows}"
+    );
 
     let out = bystander.run(mgr(&["shell", "grp", "/bin/sh", "-c", "kill -9 0"]));
     assert_survived("cellmgr shell", &out, &mut bystander);

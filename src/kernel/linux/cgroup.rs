@@ -123,27 +123,33 @@ pub fn remove(dir: &Path) -> Result<()> {
         return Ok(());
     }
     let _ = std::fs::write(dir.join("cgroup.kill"), "1");
-    remove_tree(dir, std::time::Instant::now() + Duration::from_secs(1))
+    remove_tree(dir)
 }
 
-fn remove_tree(dir: &Path, until: std::time::Instant) -> Result<()> {
+/// Removes a cgroup and every cgroup below it (of either version), deepest
+/// first, each once its members have left; a missing one is fine.
+pub fn remove_tree(dir: &Path) -> Result<()> {
     for child in children(dir)? {
-        remove_tree(&child, until)?;
+        remove_tree(&child)?;
     }
-    // A cgroup stays populated until its killed tasks have exited.
-    loop {
+    remove_when_empty(dir)
+}
+
+/// Removes a cgroup directory (of either version) once its members have
+/// left it, waiting up to a second for killed tasks to exit; a missing one
+/// is fine.
+pub fn remove_when_empty(dir: &Path) -> Result<()> {
+    for _ in 0..200 {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                if std::time::Instant::now() >= until {
-                    bail!("removing cgroup {}: still busy after 1 s", dir.display());
-                }
                 std::thread::sleep(Duration::from_millis(5))
             }
             Err(e) => return Err(e).with_context(|| format!("removing cgroup {}", dir.display())),
         }
     }
+    bail!("removing cgroup {}: still busy after 1 s", dir.display())
 }
 
 /// Total CPU time of a cgroup (including exited members) in microseconds, from

@@ -119,11 +119,14 @@ pub struct InitSpec<'a> {
     pub root: &'a Path,
     pub hostname: &'a str,
     pub cgroup: &'a Path,
+    /// The cell's cgroup v1 groups, joined before the init runs anything.
+    pub v1_groups: &'a [PathBuf],
     /// The cell's runtime directory: the telemetry sample and the agent's
     /// socket.
     pub sample_dir: &'a Path,
     pub profile: Profile,
     pub rlimits: Rlimits,
+    pub dev_limits: rootfs::DevLimits,
 }
 
 /// A limit as a setup field: the number, or empty for unlimited.
@@ -147,6 +150,7 @@ fn parse_limit(b: &[u8]) -> Option<Limit> {
 /// line, and host paths are none of its business.
 pub fn start_init(spec: &InitSpec) -> Result<i32> {
     let cgroup = open_dir(spec.cgroup)?;
+    let v1_tasks = super::limits::open_v1_tasks(spec.v1_groups)?;
     let (setup_r, setup_w) = pipe()?;
     let (report_r, report_w) = pipe()?;
     let null = std::fs::OpenOptions::new()
@@ -180,6 +184,13 @@ pub fn start_init(spec: &InitSpec) -> Result<i32> {
             std::mem::size_of::<CloneArgs>(),
         );
         if pid == 0 {
+            // Before it forks: every process of the cell descends from it or
+            // joins these groups itself (`enter`).
+            if super::limits::join_v1(&v1_tasks).is_err() {
+                let msg = b"error: joining the cell's cgroup v1 groups\n";
+                libc::write(report_w.as_raw_fd(), msg.as_ptr().cast(), msg.len());
+                libc::_exit(126);
+            }
             libc::setsid();
             libc::dup2(setup_r.as_raw_fd(), 0);
             libc::dup2(report_w.as_raw_fd(), 1);
@@ -200,6 +211,10 @@ pub fn start_init(spec: &InitSpec) -> Result<i32> {
         limit_field(spec.rlimits.address_space),
         limit_field(spec.rlimits.core),
     ];
+    let (pty_max, shm_size) = (
+        spec.dev_limits.pty_max.to_string(),
+        spec.dev_limits.shm_size.to_string(),
+    );
     for field in [
         spec.root.as_os_str().as_bytes(),
         spec.hostname.as_bytes(),
@@ -209,6 +224,8 @@ pub fn start_init(spec: &InitSpec) -> Result<i32> {
         limits[0].as_bytes(),
         limits[1].as_bytes(),
         limits[2].as_bytes(),
+        pty_max.as_bytes(),
+        shm_size.as_bytes(),
     ] {
         setup.extend_from_slice(field);
         setup.push(0);
@@ -248,14 +265,17 @@ struct Setup {
     sample_dir: PathBuf,
     profile: Profile,
     rlimits: Rlimits,
+    dev_limits: rootfs::DevLimits,
 }
 
 fn parse_setup(input: &[u8]) -> Option<Setup> {
     let fields: Vec<&[u8]> = input.split(|&b| b == 0).collect();
-    let [root, hostname, cgroup, sample_dir, profile, nofile, address_space, core, _] = &fields[..]
+    let [root, hostname, cgroup, sample_dir, profile, nofile, address_space, core, pty_max, shm_size, _] =
+        &fields[..]
     else {
         return None;
     };
+    let number = |b: &[u8]| std::str::from_utf8(b).ok()?.parse().ok();
     let path = |b: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(b));
     Some(Setup {
         root: path(root),
@@ -267,6 +287,10 @@ fn parse_setup(input: &[u8]) -> Option<Setup> {
             nofile: parse_limit(nofile)?,
             address_space: parse_limit(address_space)?,
             core: parse_limit(core)?,
+        },
+        dev_limits: rootfs::DevLimits {
+            pty_max: number(pty_max)?,
+            shm_size: std::str::from_utf8(shm_size).ok()?.parse().ok()?,
         },
     })
 }
@@ -338,7 +362,7 @@ fn cell_init(setup: &Setup) -> ! {
         let samples = open_dir(&setup.sample_dir)?;
         let cg = open_dir(&setup.cgroup)?;
         let listener = listen(&samples)?;
-        rootfs::enter(&setup.root)?;
+        rootfs::enter(&setup.root, &setup.dev_limits)?;
         let ptys = open_dir(Path::new("/dev/pts")).context("opening the cell's /dev/pts")?;
         let hostname = &setup.hostname;
         // SAFETY: plain system calls with valid buffers.
@@ -351,6 +375,8 @@ fn cell_init(setup: &Setup) -> ! {
                 return last_error("making the init non-dumpable");
             }
         }
+        // Every process of the cell descends from the init: bounded here once.
+        super::limits::bound_shared_pools().context("bounding the shared-pool rlimits")?;
         // Last: everything the init forks from here on shares its domain.
         landlock::scope_self().context("scoping the cell with Landlock")?;
         Ok(Agent::new(
