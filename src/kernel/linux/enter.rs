@@ -20,6 +20,7 @@ pub enum Step {
     Session,
     Terminal,
     Descriptors,
+    Cgroups,
     WorkingDirectory,
     Rlimits,
     Capabilities,
@@ -30,10 +31,11 @@ pub enum Step {
 }
 
 impl Step {
-    const ALL: [Step; 10] = [
+    const ALL: [Step; 11] = [
         Step::Session,
         Step::Terminal,
         Step::Descriptors,
+        Step::Cgroups,
         Step::WorkingDirectory,
         Step::Rlimits,
         Step::Capabilities,
@@ -52,6 +54,7 @@ impl Step {
             Step::Session => "starting a new session",
             Step::Terminal => "taking the terminal",
             Step::Descriptors => "setting up stdin, stdout and stderr",
+            Step::Cgroups => "joining the cell's process-limit group",
             Step::WorkingDirectory => "changing to the working directory",
             Step::Rlimits => "setting resource limits",
             Step::Capabilities => "dropping capabilities",

@@ -240,7 +240,7 @@ impl LinuxKernel {
         ns::stop_init(cell)?;
         cgroup::remove(&cell.cgroup)?;
         for group in &cell.v1_groups {
-            cgroup::remove_when_empty(group)?;
+            cgroup::remove_tree(group)?;
         }
         if let (Some(ids), false) = (guard, cell.ports.is_empty()) {
             if let Some(guard) = bpf::Guard::open(&self.cgroups.root, ids)? {
@@ -374,7 +374,7 @@ impl LinuxKernel {
         let cg = self.cgroups.create(id)?;
         // A crashed create's v1 groups, also for controllers this cell leaves alone.
         for leftover in self.placement().v1_groups(&self.run_key, id) {
-            cgroup::remove_when_empty(&leftover)?;
+            cgroup::remove_tree(&leftover)?;
         }
         let v1_groups = self
             .placement()

@@ -211,6 +211,13 @@ pub fn start_init(spec: &InitSpec) -> Result<i32> {
         limit_field(spec.rlimits.address_space),
         limit_field(spec.rlimits.core),
     ];
+    // The v1 groups the init's children join (one path a line).
+    let member_groups = super::limits::member_groups(spec.v1_groups);
+    let members = member_groups
+        .iter()
+        .map(|g| g.as_os_str().as_bytes())
+        .collect::<Vec<_>>()
+        .join(&b'\n');
     let (pty_max, shm_size) = (
         spec.dev_limits.pty_max.to_string(),
         spec.dev_limits.shm_size.to_string(),
@@ -226,6 +233,7 @@ pub fn start_init(spec: &InitSpec) -> Result<i32> {
         limits[2].as_bytes(),
         pty_max.as_bytes(),
         shm_size.as_bytes(),
+        &members,
     ] {
         setup.extend_from_slice(field);
         setup.push(0);
@@ -266,11 +274,13 @@ struct Setup {
     profile: Profile,
     rlimits: Rlimits,
     dev_limits: rootfs::DevLimits,
+    /// The v1 groups every process the init forks joins (`limits::MEMBERS`).
+    members: Vec<PathBuf>,
 }
 
 fn parse_setup(input: &[u8]) -> Option<Setup> {
     let fields: Vec<&[u8]> = input.split(|&b| b == 0).collect();
-    let [root, hostname, cgroup, sample_dir, profile, nofile, address_space, core, pty_max, shm_size, _] =
+    let [root, hostname, cgroup, sample_dir, profile, nofile, address_space, core, pty_max, shm_size, members, _] =
         &fields[..]
     else {
         return None;
@@ -292,6 +302,11 @@ fn parse_setup(input: &[u8]) -> Option<Setup> {
             pty_max: number(pty_max)?,
             shm_size: std::str::from_utf8(shm_size).ok()?.parse().ok()?,
         },
+        members: members
+            .split(|&b| b == b'\n')
+            .filter(|p| !p.is_empty())
+            .map(path)
+            .collect(),
     })
 }
 
@@ -362,6 +377,7 @@ fn cell_init(setup: &Setup) -> ! {
         let samples = open_dir(&setup.sample_dir)?;
         let cg = open_dir(&setup.cgroup)?;
         let listener = listen(&samples)?;
+        let members = super::limits::open_v1_tasks(&setup.members)?;
         rootfs::enter(&setup.root, &setup.dev_limits)?;
         let ptys = open_dir(Path::new("/dev/pts")).context("opening the cell's /dev/pts")?;
         let hostname = &setup.hostname;
@@ -382,6 +398,7 @@ fn cell_init(setup: &Setup) -> ! {
         Ok(Agent::new(
             listener,
             ptys,
+            members,
             Confinement::new(setup.profile, &setup.rlimits),
             telemetry::Sampler::new(samples, cg),
         ))

@@ -60,6 +60,8 @@ pub struct Agent {
     listener: OwnedFd,
     /// The cell's devpts instance (`/dev/pts`), where terminals come from.
     ptys: OwnedFd,
+    /// `tasks` of the v1 groups each child joins (`limits::MEMBERS`).
+    members: Vec<std::fs::File>,
     confinement: Confinement,
     sampler: Sampler,
     waiting: Vec<OwnedFd>,
@@ -162,6 +164,7 @@ fn open_terminal(ptys: &OwnedFd, size: WindowSize) -> std::io::Result<(OwnedFd, 
 /// The forked child: becomes the command or reports why it could not.
 fn child(
     prepared: &Prepared,
+    members: &[std::fs::File],
     confinement: &Confinement,
     terminal: bool,
     stdio: [RawFd; 3],
@@ -186,6 +189,10 @@ fn child(
         groups: &prepared.groups,
     };
     let failure = become_session_leader(terminal, stdio)
+        .and_then(|()| {
+            super::super::limits::join_v1(members)
+                .map_err(|e| (Step::Cgroups, e.raw_os_error().unwrap_or(libc::EIO)))
+        })
         .and_then(|()| confinement.apply(&creds))
         .err()
         .unwrap_or_else(|| (Step::Exec, enter::exec(&prepared.candidates, &argv, &envp)));
@@ -201,12 +208,14 @@ impl Agent {
     pub fn new(
         listener: OwnedFd,
         ptys: OwnedFd,
+        members: Vec<std::fs::File>,
         confinement: Confinement,
         sampler: Sampler,
     ) -> Agent {
         Agent {
             listener,
             ptys,
+            members,
             confinement,
             sampler,
             waiting: Vec::new(),
@@ -219,6 +228,7 @@ impl Agent {
     /// what it inherited).
     pub fn fds(&self) -> Vec<RawFd> {
         let mut fds = vec![self.listener.as_raw_fd(), self.ptys.as_raw_fd()];
+        fds.extend(self.members.iter().map(|f| f.as_raw_fd()));
         fds.extend(self.sampler.fds());
         fds
     }
@@ -337,6 +347,7 @@ impl Agent {
         if pid == 0 {
             child(
                 &prepared,
+                &self.members,
                 &self.confinement,
                 master.is_some(),
                 raw,
