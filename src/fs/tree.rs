@@ -423,6 +423,13 @@ impl Tree {
                 // Created meanwhile, or a dangling link: check again.
                 Err(e) if e.downcast_ref::<Errno>() == Some(&Errno::EXIST) => {
                     if let Err(e) = self.open_at(&prefix, path_flags() | OFlags::DIRECTORY) {
+                        if let Some(target) = dir.read_link(&leaf)? {
+                            bail!(
+                                "{} is a symbolic link to {}, which does not exist",
+                                cell_path(&prefix).display(),
+                                target.display()
+                            );
+                        }
                         bail!(
                             "{} exists and is not a directory ({})",
                             cell_path(&prefix).display(),
@@ -777,6 +784,11 @@ pub struct Object {
 impl Object {
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+
+    /// The open fd (read-only), for reading the file.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
     }
 
     pub fn chmod(&mut self, mode: u32) -> Result<()> {
