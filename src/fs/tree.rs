@@ -542,6 +542,35 @@ impl<'t> Dir<'t> {
         &self.rel
     }
 
+    pub fn tree(&self) -> &'t Tree {
+        self.tree
+    }
+
+    /// The content of the regular file `name` (not a link), at most `limit`
+    /// bytes; `None` when it is missing, larger, or not a regular file.
+    pub fn read_file(&self, name: &OsStr, limit: u64) -> Result<Option<Vec<u8>>> {
+        let fd = match rustix::fs::openat(
+            &self.fd,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) | Err(Errno::LOOP) => return Ok(None),
+            Err(e) => return Err(self.err(name, e)),
+        };
+        let meta = Meta::of(&rustix::fs::fstat(&fd).map_err(|e| self.err(name, e))?);
+        if meta.kind != Kind::File || meta.size > limit {
+            return Ok(None);
+        }
+        let mut buf = Vec::new();
+        File::from(fd)
+            .take(limit + 1)
+            .read_to_end(&mut buf)
+            .with_context(|| format!("reading {}", self.shown(name).display()))?;
+        Ok((buf.len() as u64 <= limit).then_some(buf))
+    }
+
     fn shown(&self, name: &OsStr) -> PathBuf {
         self.rel.join(name)
     }
