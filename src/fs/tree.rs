@@ -897,7 +897,12 @@ fn gid_of(id: u32) -> rustix::fs::Gid {
 
 /// `rel` as the cell writes it: absolute, for messages.
 fn cell_path(rel: &Path) -> PathBuf {
-    Path::new("/").join(resolve::relative(rel))
+    let r = resolve::relative(rel);
+    if r == Path::new(".") {
+        PathBuf::from("/")
+    } else {
+        Path::new("/").join(r)
+    }
 }
 
 /// Splits `rel` into its parent and last component, which must be a name.

@@ -173,8 +173,9 @@ fn exists(p: &Path) -> bool {
     fs::symlink_metadata(p).is_ok()
 }
 
+/// The trees hold a cell's data: removed without following links or entering mounts.
 fn remove_tree(p: &Path) -> Result<()> {
-    fs::remove_dir_all(p).with_context(|| format!("removing {}", p.display()))
+    crate::fs::tree::remove_host_tree(p)
 }
 
 fn sync_parent(p: &Path) -> Result<()> {

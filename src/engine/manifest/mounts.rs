@@ -124,9 +124,11 @@ impl Mount {
             [_, "noexec"] => (false, true),
             [_, "rw", "noexec"] => (false, true),
             [_, "ro", "noexec"] => (true, true),
-            [_, mode] => return Err(format!(
+            [_, mode] => {
+                return Err(format!(
                 "mount '{entry}': mode '{mode}' must be ro or rw (optionally followed by :noexec)"
-            )),
+            ))
+            }
             _ => return Err(format!("mount '{entry}' has too many ':'; {EXPECTED}")),
         };
         let target = check_target(rest[0])?;
