@@ -124,6 +124,53 @@ fn check_dirs(dir: &Path, file: &Path, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Why a file is not used: the file, its role, and the entry that breaks the
+/// rule (the file itself or a directory above it) with its owner and mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Untrusted {
+    pub file: PathBuf,
+    pub what: String,
+    /// `None`: the file itself; else the directory above it that is at fault.
+    pub dir: Option<PathBuf>,
+    pub owner: String,
+    pub mode: u32,
+    pub fix: String,
+}
+
+impl Untrusted {
+    /// The sentence without the leading "refusing <what> <file>" (for errors
+    /// that name the file themselves).
+    pub fn reason(&self) -> String {
+        match &self.dir {
+            None => format!(
+                "it is owned by {} with mode {:04o}; it must be owned by root and writable only by root ({})",
+                self.owner, self.mode, self.fix
+            ),
+            Some(d) => format!(
+                "the directory {} is owned by {} with mode {:04o}; every directory above it must be owned by root and writable only by root, or be root's and sticky like /tmp ({})",
+                d.display(),
+                self.owner,
+                self.mode,
+                self.fix
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for Untrusted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "refusing {} {}: {}",
+            self.what,
+            self.file.display(),
+            self.reason()
+        )
+    }
+}
+
+impl std::error::Error for Untrusted {}
+
 /// The rule for one file (`below` `None`) or one directory above `below`.
 fn check_entry(
     path: &Path,
@@ -140,23 +187,20 @@ fn check_entry(
     if owner_ok && !writable_by_others {
         return Ok(());
     }
-    let who = owner_name(md.uid());
     let fix = if owner_ok {
         format!("chmod go-w {}", path.display())
     } else {
         format!("chown root {}", path.display())
     };
-    match below {
-        None => bail!(
-            "refusing {what} {}: it is owned by {who} with mode {mode:04o}; it must be owned by root and writable only by root ({fix})",
-            path.display()
-        ),
-        Some(file) => bail!(
-            "refusing {what} {}: the directory {} is owned by {who} with mode {mode:04o}; every directory above it must be owned by root and writable only by root, or be root's and sticky like /tmp ({fix})",
-            file.display(),
-            path.display()
-        ),
+    Err(Untrusted {
+        file: below.unwrap_or(path).to_path_buf(),
+        what: what.to_string(),
+        dir: below.map(|_| path.to_path_buf()),
+        owner: owner_name(md.uid()),
+        mode,
+        fix,
     }
+    .into())
 }
 
 /// `uid 65534 (nobody)`, or just the number when the host has no name for it.

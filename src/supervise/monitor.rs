@@ -110,8 +110,8 @@ impl<'k> Monitor<'k> {
         paths: Paths,
         syslog_socket: &std::path::Path,
     ) -> anyhow::Result<Monitor<'k>> {
-        std::fs::create_dir_all(&paths.dir)
-            .with_context(|| format!("creating {}", paths.dir.display()))?;
+        // Status and logs are the cell's business: 0600 files in a 0700 directory.
+        crate::fs::host::private_dir(&paths.dir)?;
         let lock = SupervisorLock::acquire(&paths.lock)
             .with_context(|| format!("cell {} is already supervised", cell.name))?;
         let wake = WakePipe::new().context("creating the signal pipe")?;

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Splits a byte stream into lines of at most `max` bytes. A longer line is
@@ -123,7 +124,11 @@ impl LogTail {
         if crate::fs::host::write_atomic(&self.path, text.as_bytes()).is_ok() {
             self.in_file = self.lines.len();
         }
-        self.file = OpenOptions::new().append(true).open(&self.path).ok();
+        self.file = OpenOptions::new()
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&self.path)
+            .ok();
     }
 }
 
