@@ -291,6 +291,7 @@ pub fn create(
     if let Some(did) = Swap::new(&source)?.recover()? {
         log::warn!("finished an interrupted restore: {did}");
     }
+    // host path: an entry of the root-only volume directory or cell runtime
     if !source.is_dir() {
         bail!(
             "{} {name} has no data at {}: nothing to back up",

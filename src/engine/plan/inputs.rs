@@ -46,6 +46,7 @@ pub fn build(
             name: name.to_string(),
             mode,
         };
+        // host path: the volume's entry in the root-only volume directory
         let observed = std::fs::metadata(runtime::volume_dir(cfg, name))
             .ok()
             .filter(|m| m.is_dir())

@@ -217,6 +217,7 @@ fn mount_source(cfg: &Config, m: &manifest::Mount) -> Result<(PathBuf, String)> 
     match &m.source {
         MountSource::Volume(v) => {
             let declared = manifest::load_volume(cfg, v)?;
+            // host path: the volume's entry in the root-only volume directory
             if declared.is_none() && !super::volume_dir(cfg, v).is_dir() {
                 bail!("volume '{v}' has no manifest and no directory: cellmgr volume create {v} --scope both");
             }
@@ -360,11 +361,11 @@ fn compose_steps(cfg: &Config, m: &CellManifest, p: &CellPaths, rec: &mut Record
             rec.mount(&p.root, &p.overlay, "overlay", || {
                 run(&["mount", "-t", "null", &s(&p.overlay), &s(&p.root)])
             })?;
+            let root = Tree::open(&p.root, Links::Refuse)?;
             for entry in HOST_BASE {
                 let host = Path::new("/").join(entry);
                 if fs::symlink_metadata(&host).is_ok_and(|md| md.is_dir()) {
-                    let dst = p.root.join(entry);
-                    fs::create_dir_all(&dst)?;
+                    let (dst, _fd) = make_target_dir(&root, &Path::new("/").join(entry))?;
                     rec.mount(&dst, &host, "base", || {
                         run(&["mount", "-t", "null", "-o", "ro", &s(&host), &s(&dst)])
                     })?;
@@ -372,8 +373,9 @@ fn compose_steps(cfg: &Config, m: &CellManifest, p: &CellPaths, rec: &mut Record
             }
         }
     }
+    let root = Tree::open(&p.root, Links::Refuse)?;
     if cfg.local_dev {
-        let dev = p.root.join("dev");
+        let (dev, _fd) = make_target_dir(&root, Path::new("/dev"))?;
         rec.mount(&dev, Path::new("tmpfs"), "dev", || {
             run(&["mount_tmpfs", "-s", &cfg.dev_size, "tmpfs", &s(&dev)])?;
             let mut args = vec!["sh", "/dev/MAKEDEV"];
@@ -388,14 +390,12 @@ fn compose_steps(cfg: &Config, m: &CellManifest, p: &CellPaths, rec: &mut Record
             Ok(())
         })?;
         if cfg.ptyfs {
-            let pts = dev.join("pts");
-            fs::create_dir_all(&pts)?;
+            let (pts, _fd) = make_target_dir(&root, Path::new("/dev/pts"))?;
             rec.mount(&pts, Path::new("ptyfs"), "dev", || {
                 run(&["mount", "-t", "ptyfs", "ptyfs", &s(&pts)])
             })?;
         }
     }
-    let root = Tree::open(&p.root, Links::Refuse)?;
     for mnt in &m.mounts {
         let (src, kind) = mount_source(cfg, mnt)?;
         let (dst, _fd) = make_target_dir(&root, &mnt.target)?;

@@ -120,6 +120,7 @@ pub fn ensure_volume(cfg: &Config, name: &str, mode: Option<u32>) -> Result<Path
     use std::os::unix::fs::DirBuilderExt;
     crate::fs::host::private_dir(&cfg.volume_dir)?;
     let dir = volume_dir(cfg, name);
+    // host path: an entry of the root-only volume directory
     match std::fs::DirBuilder::new().mode(0o755).create(&dir) {
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
             return Err(e).with_context(|| format!("creating volume {}", dir.display()))
