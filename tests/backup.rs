@@ -37,17 +37,16 @@ struct World {
 impl World {
     fn new(tag: &str, extra_conf: &str) -> World {
         let root = TempDir::new(&format!("backup-{tag}"));
-        fs::create_dir_all(root.join("etc")).unwrap();
+        support::trusted_dir(&root.join("etc"));
         let conf = root.join("cellmgr.conf");
-        fs::write(
+        support::write_trusted(
             &conf,
             format!(
                 "CELLMGR_MANIFEST_DIR={r}/etc\nCELL_DATA_DIR={r}/cells\nCELL_VOLUME_DIR={r}/volumes\n\
                  CELL_BACKUP_DIR={r}/backups\nCELL_RUN_DIR={r}/run\nCELL_BASE_DIR={r}/base\n{extra_conf}",
                 r = root.path().display()
             ),
-        )
-        .unwrap();
+        );
         World { root, conf }
     }
 

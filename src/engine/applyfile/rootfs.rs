@@ -92,6 +92,9 @@ pub fn ensure_content(tree: &Tree, path: &str, content: &[u8]) -> Result<bool> {
 /// resolve in the cell's own `/etc/passwd` and `/etc/group`.
 pub fn ensure_attrs(tree: &Tree, path: &str, attrs: &super::Attrs) -> Result<Vec<String>> {
     let p = cell_path(path)?;
+    if *attrs == super::Attrs::default() {
+        return Ok(Vec::new());
+    }
     let uid = match &attrs.owner {
         Some(o) => {
             Some(lookup_id(tree, "/etc/passwd", o).with_context(|| format!("owner of {path}"))?)
