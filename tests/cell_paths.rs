@@ -3,15 +3,15 @@
 //! source. How the check decides:
 //!
 //! 1. A cell-controlled path is an expression naming a place such trees come
-//!    from (`TREE_SOURCES`): a cell's root or writable layer (`.root`,
-//!    `.overlay`, `writable_layer`, a `layer` or `upper`), a volume
+//!    from (`TREE_SOURCES`): a cell's root or writable layer (`.root`, a
+//!    `root`, `.overlay`, `writable_layer`, a `layer` or `upper`), a volume
 //!    (`volume_dir`, `ensure_volume`), what a backup reads or a restore builds
 //!    (`source_dir`, `staging`, a swap's `.target`/`.prev`), or a variable a
 //!    `let` in the same function bound to one (followed transitively).
 //! 2. Every source file under `src/` is checked (not `src/fs/`, the layer
 //!    itself, nor test code). A line that makes a path-based `std::fs` call
 //!    (`PATH_CALLS`) on a cell-controlled path is a finding, named by file and
-//!    line, unless it (or the line above) carries `// host path: <why>`: the
+//!    line, unless it (or the comment right above it) carries `// host path: <why>`: the
 //!    author's statement of why that path is one only host root controls (an
 //!    entry of a root-only directory, the host's own `/etc`, ...).
 //!
@@ -30,6 +30,7 @@ const TREE_SOURCES: &[&str] = &[
     "writable_layer",
     "layer",
     "upper",
+    "root",
     "volume_dir",
     "ensure_volume",
     "source_dir",
@@ -176,8 +177,12 @@ fn findings(text: &str) -> Vec<String> {
         if !PATH_CALLS.iter().any(|c| code.contains(c)) {
             continue;
         }
-        let marked =
-            line.contains(MARKER) || (i > 0 && lines[i - 1].trim_start().starts_with(MARKER));
+        // The marker on the line, or in the comment block right above it.
+        let mut above = lines[..i]
+            .iter()
+            .rev()
+            .take_while(|l| l.trim_start().starts_with("//"));
+        let marked = line.contains(MARKER) || above.any(|l| l.trim_start().starts_with(MARKER));
         if !marked {
             out.push(format!("{}: {}", i + 1, line.trim()));
         }
