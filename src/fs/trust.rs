@@ -48,6 +48,19 @@ pub fn read_to_string(path: &Path, what: &str) -> Result<Option<String>> {
 /// Opens `path` for reading after checking it and its directories; `None`
 /// when it does not exist.
 pub fn open(path: &Path, what: &str) -> Result<Option<File>> {
+    // The usual case, cheaply: the file itself is no link, in a directory
+    // already resolved and checked (a manifest directory holds hundreds).
+    if let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {
+        if let Some(dir) = checked_dir(parent, what)? {
+            let real = dir.join(name);
+            match open_nofollow(&real) {
+                Ok(f) => return check_file(f, &real, what).map(Some),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                // A link (ELOOP): resolved in full below.
+                Err(_) => {}
+            }
+        }
+    }
     let real = match std::fs::canonicalize(path) {
         Ok(p) => p,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -56,19 +69,50 @@ pub fn open(path: &Path, what: &str) -> Result<Option<File>> {
     if let Some(dir) = real.parent() {
         check_dirs(dir, &real, what)?;
     }
-    let f = std::fs::OpenOptions::new()
+    let f = open_nofollow(&real).with_context(|| format!("opening {}", real.display()))?;
+    check_file(f, &real, what).map(Some)
+}
+
+fn open_nofollow(real: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(&real)
-        .with_context(|| format!("opening {}", real.display()))?;
+        .open(real)
+}
+
+fn check_file(f: File, real: &Path, what: &str) -> Result<File> {
     let md = f
         .metadata()
         .with_context(|| format!("inspecting {}", real.display()))?;
     if !md.is_file() {
         bail!("{}: {what} is not a regular file", real.display());
     }
-    check_entry(&real, &md, None, what)?;
-    Ok(Some(f))
+    check_entry(real, &md, None, what)?;
+    Ok(f)
+}
+
+/// The real path of the directory `dir`, resolved and checked once per
+/// process (with every directory above it); `None` when it does not exist.
+fn checked_dir(dir: &Path, what: &str) -> Result<Option<PathBuf>> {
+    static REAL: std::sync::OnceLock<Mutex<std::collections::HashMap<PathBuf, PathBuf>>> =
+        std::sync::OnceLock::new();
+    let map = REAL.get_or_init(Default::default);
+    if let Some(real) = map.lock().expect("not poisoned").get(dir) {
+        return Ok(Some(real.clone()));
+    }
+    let real = match std::fs::canonicalize(dir) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("resolving {}", dir.display())),
+    };
+    // Refused: the caller's full check names the file in its error.
+    if check_dirs(&real, &real, what).is_err() {
+        return Ok(None);
+    }
+    map.lock()
+        .expect("not poisoned")
+        .insert(dir.to_path_buf(), real.clone());
+    Ok(Some(real))
 }
 
 /// Checks a directory cellmgr reads trusted files from (the backup
