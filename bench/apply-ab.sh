@@ -14,27 +14,8 @@ N=${3:-200}
 K=${4:-3}
 R=${5:-30}
 [ "$(id -u)" = 0 ] || { echo "bench/apply-ab.sh: needs root (kernel cells, mounts)" >&2; exit 1; }
-W=$(mktemp -d "${TMPDIR:-/tmp}/cells-apply-ab.XXXXXX")
-export CELLMGR_CONF="$W/cellmgr.conf"
-cleanup() {
-	"$B" mgr stop --all --ignore-autostart >/dev/null 2>&1 || true
-	awk -v d="$W/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo |
-	    sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-	rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-mkdir -p "$W/etc" "$W/cells"
-cat >"$CELLMGR_CONF" <<CONF
-CELLMGR_MANIFEST_DIR=$W/etc
-CELL_BASE=host
-CELL_DATA_DIR=$W/cells
-CELL_VOLUME_DIR=$W/volumes
-CELL_BASE_DIR=$W/base
-CELL_BACKUP_DIR=$W/backups
-CELL_RELEASE_DIR=$W/releases
-CELL_RUN_DIR=$W/run
-CONF
+. "$(dirname "$0")/world.sh"
+bench_world apply-ab "$B"
 echo "bench asset" >"$W/etc/asset.txt"
 i=0
 while [ "$i" -lt "$N" ]; do
