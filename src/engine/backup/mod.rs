@@ -616,10 +616,13 @@ fn root_attrs(cfg: &Config, kind: Kind, name: &str, target: &Path) -> Result<san
         Kind::Volume => crate::engine::manifest::load_volume(cfg, name)?.and_then(|v| v.mode),
         Kind::Cell => None,
     };
+    // The cell's root owns a new top directory; cell root is host root
+    // until cells get a user namespace of their own (then: their id map).
+    let ids = crate::fs::tree::IdMap::IDENTITY;
     Ok(sanitize::RootAttrs {
         mode: declared.unwrap_or(0o755),
-        uid: 0,
-        gid: 0,
+        uid: ids.host_uid(0)?,
+        gid: ids.host_gid(0)?,
     })
 }
 
