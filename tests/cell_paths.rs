@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 const TREE_SOURCES: &[&str] = &[
     ".root",
     ".overlay",
+    ".disk_mount",
     "writable_layer",
     "layer",
     "upper",

@@ -10,11 +10,13 @@
 //! * `resolve`: the path resolution `tree` is built on (`openat2(2)` on Linux,
 //!   a component walk with `O_NOFOLLOW` elsewhere).
 //! * `mount`: mounts into a cell's tree made on file descriptors.
+//! * `mountinfo`: the host's mount table.
 //! * `trust`: strict modes, as sshd's `StrictModes`: a file that tells root
 //!   what to do must be owned by root and writable by nobody else, all the way
 //!   up to `/`.
 pub mod host;
 pub mod mount;
+pub mod mountinfo;
 pub mod resolve;
 pub mod tree;
 pub mod trust;

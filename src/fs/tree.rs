@@ -241,6 +241,18 @@ impl Tree {
         }
     }
 
+    /// The attributes of what `rel` names, links followed as the tree does
+    /// (without opening it for reading); `None` when it does not exist.
+    pub fn meta_of_target(&self, rel: &Path) -> Result<Option<Meta>> {
+        match self.open_at(rel, path_flags()) {
+            Ok(fd) => Ok(Some(Meta::of(
+                &rustix::fs::fstat(&fd).map_err(|e| self.err(rel, e))?,
+            ))),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(self.err(rel, e)),
+        }
+    }
+
     /// Whether `rel` exists, following links as the tree does.
     pub fn exists(&self, rel: &Path) -> Result<bool> {
         match self.open_at(rel, path_flags()) {

@@ -21,6 +21,8 @@ pub enum SupervisorState {
     Backoff,
     /// A stop was requested; the service is being terminated.
     Stopping,
+    /// The service ended and its restart policy says not to start it again.
+    Exited,
 }
 
 impl SupervisorState {
@@ -29,6 +31,7 @@ impl SupervisorState {
             SupervisorState::Running => "running",
             SupervisorState::Backoff => "backoff",
             SupervisorState::Stopping => "stopping",
+            SupervisorState::Exited => "exited",
         }
     }
 }
@@ -56,6 +59,9 @@ pub struct SupervisorStatus {
     pub backoff_secs: u64,
     /// Start times of the most recent runs, unix milliseconds, oldest first.
     pub recent_starts_ms: Vec<u64>,
+    /// The service's health, when it has a health check.
+    #[serde(default)]
+    pub health: Option<super::health::HealthStatus>,
 }
 
 /// How many start times the status keeps.
@@ -73,6 +79,12 @@ pub struct Paths {
 }
 
 impl Paths {
+    /// Creates the supervisor directory, `0700` (narrowing an existing one):
+    /// service output and status are for host root only.
+    pub fn ensure_dir(&self) -> anyhow::Result<()> {
+        crate::fs::host::private_dir(&self.dir)
+    }
+
     pub fn new(run_dir: &Path, cell: &str) -> Paths {
         let dir = run_dir.join("supervise");
         Paths {
@@ -152,11 +164,13 @@ pub fn is_locked(path: &Path) -> anyhow::Result<bool> {
 }
 
 fn open_lock(path: &Path) -> anyhow::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
         .open(path)
         .with_context(|| format!("opening {}", path.display()))
 }
@@ -215,6 +229,13 @@ mod tests {
             last_exit: Some("exit 1".into()),
             backoff_secs: 2,
             recent_starts_ms: vec![1, 2, 3],
+            health: Some(super::super::health::HealthStatus {
+                state: super::super::health::Health::Ok,
+                since: 1_700_000_001,
+                failures: 0,
+                last: Some("ok".into()),
+                output: vec!["fine".into()],
+            }),
         }
     }
 
