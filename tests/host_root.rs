@@ -162,6 +162,43 @@ fn planted_alternatives_and_ld_so_conf_d_links_are_not_followed() {
 }
 
 #[test]
+fn host_etc_entries_come_from_one_shared_layer_and_the_host_wins() {
+    if !root_or_skip("host_etc_entries_come_from_one_shared_layer_and_the_host_wins") {
+        return;
+    }
+    let mut alternatives: Vec<_> = std::fs::read_dir("/etc/alternatives")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_symlink())
+        .collect();
+    alternatives.sort();
+    let alt = alternatives.first().expect("a host alternatives link");
+    let host_target = std::fs::read_link(alt).unwrap();
+    let w = World::new("hr-etcshare");
+    running_cell(&w, "web", "");
+    // The cell sees the host's entries, though its own layer holds none.
+    let seen = sh_ok(&w, "web", &format!("readlink {}", alt.display()));
+    assert_eq!(seen.trim_end(), host_target.to_str().unwrap());
+    let upper = w.data_dir().join("web/overlay/upper/etc");
+    assert!(!upper.join("alternatives").exists());
+    assert!(!upper.join("ld.so.cache").exists());
+    // What the cell changes there goes back to the host's at the next start.
+    sh_ok(
+        &w,
+        "web",
+        &format!("rm {} && echo mine > /etc/ld.so.conf", alt.display()),
+    );
+    w.ok(&["cell", "restart", "web"]);
+    let seen = sh_ok(
+        &w,
+        "web",
+        &format!("readlink {} && cat /etc/ld.so.conf", alt.display()),
+    );
+    let host_conf = std::fs::read_to_string("/etc/ld.so.conf").unwrap();
+    assert_eq!(seen, format!("{}\n{host_conf}", host_target.display()));
+}
+
+#[test]
 fn etc_and_var_replaced_by_links_keep_the_seed_inside_the_cell() {
     if !root_or_skip("etc_and_var_replaced_by_links_keep_the_seed_inside_the_cell") {
         return;

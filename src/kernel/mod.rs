@@ -200,7 +200,7 @@ pub struct ExecSpec {
 }
 
 /// What every kernel provides. Errors name the cell and the step that failed.
-pub trait Kernel {
+pub trait Kernel: Sync {
     /// "linux" or "netbsd".
     fn name(&self) -> &'static str;
     /// Creates a cell; returns its id.

@@ -17,7 +17,8 @@ use std::path::PathBuf;
 /// order (naming cells pulls in what they depend on). Prints the plan (CREATE,
 /// UPDATE, START, STOP, RESTART, APPLY, QUIESCE, WARN, NOOP, each with its
 /// reason), then carries it out. A failing cell skips its dependents; the others
-/// still converge. --dry-run ends the plan with its digest; a real run given
+/// still converge. Cells that do not depend on each other converge at once (up
+/// to --jobs); the progress lines still come in plan order. --dry-run ends the plan with its digest; a real run given
 /// --expect-digest or --expect-plan refuses, before changing anything, when the
 /// plan it computes under the lock is not the one reviewed. Exit 0 converged,
 /// 1 something failed or the plan changed; with --dry-run 2 means something
@@ -54,11 +55,18 @@ pub struct Apply {
     /// print every plan step and the output of commands run in cells
     #[argh(switch, short = 'v')]
     verbose: bool,
+    /// how many cells converge at once (default 8; 1: one after another)
+    #[argh(option, short = 'j', default = "DEFAULT_JOBS")]
+    jobs: usize,
     /// print the plan, its digest, each result and the totals as JSON Lines on
     /// stdout; progress goes to stderr
     #[argh(switch)]
     json: bool,
 }
+
+/// Cells converging at once by default: starts mostly wait (on the kernel, on
+/// file system syncs, on the supervisors), so more than the cores pay off.
+const DEFAULT_JOBS: usize = 8;
 
 impl Run for Apply {
     fn run(self) -> Result<i32> {
@@ -73,6 +81,9 @@ impl Run for Apply {
         }
         for n in &self.names {
             crate::names::validate("cell", n)?;
+        }
+        if self.jobs == 0 {
+            bail!("--jobs 0: expected at least 1 cell at a time");
         }
         let verbosity = match (self.silent, self.verbose) {
             (true, _) => Verbosity::Silent,
@@ -174,6 +185,7 @@ impl Run for Apply {
             &settings,
             Timing::default(),
             verbosity,
+            self.jobs,
             &mut out,
         );
         if self.json {

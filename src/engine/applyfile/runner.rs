@@ -70,8 +70,10 @@ impl CellRunner for KernelRunner<'_> {
             env: env.to_vec(),
             ..ExecSpec::default()
         };
-        // One pipe for stdout and stderr keeps their order.
-        let (reader, writer) = rustix::pipe::pipe().context("creating a pipe")?;
+        // One pipe for stdout and stderr keeps their order; close-on-exec, so
+        // no other thread's child keeps it open past the command.
+        let (reader, writer) =
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).context("creating a pipe")?;
         let writer2 = writer.try_clone().context("duplicating a pipe")?;
         let child = self.kernel.spawn(
             &self.target,

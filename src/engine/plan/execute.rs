@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 /// The runtime operations apply needs; implemented over `engine::runtime` and
 /// the kernel, and by an in-memory fake in tests.
-pub trait Runtime {
+pub trait Runtime: Sync {
     fn ensure_volume(&self, name: &str, mode: Option<u32>) -> Result<()>;
     /// Writes the cell's runtime state from its manifest.
     fn render(&self, cell: &str) -> Result<()>;
@@ -144,12 +144,19 @@ fn phase(p: &'static str) -> impl FnOnce(anyhow::Error) -> Failure {
 
 /// Executes `plan`; progress goes to `out`. Returns the summary (the caller
 /// prints its table and turns it into an exit code).
+///
+/// Volumes go first, one after another. Then up to `jobs` cells converge at
+/// once: a cell begins once every cell of the plan it depends on has finished
+/// (and, if it brings itself up, once those with a health check proved
+/// healthy). Each cell's progress is held back and printed in plan order, so
+/// the output and the summary are the same whatever the timing.
 pub fn execute(
     plan: &Plan,
     rt: &dyn Runtime,
     settings: &PlanSettings,
     timing: Timing,
     verbosity: Verbosity,
+    jobs: usize,
     out: &mut dyn Write,
 ) -> Summary {
     let mut summary = Summary::default();
@@ -173,111 +180,297 @@ pub fn execute(
         report(out, verbosity, &subject, &result, None);
         summary.results.push((subject, result));
     }
-    let plans: BTreeMap<&str, &CellPlan> = plan
-        .cells
-        .iter()
-        .map(|c| (c.input.name.as_str(), c))
-        .collect();
-    let mut outcome: BTreeMap<&str, bool> = BTreeMap::new(); // name -> ok
-    let mut healthy: BTreeSet<&str> = BTreeSet::new();
-    // Started by this run, not yet judged: judged when a dependent needs them,
-    // else at the end (so starts overlap instead of each waiting in turn).
-    let mut unjudged: Vec<&str> = Vec::new();
-    for cp in &plan.cells {
-        let name = cp.input.name.as_str();
-        let subject = format!("cell {name}");
-        let started = Instant::now();
-        let blocked = cp
-            .input
-            .depends_on
-            .iter()
-            .find(|d| outcome.get(d.as_str()) == Some(&false))
-            .map(|d| format!("dependency {d} did not converge"))
-            .or_else(|| {
-                cp.input
-                    .volumes
-                    .iter()
-                    .find(|v| failed_volumes.contains(*v))
-                    .map(|v| format!("volume {v} did not converge"))
-            });
-        let result = if let Some(reason) = blocked {
-            CellResult::Skipped { reason }
-        } else {
-            let brings_up = cp.has(ActionKind::Start)
-                || cp.has(ActionKind::Restart)
-                || cp.has(ActionKind::Apply);
-            let unhealthy = if brings_up {
-                cp.input.depends_on.iter().find_map(|d| {
-                    let dep = plans.get(d.as_str())?;
-                    // Only a dependency with a health check is waited for.
-                    if healthy.contains(d.as_str())
-                        || dep.input.healthcheck.is_none()
-                        || !dep.input.autostart
-                    {
-                        return None;
-                    }
-                    let judged = if let Some(i) = unjudged.iter().position(|u| u == d) {
-                        unjudged.remove(i);
-                        rt.wait_started(d).map_err(|e| {
-                            // Its own row says why.
-                            fail_later(&mut summary, &mut outcome, out, verbosity, dep, &e);
-                            format!("dependency {d} did not converge")
-                        })
-                    } else {
-                        rt.wait_healthy(d)
-                            .map_err(|e| format!("dependency {d} is not healthy: {e:#}"))
-                    };
-                    match judged {
-                        Ok(()) => {
-                            healthy.insert(dep.input.name.as_str());
-                            None
-                        }
-                        Err(reason) => Some(reason),
-                    }
-                })
-            } else {
-                None
-            };
-            if let Some(reason) = unhealthy {
-                CellResult::Skipped { reason }
-            } else {
-                match converge(cp, rt, settings, timing, verbosity, out) {
-                    Ok(()) => {
-                        if cp.has(ActionKind::Start) || cp.has(ActionKind::Restart) {
-                            unjudged.push(name);
-                        }
-                        CellResult::Converged {
-                            changed: cp.changes(),
-                        }
-                    }
-                    Err(f) => CellResult::Failed {
-                        phase: f.phase,
-                        error: format!("{:#}", f.error),
-                    },
-                }
+    let run = CellRun::new(plan, rt, settings, timing, verbosity, &failed_volumes);
+    let workers = jobs.clamp(1, plan.cells.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| run.work());
+        }
+        // This thread prints each cell's lines once those before it are out.
+        let mut state = run.lock();
+        for i in 0..plan.cells.len() {
+            while state.cells[i].finished.is_none() {
+                state = run.wait(state);
             }
-        };
-        outcome.insert(name, matches!(result, CellResult::Converged { .. }));
-        report(out, verbosity, &subject, &result, Some(started.elapsed()));
-        summary.results.push((subject, result));
+            let done = state.cells[i].finished.as_mut().expect("finished");
+            let _ = out.write_all(&std::mem::take(&mut done.output));
+            let _ = out.flush();
+        }
+    });
+    let mut state = run.into_state();
+    for (cp, cell) in plan.cells.iter().zip(&mut state.cells) {
+        let done = cell.finished.take().expect("every cell finished");
+        summary
+            .results
+            .push((format!("cell {}", cp.input.name), done.result));
     }
-    for name in unjudged {
-        if let Err(e) = rt.wait_started(name) {
-            let cp = plans[name];
-            fail_later(&mut summary, &mut outcome, out, verbosity, cp, &e);
+    // Started here and not yet judged (no dependent needed it): judged now,
+    // when most have long settled.
+    for (i, cp) in plan.cells.iter().enumerate() {
+        if state.unjudged.contains(&i) {
+            if let Err(e) = rt.wait_started(&cp.input.name) {
+                fail_later(&mut summary, out, verbosity, cp, &e);
+            }
         }
     }
     summary
 }
 
+/// A cell's place in a run.
+#[derive(Default)]
+struct CellState {
+    running: bool,
+    finished: Option<Finished>,
+}
+
+struct Finished {
+    result: CellResult,
+    /// Its progress lines, printed in plan order.
+    output: Vec<u8>,
+}
+
+#[derive(Default)]
+struct RunState {
+    cells: Vec<CellState>,
+    /// Started by this run and not judged yet (indexes into the plan).
+    unjudged: BTreeSet<usize>,
+}
+
+/// The cells of one run, shared by its workers.
+struct CellRun<'a> {
+    plan: &'a Plan,
+    rt: &'a dyn Runtime,
+    settings: &'a PlanSettings,
+    timing: Timing,
+    verbosity: Verbosity,
+    failed_volumes: &'a BTreeSet<String>,
+    /// The plan's cells each cell depends on (others are not this run's business).
+    deps: Vec<Vec<usize>>,
+    /// Whether a cell started here must prove itself before its dependents
+    /// begin: it has a health check and a dependent brings itself up.
+    judge_first: Vec<bool>,
+    /// Health of running dependencies, asked once however many dependents need it.
+    health: Vec<std::sync::OnceLock<Result<(), String>>>,
+    state: std::sync::Mutex<RunState>,
+    changed: std::sync::Condvar,
+}
+
+impl<'a> CellRun<'a> {
+    fn new(
+        plan: &'a Plan,
+        rt: &'a dyn Runtime,
+        settings: &'a PlanSettings,
+        timing: Timing,
+        verbosity: Verbosity,
+        failed_volumes: &'a BTreeSet<String>,
+    ) -> CellRun<'a> {
+        let index: BTreeMap<&str, usize> = plan
+            .cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.input.name.as_str(), i))
+            .collect();
+        let deps: Vec<Vec<usize>> = plan
+            .cells
+            .iter()
+            .map(|c| {
+                c.input
+                    .depends_on
+                    .iter()
+                    .filter_map(|d| index.get(d.as_str()).copied())
+                    .collect()
+            })
+            .collect();
+        let mut judge_first = vec![false; plan.cells.len()];
+        for (cp, deps) in plan.cells.iter().zip(&deps) {
+            if brings_up(cp) {
+                for &j in deps {
+                    let dep = &plan.cells[j].input;
+                    judge_first[j] |= dep.healthcheck.is_some() && dep.autostart;
+                }
+            }
+        }
+        CellRun {
+            plan,
+            rt,
+            settings,
+            timing,
+            verbosity,
+            failed_volumes,
+            deps,
+            judge_first,
+            health: plan.cells.iter().map(|_| Default::default()).collect(),
+            state: std::sync::Mutex::new(RunState {
+                cells: plan.cells.iter().map(|_| CellState::default()).collect(),
+                unjudged: BTreeSet::new(),
+            }),
+            changed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RunState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait<'g>(
+        &self,
+        guard: std::sync::MutexGuard<'g, RunState>,
+    ) -> std::sync::MutexGuard<'g, RunState> {
+        self.changed.wait(guard).unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn into_state(self) -> RunState {
+        self.state.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A worker: takes the first cell (in plan order) whose dependencies have
+    /// finished, converges it, and repeats until no cell is left.
+    fn work(&self) {
+        let mut state = self.lock();
+        loop {
+            let taken = |c: &CellState| c.running || c.finished.is_some();
+            // Cells before this one are all taken.
+            let first = state.cells.iter().position(|c| !taken(c));
+            let Some(first) = first else {
+                return;
+            };
+            let ready = (first..self.plan.cells.len()).find(|&i| {
+                !taken(&state.cells[i])
+                    && self.deps[i]
+                        .iter()
+                        .all(|&d| state.cells[d].finished.is_some())
+            });
+            let Some(i) = ready else {
+                state = self.wait(state);
+                continue;
+            };
+            state.cells[i].running = true;
+            let outcomes: Vec<(usize, bool)> = self.deps[i]
+                .iter()
+                .map(|&d| {
+                    let ok = matches!(
+                        state.cells[d].finished.as_ref().map(|f| &f.result),
+                        Some(CellResult::Converged { .. })
+                    );
+                    (d, ok)
+                })
+                .collect();
+            drop(state);
+            let mut output = Vec::new();
+            let (result, unjudged) = self.cell(i, &outcomes, &mut output);
+            state = self.lock();
+            if unjudged {
+                state.unjudged.insert(i);
+            }
+            let cell = &mut state.cells[i];
+            cell.running = false;
+            cell.finished = Some(Finished { result, output });
+            self.changed.notify_all();
+        }
+    }
+
+    /// Converges cell `i` given its dependencies' outcomes; its result, and
+    /// whether it was started and still awaits its verdict.
+    fn cell(&self, i: usize, deps: &[(usize, bool)], out: &mut Vec<u8>) -> (CellResult, bool) {
+        let cp = &self.plan.cells[i];
+        let name = cp.input.name.as_str();
+        let subject = format!("cell {name}");
+        let started = Instant::now();
+        let blocked = deps
+            .iter()
+            .find(|(_, ok)| !ok)
+            .map(|&(d, _)| {
+                format!(
+                    "dependency {} did not converge",
+                    self.plan.cells[d].input.name
+                )
+            })
+            .or_else(|| {
+                cp.input
+                    .volumes
+                    .iter()
+                    .find(|v| self.failed_volumes.contains(*v))
+                    .map(|v| format!("volume {v} did not converge"))
+            })
+            .or_else(|| {
+                // Dependencies with a health check that were not started by
+                // this run (those were judged before they finished).
+                if !brings_up(cp) {
+                    return None;
+                }
+                deps.iter().find_map(|&(d, _)| {
+                    let dep = &self.plan.cells[d];
+                    if dep.input.healthcheck.is_none() || !dep.input.autostart || starts(dep) {
+                        return None;
+                    }
+                    let dep_name = dep.input.name.as_str();
+                    self.health[d]
+                        .get_or_init(|| {
+                            self.rt
+                                .wait_healthy(dep_name)
+                                .map_err(|e| format!("dependency {dep_name} is not healthy: {e:#}"))
+                        })
+                        .clone()
+                        .err()
+                })
+            });
+        let mut unjudged = false;
+        let result = if let Some(reason) = blocked {
+            CellResult::Skipped { reason }
+        } else {
+            match converge(cp, self.rt, self.settings, self.timing, self.verbosity, out) {
+                Ok(()) if starts(cp) && self.judge_first[i] => {
+                    // Its dependents begin only once it proved itself.
+                    match self.rt.wait_started(name) {
+                        Ok(()) => CellResult::Converged {
+                            changed: cp.changes(),
+                        },
+                        Err(e) => CellResult::Failed {
+                            phase: "start",
+                            error: format!("{e:#}"),
+                        },
+                    }
+                }
+                Ok(()) => {
+                    unjudged = starts(cp);
+                    CellResult::Converged {
+                        changed: cp.changes(),
+                    }
+                }
+                Err(f) => CellResult::Failed {
+                    phase: f.phase,
+                    error: format!("{:#}", f.error),
+                },
+            }
+        };
+        report(
+            out,
+            self.verbosity,
+            &subject,
+            &result,
+            Some(started.elapsed()),
+        );
+        (result, unjudged)
+    }
+}
+
+/// The plan brings the cell up (its dependencies must then be healthy).
+fn brings_up(cp: &CellPlan) -> bool {
+    cp.has(ActionKind::Start) || cp.has(ActionKind::Restart) || cp.has(ActionKind::Apply)
+}
+
+/// The plan starts the cell's service (which then awaits its verdict).
+fn starts(cp: &CellPlan) -> bool {
+    cp.has(ActionKind::Start) || cp.has(ActionKind::Restart)
+}
+
 /// A cell reported as converged failed its start's verdict after all: its
 /// result becomes a failure, said again in the progress output.
-fn fail_later<'p>(
+fn fail_later(
     summary: &mut Summary,
-    outcome: &mut BTreeMap<&'p str, bool>,
     out: &mut dyn Write,
     verbosity: Verbosity,
-    cp: &'p CellPlan,
+    cp: &CellPlan,
     error: &anyhow::Error,
 ) {
     let subject = format!("cell {}", cp.input.name);
@@ -286,7 +479,6 @@ fn fail_later<'p>(
         error: format!("{error:#}"),
     };
     report(out, verbosity, &subject, &result, None);
-    outcome.insert(cp.input.name.as_str(), false);
     if let Some(slot) = summary.results.iter_mut().find(|(s, _)| *s == subject) {
         slot.1 = result;
     }
@@ -424,12 +616,12 @@ mod tests {
     use super::*;
     use crate::engine::applyfile::RunOutput;
     use crate::testutil::TempDir;
-    use std::cell::RefCell;
+    use std::sync::Mutex;
 
     /// Records every operation; fails those listed in `fail` ("start web").
     struct FakeRuntime {
         dir: PathBuf,
-        log: RefCell<Vec<String>>,
+        log: Mutex<Vec<String>>,
         fail: Vec<&'static str>,
     }
 
@@ -439,7 +631,7 @@ mod tests {
         fn run(&self, argv: &[String], _: &[(String, String)], _: Duration) -> Result<RunOutput> {
             let op = format!("run {} {}", self.1, argv[2]);
             let fails = self.0.fail.contains(&op.as_str());
-            self.0.log.borrow_mut().push(op);
+            self.0.log.lock().unwrap().push(op);
             Ok(RunOutput {
                 code: Some(if fails { 1 } else { 0 }),
                 timed_out: false,
@@ -451,7 +643,7 @@ mod tests {
     impl FakeRuntime {
         fn op(&self, what: &str, name: &str) -> Result<()> {
             let op = format!("{what} {name}");
-            self.log.borrow_mut().push(op.clone());
+            self.log.lock().unwrap().push(op.clone());
             if self.fail.contains(&op.as_str()) {
                 anyhow::bail!("{op} failed on purpose");
             }
@@ -542,13 +734,18 @@ mod tests {
         let t = TempDir::new(tag);
         let rt = FakeRuntime {
             dir: t.path().to_path_buf(),
-            log: RefCell::new(vec![]),
+            log: Mutex::new(vec![]),
             fail,
         };
         (t, rt)
     }
 
+    /// One cell at a time: the order of operations is the plan's.
     fn run(plan: &Plan, rt: &FakeRuntime, v: Verbosity) -> (Summary, String) {
+        run_jobs(plan, rt, v, 1)
+    }
+
+    fn run_jobs(plan: &Plan, rt: &dyn Runtime, v: Verbosity, jobs: usize) -> (Summary, String) {
         let mut out = Vec::new();
         let s = execute(
             plan,
@@ -556,6 +753,7 @@ mod tests {
             &PlanSettings::default(),
             Timing::default(),
             v,
+            jobs,
             &mut out,
         );
         (s, String::from_utf8(out).unwrap())
@@ -610,6 +808,130 @@ mod tests {
         assert_eq!(kinds, [false, true, true, false]);
     }
 
+    /// Holds the starts of the cells in `together` until all of them are
+    /// starting: only a run that converges them at once gets past it.
+    struct Gate<'a> {
+        inner: &'a FakeRuntime,
+        together: Vec<&'static str>,
+        arrived: Mutex<Vec<String>>,
+        all_in: std::sync::Condvar,
+    }
+
+    impl Runtime for Gate<'_> {
+        fn ensure_volume(&self, name: &str, mode: Option<u32>) -> Result<()> {
+            self.inner.ensure_volume(name, mode)
+        }
+        fn render(&self, cell: &str) -> Result<()> {
+            self.inner.render(cell)
+        }
+        fn start(&self, cell: &str) -> Result<()> {
+            if self.together.contains(&cell) {
+                let mut arrived = self.arrived.lock().unwrap();
+                arrived.push(cell.to_string());
+                self.all_in.notify_all();
+                // A bound only so that a broken executor fails instead of hanging.
+                let (arrived, timeout) = self
+                    .all_in
+                    .wait_timeout_while(arrived, Duration::from_secs(30), |a| {
+                        a.len() < self.together.len()
+                    })
+                    .unwrap();
+                anyhow::ensure!(!timeout.timed_out(), "{cell} started alone: {arrived:?}");
+            }
+            self.inner.start(cell)
+        }
+        fn wait_started(&self, cell: &str) -> Result<()> {
+            self.inner.wait_started(cell)
+        }
+        fn wait_healthy(&self, cell: &str) -> Result<()> {
+            self.inner.wait_healthy(cell)
+        }
+        fn stop(&self, cell: &str) -> Result<()> {
+            self.inner.stop(cell)
+        }
+        fn provision(&self, cell: &str) -> Result<PathBuf> {
+            self.inner.provision(cell)
+        }
+        fn runner<'a>(&'a self, cell: &str) -> Box<dyn CellRunner + 'a> {
+            self.inner.runner(cell)
+        }
+        fn state_dir(&self, cell: &str) -> PathBuf {
+            self.inner.state_dir(cell)
+        }
+    }
+
+    /// Progress lines without their timings.
+    fn untimed(out: &str) -> String {
+        out.lines()
+            .map(|l| l.split(" (").next().unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn independent_cells_converge_at_once_and_report_in_plan_order() {
+        let cells = [
+            input("db", &[], Some("pg_isready"), None),
+            input("web", &["db"], None, None),
+            input("a", &[], None, None),
+            input("b", &[], None, None),
+            input("c", &[], None, None),
+        ];
+        // One at a time, for reference.
+        let (_t1, serial) = fake("exec-serial", vec!["start c"]);
+        let (s1, out1) = run(&plan_for(&serial, &cells), &serial, Verbosity::Verbose);
+        let (_t2, fake_rt) = fake("exec-parallel", vec!["start c"]);
+        let gate = Gate {
+            inner: &fake_rt,
+            // Only converged concurrently can these three start.
+            together: vec!["db", "a", "b"],
+            arrived: Mutex::new(vec![]),
+            all_in: std::sync::Condvar::new(),
+        };
+        let (s2, out2) = run_jobs(&plan_for(&fake_rt, &cells), &gate, Verbosity::Verbose, 4);
+        assert_eq!(s1, s2);
+        assert_eq!(untimed(&out1), untimed(&out2));
+        assert!(
+            s2.table()
+                .ends_with("summary: total=5 changed=4 failed=1 skipped=0\n"),
+            "{}",
+            s2.table()
+        );
+        // A dependent began only once its dependency had proved itself.
+        let log = fake_rt.log.lock().unwrap().clone();
+        let at = |op: &str| log.iter().position(|o| o == op).unwrap();
+        assert!(at("started? db") < at("render web"), "{log:?}");
+    }
+
+    #[test]
+    fn a_failure_skips_dependents_in_a_parallel_run_too() {
+        let (_t, rt) = fake("exec-parfail", vec!["start app"]);
+        let cells = [
+            input("db", &[], None, None),
+            input("app", &["db"], None, None),
+            input("web", &["app"], None, None),
+            input("solo", &[], None, None),
+        ];
+        let (s, out) = run_jobs(&plan_for(&rt, &cells), &rt, Verbosity::Normal, 8);
+        assert!(
+            s.table()
+                .ends_with("summary: total=4 changed=2 failed=1 skipped=1\n"),
+            "{}",
+            s.table()
+        );
+        let lines: Vec<&str> = out.lines().map(|l| &l[..l.find(':').unwrap()]).collect();
+        assert_eq!(
+            lines,
+            [
+                "ok       cell db",
+                "FAILED   cell app",
+                "SKIPPED  cell web",
+                "ok       cell solo"
+            ]
+        );
+        assert!(!rt.log.lock().unwrap().contains(&"render web".to_string()));
+    }
+
     #[test]
     fn dependents_wait_for_healthy_dependencies() {
         let (_t, rt) = fake("exec-health", vec!["healthy? db"]);
@@ -636,7 +958,7 @@ mod tests {
             "{:?}",
             s.results[1]
         );
-        assert_eq!(*rt.log.borrow(), ["healthy? db"]);
+        assert_eq!(*rt.log.lock().unwrap(), ["healthy? db"]);
     }
 
     #[test]
@@ -650,7 +972,7 @@ mod tests {
         ];
         let (s, out) = run(&plan_for(&rt, &cells), &rt, Verbosity::Normal);
         assert_eq!(
-            *rt.log.borrow(),
+            *rt.log.lock().unwrap(),
             [
                 "render db",
                 "stop db",
@@ -709,7 +1031,7 @@ mod tests {
         let (s, out) = run(&plan_for(&rt, &cells), &rt, Verbosity::Normal);
         assert!(s.ok(), "{}", s.table());
         assert_eq!(
-            *rt.log.borrow(),
+            *rt.log.lock().unwrap(),
             [
                 "render web",
                 "provision web",
@@ -725,13 +1047,13 @@ mod tests {
             "{out}"
         );
         assert!(rt.dir.join("web/root/srv/www").is_dir());
-        rt.log.borrow_mut().clear();
+        rt.log.lock().unwrap().clear();
         let again = plan_for(&rt, &cells);
         assert_eq!(again.to_string(), "NOOP     cell web: already converged\n");
         let (s, out) = run(&again, &rt, Verbosity::Normal);
         assert!(s.ok());
         assert_eq!(out, "");
-        assert!(rt.log.borrow().is_empty());
+        assert!(rt.log.lock().unwrap().is_empty());
     }
 
     #[test]
@@ -756,7 +1078,7 @@ mod tests {
             matches!(&s.results[0].1, CellResult::Failed { phase: "apply", error } if error.contains("x.apply:1: EXEC"))
         );
         assert_eq!(
-            *rt.log.borrow(),
+            *rt.log.lock().unwrap(),
             [
                 "render web",
                 "stop web",

@@ -6,7 +6,8 @@
 //!
 //! 1. overlayfs at `root/`: lower = the base (`CELL_BASE=/path`) or, for
 //!    `CELL_BASE=host`, a small immutable skeleton of the host's top level
-//!    (`/bin -> usr/bin` stays a symlink, real directories become mount points);
+//!    (`/bin -> usr/bin` stays a symlink, real directories become mount points)
+//!    with the `/etc` files the host's `/usr` needs, shared by every cell;
 //!    upper = `overlay/upper`, the cell's own writes.
 //! 2. `CELL_BASE=host`: each real base directory (`/usr`, `/lib64`, ...) bound
 //!    read-only onto its mount point.
@@ -263,8 +264,9 @@ fn compose_steps(cfg: &Config, m: &CellManifest, p: &CellPaths, rec: &mut Record
     let layer = writable_layer(p);
     let lower = match &cfg.base {
         BaseSource::Host => {
-            refresh_host_etc(&m.name, &layer)?;
-            host_skeleton(cfg)?
+            let etc = read_host_etc();
+            refresh_host_etc(&m.name, &layer, &etc)?;
+            host_skeleton(cfg, &etc)?
         }
         BaseSource::Dir(d) => {
             if !d.is_dir() {
@@ -409,103 +411,170 @@ fn compose_steps(cfg: &Config, m: &CellManifest, p: &CellPaths, rec: &mut Record
     Ok(())
 }
 
-/// Host files the host's `/usr` needs in `/etc`: the dynamic linker's cache and
-/// configuration, and the alternatives links. Refreshed at every start so a host
-/// upgrade reaches the cell. The layer is the cell's: nothing in it is followed
-/// (links refused on the way, entries replaced, not written through); what the
-/// cell replaced by a link is left to it, with a warning.
+/// Host files the host's `/usr` needs in `/etc`: the dynamic linker's cache
+/// and configuration, and the alternatives links (names relative to `/etc`).
 #[cfg(target_os = "linux")]
-fn refresh_host_etc(cell: &str, layer: &Path) -> Result<()> {
+const HOST_ETC_FILES: &[&str] = &["ld.so.cache", "ld.so.conf"];
+/// Flat host directories of `/etc` mirrored the same way (regular files and links).
+#[cfg(target_os = "linux")]
+const HOST_ETC_DIRS: &[&str] = &["ld.so.conf.d", "alternatives"];
+
+/// One entry of the host's `/etc` a cell gets.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EtcEntry {
+    File(Vec<u8>),
+    Link(PathBuf),
+}
+
+/// The host's [`HOST_ETC_FILES`] and [`HOST_ETC_DIRS`] as they are now, by
+/// path relative to `/etc` (`alternatives/editor`), sorted.
+#[cfg(target_os = "linux")]
+fn read_host_etc() -> Vec<(PathBuf, EtcEntry)> {
+    let etc = Path::new("/etc");
+    let mut out = Vec::new();
+    for f in HOST_ETC_FILES {
+        if let Ok(bytes) = fs::read(etc.join(f)) {
+            out.push((PathBuf::from(f), EtcEntry::File(bytes)));
+        }
+    }
+    for dir in HOST_ETC_DIRS {
+        let Ok(entries) = fs::read_dir(etc.join(dir)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let rel = Path::new(dir).join(e.file_name());
+            let entry = match e.file_type() {
+                Ok(t) if t.is_symlink() => fs::read_link(e.path()).ok().map(EtcEntry::Link),
+                Ok(t) if t.is_file() => fs::read(e.path()).ok().map(EtcEntry::File),
+                _ => None,
+            };
+            if let Some(entry) = entry {
+                out.push((rel, entry));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Host `/etc` entries the cell's own layer holds (copies older versions
+/// made, or the cell's own writes there) are refreshed at every start, so
+/// the host's version wins and a host upgrade reaches the cell; the others
+/// come from the shared lower layer ([`host_skeleton`]) and cost nothing per
+/// cell. The layer is the cell's: nothing in it is followed (links refused on
+/// the way, entries replaced, not written through); a directory the cell
+/// replaced by a link or removed is left to it.
+#[cfg(target_os = "linux")]
+fn refresh_host_etc(cell: &str, layer: &Path, host: &[(PathBuf, EtcEntry)]) -> Result<()> {
+    let skip = |what: &Path, e: anyhow::Error| {
+        log::warn!(
+            "cell {cell}: not refreshing /etc/{} from the host: {e:#}",
+            what.display()
+        );
+    };
     let tree = Tree::open(layer, Links::Refuse)?;
-    let skip = |what: &str, e: anyhow::Error| {
-        log::warn!("cell {cell}: not refreshing /etc/{what} from the host: {e:#}");
+    let etc = match tree.meta(Path::new("etc"))? {
+        Some(m) if m.kind == Kind::Dir => tree.dir(Path::new("etc"))?,
+        _ => return Ok(()),
     };
-    let etc = match tree
-        .mkdir_all(Path::new("etc"), 0o755)
-        .and_then(|_| tree.dir(Path::new("etc")))
+    let held = |dir: &Dir, name: &OsStr| dir.meta(name).map(|m| m.is_some());
+    for (rel, entry) in host
+        .iter()
+        .filter(|(rel, _)| rel.parent() == Some(Path::new("")))
     {
-        Ok(d) => d,
-        Err(e) => {
-            skip("", e);
-            return Ok(());
-        }
-    };
-    for f in ["ld.so.cache", "ld.so.conf"] {
-        if let Ok(bytes) = fs::read(Path::new("/etc").join(f)) {
-            if let Err(e) = copy_file(&etc, f.as_ref(), &bytes) {
-                skip(f, e);
-            }
-        }
-    }
-    for dir in ["ld.so.conf.d", "alternatives"] {
-        let rel = Path::new("etc").join(dir);
-        if let Err(e) = copy_tree(&Path::new("/etc").join(dir), &tree, &rel, &|name, e| {
-            skip(&format!("{dir}/{}", name.to_string_lossy()), e)
-        }) {
-            skip(dir, e);
-        }
-    }
-    Ok(())
-}
-
-/// Puts `bytes` at `name` in `dir` unless it is there already (owned by the
-/// cell's root, 0644); an existing different entry is replaced, not followed.
-#[cfg(target_os = "linux")]
-fn copy_file(dir: &Dir, name: &OsStr, bytes: &[u8]) -> Result<()> {
-    if let Some(m) = dir.meta(name)? {
-        if m.kind == Kind::File && m.size == bytes.len() as u64 && m.mode == 0o644 {
-            let tree_file = dir.read_file(name, bytes.len() as u64)?;
-            if tree_file.as_deref() == Some(bytes) {
-                return Ok(());
-            }
-        }
-    }
-    let owner = dir.tree().root_owner()?;
-    dir.write(name, bytes, 0o644, owner)?;
-    Ok(())
-}
-
-/// Copies the regular files and symlinks of the flat host directory `src`
-/// into `rel` of the tree (missing source: no-op). An entry that cannot be
-/// copied is reported to `skip` and the others still are.
-#[cfg(target_os = "linux")]
-fn copy_tree(
-    src: &Path,
-    tree: &Tree,
-    rel: &Path,
-    skip: &dyn Fn(&OsStr, anyhow::Error),
-) -> Result<()> {
-    let Ok(entries) = fs::read_dir(src) else {
-        return Ok(());
-    };
-    tree.mkdir_all(rel, 0o755)?;
-    let dst = tree.dir(rel)?;
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let done = (|| -> Result<()> {
-            let ft = e.file_type()?;
-            if ft.is_symlink() {
-                let link = fs::read_link(e.path())?;
-                if dst.read_link(&name)?.as_ref() != Some(&link) {
-                    dst.replace_symlink(&name, &link)?;
+        let name = rel.as_os_str();
+        match held(&etc, name) {
+            Ok(false) => {}
+            Ok(true) => {
+                if let Err(e) = put_entry(&etc, name, entry) {
+                    skip(rel, e);
                 }
-            } else if ft.is_file() {
-                copy_file(&dst, &name, &fs::read(e.path())?)?;
             }
-            Ok(())
-        })();
-        if let Err(e) = done {
-            skip(&name, e);
+            Err(e) => skip(rel, e),
+        }
+    }
+    for dir in HOST_ETC_DIRS {
+        let sub = match etc.meta(dir.as_ref()) {
+            Ok(Some(m)) if m.kind == Kind::Dir => etc.subdir(dir.as_ref()),
+            Ok(_) => continue,
+            Err(e) => Err(e),
+        };
+        let sub = match sub {
+            Ok(d) => d,
+            Err(e) => {
+                skip(Path::new(dir), e);
+                continue;
+            }
+        };
+        // An opaque directory (the cell removed and remade it) hides the
+        // lower layer: all of the host's entries go in, as before.
+        let all = is_opaque(&sub);
+        for (rel, entry) in host
+            .iter()
+            .filter(|(rel, _)| rel.parent() == Some(Path::new(dir)))
+        {
+            let name = rel.file_name().expect("a file name");
+            let wanted = if all { Ok(true) } else { held(&sub, name) };
+            match wanted {
+                Ok(false) => {}
+                Ok(true) => {
+                    if let Err(e) = put_entry(&sub, name, entry) {
+                        skip(rel, e);
+                    }
+                }
+                Err(e) => skip(rel, e),
+            }
         }
     }
     Ok(())
 }
 
-/// The lower layer for `CELL_BASE=host`: the host's top-level base entries, links
-/// as links and directories as empty mount points. Named after its content and
-/// never changed once made, because live overlays use it.
+/// Whether overlayfs marked this upper directory opaque.
 #[cfg(target_os = "linux")]
-fn host_skeleton(cfg: &Config) -> Result<PathBuf> {
+fn is_opaque(dir: &Dir) -> bool {
+    let mut value = [0u8; 1];
+    ["trusted.overlay.opaque", "user.overlay.opaque"]
+        .iter()
+        .any(|attr| {
+            matches!(rustix::fs::fgetxattr(dir.fd(), *attr, &mut value), Ok(1) if value[0] == b'y')
+        })
+}
+
+/// Puts a host entry at `name` in `dir` unless it is there already (a file
+/// owned by the cell's root, 0644); an existing different entry is replaced,
+/// not followed.
+#[cfg(target_os = "linux")]
+fn put_entry(dir: &Dir, name: &OsStr, entry: &EtcEntry) -> Result<()> {
+    match entry {
+        EtcEntry::Link(target) => {
+            if dir.read_link(name)?.as_ref() != Some(target) {
+                dir.replace_symlink(name, target)?;
+            }
+        }
+        EtcEntry::File(bytes) => {
+            if let Some(m) = dir.meta(name)? {
+                if m.kind == Kind::File && m.size == bytes.len() as u64 && m.mode == 0o644 {
+                    let tree_file = dir.read_file(name, bytes.len() as u64)?;
+                    if tree_file.as_deref() == Some(bytes.as_slice()) {
+                        return Ok(());
+                    }
+                }
+            }
+            let owner = dir.tree().root_owner()?;
+            dir.write(name, bytes, 0o644, owner)?;
+        }
+    }
+    Ok(())
+}
+
+/// The lower layer for `CELL_BASE=host`, shared by every cell: the host's
+/// top-level base entries (links as links, directories as empty mount
+/// points) and its `/etc` entries of [`read_host_etc`]. Named after its
+/// content and never changed once made, because live overlays use it: a host
+/// upgrade makes a new one, which cells get at their next start.
+#[cfg(target_os = "linux")]
+fn host_skeleton(cfg: &Config, etc: &[(PathBuf, EtcEntry)]) -> Result<PathBuf> {
     use sha2::{Digest, Sha256};
     let mut layout = String::new();
     for entry in HOST_BASE {
@@ -518,25 +587,88 @@ fn host_skeleton(cfg: &Config) -> Result<PathBuf> {
             _ => {}
         }
     }
-    let hash = Sha256::digest(layout.as_bytes());
-    let id: String = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let mut hash = Sha256::new();
+    hash.update(layout.as_bytes());
+    for (rel, entry) in etc {
+        hash.update(rel.as_os_str().as_encoded_bytes());
+        match entry {
+            EtcEntry::File(bytes) => {
+                hash.update(b"\0file\0");
+                hash.update(Sha256::digest(bytes));
+            }
+            EtcEntry::Link(target) => {
+                hash.update(b"\0link\0");
+                hash.update(target.as_os_str().as_encoded_bytes());
+            }
+        }
+        hash.update(b"\n");
+    }
+    let id: String = hash
+        .finalize()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let dir = cfg.base_dir.join(format!("host-{id}"));
     if dir.is_dir() {
         return Ok(dir);
     }
     fs::create_dir_all(&cfg.base_dir)
         .with_context(|| format!("creating {}", cfg.base_dir.display()))?;
+    // A name no other command (or thread) building the same layer uses.
     let tmp = cfg
         .base_dir
-        .join(format!(".host-{id}.{}", std::process::id()));
-    let _ = fs::remove_dir_all(&tmp);
-    fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    for line in layout.lines() {
-        if let Some((name, target)) = line.split_once(" -> ") {
-            std::os::unix::fs::symlink(target, tmp.join(name))?;
-        } else {
-            fs::create_dir(tmp.join(line.trim_end_matches('/')))?;
+        .join(crate::fs::temp_name(format!("host-{id}").as_ref()));
+    let build = || -> Result<()> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let mkdir = |p: &Path| {
+            fs::DirBuilder::new()
+                .mode(0o755)
+                .create(p)
+                .with_context(|| format!("creating {}", p.display()))
+        };
+        mkdir(&tmp)?;
+        for line in layout.lines() {
+            if let Some((name, target)) = line.split_once(" -> ") {
+                std::os::unix::fs::symlink(target, tmp.join(name))?;
+            } else {
+                mkdir(&tmp.join(line.trim_end_matches('/')))?;
+            }
         }
+        let etc_dir = tmp.join("etc");
+        mkdir(&etc_dir)?;
+        for dir in HOST_ETC_DIRS {
+            if etc
+                .iter()
+                .any(|(rel, _)| rel.parent() == Some(Path::new(dir)))
+            {
+                mkdir(&etc_dir.join(dir))?;
+            }
+        }
+        for (rel, entry) in etc {
+            let path = etc_dir.join(rel);
+            match entry {
+                EtcEntry::Link(target) => std::os::unix::fs::symlink(target, &path)
+                    .with_context(|| format!("creating {}", path.display()))?,
+                EtcEntry::File(bytes) => {
+                    use std::io::Write;
+                    fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o644)
+                        .open(&path)
+                        .and_then(|mut f| f.write_all(bytes))
+                        .with_context(|| format!("writing {}", path.display()))?
+                }
+            }
+        }
+        // One sync for the whole layer before it gets its name.
+        rustix::fs::syncfs(fs::File::open(&tmp)?)?;
+        Ok(())
+    };
+    if let Err(e) = build() {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e);
     }
     match fs::rename(&tmp, &dir) {
         Ok(()) => Ok(dir),

@@ -42,7 +42,7 @@ pub struct LinuxKernel {
     cgroups: cgroup::Hierarchy,
     run_key: String,
     /// Where the limit controllers are, found when first needed.
-    placement: std::cell::OnceCell<limits::Placement>,
+    placement: std::sync::OnceLock<limits::Placement>,
     dev_limits: rootfs::DevLimits,
     /// The `cells` executable that runs each cell's init.
     init_program: PathBuf,
@@ -179,7 +179,7 @@ impl LinuxKernel {
             store: Store::new(cfg.run_dir.join("kernel")),
             cgroups: cgroup::Hierarchy::new(root, &run_key),
             run_key,
-            placement: std::cell::OnceCell::new(),
+            placement: std::sync::OnceLock::new(),
             dev_limits: rootfs::DevLimits {
                 pty_max: cfg.pty_max,
                 shm_size: cfg.shm_size,
