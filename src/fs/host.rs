@@ -41,6 +41,34 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     write_with_mode(path, contents, PRIVATE_FILE)
 }
 
+/// As [`write_atomic`] (a private file replaced atomically, never written
+/// through a planted name), without waiting for the disk: for files that do
+/// not outlive a reboot (the run directory, the record of a cell's mounts),
+/// which readers must only ever see whole.
+pub fn write_replace(path: &Path, contents: &[u8]) -> Result<()> {
+    write_file(path, contents, PRIVATE_FILE, false)
+}
+
+/// Whether `path` was last written before the system booted: a run-directory
+/// file ([`write_replace`]) that a crash left torn is then stale, not damage.
+pub fn written_before_boot(path: &Path) -> bool {
+    let Ok(modified) = fs::metadata(path).and_then(|m| m.modified()) else {
+        return false;
+    };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and out pointer.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return false;
+    }
+    let up = std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+    std::time::SystemTime::now()
+        .checked_sub(up)
+        .is_some_and(|booted| modified < booted)
+}
+
 /// As [`write_atomic`], but an existing file keeps its mode (host files such
 /// as `rc.conf` that others read); a new one gets 0644.
 pub fn write_atomic_keeping_mode(path: &Path, contents: &[u8]) -> Result<()> {
@@ -53,6 +81,10 @@ pub fn write_atomic_keeping_mode(path: &Path, contents: &[u8]) -> Result<()> {
 }
 
 fn write_with_mode(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    write_file(path, contents, mode, true)
+}
+
+fn write_file(path: &Path, contents: &[u8], mode: u32, durable: bool) -> Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = path
         .parent()
@@ -73,10 +105,13 @@ fn write_with_mode(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         // The umask narrowed the mode given to open; set it exactly.
         f.set_permissions(fs::Permissions::from_mode(mode))
             .and_then(|()| f.write_all(contents))
-            .and_then(|()| f.sync_all())
+            .and_then(|()| if durable { f.sync_all() } else { Ok(()) })
             .with_context(|| format!("writing {}", tmp.display()))?;
         fs::rename(&tmp, path)
             .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        if !durable {
+            return Ok(());
+        }
         File::open(dir)
             .and_then(|d| d.sync_all())
             .with_context(|| format!("syncing directory {}", dir.display()))

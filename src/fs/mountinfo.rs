@@ -28,6 +28,31 @@ pub fn mount_points() -> Result<Vec<PathBuf>> {
     }
 }
 
+/// Whether `path` itself is a mount point. On Linux one statx(2) (the mount
+/// table grows with every running cell; reading it for one path would cost
+/// time in proportion); elsewhere, or on a kernel without the attribute, the
+/// mount table.
+pub fn is_mount_point(path: &Path) -> Result<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{statx, AtFlags, StatxFlags, CWD};
+        const STATX_ATTR_MOUNT_ROOT: u64 = 0x2000;
+        match statx(
+            CWD,
+            path,
+            AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::BASIC_STATS,
+        ) {
+            Ok(st) if st.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT != 0 => {
+                return Ok(st.stx_attributes & STATX_ATTR_MOUNT_ROOT != 0)
+            }
+            Err(rustix::io::Errno::NOENT) => return Ok(false),
+            _ => {}
+        }
+    }
+    Ok(mount_points()?.iter().any(|p| p == path))
+}
+
 /// One line of `/proc/self/mountinfo`: the fields the tools read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountEntry {

@@ -395,6 +395,23 @@ impl Tree {
     /// current mode (0644 for a new file); the owner stays, and a new file
     /// belongs to the cell's root. Returns the new file's attributes.
     pub fn write(&self, rel: &Path, content: &[u8], mode: Option<u32>) -> Result<Meta> {
+        self.write_file(rel, content, mode, true)
+    }
+
+    /// As [`Tree::write`], without waiting for the disk: for a file whose
+    /// loss in a crash the next run notices and repairs (a seed file
+    /// written again when missing or empty).
+    pub fn write_unsynced(&self, rel: &Path, content: &[u8], mode: Option<u32>) -> Result<Meta> {
+        self.write_file(rel, content, mode, false)
+    }
+
+    fn write_file(
+        &self,
+        rel: &Path,
+        content: &[u8],
+        mode: Option<u32>,
+        durable: bool,
+    ) -> Result<Meta> {
         let (dir, leaf) = self.resolve_leaf(rel)?;
         let old = dir.meta(&leaf)?;
         let (uid, gid) = match old {
@@ -405,7 +422,7 @@ impl Tree {
             Some(m) if m.kind == Kind::File => m.mode,
             _ => 0o644,
         });
-        dir.write(&leaf, content, mode, (uid, gid))
+        dir.write_file(&leaf, content, mode, (uid, gid), durable)
     }
 
     /// Makes `rel` a directory, creating missing parents (0755) and `rel`
@@ -656,6 +673,17 @@ impl<'t> Dir<'t> {
         mode: u32,
         owner: (u32, u32),
     ) -> Result<Meta> {
+        self.write_file(name, content, mode, owner, true)
+    }
+
+    fn write_file(
+        &self,
+        name: &OsStr,
+        content: &[u8],
+        mode: u32,
+        owner: (u32, u32),
+        durable: bool,
+    ) -> Result<Meta> {
         let tmp = super::temp_name(name);
         let fd = rustix::fs::openat(
             &self.fd,
@@ -671,8 +699,10 @@ impl<'t> Dir<'t> {
             // Owner first: chown clears set-id bits that fchmod then sets.
             chown_fd(&f, owner.0, owner.1).map_err(|e| self.err(name, e))?;
             rustix::fs::fchmod(&f, Mode::from_raw_mode(mode)).map_err(|e| self.err(name, e))?;
-            f.sync_all()
-                .with_context(|| format!("writing {}", self.shown(name).display()))?;
+            if durable {
+                f.sync_all()
+                    .with_context(|| format!("writing {}", self.shown(name).display()))?;
+            }
             let meta = Meta::of(&rustix::fs::fstat(&f).map_err(|e| self.err(name, e))?);
             rustix::fs::renameat(&self.fd, &tmp, &self.fd, name).map_err(|e| match e {
                 Errno::ISDIR | Errno::NOTEMPTY | Errno::EXIST => {
@@ -680,7 +710,9 @@ impl<'t> Dir<'t> {
                 }
                 e => self.err(name, e),
             })?;
-            self.sync()?;
+            if durable {
+                self.sync()?;
+            }
             Ok(meta)
         })();
         if result.is_err() {

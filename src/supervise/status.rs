@@ -101,15 +101,21 @@ impl Paths {
 pub fn write_status(path: &Path, status: &SupervisorStatus) -> anyhow::Result<()> {
     let mut bytes = Vec::new();
     ciborium::into_writer(status, &mut bytes).context("encoding supervisor status")?;
-    crate::fs::host::write_atomic(path, &bytes)
+    crate::fs::host::write_replace(path, &bytes)
 }
 
 /// Reads a status file; `None` when there is none.
 pub fn read_status(path: &Path) -> anyhow::Result<Option<SupervisorStatus>> {
     match std::fs::read(path) {
-        Ok(bytes) => ciborium::from_reader(bytes.as_slice())
-            .map(Some)
-            .with_context(|| format!("{}: not a supervisor status file", path.display())),
+        Ok(bytes) => match ciborium::from_reader(bytes.as_slice()) {
+            Ok(status) => Ok(Some(status)),
+            // Written without waiting for the disk: torn by a crash, it
+            // describes a supervisor of an earlier boot.
+            Err(_) if crate::fs::host::written_before_boot(path) => Ok(None),
+            Err(e) => {
+                Err(e).with_context(|| format!("{}: not a supervisor status file", path.display()))
+            }
+        },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }

@@ -31,11 +31,10 @@ pub trait Runtime: Sync {
     fn wait_healthy(&self, cell: &str) -> Result<()>;
     /// Stops the cell and removes its kernel cell and mounts; a no-op when stopped.
     fn stop(&self, cell: &str) -> Result<()>;
-    /// Brings the cell up for its plan (root composed, a kernel cell, no service)
-    /// and returns the host path of its root. [`Runtime::stop`] ends it.
-    fn provision(&self, cell: &str) -> Result<PathBuf>;
-    /// Runs commands inside the (started or provisioned) cell.
-    fn runner<'a>(&'a self, cell: &str) -> Box<dyn CellRunner + 'a>;
+    /// Brings the cell up for its plan (root composed, no service): the host
+    /// path of its root, and what runs the plan's commands inside the cell.
+    /// [`Runtime::stop`] ends it.
+    fn provision<'a>(&'a self, cell: &str) -> Result<(PathBuf, Box<dyn CellRunner + 'a>)>;
     /// Where the cell's record of applied hashes lives.
     fn state_dir(&self, cell: &str) -> PathBuf;
 }
@@ -583,9 +582,8 @@ fn run_apply(
         .apply
         .as_ref()
         .with_context(|| format!("cell {name} has no plan"))?;
-    let root = rt.provision(name)?;
+    let (root, runner) = rt.provision(name)?;
     let tree = Tree::open(&root, Links::InRoot)?;
-    let runner = rt.runner(name);
     let ctx = applyfile::Context {
         cell: name,
         root: &tree,
@@ -670,14 +668,11 @@ mod tests {
         fn stop(&self, cell: &str) -> Result<()> {
             self.op("stop", cell)
         }
-        fn provision(&self, cell: &str) -> Result<PathBuf> {
+        fn provision<'a>(&'a self, cell: &str) -> Result<(PathBuf, Box<dyn CellRunner + 'a>)> {
             self.op("provision", cell)?;
             let root = self.dir.join(cell).join("root");
             std::fs::create_dir_all(&root)?;
-            Ok(root)
-        }
-        fn runner<'a>(&'a self, cell: &str) -> Box<dyn CellRunner + 'a> {
-            Box::new(FakeRunner(self, cell.to_string()))
+            Ok((root, Box::new(FakeRunner(self, cell.to_string()))))
         }
         fn state_dir(&self, cell: &str) -> PathBuf {
             self.dir.join(cell).join("state")
@@ -849,11 +844,8 @@ mod tests {
         fn stop(&self, cell: &str) -> Result<()> {
             self.inner.stop(cell)
         }
-        fn provision(&self, cell: &str) -> Result<PathBuf> {
+        fn provision<'a>(&'a self, cell: &str) -> Result<(PathBuf, Box<dyn CellRunner + 'a>)> {
             self.inner.provision(cell)
-        }
-        fn runner<'a>(&'a self, cell: &str) -> Box<dyn CellRunner + 'a> {
-            self.inner.runner(cell)
         }
         fn state_dir(&self, cell: &str) -> PathBuf {
             self.inner.state_dir(cell)

@@ -3,7 +3,7 @@
 
 use super::execute::Runtime;
 use crate::config::Config;
-use crate::engine::applyfile::{CellRunner, KernelRunner};
+use crate::engine::applyfile::{CellRunner, KernelRunner, RunOutput};
 use crate::engine::manifest::Desired;
 use crate::engine::runtime::{self, compose, lifecycle, CellPaths};
 use crate::kernel::{CellSpec, Kernel, Target};
@@ -47,7 +47,7 @@ impl Runtime for HostRuntime<'_> {
         lifecycle::stop(self.cfg, self.kernel, cell).map(|_| ())
     }
 
-    fn provision(&self, cell: &str) -> Result<PathBuf> {
+    fn provision<'a>(&'a self, cell: &str) -> Result<(PathBuf, Box<dyn CellRunner + 'a>)> {
         // Whatever ran before (an interrupted run included) goes first.
         lifecycle::stop(self.cfg, self.kernel, cell)?;
         let m = lifecycle::effective(self.cfg, cell)?;
@@ -62,22 +62,52 @@ impl Runtime for HostRuntime<'_> {
             rlimits: m.rlimits,
             limits: Default::default(),
         };
-        if let Err(e) = self.kernel.create(&spec) {
-            let _ = compose::decompose(self.cfg, cell);
-            return Err(e.context(format!("creating cell {cell} for its plan")));
-        }
-        Ok(paths.root)
-    }
-
-    fn runner<'a>(&'a self, cell: &str) -> Box<dyn CellRunner + 'a> {
-        Box::new(KernelRunner {
+        let runner = PlanRunner {
+            cfg: self.cfg,
             kernel: self.kernel,
-            target: Target::Name(cell.to_string()),
-        })
+            spec,
+            created: std::cell::OnceCell::new(),
+        };
+        Ok((paths.root, Box::new(runner)))
     }
 
     fn state_dir(&self, cell: &str) -> PathBuf {
         CellPaths::new(self.cfg, cell).state
+    }
+}
+
+/// Runs a plan's commands in a kernel cell made for them at the first one: a
+/// plan of files and directories alone needs no cell. [`Runtime::stop`] ends it.
+struct PlanRunner<'a> {
+    cfg: &'a Config,
+    kernel: &'a dyn Kernel,
+    spec: CellSpec,
+    created: std::cell::OnceCell<Result<(), String>>,
+}
+
+impl CellRunner for PlanRunner<'_> {
+    fn run(
+        &self,
+        argv: &[String],
+        env: &[(String, String)],
+        timeout: std::time::Duration,
+    ) -> Result<RunOutput> {
+        let cell = self.spec.name.as_str();
+        self.created
+            .get_or_init(|| match self.kernel.create(&self.spec) {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    let _ = compose::decompose(self.cfg, cell);
+                    Err(format!("creating cell {cell} for its plan: {e:#}"))
+                }
+            })
+            .clone()
+            .map_err(anyhow::Error::msg)?;
+        KernelRunner {
+            kernel: self.kernel,
+            target: Target::Name(cell.to_string()),
+        }
+        .run(argv, env, timeout)
     }
 }
 

@@ -23,7 +23,7 @@
 use super::CellPaths;
 use crate::config::{BaseSource, Config};
 use crate::engine::manifest::{self, CellManifest, MountSource};
-use crate::fs::host::write_atomic;
+use crate::fs::host::write_replace;
 use crate::fs::mount::{self as fs_mount, BindFlags};
 use crate::fs::mountinfo;
 use crate::fs::resolve;
@@ -67,7 +67,7 @@ pub fn prepare_layer_dirs(p: &CellPaths) -> Result<()> {
 }
 
 pub fn is_mounted(path: &Path) -> Result<bool> {
-    Ok(mountinfo::mount_points()?.iter().any(|p| p == path))
+    mountinfo::is_mount_point(path)
 }
 
 /// One recorded mount: where, from what, and why.
@@ -108,7 +108,7 @@ fn write_records(p: &CellPaths, records: &[MountRecord]) -> Result<()> {
             )
         })
         .collect();
-    write_atomic(&p.mounts_file(), text.as_bytes())
+    write_replace(&p.mounts_file(), text.as_bytes())
 }
 
 /// Records a mount, then makes it.
@@ -264,7 +264,7 @@ fn compose_steps(cfg: &Config, m: &CellManifest, p: &CellPaths, rec: &mut Record
     let layer = writable_layer(p);
     let lower = match &cfg.base {
         BaseSource::Host => {
-            let etc = read_host_etc();
+            let etc = host_etc();
             refresh_host_etc(&m.name, &layer, &etc)?;
             host_skeleton(cfg, &etc)?
         }
@@ -425,6 +425,48 @@ const HOST_ETC_DIRS: &[&str] = &["ld.so.conf.d", "alternatives"];
 enum EtcEntry {
     File(Vec<u8>),
     Link(PathBuf),
+}
+
+/// The host's `/etc` entries a cell gets, shared by the starts of one process.
+#[cfg(target_os = "linux")]
+type HostEtc = std::sync::Arc<Vec<(PathBuf, EtcEntry)>>;
+
+/// [`read_host_etc`], read again only when the host changed it: a change
+/// replaces an entry (a new inode, a new directory time) or edits a file (a
+/// new change time), which the stamp of the files and directories shows.
+#[cfg(target_os = "linux")]
+fn host_etc() -> HostEtc {
+    use std::os::unix::fs::MetadataExt;
+    static CACHE: std::sync::Mutex<Option<(Vec<i64>, HostEtc)>> = std::sync::Mutex::new(None);
+    let etc = Path::new("/etc");
+    let mut stamp = Vec::new();
+    let mut add = |p: &Path| match fs::metadata(p) {
+        Ok(m) => stamp.extend([m.ino() as i64, m.ctime(), m.ctime_nsec(), m.size() as i64]),
+        Err(_) => stamp.push(-1),
+    };
+    for f in HOST_ETC_FILES {
+        add(&etc.join(f));
+    }
+    for dir in HOST_ETC_DIRS {
+        let dir = etc.join(dir);
+        add(&dir);
+        // Links are replaced, never edited (the directory's time covers
+        // them); regular files may be edited in place.
+        for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_file()) {
+                add(&e.path());
+            }
+        }
+    }
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    match &*cache {
+        Some((seen, entries)) if *seen == stamp => entries.clone(),
+        _ => {
+            let entries = HostEtc::new(read_host_etc());
+            *cache = Some((stamp, entries.clone()));
+            entries
+        }
+    }
 }
 
 /// The host's [`HOST_ETC_FILES`] and [`HOST_ETC_DIRS`] as they are now, by
@@ -686,21 +728,27 @@ fn host_skeleton(cfg: &Config, etc: &[(PathBuf, EtcEntry)]) -> Result<PathBuf> {
 /// Keeps going after a failure; a busy mount is detached lazily as a last resort.
 pub fn decompose(cfg: &Config, name: &str) -> Result<()> {
     let p = CellPaths::new(cfg, name);
+    // Every mount is recorded before it is made and the record goes only once
+    // nothing is left: without one, and with no mount on the root, there is
+    // nothing to take down (no need to read the whole mount table).
+    if !p.mounts_file().exists() && !mountinfo::is_mount_point(&p.root)? {
+        return Ok(());
+    }
     let mut errors: Vec<String> = Vec::new();
-    for _round in 0..4 {
+    let mut left = Vec::new();
+    for round in 0..5 {
         // Every mount is made below the root (see `compose`).
-        let targets = mountinfo::under(&mountinfo::mount_points()?, &p.root);
-        if targets.is_empty() {
+        left = mountinfo::under(&mountinfo::mount_points()?, &p.root);
+        if left.is_empty() || round == 4 {
             break;
         }
         errors.clear();
-        for t in targets {
-            if let Err(e) = unmount_one(&p.root, &t) {
+        for t in &left {
+            if let Err(e) = unmount_one(&p.root, t) {
                 errors.push(format!("{}: {e:#}", t.display()));
             }
         }
     }
-    let mut left = mountinfo::under(&mountinfo::mount_points()?, &p.root);
     if !left.is_empty() {
         log::warn!(
             "cell {name}: {} cannot be unmounted one by one (a link in the way?); detaching the root",

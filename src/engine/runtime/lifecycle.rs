@@ -13,7 +13,7 @@
 use super::{compose, render, CellPaths};
 use crate::config::Config;
 use crate::engine::manifest::{self, CellManifest};
-use crate::fs::host::write_atomic;
+use crate::fs::host::write_replace;
 use crate::fs::mountinfo;
 use crate::kernel::{CellSpec, ExecSpec, Kernel, Stdio, Target};
 use crate::supervise::{self, SuperviseSpec};
@@ -237,7 +237,7 @@ fn check_health(cfg: &Config, kernel: &dyn Kernel, m: &CellManifest) -> Result<O
         spec.timeout = spec.timeout.min(left);
         match supervise::health::run_once(kernel, &target, &ExecSpec::default(), &spec) {
             Ok(r) if r.passed => {
-                write_atomic(&paths.health_file(), b"ok\n")?;
+                write_replace(&paths.health_file(), b"ok\n")?;
                 return Ok(Some(true));
             }
             Ok(r) => {
@@ -250,7 +250,7 @@ fn check_health(cfg: &Config, kernel: &dyn Kernel, m: &CellManifest) -> Result<O
             Err(e) => last = format!("{e:#}"),
         }
     }
-    write_atomic(
+    write_replace(
         &paths.health_file(),
         format!("failing: {last}\n").as_bytes(),
     )?;

@@ -6,7 +6,7 @@ use super::{compose, disk, CellPaths};
 use crate::config::{BaseSource, Config};
 use crate::engine::manifest::CellManifest;
 use crate::fs::host::write_atomic;
-use crate::fs::tree::{Links, Tree};
+use crate::fs::tree::{Kind, Links, Tree};
 use anyhow::{Context, Result};
 use std::fs;
 use std::path::Path;
@@ -80,16 +80,26 @@ fn seed_layer(cfg: &Config, name: &str, layer: &Path) -> Result<()> {
     };
     let in_base = |f: &str| base_etc.as_ref().is_some_and(|b| b.join(f).exists());
     let etc = Path::new("etc");
+    // Written without waiting for the disk, each: `cell.conf`, written last,
+    // is the one sync of a render. A seed a crash lost is missing or empty,
+    // and the next render (every start renders) writes it again.
+    let wanted = |file: &str| -> Result<bool> {
+        Ok(!in_base(file)
+            && match tree.meta_of_target(&etc.join(file))? {
+                None => true,
+                Some(m) => m.kind == Kind::File && m.size == 0,
+            })
+    };
     for (file, text) in seed_files(name) {
-        if !in_base(file) && !tree.exists(&etc.join(file))? {
-            tree.write(&etc.join(file), text.as_bytes(), Some(0o644))?;
+        if wanted(file)? {
+            tree.write_unsynced(&etc.join(file), text.as_bytes(), Some(0o644))?;
         }
     }
     for file in HOST_ETC_COPIES {
         let host = Path::new("/etc").join(file);
-        if !in_base(file) && !tree.exists(&etc.join(file))? {
+        if wanted(file)? {
             if let Ok(bytes) = fs::read(&host) {
-                tree.write(&etc.join(file), &bytes, Some(0o644))?;
+                tree.write_unsynced(&etc.join(file), &bytes, Some(0o644))?;
             }
         }
     }

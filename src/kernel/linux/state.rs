@@ -111,13 +111,21 @@ impl Store {
                 .with_context(|| format!("locking {}", lock_path.display()));
         }
         let path = self.dir.join("cells.cbor");
+        let empty = || Table {
+            next_id: 1,
+            ..Table::default()
+        };
         let table = match std::fs::read(&path) {
-            Ok(bytes) => ciborium::from_reader(bytes.as_slice())
-                .with_context(|| format!("reading cell table {}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Table {
-                next_id: 1,
-                ..Table::default()
+            Ok(bytes) => match ciborium::from_reader(bytes.as_slice()) {
+                Ok(table) => table,
+                // Saved without waiting for the disk (no cell outlives a
+                // reboot): one a crash tore names no living cell.
+                Err(_) if crate::fs::host::written_before_boot(&path) => empty(),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("reading cell table {}", path.display()))
+                }
             },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => empty(),
             Err(e) => {
                 return Err(e).with_context(|| format!("reading cell table {}", path.display()))
             }
@@ -131,11 +139,12 @@ impl Store {
 }
 
 impl Locked {
-    /// Writes the table atomically (temp file, fsync, rename).
+    /// Writes the table atomically (temp file, rename), not waiting for the
+    /// disk: the table describes running inits, none of which outlives a reboot.
     pub fn save(&self) -> Result<()> {
         let mut bytes = Vec::new();
         ciborium::into_writer(&self.table, &mut bytes).context("encoding cell table")?;
-        crate::fs::host::write_atomic(&self.path, &bytes)
+        crate::fs::host::write_replace(&self.path, &bytes)
     }
 }
 
@@ -179,6 +188,26 @@ mod tests {
         let expected = locked.table.clone();
         drop(locked);
         assert_eq!(store.lock().unwrap().table, expected);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_torn_table_is_stale_after_a_reboot_and_an_error_before() {
+        let dir = std::env::temp_dir().join(format!("cells-state-torn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::new(dir.clone());
+        let table = dir.join("cells.cbor");
+        std::fs::write(&table, b"\xff\x00torn").unwrap();
+        let err = store.lock().err().expect("a torn table of this boot");
+        assert!(format!("{err:#}").contains("reading cell table"), "{err:#}");
+        // The same bytes, last written before this boot: no cell of them lives.
+        std::fs::File::options()
+            .write(true)
+            .open(&table)
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(86_400))
+            .unwrap();
+        assert_eq!(store.lock().unwrap().table.next_id, 1);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
