@@ -371,9 +371,10 @@ pub fn cell_rows(cfg: &Config, desired: &Desired, facts: &RuntimeFacts) -> Resul
         .collect();
     let mut rows = Vec::with_capacity(names.len());
     for name in names {
-        let paths = CellPaths::new(cfg, name);
         let has_dir = dirs.contains(name);
-        let rendered = has_dir && paths.conf.exists();
+        // Only a cell with a runtime directory has paths worth a look.
+        let paths = has_dir.then(|| CellPaths::new(cfg, name));
+        let rendered = paths.as_ref().is_some_and(|p| p.conf.exists());
         let mut row = CellRow {
             name: name.to_string(),
             manifest: desired.cells.contains_key(name),
@@ -391,7 +392,7 @@ pub fn cell_rows(cfg: &Config, desired: &Desired, facts: &RuntimeFacts) -> Resul
                 desired_fields(&mut row, &m, cfg);
             }
         }
-        if has_dir {
+        if let Some(paths) = &paths {
             row.root = paths.root.display().to_string();
         }
         if let Some(k) = kernel.get(name) {
@@ -423,7 +424,7 @@ pub fn cell_rows(cfg: &Config, desired: &Desired, facts: &RuntimeFacts) -> Resul
         }
         if let Some(h) = facts.supervisors.get(name).and_then(|s| s.health.clone()) {
             row.health = h;
-        } else if has_dir {
+        } else if let Some(paths) = &paths {
             // A cell without a service: its check ran once, at start.
             row.health = std::fs::read_to_string(paths.health_file())
                 .map(|t| t.lines().next().unwrap_or_default().to_string())

@@ -91,6 +91,60 @@ fn read(path: &Path) -> Result<String, FileError> {
     read_manifest(path)?.ok_or_else(|| FileError::new(path, None, "cannot read: it disappeared"))
 }
 
+/// One file of the manifest directory, read and parsed.
+enum Loaded {
+    Cell(Result<CellManifest, FileError>),
+    Volume(Result<VolumeManifest, FileError>),
+    Apply,
+}
+
+/// Reads and parses the scanned files, in their order. A large directory is
+/// shared out among the cores (10,000 manifests are read and parsed in a
+/// fraction of the time one core takes).
+fn load_files(cfg: &Config, files: Vec<(String, &'static str)>) -> Vec<(String, Loaded)> {
+    let load = |(name, ext): (String, &'static str)| {
+        let loaded = match ext {
+            "cell" => {
+                let path = cell_path(cfg, &name);
+                Loaded::Cell(
+                    read(&path)
+                        .and_then(|t| CellManifest::parse(&path, &t, &name, cfg))
+                        .and_then(|m| m.check_disk_mounts(&cfg.default_limits).map(|()| m)),
+                )
+            }
+            "volume" => {
+                let path = volume_path(cfg, &name);
+                Loaded::Volume(read(&path).and_then(|t| VolumeManifest::parse(&path, &t, &name)))
+            }
+            _ => Loaded::Apply,
+        };
+        (name, loaded)
+    };
+    const PER_THREAD: usize = 256;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len() / PER_THREAD)
+        .min(8);
+    if threads <= 1 {
+        return files.into_iter().map(load).collect();
+    }
+    let chunk = files.len().div_ceil(threads);
+    let mut files = files.into_iter();
+    let parts: Vec<Vec<(String, &'static str)>> = (0..threads)
+        .map(|_| files.by_ref().take(chunk).collect())
+        .collect();
+    std::thread::scope(|scope| {
+        let running: Vec<_> = parts
+            .into_iter()
+            .map(|part| scope.spawn(move || part.into_iter().map(load).collect::<Vec<_>>()))
+            .collect();
+        running
+            .into_iter()
+            .flat_map(|t| t.join().expect("a manifest loader does not panic"))
+            .collect()
+    })
+}
+
 /// Reads one cell manifest, if it exists.
 pub fn load_cell(cfg: &Config, name: &str) -> Result<Option<CellManifest>> {
     crate::names::validate("cell", name)?;
@@ -122,30 +176,16 @@ impl Desired {
     pub fn load_partial(cfg: &Config) -> Result<(Desired, Vec<FileError>)> {
         let mut d = Desired::default();
         let mut errors = Vec::new();
-        for (name, ext) in scan(&cfg.manifest_dir)? {
-            match ext {
-                "cell" => {
-                    let path = cell_path(cfg, &name);
-                    let parsed = read(&path)
-                        .and_then(|t| CellManifest::parse(&path, &t, &name, cfg))
-                        .and_then(|m| m.check_disk_mounts(&cfg.default_limits).map(|()| m));
-                    match parsed {
-                        Ok(m) => {
-                            d.cells.insert(name, m);
-                        }
-                        Err(e) => errors.push(e),
-                    }
+        for (name, loaded) in load_files(cfg, scan(&cfg.manifest_dir)?) {
+            match loaded {
+                Loaded::Cell(Ok(m)) => {
+                    d.cells.insert(name, m);
                 }
-                "volume" => {
-                    let path = volume_path(cfg, &name);
-                    match read(&path).and_then(|t| VolumeManifest::parse(&path, &t, &name)) {
-                        Ok(m) => {
-                            d.volumes.insert(name, m);
-                        }
-                        Err(e) => errors.push(e),
-                    }
+                Loaded::Volume(Ok(m)) => {
+                    d.volumes.insert(name, m);
                 }
-                _ => {
+                Loaded::Cell(Err(e)) | Loaded::Volume(Err(e)) => errors.push(e),
+                Loaded::Apply => {
                     d.apply_files.insert(name);
                 }
             }
