@@ -6,7 +6,7 @@
 #                   with a cached ansible-core from PyPI), clippy, fmt, man and Ansible lint,
 #                   kmod ABI tables against their headers, the kernel object
 #   make install    PREFIX=/usr/local DESTDIR=  installs sbin/cells, the personality
-#                   symlinks, man pages and rc.d scripts
+#                   symlinks, man pages, rc.d scripts and bash/zsh/fish completion
 #   make kmod       the NetBSD kernel module (see kmod/README.md)
 
 PREFIX ?= /usr/local
@@ -15,6 +15,9 @@ CARGO ?= cargo
 SBINDIR = $(DESTDIR)$(PREFIX)/sbin
 MANDIR = $(DESTDIR)$(PREFIX)/share/man
 RCDIR = $(DESTDIR)$(PREFIX)/share/cells/rc.d
+BASHCOMPDIR = $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR = $(DESTDIR)$(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR = $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
 PERSONALITIES = cellctl cellmgr cellui
 BIN = target/release/cells
 
@@ -71,6 +74,15 @@ install: build
 		s=$${m##*.}; install -m 0644 $$m $(MANDIR)/man$$s/; \
 	done
 	for r in rc.d/*; do [ -f "$$r" ] && install -m 0644 $$r $(RCDIR)/ || true; done
+	# Completion, generated from the command table; bash and fish look a
+	# script up by the command's name, so each personality gets a link.
+	install -d $(BASHCOMPDIR) $(ZSHCOMPDIR) $(FISHCOMPDIR)
+	$(BIN) completion bash >$(BASHCOMPDIR)/cells
+	$(BIN) completion zsh >$(ZSHCOMPDIR)/_cells
+	$(BIN) completion fish >$(FISHCOMPDIR)/cells.fish
+	for p in $(PERSONALITIES); do \
+		ln -sf cells $(BASHCOMPDIR)/$$p; ln -sf cells.fish $(FISHCOMPDIR)/$$p.fish; \
+	done
 
 kmod:
 	$(MAKE) -C kmod kmod

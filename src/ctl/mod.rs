@@ -13,7 +13,7 @@ use argh::FromArgs;
 use std::path::PathBuf;
 
 /// Create, enter, inspect and destroy cells: kernel-enforced compartments.
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 struct CtlArgs {
     /// run the command on another host over ssh: [user@]host (same output,
     /// exit codes and confirmations as there)
@@ -26,7 +26,7 @@ struct CtlArgs {
     command: Command,
 }
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand)]
 enum Command {
     Create(CreateArgs),
@@ -38,7 +38,7 @@ enum Command {
 }
 
 /// Create a cell rooted at ROOT and print "cell <id>".
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "create")]
 struct CreateArgs {
     /// hardening profile: low, medium or high (default: high)
@@ -65,7 +65,7 @@ struct CreateArgs {
 }
 
 /// Destroy a cell; refused while processes other than its init run in it.
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "destroy")]
 struct DestroyArgs {
     /// cell id, or name (a number is always an id)
@@ -74,7 +74,7 @@ struct DestroyArgs {
 }
 
 /// Run a command in a cell (default: an interactive shell); exits with its status.
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "exec")]
 struct ExecArgs {
     /// cell id, or name (a number is always an id)
@@ -86,7 +86,7 @@ struct ExecArgs {
 }
 
 /// List cells: CID NAME REFS PROCS AGE ROOT NOFILE AS CORE PROFILE PORTS.
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "list")]
 struct ListArgs {
     /// tab-separated output with raw values (for scripts)
@@ -105,7 +105,7 @@ struct ListArgs {
 
 /// Show cell telemetry: CPU ticks over 1 s and 10 s, processes, memory, denials,
 /// supervisor.
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "stats")]
 struct StatsArgs {
     /// verbose table: adds ROOT, REFS, DENY_BIND and SUPERVISOR
@@ -129,6 +129,11 @@ struct StatsArgs {
     /// print only these comma-separated columns
     #[argh(option, short = 'o')]
     fields: Option<String>,
+}
+
+/// cellctl's commands, flags and positionals (for completion and hints).
+pub fn command_table() -> argh::CommandInfoWithArgs {
+    <CtlArgs as argh::ArgsInfo>::get_args_info()
 }
 
 pub fn main(personality: &str, args: &[String]) -> i32 {

@@ -19,14 +19,14 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 /// Serve the control plane over the typed IPC bridge (see cellmgr(8), IPC PROTOCOL).
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, argh::ArgsInfo, Debug, PartialEq)]
 #[argh(subcommand, name = "ipc")]
 pub struct IpcArgs {
     #[argh(subcommand)]
     cmd: IpcCmd,
 }
 
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, argh::ArgsInfo, Debug, PartialEq)]
 #[argh(subcommand)]
 enum IpcCmd {
     Serve(ServeArgs),
@@ -35,7 +35,7 @@ enum IpcCmd {
 /// Answer requests on stdin/stdout (--stdio, as cellui and ssh use it) or on a
 /// unix socket (--socket PATH, mode 0600: root and this user; peers are checked
 /// by their kernel credentials).
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, argh::ArgsInfo, Debug, PartialEq)]
 #[argh(subcommand, name = "serve")]
 struct ServeArgs {
     /// serve one session on standard input and output

@@ -20,7 +20,7 @@ macro_rules! subcommands {
         $(#[$meta])*
         // Parsed once per run: boxing the larger variants would buy nothing.
         #[allow(clippy::large_enum_variant)]
-        #[derive(argh::FromArgs)]
+        #[derive(argh::FromArgs, argh::ArgsInfo)]
         #[argh(subcommand)]
         $vis enum $name { $($variant($ty)),* }
 
@@ -56,7 +56,7 @@ pub trait Run {
 
 /// cellmgr: the Cells control plane. Desired state lives in manifests
 /// (cells(5)), runtime state under the data directory; see cellmgr(8).
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 pub struct Cellmgr {
     /// run the command on another host over ssh: [user@]host (same output,
     /// exit codes and confirmations as there)
@@ -83,6 +83,11 @@ subcommands! {
         Apply(apply::Apply),
         Ipc(ipc::IpcArgs),
     }
+}
+
+/// cellmgr's commands, flags and positionals (for completion and hints).
+pub fn command_table() -> argh::CommandInfoWithArgs {
+    <Cellmgr as argh::ArgsInfo>::get_args_info()
 }
 
 pub fn main(personality: &str, args: &[String]) -> i32 {

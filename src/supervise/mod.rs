@@ -42,7 +42,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Run a command inside a cell under a supervisor: the supervisor detaches,
 /// restarts the command with backoff (1 s doubling to 10 s, reset after 30 s of
 /// stable running) and sends each line of its output to syslog.
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, argh::ArgsInfo, Debug, PartialEq)]
 #[argh(subcommand, name = "supervise")]
 pub struct SuperviseArgs {
     /// syslog facility: kern, user, mail, daemon, auth, syslog, lpr, news,

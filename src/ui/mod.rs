@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 /// Look at and operate every cell and volume from a terminal (see cellui(8)).
 /// Without -H or -S, starts `cellmgr ipc serve --stdio` on this host.
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, argh::ArgsInfo, Debug)]
 struct UiArgs {
     /// run the bridge on another host over ssh: [user@]host
     #[argh(option, short = 'H')]
@@ -40,6 +40,11 @@ struct UiArgs {
     /// seconds between refreshes (default: 2)
     #[argh(option, default = "2")]
     interval: u64,
+}
+
+/// cellui's flags (for completion and hints).
+pub fn command_table() -> argh::CommandInfoWithArgs {
+    <UiArgs as argh::ArgsInfo>::get_args_info()
 }
 
 pub fn main(personality: &str, args: &[String]) -> i32 {
