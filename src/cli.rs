@@ -89,7 +89,7 @@ pub fn dispatch(argv: &[String]) -> i32 {
     let argv0 = argv.first().map(String::as_str).unwrap_or("cells");
     let prog = program_name(argv0);
     if let Some(p) = find_personality(prog) {
-        return (p.entry)(p.name, &argv[1..]);
+        return enter(p, &argv[1..]);
     }
     if prog != "cells" && !prog.ends_with("-cells") {
         eprintln!("cells: unknown program name '{prog}'\n\n{}", usage());
@@ -125,13 +125,21 @@ pub fn dispatch(argv: &[String]) -> i32 {
             EXIT_OK
         }
         Some(name) => match find_personality(name) {
-            Some(p) => (p.entry)(p.name, &argv[2..]),
+            Some(p) => enter(p, &argv[2..]),
             None => {
                 eprintln!("cells: unknown personality '{name}'\n\n{}", usage());
                 EXIT_FAILURE
             }
         },
     }
+}
+
+/// Runs a personality; its command line is what audit records name.
+fn enter(p: &Personality, args: &[String]) -> i32 {
+    let mut words = vec![p.name.to_string()];
+    words.extend_from_slice(args);
+    crate::journal::set_command(&words);
+    (p.entry)(p.name, args)
 }
 
 /// `cells completion SHELL`: the completion script of every personality,

@@ -39,6 +39,12 @@ pub struct Config {
     pub pkg_tool: String,
     /// The syslog socket supervisors log to.
     pub syslog_socket: PathBuf,
+    /// The journal: audit records and lifecycle events (JSON Lines, root's).
+    pub audit_log: PathBuf,
+    /// Rotate the journal at this size in bytes (0: never).
+    pub audit_log_size: u64,
+    /// Rotated journal files kept.
+    pub audit_log_keep: u32,
     /// cgroup2 mount point; `None` means detect (`/sys/fs/cgroup` or `/sys/fs/cgroup/unified`).
     pub cgroup_root: Option<PathBuf>,
     pub release: String,
@@ -68,6 +74,12 @@ pub const KEYS: &[(&str, &str)] = &[
     ("CELL_BACKUP_KEEP", "a count (0 keeps all)"),
     ("CELL_PKG_TOOL", "a command such as 'pkg_add' or empty"),
     ("CELL_SYSLOG_SOCKET", "an absolute path"),
+    ("CELL_AUDIT_LOG", "an absolute path"),
+    (
+        "CELL_AUDIT_LOG_SIZE",
+        "a size such as 10m (0: never rotate)",
+    ),
+    ("CELL_AUDIT_LOG_KEEP", "a count of rotated files"),
     ("CELL_CGROUP_ROOT", "an absolute path or empty (detect)"),
     ("RELEASE", "a release such as 10.1, or empty"),
     ("MACHINE_ARCH", "an architecture such as amd64, or empty"),
@@ -107,6 +119,9 @@ impl Default for Config {
                 "/dev/log"
             }
             .into(),
+            audit_log: "/var/log/cells/audit.log".into(),
+            audit_log_size: 10 << 20,
+            audit_log_keep: 5,
             cgroup_root: None,
             release: String::new(),
             machine_arch: String::new(),
@@ -176,6 +191,11 @@ impl Config {
                 "CELL_RELEASE_DIR" => cfg.release_dir = abs(v)?,
                 "CELL_RUN_DIR" => cfg.run_dir = abs(v)?,
                 "CELL_SYSLOG_SOCKET" => cfg.syslog_socket = abs(v)?,
+                "CELL_AUDIT_LOG" => cfg.audit_log = abs(v)?,
+                "CELL_AUDIT_LOG_SIZE" => {
+                    cfg.audit_log_size = rcconf::parse_size(v).ok_or_else(bad)?
+                }
+                "CELL_AUDIT_LOG_KEEP" => cfg.audit_log_keep = v.parse().map_err(|_| bad())?,
                 "CELL_CGROUP_ROOT" => {
                     cfg.cgroup_root = if v.is_empty() { None } else { Some(abs(v)?) }
                 }

@@ -50,7 +50,12 @@ pub fn parse_args<T: argh::FromArgs + argh::ArgsInfo>(
 /// Runs a fallible command body and maps the result to an exit code, printing
 /// errors in the shared format.
 pub fn run(personality: &str, body: impl FnOnce() -> anyhow::Result<i32>) -> i32 {
-    match body() {
+    finish(personality, body())
+}
+
+/// A command's result as its exit code, the error printed in the shared format.
+pub fn finish(personality: &str, result: anyhow::Result<i32>) -> i32 {
+    match result {
         Ok(code) => code,
         Err(e) => {
             report_error(personality, &e);

@@ -8,7 +8,7 @@
 //! 3. `engine`: desired and runtime state, read models, plan/apply, backups;
 //! 2. `kernel`, `supervise`, `ipc`: the runtime (sideways among themselves);
 //! 1. `names`, `exit`, `config`, `rcconf`, `output`, `fs`, `model`, `calendar`,
-//!    `cmdtable`: the ground floor (sideways among themselves).
+//!    `cmdtable`, `journal`: the ground floor (sideways among themselves).
 
 pub mod calendar;
 pub mod cli;
@@ -19,6 +19,7 @@ pub mod engine;
 pub mod exit;
 pub mod fs;
 pub mod ipc;
+pub mod journal;
 pub mod kernel;
 pub mod mgr;
 pub mod model;

@@ -236,6 +236,40 @@ pub fn yes_no(b: bool) -> &'static str {
     }
 }
 
+/// A byte size: digits with an optional `k`, `m` or `g` suffix (powers of
+/// 1024, either case), e.g. `1048576`, `512k`, `4M`.
+pub fn parse_size(v: &str) -> Option<u64> {
+    let (digits, unit) = match v.char_indices().last()? {
+        (i, 'k' | 'K') => (&v[..i], 1u64 << 10),
+        (i, 'm' | 'M') => (&v[..i], 1 << 20),
+        (i, 'g' | 'G') => (&v[..i], 1 << 30),
+        _ => (v, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(unit)
+}
+
+/// A duration: digits with a unit `ms`, `s`, `m` or `h`; plain digits are
+/// seconds (`30`, `30s`, `500ms`, `2m`).
+pub fn parse_duration(v: &str) -> Option<std::time::Duration> {
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    if digits.is_empty() {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => None,
+    }?;
+    Some(std::time::Duration::from_millis(ms))
+}
+
 /// The closest known key within a small edit distance, for "did you mean" hints.
 pub fn suggest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
     known
@@ -268,6 +302,26 @@ mod tests {
         parse(Path::new("t.conf"), text)
             .map(|v| v.into_iter().map(|a| (a.key, a.value)).collect())
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("1048576"), Some(1 << 20));
+        assert_eq!(parse_size("512k"), Some(512 << 10));
+        assert_eq!(parse_size("4M"), Some(4 << 20));
+        assert_eq!(parse_size("1g"), Some(1 << 30));
+        for bad in ["", "k", "1.5M", "-1", "1T", "1 M", "99999999999999999999g"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+        use std::time::Duration;
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        for bad in ["", "s", "1.5s", "-1s", "1d", "1 s", "ms"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
     }
 
     #[test]

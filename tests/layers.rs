@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 const GROUND: &[&str] = &[
     "names", "exit", "config", "rcconf", "output", "fs", "model", "calendar", "cmdtable",
-    "testutil",
+    "journal", "testutil",
 ];
 const RUNTIME: &[&str] = &["kernel", "supervise", "ipc"];
 const ENGINE: &[&str] = &["engine"];

@@ -109,7 +109,7 @@ fn entries(personalities: &[Personality]) -> Vec<Entry> {
     for p in personalities {
         for n in &p.nodes {
             let mut described_flags = vec![tab("--help", "print help")];
-            for f in &n.flags {
+            for f in n.flags.iter().filter(|f| !f.hidden) {
                 described_flags.push(tab(&f.long, &f.description));
                 if let Some(c) = f.short {
                     described_flags.push(tab(&format!("-{c}"), &f.description));

@@ -29,20 +29,24 @@ pub struct Flag {
     pub description: String,
     /// An option (takes a value) rather than a switch.
     pub takes_value: bool,
+    /// Internal (not in the help): parsed, never offered.
+    pub hidden: bool,
 }
 
 impl Node {
-    /// Every spelling of the flags, long and short, `--help` included.
+    /// Every spelling of the flags a user is offered, long and short, `--help`
+    /// included.
     pub fn flag_words(&self) -> Vec<String> {
         let mut words = vec!["--help".to_string()];
-        for f in &self.flags {
+        for f in self.flags.iter().filter(|f| !f.hidden) {
             words.push(f.long.clone());
             words.extend(f.short.map(|c| format!("-{c}")));
         }
         words
     }
 
-    /// The spellings of the flags that take a value.
+    /// The spellings of the flags that take a value (internal ones included:
+    /// their value is no command either).
     pub fn valued_words(&self) -> Vec<String> {
         let mut words = Vec::new();
         for f in self.flags.iter().filter(|f| f.takes_value) {
@@ -80,12 +84,13 @@ fn visit(path: Vec<String>, info: &Info, out: &mut Vec<Node>) {
         flags: info
             .flags
             .iter()
-            .filter(|f| !f.hidden && f.long != "--help")
+            .filter(|f| f.long != "--help")
             .map(|f| Flag {
                 long: f.long.to_string(),
                 short: f.short,
                 description: first_line(f.description),
                 takes_value: matches!(f.kind, FlagInfoKind::Option { .. }),
+                hidden: f.hidden,
             })
             .collect(),
         positionals: info
@@ -127,6 +132,91 @@ fn reach<'n>(nodes: &'n [Node], args: &[&str]) -> (&'n Node, usize) {
         }
     }
     (node, args.len())
+}
+
+/// Quotes `s` for a POSIX shell: as is when it holds only characters no shell
+/// treats specially, else in single quotes (a `'` inside becomes `'\''`).
+pub fn shell_quote(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The words of a command line sorted by what the table says they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Invocation {
+    /// The subcommands, without the personality: `["cell", "start"]`.
+    pub path: Vec<String>,
+    /// (positional's name, value); a greedy last positional repeats its name.
+    pub positionals: Vec<(String, String)>,
+    /// (long flag, value) of the options given.
+    pub options: Vec<(String, String)>,
+    /// Long names of the switches given (`--help` included).
+    pub switches: Vec<String>,
+}
+
+impl Invocation {
+    pub fn positional(&self, names: &[&str]) -> Option<&str> {
+        self.positionals
+            .iter()
+            .find(|(n, _)| names.contains(&n.as_str()))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn option(&self, long: &str) -> Option<&str> {
+        self.options
+            .iter()
+            .find(|(n, _)| n == long)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sorts `args` (a command line that parsed) by the table of `personality`.
+pub fn invocation(personality: &str, info: &Info, args: &[&str]) -> Invocation {
+    let nodes = flatten(personality, info);
+    let mut node = &nodes[0];
+    let mut inv = Invocation::default();
+    let mut iter = args.iter();
+    let mut only_positionals = false;
+    while let Some(arg) = iter.next() {
+        if !only_positionals && *arg == "--" {
+            only_positionals = true;
+            continue;
+        }
+        if !only_positionals && arg.starts_with('-') && arg.len() > 1 {
+            let flag = node
+                .flags
+                .iter()
+                .find(|f| f.long == *arg || f.short.is_some_and(|c| *arg == format!("-{c}")));
+            match flag {
+                Some(f) if f.takes_value => {
+                    let value = iter.next().copied().unwrap_or_default();
+                    inv.options.push((f.long.clone(), value.to_string()));
+                }
+                Some(f) => inv.switches.push(f.long.clone()),
+                None => inv.switches.push(arg.to_string()),
+            }
+            continue;
+        }
+        if inv.positionals.is_empty() && !only_positionals {
+            let mut path = node.path.clone();
+            path.push(arg.to_string());
+            if let Some(next) = nodes.iter().find(|n| n.path == path) {
+                node = next;
+                inv.path.push(arg.to_string());
+                continue;
+            }
+        }
+        let i = inv
+            .positionals
+            .len()
+            .min(node.positionals.len().saturating_sub(1));
+        let name = node.positionals.get(i).cloned().unwrap_or_default();
+        inv.positionals.push((name, arg.to_string()));
+    }
+    inv
 }
 
 /// The message for argh's "Unrecognized argument: X": which command did not
@@ -231,6 +321,18 @@ mod tests {
         );
         assert_eq!(nodes[1].valued_words(), ["--output", "-o"]);
         assert_eq!(nodes[2].positionals, ["name"]);
+    }
+
+    #[test]
+    fn invocations_sort_the_words() {
+        let info = Top::get_args_info();
+        let inv = invocation("tool", &info, &["-H", "h", "list", "-o", "name", "--json"]);
+        assert_eq!(inv.path, ["list"]);
+        let opt = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(inv.options, [opt("--host", "h"), opt("--output", "name")]);
+        assert_eq!(inv.switches, ["--json"]);
+        let inv = invocation("tool", &info, &["start", "--", "web"]);
+        assert_eq!(inv.positional(&["name"]), Some("web"));
     }
 
     #[test]

@@ -148,11 +148,12 @@ pub fn main(personality: &str, args: &[String]) -> i32 {
         let args = crate::ipc::ssh::command_args(args);
         return crate::ipc::ssh::forward(personality, host, parsed.remote_cmd.as_deref(), args);
     }
-    exit::run(personality, || {
+    let result = (|| {
         if parsed.remote_cmd.is_some() {
             anyhow::bail!("--remote-cmd only applies with -H HOST");
         }
         let cfg = Config::load().context("reading the configuration")?;
+        crate::journal::init(&cfg);
         let kernel = kernel::host(&cfg).context("opening the kernel backend")?;
         match parsed.command {
             Command::Create(a) => create(kernel.as_ref(), a),
@@ -162,7 +163,9 @@ pub fn main(personality: &str, args: &[String]) -> i32 {
             Command::Stats(a) => stats(&cfg, kernel.as_ref(), a),
             Command::Supervise(a) => crate::supervise::run_command(&cfg, kernel.as_ref(), a),
         }
-    })
+    })();
+    crate::journal::audit_command(personality, &command_table(), args, &result);
+    exit::finish(personality, result)
 }
 
 fn create(kernel: &dyn Kernel, a: CreateArgs) -> Result<i32> {

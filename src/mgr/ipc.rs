@@ -58,6 +58,8 @@ impl super::Run for IpcArgs {
 
 fn serve(a: ServeArgs) -> Result<i32> {
     let backend = EngineBackend::new()?;
+    // The server records the actions its clients ask for.
+    super::load_config()?;
     match (a.stdio, a.socket) {
         (true, None) => {
             if a.group.is_some() {
@@ -95,7 +97,12 @@ impl EngineBackend {
     fn run(&self, args: &[&str]) -> Result<Finished> {
         let what = || format!("running cellmgr {}", args.join(" "));
         let (mut out, mut err) = (scratch().with_context(what)?, scratch().with_context(what)?);
-        let status = Command::new(&self.exe)
+        let mut cmd = Command::new(&self.exe);
+        if let Some(peer) = server::acting_for() {
+            let pid = peer.pid.map(|p| p.to_string()).unwrap_or_default();
+            cmd.env("CELLMGR_IPC_PEER", format!("{}:{pid}", peer.uid));
+        }
+        let status = cmd
             .arg("mgr")
             .args(args)
             .env("CELLMGR_CALL_CONTEXT", "ipc")

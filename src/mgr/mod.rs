@@ -40,6 +40,7 @@ mod bootstrap;
 mod cell;
 pub mod confirm;
 mod editor;
+mod events;
 pub mod ipc;
 mod output;
 mod plan_rows;
@@ -81,6 +82,7 @@ subcommands! {
         Restart(cell::Restart),
         Shell(cell::Shell),
         Apply(apply::Apply),
+        Events(events::Events),
         Ipc(ipc::IpcArgs),
     }
 }
@@ -102,12 +104,15 @@ pub fn main(personality: &str, args: &[String]) -> i32 {
             parsed.remote_cmd.as_deref(),
             crate::ipc::ssh::command_args(args),
         ),
-        None => crate::exit::run(personality, || {
-            if parsed.remote_cmd.is_some() {
-                bail!("--remote-cmd only applies with -H HOST");
-            }
-            parsed.command.run()
-        }),
+        None => {
+            let result = if parsed.remote_cmd.is_some() {
+                Err(anyhow::anyhow!("--remote-cmd only applies with -H HOST"))
+            } else {
+                parsed.command.run()
+            };
+            crate::journal::audit_command(personality, &command_table(), args, &result);
+            crate::exit::finish(personality, result)
+        }
     }
 }
 
@@ -165,7 +170,9 @@ impl Scope {
 }
 
 pub fn load_config() -> Result<Config> {
-    Config::load().context("reading the configuration")
+    let cfg = Config::load().context("reading the configuration")?;
+    crate::journal::init(&cfg);
+    Ok(cfg)
 }
 
 /// Takes the mutation lock for `what` (shown to a command that has to wait).

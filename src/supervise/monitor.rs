@@ -12,6 +12,7 @@ use super::signals::WakePipe;
 use super::status::{self, Paths, SupervisorLock, SupervisorState, SupervisorStatus};
 use super::syslog::{self, Level, Syslog};
 use super::SuperviseSpec;
+use crate::journal::{self, Happened};
 use crate::kernel::{CellInfo, ExecSpec, Kernel, Target};
 use anyhow::Context;
 use mio::unix::SourceFd;
@@ -208,6 +209,8 @@ impl<'k> Monitor<'k> {
             if self.restart_at.is_some_and(|t| now >= t) {
                 self.restart_at = None;
                 self.status.restarts += 1;
+                let count = format!("restart {}", self.status.restarts);
+                journal::event(&self.cell.name, Happened::Restarted, Some(count));
                 done = self.start_service();
             }
             if let Some(s) = self.stopping.as_mut() {
@@ -422,6 +425,8 @@ impl<'k> Monitor<'k> {
         } else {
             self.status.last_exit = Some("failed to start".into());
         }
+        let status = self.status.last_exit.clone();
+        journal::event(&self.cell.name, Happened::Exited, status);
         if self.stop_requested {
             return true;
         }

@@ -54,7 +54,12 @@ impl Env {
         let conf = dir.join("cellmgr.conf");
         std::fs::write(
             &conf,
-            format!("CELL_RUN_DIR={}\n", dir.join("run").display()),
+            // The journal too: tests never write to /var/log.
+            format!(
+                "CELL_RUN_DIR={}\nCELL_AUDIT_LOG={}\n",
+                dir.join("run").display(),
+                dir.join("audit.log").display()
+            ),
         )
         .unwrap();
         Env {

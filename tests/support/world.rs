@@ -39,7 +39,7 @@ impl World {
             format!(
                 "CELLMGR_MANIFEST_DIR={d}/etc\nCELL_DATA_DIR={d}/cells\nCELL_VOLUME_DIR={d}/volumes\n\
                  CELL_BASE_DIR={d}/base\nCELL_BACKUP_DIR={d}/backups\nCELL_RELEASE_DIR={d}/releases\n\
-                 CELL_RUN_DIR={d}/run\n{base}{extra}"
+                 CELL_RUN_DIR={d}/run\nCELL_AUDIT_LOG={d}/audit.log\n{base}{extra}"
             ),
         )
         .unwrap();

@@ -170,6 +170,13 @@ pub fn execute(
             CellResult::Converged { changed: false }
         };
         report(out, verbosity, &subject, &result, None);
+        if action.kind.is_change() {
+            audit_step(
+                action.kind.as_str(),
+                crate::journal::Subject::Volume(&v.name),
+                &result,
+            );
+        }
         summary.results.push((subject, result));
     }
     let plans: BTreeMap<&str, &CellPlan> = plan
@@ -242,9 +249,36 @@ pub fn execute(
         };
         outcome.insert(name, matches!(result, CellResult::Converged { .. }));
         report(out, verbosity, &subject, &result, Some(started.elapsed()));
+        if cp.changes() {
+            let kinds: Vec<&str> = cp
+                .actions
+                .iter()
+                .filter(|a| a.kind.is_change())
+                .map(|a| a.kind.as_str())
+                .collect();
+            audit_step(
+                &kinds.join(","),
+                crate::journal::Subject::Cell(name),
+                &result,
+            );
+        }
         summary.results.push((subject, result));
     }
     summary
+}
+
+/// One audit record per plan step that was to change something.
+fn audit_step(kinds: &str, subject: crate::journal::Subject, result: &CellResult) {
+    let failure = match result {
+        CellResult::Converged { .. } => None,
+        CellResult::Failed { phase, error } => Some(anyhow::anyhow!("{phase}: {error}")),
+        CellResult::Skipped { reason } => Some(anyhow::anyhow!("skipped: {reason}")),
+    };
+    let outcome = match &failure {
+        None => Ok(crate::exit::EXIT_OK),
+        Some(e) => Err(e),
+    };
+    crate::journal::audit(&format!("apply {kinds}"), subject, outcome);
 }
 
 fn report(

@@ -11,6 +11,7 @@ use super::{compose, mountinfo, render, CellPaths};
 use crate::config::Config;
 use crate::engine::manifest::{self, CellManifest};
 use crate::fs::host::write_atomic;
+use crate::journal::{self, Happened};
 use crate::kernel::{CellSpec, ExecSpec, Kernel, Target};
 use crate::supervise::{self, SuperviseSpec};
 use anyhow::{anyhow, bail, Context, Result};
@@ -133,6 +134,7 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StartOutco
             ));
         }
     };
+    journal::event(name, Happened::Started, Some(format!("cid {cid}")));
     let mut supervisor_pid = None;
     if let Some(cmd) = &m.supervise_cmd {
         match supervise_spec(&m, cmd).and_then(|s| supervise::start(cfg, kernel, &s)) {
@@ -169,6 +171,14 @@ fn check_health(cfg: &Config, kernel: &dyn Kernel, m: &CellManifest) -> Result<O
         let _ = std::fs::remove_file(paths.health_file());
         return Ok(None);
     };
+    let previous = std::fs::read_to_string(paths.health_file()).unwrap_or_default();
+    let record = |now: &str| -> Result<()> {
+        write_atomic(&paths.health_file(), format!("{now}\n").as_bytes())?;
+        if previous.trim() != now {
+            journal::event(&m.name, Happened::Health, Some(now.to_string()));
+        }
+        Ok(())
+    };
     let mut last = String::new();
     for (attempt, delay) in std::iter::once(&Duration::ZERO)
         .chain(HEALTH_RETRY)
@@ -177,17 +187,14 @@ fn check_health(cfg: &Config, kernel: &dyn Kernel, m: &CellManifest) -> Result<O
         std::thread::sleep(*delay);
         match run_in_cell(kernel, &m.name, &["/bin/sh", "-c", cmd], HEALTH_TIMEOUT) {
             Ok(0) => {
-                write_atomic(&paths.health_file(), b"ok\n")?;
+                record("ok")?;
                 return Ok(Some(true));
             }
             Ok(code) => last = format!("exit {code} (attempt {})", attempt + 1),
             Err(e) => last = format!("{e:#}"),
         }
     }
-    write_atomic(
-        &paths.health_file(),
-        format!("failing: {last}\n").as_bytes(),
-    )?;
+    record(&format!("failing: {last}"))?;
     Ok(Some(false))
 }
 
@@ -243,6 +250,9 @@ pub fn stop(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StopOutcome
     }
     if !errors.is_empty() {
         bail!("stopping cell {name}: {}", errors.join("; "));
+    }
+    if existed {
+        journal::event(name, Happened::Stopped, None);
     }
     Ok(if existed {
         StopOutcome::Stopped
