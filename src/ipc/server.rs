@@ -38,7 +38,8 @@ pub trait Backend: Send + Sync {
     /// Applies only if the plan is still the one `plan` named `plan_token`,
     /// checked where the apply holds its lock; otherwise changes nothing.
     fn apply(&self, cells: &[String], plan_token: &str) -> Result<String>;
-    fn backup_create(&self, target: &BackupTarget) -> Result<BackupRow>;
+    /// `quiesce`: freeze the running cells that write to it meanwhile.
+    fn backup_create(&self, target: &BackupTarget, quiesce: bool) -> Result<BackupRow>;
     fn backup_restore(&self, target: &BackupTarget, archive: &str) -> Result<String>;
     fn log_tail(&self, cell: &str, lines: u32, offset: Option<u64>) -> Result<LogChunk>;
 }
@@ -170,9 +171,9 @@ impl<'a> Session<'a> {
             Request::Stop { cells } => b.stop(&cells).map(done),
             Request::Restart { cells } => b.restart(&cells).map(done),
             Request::Apply { cells, plan_token } => b.apply(&cells, &plan_token).map(done),
-            Request::BackupCreate { target } => {
-                b.backup_create(&target).map(Response::BackupCreated)
-            }
+            Request::BackupCreate { target, quiesce } => b
+                .backup_create(&target, quiesce)
+                .map(Response::BackupCreated),
             Request::BackupRestore { target, archive } => {
                 b.backup_restore(&target, &archive).map(done)
             }
@@ -218,7 +219,7 @@ fn audit_subject(req: &Request) -> (&'static str, AuditSubject) {
         Request::Stop { cells: c } => ("stop", cells(c)),
         Request::Restart { cells: c } => ("restart", cells(c)),
         Request::Apply { cells: c, .. } => ("apply", cells(c)),
-        Request::BackupCreate { target: t } => ("backup create", target(t)),
+        Request::BackupCreate { target: t, .. } => ("backup create", target(t)),
         Request::BackupRestore { target: t, .. } => ("backup restore", target(t)),
         _ => ("request", AuditSubject::None),
     }

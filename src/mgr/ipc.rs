@@ -275,8 +275,12 @@ impl Backend for EngineBackend {
         self.cellmgr(&args)
     }
 
-    fn backup_create(&self, target: &BackupTarget) -> Result<BackupRow> {
-        let path = self.cellmgr(&[target.kind(), "backup", "create", target.name()])?;
+    fn backup_create(&self, target: &BackupTarget, quiesce: bool) -> Result<BackupRow> {
+        let mut args = vec![target.kind(), "backup", "create", target.name()];
+        if quiesce {
+            args.push("--quiesce");
+        }
+        let path = self.cellmgr(&args)?;
         let made = self
             .backups(target)?
             .into_iter()

@@ -92,6 +92,22 @@ fn run(args: UiArgs) -> Result<i32> {
         bail!("--interval must be at least 1 second");
     }
     let endpoint = endpoint(&args)?;
+    // A socket that is not there, or where no server listens, is a mistake to
+    // say now, not a connection to retry (a server lost later is retried).
+    if let Endpoint::Socket(path) = &endpoint {
+        if let Err(e) = Connection::open(&endpoint, false) {
+            let hint = if path.exists() {
+                "no server answers there"
+            } else {
+                "it does not exist"
+            };
+            bail!(
+                "cannot connect to the socket {}: {hint} (start one with 'cellmgr ipc serve --socket {}'): {e:#}",
+                path.display(),
+                path.display()
+            );
+        }
+    }
     term::require_terminal()?;
     // Connect before taking the screen: ssh may have to ask for a password.
     let first = Connection::open(&endpoint, true);
@@ -348,7 +364,7 @@ impl Ui {
                 Effect::Send(req, purpose) => self.send(req, purpose),
                 Effect::Shell(cell) => {
                     let msg = self.shell(&cell, screen)?;
-                    // Ctrl-C in the shell was for the shell; a TERM or HUP still ends us.
+                    // A TERM or HUP that came meanwhile still ends us.
                     let quit = term::take_signals(signals)
                         .iter()
                         .any(|&s| s == libc::SIGTERM || s == libc::SIGHUP);
@@ -385,7 +401,7 @@ impl Ui {
                 c
             }
         };
-        let status = cmd.status();
+        let status = run_in_foreground(&mut cmd);
         let msg = match &status {
             Ok(s) if s.success() => format!("shell in {cell} ended"),
             Ok(s) => format!("shell in {cell} ended with {s}"),
@@ -412,6 +428,55 @@ impl Ui {
             .and_then(|()| stdout.flush())
             .context("drawing the screen")
     }
+}
+
+/// Runs `cmd` as the terminal's foreground job, in a process group of its own
+/// (so its Ctrl-C is not ours), then takes the terminal back: whatever the
+/// command did to the foreground group (a job-control shell killed before it
+/// could restore it), cellui returns to its screen instead of being left in
+/// the background, where reading its keys would fail.
+fn run_in_foreground(cmd: &mut Command) -> std::io::Result<std::process::ExitStatus> {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setpgid, sigprocmask and tcsetpgrp are async-signal-safe; the
+    // child only changes its own group and the terminal's foreground.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setpgid(0, 0);
+            with_sigttou_blocked(|| {
+                libc::tcsetpgrp(0, libc::getpgrp());
+            });
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    // Also from here: the child may not have run its pre_exec yet.
+    // SAFETY: setpgid/tcsetpgrp on our own child and terminal.
+    unsafe {
+        libc::setpgid(child.id() as libc::pid_t, child.id() as libc::pid_t);
+        with_sigttou_blocked(|| {
+            libc::tcsetpgrp(0, child.id() as libc::pid_t);
+        });
+    }
+    let status = child.wait();
+    // SAFETY: as above; a background process may set the foreground group
+    // only with SIGTTOU blocked.
+    unsafe {
+        with_sigttou_blocked(|| {
+            libc::tcsetpgrp(0, libc::getpgrp());
+        });
+    }
+    status
+}
+
+/// Runs `f` with SIGTTOU blocked (async-signal-safe: used in `pre_exec`).
+unsafe fn with_sigttou_blocked(f: impl FnOnce()) {
+    let mut set: libc::sigset_t = std::mem::zeroed();
+    let mut old: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut set);
+    libc::sigaddset(&mut set, libc::SIGTTOU);
+    libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old);
+    f();
+    libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
 }
 
 /// The remote `cellctl` next to the remote `cellmgr` command.
