@@ -219,6 +219,50 @@ pub fn invocation(personality: &str, info: &Info, args: &[&str]) -> Invocation {
     inv
 }
 
+/// `args` with the old spellings of renamed flags replaced by the new ones:
+/// `renamed` holds (command path, old, new), e.g. `("create", "--level",
+/// "--profile")`. Only flags, only in their command.
+pub fn rename_flags(
+    personality: &str,
+    info: &Info,
+    args: &[String],
+    renamed: &[(&str, &str, &str)],
+) -> Vec<String> {
+    let nodes = flatten(personality, info);
+    let mut node = &nodes[0];
+    let mut out = Vec::with_capacity(args.len());
+    let mut skip_value = false;
+    let mut rest_verbatim = false;
+    for arg in args {
+        if rest_verbatim || skip_value {
+            skip_value = false;
+            out.push(arg.clone());
+            continue;
+        }
+        if arg == "--" {
+            rest_verbatim = true;
+        } else if arg.starts_with('-') {
+            let at = node.path[1..].join(" ");
+            let new = renamed
+                .iter()
+                .find(|(path, old, _)| *path == at && old == arg)
+                .map(|(_, _, new)| new.to_string());
+            let arg = new.unwrap_or_else(|| arg.clone());
+            skip_value = node.valued_words().contains(&arg);
+            out.push(arg);
+            continue;
+        } else {
+            let mut path = node.path.clone();
+            path.push(arg.clone());
+            if let Some(next) = nodes.iter().find(|n| n.path == path) {
+                node = next;
+            }
+        }
+        out.push(arg.clone());
+    }
+    out
+}
+
 /// The message for argh's "Unrecognized argument: X": which command did not
 /// know it, and the nearest word it does know. `None` when `output` is some
 /// other parse error.
@@ -333,6 +377,24 @@ mod tests {
         assert_eq!(inv.switches, ["--json"]);
         let inv = invocation("tool", &info, &["start", "--", "web"]);
         assert_eq!(inv.positional(&["name"]), Some("web"));
+    }
+
+    #[test]
+    fn old_flag_spellings_are_renamed_in_their_command_only() {
+        let info = Top::get_args_info();
+        let args: Vec<String> = ["list", "--fields", "--fields", "--jsn"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let renamed = [("list", "--fields", "--output"), ("start", "--json", "--x")];
+        let out = rename_flags("tool", &info, &args, &renamed);
+        // The second --fields is the value of the first (now --output).
+        assert_eq!(out, ["list", "--output", "--fields", "--jsn"]);
+        let args: Vec<String> = ["start", "--", "--fields"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(rename_flags("tool", &info, &args, &renamed), args);
     }
 
     #[test]

@@ -43,19 +43,19 @@ enum Command {
 struct CreateArgs {
     /// hardening profile: low, medium or high (default: high)
     #[argh(option, short = 'l')]
-    level: Option<String>,
+    profile: Option<String>,
     /// ports only this cell may bind, e.g. 80,443 (at most 32; TCP and UDP, IPv4 and IPv6)
     #[argh(option, short = 'r')]
-    reserve: Option<String>,
+    reserved_ports: Option<String>,
     /// stored open-files limit (RLIMIT_NOFILE): a number or "unlimited"
     #[argh(option, short = 'N')]
-    nofile: Option<String>,
+    rlimit_nofile: Option<String>,
     /// stored address-space limit in bytes (RLIMIT_AS): a number or "unlimited"
     #[argh(option, short = 'A')]
-    address_space: Option<String>,
+    rlimit_as: Option<String>,
     /// stored core-file limit in bytes (RLIMIT_CORE): a number or "unlimited"
     #[argh(option, short = 'C')]
-    core: Option<String>,
+    rlimit_core: Option<String>,
     /// cell name: 1 to 63 characters from A-Z a-z 0-9 . _ -
     #[argh(option, short = 'n')]
     name: String,
@@ -100,7 +100,7 @@ struct ListArgs {
     json: bool,
     /// print only these comma-separated columns
     #[argh(option, short = 'o')]
-    fields: Option<String>,
+    output: Option<String>,
 }
 
 /// Show cell telemetry: CPU ticks over 1 s and 10 s, processes, memory, denials,
@@ -128,8 +128,20 @@ struct StatsArgs {
     json: bool,
     /// print only these comma-separated columns
     #[argh(option, short = 'o')]
-    fields: Option<String>,
+    output: Option<String>,
 }
+
+/// Flags renamed to cellmgr's spelling of the same thing, kept working under
+/// their old names for scripts: (command, old, new); see cellctl(8).
+const RENAMED: &[(&str, &str, &str)] = &[
+    ("create", "--level", "--profile"),
+    ("create", "--reserve", "--reserved-ports"),
+    ("create", "--nofile", "--rlimit-nofile"),
+    ("create", "--address-space", "--rlimit-as"),
+    ("create", "--core", "--rlimit-core"),
+    ("list", "--fields", "--output"),
+    ("stats", "--fields", "--output"),
+];
 
 /// cellctl's commands, flags and positionals (for completion and hints).
 pub fn command_table() -> argh::CommandInfoWithArgs {
@@ -140,6 +152,7 @@ pub fn main(personality: &str, args: &[String]) -> i32 {
     if let Some(code) = kernel::run_internal(args) {
         return code;
     }
+    let args = &crate::cmdtable::rename_flags(personality, &command_table(), args, RENAMED);
     let parsed: CtlArgs = match exit::parse_args(&[personality], args) {
         Ok(a) => a,
         Err(code) => return code,
@@ -171,31 +184,31 @@ pub fn main(personality: &str, args: &[String]) -> i32 {
 fn create(kernel: &dyn Kernel, a: CreateArgs) -> Result<i32> {
     let spec = (|| -> Result<CellSpec> {
         Ok(CellSpec {
-            profile: match &a.level {
+            profile: match &a.profile {
                 Some(l) => l.parse::<Profile>().context("-l")?,
                 None => Profile::High,
             },
             ports: a
-                .reserve
+                .reserved_ports
                 .as_deref()
                 .map(parse::ports)
                 .transpose()?
                 .unwrap_or_default(),
             rlimits: Rlimits {
                 nofile: a
-                    .nofile
+                    .rlimit_nofile
                     .as_deref()
                     .map(|v| parse::limit("-N", v))
                     .transpose()?
                     .flatten(),
                 address_space: a
-                    .address_space
+                    .rlimit_as
                     .as_deref()
                     .map(|v| parse::limit("-A", v))
                     .transpose()?
                     .flatten(),
                 core: a
-                    .core
+                    .rlimit_core
                     .as_deref()
                     .map(|v| parse::limit("-C", v))
                     .transpose()?
@@ -258,7 +271,7 @@ fn output_options(
 }
 
 fn list(kernel: &dyn Kernel, a: ListArgs) -> Result<i32> {
-    let opts = output_options(a.tsv, a.no_header, a.json, a.fields, None);
+    let opts = output_options(a.tsv, a.no_header, a.json, a.output, None);
     opts.validate()?;
     let cells = kernel.list().context("list cells")?;
     if cells.is_empty() && !a.tsv && !a.json {
@@ -284,7 +297,7 @@ fn stats(cfg: &Config, kernel: &dyn Kernel, a: StatsArgs) -> Result<i32> {
     } else {
         "compact"
     };
-    let opts = output_options(a.tsv, a.no_header, a.json, a.fields, Some(view));
+    let opts = output_options(a.tsv, a.no_header, a.json, a.output, Some(view));
     opts.validate()?;
     let cells = kernel.stats().context("read cell statistics")?;
     let supervisors: Vec<Option<crate::supervise::SupervisorStatus>> = cells

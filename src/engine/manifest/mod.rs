@@ -145,6 +145,11 @@ impl Desired {
             }
         }
         errors.extend(d.check());
+        // Each pair once: a cell is checked against those before it.
+        let cells: Vec<&CellManifest> = d.cells.values().collect();
+        for (i, m) in cells.iter().enumerate() {
+            errors.extend(check_against(cfg, m, cells[..i].iter().copied()));
+        }
         Ok((d, errors))
     }
 
@@ -241,6 +246,55 @@ pub fn load_all(cfg: &Config) -> Result<Desired> {
         );
     }
     Ok(d)
+}
+
+/// What one cell's manifest cannot say alone is wrong, found before anything
+/// runs (create, set, edit, apply --dry-run): a mount target inside the host
+/// base that `CELL_BASE=host` mounts read-only, a reserved port another cell
+/// (of `others`) reserves too.
+fn check_against<'a>(
+    cfg: &Config,
+    m: &CellManifest,
+    others: impl Iterator<Item = &'a CellManifest>,
+) -> Vec<FileError> {
+    let mut errors = Vec::new();
+    if cfg.base == crate::config::BaseSource::Host {
+        for mount in &m.mounts {
+            let base = crate::engine::runtime::compose::HOST_BASE
+                .iter()
+                .map(|d| Path::new("/").join(d))
+                .find(|d| mount.target.starts_with(d));
+            if let Some(base) = base {
+                errors.push(FileError::new(
+                    &m.path,
+                    m.line_of("CELL_VOLUME_MOUNTS"),
+                    format!(
+                        "CELL_VOLUME_MOUNTS: mount target {} is inside {}, which CELL_BASE=host mounts read-only; use a target in the cell's writable tree (/srv, /var, /home, /opt, ...)",
+                        mount.target.display(),
+                        base.display()
+                    ),
+                ));
+            }
+        }
+    }
+    for other in others.filter(|o| o.name != m.name) {
+        for port in m
+            .reserved_ports
+            .iter()
+            .filter(|p| other.reserved_ports.contains(p))
+        {
+            errors.push(FileError::new(
+                &m.path,
+                m.line_of("CELL_CREATE_RESERVED_PORTS"),
+                format!(
+                    "CELL_CREATE_RESERVED_PORTS: port {port} is also reserved by cell {} ({}); a port belongs to one cell",
+                    other.name,
+                    other.path.display()
+                ),
+            ));
+        }
+    }
+    errors
 }
 
 /// The references of one cell that do not resolve, as file:line errors.
@@ -390,6 +444,9 @@ pub fn validate_cell_text(cfg: &Config, name: &str, text: &str) -> Result<CellMa
         |c| cell_path(cfg, c).exists(),
         |v| volume_path(cfg, v).exists(),
     );
+    // Other manifests as they are; their own errors are not this edit's.
+    let (others, _) = Desired::load_partial(cfg)?;
+    errors.extend(check_against(cfg, &m, others.cells.values()));
     match errors.len() {
         0 => Ok(m),
         1 => Err(errors.remove(0).into()),

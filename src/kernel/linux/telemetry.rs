@@ -187,7 +187,7 @@ pub fn run(sample_dir: OwnedFd, cgroup: OwnedFd) -> ! {
         }
         let wait = next.saturating_duration_since(Instant::now());
         let ts = libc::timespec {
-            tv_sec: wait.as_secs() as libc::time_t,
+            tv_sec: wait.as_secs() as _,
             tv_nsec: wait.subsec_nanos() as libc::c_long,
         };
         // SAFETY: waits for SIGCHLD (blocked above) or the timeout, then reaps.
