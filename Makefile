@@ -7,6 +7,8 @@
 #                   kmod ABI tables against their headers, the kernel object
 #   make install    PREFIX=/usr/local DESTDIR=  installs sbin/cells, the personality
 #                   symlinks, man pages, rc.d scripts and bash/zsh/fish completion
+#   make static     a statically linked cells (musl) for rescue media and
+#                   minimal hosts: target/<arch>-unknown-linux-musl/release/cells
 #   make kmod       the NetBSD kernel module (see kmod/README.md)
 
 PREFIX ?= /usr/local
@@ -20,13 +22,27 @@ ZSHCOMPDIR = $(DESTDIR)$(PREFIX)/share/zsh/site-functions
 FISHCOMPDIR = $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
 PERSONALITIES = cellctl cellmgr cellui
 BIN = target/release/cells
+# The static build: musl, so that user and group lookups read /etc/passwd and
+# /etc/group directly (static glibc would need its NSS modules at run time).
+STATIC_TARGET ?= $(shell uname -m)-unknown-linux-musl
+STATIC_BIN = target/$(STATIC_TARGET)/release/cells
 
-.PHONY: all build demo test lint-man lint-ansible check-netbsd check-kmod install kmod clean
+.PHONY: all build static demo test lint-man lint-ansible check-netbsd check-kmod install kmod clean
 
 all: build
 
 build:
 	$(CARGO) build --release --bin cells
+
+# rustup brings musl's C library and startup files with the target: no
+# musl-gcc is needed (the crates are Rust, libc included).
+static:
+	@if [ "$$(uname -s)" != Linux ]; then \
+		echo "make static: Linux only (see README.md, A static binary)" >&2; exit 1; fi
+	@rustup target list --installed 2>/dev/null | grep -qx '$(STATIC_TARGET)' || \
+		rustup target add $(STATIC_TARGET)
+	$(CARGO) build --release --target $(STATIC_TARGET) --bin cells
+	@echo "static binary: $(STATIC_BIN) ($$(wc -c <$(STATIC_BIN)) bytes)"
 
 demo: build
 	./scripts/install-deps.sh
@@ -37,6 +53,7 @@ test:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --bin cells
+	$(MAKE) static
 	CELLS_ANSIBLE_VENV=$$(./scripts/ansible-venv.sh) $(CARGO) test --workspace
 	$(MAKE) lint-man
 	$(MAKE) lint-ansible

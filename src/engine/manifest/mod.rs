@@ -145,10 +145,19 @@ impl Desired {
             }
         }
         errors.extend(d.check());
-        // Each pair once: a cell is checked against those before it.
-        let cells: Vec<&CellManifest> = d.cells.values().collect();
-        for (i, m) in cells.iter().enumerate() {
-            errors.extend(check_against(cfg, m, cells[..i].iter().copied()));
+        // A port is reported on every cell after the first (in name order)
+        // that reserves it.
+        let mut owners: BTreeMap<u16, &CellManifest> = BTreeMap::new();
+        for m in d.cells.values() {
+            let earlier: Vec<&CellManifest> = m
+                .reserved_ports
+                .iter()
+                .filter_map(|p| owners.get(p).copied())
+                .collect();
+            errors.extend(check_against(cfg, m, earlier.into_iter()));
+            for p in &m.reserved_ports {
+                owners.entry(*p).or_insert(m);
+            }
         }
         Ok((d, errors))
     }
@@ -277,7 +286,8 @@ fn check_against<'a>(
             }
         }
     }
-    for other in others.filter(|o| o.name != m.name) {
+    let mut seen = BTreeSet::new();
+    for other in others.filter(|o| o.name != m.name && seen.insert(o.name.clone())) {
         for port in m
             .reserved_ports
             .iter()
