@@ -263,7 +263,7 @@ fn a_shell_that_leaves_the_terminal_to_another_group_still_returns() {
     t.wait_text("shell in box ended");
     // Keys still reach the UI: the help overlay opens, and q quits cleanly.
     t.keys(&["?"]);
-    t.wait_text("create a backup");
+    t.wait_text("back up (may quiesce)");
     t.keys(&["Escape", "q"]);
     let s = t.wait_text("END-OF-RUN");
     assert!(s.contains("EXIT=0"), "{s}");

@@ -884,7 +884,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("Enter", "shell in the cell"),
     ("Storage", ""),
     ("[ ]  Lt Rt", "newer / older backup"),
-    ("b", "create a backup (offers --quiesce for live writers)"),
+    ("b", "back up (may quiesce)"),
     ("R", "restore: pick, ask"),
     ("Dialogs", ""),
     ("y", "confirm; else cancel"),
