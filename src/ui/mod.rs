@@ -364,7 +364,7 @@ impl Ui {
                 Effect::Send(req, purpose) => self.send(req, purpose),
                 Effect::Shell(cell) => {
                     let msg = self.shell(&cell, screen)?;
-                    // A TERM or HUP that came meanwhile still ends us.
+                    // Ctrl-C in the shell was for the shell; a TERM or HUP still ends us.
                     let quit = term::take_signals(signals)
                         .iter()
                         .any(|&s| s == libc::SIGTERM || s == libc::SIGHUP);
@@ -430,36 +430,14 @@ impl Ui {
     }
 }
 
-/// Runs `cmd` as the terminal's foreground job, in a process group of its own
-/// (so its Ctrl-C is not ours), then takes the terminal back: whatever the
-/// command did to the foreground group (a job-control shell killed before it
-/// could restore it), cellui returns to its screen instead of being left in
-/// the background, where reading its keys would fail.
+/// Runs `cmd` with the terminal, then takes the terminal back: whatever the
+/// command did to its foreground process group (a job-control shell killed
+/// before it could restore it), cellui returns to its screen instead of being
+/// left in the background, where reading its keys would fail.
 fn run_in_foreground(cmd: &mut Command) -> std::io::Result<std::process::ExitStatus> {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: setpgid, sigprocmask and tcsetpgrp are async-signal-safe; the
-    // child only changes its own group and the terminal's foreground.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setpgid(0, 0);
-            with_sigttou_blocked(|| {
-                libc::tcsetpgrp(0, libc::getpgrp());
-            });
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn()?;
-    // Also from here: the child may not have run its pre_exec yet.
-    // SAFETY: setpgid/tcsetpgrp on our own child and terminal.
-    unsafe {
-        libc::setpgid(child.id() as libc::pid_t, child.id() as libc::pid_t);
-        with_sigttou_blocked(|| {
-            libc::tcsetpgrp(0, child.id() as libc::pid_t);
-        });
-    }
-    let status = child.wait();
-    // SAFETY: as above; a background process may set the foreground group
-    // only with SIGTTOU blocked.
+    let status = cmd.status();
+    // SAFETY: tcsetpgrp on our own terminal for our own group; a process
+    // outside the foreground group may do so only with SIGTTOU blocked.
     unsafe {
         with_sigttou_blocked(|| {
             libc::tcsetpgrp(0, libc::getpgrp());
@@ -468,7 +446,7 @@ fn run_in_foreground(cmd: &mut Command) -> std::io::Result<std::process::ExitSta
     status
 }
 
-/// Runs `f` with SIGTTOU blocked (async-signal-safe: used in `pre_exec`).
+/// Runs `f` with SIGTTOU blocked.
 unsafe fn with_sigttou_blocked(f: impl FnOnce()) {
     let mut set: libc::sigset_t = std::mem::zeroed();
     let mut old: libc::sigset_t = std::mem::zeroed();
