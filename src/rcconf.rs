@@ -237,18 +237,94 @@ pub fn yes_no(b: bool) -> &'static str {
 }
 
 /// A byte size: digits with an optional `k`, `m` or `g` suffix (powers of
-/// 1024, either case), e.g. `1048576`, `512k`, `4M`.
+/// 1024, either case), e.g. `1048576`, `512k`, `4M`. No fractions, no
+/// zero-width values such as `k` alone.
 pub fn parse_size(v: &str) -> Option<u64> {
-    let (digits, unit) = match v.char_indices().last()? {
-        (i, 'k' | 'K') => (&v[..i], 1u64 << 10),
-        (i, 'm' | 'M') => (&v[..i], 1 << 20),
-        (i, 'g' | 'G') => (&v[..i], 1 << 30),
-        _ => (v, 1),
+    let (digits, shift) = match v.as_bytes().last()? {
+        b'k' | b'K' => (&v[..v.len() - 1], 10),
+        b'm' | b'M' => (&v[..v.len() - 1], 20),
+        b'g' | b'G' => (&v[..v.len() - 1], 30),
+        _ => (v, 0),
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse::<u64>().ok()?.checked_mul(unit)
+    let n: u64 = digits.parse().ok()?;
+    n.checked_mul(1u64 << shift)
+}
+
+/// A size as [`parse_size`] reads it, in the largest unit that divides it
+/// exactly (`64M`, `1536K`, `1000`).
+pub fn format_size(bytes: u64) -> String {
+    for (shift, unit) in [(30, 'G'), (20, 'M'), (10, 'K')] {
+        if bytes != 0 && bytes % (1u64 << shift) == 0 {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
+/// The value forms of the four resource limits, shared by cellmgr.conf's
+/// defaults, the `CELL_CREATE_*` manifest keys and cellctl's flags. Every
+/// form also takes `unlimited`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitForm {
+    /// Processes (Linux: tasks) at once.
+    Processes,
+    /// Bytes of memory.
+    Memory,
+    /// Percent of one CPU.
+    Cpu,
+    /// Bytes of disk.
+    Disk,
+}
+
+impl LimitForm {
+    /// Smallest memory limit: a cell's init and a shell need a few MiB.
+    pub const MIN_MEMORY: u64 = 4 << 20;
+    /// Smallest disk: an ext4 image with its journal.
+    pub const MIN_DISK: u64 = 16 << 20;
+
+    /// What a value must look like, for error messages.
+    pub const fn expected(self) -> &'static str {
+        match self {
+            LimitForm::Processes => "a count of at least 1, or 'unlimited'",
+            LimitForm::Memory => "a size of at least 4M such as 512M or 2G, or 'unlimited'",
+            LimitForm::Cpu => {
+                "a percentage of one CPU of at least 1 (200 is two CPUs), or 'unlimited'"
+            }
+            LimitForm::Disk => "a size of at least 16M such as 512M or 10G, or 'unlimited'",
+        }
+    }
+
+    /// `Some(None)` for `unlimited`, `Some(Some(n))` for a valid value, `None`
+    /// for anything else.
+    pub fn parse(self, v: &str) -> Option<Option<u64>> {
+        if v == "unlimited" {
+            return Some(None);
+        }
+        let count = || {
+            v.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| v.parse::<u64>().ok())
+                .flatten()
+        };
+        let n = match self {
+            LimitForm::Processes | LimitForm::Cpu => count().filter(|n| *n >= 1),
+            LimitForm::Memory => parse_size(v).filter(|n| *n >= Self::MIN_MEMORY),
+            LimitForm::Disk => parse_size(v).filter(|n| *n >= Self::MIN_DISK),
+        }?;
+        Some(Some(n))
+    }
+
+    /// A limit as files and reads show it: `unlimited`, a count, or a size.
+    pub fn format(self, limit: Option<u64>) -> String {
+        match (self, limit) {
+            (_, None) => "unlimited".into(),
+            (LimitForm::Memory | LimitForm::Disk, Some(n)) => format_size(n),
+            (_, Some(n)) => n.to_string(),
+        }
+    }
 }
 
 /// A duration: digits with a unit `ms`, `s`, `m` or `h`; plain digits are
@@ -297,6 +373,42 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limit_forms_take_unlimited_and_refuse_too_small_values() {
+        assert_eq!(LimitForm::Processes.parse("64"), Some(Some(64)));
+        assert_eq!(LimitForm::Processes.parse("unlimited"), Some(None));
+        assert_eq!(LimitForm::Processes.parse("0"), None);
+        assert_eq!(LimitForm::Cpu.parse("250"), Some(Some(250)));
+        assert_eq!(LimitForm::Cpu.parse("50%"), None);
+        assert_eq!(LimitForm::Memory.parse("64M"), Some(Some(64 << 20)));
+        assert_eq!(LimitForm::Memory.parse("1M"), None);
+        assert_eq!(LimitForm::Disk.parse("32M"), Some(Some(32 << 20)));
+        assert_eq!(LimitForm::Disk.parse("8M"), None);
+        assert_eq!(LimitForm::Disk.format(Some(32 << 20)), "32M");
+        assert_eq!(LimitForm::Processes.format(Some(64)), "64");
+        assert_eq!(LimitForm::Cpu.format(None), "unlimited");
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes_and_round_trip() {
+        assert_eq!(parse_size("512"), Some(512));
+        assert_eq!(parse_size("64k"), Some(64 << 10));
+        assert_eq!(parse_size("32M"), Some(32 << 20));
+        assert_eq!(parse_size("2g"), Some(2 << 30));
+        for bad in ["", "M", "1.5G", "-1", "12MB", " 1", "99999999999999G"] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
+        for (n, text) in [
+            (64 << 20, "64M"),
+            (1536 << 10, "1536K"),
+            (1000, "1000"),
+            (0, "0"),
+        ] {
+            assert_eq!(format_size(n), text);
+            assert_eq!(parse_size(text), Some(n));
+        }
+    }
 
     fn p(text: &str) -> Result<Vec<(String, String)>, String> {
         parse(Path::new("t.conf"), text)

@@ -5,6 +5,7 @@ use super::output::{fields, options, render_one};
 use super::removal::{manifest_names, Removal, Selection};
 use super::{load_config, lock, lock_named, runtime_facts, Run, Scope};
 use crate::config::Config;
+use crate::engine::lock::LockGuard;
 use crate::engine::manifest::{self, Desired, WriteMode};
 use crate::engine::read::{self, CELL_SCHEMA, STATS_FIELDS};
 use crate::engine::runtime::{self, lifecycle, RenderOutcome};
@@ -26,6 +27,7 @@ subcommands! {
         Show(Show),
         Fields(Fields),
         Shell(Shell),
+        Logs(crate::supervise::logread::LogsArgs) => super::logs::run,
         Edit(Edit),
         Backup(super::backup::BackupArgs) => |b| super::backup::run(crate::engine::backup::Kind::Cell, b),
     }
@@ -54,6 +56,10 @@ struct KeyFlags<'a> {
     rlimit_nofile: &'a Option<String>,
     rlimit_as: &'a Option<String>,
     rlimit_core: &'a Option<String>,
+    maxproc: &'a Option<String>,
+    memory: &'a Option<String>,
+    cpu: &'a Option<String>,
+    disk: &'a Option<String>,
     depends_on: &'a Option<String>,
     healthcheck: &'a Option<String>,
     mounts: &'a [String],
@@ -75,6 +81,10 @@ macro_rules! key_flags {
             rlimit_nofile: &$args.rlimit_nofile,
             rlimit_as: &$args.rlimit_as,
             rlimit_core: &$args.rlimit_core,
+            maxproc: &$args.maxproc,
+            memory: &$args.memory,
+            cpu: &$args.cpu,
+            disk: &$args.disk,
             depends_on: &$args.depends_on,
             healthcheck: &$args.healthcheck,
             mounts: &$args.mount,
@@ -115,6 +125,10 @@ impl KeyFlags<'_> {
         put("CELL_CREATE_RLIMIT_NOFILE", self.rlimit_nofile);
         put("CELL_CREATE_RLIMIT_AS", self.rlimit_as);
         put("CELL_CREATE_RLIMIT_CORE", self.rlimit_core);
+        put("CELL_CREATE_MAXPROC", self.maxproc);
+        put("CELL_CREATE_MEMORY", self.memory);
+        put("CELL_CREATE_CPU", self.cpu);
+        put("CELL_CREATE_DISK", self.disk);
         put("CELL_DEPENDS_ON", self.depends_on);
         put("CELL_HEALTHCHECK_CMD", self.healthcheck);
         put("CELL_SUPERVISE_FACILITY", self.log_facility);
@@ -137,6 +151,10 @@ const KEY_FLAGS: &[(&str, &str)] = &[
     ("CELL_CREATE_RLIMIT_NOFILE", "--rlimit-nofile"),
     ("CELL_CREATE_RLIMIT_AS", "--rlimit-as"),
     ("CELL_CREATE_RLIMIT_CORE", "--rlimit-core"),
+    ("CELL_CREATE_MAXPROC", "--maxproc"),
+    ("CELL_CREATE_MEMORY", "--memory"),
+    ("CELL_CREATE_CPU", "--cpu"),
+    ("CELL_CREATE_DISK", "--disk"),
     ("CELL_DEPENDS_ON", "--depends-on"),
     ("CELL_HEALTHCHECK_CMD", "--healthcheck"),
     ("CELL_VOLUME_MOUNTS", "--mount"),
@@ -200,6 +218,21 @@ pub struct Create {
     /// core-file size limit in bytes, or 'unlimited'
     #[argh(option)]
     rlimit_core: Option<String>,
+    /// most processes at once (Linux: tasks), or 'unlimited' (default:
+    /// CELL_DEFAULT_MAXPROC of cellmgr.conf)
+    #[argh(option)]
+    maxproc: Option<String>,
+    /// memory limit such as 512M, or 'unlimited' (default: CELL_DEFAULT_MEMORY)
+    #[argh(option)]
+    memory: Option<String>,
+    /// CPU limit in percent of one CPU (200: two), or 'unlimited' (default:
+    /// CELL_DEFAULT_CPU)
+    #[argh(option)]
+    cpu: Option<String>,
+    /// disk limit such as 10G for the cell's writable layer, or 'unlimited'
+    /// (default: CELL_DEFAULT_DISK)
+    #[argh(option)]
+    disk: Option<String>,
     /// cells started before this one, e.g. db,cache
     #[argh(option)]
     depends_on: Option<String>,
@@ -268,10 +301,10 @@ fn converge(cfg: &Config, name: &str) -> Result<i32> {
     let kernel = host_kernel(cfg)?;
     let running = kernel.find(&Target::Name(name.to_string()))?.is_some();
     match (m.autostart, running) {
-        (true, false) => start_one(cfg, kernel.as_ref(), name),
+        (true, false) => start_one(cfg, kernel.as_ref(), name, None),
         (true, true) if outcome != RenderOutcome::Unchanged => {
             lifecycle::stop(cfg, kernel.as_ref(), name)?;
-            start_one(cfg, kernel.as_ref(), name)
+            start_one(cfg, kernel.as_ref(), name, None)
         }
         (false, true) => {
             lifecycle::stop(cfg, kernel.as_ref(), name)?;
@@ -314,6 +347,18 @@ pub struct Set {
     /// core-file size limit or 'unlimited'
     #[argh(option)]
     rlimit_core: Option<String>,
+    /// process limit or 'unlimited'
+    #[argh(option)]
+    maxproc: Option<String>,
+    /// memory limit such as 512M, or 'unlimited'
+    #[argh(option)]
+    memory: Option<String>,
+    /// CPU limit in percent of one CPU, or 'unlimited'
+    #[argh(option)]
+    cpu: Option<String>,
+    /// disk limit such as 10G, or 'unlimited'
+    #[argh(option)]
+    disk: Option<String>,
     /// cells started before this one
     #[argh(option)]
     depends_on: Option<String>,
@@ -347,6 +392,10 @@ pub struct Set {
     /// remove CELL_CREATE_RLIMIT_CORE
     #[argh(switch)]
     clear_rlimit_core: bool,
+    /// remove CELL_CREATE_MAXPROC, _MEMORY, _CPU and _DISK: the cellmgr.conf
+    /// defaults apply
+    #[argh(switch)]
+    clear_limits: bool,
     /// remove CELL_DEPENDS_ON
     #[argh(switch)]
     clear_depends_on: bool,
@@ -473,11 +522,20 @@ impl Run for Set {
         let (cfg, _lock) = lock_named("cell", "set", &self.name)?;
         let flags = key_flags!(self);
         let mut updates = flags.updates()?;
-        let clears: [(bool, &[&'static str]); 8] = [
+        let clears: [(bool, &[&'static str]); 9] = [
             (self.clear_reserved_ports, &["CELL_CREATE_RESERVED_PORTS"]),
             (self.clear_rlimit_nofile, &["CELL_CREATE_RLIMIT_NOFILE"]),
             (self.clear_rlimit_as, &["CELL_CREATE_RLIMIT_AS"]),
             (self.clear_rlimit_core, &["CELL_CREATE_RLIMIT_CORE"]),
+            (
+                self.clear_limits,
+                &[
+                    "CELL_CREATE_MAXPROC",
+                    "CELL_CREATE_MEMORY",
+                    "CELL_CREATE_CPU",
+                    "CELL_CREATE_DISK",
+                ],
+            ),
             (self.clear_depends_on, &["CELL_DEPENDS_ON"]),
             (self.clear_healthcheck, &["CELL_HEALTHCHECK_CMD"]),
             (self.clear_mounts, &["CELL_VOLUME_MOUNTS"]),
@@ -698,38 +756,80 @@ impl Run for Remove {
     }
 }
 
-/// Starts one cell and reports it; exit 1 when its health check fails.
-fn start_one(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<i32> {
+/// The mutation lock of a command that lets it go while it waits for a
+/// start to prove itself (health checks may take their whole budget, and
+/// other commands must not wait for them).
+struct HeldLock<'a> {
+    cfg: &'a Config,
+    what: &'static str,
+    guard: Option<LockGuard>,
+}
+
+impl<'a> HeldLock<'a> {
+    fn take(cfg: &'a Config, what: &'static str) -> Result<HeldLock<'a>> {
+        Ok(HeldLock {
+            cfg,
+            what,
+            guard: Some(lock(cfg, what)?),
+        })
+    }
+
+    /// Runs `f` without the lock, then takes it again.
+    fn released<T>(&mut self, f: impl FnOnce() -> T) -> Result<T> {
+        self.guard = None;
+        let r = f();
+        self.guard = Some(lock(self.cfg, self.what)?);
+        Ok(r)
+    }
+}
+
+/// Starts one cell and reports it; exit 1 when the start failed its verdict
+/// (the service ended right away, or its health check failed). With `held`,
+/// the verdict is awaited without the lock.
+fn start_one(
+    cfg: &Config,
+    kernel: &dyn Kernel,
+    name: &str,
+    held: Option<&mut HeldLock>,
+) -> Result<i32> {
     match lifecycle::start(cfg, kernel, name)? {
         lifecycle::StartOutcome::AlreadyRunning { cid } => {
             println!("cell {name} is already running (cid {cid})");
             Ok(EXIT_OK)
         }
-        lifecycle::StartOutcome::Started { cid, healthy, .. } => {
-            println!("started cell {name} (cid {cid})");
-            if healthy == Some(false) {
-                let health =
-                    std::fs::read_to_string(runtime::CellPaths::new(cfg, name).health_file())
-                        .unwrap_or_default();
-                eprintln!(
-                    "cellmgr: cell {name} is running but its health check is {}",
-                    health.trim()
-                );
-                return Ok(EXIT_FAILURE);
+        lifecycle::StartOutcome::Started { cid, .. } => {
+            let verdict = match held {
+                Some(h) => h.released(|| lifecycle::wait_started(cfg, kernel, name))?,
+                None => lifecycle::wait_started(cfg, kernel, name),
+            };
+            match verdict {
+                Ok(()) => {
+                    println!("started cell {name} (cid {cid})");
+                    Ok(EXIT_OK)
+                }
+                Err(e) => {
+                    eprintln!("cellmgr: cell {name} (cid {cid}) failed to start: {e:#}");
+                    Ok(EXIT_FAILURE)
+                }
             }
-            Ok(EXIT_OK)
         }
     }
 }
 
 /// `start_one` for a command that starts several cells: its exit code is
 /// folded into `code`; a failure is reported and sets `code` to failure.
-/// Returns whether the cell could be started.
-fn start_reporting(cfg: &Config, kernel: &dyn Kernel, name: &str, code: &mut i32) -> bool {
-    match start_one(cfg, kernel, name) {
+/// Returns whether the cell started.
+fn start_reporting(
+    cfg: &Config,
+    kernel: &dyn Kernel,
+    name: &str,
+    held: &mut HeldLock,
+    code: &mut i32,
+) -> bool {
+    match start_one(cfg, kernel, name, Some(held)) {
         Ok(c) => {
             *code = (*code).max(c);
-            true
+            c == EXIT_OK
         }
         Err(e) => {
             eprintln!("cellmgr: starting cell {name}: {e:#}");
@@ -824,7 +924,7 @@ impl Run for Start {
             .scope
             .require("cell start", &[Scope::Runtime, Scope::Both])?;
         let cfg = load_config()?;
-        let _lock = lock(&cfg, "cell start")?;
+        let mut held = HeldLock::take(&cfg, "cell start")?;
         let (desired, targets) =
             lifecycle_targets(&cfg, &self.name, self.all, self.ignore_autostart, "start")?;
         let kernel = host_kernel(&cfg)?;
@@ -841,7 +941,7 @@ impl Run for Start {
             if scope.desired() && targets.contains(n) {
                 set_autostart(&cfg, n, true)?;
             }
-            if !start_reporting(&cfg, kernel.as_ref(), n, &mut code) && !self.all {
+            if !start_reporting(&cfg, kernel.as_ref(), n, &mut held, &mut code) && !self.all {
                 break;
             }
         }
@@ -945,7 +1045,7 @@ pub struct Restart {
 impl Run for Restart {
     fn run(self) -> Result<i32> {
         let cfg = load_config()?;
-        let _lock = lock(&cfg, "cell restart")?;
+        let mut held = HeldLock::take(&cfg, "cell restart")?;
         let (_, targets) = lifecycle_targets(&cfg, &self.name, self.all, false, "restart")?;
         let kernel = host_kernel(&cfg)?;
         let mut code = EXIT_OK;
@@ -956,7 +1056,7 @@ impl Run for Restart {
             }
         }
         for n in &targets {
-            start_reporting(&cfg, kernel.as_ref(), n, &mut code);
+            start_reporting(&cfg, kernel.as_ref(), n, &mut held, &mut code);
         }
         Ok(code)
     }

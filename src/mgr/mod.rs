@@ -42,6 +42,7 @@ pub mod confirm;
 mod editor;
 mod events;
 pub mod ipc;
+mod logs;
 mod output;
 mod plan_rows;
 mod removal;
@@ -81,6 +82,7 @@ subcommands! {
         Stop(cell::Stop),
         Restart(cell::Restart),
         Shell(cell::Shell),
+        Logs(crate::supervise::logread::LogsArgs) => logs::run,
         Apply(apply::Apply),
         Events(events::Events),
         Ipc(ipc::IpcArgs),

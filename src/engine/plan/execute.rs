@@ -19,9 +19,15 @@ pub trait Runtime {
     fn ensure_volume(&self, name: &str, mode: Option<u32>) -> Result<()>;
     /// Writes the cell's runtime state from its manifest.
     fn render(&self, cell: &str) -> Result<()>;
-    /// Starts the cell (kernel cell and supervised service) and waits for its
-    /// health check to pass; an error when it never does.
+    /// Starts the cell (kernel cell and supervised service); returns once its
+    /// supervisor runs. [`Runtime::wait_started`] judges the start.
     fn start(&self, cell: &str) -> Result<()>;
+    /// Waits until a cell this run started proved itself: its service did not
+    /// end and its health check passed (or, without one, it ran a moment).
+    fn wait_started(&self, cell: &str) -> Result<()>;
+    /// Waits until a running cell's health check passes; an error when it
+    /// fails. Cells without one are healthy.
+    fn wait_healthy(&self, cell: &str) -> Result<()>;
     /// Stops the cell and removes its kernel cell and mounts; a no-op when stopped.
     fn stop(&self, cell: &str) -> Result<()>;
     /// Brings the cell up for its plan (root composed, a kernel cell, no service)
@@ -43,21 +49,15 @@ pub enum Verbosity {
     Verbose,
 }
 
-/// Limits of health checks and plan commands.
+/// Limits of plan commands.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
-    pub health_timeout: Duration,
-    pub health_attempts: u32,
-    pub health_interval: Duration,
     pub exec_timeout: Duration,
 }
 
 impl Default for Timing {
     fn default() -> Self {
         Timing {
-            health_timeout: Duration::from_secs(5),
-            health_attempts: 20,
-            health_interval: Duration::from_millis(250),
             exec_timeout: Duration::from_secs(600),
         }
     }
@@ -186,6 +186,9 @@ pub fn execute(
         .collect();
     let mut outcome: BTreeMap<&str, bool> = BTreeMap::new(); // name -> ok
     let mut healthy: BTreeSet<&str> = BTreeSet::new();
+    // Started by this run, not yet judged: judged when a dependent needs them,
+    // else at the end (so starts overlap instead of each waiting in turn).
+    let mut unjudged: Vec<&str> = Vec::new();
     for cp in &plan.cells {
         let name = cp.input.name.as_str();
         let subject = format!("cell {name}");
@@ -212,15 +215,30 @@ pub fn execute(
             let unhealthy = if brings_up {
                 cp.input.depends_on.iter().find_map(|d| {
                     let dep = plans.get(d.as_str())?;
-                    if healthy.contains(d.as_str()) {
+                    // Only a dependency with a health check is waited for.
+                    if healthy.contains(d.as_str())
+                        || dep.input.healthcheck.is_none()
+                        || !dep.input.autostart
+                    {
                         return None;
                     }
-                    match check_health(rt, dep, timing) {
+                    let judged = if let Some(i) = unjudged.iter().position(|u| u == d) {
+                        unjudged.remove(i);
+                        rt.wait_started(d).map_err(|e| {
+                            // Its own row says why.
+                            fail_later(&mut summary, &mut outcome, out, verbosity, dep, &e);
+                            format!("dependency {d} did not converge")
+                        })
+                    } else {
+                        rt.wait_healthy(d)
+                            .map_err(|e| format!("dependency {d} is not healthy: {e:#}"))
+                    };
+                    match judged {
                         Ok(()) => {
                             healthy.insert(dep.input.name.as_str());
                             None
                         }
-                        Err(e) => Some(format!("dependency {d} is not healthy: {e:#}")),
+                        Err(reason) => Some(reason),
                     }
                 })
             } else {
@@ -231,10 +249,8 @@ pub fn execute(
             } else {
                 match converge(cp, rt, settings, timing, verbosity, out) {
                     Ok(()) => {
-                        // A start waits for the health check; a cell left alone
-                        // is checked when a dependent needs it.
                         if cp.has(ActionKind::Start) || cp.has(ActionKind::Restart) {
-                            healthy.insert(name);
+                            unjudged.push(name);
                         }
                         CellResult::Converged {
                             changed: cp.changes(),
@@ -249,7 +265,18 @@ pub fn execute(
         };
         outcome.insert(name, matches!(result, CellResult::Converged { .. }));
         report(out, verbosity, &subject, &result, Some(started.elapsed()));
-        if cp.changes() {
+        summary.results.push((subject, result));
+    }
+    for name in unjudged {
+        if let Err(e) = rt.wait_started(name) {
+            let cp = plans[name];
+            fail_later(&mut summary, &mut outcome, out, verbosity, cp, &e);
+        }
+    }
+    // Recorded once every start has been judged: a result may still change.
+    for cp in plan.cells.iter().filter(|cp| cp.changes()) {
+        let subject = format!("cell {}", cp.input.name);
+        if let Some((_, result)) = summary.results.iter().find(|(s, _)| *s == subject) {
             let kinds: Vec<&str> = cp
                 .actions
                 .iter()
@@ -258,11 +285,10 @@ pub fn execute(
                 .collect();
             audit_step(
                 &kinds.join(","),
-                crate::journal::Subject::Cell(name),
-                &result,
+                crate::journal::Subject::Cell(&cp.input.name),
+                result,
             );
         }
-        summary.results.push((subject, result));
     }
     summary
 }
@@ -279,6 +305,28 @@ fn audit_step(kinds: &str, subject: crate::journal::Subject, result: &CellResult
         Some(e) => Err(e),
     };
     crate::journal::audit(&format!("apply {kinds}"), subject, outcome);
+}
+
+/// A cell reported as converged failed its start's verdict after all: its
+/// result becomes a failure, said again in the progress output.
+fn fail_later<'p>(
+    summary: &mut Summary,
+    outcome: &mut BTreeMap<&'p str, bool>,
+    out: &mut dyn Write,
+    verbosity: Verbosity,
+    cp: &'p CellPlan,
+    error: &anyhow::Error,
+) {
+    let subject = format!("cell {}", cp.input.name);
+    let result = CellResult::Failed {
+        phase: "start",
+        error: format!("{error:#}"),
+    };
+    report(out, verbosity, &subject, &result, None);
+    outcome.insert(cp.input.name.as_str(), false);
+    if let Some(slot) = summary.results.iter_mut().find(|(s, _)| *s == subject) {
+        slot.1 = result;
+    }
 }
 
 fn report(
@@ -403,37 +451,6 @@ fn run_apply(
     Ok(())
 }
 
-/// Runs a dependency's health check inside it until it passes, with a timeout
-/// per attempt (for dependencies this run did not start itself). Cells without
-/// one (or not meant to run) are healthy.
-fn check_health(rt: &dyn Runtime, cp: &CellPlan, timing: Timing) -> Result<()> {
-    let Some(cmd) = cp
-        .input
-        .healthcheck
-        .as_deref()
-        .filter(|_| cp.input.autostart)
-    else {
-        return Ok(());
-    };
-    let runner = rt.runner(&cp.input.name);
-    let argv = ["/bin/sh".to_string(), "-c".to_string(), cmd.to_string()];
-    let mut last = String::new();
-    for attempt in 0..timing.health_attempts.max(1) {
-        if attempt > 0 {
-            std::thread::sleep(timing.health_interval);
-        }
-        match runner.run(&argv, &[], timing.health_timeout) {
-            Ok(o) if o.success() => return Ok(()),
-            Ok(o) => last = o.describe_failure(),
-            Err(e) => last = format!("{e:#}"),
-        }
-    }
-    anyhow::bail!(
-        "'{cmd}' failed {} times; last: {last}",
-        timing.health_attempts.max(1)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::hash::Hashes;
@@ -487,6 +504,12 @@ mod tests {
         }
         fn start(&self, cell: &str) -> Result<()> {
             self.op("start", cell)
+        }
+        fn wait_started(&self, cell: &str) -> Result<()> {
+            self.op("started?", cell)
+        }
+        fn wait_healthy(&self, cell: &str) -> Result<()> {
+            self.op("healthy?", cell)
         }
         fn stop(&self, cell: &str) -> Result<()> {
             self.op("stop", cell)
@@ -563,12 +586,14 @@ mod tests {
 
     fn run(plan: &Plan, rt: &FakeRuntime, v: Verbosity) -> (Summary, String) {
         let mut out = Vec::new();
-        let timing = Timing {
-            health_attempts: 2,
-            health_interval: Duration::ZERO,
-            ..Timing::default()
-        };
-        let s = execute(plan, rt, &PlanSettings::default(), timing, v, &mut out);
+        let s = execute(
+            plan,
+            rt,
+            &PlanSettings::default(),
+            Timing::default(),
+            v,
+            &mut out,
+        );
         (s, String::from_utf8(out).unwrap())
     }
 
@@ -623,7 +648,7 @@ mod tests {
 
     #[test]
     fn dependents_wait_for_healthy_dependencies() {
-        let (_t, rt) = fake("exec-health", vec!["run db pg_isready"]);
+        let (_t, rt) = fake("exec-health", vec!["healthy? db"]);
         let db = input("db", &[], Some("pg_isready"), None);
         let web = input("web", &["db"], None, None);
         let converged = CellObserved {
@@ -643,11 +668,69 @@ mod tests {
         let (s, _) = run(&plan, &rt, Verbosity::Normal);
         assert_eq!(s.results[0].1, CellResult::Converged { changed: false });
         assert!(
-            matches!(&s.results[1].1, CellResult::Skipped { reason } if reason.contains("dependency db is not healthy: 'pg_isready' failed 2 times")),
+            matches!(&s.results[1].1, CellResult::Skipped { reason } if reason.contains("dependency db is not healthy: healthy? db failed on purpose")),
             "{:?}",
             s.results[1]
         );
-        assert_eq!(*rt.log.borrow(), ["run db pg_isready", "run db pg_isready"]);
+        assert_eq!(*rt.log.borrow(), ["healthy? db"]);
+    }
+
+    #[test]
+    fn starts_are_judged_when_a_dependent_needs_them_or_at_the_end() {
+        let (_t, rt) = fake("exec-judge", vec!["started? db", "started? solo"]);
+        let cells = [
+            input("db", &[], Some("pg_isready"), None),
+            input("web", &["db"], None, None),
+            input("solo", &[], None, None),
+            input("plain", &[], None, None),
+        ];
+        let (s, out) = run(&plan_for(&rt, &cells), &rt, Verbosity::Normal);
+        assert_eq!(
+            *rt.log.borrow(),
+            [
+                "render db",
+                "stop db",
+                "start db",
+                "started? db",
+                "render solo",
+                "stop solo",
+                "start solo",
+                "render plain",
+                "stop plain",
+                "start plain",
+                "started? solo",
+                "started? plain"
+            ]
+        );
+        let results: Vec<String> = s
+            .results
+            .iter()
+            .map(|(n, r)| format!("{n}: {r:?}"))
+            .collect();
+        assert!(
+            results[0].starts_with("cell db: Failed { phase: \"start\""),
+            "{results:?}"
+        );
+        assert!(
+            results[1].contains("Skipped { reason: \"dependency db did not converge\""),
+            "{results:?}"
+        );
+        assert!(
+            results[2].starts_with("cell solo: Failed { phase: \"start\""),
+            "{results:?}"
+        );
+        assert_eq!(results[3], "cell plain: Converged { changed: true }");
+        // The progress output says so when it is known.
+        assert!(
+            out.contains("FAILED   cell solo: start: started? solo failed on purpose"),
+            "{out}"
+        );
+        assert!(
+            s.table()
+                .ends_with("summary: total=4 changed=1 failed=2 skipped=1\n"),
+            "{}",
+            s.table()
+        );
     }
 
     #[test]
@@ -669,7 +752,8 @@ mod tests {
                 "run web echo hi",
                 "stop web",
                 "stop web",
-                "start web"
+                "start web",
+                "started? web"
             ]
         );
         assert!(

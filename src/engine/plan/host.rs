@@ -7,7 +7,7 @@ use crate::engine::applyfile::{CellRunner, KernelRunner};
 use crate::engine::manifest::Desired;
 use crate::engine::runtime::{self, compose, lifecycle, CellPaths};
 use crate::kernel::{CellSpec, Kernel, Target};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -32,17 +32,15 @@ impl Runtime for HostRuntime<'_> {
     }
 
     fn start(&self, cell: &str) -> Result<()> {
-        match lifecycle::start(self.cfg, self.kernel, cell)? {
-            lifecycle::StartOutcome::Started {
-                healthy: Some(false),
-                ..
-            } => {
-                let why = std::fs::read_to_string(CellPaths::new(self.cfg, cell).health_file())
-                    .unwrap_or_default();
-                bail!("health check failed: {}", why.trim())
-            }
-            _ => Ok(()),
-        }
+        lifecycle::start(self.cfg, self.kernel, cell).map(|_| ())
+    }
+
+    fn wait_started(&self, cell: &str) -> Result<()> {
+        lifecycle::wait_started(self.cfg, self.kernel, cell)
+    }
+
+    fn wait_healthy(&self, cell: &str) -> Result<()> {
+        lifecycle::wait_healthy(self.cfg, self.kernel, cell)
     }
 
     fn stop(&self, cell: &str) -> Result<()> {

@@ -2,15 +2,19 @@
 //! the supervisor.
 //!
 //! Start: render, compose the root, `kernel.create`, `supervise::start` of
-//! `CELL_SUPERVISE_CMD` (if set), health check (if set). A failure undoes the
-//! steps already done. Stop: `supervise::stop` (TERM, grace, KILL), end any
-//! process left in the cell, `kernel.destroy`, unmount everything; every step
-//! runs even when an earlier one failed, and the errors are reported together.
+//! `CELL_SUPERVISE_CMD` (if set). A failure undoes the steps already done.
+//! Then [`wait_started`] judges the start: a service must not end right away
+//! and must pass its first health check (the supervisor runs the checks; a
+//! cell without a service has its check run here, once with retries).
+//! Stop: `supervise::stop` (TERM, grace, KILL), end any process left in the
+//! cell, `kernel.destroy`, unmount everything; every step runs even when an
+//! earlier one failed, and the errors are reported together.
 
-use super::{compose, mountinfo, render, CellPaths};
+use super::{compose, render, CellPaths};
 use crate::config::Config;
 use crate::engine::manifest::{self, CellManifest};
 use crate::fs::host::write_atomic;
+use crate::fs::mountinfo;
 use crate::journal::{self, Happened};
 use crate::kernel::{CellSpec, ExecSpec, Kernel, Target};
 use crate::supervise::{self, SuperviseSpec};
@@ -21,23 +25,21 @@ use std::time::{Duration, Instant};
 /// How long a service gets between TERM and KILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// Health-check attempts: the delays before each retry.
+/// A service without a health check must run this long for its start to count.
+pub const SETTLE: Duration = Duration::from_secs(1);
+/// Health-check attempts of a cell without a service: the delays before each retry.
 const HEALTH_RETRY: &[Duration] = &[
     Duration::from_millis(200),
     Duration::from_millis(500),
     Duration::from_secs(1),
     Duration::from_secs(2),
 ];
-/// A single health check taking longer than this has failed.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartOutcome {
     Started {
         cid: u64,
         supervisor_pid: Option<u32>,
-        /// `None`: no health check declared.
-        healthy: Option<bool>,
     },
     /// The kernel cell exists and its service (if any) is supervised.
     AlreadyRunning { cid: u64 },
@@ -73,6 +75,16 @@ fn supervise_spec(m: &CellManifest, cmd: &str) -> Result<SuperviseSpec> {
         &m.name,
         vec!["/bin/sh".into(), "-c".into(), format!("exec {cmd}")],
     );
+    spec.env = m.service.env.clone();
+    spec.env_file = m.service.env_file.clone();
+    spec.user = m.service.user.clone();
+    spec.group = m.service.group.clone();
+    spec.restart = m.service.restart.unwrap_or_default();
+    spec.health = m.health_spec();
+    if let Some(f) = &spec.env_file {
+        // Refused here already, with the reason, rather than by the supervisor.
+        crate::supervise::environ::read_file(f)?;
+    }
     if let Some(f) = &m.log.facility {
         spec.facility = f.parse()?;
     }
@@ -102,11 +114,9 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StartOutco
         if let Some(cmd) = &m.supervise_cmd {
             if supervise::status(cfg, name)?.is_none() {
                 let pid = supervise::start(cfg, kernel, &supervise_spec(&m, cmd)?)?;
-                let healthy = check_health(cfg, kernel, &m)?;
                 return Ok(StartOutcome::Started {
                     cid: info.id,
                     supervisor_pid: Some(pid),
-                    healthy,
                 });
             }
         }
@@ -122,7 +132,7 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StartOutco
         profile: m.profile,
         ports: m.reserved_ports.clone(),
         rlimits: m.rlimits,
-        limits: Default::default(),
+        limits: m.limits.resolve(&cfg.default_limits),
     };
     let cid = match kernel.create(&spec) {
         Ok(cid) => cid,
@@ -148,12 +158,50 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StartOutco
             }
         }
     }
-    let healthy = check_health(cfg, kernel, &m)?;
     Ok(StartOutcome::Started {
         cid,
         supervisor_pid,
-        healthy,
     })
+}
+
+/// Judges a start that just happened (see the module comment); the error
+/// says why it failed. The cell keeps running either way (its supervisor
+/// keeps restarting a service that ended). Reads state only; no lock needed.
+pub fn wait_started(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<()> {
+    wait(cfg, kernel, name, true)
+}
+
+/// Waits until a running cell's health check passes (a dependency about to be
+/// needed); an error when it fails. Cells without a check are healthy.
+pub fn wait_healthy(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<()> {
+    wait(cfg, kernel, name, false)
+}
+
+fn wait(cfg: &Config, kernel: &dyn Kernel, name: &str, fresh: bool) -> Result<()> {
+    let m = match super::load_rendered(cfg, name)? {
+        Some(m) => m,
+        None => effective(cfg, name)?,
+    };
+    if m.supervise_cmd.is_none() {
+        return match check_health(cfg, kernel, &m)? {
+            Some(false) => {
+                let why = std::fs::read_to_string(CellPaths::new(cfg, name).health_file())
+                    .unwrap_or_default();
+                bail!("its health check is {}", why.trim())
+            }
+            _ => Ok(()),
+        };
+    }
+    let _ = std::fs::remove_file(CellPaths::new(cfg, name).health_file());
+    let budget = SETTLE
+        + m.health_spec()
+            .map_or(Duration::ZERO, |h| h.longest_start());
+    let verdict = if fresh {
+        supervise::Verdict::Started { settle: SETTLE }
+    } else {
+        supervise::Verdict::Healthy
+    };
+    supervise::wait_for(cfg, name, verdict, budget + Duration::from_secs(5))
 }
 
 fn with_cleanup(e: anyhow::Error, cleanup: Result<()>) -> anyhow::Error {
@@ -163,34 +211,62 @@ fn with_cleanup(e: anyhow::Error, cleanup: Result<()>) -> anyhow::Error {
     }
 }
 
-/// Runs the health check with retries and records the result in `state/health`
-/// (`ok` or `failing: <why>`). `None` when none is declared.
+/// Runs the health check of a cell without a service, with retries, within
+/// one budget (its timeout plus the retry delays: a hanging check is killed,
+/// its process group with it, and not tried again past the budget), and
+/// records the result in `state/health` (`ok`, or `failing: <why>` and the
+/// check's last lines). `None` when none is declared.
 fn check_health(cfg: &Config, kernel: &dyn Kernel, m: &CellManifest) -> Result<Option<bool>> {
     let paths = CellPaths::new(cfg, &m.name);
-    let Some(cmd) = &m.healthcheck else {
+    let Some(mut spec) = m.health_spec() else {
         let _ = std::fs::remove_file(paths.health_file());
         return Ok(None);
     };
     let previous = std::fs::read_to_string(paths.health_file()).unwrap_or_default();
+    // The health file, and an event when the verdict (its first line) changed.
     let record = |now: &str| -> Result<()> {
         write_atomic(&paths.health_file(), format!("{now}\n").as_bytes())?;
-        if previous.trim() != now {
-            journal::event(&m.name, Happened::Health, Some(now.to_string()));
+        let verdict = |t: &str| {
+            t.lines()
+                .next()
+                .unwrap_or("")
+                .split(':')
+                .next()
+                .map(str::trim)
+                .unwrap_or("")
+                .to_string()
+        };
+        if verdict(&previous) != verdict(now) {
+            let first = now.lines().next().unwrap_or("").to_string();
+            journal::event(&m.name, Happened::Health, Some(first));
         }
         Ok(())
     };
+    let target = Target::Name(m.name.clone());
+    let deadline = Instant::now() + spec.timeout + HEALTH_RETRY.iter().sum::<Duration>();
     let mut last = String::new();
     for (attempt, delay) in std::iter::once(&Duration::ZERO)
         .chain(HEALTH_RETRY)
         .enumerate()
     {
         std::thread::sleep(*delay);
-        match run_in_cell(kernel, &m.name, &["/bin/sh", "-c", cmd], HEALTH_TIMEOUT) {
-            Ok(0) => {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        spec.timeout = spec.timeout.min(left);
+        match supervise::health::run_once(kernel, &target, &ExecSpec::default(), &spec) {
+            Ok(r) if r.passed => {
                 record("ok")?;
                 return Ok(Some(true));
             }
-            Ok(code) => last = format!("exit {code} (attempt {})", attempt + 1),
+            Ok(r) => {
+                last = format!("{} (attempt {})", r.how, attempt + 1);
+                for line in r.output {
+                    last.push_str("\n  ");
+                    last.push_str(&line);
+                }
+            }
             Err(e) => last = format!("{e:#}"),
         }
     }
@@ -298,6 +374,7 @@ fn destroy(kernel: &dyn Kernel, name: &str) -> Result<()> {
 pub fn prune(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<()> {
     let paths = CellPaths::new(cfg, name);
     stop(cfg, kernel, name)?;
+    super::disk::unmount(&paths)?;
     let left = mountinfo::under(&mountinfo::mount_points()?, &paths.dir);
     if !left.is_empty() {
         let l: Vec<String> = left.iter().map(|p| p.display().to_string()).collect();
@@ -307,6 +384,8 @@ pub fn prune(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<()> {
             l.join(", ")
         );
     }
+    // Its service log and supervisor files go with it.
+    supervise::remove_files(cfg, name)?;
     // cell.conf first: from here on the cell no longer reads as rendered.
     match std::fs::remove_file(&paths.conf) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
