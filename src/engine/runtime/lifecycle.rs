@@ -226,16 +226,8 @@ fn check_health(cfg: &Config, kernel: &dyn Kernel, m: &CellManifest) -> Result<O
     // The health file, and an event when the verdict (its first line) changed.
     let record = |now: &str| -> Result<()> {
         write_atomic(&paths.health_file(), format!("{now}\n").as_bytes())?;
-        let verdict = |t: &str| {
-            t.lines()
-                .next()
-                .unwrap_or("")
-                .split(':')
-                .next()
-                .map(str::trim)
-                .unwrap_or("")
-                .to_string()
-        };
+        // ok, failing, ...: the word before the reasons.
+        let verdict = |t: &str| t.split([':', '\n']).next().unwrap_or("").trim().to_string();
         if verdict(&previous) != verdict(now) {
             let first = now.lines().next().unwrap_or("").to_string();
             journal::event(&m.name, Happened::Health, Some(first));

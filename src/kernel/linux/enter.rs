@@ -26,13 +26,6 @@ use std::process::{Child, Command, Stdio};
 /// `ExecSpec::env`).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// The type of setrlimit's resource argument: glibc has its own, musl (the
-/// static build) an int.
-#[cfg(target_env = "gnu")]
-type RlimitResource = libc::__rlimit_resource_t;
-#[cfg(not(target_env = "gnu"))]
-type RlimitResource = libc::c_int;
-
 /// Everything the child needs between fork and exec, prepared in the parent so
 /// the child does not allocate.
 struct Confinement {
@@ -45,7 +38,7 @@ struct Confinement {
     keep_caps: u64,
     last_cap: u32,
     filter: Vec<libc::sock_filter>,
-    rlimits: Vec<(RlimitResource, u64)>,
+    rlimits: Vec<(super::sys::RlimitResource, u64)>,
     groups: Vec<libc::gid_t>,
     ids: Option<(libc::uid_t, libc::gid_t)>,
 }
@@ -92,7 +85,7 @@ impl Confinement {
     }
 }
 
-fn rlimits_of(cell: &CellRecord) -> Vec<(RlimitResource, u64)> {
+fn rlimits_of(cell: &CellRecord) -> Vec<(super::sys::RlimitResource, u64)> {
     [
         (libc::RLIMIT_NOFILE, cell.rlimits.nofile),
         (libc::RLIMIT_AS, cell.rlimits.address_space),
