@@ -191,7 +191,7 @@ pub fn remove_volumes(
     removal.confirm(selection, "the directories and all data", yes)?;
     for v in &removal.runtime {
         let dir = runtime::volume_dir(cfg, v);
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        crate::fs::tree::remove_host_tree(&dir)?;
         println!("removed volume {v} runtime");
     }
     for v in &removal.manifests {

@@ -842,7 +842,7 @@ fn signal_service(run: &Run, sig: libc::c_int) {
 /// Writes a stop request naming the grace period (read by [`take_stop_request`]).
 pub fn request_stop(paths: &Paths, grace: Duration) -> anyhow::Result<()> {
     paths.ensure_dir()?;
-    crate::fs::host::write_atomic_private(&paths.stop, grace.as_millis().to_string().as_bytes())
+    crate::fs::host::write_atomic(&paths.stop, grace.as_millis().to_string().as_bytes())
 }
 
 fn take_stop_request(paths: &Paths) -> Option<Duration> {

@@ -6,6 +6,7 @@
 //! the sidecar is the hash of exactly what was written, and a restore extracts
 //! exactly the bytes it verified.
 
+use super::mac::Mac;
 use super::progress::Progress;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -80,8 +81,14 @@ pub struct Written {
     pub content_bytes: u64,
 }
 
-/// Archives the contents of `source` (as `./…`) into `out`, gzip-compressed.
-pub fn create(source: &Path, out: &mut File, progress: &mut Progress) -> Result<Written> {
+/// Archives the contents of `source` (as `./…`) into `out`, gzip-compressed;
+/// `mac` (if any) is fed every byte written.
+pub fn create(
+    source: &Path,
+    out: &mut File,
+    mut mac: Option<&mut Mac>,
+    progress: &mut Progress,
+) -> Result<Written> {
     let mut tar = Command::new(tool::TAR)
         .args(tool::CREATE)
         .arg("-C")
@@ -143,6 +150,9 @@ pub fn create(source: &Path, out: &mut File, progress: &mut Progress) -> Result<
                     Err(e) => return Err(e).context("reading from gzip"),
                 };
                 hasher.update(&buf[..n]);
+                if let Some(m) = mac.as_deref_mut() {
+                    m.update(&buf[..n]);
+                }
                 out.write_all(&buf[..n]).context("writing the archive")?;
                 size += n as u64;
             }
@@ -185,12 +195,13 @@ pub fn create(source: &Path, out: &mut File, progress: &mut Progress) -> Result<
 }
 
 /// Extracts `archive` into the existing directory `dest`, hashing the bytes as
-/// they are fed to tar; fails if they do not hash to `sha256` (and then the caller
-/// discards `dest`) or tar fails.
+/// they are fed to tar (and feeding `mac`, if any); fails if they do not hash
+/// to `sha256` (and then the caller discards `dest`) or tar fails.
 pub fn extract(
     archive: &mut File,
     dest: &Path,
     sha256: &str,
+    mut mac: Option<&mut Mac>,
     progress: &mut Progress,
 ) -> Result<()> {
     let mut tar = Command::new(tool::TAR)
@@ -217,6 +228,9 @@ pub fn extract(
                     Err(e) => return Err(e).context("reading the archive"),
                 };
                 hasher.update(&buf[..n]);
+                if let Some(m) = mac.as_deref_mut() {
+                    m.update(&buf[..n]);
+                }
                 progress.add(n as u64);
                 // If tar stopped early, keep hashing: the checksum explains why.
                 if let Some(pipe) = tar_in.as_mut() {
@@ -244,8 +258,12 @@ pub fn extract(
     Ok(())
 }
 
-/// SHA-256 (hex) and length of a whole file.
-pub fn hash_file(file: &mut File, progress: &mut Progress) -> Result<(String, u64)> {
+/// SHA-256 (hex) and length of a whole file; `mac` (if any) is fed every byte.
+pub fn hash_file(
+    file: &mut File,
+    mut mac: Option<&mut Mac>,
+    progress: &mut Progress,
+) -> Result<(String, u64)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut size = 0u64;
@@ -257,6 +275,9 @@ pub fn hash_file(file: &mut File, progress: &mut Progress) -> Result<(String, u6
             Err(e) => return Err(e.into()),
         };
         hasher.update(&buf[..n]);
+        if let Some(m) = mac.as_deref_mut() {
+            m.update(&buf[..n]);
+        }
         size += n as u64;
         progress.add(n as u64);
     }
@@ -309,24 +330,35 @@ mod tests {
         std::fs::write(src.join("sub/a"), b"alpha").unwrap();
         let archive = base.join("a.tar.gz");
         let mut out = File::create(&archive).unwrap();
-        let w = create(&src, &mut out, &mut Progress::hidden()).unwrap();
+        let w = create(&src, &mut out, None, &mut Progress::hidden()).unwrap();
         drop(out);
         assert_eq!(w.size, std::fs::metadata(&archive).unwrap().len());
         assert!(w.content_bytes >= 3 * 512, "{w:?}");
-        let (sha, size) =
-            hash_file(&mut File::open(&archive).unwrap(), &mut Progress::hidden()).unwrap();
+        let (sha, size) = hash_file(
+            &mut File::open(&archive).unwrap(),
+            None,
+            &mut Progress::hidden(),
+        )
+        .unwrap();
         assert_eq!((sha.as_str(), size), (w.sha256.as_str(), w.size));
 
         let dest = base.join("dest");
         std::fs::create_dir(&dest).unwrap();
         let mut f = File::open(&archive).unwrap();
-        extract(&mut f, &dest, &w.sha256, &mut Progress::hidden()).unwrap();
+        extract(&mut f, &dest, &w.sha256, None, &mut Progress::hidden()).unwrap();
         assert_eq!(std::fs::read(dest.join("sub/a")).unwrap(), b"alpha");
 
         let other = base.join("other");
         std::fs::create_dir(&other).unwrap();
         let mut f = File::open(&archive).unwrap();
-        let e = extract(&mut f, &other, &"0".repeat(64), &mut Progress::hidden()).unwrap_err();
+        let e = extract(
+            &mut f,
+            &other,
+            &"0".repeat(64),
+            None,
+            &mut Progress::hidden(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("checksum mismatch"), "{e}");
     }
 }

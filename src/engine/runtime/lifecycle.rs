@@ -385,12 +385,9 @@ pub fn prune(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<()> {
         }
         _ => {}
     }
-    match std::fs::remove_dir_all(&paths.dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("removing {}", paths.dir.display()))
-        }
-        _ => Ok(()),
-    }
+    // The layer below is the cell's: removed without following its links or
+    // entering a mount.
+    crate::fs::tree::remove_host_tree(&paths.dir)
 }
 
 /// Runs a command (default: an interactive `/bin/sh`) in a running cell with the

@@ -136,8 +136,9 @@ impl Placement {
     /// Finds each controller: on cgroup2 if `root`'s `cgroup.subtree_control`
     /// lists it, else on its v1 hierarchy, else nowhere.
     pub fn detect(root: &Path) -> Placement {
-        let delegated =
-            std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap_or_default();
+        let subtree = root.join("cgroup.subtree_control");
+        // host path: `root` is the cgroup2 mount, not a cell's root
+        let delegated = std::fs::read_to_string(subtree).unwrap_or_default();
         let mounts = mountinfo::entries().unwrap_or_default();
         Placement::from_parts(root, &delegated, &v1_hierarchies(&mounts))
     }

@@ -79,7 +79,10 @@ fn check_root(root: &Path) -> Result<()> {
     if bytes.iter().any(|&b| b < 0x20 || b == 0x7f) {
         bail!("root {:?} contains control characters", root);
     }
+    // host path: the root itself, named by host root (cellctl's argument, or
+    // the mount point in a cell's 0700 runtime directory), not a path inside it
     let meta = std::fs::metadata(root).with_context(|| format!("root {}", root.display()))?;
+    // host path: as above
     if !meta.is_dir() {
         bail!("root {} is not a directory", root.display());
     }
