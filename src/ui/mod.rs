@@ -92,20 +92,26 @@ fn run(args: UiArgs) -> Result<i32> {
         bail!("--interval must be at least 1 second");
     }
     let endpoint = endpoint(&args)?;
-    // A socket that is not there, or where no server listens, is a mistake to
-    // say now, not a connection to retry (a server lost later is retried).
+    // A socket path that is not there is a mistake to say now, not a
+    // connection to retry; one where no server answers yet (a server being
+    // restarted) is retried like a bridge lost later.
     if let Endpoint::Socket(path) = &endpoint {
-        if let Err(e) = Connection::open(&endpoint, false) {
-            let hint = if path.exists() {
-                "no server answers there"
-            } else {
-                "it does not exist"
-            };
-            bail!(
-                "cannot connect to the socket {}: {hint} (start one with 'cellmgr ipc serve --socket {}'): {e:#}",
-                path.display(),
+        use std::os::unix::fs::FileTypeExt;
+        let start = format!(
+            "start one with 'cellmgr ipc serve --socket {}'",
+            path.display()
+        );
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "cannot connect to the socket {}: it does not exist ({start})",
                 path.display()
-            );
+            ),
+            Err(e) => bail!("cannot connect to the socket {}: {e}", path.display()),
+            Ok(m) if !m.file_type().is_socket() => bail!(
+                "cannot connect to {}: it is not a socket ({start})",
+                path.display()
+            ),
+            Ok(_) => {}
         }
     }
     term::require_terminal()?;
