@@ -52,9 +52,11 @@ pub fn root_or_skip(test: &str) -> bool {
     true
 }
 
-/// A port for this test run: distinct per process and per `k`.
+/// A port for this test run: distinct per process and per `k`; below the
+/// kernel's ephemeral range (32768 and up by default), where reservations
+/// hold.
 pub fn port(k: u16) -> u16 {
-    40_000 + (std::process::id() % 1000) as u16 * 16 + k
+    20_000 + (std::process::id() % 600) as u16 * 16 + k
 }
 
 /// A new, empty directory under the system temp directory, unique to this

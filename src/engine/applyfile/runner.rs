@@ -2,11 +2,10 @@
 //! `EXEC`, `PKG` and health checks need. A trait so the directive executors can be
 //! tested without a kernel cell.
 
-use crate::kernel::{ExecSpec, Kernel, Target};
+use crate::kernel::{ExecSpec, Kernel, Stdio, Target};
 use anyhow::{Context as _, Result};
 use std::io::Read;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How a command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +76,7 @@ impl CellRunner for KernelRunner<'_> {
         let child = self.kernel.spawn(
             &self.target,
             &spec,
-            [Stdio::null(), Stdio::from(writer), Stdio::from(writer2)],
+            [Stdio::Null, Stdio::Fd(writer), Stdio::Fd(writer2)],
         );
         let mut child =
             child.with_context(|| format!("running {} in {}", argv.join(" "), self.target))?;
@@ -87,18 +86,17 @@ impl CellRunner for KernelRunner<'_> {
             let _ = std::fs::File::from(reader).read_to_end(&mut buf);
             let _ = tx.send(buf);
         });
-        let deadline = Instant::now() + timeout;
         let mut timed_out = false;
-        let status = loop {
-            if let Some(st) = child.try_wait().context("waiting for the command")? {
-                break st;
-            }
-            if Instant::now() >= deadline {
+        let status = match child
+            .wait_timeout(timeout)
+            .context("waiting for the command")?
+        {
+            Some(st) => st,
+            None => {
                 timed_out = true;
                 let _ = child.kill();
-                break child.wait().context("waiting for the killed command")?;
+                child.wait().context("waiting for the killed command")?
             }
-            std::thread::sleep(Duration::from_millis(5));
         };
         // A descendant may still hold the pipe open; take what arrived.
         let output = rx
@@ -116,6 +114,7 @@ impl CellRunner for KernelRunner<'_> {
 mod tests {
     use super::*;
     use crate::kernel::{CellInfo, CellSpec, CellStats};
+    use std::time::Instant;
 
     /// Spawns on the host: enough to test the runner's own logic (output,
     /// exit codes, timeouts); the cell side is covered by tests/apply.rs.
@@ -142,14 +141,16 @@ mod tests {
             _: &Target,
             spec: &ExecSpec,
             [i, o, e]: [Stdio; 3],
-        ) -> Result<std::process::Child> {
-            Ok(std::process::Command::new(&spec.argv[0])
-                .args(&spec.argv[1..])
-                .envs(spec.env.iter().cloned())
-                .stdin(i)
-                .stdout(o)
-                .stderr(e)
-                .spawn()?)
+        ) -> Result<crate::kernel::Child> {
+            Ok(crate::kernel::Child::from_std(
+                std::process::Command::new(&spec.argv[0])
+                    .args(&spec.argv[1..])
+                    .envs(spec.env.iter().cloned())
+                    .stdin(i)
+                    .stdout(o)
+                    .stderr(e)
+                    .spawn()?,
+            ))
         }
     }
 
