@@ -93,7 +93,7 @@ fn read(path: &Path) -> Result<String, FileError> {
 
 /// One file of the manifest directory, read and parsed.
 enum Loaded {
-    Cell(Result<CellManifest, FileError>),
+    Cell(Result<Box<CellManifest>, FileError>),
     Volume(Result<VolumeManifest, FileError>),
     Apply,
 }
@@ -109,7 +109,8 @@ fn load_files(cfg: &Config, files: Vec<(String, &'static str)>) -> Vec<(String, 
                 Loaded::Cell(
                     read(&path)
                         .and_then(|t| CellManifest::parse(&path, &t, &name, cfg))
-                        .and_then(|m| m.check_disk_mounts(&cfg.default_limits).map(|()| m)),
+                        .and_then(|m| m.check_disk_mounts(&cfg.default_limits).map(|()| m))
+                        .map(Box::new),
                 )
             }
             "volume" => {
@@ -179,7 +180,7 @@ impl Desired {
         for (name, loaded) in load_files(cfg, scan(&cfg.manifest_dir)?) {
             match loaded {
                 Loaded::Cell(Ok(m)) => {
-                    d.cells.insert(name, m);
+                    d.cells.insert(name, *m);
                 }
                 Loaded::Volume(Ok(m)) => {
                     d.volumes.insert(name, m);
@@ -191,6 +192,20 @@ impl Desired {
             }
         }
         errors.extend(d.check());
+        // A port is reported on every cell after the first (in name order)
+        // that reserves it.
+        let mut owners: BTreeMap<u16, &CellManifest> = BTreeMap::new();
+        for m in d.cells.values() {
+            let earlier: Vec<&CellManifest> = m
+                .reserved_ports
+                .iter()
+                .filter_map(|p| owners.get(p).copied())
+                .collect();
+            errors.extend(check_against(cfg, m, earlier.into_iter()));
+            for p in &m.reserved_ports {
+                owners.entry(*p).or_insert(m);
+            }
+        }
         Ok((d, errors))
     }
 
@@ -287,6 +302,56 @@ pub fn load_all(cfg: &Config) -> Result<Desired> {
         );
     }
     Ok(d)
+}
+
+/// What one cell's manifest cannot say alone is wrong, found before anything
+/// runs (create, set, edit, apply --dry-run): a mount target inside the host
+/// base that `CELL_BASE=host` mounts read-only, a reserved port another cell
+/// (of `others`) reserves too.
+fn check_against<'a>(
+    cfg: &Config,
+    m: &CellManifest,
+    others: impl Iterator<Item = &'a CellManifest>,
+) -> Vec<FileError> {
+    let mut errors = Vec::new();
+    if cfg.base == crate::config::BaseSource::Host {
+        for mount in &m.mounts {
+            let base = crate::engine::runtime::compose::HOST_BASE
+                .iter()
+                .map(|d| Path::new("/").join(d))
+                .find(|d| mount.target.starts_with(d));
+            if let Some(base) = base {
+                errors.push(FileError::new(
+                    &m.path,
+                    m.line_of("CELL_VOLUME_MOUNTS"),
+                    format!(
+                        "CELL_VOLUME_MOUNTS: mount target {} is inside {}, which CELL_BASE=host mounts read-only; use a target in the cell's writable tree (/srv, /var, /home, /opt, ...)",
+                        mount.target.display(),
+                        base.display()
+                    ),
+                ));
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for other in others.filter(|o| o.name != m.name && seen.insert(o.name.clone())) {
+        for port in m
+            .reserved_ports
+            .iter()
+            .filter(|p| other.reserved_ports.contains(p))
+        {
+            errors.push(FileError::new(
+                &m.path,
+                m.line_of("CELL_CREATE_RESERVED_PORTS"),
+                format!(
+                    "CELL_CREATE_RESERVED_PORTS: port {port} is also reserved by cell {} ({}); a port belongs to one cell",
+                    other.name,
+                    other.path.display()
+                ),
+            ));
+        }
+    }
+    errors
 }
 
 /// The references of one cell that do not resolve (and an env file that is
@@ -449,6 +514,9 @@ pub fn validate_cell_text(cfg: &Config, name: &str, text: &str) -> Result<CellMa
         |c| cell_path(cfg, c).exists(),
         |v| volume_path(cfg, v).exists(),
     );
+    // Other manifests as they are; their own errors are not this edit's.
+    let (others, _) = Desired::load_partial(cfg)?;
+    errors.extend(check_against(cfg, &m, others.cells.values()));
     match errors.len() {
         0 => Ok(m),
         1 => Err(errors.remove(0).into()),
