@@ -37,6 +37,17 @@ impl Follow {
         Follow { child, lines }
     }
 
+    /// Lines until the service's greeting on both streams is in: the
+    /// supervisor takes turns at its two pipes, so either may come first.
+    fn until_greeted(&self) -> Vec<String> {
+        let mut seen = self.until("stderr: to stderr");
+        let hello = "stdout: hello from the service";
+        if !seen.iter().any(|l| l.ends_with(hello)) {
+            seen.extend(self.until(hello));
+        }
+        seen
+    }
+
     /// Lines until one ends with `suffix` (which is returned last).
     fn until(&self, suffix: &str) -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -92,7 +103,7 @@ fn logs_show_the_backlog_and_follow_across_restarts_and_rotation() {
     assert_eq!(w.ok(&["logs", "svc"]), "", "declared, never run");
     w.ok(&["start", "svc"]);
     let follow = Follow::start(&w, "svc");
-    let first = follow.until("stderr: to stderr");
+    let first = follow.until_greeted();
     assert!(
         first
             .iter()
@@ -107,7 +118,7 @@ fn logs_show_the_backlog_and_follow_across_restarts_and_rotation() {
 
     // Across a restart: the same stream goes on.
     w.ok(&["restart", "svc"]);
-    let again = follow.until("stderr: to stderr");
+    let again = follow.until_greeted();
     assert!(
         again
             .iter()

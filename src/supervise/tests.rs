@@ -238,10 +238,19 @@ fn output_lines_reach_syslog_with_priority_and_tag() {
         started.starts_with("<158>") && started.contains(&head),
         "{started}"
     );
-    let out = fx.expect_record(|r| r.contains("stdout:"));
+    // The two pipes are read as they become ready: either line may come first.
+    let (mut out, mut err) = (None, None);
+    while out.is_none() || err.is_none() {
+        let rec = fx.expect_record(|r| r.contains("stdout:") || r.contains("stderr:"));
+        if rec.contains("stdout:") {
+            out = Some(rec);
+        } else {
+            err = Some(rec);
+        }
+    }
+    let (out, err) = (out.unwrap(), err.unwrap());
     assert!(out.starts_with("<157>"), "{out}");
     assert!(out.ends_with(&format!("{head}stdout: hello")), "{out}");
-    let err = fx.expect_record(|r| r.contains("stderr:"));
     assert!(
         err.starts_with("<155>") && err.ends_with("stderr: oops"),
         "{err}"
