@@ -28,7 +28,7 @@ pub const PERSONALITIES: &[Personality] = &[
     Personality {
         name: "cellctl",
         short: "ctl",
-        summary: "low-level runtime: create, destroy, exec, supervise, list, stats",
+        summary: "low-level runtime: create, destroy, exec, run, supervise, list, stats",
         entry: crate::ctl::main,
         table: crate::ctl::command_table,
     },

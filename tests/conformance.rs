@@ -453,6 +453,7 @@ fn one_program_pair_guards_more_cells_than_an_attach_point_takes() {
                 ports: vec![base + k as u16],
                 rlimits: Rlimits::default(),
                 limits: Default::default(),
+                ephemeral: false,
             })
             .unwrap_or_else(|e| panic!("creating cell {k} of {CELLS}: {e:#}"));
     }

@@ -9,6 +9,7 @@ use crate::exit;
 use crate::kernel::{self, CellSpec, ExecSpec, Kernel, Limit, Limits, Profile, Rlimits, Target};
 use crate::output::OutputOptions;
 use crate::rcconf::LimitForm;
+use crate::supervise::signals::WakePipe;
 use anyhow::{Context, Result};
 use argh::FromArgs;
 use std::path::PathBuf;
@@ -33,6 +34,7 @@ enum Command {
     Create(CreateArgs),
     Destroy(DestroyArgs),
     Exec(ExecArgs),
+    Run(RunArgs),
     List(ListArgs),
     Stats(StatsArgs),
     Supervise(crate::supervise::SuperviseArgs),
@@ -99,6 +101,51 @@ struct ExecArgs {
     #[argh(positional)]
     cell: String,
     /// command and arguments, resolved with the cell's PATH
+    #[argh(positional, greedy)]
+    command: Vec<String>,
+}
+
+/// Run a command in a new cell rooted at ROOT, destroyed with everything in it
+/// when the command exits; exits with the command's status.
+#[derive(FromArgs, argh::ArgsInfo)]
+#[argh(subcommand, name = "run")]
+struct RunArgs {
+    /// hardening profile: low, medium or high (default: high)
+    #[argh(option, short = 'l')]
+    profile: Option<String>,
+    /// ports only this cell may bind while it runs, e.g. 80,443
+    #[argh(option, short = 'r')]
+    reserved_ports: Option<String>,
+    /// stored open-files limit (RLIMIT_NOFILE): a number or "unlimited"
+    #[argh(option, short = 'N')]
+    rlimit_nofile: Option<String>,
+    /// stored address-space limit in bytes (RLIMIT_AS): a number or "unlimited"
+    #[argh(option, short = 'A')]
+    rlimit_as: Option<String>,
+    /// stored core-file limit in bytes (RLIMIT_CORE): a number or "unlimited"
+    #[argh(option, short = 'C')]
+    rlimit_core: Option<String>,
+    /// most processes in the cell at once, or "unlimited"; default
+    /// CELL_DEFAULT_MAXPROC of cellmgr.conf (1024)
+    #[argh(option)]
+    maxproc: Option<String>,
+    /// memory limit (memory plus swap), e.g. 512M, or "unlimited"
+    #[argh(option)]
+    memory: Option<String>,
+    /// CPU limit in percent of one CPU, or "unlimited"
+    #[argh(option)]
+    cpu: Option<String>,
+    /// disk limit, e.g. 10G, or "unlimited" (the storage under ROOT must enforce it)
+    #[argh(option)]
+    disk: Option<String>,
+    /// cell name (default: run-PID, this command's process id)
+    #[argh(option, short = 'n')]
+    name: Option<String>,
+    /// absolute path of the directory that becomes the cell's /
+    #[argh(positional)]
+    root: PathBuf,
+    /// command and arguments, resolved with the cell's PATH (default: an
+    /// interactive shell)
     #[argh(positional, greedy)]
     command: Vec<String>,
 }
@@ -192,6 +239,7 @@ pub fn main(personality: &str, args: &[String]) -> i32 {
             Command::Create(a) => create(&cfg, kernel.as_ref(), a),
             Command::Destroy(a) => destroy(kernel.as_ref(), a),
             Command::Exec(a) => exec(kernel.as_ref(), a),
+            Command::Run(a) => run(&cfg, kernel.as_ref(), a),
             Command::List(a) => list(kernel.as_ref(), a),
             Command::Stats(a) => stats(&cfg, kernel.as_ref(), a),
             Command::Supervise(a) => crate::supervise::run_command(&cfg, kernel.as_ref(), a),
@@ -202,61 +250,85 @@ pub fn main(personality: &str, args: &[String]) -> i32 {
     exit::finish(personality, result)
 }
 
-fn create(cfg: &Config, kernel: &dyn Kernel, a: CreateArgs) -> Result<i32> {
-    let spec = (|| -> Result<CellSpec> {
+/// What `create` and `run` take to describe a cell.
+struct CellFlags<'a> {
+    profile: &'a Option<String>,
+    reserved_ports: &'a Option<String>,
+    rlimit_nofile: &'a Option<String>,
+    rlimit_as: &'a Option<String>,
+    rlimit_core: &'a Option<String>,
+    maxproc: &'a Option<String>,
+    memory: &'a Option<String>,
+    cpu: &'a Option<String>,
+    disk: &'a Option<String>,
+}
+
+impl CellFlags<'_> {
+    /// The cell these flags describe, the configuration's default limits
+    /// where a flag is absent.
+    fn spec(&self, cfg: &Config, name: &str, root: &std::path::Path) -> Result<CellSpec> {
         let defaults = Limits::from(cfg.default_limits);
         let limit = |flag: &str, form: LimitForm, given: &Option<String>, default: Limit| {
             given
                 .as_deref()
                 .map_or(Ok(default), |v| parse::resource_limit(flag, form, v))
         };
+        let rlimit = |flag: &str, given: &Option<String>| -> Result<Limit> {
+            Ok(given
+                .as_deref()
+                .map(|v| parse::limit(flag, v))
+                .transpose()?
+                .flatten())
+        };
         Ok(CellSpec {
-            profile: match &a.profile {
+            profile: match self.profile {
                 Some(l) => l.parse::<Profile>().context("-l")?,
                 None => Profile::High,
             },
-            ports: a
+            ports: self
                 .reserved_ports
                 .as_deref()
                 .map(parse::ports)
                 .transpose()?
                 .unwrap_or_default(),
             rlimits: Rlimits {
-                nofile: a
-                    .rlimit_nofile
-                    .as_deref()
-                    .map(|v| parse::limit("-N", v))
-                    .transpose()?
-                    .flatten(),
-                address_space: a
-                    .rlimit_as
-                    .as_deref()
-                    .map(|v| parse::limit("-A", v))
-                    .transpose()?
-                    .flatten(),
-                core: a
-                    .rlimit_core
-                    .as_deref()
-                    .map(|v| parse::limit("-C", v))
-                    .transpose()?
-                    .flatten(),
+                nofile: rlimit("-N", self.rlimit_nofile)?,
+                address_space: rlimit("-A", self.rlimit_as)?,
+                core: rlimit("-C", self.rlimit_core)?,
             },
             limits: Limits {
                 maxproc: limit(
                     "--maxproc",
                     LimitForm::Processes,
-                    &a.maxproc,
+                    self.maxproc,
                     defaults.maxproc,
                 )?,
-                memory: limit("--memory", LimitForm::Memory, &a.memory, defaults.memory)?,
-                cpu_percent: limit("--cpu", LimitForm::Cpu, &a.cpu, defaults.cpu_percent)?,
-                disk: limit("--disk", LimitForm::Disk, &a.disk, defaults.disk)?,
+                memory: limit("--memory", LimitForm::Memory, self.memory, defaults.memory)?,
+                cpu_percent: limit("--cpu", LimitForm::Cpu, self.cpu, defaults.cpu_percent)?,
+                disk: limit("--disk", LimitForm::Disk, self.disk, defaults.disk)?,
             },
-            name: a.name.clone(),
-            root: a.root.clone(),
+            name: name.to_string(),
+            root: root.to_path_buf(),
+            ephemeral: false,
         })
-    })()
-    .with_context(|| format!("create cell '{}'", a.name))?;
+    }
+}
+
+fn create(cfg: &Config, kernel: &dyn Kernel, a: CreateArgs) -> Result<i32> {
+    let flags = CellFlags {
+        profile: &a.profile,
+        reserved_ports: &a.reserved_ports,
+        rlimit_nofile: &a.rlimit_nofile,
+        rlimit_as: &a.rlimit_as,
+        rlimit_core: &a.rlimit_core,
+        maxproc: &a.maxproc,
+        memory: &a.memory,
+        cpu: &a.cpu,
+        disk: &a.disk,
+    };
+    let spec = flags
+        .spec(cfg, &a.name, &a.root)
+        .with_context(|| format!("create cell '{}'", a.name))?;
     let id = kernel
         .create(&spec)
         .with_context(|| format!("create cell '{}'", a.name))?;
@@ -274,21 +346,79 @@ fn destroy(kernel: &dyn Kernel, a: DestroyArgs) -> Result<i32> {
 
 fn exec(kernel: &dyn Kernel, a: ExecArgs) -> Result<i32> {
     let target = Target::parse(&a.cell);
-    let mut spec = ExecSpec {
-        argv: a.command,
-        ..ExecSpec::default()
-    };
-    if spec.argv.is_empty() {
+    let name = if a.command.is_empty() {
         let cell = kernel
             .find(&target)?
             .ok_or_else(|| anyhow::anyhow!("{target} not found"))
             .with_context(|| format!("enter {target}"))?;
-        spec.argv = vec!["/bin/sh".into(), "-i".into()];
-        spec.env.push(("PS1".into(), format!("[{}]# ", cell.name)));
-    }
+        cell.name
+    } else {
+        String::new()
+    };
     kernel
-        .run(&target, &spec)
+        .run(&target, &command(a.command, &name))
         .with_context(|| format!("enter {target}"))
+}
+
+/// `argv`, or an interactive shell whose prompt names cell `name`.
+fn command(argv: Vec<String>, name: &str) -> ExecSpec {
+    let mut spec = ExecSpec {
+        argv,
+        ..ExecSpec::default()
+    };
+    if spec.argv.is_empty() {
+        spec.argv = vec!["/bin/sh".into(), "-i".into()];
+        spec.env.push(("PS1".into(), format!("[{name}]# ")));
+    }
+    spec
+}
+
+/// Signals that end `run`: passed on to the command while it runs, and
+/// otherwise noted so that the cell is destroyed before cellctl exits.
+const RUN_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+/// An ephemeral cell: create, run the command with the caller's stdio,
+/// destroy the cell with whatever is left in it, exit with the command's
+/// status. A signal that comes before the command started ends the run
+/// there (128 + its number); the cell is destroyed in every case.
+fn run(cfg: &Config, kernel: &dyn Kernel, a: RunArgs) -> Result<i32> {
+    let name = a
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("run-{}", std::process::id()));
+    let flags = CellFlags {
+        profile: &a.profile,
+        reserved_ports: &a.reserved_ports,
+        rlimit_nofile: &a.rlimit_nofile,
+        rlimit_as: &a.rlimit_as,
+        rlimit_core: &a.rlimit_core,
+        maxproc: &a.maxproc,
+        memory: &a.memory,
+        cpu: &a.cpu,
+        disk: &a.disk,
+    };
+    let spec = CellSpec {
+        ephemeral: true,
+        ..flags
+            .spec(cfg, &name, &a.root)
+            .with_context(|| format!("run cell '{name}'"))?
+    };
+    // Caught from here on: cellctl outlives every signal but KILL until the
+    // cell is gone (a KILL leaves a cell whose init dies with cellctl).
+    let signals = WakePipe::new().context("creating the signal pipe")?;
+    crate::supervise::signals::install(&RUN_SIGNALS).context("installing signal handlers")?;
+    let id = kernel
+        .create(&spec)
+        .with_context(|| format!("run cell '{name}'"))?;
+    let target = Target::Id(id);
+    let status = match signals.drain().first() {
+        Some(&sig) => Ok(128 + sig),
+        None => kernel.run(&target, &command(a.command, &name)),
+    };
+    let destroyed = kernel.destroy_all(&target);
+    let status = status.with_context(|| format!("run cell '{name}'"))?;
+    destroyed.with_context(|| format!("destroy cell '{name}' after its command"))?;
+    Ok(status)
 }
 
 /// The service log of a supervised cell: by name also after the cell is gone,

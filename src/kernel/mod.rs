@@ -98,6 +98,10 @@ pub struct CellSpec {
     pub ports: Vec<u16>,
     pub rlimits: Rlimits,
     pub limits: Limits,
+    /// The cell dies with the thread that created it, even when that is
+    /// killed outright (`cellctl run`); the next command removes what is
+    /// left. Linux only: NetBSD cells outlive their creator.
+    pub ephemeral: bool,
 }
 
 /// How a command names a cell: a string that parses as a number is an id only.
@@ -207,6 +211,12 @@ pub trait Kernel: Sync {
     fn create(&self, spec: &CellSpec) -> anyhow::Result<u64>;
     /// Destroys a cell; refused (EBUSY) while members other than its init exist.
     fn destroy(&self, target: &Target) -> anyhow::Result<()>;
+    /// Destroys a cell together with everything still running in it (killed,
+    /// no grace period): how an ephemeral cell (`cellctl run`) ends. A backend
+    /// that cannot kill a cell's members refuses like [`Kernel::destroy`].
+    fn destroy_all(&self, target: &Target) -> anyhow::Result<()> {
+        self.destroy(target)
+    }
     fn list(&self) -> anyhow::Result<Vec<CellInfo>>;
     fn stats(&self) -> anyhow::Result<Vec<CellStats>>;
     /// Starts a process inside the cell, with the cell's profile applied, in a

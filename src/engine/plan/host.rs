@@ -61,6 +61,7 @@ impl Runtime for HostRuntime<'_> {
             ports: m.reserved_ports.clone(),
             rlimits: m.rlimits,
             limits: Default::default(),
+            ephemeral: false,
         };
         let runner = PlanRunner {
             cfg: self.cfg,

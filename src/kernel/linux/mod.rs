@@ -385,6 +385,38 @@ impl LinuxKernel {
         }
     }
 
+    /// `destroy`, or with `kill`, `destroy_all`: the cell's members go with
+    /// its init (the PID namespace ends) and its cgroup (`cgroup.kill`).
+    fn remove(&self, target: &Target, kill: bool) -> Result<()> {
+        let mut locked = self.lock()?;
+        let cell = Self::find_in(&locked, target)?.clone();
+        let members = if kill {
+            Vec::new()
+        } else {
+            Self::members(&cell)
+        };
+        if !members.is_empty() {
+            bail!(
+                "{} is busy: {} member process{} still running besides its init; stop {} first",
+                describe(&cell),
+                members.len(),
+                if members.len() == 1 { "" } else { "es" },
+                if members.len() == 1 { "it" } else { "them" }
+            );
+        }
+        self.teardown(&cell, locked.table.bind_guard.as_ref())
+            .with_context(|| format!("tearing down {}", describe(&cell)))?;
+        locked.table.cells.retain(|c| c.id != cell.id);
+        let detached = self.drop_unused_guard(&mut locked.table);
+        locked.save()?;
+        if locked.table.cells.is_empty() {
+            self.cgroups.prune_run();
+            self.placement().prune_run(&self.run_key);
+        }
+        detached?;
+        Ok(())
+    }
+
     /// The steps of `create` after the table checks; undone by the caller on error.
     fn build(&self, id: u64, spec: &CellSpec) -> Result<CellRecord> {
         let sample_dir = self.store.cell_dir(id);
@@ -422,6 +454,7 @@ impl LinuxKernel {
             profile: spec.profile,
             rlimits: spec.rlimits,
             dev_limits: self.dev_limits,
+            die_with_creator: spec.ephemeral,
         })
         .context("starting the cell init")?;
         record.init_start =
@@ -511,29 +544,11 @@ impl Kernel for LinuxKernel {
     }
 
     fn destroy(&self, target: &Target) -> Result<()> {
-        let mut locked = self.lock()?;
-        let cell = Self::find_in(&locked, target)?.clone();
-        let members = Self::members(&cell);
-        if !members.is_empty() {
-            bail!(
-                "{} is busy: {} member process{} still running besides its init; stop {} first",
-                describe(&cell),
-                members.len(),
-                if members.len() == 1 { "" } else { "es" },
-                if members.len() == 1 { "it" } else { "them" }
-            );
-        }
-        self.teardown(&cell, locked.table.bind_guard.as_ref())
-            .with_context(|| format!("tearing down {}", describe(&cell)))?;
-        locked.table.cells.retain(|c| c.id != cell.id);
-        let detached = self.drop_unused_guard(&mut locked.table);
-        locked.save()?;
-        if locked.table.cells.is_empty() {
-            self.cgroups.prune_run();
-            self.placement().prune_run(&self.run_key);
-        }
-        detached?;
-        Ok(())
+        self.remove(target, false)
+    }
+
+    fn destroy_all(&self, target: &Target) -> Result<()> {
+        self.remove(target, true)
     }
 
     fn list(&self) -> Result<Vec<CellInfo>> {

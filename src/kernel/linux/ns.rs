@@ -127,6 +127,8 @@ pub struct InitSpec<'a> {
     pub profile: Profile,
     pub rlimits: Rlimits,
     pub dev_limits: rootfs::DevLimits,
+    /// Killed when the creating thread ends (`CellSpec::ephemeral`).
+    pub die_with_creator: bool,
 }
 
 /// A limit as a setup field: the number, or empty for unlimited.
@@ -184,6 +186,9 @@ pub fn start_init(spec: &InitSpec) -> Result<i32> {
             std::mem::size_of::<CloneArgs>(),
         );
         if pid == 0 {
+            if spec.die_with_creator {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            }
             // Before it forks: every process of the cell descends from it or
             // joins these groups itself (`enter`).
             if super::limits::join_v1(&v1_tasks).is_err() {
