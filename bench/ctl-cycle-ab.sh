@@ -1,7 +1,8 @@
 #!/bin/bash
-# Two builds' cellctl cycle (create -> exec /bin/true -> destroy), interleaved
-# in every iteration so that load from elsewhere falls on both; prints the
-# median of each step in milliseconds.
+# Two builds' cellctl cycle (create -> exec /bin/true -> destroy) and their
+# `cellctl run ROOT /bin/true` (where the build has it), interleaved in every
+# iteration so that load from elsewhere falls on both; prints the median of
+# each step in milliseconds.
 #
 # Usage (as root): bench/ctl-cycle-ab.sh A_CELLS B_CELLS [iterations]
 # RUN_PARENT picks the file system of the cell state (default: TMPDIR or /tmp;
@@ -44,18 +45,19 @@ for ((i = 0; i < N + 2; i++)); do
 		t0=$(now); "${BIN[$s]}" ctl create -n "c$$" "$W/root" >/dev/null
 		t1=$(now); "${BIN[$s]}" ctl exec "c$$" /bin/true
 		t2=$(now); "${BIN[$s]}" ctl destroy "c$$"
-		t3=$(now)
+		t3=$(now); "${BIN[$s]}" ctl run "$W/root" /bin/true 2>/dev/null || true
+		t4=$(now)
 		# The first two rounds warm caches and are not counted.
-		[ "$i" -ge 2 ] && echo "$((t1 - t0)) $((t2 - t1)) $((t3 - t2)) $((t3 - t0))" >>"$W/$s.t"
+		[ "$i" -ge 2 ] && echo "$((t1 - t0)) $((t2 - t1)) $((t3 - t2)) $((t3 - t0)) $((t4 - t3))" >>"$W/$s.t"
 	done
 done
 unset CELLMGR_CONF
 
 median() { sort -n | awk '{ v[NR] = $1 } END { printf "%.2f\n", v[int((NR + 1) / 2)] / 1000 }'; }
 echo "iterations: $N; load before: $LOAD; state on: $(stat -f -c %T "$W"); keep: ${KEEP:-0}"
-printf '%-4s %8s %8s %8s %8s  %s\n' "" create exec destroy cycle binary
+printf '%-4s %8s %8s %8s %8s %8s  %s\n' "" create exec destroy cycle run binary
 for s in a b; do
 	printf '%-4s' "$s"
-	for c in 1 2 3 4; do printf ' %8s' "$(cut -d' ' -f$c "$W/$s.t" | median)"; done
+	for c in 1 2 3 4 5; do printf ' %8s' "$(cut -d' ' -f$c "$W/$s.t" | median)"; done
 	printf '  %s\n' "${BIN[$s]}"
 done

@@ -331,10 +331,18 @@ impl LinuxKernel {
     /// the first cell (they also keep cells out of other sockets' port
     /// sharing, ports or not). `sweep`: a create with this id crashed, so its
     /// ports may be in the map though no cell owns them; remove those.
-    fn reserve(&self, locked: &mut Locked, cell: &CellRecord, sweep: bool) -> Result<()> {
+    /// `init` is the new cell's init, in its cgroup `cgroup`.
+    fn reserve(
+        &self,
+        locked: &mut Locked,
+        ports: &[u16],
+        cgroup: &Path,
+        init: i32,
+        sweep: bool,
+    ) -> Result<()> {
         let guard = match self.open_guard(&mut locked.table)? {
             Some(guard) => guard,
-            None => self.install_guard(locked, cell.init_pid)?,
+            None => self.install_guard(locked, init)?,
         };
         if sweep {
             let stale: Vec<u16> = guard
@@ -344,7 +352,7 @@ impl LinuxKernel {
                 .collect();
             guard.release(&stale)?;
         }
-        guard.reserve(&cell.ports, cgroup::id(&cell.cgroup)?)
+        guard.reserve(ports, cgroup::id(cgroup)?)
     }
 
     fn find_in<'a>(locked: &'a Locked, target: &Target) -> Result<&'a CellRecord> {
@@ -417,8 +425,16 @@ impl LinuxKernel {
         Ok(())
     }
 
-    /// The steps of `create` after the table checks; undone by the caller on error.
-    fn build(&self, id: u64, spec: &CellSpec) -> Result<CellRecord> {
+    /// The steps of `create` after the table checks; undone by the caller on
+    /// error. The ports are reserved (the programs loaded and attached for a
+    /// first cell) while the init sets up, on the other CPU where there is one.
+    fn build(
+        &self,
+        locked: &mut Locked,
+        id: u64,
+        spec: &CellSpec,
+        sweep: bool,
+    ) -> Result<CellRecord> {
         let sample_dir = self.store.cell_dir(id);
         create_private_dir(&sample_dir)?;
         let cg = self.cgroups.create(id)?;
@@ -444,19 +460,31 @@ impl LinuxKernel {
             limits: spec.limits,
             v1_groups,
         };
-        record.init_pid = ns::start_init(&ns::InitSpec {
-            program: &self.init_program,
-            root: &spec.root,
-            hostname: &spec.name,
-            cgroup: &cg,
-            v1_groups: &record.v1_groups,
-            sample_dir: &sample_dir,
-            profile: spec.profile,
-            rlimits: spec.rlimits,
-            dev_limits: self.dev_limits,
-            die_with_creator: spec.ephemeral,
-        })
-        .context("starting the cell init")?;
+        let mut reserved = Ok(());
+        let started = ns::start_init(
+            &ns::InitSpec {
+                program: &self.init_program,
+                root: &spec.root,
+                hostname: &spec.name,
+                cgroup: &cg,
+                v1_groups: &record.v1_groups,
+                sample_dir: &sample_dir,
+                profile: spec.profile,
+                rlimits: spec.rlimits,
+                dev_limits: self.dev_limits,
+                die_with_creator: spec.ephemeral,
+            },
+            |init| {
+                reserved = self.reserve(locked, &spec.ports, &cg, init, sweep);
+                // The init is ended for it; the error is said below.
+                reserved
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|_| anyhow::anyhow!("ports not reserved"))
+            },
+        );
+        reserved.context("reserving ports")?;
+        record.init_pid = started.context("starting the cell init")?;
         record.init_start =
             ns::start_time(record.init_pid).context("the cell init exited right after start-up")?;
         Ok(record)
@@ -504,12 +532,7 @@ impl Kernel for LinuxKernel {
         }
         // A cgroup left with this id means a create crashed before recording it.
         let crashed_before = self.cgroups.cell(id).exists();
-        let built = self.build(id, spec).and_then(|record| {
-            self.reserve(&mut locked, &record, crashed_before)
-                .context("reserving ports")?;
-            Ok(record)
-        });
-        let record = match built {
+        let record = match self.build(&mut locked, id, spec, crashed_before) {
             Ok(r) => r,
             Err(e) => {
                 let partial = CellRecord {

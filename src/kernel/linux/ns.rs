@@ -144,13 +144,16 @@ fn parse_limit(b: &[u8]) -> Option<Limit> {
 }
 
 /// Starts a cell's init; returns its host pid once the root is in place.
+/// `meanwhile` runs while the init sets up, given its pid (the init is in the
+/// cell's cgroup by then): work of the caller's that need not wait for it. An
+/// error from it ends the init.
 ///
 /// clone3 creates the init directly as pid 1 of new PID, mount, UTS and IPC
 /// namespaces and inside the cell's cgroup (no migration afterwards, which
 /// would cost an RCU grace period), then it execs this binary. The setup
 /// travels on its stdin rather than argv: the cell can read its init's command
 /// line, and host paths are none of its business.
-pub fn start_init(spec: &InitSpec) -> Result<i32> {
+pub fn start_init(spec: &InitSpec, meanwhile: impl FnOnce(i32) -> Result<()>) -> Result<i32> {
     let cgroup = open_dir(spec.cgroup)?;
     let v1_tasks = super::limits::open_v1_tasks(spec.v1_groups)?;
     let (setup_r, setup_w) = pipe()?;
@@ -244,6 +247,7 @@ pub fn start_init(spec: &InitSpec) -> Result<i32> {
         setup.push(0);
     }
     let sent = std::fs::File::from(setup_w).write_all(&setup);
+    let alongside = meanwhile(pid);
     let mut report = String::new();
     let read = std::fs::File::from(report_r).read_to_string(&mut report);
     let failed = |why: anyhow::Error| -> Result<i32> {
@@ -258,6 +262,9 @@ pub fn start_init(spec: &InitSpec) -> Result<i32> {
         return failed(e);
     }
     if let Err(e) = read.context("reading the cell init's report") {
+        return failed(e);
+    }
+    if let Err(e) = alongside {
         return failed(e);
     }
     match report.lines().next() {
