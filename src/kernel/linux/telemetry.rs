@@ -5,8 +5,12 @@
 //! exited members) and walks the cell's own `/proc`: every pid but 1 is a member;
 //! zombies count as references only; memory is the sum of virtual sizes (as
 //! NetBSD's `vm_map` size). The init writes the result atomically to
-//! `<run_dir>/kernel/<id>/sample`; readers parse that one line. The init's
-//! loop (the spawn agent's) calls [`Sampler::tick`] when a sample is due.
+//! `<run_dir>/kernel/<id>/sample` when it differs from the last one written
+//! (an idle cell's stays as it is); readers parse that one line. The init's
+//! loop (the spawn agent's) calls [`Sampler::tick`] when a sample is due; the
+//! first is due a second after start-up, off the path of a new cell's first
+//! command. An idle cell's second costs one read of `cpu.stat` (through a
+//! descriptor kept open) and one short walk of its `/proc`.
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -112,8 +116,8 @@ fn walk_proc() -> (u64, u64, u64) {
     (live, zombies, memory)
 }
 
-fn read_cpu_usec(cgroup: &OwnedFd) -> Option<u64> {
-    let name = c"cpu.stat";
+/// A file of the cell's cgroup, kept open: each read from offset 0 is current.
+fn open_cgroup_file(cgroup: &OwnedFd, name: &std::ffi::CStr) -> Option<std::fs::File> {
     // SAFETY: openat relative to a directory fd we own.
     let fd = unsafe {
         libc::openat(
@@ -122,17 +126,31 @@ fn read_cpu_usec(cgroup: &OwnedFd) -> Option<u64> {
             libc::O_RDONLY | libc::O_CLOEXEC,
         )
     };
-    if fd < 0 {
-        return None;
-    }
     // SAFETY: fd was just opened and is owned by the File from here on.
-    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
-    let mut s = String::new();
-    std::io::Read::read_to_string(&mut f, &mut s).ok()?;
-    super::cgroup::cpu_usage_usec(&s)
+    (fd >= 0).then(|| unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
-fn write_sample(dir: &OwnedFd, sample: &Sample) {
+/// Whether the cgroup holds a process besides the init (pid 1 in the init's
+/// view of `cgroup.procs`). Without one no zombie lingers either: the init
+/// reaps its children at once.
+fn has_members(procs: &std::fs::File) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 64];
+    match procs.read_at(&mut buf, 0) {
+        Ok(n) => buf[..n].split(|&b| b == b'\n').any(|l| !l.is_empty() && l != b"1"),
+        Err(_) => true,
+    }
+}
+
+fn read_cpu_usec(cpu_stat: &std::fs::File) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 512];
+    let n = cpu_stat.read_at(&mut buf, 0).ok()?;
+    super::cgroup::cpu_usage_usec(std::str::from_utf8(&buf[..n]).ok()?)
+}
+
+/// Replaces the sample file; false when it could not.
+fn write_sample(dir: &OwnedFd, sample: &Sample) -> bool {
     let tmp = c".sample.tmp";
     let dst = c"sample";
     // SAFETY: openat/renameat relative to a directory fd we own.
@@ -144,12 +162,11 @@ fn write_sample(dir: &OwnedFd, sample: &Sample) {
             0o644,
         );
         if fd < 0 {
-            return;
+            return false;
         }
         let mut f = std::fs::File::from_raw_fd(fd);
-        if f.write_all(sample.encode().as_bytes()).is_ok() {
-            libc::renameat(dir.as_raw_fd(), tmp.as_ptr(), dir.as_raw_fd(), dst.as_ptr());
-        }
+        f.write_all(sample.encode().as_bytes()).is_ok()
+            && libc::renameat(dir.as_raw_fd(), tmp.as_ptr(), dir.as_raw_fd(), dst.as_ptr()) == 0
     }
 }
 
@@ -157,21 +174,29 @@ fn write_sample(dir: &OwnedFd, sample: &Sample) {
 /// the init opened before it entered the cell.
 pub struct Sampler {
     sample_dir: OwnedFd,
-    cgroup: OwnedFd,
+    /// `None` where the cgroup has no `cpu.stat` (CPU then reads 0).
+    cpu_stat: Option<std::fs::File>,
+    /// `cgroup.procs`: the cell's `/proc` is walked only when it lists members.
+    procs: Option<std::fs::File>,
     window: Window,
     last_usec: u64,
     next: Instant,
+    written: Option<Sample>,
 }
 
 impl Sampler {
     pub fn new(sample_dir: OwnedFd, cgroup: OwnedFd) -> Sampler {
-        let last_usec = read_cpu_usec(&cgroup).unwrap_or(0);
+        let cpu_stat = open_cgroup_file(&cgroup, c"cpu.stat");
+        let procs = open_cgroup_file(&cgroup, c"cgroup.procs");
+        let last_usec = cpu_stat.as_ref().and_then(read_cpu_usec).unwrap_or(0);
         Sampler {
             sample_dir,
-            cgroup,
+            cpu_stat,
+            procs,
             window: Window::default(),
             last_usec,
-            next: Instant::now(),
+            next: Instant::now() + Duration::from_secs(1),
+            written: None,
         }
     }
 
@@ -186,10 +211,17 @@ impl Sampler {
         if now < self.next {
             return;
         }
-        let usec = read_cpu_usec(&self.cgroup).unwrap_or(self.last_usec);
+        let usec = self
+            .cpu_stat
+            .as_ref()
+            .and_then(read_cpu_usec)
+            .unwrap_or(self.last_usec);
         let delta = usec.saturating_sub(self.last_usec) / 10_000;
         self.last_usec = usec;
-        let (live, zombies, memory) = walk_proc();
+        let (live, zombies, memory) = match &self.procs {
+            Some(procs) if !has_members(procs) => (0, 0, 0),
+            _ => walk_proc(),
+        };
         let sample = Sample {
             cpu1s: delta,
             cpu10s: self.window.push(delta),
@@ -197,7 +229,9 @@ impl Sampler {
             refs: live + zombies,
             memory,
         };
-        write_sample(&self.sample_dir, &sample);
+        if self.written != Some(sample) && write_sample(&self.sample_dir, &sample) {
+            self.written = Some(sample);
+        }
         self.next += Duration::from_secs(1);
         if self.next < now {
             self.next = now + Duration::from_secs(1);
@@ -206,8 +240,10 @@ impl Sampler {
 
     /// The descriptors it holds (the init keeps them across its clean-up of
     /// inherited descriptors).
-    pub fn fds(&self) -> [i32; 2] {
-        [self.sample_dir.as_raw_fd(), self.cgroup.as_raw_fd()]
+    pub fn fds(&self) -> Vec<i32> {
+        let mut fds = vec![self.sample_dir.as_raw_fd()];
+        fds.extend(self.cpu_stat.iter().chain(&self.procs).map(|f| f.as_raw_fd()));
+        fds
     }
 }
 
