@@ -26,13 +26,23 @@ use std::sync::Mutex;
 /// Reads `path` after checking it and its directories. `None` when it does
 /// not exist. `what` names the file's role for the error ("manifest").
 pub fn read(path: &Path, what: &str) -> Result<Option<Vec<u8>>> {
-    let Some(mut f) = open(path, what)? else {
+    let Some((f, size)) = open_sized(path, what)? else {
         return Ok(None);
     };
-    let mut buf = Vec::new();
-    f.read_to_end(&mut buf)
+    // Sized from the check's fstat (std would ask again, and seek): a
+    // manifest directory holds thousands of small files.
+    let mut buf = Vec::with_capacity(size as usize + 1);
+    (&f).take(u64::MAX)
+        .read_to_end(&mut buf)
         .with_context(|| format!("reading {}", path.display()))?;
     Ok(Some(buf))
+}
+
+/// The process's effective user id (asked once: it does not change).
+fn effective_uid() -> u32 {
+    static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    // SAFETY: geteuid has no preconditions.
+    *EUID.get_or_init(|| unsafe { libc::geteuid() })
 }
 
 /// As [`read`], as text.
@@ -48,6 +58,11 @@ pub fn read_to_string(path: &Path, what: &str) -> Result<Option<String>> {
 /// Opens `path` for reading after checking it and its directories; `None`
 /// when it does not exist.
 pub fn open(path: &Path, what: &str) -> Result<Option<File>> {
+    Ok(open_sized(path, what)?.map(|(f, _)| f))
+}
+
+/// As [`open`], with the file's size at the check.
+fn open_sized(path: &Path, what: &str) -> Result<Option<(File, u64)>> {
     // The usual case, cheaply: the file itself is no link, in a directory
     // already resolved and checked (a manifest directory holds hundreds).
     if let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {
@@ -80,7 +95,7 @@ fn open_nofollow(real: &Path) -> std::io::Result<File> {
         .open(real)
 }
 
-fn check_file(f: File, real: &Path, what: &str) -> Result<File> {
+fn check_file(f: File, real: &Path, what: &str) -> Result<(File, u64)> {
     let md = f
         .metadata()
         .with_context(|| format!("inspecting {}", real.display()))?;
@@ -88,7 +103,7 @@ fn check_file(f: File, real: &Path, what: &str) -> Result<File> {
         bail!("{}: {what} is not a regular file", real.display());
     }
     check_entry(real, &md, None, what)?;
-    Ok(f)
+    Ok((f, md.len()))
 }
 
 /// The real path of the directory `dir`, resolved and checked once per
@@ -222,8 +237,7 @@ fn check_entry(
     below: Option<&Path>,
     what: &str,
 ) -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
+    let me = effective_uid();
     let owner_ok = md.uid() == 0 || md.uid() == me;
     let mode = md.mode() & 0o7777;
     let sticky_root_dir = md.is_dir() && md.uid() == 0 && mode & 0o1000 != 0;

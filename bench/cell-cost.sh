@@ -1,0 +1,71 @@
+#!/bin/sh
+# What a running cell costs the host beyond its service (goal 4 of issue 18):
+# converges N cells (default 100), each supervising one busybox service, then
+# counts the processes each cell adds (its init, its supervisor, the service)
+# and their proportional memory (Pss of /proc/PID/smaps_rollup), and prints
+# the per-cell figures beside the goal (at most 1 process and 300 KB besides
+# the service). Everything is stopped and removed at the end.
+#
+#   sudo bench/cell-cost.sh [N]      (CELLS_BIN=path/to/cells, default target/release/cells)
+set -eu
+N=${1:-100}
+BIN=${CELLS_BIN:-$(dirname "$0")/../target/release/cells}
+[ -x "$BIN" ] || { echo "build first: cargo build --release (or set CELLS_BIN)" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "bench/cell-cost.sh: needs root (kernel cells, mounts)" >&2; exit 1; }
+BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+. "$(dirname "$0")/world.sh"
+bench_world cell-cost "$BIN"
+
+i=0
+while [ "$i" -lt "$N" ]; do
+	printf 'CELL_AUTOSTART=YES\nCELL_CREATE_PROFILE=high\nCELL_SUPERVISE_CMD="/bin/busybox sleep 1000000"\n' \
+	    >"$W/etc/$(printf 'k%03d' "$i").cell"
+	i=$((i + 1))
+done
+t0=$(date +%s.%N)
+"$BIN" mgr apply --all --silent >"$W/apply.out" 2>&1 || { cat "$W/apply.out" >&2; exit 1; }
+t1=$(date +%s.%N)
+LOAD=$(cut -d" " -f1-3 /proc/loadavg)
+
+# The cells' processes are those in the cgroups of this run directory
+# (cells/<first 6 bytes of sha256(run dir)>/<id>); the supervisors those
+# started with this world's configuration.
+python3 - "$W" "$N" <<'PY'
+import hashlib, os, sys
+w, n = sys.argv[1], int(sys.argv[2])
+key = hashlib.sha256((w + "/run").encode()).hexdigest()[:12]
+
+def read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+def pss_kb(pid):
+    for line in read(f"/proc/{pid}/smaps_rollup").decode().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+inits, services, supervisors = [], [], []
+for p in os.listdir("/proc"):
+    if not p.isdigit():
+        continue
+    cg = next((l[3:] for l in read(f"/proc/{p}/cgroup").decode().splitlines() if l.startswith("0::")), "")
+    if f"/cells/{key}/" in cg:
+        (inits if read(f"/proc/{p}/comm").strip() == b"cell-init" else services).append(p)
+    elif f"CELLMGR_CONF={w}/cellmgr.conf".encode() in read(f"/proc/{p}/environ").split(b"\0") \
+            and b"supervise" in read(f"/proc/{p}/cmdline"):
+        supervisors.append(p)
+
+kb = lambda ps: sum(pss_kb(p) for p in ps)
+extra = len(inits) + len(supervisors)
+print(f"running cells: {n}; inits {len(inits)}, supervisors {len(supervisors)}, services {len(services)}")
+print(f"processes per cell besides the service   {extra / n:6.2f}   (goal <= 1)")
+print(f"Pss per cell besides the service         {kb(inits + supervisors) / n:6.0f} KB  (goal <= 300 KB)")
+print(f"  of which the init                      {kb(inits) / n:6.0f} KB")
+print(f"  of which the supervisor                {kb(supervisors) / n:6.0f} KB")
+print(f"Pss of the service (busybox sleep)       {kb(services) / n:6.0f} KB")
+PY
+echo "converge of $N cells: $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f s", b - a }'); load after: $LOAD; cores: $(nproc)"
