@@ -173,10 +173,31 @@ impl Invocation {
     }
 }
 
-/// Sorts `args` (a command line that parsed) by the table of `personality`.
-pub fn invocation(personality: &str, info: &Info, args: &[&str]) -> Invocation {
-    let nodes = flatten(personality, info);
-    let mut node = &nodes[0];
+/// The subcommand of `info` named `word`.
+fn subcommand<'i>(info: &'i Info, word: &str) -> Option<&'i Info> {
+    info.commands
+        .iter()
+        .find(|c| c.name == word)
+        .map(|c| &c.command)
+}
+
+/// The flag of `info` spelled `arg` (long or short), `--help` aside.
+fn flag_of<'i>(info: &'i Info, arg: &str) -> Option<&'i argh::FlagInfo<'static>> {
+    info.flags.iter().filter(|f| f.long != "--help").find(|f| {
+        f.long == arg
+            || f.short
+                .is_some_and(|c| arg.strip_prefix('-') == Some(c.encode_utf8(&mut [0; 4])))
+    })
+}
+
+fn takes_value(f: &argh::FlagInfo) -> bool {
+    matches!(f.kind, FlagInfoKind::Option { .. })
+}
+
+/// Sorts `args` (a command line that parsed) by the table of a personality.
+/// Walks only the commands named (every command runs this for its record).
+pub fn invocation(info: &Info, args: &[&str]) -> Invocation {
+    let mut node = info;
     let mut inv = Invocation::default();
     let mut iter = args.iter();
     let mut only_positionals = false;
@@ -186,50 +207,54 @@ pub fn invocation(personality: &str, info: &Info, args: &[&str]) -> Invocation {
             continue;
         }
         if !only_positionals && arg.starts_with('-') && arg.len() > 1 {
-            let flag = node
-                .flags
-                .iter()
-                .find(|f| f.long == *arg || f.short.is_some_and(|c| *arg == format!("-{c}")));
-            match flag {
-                Some(f) if f.takes_value => {
+            match flag_of(node, arg) {
+                Some(f) if takes_value(f) => {
                     let value = iter.next().copied().unwrap_or_default();
-                    inv.options.push((f.long.clone(), value.to_string()));
+                    inv.options.push((f.long.to_string(), value.to_string()));
                 }
-                Some(f) => inv.switches.push(f.long.clone()),
+                Some(f) => inv.switches.push(f.long.to_string()),
                 None => inv.switches.push(arg.to_string()),
             }
             continue;
         }
         if inv.positionals.is_empty() && !only_positionals {
-            let mut path = node.path.clone();
-            path.push(arg.to_string());
-            if let Some(next) = nodes.iter().find(|n| n.path == path) {
+            if let Some(next) = subcommand(node, arg) {
                 node = next;
                 inv.path.push(arg.to_string());
                 continue;
             }
         }
-        let i = inv
+        let names: Vec<&str> = node
             .positionals
-            .len()
-            .min(node.positionals.len().saturating_sub(1));
-        let name = node.positionals.get(i).cloned().unwrap_or_default();
-        inv.positionals.push((name, arg.to_string()));
+            .iter()
+            .filter(|p| !p.hidden)
+            .map(|p| p.name)
+            .collect();
+        let i = inv.positionals.len().min(names.len().saturating_sub(1));
+        let name = names.get(i).copied().unwrap_or_default();
+        inv.positionals.push((name.to_string(), arg.to_string()));
     }
     inv
 }
 
 /// `args` with the old spellings of renamed flags replaced by the new ones:
 /// `renamed` holds (command path, old, new), e.g. `("create", "--level",
-/// "--profile")`. Only flags, only in their command.
+/// "--profile")`. Only flags, only in their command. `info` is asked for
+/// only when an old spelling is among the arguments at all.
 pub fn rename_flags(
-    personality: &str,
-    info: &Info,
+    info: impl FnOnce() -> Info,
     args: &[String],
     renamed: &[(&str, &str, &str)],
 ) -> Vec<String> {
-    let nodes = flatten(personality, info);
-    let mut node = &nodes[0];
+    if !args
+        .iter()
+        .any(|a| renamed.iter().any(|(_, old, _)| old == a))
+    {
+        return args.to_vec();
+    }
+    let info = info();
+    let mut node = &info;
+    let mut path: Vec<&str> = Vec::new();
     let mut out = Vec::with_capacity(args.len());
     let mut skip_value = false;
     let mut rest_verbatim = false;
@@ -242,21 +267,18 @@ pub fn rename_flags(
         if arg == "--" {
             rest_verbatim = true;
         } else if arg.starts_with('-') {
-            let at = node.path[1..].join(" ");
+            let at = path.join(" ");
             let new = renamed
                 .iter()
                 .find(|(path, old, _)| *path == at && old == arg)
                 .map(|(_, _, new)| new.to_string());
             let arg = new.unwrap_or_else(|| arg.clone());
-            skip_value = node.valued_words().contains(&arg);
+            skip_value = flag_of(node, &arg).is_some_and(takes_value);
             out.push(arg);
             continue;
-        } else {
-            let mut path = node.path.clone();
-            path.push(arg.clone());
-            if let Some(next) = nodes.iter().find(|n| n.path == path) {
-                node = next;
-            }
+        } else if let Some(next) = subcommand(node, arg) {
+            node = next;
+            path.push(arg);
         }
         out.push(arg.clone());
     }
@@ -370,31 +392,31 @@ mod tests {
     #[test]
     fn invocations_sort_the_words() {
         let info = Top::get_args_info();
-        let inv = invocation("tool", &info, &["-H", "h", "list", "-o", "name", "--json"]);
+        let inv = invocation(&info, &["-H", "h", "list", "-o", "name", "--json"]);
         assert_eq!(inv.path, ["list"]);
         let opt = |k: &str, v: &str| (k.to_string(), v.to_string());
         assert_eq!(inv.options, [opt("--host", "h"), opt("--output", "name")]);
         assert_eq!(inv.switches, ["--json"]);
-        let inv = invocation("tool", &info, &["start", "--", "web"]);
+        let inv = invocation(&info, &["start", "--", "web"]);
         assert_eq!(inv.positional(&["name"]), Some("web"));
     }
 
     #[test]
     fn old_flag_spellings_are_renamed_in_their_command_only() {
-        let info = Top::get_args_info();
+        let info = Top::get_args_info;
         let args: Vec<String> = ["list", "--fields", "--fields", "--jsn"]
             .iter()
             .map(|s| s.to_string())
             .collect();
         let renamed = [("list", "--fields", "--output"), ("start", "--json", "--x")];
-        let out = rename_flags("tool", &info, &args, &renamed);
+        let out = rename_flags(info, &args, &renamed);
         // The second --fields is the value of the first (now --output).
         assert_eq!(out, ["list", "--output", "--fields", "--jsn"]);
         let args: Vec<String> = ["start", "--", "--fields"]
             .iter()
             .map(|s| s.to_string())
             .collect();
-        assert_eq!(rename_flags("tool", &info, &args, &renamed), args);
+        assert_eq!(rename_flags(info, &args, &renamed), args);
     }
 
     #[test]

@@ -219,7 +219,7 @@ pub fn main(personality: &str, args: &[String]) -> i32 {
     if let Some(code) = kernel::run_internal(args) {
         return code;
     }
-    let args = &crate::cmdtable::rename_flags(personality, &command_table(), args, RENAMED);
+    let args = &crate::cmdtable::rename_flags(command_table, args, RENAMED);
     let parsed: CtlArgs = match exit::parse_args(&[personality], args) {
         Ok(a) => a,
         Err(code) => return code,
@@ -246,7 +246,7 @@ pub fn main(personality: &str, args: &[String]) -> i32 {
             Command::Logs(a) => logs(&cfg, kernel.as_ref(), a),
         }
     })();
-    crate::journal::audit_command(personality, &command_table(), args, &result);
+    crate::journal::audit_command(&command_table(), args, &result);
     exit::finish(personality, result)
 }
 

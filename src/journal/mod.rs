@@ -267,10 +267,10 @@ pub fn audit_as(
 /// Commands (the last word of their path) that change nothing.
 const READ_ONLY: &[&str] = &["list", "show", "fields", "events", "logs", "stats", "serve"];
 
-/// Records a command of `personality` that ran to `result`, unless it only
-/// reads (or was the internal start of a supervisor, which records its own).
+/// Records a command (of the personality whose table `info` is) that ran to
+/// `result`, unless it only reads (or was the internal start of a supervisor,
+/// which records its own).
 pub fn audit_command(
-    personality: &str,
     info: &argh::CommandInfoWithArgs,
     args: &[String],
     result: &anyhow::Result<i32>,
@@ -279,7 +279,7 @@ pub fn audit_command(
         return;
     }
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    let inv = crate::cmdtable::invocation(personality, info, &words);
+    let inv = crate::cmdtable::invocation(info, &words);
     let read_only = inv
         .path
         .last()

@@ -112,7 +112,7 @@ pub fn main(personality: &str, args: &[String]) -> i32 {
             } else {
                 parsed.command.run()
             };
-            crate::journal::audit_command(personality, &command_table(), args, &result);
+            crate::journal::audit_command(&command_table(), args, &result);
             crate::exit::finish(personality, result)
         }
     }

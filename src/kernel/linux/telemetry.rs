@@ -137,7 +137,9 @@ fn has_members(procs: &std::fs::File) -> bool {
     use std::os::unix::fs::FileExt;
     let mut buf = [0u8; 64];
     match procs.read_at(&mut buf, 0) {
-        Ok(n) => buf[..n].split(|&b| b == b'\n').any(|l| !l.is_empty() && l != b"1"),
+        Ok(n) => buf[..n]
+            .split(|&b| b == b'\n')
+            .any(|l| !l.is_empty() && l != b"1"),
         Err(_) => true,
     }
 }
@@ -242,7 +244,12 @@ impl Sampler {
     /// inherited descriptors).
     pub fn fds(&self) -> Vec<i32> {
         let mut fds = vec![self.sample_dir.as_raw_fd()];
-        fds.extend(self.cpu_stat.iter().chain(&self.procs).map(|f| f.as_raw_fd()));
+        fds.extend(
+            self.cpu_stat
+                .iter()
+                .chain(&self.procs)
+                .map(|f| f.as_raw_fd()),
+        );
         fds
     }
 }
