@@ -144,7 +144,11 @@ impl Placement {
         let subtree = root.join("cgroup.subtree_control");
         // host path: `root` is the cgroup2 mount, not a cell's root
         let delegated = std::fs::read_to_string(subtree).unwrap_or_default();
-        let mounts = mountinfo::entries().unwrap_or_default();
+        // Only cgroup v1 mounts matter: the others (hundreds on a busy host)
+        // are not parsed.
+        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let cgroups: Vec<&str> = text.lines().filter(|l| l.contains(" - cgroup ")).collect();
+        let mounts = mountinfo::parse_entries(&cgroups.join("\n"));
         Placement::from_parts(root, &delegated, &v1_hierarchies(&mounts))
     }
 
