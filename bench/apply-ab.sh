@@ -23,7 +23,7 @@ while [ "$i" -lt "$N" ]; do
 	dep=""
 	[ $((i % 10)) -ne 0 ] && dep="CELL_DEPENDS_ON=$(printf 'b%03d' $((i - 1)))"
 	printf 'CELL_AUTOSTART=YES\nCELL_CREATE_PROFILE=high\nCELL_CREATE_RESERVED_PORTS=%d\nCELL_SUPERVISE_CMD="/bin/busybox sleep 1000000"\n%s\n' \
-	    $((${BENCH_PORT_BASE:-41000} + i)) "$dep" >"$W/etc/$name.cell"
+	    $((${BENCH_PORT_BASE:-22000} + i)) "$dep" >"$W/etc/$name.cell"
 	printf 'DIR /srv/app mode=0750\nFILE_BEGIN /srv/app/config\nname=%s\nFILE_END\nCOPY asset.txt /srv/app/asset.txt\n' \
 	    "$name" >"$W/etc/$name.apply"
 	i=$((i + 1))

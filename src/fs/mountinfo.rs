@@ -101,6 +101,39 @@ pub fn parse_mountinfo(text: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The mount points at or below `dir`, in the order of [`under`], from the
+/// whole mount table, of which only the lines that name `dir` are parsed (a
+/// host with hundreds of cells has thousands of mounts).
+pub fn points_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    #[cfg(target_os = "linux")]
+    {
+        let text = std::fs::read_to_string("/proc/self/mountinfo")
+            .context("reading /proc/self/mountinfo")?;
+        // A mount point below `dir` holds `dir` as the kernel spells it.
+        let needle = escape(&dir.to_string_lossy());
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains(&needle)).collect();
+        Ok(under(&parse_mountinfo(&lines.join("\n")), dir))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Ok(under(&mount_points()?, dir))
+    }
+}
+
+/// The kernel's spelling of a path in mountinfo: space, tab, newline and
+/// backslash as octal escapes.
+#[cfg(target_os = "linux")]
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            ' ' | '\t' | '\n' | '\\' => out.push_str(&format!("\\{:03o}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Undoes the kernel's octal escapes (`\040` for a space, ...).
 fn unescape(s: &str) -> String {
     let b = s.as_bytes();
@@ -138,6 +171,14 @@ pub fn under(points: &[PathBuf], dir: &Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn paths_are_spelled_as_the_kernel_escapes_them() {
+        let odd = "/srv/a b\tc\\d";
+        assert_eq!(escape(odd), "/srv/a\\040b\\011c\\134d");
+        assert_eq!(unescape(&escape(odd)), odd);
+    }
 
     #[test]
     fn parses_and_unescapes_mount_points() {

@@ -655,6 +655,13 @@ fn host_skeleton(cfg: &Config, etc: &[(PathBuf, EtcEntry)]) -> Result<PathBuf> {
     if dir.is_dir() {
         return Ok(dir);
     }
+    // One builder per process: the workers of a parallel apply all ask for it
+    // at once, and each would otherwise build a copy to throw away.
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    if dir.is_dir() {
+        return Ok(dir);
+    }
     fs::create_dir_all(&cfg.base_dir)
         .with_context(|| format!("creating {}", cfg.base_dir.display()))?;
     // A name no other command (or thread) building the same layer uses.
@@ -738,7 +745,7 @@ pub fn decompose(cfg: &Config, name: &str) -> Result<()> {
     let mut left = Vec::new();
     for round in 0..5 {
         // Every mount is made below the root (see `compose`).
-        left = mountinfo::under(&mountinfo::mount_points()?, &p.root);
+        left = mountinfo::points_under(&p.root)?;
         if left.is_empty() || round == 4 {
             break;
         }
@@ -760,7 +767,7 @@ pub fn decompose(cfg: &Config, name: &str) -> Result<()> {
         if let Err(e) = detach_root(&p.root) {
             errors.push(format!("{e:#}"));
         }
-        left = mountinfo::under(&mountinfo::mount_points()?, &p.root);
+        left = mountinfo::points_under(&p.root)?;
     }
     if left.is_empty() {
         match fs::remove_file(p.mounts_file()) {

@@ -366,7 +366,7 @@ pub fn prune(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<()> {
     let paths = CellPaths::new(cfg, name);
     stop(cfg, kernel, name)?;
     super::disk::unmount(&paths)?;
-    let left = mountinfo::under(&mountinfo::mount_points()?, &paths.dir);
+    let left = mountinfo::points_under(&paths.dir)?;
     if !left.is_empty() {
         let l: Vec<String> = left.iter().map(|p| p.display().to_string()).collect();
         bail!(
