@@ -219,6 +219,9 @@ pub struct RuntimeFacts {
     pub cells: Vec<CellInfo>,
     pub stats: Vec<CellStats>,
     pub supervisors: BTreeMap<String, SupervisorView>,
+    /// What could not be read, one sentence each (naming the file); the
+    /// affected cell's fields say `damaged` or stay empty, the others are whole.
+    pub warnings: Vec<String>,
 }
 
 /// Asks the kernel (one `list`, `stats` only when wanted and something runs)
@@ -232,17 +235,39 @@ pub fn runtime_facts(cfg: &Config, kernel: &dyn Kernel, want_stats: bool) -> Res
         facts.stats = kernel.stats()?;
     }
     for c in &facts.cells {
-        if let Some(st) = crate::supervise::status(cfg, &c.name)? {
-            facts.supervisors.insert(
-                c.name.clone(),
+        let sup = match crate::supervise::supervisor(cfg, &c.name) {
+            Ok(Some(sup)) => sup,
+            Ok(None) => continue,
+            Err(e) => {
+                facts.warnings.push(format!("cell {}: {e:#}", c.name));
+                continue;
+            }
+        };
+        let view = match sup.status {
+            Ok(Some(st)) => SupervisorView {
+                pid: Some(u64::from(st.supervisor_pid)),
+                restarts: Some(st.restarts),
+                last_exit: st.last_exit.unwrap_or_default(),
+                state: st.state.as_str().to_string(),
+            },
+            Ok(None) => SupervisorView {
+                pid: sup.pid.map(u64::from),
+                state: "starting".to_string(),
+                ..SupervisorView::default()
+            },
+            Err(why) => {
+                facts.warnings.push(format!(
+                    "{why}; the supervisor fields of cell {} are unknown until `cellmgr apply` repairs it",
+                    c.name
+                ));
                 SupervisorView {
-                    pid: Some(u64::from(st.supervisor_pid)),
-                    restarts: Some(st.restarts),
-                    last_exit: st.last_exit.unwrap_or_default(),
-                    state: st.state.as_str().to_string(),
-                },
-            );
-        }
+                    pid: sup.pid.map(u64::from),
+                    state: "damaged".to_string(),
+                    ..SupervisorView::default()
+                }
+            }
+        };
+        facts.supervisors.insert(c.name.clone(), view);
     }
     Ok(facts)
 }

@@ -1,5 +1,7 @@
 //! The file layer (ground floor).
 //!
 //! * `host`: files only host root controls (configuration, state, the run
-//!   directory): atomic writes, optional reads, directory listings.
+//!   directory): atomic writes, optional reads, directory listings;
+//! * `cbor`: the encoding of state files and messages, with readable errors.
+pub mod cbor;
 pub mod host;

@@ -97,6 +97,11 @@ impl Run for Apply {
             }
             (Err(e), false) => return Err(e),
         };
+        if let (Some(k), false) = (&kernel, self.dry_run) {
+            for note in host::repair(&cfg, k.as_ref())? {
+                eprintln!("cellmgr: warning: {note}");
+            }
+        }
         let observed = match host::observe(&cfg, kernel.as_deref(), &desired) {
             Ok(o) => o,
             Err(e) if self.dry_run => {

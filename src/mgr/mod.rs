@@ -160,8 +160,12 @@ pub fn lock_named(noun: &str, verb: &str, name: &str) -> Result<(Config, LockGua
 pub fn runtime_facts(cfg: &Config, want_stats: bool) -> RuntimeFacts {
     let gathered = crate::kernel::host(cfg)
         .and_then(|k| crate::engine::read::runtime_facts(cfg, k.as_ref(), want_stats));
-    gathered.unwrap_or_else(|e| {
+    let facts = gathered.unwrap_or_else(|e| {
         eprintln!("cellmgr: warning: runtime state unavailable, runtime fields are empty: {e:#}");
         RuntimeFacts::default()
-    })
+    });
+    for w in &facts.warnings {
+        eprintln!("cellmgr: warning: {w}");
+    }
+    facts
 }

@@ -3,7 +3,8 @@
 //! (TERM, grace, KILL) when asked.
 //!
 //! Events: the service's stdout and stderr pipes, and a self-pipe carrying
-//! SIGTERM/SIGINT/SIGQUIT (stop), SIGCHLD (reap) and SIGHUP (ignored, so the
+//! SIGTERM/SIGINT/SIGQUIT (stop), SIGCHLD (reap), SIGUSR1 (write the status
+//! file again: `repair` after it was damaged) and SIGHUP (ignored, so the
 //! end of an rc script does not stop the supervisor). Timers are the poll
 //! timeout: the next restart, or the end of the stop grace period.
 
@@ -240,6 +241,9 @@ impl<'k> Monitor<'k> {
             if matches!(sig, libc::SIGTERM | libc::SIGINT | libc::SIGQUIT) {
                 self.stop_requested = true;
             }
+            if sig == libc::SIGUSR1 {
+                self.write_status();
+            }
             // SIGCHLD: reap() runs after every wake-up; SIGHUP: ignored.
         }
     }
@@ -471,6 +475,10 @@ impl<'k> Monitor<'k> {
     fn set_state(&mut self, state: SupervisorState) {
         self.status.state = state;
         self.status.since = unix_now();
+        self.write_status();
+    }
+
+    fn write_status(&mut self) {
         if let Err(e) = status::write_status(&self.paths.status, &self.status) {
             let msg = format!("cannot write the status file: {e:#}");
             self.tail.push(unix_now(), &format!("supervise: {msg}"));

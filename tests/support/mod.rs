@@ -138,3 +138,36 @@ pub fn run_helper_as(
         .find_map(|l| l.find(marker).map(|at| l[at..].to_string()))
         .unwrap_or_else(|| panic!("the helper {helper} printed no {marker}: {text}"))
 }
+
+/// Every Rust file below `dir`.
+pub fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Fails when `text` (something a user sees) holds a Rust `Debug` dump, such
+/// as `Io(Error { kind: UnexpectedEof, … })`.
+pub fn assert_no_debug_dump(text: &str, what: &str) {
+    for shape in [
+        "Error {",
+        "kind:",
+        "Io(",
+        "Semantic(",
+        "Syntax(",
+        "Some(",
+        "None)",
+        "Custom {",
+        "RecursionLimitExceeded",
+    ] {
+        assert!(
+            !text.contains(shape),
+            "{what}: a Debug dump ({shape}) in: {text}"
+        );
+    }
+}

@@ -35,14 +35,12 @@ pub struct Sidecar {
 
 impl Sidecar {
     pub fn write(&self, path: &Path) -> Result<()> {
-        let mut buf = Vec::new();
-        ciborium::into_writer(self, &mut buf).context("encoding sidecar")?;
-        crate::fs::host::write_atomic(path, &buf)
+        crate::fs::host::write_atomic(path, &crate::fs::cbor::encode(self))
     }
 
     pub fn read(path: &Path) -> Result<Sidecar> {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let s: Sidecar = ciborium::from_reader(bytes.as_slice())
+        let s: Sidecar = crate::fs::cbor::decode(&bytes)
             .with_context(|| format!("{}: not a valid backup sidecar", path.display()))?;
         if s.format != FORMAT {
             bail!(

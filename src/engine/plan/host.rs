@@ -83,6 +83,22 @@ impl Runtime for HostRuntime<'_> {
     }
 }
 
+/// Repairs what a crash or a damaged file left on the running cells before a
+/// real apply plans: supervisor status files are written again by their
+/// supervisors. Returns one sentence per repair or failure to repair (the
+/// cell concerned is then planned as it is observed).
+pub fn repair(cfg: &Config, kernel: &dyn Kernel) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    for c in kernel.list().context("listing kernel cells")? {
+        match crate::supervise::repair(cfg, &c.name) {
+            Ok(Some(did)) => notes.push(did),
+            Ok(None) => {}
+            Err(e) => notes.push(format!("{e:#}")),
+        }
+    }
+    Ok(notes)
+}
+
 /// What runs on the host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
@@ -95,8 +111,10 @@ pub struct Observed {
 /// Observes the cells. Without a kernel (`--dry-run` as a user) a live
 /// supervisor is the evidence for both.
 pub fn observe(cfg: &Config, kernel: Option<&dyn Kernel>, desired: &Desired) -> Result<Observed> {
+    // A supervisor holding its lock counts, also while it starts up or when
+    // its status file is damaged: starting another would only be refused.
     let supervised =
-        |name: &str| -> Result<bool> { Ok(crate::supervise::status(cfg, name)?.is_some()) };
+        |name: &str| -> Result<bool> { Ok(crate::supervise::supervisor(cfg, name)?.is_some()) };
     let mut out = Observed::default();
     match kernel {
         Some(k) => {

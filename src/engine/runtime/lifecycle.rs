@@ -99,7 +99,7 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StartOutco
         };
         // The kernel cell outlived its supervisor (killed, crashed): supervise again.
         if let Some(cmd) = &m.supervise_cmd {
-            if supervise::status(cfg, name)?.is_none() {
+            if supervise::supervisor(cfg, name)?.is_none() {
                 let pid = supervise::start(cfg, kernel, &supervise_spec(&m, cmd)?)?;
                 let healthy = check_health(cfg, kernel, &m)?;
                 return Ok(StartOutcome::Started {

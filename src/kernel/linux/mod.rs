@@ -3,6 +3,7 @@
 //! NetBSD kauth rules.
 //!
 //! * `state`: the cell table under `<run_dir>/kernel/` (what NetBSD keeps in the kernel);
+//!   `mirror`: the same on the cgroups, to rebuild a lost or damaged table from;
 //! * `cgroup`: one cgroup2 cgroup per cell (membership, kill, CPU time);
 //! * `ns`: the per-cell init holding the namespaces; `enter`: running commands in a cell;
 //! * `rootfs`: the cell's `/` (pivot_root, fresh /proc, minimal /dev);
@@ -14,6 +15,7 @@ pub mod bpf;
 pub mod caps;
 pub mod cgroup;
 pub mod enter;
+mod mirror;
 pub mod ns;
 pub mod rootfs;
 pub mod seccomp;
@@ -24,7 +26,7 @@ pub mod telemetry;
 use super::{CellInfo, CellSpec, CellStats, DenyCounters, ExecSpec, Kernel, Target};
 use anyhow::{bail, Context, Result};
 use sha2::Digest;
-use state::{BindGuardIds, CellRecord, Locked, Store, Table};
+use state::{BindGuardIds, CellRecord, Found, Locked, Store, Table};
 use std::path::{Path, PathBuf};
 
 pub struct LinuxKernel {
@@ -70,7 +72,10 @@ fn check_root(root: &Path) -> Result<()> {
         );
     }
     if bytes.iter().any(|&b| b < 0x20 || b == 0x7f) {
-        bail!("root {:?} contains control characters", root);
+        bail!(
+            "root {} contains control characters",
+            crate::output::quoted(&root.to_string_lossy())
+        );
     }
     let meta = std::fs::metadata(root).with_context(|| format!("root {}", root.display()))?;
     if !meta.is_dir() {
@@ -100,15 +105,43 @@ impl LinuxKernel {
         self
     }
 
-    /// Takes the lock, drops cells whose init has died (reported on stderr)
-    /// and detaches the bind programs if no cell reserves ports any more.
+    /// Takes the lock, rebuilds a missing or damaged table from the kernel's
+    /// live state (with a warning), drops cells whose init has died (reported
+    /// on stderr) and detaches the bind programs if no cell reserves ports any
+    /// more.
     fn lock(&self) -> Result<Locked> {
         let mut locked = self.store.lock()?;
+        let why = match std::mem::replace(&mut locked.found, Found::Table) {
+            Found::Damaged(why) => Some(why),
+            Found::Missing if mirror::has_cells(&self.cgroups) => Some(format!(
+                "cell table {} is missing while cells exist",
+                self.store.table_path().display()
+            )),
+            _ => None,
+        };
+        let rebuilt = why.is_some();
+        if let Some(why) = why {
+            let (table, unknown) = mirror::rebuild(&self.cgroups);
+            log::warn!(
+                "{why}; rebuilt it from the kernel's live state: {} cell(s){}",
+                table.cells.len(),
+                if table.cells.is_empty() {
+                    String::new()
+                } else {
+                    let names: Vec<&str> = table.cells.iter().map(|c| c.name.as_str()).collect();
+                    format!(" ({})", names.join(", "))
+                }
+            );
+            for line in unknown {
+                log::warn!("{line}");
+            }
+            locked.table = table;
+        }
         let (alive, dead): (Vec<_>, Vec<_>) = std::mem::take(&mut locked.table.cells)
             .into_iter()
             .partition(ns::init_alive);
         locked.table.cells = alive;
-        let mut changed = !dead.is_empty();
+        let mut changed = rebuilt || !dead.is_empty();
         for cell in &dead {
             log::warn!(
                 "{}: its init process (pid {}) died; removing the cell",
@@ -124,9 +157,15 @@ impl LinuxKernel {
             Err(e) => log::warn!("{e:#}"),
         }
         if changed {
-            locked.save()?;
+            self.save(&locked)?;
         }
         Ok(locked)
+    }
+
+    /// Saves the table and mirrors its own fields on the run cgroup.
+    fn save(&self, locked: &Locked) -> Result<()> {
+        locked.save()?;
+        mirror::write_table_fields(&self.cgroups, &locked.table)
     }
 
     /// Removes everything a cell has on the host: processes (through
@@ -194,7 +233,7 @@ impl LinuxKernel {
         })?;
         // Recorded first: a crash must not leave attached programs no state names.
         locked.table.bind_guard = Some(loaded.ids()?);
-        locked.save()?;
+        self.save(locked)?;
         let guard = loaded.attach(&self.cgroups.root)?;
         for cell in locked.table.cells.iter().filter(|c| !c.ports.is_empty()) {
             guard.reserve(&cell.ports, cgroup::id(&cell.cgroup)?)?;
@@ -291,6 +330,8 @@ impl LinuxKernel {
         .context("starting the cell init")?;
         record.init_start =
             ns::start_time(record.init_pid).context("the cell init exited right after start-up")?;
+        // Before the table names the cell: a table rebuilt later finds it.
+        mirror::write_record(&record)?;
         Ok(record)
     }
 }
@@ -343,14 +384,14 @@ impl Kernel for LinuxKernel {
                 };
                 let _ = self.teardown(&partial, locked.table.bind_guard.as_ref());
                 if self.drop_unused_guard(&mut locked.table).unwrap_or(false) {
-                    let _ = locked.save();
+                    let _ = self.save(&locked);
                 }
                 return Err(e);
             }
         };
         locked.table.next_id = id + 1;
         locked.table.cells.push(record);
-        if let Err(e) = locked.save() {
+        if let Err(e) = self.save(&locked) {
             let record = locked.table.cells.pop().expect("just pushed");
             let _ = self.teardown(&record, locked.table.bind_guard.as_ref());
             return Err(e);
@@ -375,7 +416,7 @@ impl Kernel for LinuxKernel {
             .with_context(|| format!("tearing down {}", describe(&cell)))?;
         locked.table.cells.retain(|c| c.id != cell.id);
         let detached = self.drop_unused_guard(&mut locked.table);
-        locked.save()?;
+        self.save(&locked)?;
         if locked.table.cells.is_empty() {
             self.cgroups.prune_run();
         }

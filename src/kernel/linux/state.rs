@@ -52,11 +52,25 @@ pub struct Store {
     dir: PathBuf,
 }
 
+/// What the table file held when it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// A valid table.
+    Table,
+    /// No file: no cell was created yet, or it was lost.
+    Missing,
+    /// A file that does not decode; why, naming it.
+    Damaged(String),
+}
+
 /// The table, read under the exclusive lock; dropping it releases the lock.
+/// When the file was missing or damaged the table is empty and `found` says
+/// so: the backend rebuilds it from the kernel (see `mirror`).
 pub struct Locked {
     _lock: File,
     path: PathBuf,
     pub table: Table,
+    pub found: Found,
 }
 
 impl Store {
@@ -64,12 +78,18 @@ impl Store {
         Store { dir }
     }
 
+    /// The table file.
+    pub fn table_path(&self) -> PathBuf {
+        self.dir.join("cells.cbor")
+    }
+
     /// Directory for per-cell runtime files (the init's telemetry samples).
     pub fn cell_dir(&self, id: u64) -> PathBuf {
         self.dir.join(id.to_string())
     }
 
-    /// Takes the exclusive lock and reads the table (empty if none yet).
+    /// Takes the exclusive lock and reads the table (empty if none yet or
+    /// unreadable, see [`Found`]).
     pub fn lock(&self) -> Result<Locked> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating state directory {}", self.dir.display()))?;
@@ -85,14 +105,20 @@ impl Store {
             return Err(std::io::Error::last_os_error())
                 .with_context(|| format!("locking {}", lock_path.display()));
         }
-        let path = self.dir.join("cells.cbor");
-        let table = match std::fs::read(&path) {
-            Ok(bytes) => ciborium::from_reader(bytes.as_slice())
-                .with_context(|| format!("reading cell table {}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Table {
-                next_id: 1,
-                ..Table::default()
+        let path = self.table_path();
+        let empty = Table {
+            next_id: 1,
+            ..Table::default()
+        };
+        let (table, found) = match std::fs::read(&path) {
+            Ok(bytes) => match crate::fs::cbor::decode(&bytes) {
+                Ok(table) => (table, Found::Table),
+                Err(e) => (
+                    empty,
+                    Found::Damaged(format!("cell table {}: {e}", path.display())),
+                ),
             },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (empty, Found::Missing),
             Err(e) => {
                 return Err(e).with_context(|| format!("reading cell table {}", path.display()))
             }
@@ -101,6 +127,7 @@ impl Store {
             _lock: lock,
             path,
             table,
+            found,
         })
     }
 }
@@ -108,9 +135,7 @@ impl Store {
 impl Locked {
     /// Writes the table atomically (temp file, fsync, rename).
     pub fn save(&self) -> Result<()> {
-        let mut bytes = Vec::new();
-        ciborium::into_writer(&self.table, &mut bytes).context("encoding cell table")?;
-        crate::fs::host::write_atomic(&self.path, &bytes)
+        crate::fs::host::write_atomic(&self.path, &crate::fs::cbor::encode(&self.table))
     }
 }
 
