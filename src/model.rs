@@ -77,6 +77,10 @@ pub struct CellRow {
     /// none runs.
     #[serde(default)]
     pub supervisor: String,
+    /// Every process of the cell is suspended (by a backup's `--quiesce`, or
+    /// left so by a crash until `cellmgr apply` thaws it).
+    #[serde(default)]
+    pub frozen: bool,
 }
 
 /// One merged volume row.

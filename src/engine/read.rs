@@ -48,6 +48,7 @@ pub const CELL_FIELDS: &[&str] = &[
     "restarts",
     "last_exit",
     "supervisor",
+    "frozen",
 ];
 
 const CELL_COMPACT: &[&str] = &[
@@ -61,6 +62,7 @@ const CELL_COMPACT: &[&str] = &[
     "age",
     "create_profile",
     "create_reserved_ports",
+    "frozen",
 ];
 
 const CELL_DESIRED: &[&str] = &[
@@ -99,6 +101,7 @@ const CELL_RUNTIME: &[&str] = &[
     "restarts",
     "last_exit",
     "supervisor",
+    "frozen",
 ];
 
 const CELL_MERGED_DEFAULT: &[&str] = &[
@@ -144,6 +147,7 @@ pub const CELL_SCHEMA: Schema = Schema {
                 "create_reserved_ports",
                 "autostart",
                 "health",
+                "frozen",
             ],
             default: CELL_COMPACT,
         },
@@ -369,6 +373,7 @@ pub fn cell_rows(cfg: &Config, desired: &Desired, facts: &RuntimeFacts) -> Resul
             row.procs = Some(k.procs);
             row.age = Some(k.age);
             row.root = k.root.display().to_string();
+            row.frozen = k.frozen;
         }
         if let Some(s) = stats.get(name) {
             row.procs = Some(s.info.procs);
@@ -492,6 +497,7 @@ impl Record for CellRow {
             "restarts" => self.restarts.into(),
             "last_exit" => self.last_exit.as_str().into(),
             "supervisor" => self.supervisor.as_str().into(),
+            "frozen" => self.frozen.into(),
             other => unreachable!("field {other} is not in CELL_SCHEMA"),
         }
     }
@@ -545,7 +551,7 @@ mod tests {
 
     #[test]
     fn v2_fields_keep_their_names_and_order() {
-        assert_eq!(CELL_FIELDS.len(), 30);
+        assert_eq!(CELL_FIELDS.len(), 31);
         assert_eq!(CELL_FIELDS[..3], ["name", "running", "desired_state"]);
         assert_eq!(CELL_FIELDS[23], "apply_present");
         assert_eq!(

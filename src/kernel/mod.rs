@@ -118,6 +118,9 @@ pub struct CellInfo {
     pub procs: u64,
     /// References: live plus zombie members.
     pub refs: u64,
+    /// Every process is suspended ([`Kernel::freeze`]).
+    #[serde(default)]
+    pub frozen: bool,
 }
 
 /// Telemetry for one cell (`cellctl stats`).
@@ -150,6 +153,35 @@ pub struct ExecSpec {
     /// can signal everything it starts (the supervisor does; an interactive
     /// exec does not, to keep the terminal's job control).
     pub process_group: bool,
+}
+
+/// A cell held frozen by [`Kernel::freeze`]. Dropping it thaws the cell;
+/// [`FreezeGuard::thaw`] does the same and reports a failure.
+pub struct FreezeGuard {
+    thaw: Option<Box<dyn FnOnce() -> anyhow::Result<()>>>,
+}
+
+impl FreezeGuard {
+    /// A guard that runs `thaw` once, when thawed or dropped.
+    pub fn new(thaw: impl FnOnce() -> anyhow::Result<()> + 'static) -> FreezeGuard {
+        FreezeGuard {
+            thaw: Some(Box::new(thaw)),
+        }
+    }
+
+    pub fn thaw(mut self) -> anyhow::Result<()> {
+        self.thaw.take().map_or(Ok(()), |t| t())
+    }
+}
+
+impl Drop for FreezeGuard {
+    fn drop(&mut self) {
+        if let Some(t) = self.thaw.take() {
+            if let Err(e) = t() {
+                log::error!("{e:#}");
+            }
+        }
+    }
 }
 
 /// What every kernel provides. Errors name the cell and the step that failed.
@@ -200,6 +232,22 @@ pub trait Kernel {
             .code()
             .or_else(|| status.signal().map(|s| 128 + s))
             .unwrap_or(1))
+    }
+    /// Suspends every process of the cell (for a consistent copy of its
+    /// data) until the guard is thawed or dropped. The cell is also thawed
+    /// when the process holding the guard dies, however it dies (Linux: a
+    /// guard process, see `linux::freeze`). Backends without a freezer refuse.
+    fn freeze(&self, target: &Target) -> anyhow::Result<FreezeGuard> {
+        anyhow::bail!(
+            "the {} backend cannot freeze cells: stop {target} instead",
+            self.name()
+        )
+    }
+    /// Thaws a cell that is frozen while no guard holds it (its holder and
+    /// guard were both killed); true when it did.
+    fn thaw_abandoned(&self, target: &Target) -> anyhow::Result<bool> {
+        let _ = target;
+        Ok(false)
     }
     /// Looks one cell up by id or name.
     fn find(&self, target: &Target) -> anyhow::Result<Option<CellInfo>> {

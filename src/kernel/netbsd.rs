@@ -7,7 +7,8 @@
 //! the `id` node, then apply the stored rlimits and drop credentials, then exec.
 
 use super::{
-    CellInfo, CellSpec, CellStats, DenyCounters, ExecSpec, Kernel, Limit, Rlimits, Target,
+    CellInfo, CellSpec, CellStats, DenyCounters, ExecSpec, FreezeGuard, Kernel, Limit, Rlimits,
+    Target,
 };
 use anyhow::{bail, Context, Result};
 use secmodel_cell::abi::{self, AbiStruct, DenyScope, Node};
@@ -211,6 +212,14 @@ impl Kernel for NetBsdKernel {
         cmd.spawn()
             .with_context(|| format!("running {program} in cell '{}'", info.name))
     }
+
+    /// secmodel_cell has no freezer, and stopping every member with SIGSTOP
+    /// would not hold (a member not yet stopped can SIGCONT the others, a fork
+    /// can outrun the sweep), so NetBSD refuses: `backup create --quiesce`
+    /// then tells the operator to stop the cell for the copy.
+    fn freeze(&self, target: &Target) -> Result<FreezeGuard> {
+        bail!("NetBSD cannot freeze a cell (secmodel_cell has no freezer): stop {target} for the backup instead")
+    }
 }
 
 /// Everything the child needs to enter the cell, prepared before fork.
@@ -349,6 +358,8 @@ fn to_info(c: &abi::CellInfo, now_ns: u64) -> CellInfo {
         age: now_ns.saturating_sub(c.ci_created_ns) / 1_000_000_000,
         procs: c.ci_proc_current,
         refs: c.ci_refcount,
+        // secmodel_cell has no freezer (see `freeze` below).
+        frozen: false,
     }
 }
 

@@ -4,13 +4,14 @@ use super::inuse::VolumeUser;
 use super::*;
 use crate::testutil::TempDir;
 use std::cell::RefCell;
+use std::rc::Rc;
 
 /// A runtime whose answers the test sets, recording what was asked of it.
 #[derive(Default)]
 struct Scripted {
     users: Vec<VolumeUser>,
     running: Vec<String>,
-    log: RefCell<Vec<String>>,
+    log: Rc<RefCell<Vec<String>>>,
 }
 
 impl Runtime for Scripted {
@@ -24,13 +25,13 @@ impl Runtime for Scripted {
         self.log.borrow_mut().push(format!("stop {cell}"));
         Ok(())
     }
-    fn freeze(&self, cell: &str) -> Result<()> {
+    fn freeze(&self, cell: &str) -> Result<crate::kernel::FreezeGuard> {
         self.log.borrow_mut().push(format!("freeze {cell}"));
-        Ok(())
-    }
-    fn thaw(&self, cell: &str) -> Result<()> {
-        self.log.borrow_mut().push(format!("thaw {cell}"));
-        Ok(())
+        let (log, cell) = (self.log.clone(), cell.to_string());
+        Ok(crate::kernel::FreezeGuard::new(move || {
+            log.borrow_mut().push(format!("thaw {cell}"));
+            Ok(())
+        }))
     }
 }
 

@@ -84,12 +84,23 @@ impl Runtime for HostRuntime<'_> {
 }
 
 /// Repairs what a crash or a damaged file left on the running cells before a
-/// real apply plans: supervisor status files are written again by their
-/// supervisors. Returns one sentence per repair or failure to repair (the
-/// cell concerned is then planned as it is observed).
+/// real apply plans: a cell left frozen with nobody holding it is thawed, a
+/// damaged supervisor status file is written again by its supervisor. Returns
+/// one sentence per repair or failure to repair (the cell concerned is then
+/// planned as it is observed).
 pub fn repair(cfg: &Config, kernel: &dyn Kernel) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     for c in kernel.list().context("listing kernel cells")? {
+        if c.frozen {
+            match kernel.thaw_abandoned(&Target::Name(c.name.clone())) {
+                Ok(true) => notes.push(format!(
+                    "cell {} was left frozen with nobody holding it (a backup was killed); thawed it",
+                    c.name
+                )),
+                Ok(false) => {}
+                Err(e) => notes.push(format!("cell {} is frozen: {e:#}", c.name)),
+            }
+        }
         match crate::supervise::repair(cfg, &c.name) {
             Ok(Some(did)) => notes.push(did),
             Ok(None) => {}
@@ -106,6 +117,8 @@ pub struct Observed {
     pub running: BTreeSet<String>,
     /// Kernel cell present.
     pub present: BTreeSet<String>,
+    /// Kernel cell frozen (a backup holds it, or nobody: see [`repair`]).
+    pub frozen: BTreeSet<String>,
 }
 
 /// Observes the cells. Without a kernel (`--dry-run` as a user) a live
@@ -125,6 +138,9 @@ pub fn observe(cfg: &Config, kernel: Option<&dyn Kernel>, desired: &Desired) -> 
                     .is_some_and(|m| m.supervise_cmd.is_some());
                 if !has_service || supervised(&c.name)? {
                     out.running.insert(c.name.clone());
+                }
+                if c.frozen {
+                    out.frozen.insert(c.name.clone());
                 }
                 out.present.insert(c.name);
             }

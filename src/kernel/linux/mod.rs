@@ -8,6 +8,7 @@
 //! * `ns`: the per-cell init holding the namespaces; `enter`: running commands in a cell;
 //! * `rootfs`: the cell's `/` (pivot_root, fresh /proc, minimal /dev);
 //! * `caps`, `seccomp`: the hardening profiles;
+//! * `freeze`: the cgroup freezer, with a guard process that thaws after a crash;
 //! * `bpf`: reserved ports (one cgroup bind program pair and port map per run directory);
 //! * `telemetry`: the init's 1 Hz sampler.
 
@@ -15,6 +16,7 @@ pub mod bpf;
 pub mod caps;
 pub mod cgroup;
 pub mod enter;
+mod freeze;
 mod mirror;
 pub mod ns;
 pub mod rootfs;
@@ -299,6 +301,7 @@ impl LinuxKernel {
             age: now_ns.saturating_sub(cell.created_ns) / 1_000_000_000,
             procs,
             refs: procs + zombies,
+            frozen: freeze::is_frozen(cell),
         }
     }
 
@@ -479,6 +482,18 @@ impl Kernel for LinuxKernel {
         let locked = self.lock()?;
         let cell = Self::find_in(&locked, target)?.clone();
         enter::run(&cell, spec, move || drop(locked))
+    }
+
+    fn freeze(&self, target: &Target) -> Result<super::FreezeGuard> {
+        // Not under the table lock: the guard process must not inherit it.
+        let cell = Self::find_in(&self.lock()?, target)?.clone();
+        freeze::freeze(&cell, &self.store.cell_dir(cell.id))
+    }
+
+    fn thaw_abandoned(&self, target: &Target) -> Result<bool> {
+        let locked = self.lock()?;
+        let cell = Self::find_in(&locked, target)?;
+        freeze::thaw_abandoned(cell, &self.store.cell_dir(cell.id))
     }
 
     fn find(&self, target: &Target) -> Result<Option<CellInfo>> {
