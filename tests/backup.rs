@@ -751,3 +751,43 @@ fn progress_only_on_a_terminal_and_never_with_q() {
     let quiet = script(&format!("{bin} mgr volume backup create p -q"), b"").unwrap();
     assert!(quiet.trim().is_empty(), "{quiet:?}");
 }
+
+/// An archive taken while the clock ran a day ahead keeps that stamp: after
+/// the clock is set right, `--latest` must still be the last one created
+/// (the sidecar's sequence number), not the one with the highest stamp. The
+/// clock itself is not touched: the first archive is given the stamp it would
+/// have had.
+#[test]
+fn latest_is_the_last_created_even_after_the_clock_went_back() {
+    use cells::engine::backup::{naming, sidecar::Sidecar};
+    need_root!();
+    let w = World::new("clock", "");
+    let vol = w.volume("c");
+    fs::write(vol.join("gen"), "old").unwrap();
+    w.ok(&["volume", "backup", "create", "c", "-q"]);
+    let first = w.archives("volumes").pop().unwrap();
+    let dir = first.parent().unwrap().to_path_buf();
+    let file = first.file_name().unwrap().to_str().unwrap().to_string();
+    let mut side = Sidecar::read(&dir.join(naming::sidecar_name(&file))).unwrap();
+    let ahead = side.created + 86_400;
+    let future = naming::archive_name("c", ahead);
+    fs::rename(&first, dir.join(&future)).unwrap();
+    fs::remove_file(dir.join(naming::sidecar_name(&file))).unwrap();
+    side.archive = future.clone();
+    side.created = ahead;
+    side.write(&dir.join(naming::sidecar_name(&future)))
+        .unwrap();
+
+    fs::write(vol.join("gen"), "new").unwrap();
+    w.ok(&["volume", "backup", "create", "c", "-q"]);
+    let tsv = w.ok(&["volume", "backup", "list", "c", "-T", "-H", "-o", "archive"]);
+    let order: Vec<&str> = tsv.lines().collect();
+    assert!(
+        order[1].ends_with(&future),
+        "the future-dated one is older: {tsv}"
+    );
+    w.ok(&[
+        "volume", "backup", "restore", "c", "--latest", "--yes", "-q",
+    ]);
+    assert_eq!(fs::read_to_string(vol.join("gen")).unwrap(), "new");
+}

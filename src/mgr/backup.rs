@@ -146,10 +146,10 @@ pub struct DeleteArgs {
 }
 
 const VOLUME_FIELDS: &[&str] = &[
-    "volume", "created", "age", "size", "status", "sha256", "source", "quiesced", "archive",
+    "volume", "created", "age", "size", "status", "sha256", "source", "quiesced", "archive", "seq",
 ];
 const CELL_FIELDS: &[&str] = &[
-    "cell", "created", "age", "size", "status", "sha256", "source", "quiesced", "archive",
+    "cell", "created", "age", "size", "status", "sha256", "source", "quiesced", "archive", "seq",
 ];
 
 /// `volume backup list`: the first column is named after the noun (as in v2).
@@ -191,6 +191,7 @@ impl Record for Row<'_> {
             "source" => side.map(|s| s.source.clone()).into(),
             "quiesced" => side.map(|s| s.quiesced.join(",")).into(),
             "archive" => self.b.path.to_string_lossy().into_owned().into(),
+            "seq" => side.map(|s| s.seq).into(),
             _ => Value::Empty,
         }
     }

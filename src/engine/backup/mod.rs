@@ -80,7 +80,7 @@ pub struct Backup {
     pub kind: Kind,
     pub name: String,
     pub path: PathBuf,
-    /// Unix time from the file name.
+    /// Unix time from the file name (for display: order by [`Backup::seq`]).
     pub created: u64,
     /// Current size of the archive file.
     pub size: u64,
@@ -93,6 +93,11 @@ impl Backup {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
+    }
+
+    /// The creation order its sidecar recorded (0 when unknown).
+    pub fn seq(&self) -> u64 {
+        self.sidecar.as_ref().map_or(0, |s| s.seq)
     }
 
     pub fn sidecar_path(&self) -> PathBuf {
@@ -129,7 +134,8 @@ impl Backup {
     }
 }
 
-/// The archives of one volume or cell, newest first.
+/// The archives of one volume or cell, newest first: by the sequence number
+/// recorded at creation, then (archives without one) by the time in the name.
 pub fn list(cfg: &Config, kind: Kind, name: &str) -> Result<Vec<Backup>> {
     crate::names::validate(kind.noun(), name)?;
     let dir = archive_dir(cfg, kind);
@@ -140,7 +146,7 @@ pub fn list(cfg: &Config, kind: Kind, name: &str) -> Result<Vec<Backup>> {
             out.push(Backup::load(kind, name, entry.path(), created)?);
         }
     }
-    out.sort_by_key(|b| std::cmp::Reverse((b.created, b.file_name())));
+    out.sort_by_key(|b| std::cmp::Reverse((b.seq(), b.created, b.file_name())));
     Ok(out)
 }
 
@@ -314,6 +320,13 @@ pub fn create(
         .create(&dir)
         .with_context(|| format!("creating {}", dir.display()))?;
     clean_leftovers(&dir, name);
+    // Under the caller's lock: no other create of this name runs meanwhile.
+    let seq = list(cfg, kind, name)?
+        .iter()
+        .map(Backup::seq)
+        .max()
+        .unwrap_or(0)
+        + 1;
     let (created, file) = free_archive_name(&dir, name);
     let path = dir.join(&file);
     let partial = dir.join(format!(".{file}.{}.partial", std::process::id()));
@@ -360,6 +373,7 @@ pub fn create(
             content_bytes: written.content_bytes,
             source: source.to_string_lossy().into_owned(),
             created,
+            seq,
             quiesced: writers.clone(),
             manifests,
         };

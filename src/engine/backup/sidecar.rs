@@ -27,6 +27,12 @@ pub struct Sidecar {
     pub source: String,
     /// Unix time the copy was taken.
     pub created: u64,
+    /// Order of creation among the archives of this name: one more than the
+    /// highest before it. Archives are ordered by it, never by time, so a
+    /// clock set back cannot make an older copy look newer. 0 in sidecars
+    /// written before it existed.
+    #[serde(default)]
+    pub seq: u64,
     /// Cells frozen while the copy was taken (`--quiesce`).
     pub quiesced: Vec<String>,
     /// Desired-state manifests at backup time: file name (`web.cell`) to content.
@@ -71,6 +77,7 @@ mod tests {
             content_bytes: 10240,
             source: "/var/cellmgr/volumes/v".into(),
             created: 1_764_441_780,
+            seq: 3,
             quiesced: vec![],
             manifests: [("v.volume".to_string(), "VOLUME_MODE=0750\n".to_string())].into(),
         };
