@@ -16,6 +16,7 @@ pub mod inuse;
 pub mod naming;
 pub mod progress;
 pub mod retention;
+pub mod scan;
 pub mod sidecar;
 pub mod swap;
 pub mod tar;
@@ -244,11 +245,13 @@ fn check_size(b: &Backup, size: u64, side: &Sidecar) -> Result<()> {
     Ok(())
 }
 
-/// Checks an archive against its sidecar: names, size, and the SHA-256 of every byte.
+/// Checks that an archive restores: its sidecar (names, size), the SHA-256 of
+/// every byte, and what tar will need to extract it (the paths of its
+/// members, see [`scan`]), all in one read.
 pub fn verify(b: &Backup, progress: &mut Progress) -> Result<()> {
     let side = check_sidecar(b)?;
     let mut f = fs::File::open(&b.path).with_context(|| format!("opening {}", b.path.display()))?;
-    let (sha, size) = tar::hash_file(&mut f, progress)
+    let (sha, size, facts) = tar::scan_file(&mut f, progress)
         .with_context(|| format!("reading {}", b.path.display()))?;
     check_size(b, size, side)?;
     if sha != side.sha256 {
@@ -256,6 +259,21 @@ pub fn verify(b: &Backup, progress: &mut Progress) -> Result<()> {
             "{}: checksum mismatch: the archive hashes to {sha}, its sidecar says {}",
             b.file_name(),
             side.sha256
+        );
+    }
+    // What restore will do: sidecars of older versions do not say whether
+    // there are ACLs, so tar is asked to set them everywhere.
+    let facts = scan::Facts {
+        acls: facts.acls || side.acls.is_none(),
+        ..facts
+    };
+    if let Some(why) = facts.unrestorable() {
+        bail!("{}: cannot be restored: {why}", b.file_name());
+    }
+    if side.acls == Some(false) && facts.acls {
+        bail!(
+            "{}: holds ACLs its sidecar does not mention: a restore would drop them",
+            b.file_name()
         );
     }
     Ok(())
@@ -361,6 +379,12 @@ pub fn create(
                 .with_context(|| format!("archiving {}", source.display()))?
         };
         progress.finish();
+        if let Some(why) = written.facts.unrestorable() {
+            bail!(
+                "{} could not be restored from an archive: {why}; shorten or move that path",
+                source.display()
+            );
+        }
         out.sync_all()
             .with_context(|| format!("writing {}", partial.display()))?;
         let side = Sidecar {
@@ -374,6 +398,7 @@ pub fn create(
             source: source.to_string_lossy().into_owned(),
             created,
             seq,
+            acls: Some(written.facts.acls),
             quiesced: writers.clone(),
             manifests,
         };
@@ -544,7 +569,9 @@ pub fn restore(
             opts.show_progress,
         );
         let t = std::time::Instant::now();
-        tar::extract(&mut f, &swap.staging, &side.sha256, &mut progress)
+        // Sidecars of older versions do not say: ask tar for ACLs then.
+        let acls = side.acls != Some(false);
+        tar::extract(&mut f, &swap.staging, &side.sha256, acls, &mut progress)
             .with_context(|| format!("extracting {file}"))?;
         progress.finish();
         log::debug!("extracted and verified {file} in {:?}", t.elapsed());
@@ -715,8 +742,9 @@ pub fn delete(b: &Backup) -> Result<()> {
     Ok(())
 }
 
-/// Deletes all but the `keep` newest archives of `name`, never the newest one that
-/// verifies. `keep == 0` keeps all. Returns the deleted archives.
+/// Keeps the `keep` newest archives of `name` that verify (that restore), and
+/// any newer than those; deletes the rest. `keep == 0` keeps all. Returns the
+/// deleted archives.
 pub fn prune(cfg: &Config, kind: Kind, name: &str, keep: u32) -> Result<Vec<Backup>> {
     let all = list(cfg, kind, name)?;
     let doomed = retention::select(all.len(), keep as usize, |i| {

@@ -33,6 +33,10 @@ pub struct Sidecar {
     /// written before it existed.
     #[serde(default)]
     pub seq: u64,
+    /// Whether some member carries ACLs (a restore then asks tar to set
+    /// them); `None` in sidecars written before it was recorded.
+    #[serde(default)]
+    pub acls: Option<bool>,
     /// Cells frozen while the copy was taken (`--quiesce`).
     pub quiesced: Vec<String>,
     /// Desired-state manifests at backup time: file name (`web.cell`) to content.
@@ -78,6 +82,7 @@ mod tests {
             source: "/var/cellmgr/volumes/v".into(),
             created: 1_764_441_780,
             seq: 3,
+            acls: Some(false),
             quiesced: vec![],
             manifests: [("v.volume".to_string(), "VOLUME_MODE=0750\n".to_string())].into(),
         };

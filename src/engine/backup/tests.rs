@@ -307,7 +307,7 @@ fn resolve_names_what_is_wrong() {
 }
 
 #[test]
-fn prune_keeps_the_newest_and_the_newest_good_one() {
+fn prune_counts_only_archives_that_verify() {
     let env = Env::new("prune");
     let rt = Scripted::default();
     env.volume("p", &[("f", "1")]);
@@ -329,6 +329,8 @@ fn prune_keeps_the_newest_and_the_newest_good_one() {
     for p in &paths[3..] {
         fs::write(p, b"garbage").unwrap();
     }
+    // Keeping 2 keeps the two newest good ones (and the bad ones newer than
+    // those): only the oldest goes.
     let deleted = prune(&env.cfg, Kind::Volume, "p", 2).unwrap();
     let left: Vec<PathBuf> = list(&env.cfg, Kind::Volume, "p")
         .unwrap()
@@ -337,9 +339,14 @@ fn prune_keeps_the_newest_and_the_newest_good_one() {
         .collect();
     assert_eq!(
         left,
-        vec![paths[4].clone(), paths[3].clone(), paths[2].clone()]
+        vec![
+            paths[4].clone(),
+            paths[3].clone(),
+            paths[2].clone(),
+            paths[1].clone()
+        ]
     );
-    assert_eq!(deleted.len(), 2);
+    assert_eq!(deleted.len(), 1);
     // Sidecars went with their archives.
     assert!(!dir
         .join(naming::sidecar_name(&naming::archive_name("p", base)))
