@@ -2,7 +2,9 @@
 #
 #   make            release build of the `cells` binary
 #   make demo       build, then run the quickstart example stack end to end (root)
-#   make test       everything CI runs: unit + integration tests, clippy, fmt, man lint, kmod layout
+#   make test       everything CI runs: unit + integration tests (the Ansible collection
+#                   with a cached ansible-core from PyPI), clippy, fmt, man and Ansible lint,
+#                   kmod ABI tables against their headers, the kernel object
 #   make install    PREFIX=/usr/local DESTDIR=  installs sbin/cells, the personality
 #                   symlinks, man pages and rc.d scripts
 #   make kmod       the NetBSD kernel module (see kmod/README.md)
@@ -16,7 +18,7 @@ RCDIR = $(DESTDIR)$(PREFIX)/share/cells/rc.d
 PERSONALITIES = cellctl cellmgr cellui
 BIN = target/release/cells
 
-.PHONY: all build demo test lint-man check-netbsd check-kmod install kmod clean
+.PHONY: all build demo test lint-man lint-ansible check-netbsd check-kmod install kmod clean
 
 all: build
 
@@ -32,8 +34,9 @@ test:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --bin cells
-	$(CARGO) test --workspace
+	CELLS_ANSIBLE_VENV=$$(./scripts/ansible-venv.sh) $(CARGO) test --workspace
 	$(MAKE) lint-man
+	$(MAKE) lint-ansible
 	$(MAKE) -C kmod check-layout
 	$(MAKE) check-netbsd
 	$(MAKE) check-kmod
@@ -54,6 +57,11 @@ check-netbsd:
 
 lint-man:
 	mandoc -Tlint -W warning man/*.[0-9]
+
+# ansible-lint over contrib/ansible and examples/fleet, from the cached
+# virtual environment of scripts/ansible-venv.sh.
+lint-ansible:
+	./scripts/lint-ansible.sh
 
 install: build
 	install -d $(SBINDIR) $(MANDIR)/man4 $(MANDIR)/man5 $(MANDIR)/man8 $(RCDIR)

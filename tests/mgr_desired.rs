@@ -397,3 +397,82 @@ fn aliases_and_help() {
         .contains("does not support --scope desired"));
     assert!(w.fails(&["nosuch"]).contains("Unrecognized"));
 }
+
+#[test]
+fn set_declares_idempotently_with_generic_keys_and_a_dry_run() {
+    let w = World::new("set-declare");
+    let args = [
+        "cell",
+        "set",
+        "web",
+        "--create",
+        "--set",
+        "CELL_SUPERVISE_CMD=/bin/busybox httpd -f -p 8080",
+        "--set",
+        "CELL_CREATE_RESERVED_PORTS=8080",
+    ];
+    // A dry run of a new cell: what would be written, and nothing is.
+    let dry = w.ok(&[&args[..], &["--dry-run", "--json"]].concat());
+    assert!(
+        dry.contains(r#"{"key":"CELL_CREATE_RESERVED_PORTS","old":"","new":"8080"}"#),
+        "{dry}"
+    );
+    assert!(!w.manifest_dir().join("web.cell").exists());
+    assert_eq!(w.ok(&args), "created cell web\n");
+    assert!(w.manifest_dir().join("web.apply").exists());
+    // The same declaration again: nothing changes, not even the file.
+    let before = w.snapshot();
+    assert_eq!(w.ok(&args), "cell web unchanged\n");
+    assert_eq!(w.ok(&[&args[..], &["--json"]].concat()), "");
+    assert_eq!(w.snapshot(), before);
+    // Normalised values compare equal: " 8080" is 8080.
+    let spaced = w.ok(&[
+        "cell",
+        "set",
+        "web",
+        "--set",
+        "CELL_CREATE_RESERVED_PORTS= 8080",
+        "--dry-run",
+    ]);
+    assert_eq!(spaced, "cell web unchanged\n");
+    let edit = w.ok(&[
+        "cell",
+        "set",
+        "web",
+        "--set",
+        "CELL_AUTOSTART=yes",
+        "--dry-run",
+    ]);
+    assert_eq!(
+        edit,
+        "CELL_AUTOSTART: 'NO' -> 'YES'\nwould update cell web\n"
+    );
+    assert_eq!(w.snapshot(), before);
+    w.ok(&[
+        "cell",
+        "set",
+        "web",
+        "--unset",
+        "CELL_CREATE_RESERVED_PORTS",
+    ]);
+    assert_eq!(w.rows("name,create_reserved_ports"), "web\t\n");
+    // Bad keys and values name the flag; nothing is written.
+    let e = w.fails(&["cell", "set", "web", "--set", "CELL_BOGUS=1"]);
+    assert!(
+        e.contains("--set CELL_BOGUS: not a key that can be set"),
+        "{e}"
+    );
+    let e = w.fails(&[
+        "cell",
+        "set",
+        "web",
+        "--set",
+        "CELL_CREATE_RESERVED_PORTS=99999",
+    ]);
+    assert!(
+        e.contains("--set CELL_CREATE_RESERVED_PORTS='99999'"),
+        "{e}"
+    );
+    let e = w.fails(&["cell", "set", "nosuch", "--set", "CELL_AUTOSTART=NO"]);
+    assert!(e.contains("or --create"), "{e}");
+}

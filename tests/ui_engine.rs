@@ -5,6 +5,7 @@
 mod support;
 
 use support::root_or_skip;
+use support::ssh::StandInSsh;
 use support::tmux::{cellui_command, cellui_command_pid, row_of, start_cellui, tmux_or_skip, Tmux};
 use support::world::World;
 
@@ -229,26 +230,12 @@ fn a_killed_bridge_is_restarted_and_ssh_mode_works() {
 
     // -H through an `ssh` that runs the remote command here: the command line the
     // UI builds reaches `cellmgr ipc serve --stdio` on the "remote" PATH.
-    let fake = w.dir.join("fakessh");
-    std::fs::create_dir_all(&fake).unwrap();
-    let ssh = fake.join("ssh");
-    std::fs::write(
-        &ssh,
-        "#!/bin/sh\n# skip options up to --, then the destination\nwhile [ \"$1\" != -- ]; do shift; done\nshift 2\necho \"$*\" >> \"$(dirname \"$0\")/commands\"\nexec sh -c \"$*\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}:{}",
-        fake.display(),
-        w.dir.join("bin").display(),
-        std::env::var("PATH").unwrap()
-    );
+    let ssh = StandInSsh::new(&w.dir.join("fakessh"));
+    let path = ssh.path(&[&w.dir.join("bin")]);
     let env = format!("PATH={path} {}", w.conf_env());
     let t = Tmux::start("ssh", &cellui_command("-H operator@cellhost", &env), 80, 24);
     t.wait("solo over ssh", |s| row_of(s, "solo").is_some());
     t.keys(&["q"]);
     t.wait_text("EXIT=0");
-    let commands = std::fs::read_to_string(fake.join("commands")).unwrap();
-    assert_eq!(commands.trim(), "cellmgr ipc serve --stdio");
+    assert_eq!(ssh.commands(), ["cellmgr ipc serve --stdio"]);
 }

@@ -6,9 +6,10 @@
 //! be close.
 
 use secmodel_cell::abi::{CellCreate, Profile};
-use secmodel_cell::kauth::{network as net, process as pr, system as sy};
+use secmodel_cell::kabi;
+use secmodel_cell::kauth::{NetworkAction, ProcessAction, SystemAction};
 use secmodel_cell::model::{Model, Subject};
-use secmodel_cell::policy::NetArgs;
+use secmodel_cell::policy::{NetArgs, ProcArgs};
 use secmodel_cell::table::CreateSpec;
 use std::hint::black_box;
 use std::time::Instant;
@@ -41,8 +42,12 @@ fn main() {
         };
         let args = NetArgs {
             bind_port: Some(1000),
-            domain: None,
+            ..NetArgs::default()
         };
+        // The kernel's numbers, mapped as the glue maps them.
+        let signal = kabi::process_action_raw(ProcessAction::Signal).unwrap();
+        let module = kabi::system_action_raw(SystemAction::Module).unwrap();
+        let bind = kabi::network_action_raw(NetworkAction::Bind).unwrap();
         let time = |m: &mut Model<u32>, f: &dyn Fn(&mut Model<u32>, u32)| {
             let start = Instant::now();
             for i in 0..ROUNDS {
@@ -51,13 +56,21 @@ fn main() {
             start.elapsed().as_nanos() as f64 / f64::from(ROUNDS)
         };
         let p = time(&mut m, &|m, i| {
-            black_box(m.process(black_box(caller), pr::SIGNAL, Some(i % cells + 1)));
+            let args = ProcArgs {
+                target: Some(i % cells + 1),
+                ..ProcArgs::default()
+            };
+            let action = kabi::process_action(black_box(signal));
+            black_box(m.process(black_box(caller), action, kabi::process_req(0), args));
         });
         let s = time(&mut m, &|m, _| {
-            black_box(m.system(black_box(caller), sy::MODULE, 0));
+            let (a, r) = (kabi::system_action(black_box(module)), kabi::system_req(0));
+            black_box(m.system(black_box(caller), a, r));
         });
         let b = time(&mut m, &|m, _| {
-            black_box(m.network(black_box(caller), net::BIND, net::req::BIND_PORT, args));
+            let a = kabi::network_action(black_box(bind));
+            let r = kabi::network_req(black_box(13));
+            black_box(m.network(black_box(caller), a, r, args));
         });
         println!("{cells:>8} {p:>14.1} {s:>14.1} {b:>14.1}");
     }

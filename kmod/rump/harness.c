@@ -50,22 +50,41 @@ static int sysctl_rw(const char *name, void *old, size_t *oldlen, const void *ne
 	return rump_sys___sysctl(mib, n, old, oldlen, new, newlen) == -1 ? errno : 0;
 }
 
+#define CC_SIZE 432	/* struct cell_create, ABI 3 */
+#define CI_SIZE 528	/* struct cell_info, ABI 3 */
+#define AS_CEILING (1ULL << 30)
+
 static void cell_create(unsigned char *cc, const char *name, const char *root, uint32_t profile, uint16_t port) {
-	memset(cc, 0, 424);
-	uint32_t flags = 0x1 | (port ? 0x2 : 0);
-	memcpy(cc + 0, &flags, 4); memcpy(cc + 8, &profile, 4);
+	memset(cc, 0, CC_SIZE);
+	uint32_t flags = 0x1 | 0x8 /* RLIMIT_AS */ | (port ? 0x2 : 0);
+	uint64_t as = AS_CEILING;
+	memcpy(cc + 0, &flags, 4); memcpy(cc + 8, &profile, 4); memcpy(cc + 88, &as, 8);
 	if (port) { uint16_t one = 1; memcpy(cc + 12, &one, 2); memcpy(cc + 14, &port, 2); }
 	strcpy((char *)cc + 104, name); strcpy((char *)cc + 168, root);
 }
 
-static int do_bind(uint16_t port) {
+static int set_as(uint64_t max) {
+	struct { uint64_t cur, max; } rl = { max, max };
+	return rump_sys_setrlimit(10 /* RLIMIT_AS */, (void *)&rl) == -1 ? errno : 0;
+}
+
+static int do_bind_opt(uint16_t port, int reuseport) {
 	int s = rump_sys_socket(2 /* AF_INET */, 2 /* SOCK_DGRAM */, 0);
 	if (s == -1) return errno;
+	int one = 1;
+	if (reuseport && rump_sys_setsockopt(s, 0xffff /* SOL_SOCKET */, 0x200 /* SO_REUSEPORT */, &one, sizeof one) == -1) {
+		rump_sys_close(s);
+		return -errno;
+	}
 	unsigned char sa[16] = { 16, 2 };
 	sa[2] = port >> 8; sa[3] = port & 0xff; sa[4] = 127; sa[7] = 1;
 	int rv = rump_sys_bind(s, (void *)sa, sizeof sa) == -1 ? errno : 0;
 	rump_sys_close(s);
 	return rv;
+}
+
+static int do_bind(uint16_t port) {
+	return do_bind_opt(port, 0);
 }
 
 static int nprocs_visible(void) {
@@ -96,10 +115,10 @@ int main(void) {
 	CHECK("read security.models.cell.name", sysctl_rw("security.models.cell.name", name, &len, NULL, 0) == 0);
 	printf("     name = \"%s\"\n", name);
 	int version = 0; len = sizeof version;
-	CHECK("version node = 2", sysctl_rw("security.models.cell.version", &version, &len, NULL, 0) == 0 && version == 2);
+	CHECK("version node = 3", sysctl_rw("security.models.cell.version", &version, &len, NULL, 0) == 0 && version == 3);
 
 	rump_sys_mkdir("/cells", 0755); rump_sys_mkdir("/cells/web", 0755);
-	unsigned char cc[424], out[424];
+	unsigned char cc[CC_SIZE], out[CC_SIZE];
 	cell_create(cc, "web", "/cells/web", 1 /* medium */, 8080);
 	len = sizeof out;
 	int e = sysctl_rw("security.models.cell.create", out, &len, cc, sizeof cc);
@@ -113,10 +132,10 @@ int main(void) {
 	len = sizeof out;
 	CHECK("create with short new length -> EINVAL", sysctl_rw("security.models.cell.create", out, &len, cc, 100) == EINVAL);
 
-	unsigned char list[512 * 4]; len = sizeof list;
+	unsigned char list[CI_SIZE * 4]; len = sizeof list;
 	e = sysctl_rw("security.models.cell.list", list, &len, NULL, 0);
 	uint32_t profile; uint16_t nports, port0; memcpy(&profile, list + 400, 4); memcpy(&nports, list + 404, 2); memcpy(&port0, list + 408, 2);
-	CHECK("list: one cell, profile medium, port 8080", e == 0 && len == 512 && !strcmp((char *)list + 16, "web") && profile == 1 && nports == 1 && port0 == 8080);
+	CHECK("list: one cell, profile medium, port 8080", e == 0 && len == CI_SIZE && !strcmp((char *)list + 16, "web") && profile == 1 && nports == 1 && port0 == 8080);
 
 	CHECK("host root binds reserved 8080 (bypass)", do_bind(8080) == 0);
 	struct lwp *host = rump_pub_lwproc_curlwp();
@@ -146,6 +165,11 @@ int main(void) {
 	int n = 0; len = sizeof n;
 	CHECK("in cell: read id -> EPERM", sysctl_rw("security.models.cell.id", &n, &len, NULL, 0) == EPERM);
 	CHECK("in cell (root): bind own reserved 8080", do_bind(8080) == 0);
+	CHECK("in cell: SO_REUSEPORT bind of an unreserved port denied (EACCES)", do_bind_opt(8081, 1) == EACCES);
+	CHECK("in cell: SO_REUSEPORT bind of its own reserved port", do_bind_opt(8080, 1) == 0);
+	CHECK("in cell: RLIMIT_AS hard limit set to the ceiling", set_as(AS_CEILING) == 0);
+	CHECK("in cell: RLIMIT_AS raised above the ceiling denied (EPERM)", set_as(2 * AS_CEILING) == EPERM);
+	CHECK("in cell: RLIMIT_AS lowered", set_as(AS_CEILING / 2) == 0);
 	int rs = rump_sys_socket(34 /* PF_ROUTE */, 3 /* SOCK_RAW */, 0);
 	CHECK("in cell (medium): routing socket denied", rs == -1);
 	CHECK("in cell (medium): nested chroot denied", rump_sys_chroot("/") == -1 && errno == EPERM);

@@ -8,11 +8,13 @@
 //! Compatibility with the original Cells kernel model:
 //!
 //! * [`CellCreate`] keeps the original `struct cell_create` layout (424 bytes)
-//!   bit for bit, with its two bytes of padding made an explicit field.
+//!   bit for bit as its prefix, with its two bytes of padding made an
+//!   explicit field, and appends the process limit (version 3, 432 bytes).
 //! * [`CellInfo`] keeps the original 400-byte `struct cell_info` as its prefix
 //!   and appends what the original did not export: the profile, the reserved
 //!   ports and per-cell deny counters. Its size is therefore different (512
-//!   bytes), and the new `version` node tells the userland which layout the
+//!   bytes; 528 with the process limit of version 3), and the new `version`
+//!   node tells the userland which layout the
 //!   kernel speaks (the original had no way to say so; a mismatch showed up
 //!   only as an exact-size failure).
 //! * [`CellStats`] is new: the original kept its deny counters internal.
@@ -33,8 +35,11 @@ pub const CELLID_HOST: CellId = 0;
 /// Version of this ABI, readable from `security.models.cell.version`.
 ///
 /// Version 1 is the original, unversioned layout (400-byte `cell_info`, no
-/// `stats` node). Version 2 is this file.
-pub const CELL_ABI_VERSION: u32 = 2;
+/// `stats` node). Version 2 added profile, ports and deny counters to
+/// `cell_info` and the `stats` node. Version 3 (this file) adds the process
+/// limit: `cc_maxproc` in `cell_create` (432 bytes), `ci_maxproc` and
+/// `ci_fork_denied` in `cell_info` (528 bytes).
+pub const CELL_ABI_VERSION: u32 = 3;
 
 /// Longest cell name in bytes, without the terminating NUL.
 pub const CELL_NAME_MAX: usize = 63;
@@ -59,12 +64,15 @@ pub const CELL_CREATE_RLIMIT_NOFILE: u32 = 0x4;
 pub const CELL_CREATE_RLIMIT_AS: u32 = 0x8;
 /// `cc_rlimit_core` is meaningful.
 pub const CELL_CREATE_RLIMIT_CORE: u32 = 0x10;
+/// `cc_maxproc` is meaningful (version 3).
+pub const CELL_CREATE_MAXPROC: u32 = 0x20;
 /// Every defined create flag; any other bit is rejected with EINVAL.
 pub const CELL_CREATE_ALL: u32 = CELL_CREATE_PROFILE
     | CELL_CREATE_PORTS
     | CELL_CREATE_RLIMIT_NOFILE
     | CELL_CREATE_RLIMIT_AS
-    | CELL_CREATE_RLIMIT_CORE;
+    | CELL_CREATE_RLIMIT_CORE
+    | CELL_CREATE_MAXPROC;
 
 /// Hardening profile of a cell. The numeric values are ABI.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -201,6 +209,8 @@ pub enum AbiError {
     PortDuplicate,
     /// A fixed-size text field has no NUL.
     Unterminated,
+    /// A process limit of 0.
+    MaxprocZero,
 }
 
 impl fmt::Display for AbiError {
@@ -217,6 +227,7 @@ impl fmt::Display for AbiError {
             AbiError::PortZero => "port 0 cannot be reserved",
             AbiError::PortDuplicate => "a port is listed twice",
             AbiError::Unterminated => "text field is not NUL-terminated",
+            AbiError::MaxprocZero => "the process limit must be at least 1",
         })
     }
 }
@@ -341,8 +352,8 @@ pub unsafe trait AbiStruct: Copy + Default {
     }
 }
 
-/// Request and response of `security.models.cell.create`
-/// (the original `struct cell_create`, unchanged, 424 bytes).
+/// Request and response of `security.models.cell.create` (432 bytes: the
+/// original 424-byte `struct cell_create`, then the process limit).
 ///
 /// Pass it as both the new value (exactly this size) and the old buffer; the
 /// kernel returns it with `cc_id` set.
@@ -371,6 +382,12 @@ pub struct CellCreate {
     pub cc_name: [u8; CELL_NAME_BUF],
     /// NUL-terminated absolute root path.
     pub cc_root: [u8; CELL_ROOT_BUF],
+    /// Most processes (live and zombie) in the cell at once, at least 1;
+    /// 0 unless [`CELL_CREATE_MAXPROC`] (version 3). A fork past it fails
+    /// with EAGAIN.
+    pub cc_maxproc: u32,
+    /// Padding made explicit; must be 0.
+    pub cc_pad1: u32,
 }
 
 impl Default for CellCreate {
@@ -387,11 +404,13 @@ impl Default for CellCreate {
             cc_rlimit_core: 0,
             cc_name: [0; CELL_NAME_BUF],
             cc_root: [0; CELL_ROOT_BUF],
+            cc_maxproc: 0,
+            cc_pad1: 0,
         }
     }
 }
 
-// SAFETY: repr(C), integers only, padding is the explicit `cc_pad0`.
+// SAFETY: repr(C), integers only, padding is the explicit `cc_pad0`/`cc_pad1`.
 unsafe impl AbiStruct for CellCreate {}
 
 impl CellCreate {
@@ -443,6 +462,16 @@ impl CellCreate {
         self.cc_flags |= CELL_CREATE_RLIMIT_CORE;
     }
 
+    /// Sets the process limit (at least 1) and its flag.
+    pub fn set_maxproc(&mut self, n: u32) -> Result<(), AbiError> {
+        if n == 0 {
+            return Err(AbiError::MaxprocZero);
+        }
+        self.cc_maxproc = n;
+        self.cc_flags |= CELL_CREATE_MAXPROC;
+        Ok(())
+    }
+
     /// The name bytes, without the NUL.
     pub fn name(&self) -> Result<&[u8], AbiError> {
         field_bytes(&self.cc_name)
@@ -454,10 +483,10 @@ impl CellCreate {
     }
 }
 
-/// One element of `security.models.cell.list`: an ACTIVE cell (512 bytes).
+/// One element of `security.models.cell.list`: an ACTIVE cell (528 bytes).
 ///
-/// Offsets 0..400 are the original `struct cell_info`; everything after is
-/// new in ABI version 2.
+/// Offsets 0..400 are the original `struct cell_info`; 400..512 are new in
+/// ABI version 2, 512..528 in version 3.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub struct CellInfo {
@@ -498,6 +527,13 @@ pub struct CellInfo {
     /// Denies of this cell's credentials, indexed by [`DenyScope`]
     /// (new in version 2).
     pub ci_deny: [u64; CELL_DENY_SCOPES],
+    /// The process limit (0: none; new in version 3).
+    pub ci_maxproc: u32,
+    /// Padding made explicit; 0.
+    pub ci_pad1: u32,
+    /// Forks denied by the process limit (also counted in the process
+    /// scope of `ci_deny`; new in version 3).
+    pub ci_fork_denied: u64,
 }
 
 impl Default for CellInfo {
@@ -521,11 +557,14 @@ impl Default for CellInfo {
             ci_pad0: 0,
             ci_ports: [0; CELL_PORTS_MAX],
             ci_deny: [0; CELL_DENY_SCOPES],
+            ci_maxproc: 0,
+            ci_pad1: 0,
+            ci_fork_denied: 0,
         }
     }
 }
 
-// SAFETY: repr(C), integers only, padding is the explicit `ci_pad0`.
+// SAFETY: repr(C), integers only, padding is the explicit `ci_pad0`/`ci_pad1`.
 unsafe impl AbiStruct for CellInfo {}
 
 impl CellInfo {
@@ -662,8 +701,8 @@ mod tests {
     use std::string::ToString;
 
     #[test]
-    fn cell_create_layout_is_the_original() {
-        assert_eq!(size_of::<CellCreate>(), 424);
+    fn cell_create_layout_extends_the_original() {
+        assert_eq!(size_of::<CellCreate>(), 432);
         assert_eq!(offset_of!(CellCreate, cc_flags), 0);
         assert_eq!(offset_of!(CellCreate, cc_id), 4);
         assert_eq!(offset_of!(CellCreate, cc_profile), 8);
@@ -675,12 +714,15 @@ mod tests {
         assert_eq!(offset_of!(CellCreate, cc_rlimit_core), 96);
         assert_eq!(offset_of!(CellCreate, cc_name), 104);
         assert_eq!(offset_of!(CellCreate, cc_root), 168);
+        // Version 3 additions start where the original struct ended.
+        assert_eq!(offset_of!(CellCreate, cc_maxproc), 424);
+        assert_eq!(offset_of!(CellCreate, cc_pad1), 428);
         assert_eq!(core::mem::align_of::<CellCreate>(), 8);
     }
 
     #[test]
     fn cell_info_layout_extends_the_original() {
-        assert_eq!(size_of::<CellInfo>(), 512);
+        assert_eq!(size_of::<CellInfo>(), 528);
         assert_eq!(offset_of!(CellInfo, ci_id), 0);
         assert_eq!(offset_of!(CellInfo, ci_create_flags), 4);
         assert_eq!(offset_of!(CellInfo, ci_refcount), 8);
@@ -700,6 +742,9 @@ mod tests {
         assert_eq!(offset_of!(CellInfo, ci_pad0), 406);
         assert_eq!(offset_of!(CellInfo, ci_ports), 408);
         assert_eq!(offset_of!(CellInfo, ci_deny), 472);
+        assert_eq!(offset_of!(CellInfo, ci_maxproc), 512);
+        assert_eq!(offset_of!(CellInfo, ci_pad1), 516);
+        assert_eq!(offset_of!(CellInfo, ci_fork_denied), 520);
         assert_eq!(core::mem::align_of::<CellInfo>(), 8);
     }
 
@@ -728,11 +773,12 @@ mod tests {
                 CELL_CREATE_PORTS,
                 CELL_CREATE_RLIMIT_NOFILE,
                 CELL_CREATE_RLIMIT_AS,
-                CELL_CREATE_RLIMIT_CORE
+                CELL_CREATE_RLIMIT_CORE,
+                CELL_CREATE_MAXPROC
             ],
-            [1, 2, 4, 8, 16]
+            [1, 2, 4, 8, 16, 32]
         );
-        assert_eq!(CELL_CREATE_ALL, 0x1f);
+        assert_eq!(CELL_CREATE_ALL, 0x3f);
         assert_eq!(
             [
                 Profile::Low as u32,
@@ -816,12 +862,15 @@ mod tests {
         cc.set_rlimit_nofile(1024);
         cc.set_rlimit_as(CELL_RLIMIT_INFINITY);
         cc.set_rlimit_core(0);
+        assert_eq!(cc.set_maxproc(0), Err(AbiError::MaxprocZero));
+        cc.set_maxproc(64).unwrap();
         assert_eq!(cc.cc_flags, CELL_CREATE_ALL);
         assert_eq!(cc.name(), Ok(&b"web"[..]));
         assert_eq!(cc.root(), Ok(&b"/var/cells/web"[..]));
         assert_eq!(cc.cc_nports, 2);
         let bytes = cc.as_bytes();
-        assert_eq!(bytes.len(), 424);
+        assert_eq!(bytes.len(), 432);
+        assert_eq!(&bytes[424..428], &64u32.to_ne_bytes());
         assert_eq!(&bytes[104..108], b"web\0");
         assert_eq!(&bytes[14..16], &8080u16.to_ne_bytes());
         assert_eq!(CellCreate::from_bytes(bytes), Some(cc));

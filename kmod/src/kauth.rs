@@ -1,13 +1,13 @@
-//! kauth(9) action and request numbers used by the policy, as plain
-//! constants so the policy tables can be read and tested on any host.
+//! The kauth(9) actions and requests the policy distinguishes, as the
+//! module's own stable enums. The policy never sees a kernel number: the
+//! kernel glue maps each number to one of these with the tables generated
+//! from the target release's headers (`crate::kabi`, built by build.rs
+//! from kmod/kabi/*.tab). Every number the policy does not name maps to
+//! `Other`.
 //!
-//! Values are those of NetBSD 10.1's `sys/kauth.h`. The enums there only
-//! grow at the end, so the values below are stable across releases; the
-//! layout check (`make check-layout`) compares them with the real header
-//! where the header is available.
-
-/// kauth action type (`kauth_action_t`, 64-bit since NetBSD 10).
-pub type Action = u64;
+//! kauth's enums do not only grow at the end: NetBSD removed
+//! KAUTH_REQ_SYSTEM_DEBUG_IPKDB (2018) and KAUTH_REQ_PROCESS_PROCFS_CTL,
+//! shifting every later number, which is why no number is written here.
 
 /// Scope names as registered by the kernel.
 pub mod scope {
@@ -20,144 +20,93 @@ pub mod scope {
     pub const DEVICE: &CStr = c"org.netbsd.kauth.device";
 }
 
+macro_rules! stable_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($variant,)*
+            /// A number the policy does not name.
+            Other,
+        }
+
+        impl $name {
+            /// Every named variant (not `Other`).
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+        }
+    };
+}
+
+stable_enum! {
+    /// `KAUTH_PROCESS_*`.
+    ProcessAction {
+        Cansee, Corename, Fork, KeventFilter, Ktrace, Nice, Procfs, Ptrace, Rlimit,
+        SchedulerGetaffinity, SchedulerSetaffinity, SchedulerGetparam, SchedulerSetparam,
+        Setid, Signal, Stopflag,
+    }
+}
+
+stable_enum! {
+    /// `KAUTH_REQ_PROCESS_*` the policy names.
+    ProcessReq { RlimitSet }
+}
+
+stable_enum! {
+    /// `KAUTH_CRED_*`.
+    CredAction { Init, Fork, Copy, Free, Chroot }
+}
+
+stable_enum! {
+    /// `KAUTH_SYSTEM_*` the policy names.
+    SystemAction {
+        Accounting, Chroot, Cpu, Devmapper, Filehandle, Intr, Kernaddr, Mknod, Module, Mount,
+        Mqueue, Pset, Reboot, Semaphore, Swapctl, Sysctl, Sysvipc, Time,
+    }
+}
+
+stable_enum! {
+    /// `KAUTH_REQ_SYSTEM_*` the policy names.
+    SystemReq {
+        MountGet, MountNew, MountUnmount, MountUpdate, MountUmap, MountDevice, SysctlAdd,
+        SysctlDelete, SysctlDesc, SysctlModify, SysctlPrvt,
+    }
+}
+
+stable_enum! {
+    /// `KAUTH_NETWORK_*` the policy names.
+    NetworkAction { Bind, Socket }
+}
+
+stable_enum! {
+    /// `KAUTH_REQ_NETWORK_*` the policy names.
+    NetworkReq {
+        BindPort, BindPrivport, SocketOpen, SocketRawsock, SocketCansee, SocketDrop,
+        SocketSetpriv,
+    }
+}
+
+stable_enum! {
+    /// `KAUTH_DEVICE_*` the policy names.
+    DeviceAction { TtySti }
+}
+
 /// Listener results.
 pub mod result {
-    pub const ALLOW: i32 = 0;
-    pub const DENY: i32 = 1;
-    pub const DEFER: i32 = 2;
-}
-
-/// `KAUTH_PROCESS_*`.
-pub mod process {
-    use super::Action;
-    pub const CANSEE: Action = 1;
-    pub const CORENAME: Action = 2;
-    pub const FORK: Action = 3;
-    pub const KEVENT_FILTER: Action = 4;
-    pub const KTRACE: Action = 5;
-    pub const NICE: Action = 6;
-    pub const PROCFS: Action = 7;
-    pub const PTRACE: Action = 8;
-    pub const RLIMIT: Action = 9;
-    pub const SCHEDULER_GETAFFINITY: Action = 10;
-    pub const SCHEDULER_SETAFFINITY: Action = 11;
-    pub const SCHEDULER_GETPARAM: Action = 12;
-    pub const SCHEDULER_SETPARAM: Action = 13;
-    pub const SETID: Action = 14;
-    pub const SIGNAL: Action = 15;
-    pub const STOPFLAG: Action = 16;
-    /// Highest known action (for exhaustive tests).
-    pub const LAST: Action = STOPFLAG;
-}
-
-/// `KAUTH_CRED_*`.
-pub mod cred {
-    use super::Action;
-    pub const INIT: Action = 1;
-    pub const FORK: Action = 2;
-    pub const COPY: Action = 3;
-    pub const FREE: Action = 4;
-    pub const CHROOT: Action = 5;
-}
-
-/// `KAUTH_SYSTEM_*` and the `KAUTH_REQ_SYSTEM_*` requests the policy names.
-pub mod system {
-    use super::Action;
-    pub const ACCOUNTING: Action = 1;
-    pub const CHROOT: Action = 2;
-    pub const CHSYSFLAGS: Action = 3;
-    pub const CPU: Action = 4;
-    pub const DEBUG: Action = 5;
-    pub const FILEHANDLE: Action = 6;
-    pub const MKNOD: Action = 7;
-    pub const MOUNT: Action = 8;
-    pub const PSET: Action = 9;
-    pub const REBOOT: Action = 10;
-    pub const SETIDCORE: Action = 11;
-    pub const SWAPCTL: Action = 12;
-    pub const SYSCTL: Action = 13;
-    pub const TIME: Action = 14;
-    pub const MODULE: Action = 15;
-    pub const FS_RESERVEDSPACE: Action = 16;
-    pub const FS_QUOTA: Action = 17;
-    pub const SEMAPHORE: Action = 18;
-    pub const SYSVIPC: Action = 19;
-    pub const MQUEUE: Action = 20;
-    pub const VERIEXEC: Action = 21;
-    pub const DEVMAPPER: Action = 22;
-    pub const MAP_VA_ZERO: Action = 23;
-    pub const LFS: Action = 24;
-    pub const FS_EXTATTR: Action = 25;
-    pub const FS_SNAPSHOT: Action = 26;
-    pub const INTR: Action = 27;
-    pub const KERNADDR: Action = 28;
-    /// Highest known action (for exhaustive tests).
-    pub const LAST: Action = KERNADDR;
-
-    /// `enum kauth_system_req` values.
-    pub mod req {
-        pub const MOUNT_GET: u64 = 5;
-        pub const MOUNT_NEW: u64 = 6;
-        pub const MOUNT_UNMOUNT: u64 = 7;
-        pub const MOUNT_UPDATE: u64 = 8;
-        pub const SYSCTL_ADD: u64 = 13;
-        pub const SYSCTL_DELETE: u64 = 14;
-        pub const SYSCTL_DESC: u64 = 15;
-        pub const SYSCTL_MODIFY: u64 = 16;
-        pub const SYSCTL_PRVT: u64 = 17;
-        pub const MOUNT_UMAP: u64 = 38;
-        pub const MOUNT_DEVICE: u64 = 39;
-        /// Highest request the exhaustive tests sweep.
-        pub const LAST: u64 = 45;
-    }
-}
-
-/// `KAUTH_NETWORK_*` and the `KAUTH_REQ_NETWORK_*` requests the policy names.
-pub mod network {
-    use super::Action;
-    pub const ALTQ: Action = 1;
-    pub const BIND: Action = 2;
-    pub const FIREWALL: Action = 3;
-    pub const INTERFACE: Action = 4;
-    pub const FORWSRCRT: Action = 5;
-    pub const NFS: Action = 6;
-    pub const ROUTE: Action = 7;
-    pub const SOCKET: Action = 8;
-    pub const INTERFACE_PPP: Action = 9;
-    pub const INTERFACE_SLIP: Action = 10;
-    pub const INTERFACE_STRIP: Action = 11;
-    pub const INTERFACE_TUN: Action = 12;
-    pub const INTERFACE_BRIDGE: Action = 13;
-    pub const IPSEC: Action = 14;
-    pub const INTERFACE_PVC: Action = 15;
-    pub const IPV6: Action = 16;
-    pub const SMB: Action = 17;
-    pub const INTERFACE_WG: Action = 18;
-    /// Highest known action (for exhaustive tests).
-    pub const LAST: Action = INTERFACE_WG;
-
-    /// `enum kauth_network_req` values.
-    pub mod req {
-        pub const BIND_PORT: u64 = 13;
-        pub const BIND_PRIVPORT: u64 = 14;
-        pub const SOCKET_OPEN: u64 = 23;
-        pub const SOCKET_RAWSOCK: u64 = 24;
-        pub const SOCKET_CANSEE: u64 = 25;
-        pub const SOCKET_DROP: u64 = 26;
-        pub const SOCKET_SETPRIV: u64 = 27;
-        /// Highest request the exhaustive tests sweep.
-        pub const LAST: u64 = 50;
-    }
+    use crate::kabi;
+    pub const ALLOW: i32 = kabi::KAUTH_RESULT_ALLOW as i32;
+    pub const DENY: i32 = kabi::KAUTH_RESULT_DENY as i32;
+    pub const DEFER: i32 = kabi::KAUTH_RESULT_DEFER as i32;
 }
 
 /// NetBSD address and protocol families the policy looks at.
 pub mod af {
-    pub const INET: u8 = 2;
-    pub const INET6: u8 = 24;
+    use crate::kabi;
+    pub const INET: u8 = kabi::AF_INET as u8;
+    pub const INET6: u8 = kabi::AF_INET6 as u8;
     /// `PF_OROUTE`, the old routing socket.
-    pub const OROUTE: i32 = 17;
+    pub const OROUTE: i32 = kabi::PF_OROUTE as i32;
     /// `PF_ROUTE`.
-    pub const ROUTE: i32 = 34;
+    pub const ROUTE: i32 = kabi::PF_ROUTE as i32;
 }
 
 /// The port of a NetBSD `sockaddr_in`/`sockaddr_in6` in host byte order:

@@ -14,12 +14,14 @@ pub mod abi;
 pub mod errno;
 pub mod ffi;
 pub mod idmap;
+pub mod kabi;
 pub mod kauth;
 pub mod mgmt;
 pub mod model;
 pub mod module;
 pub mod policy;
 pub mod ports;
+pub mod proclist;
 pub mod table;
 pub mod telemetry;
 

@@ -6,8 +6,9 @@
 //! caller's cell. The kernel glue calls these with the model lock held.
 
 use crate::abi::{CellId, CellStats, DenyScope, CELLID_HOST, CELL_ABI_VERSION, CELL_DENY_SCOPES};
-use crate::kauth::Action;
-use crate::policy::{self, Caller, NetArgs, Standing, Verdict};
+use crate::kauth::{DeviceAction, NetworkAction, NetworkReq, ProcessAction, ProcessReq};
+use crate::kauth::{SystemAction, SystemReq};
+use crate::policy::{self, Caller, CellBounds, NetArgs, ProcArgs, Standing, Verdict};
 use crate::table::CellTable;
 use crate::telemetry::{DenyLog, ProcSample};
 
@@ -80,22 +81,48 @@ impl<R: Copy> Model<R> {
         v
     }
 
-    /// PROCESS scope; `target` is the target process's cell (None: NULL).
-    pub fn process(&mut self, s: Subject, action: Action, target: Option<CellId>) -> Verdict {
+    /// What the subject's cell bounds (nothing on the host or when stale).
+    pub fn bounds(&self, cell: CellId) -> CellBounds {
+        match self.table.active(cell) {
+            Some(e) if cell != CELLID_HOST => e.spec.bounds(),
+            _ => CellBounds::default(),
+        }
+    }
+
+    /// PROCESS scope. A FORK denied by the process limit is also counted in
+    /// the cell's `fork_denied`.
+    pub fn process(
+        &mut self,
+        s: Subject,
+        action: ProcessAction,
+        req: ProcessReq,
+        args: ProcArgs,
+    ) -> Verdict {
         let c = self.caller(s);
-        let v = policy::process(&c, action, target);
+        let v = policy::process(&c, action, req, args, self.bounds(s.cell));
+        if v == Verdict::Deny && action == ProcessAction::Fork {
+            if let Some(e) = self.table.get_mut(s.cell).filter(|_| s.cell != CELLID_HOST) {
+                e.fork_denied += 1;
+            }
+        }
         self.count(&c, DenyScope::Process, v)
     }
 
     /// SYSTEM scope.
-    pub fn system(&mut self, s: Subject, action: Action, req: u64) -> Verdict {
+    pub fn system(&mut self, s: Subject, action: SystemAction, req: SystemReq) -> Verdict {
         let c = self.caller(s);
         let v = policy::system(&c, action, req);
         self.count(&c, DenyScope::System, v)
     }
 
     /// NETWORK scope.
-    pub fn network(&mut self, s: Subject, action: Action, req: u64, args: NetArgs) -> Verdict {
+    pub fn network(
+        &mut self,
+        s: Subject,
+        action: NetworkAction,
+        req: NetworkReq,
+        args: NetArgs,
+    ) -> Verdict {
         let c = self.caller(s);
         let table = &self.table;
         let v = policy::network(&c, action, req, args, |p| table.port_owner(p));
@@ -105,14 +132,14 @@ impl<R: Copy> Model<R> {
     /// MACHDEP scope.
     pub fn machdep(&mut self, s: Subject) -> Verdict {
         let c = self.caller(s);
-        let v = policy::machdep_or_device(&c);
+        let v = policy::machdep(&c);
         self.count(&c, DenyScope::Machdep, v)
     }
 
     /// DEVICE scope.
-    pub fn device(&mut self, s: Subject) -> Verdict {
+    pub fn device(&mut self, s: Subject, action: DeviceAction) -> Verdict {
         let c = self.caller(s);
-        let v = policy::machdep_or_device(&c);
+        let v = policy::device(&c, action);
         self.count(&c, DenyScope::Device, v)
     }
 

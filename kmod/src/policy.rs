@@ -12,9 +12,15 @@
 //!   argument (DIAGNOSTIC kernels assert a zero cred-hook result);
 //! * a stored profile outside low/medium/high cannot exist: it is an enum,
 //!   checked once at create time.
+//!
+//! Actions and requests are the stable enums of [`crate::kauth`]; the glue
+//! maps the kernel's numbers to them.
 
 use crate::abi::{CellId, Profile, CELLID_HOST};
-use crate::kauth::{af, network as net, process as proc_, system as sys, Action};
+use crate::kauth::{
+    af, CredAction, DeviceAction, NetworkAction as NetA, NetworkReq as NetR, ProcessAction as Proc,
+    ProcessReq, SystemAction as Sys, SystemReq as SysR,
+};
 
 /// A listener's answer. DENY wins over everything in kauth; DEFER leaves
 /// the decision to the other security models.
@@ -104,11 +110,11 @@ impl DeniedAt {
 #[derive(Clone, Copy, Debug)]
 pub enum Requests {
     Any,
-    OneOf(&'static [u64]),
+    OneOf(&'static [SysR]),
 }
 
 impl Requests {
-    fn covers(self, req: u64) -> bool {
+    fn covers(self, req: SysR) -> bool {
         match self {
             Requests::Any => true,
             Requests::OneOf(list) => list.contains(&req),
@@ -119,12 +125,12 @@ impl Requests {
 /// One row of a rule table.
 #[derive(Clone, Copy, Debug)]
 pub struct Rule {
-    pub action: Action,
+    pub action: Sys,
     pub requests: Requests,
     pub denied_at: DeniedAt,
 }
 
-const fn rule(action: Action, requests: Requests, denied_at: DeniedAt) -> Rule {
+const fn rule(action: Sys, requests: Requests, denied_at: DeniedAt) -> Rule {
     Rule {
         action,
         requests,
@@ -133,7 +139,7 @@ const fn rule(action: Action, requests: Requests, denied_at: DeniedAt) -> Rule {
 }
 
 /// Does any row of `table` deny (`action`, `req`) at `profile`?
-fn table_denies(table: &[Rule], action: Action, req: u64, profile: Profile) -> bool {
+fn table_denies(table: &[Rule], action: Sys, req: SysR, profile: Profile) -> bool {
     table
         .iter()
         .any(|r| r.action == action && r.requests.covers(req) && r.denied_at.contains(profile))
@@ -142,50 +148,94 @@ fn table_denies(table: &[Rule], action: Action, req: u64, profile: Profile) -> b
 // ---------------------------------------------------------------- process
 
 /// Process actions aimed at a target process: confined to the caller's cell.
-/// Every other process action (FORK, ...) is not cell-governed.
-pub const PROCESS_CONFINED: [Action; 15] = [
-    proc_::CANSEE,
-    proc_::CORENAME,
-    proc_::KEVENT_FILTER,
-    proc_::KTRACE,
-    proc_::NICE,
-    proc_::PROCFS,
-    proc_::PTRACE,
-    proc_::RLIMIT,
-    proc_::SCHEDULER_GETAFFINITY,
-    proc_::SCHEDULER_SETAFFINITY,
-    proc_::SCHEDULER_GETPARAM,
-    proc_::SCHEDULER_SETPARAM,
-    proc_::SETID,
-    proc_::SIGNAL,
-    proc_::STOPFLAG,
+/// FORK is governed by the cell's process limit instead; every other action
+/// is not cell-governed.
+pub const PROCESS_CONFINED: [Proc; 15] = [
+    Proc::Cansee,
+    Proc::Corename,
+    Proc::KeventFilter,
+    Proc::Ktrace,
+    Proc::Nice,
+    Proc::Procfs,
+    Proc::Ptrace,
+    Proc::Rlimit,
+    Proc::SchedulerGetaffinity,
+    Proc::SchedulerSetaffinity,
+    Proc::SchedulerGetparam,
+    Proc::SchedulerSetparam,
+    Proc::Setid,
+    Proc::Signal,
+    Proc::Stopflag,
 ];
 
-/// PROCESS scope. `target` is the target process's cell, `None` when the
-/// target or its credential is NULL.
+/// The arguments of a process decision the policy looks at.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcArgs {
+    /// The target process's cell; `None` when the target or its credential
+    /// is NULL.
+    pub target: Option<CellId>,
+    /// FORK: processes (live and zombie) in the caller's cell now; counted
+    /// by the glue only when the cell has a process limit.
+    pub members: Option<u64>,
+    /// RLIMIT with RLIMIT_SET of RLIMIT_AS: the new hard limit.
+    pub new_as_max: Option<u64>,
+}
+
+/// What the caller's cell bounds, from its create request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CellBounds {
+    /// Most processes, live and zombie.
+    pub maxproc: Option<u32>,
+    /// Ceiling of every member's hard RLIMIT_AS, bytes.
+    pub rlimit_as: Option<u64>,
+}
+
+/// PROCESS scope.
 ///
-/// | caller                 | action     | target        | result |
-/// |------------------------|------------|---------------|--------|
-/// | host root              | any        | any           | DEFER  |
-/// | stale cell             | any        | any           | DENY   |
-/// | anyone                 | unconfined | any           | DEFER  |
-/// | anyone                 | confined   | NULL          | DEFER  |
-/// | anyone                 | confined   | same cell     | DEFER  |
-/// | anyone                 | confined   | other cell/host | DENY |
-pub fn process(caller: &Caller, action: Action, target: Option<CellId>) -> Verdict {
+/// | caller                 | action     | target / args          | result |
+/// |------------------------|------------|------------------------|--------|
+/// | host root              | any        | any                    | DEFER  |
+/// | stale cell             | any        | any                    | DENY   |
+/// | cell with a limit      | FORK       | members >= maxproc     | DENY   |
+/// | anyone                 | unconfined | any                    | DEFER  |
+/// | anyone                 | confined   | NULL                   | DEFER  |
+/// | anyone                 | confined   | other cell/host        | DENY   |
+/// | cell with an AS ceiling| RLIMIT set | same cell, AS above it | DENY   |
+/// | anyone                 | confined   | same cell              | DEFER  |
+pub fn process(
+    caller: &Caller,
+    action: Proc,
+    req: ProcessReq,
+    args: ProcArgs,
+    bounds: CellBounds,
+) -> Verdict {
     if caller.is_host_root() {
         return Verdict::Defer;
     }
     if caller.standing == Standing::Stale {
         return Verdict::Deny;
     }
+    let celled = caller.cell != CELLID_HOST;
+    if action == Proc::Fork {
+        return match (bounds.maxproc, args.members) {
+            (Some(limit), Some(n)) if celled && n >= u64::from(limit) => Verdict::Deny,
+            _ => Verdict::Defer,
+        };
+    }
     if !PROCESS_CONFINED.contains(&action) {
         return Verdict::Defer;
     }
-    match target {
+    match args.target {
         None => Verdict::Defer,
-        Some(t) if t == caller.cell => Verdict::Defer,
-        Some(_) => Verdict::Deny,
+        Some(t) if t != caller.cell => Verdict::Deny,
+        Some(_) => match (action, req, args.new_as_max, bounds.rlimit_as) {
+            (Proc::Rlimit, ProcessReq::RlimitSet, Some(new), Some(ceiling))
+                if celled && new > ceiling =>
+            {
+                Verdict::Deny
+            }
+            _ => Verdict::Defer,
+        },
     }
 }
 
@@ -203,11 +253,10 @@ pub enum CredEffect {
 }
 
 /// CRED scope: always ALLOW (see the module doc), plus the effect.
-pub fn cred(action: Action) -> (Verdict, CredEffect) {
-    use crate::kauth::cred::{COPY, INIT};
+pub fn cred(action: CredAction) -> (Verdict, CredEffect) {
     let effect = match action {
-        INIT => CredEffect::SetHost,
-        COPY => CredEffect::CopyToDestination,
+        CredAction::Init => CredEffect::SetHost,
+        CredAction::Copy => CredEffect::CopyToDestination,
         _ => CredEffect::None,
     };
     (Verdict::Allow, effect)
@@ -219,55 +268,51 @@ pub fn cred(action: Action) -> (Verdict, CredEffect) {
 pub const SYSTEM_RULES: &[Rule] = &[
     // Private sysctls (kern.msgbuf and friends): never from a cell.
     rule(
-        sys::SYSCTL,
-        Requests::OneOf(&[sys::req::SYSCTL_PRVT]),
+        Sys::Sysctl,
+        Requests::OneOf(&[SysR::SysctlPrvt]),
         EVERY_PROFILE,
     ),
     // Host administration.
-    rule(sys::MODULE, Requests::Any, MEDIUM_AND_HIGH),
-    rule(sys::MKNOD, Requests::Any, MEDIUM_AND_HIGH),
-    rule(sys::FILEHANDLE, Requests::Any, MEDIUM_AND_HIGH),
-    rule(sys::CHROOT, Requests::Any, MEDIUM_AND_HIGH),
-    rule(sys::REBOOT, Requests::Any, MEDIUM_AND_HIGH),
-    rule(sys::SWAPCTL, Requests::Any, MEDIUM_AND_HIGH),
-    rule(sys::ACCOUNTING, Requests::Any, MEDIUM_AND_HIGH),
-    rule(sys::CPU, Requests::Any, MEDIUM_AND_HIGH),
-    rule(sys::PSET, Requests::Any, MEDIUM_AND_HIGH),
-    rule(sys::TIME, Requests::Any, MEDIUM_AND_HIGH),
-    rule(sys::SEMAPHORE, Requests::Any, MEDIUM_AND_HIGH),
-    rule(sys::MQUEUE, Requests::Any, MEDIUM_AND_HIGH),
-    rule(sys::DEVMAPPER, Requests::Any, MEDIUM_AND_HIGH),
-    rule(sys::INTR, Requests::Any, MEDIUM_AND_HIGH),
-    rule(sys::KERNADDR, Requests::Any, MEDIUM_AND_HIGH),
+    rule(Sys::Module, Requests::Any, MEDIUM_AND_HIGH),
+    rule(Sys::Mknod, Requests::Any, MEDIUM_AND_HIGH),
+    rule(Sys::Filehandle, Requests::Any, MEDIUM_AND_HIGH),
+    rule(Sys::Chroot, Requests::Any, MEDIUM_AND_HIGH),
+    rule(Sys::Reboot, Requests::Any, MEDIUM_AND_HIGH),
+    rule(Sys::Swapctl, Requests::Any, MEDIUM_AND_HIGH),
+    rule(Sys::Accounting, Requests::Any, MEDIUM_AND_HIGH),
+    rule(Sys::Cpu, Requests::Any, MEDIUM_AND_HIGH),
+    rule(Sys::Pset, Requests::Any, MEDIUM_AND_HIGH),
+    rule(Sys::Time, Requests::Any, MEDIUM_AND_HIGH),
+    rule(Sys::Semaphore, Requests::Any, MEDIUM_AND_HIGH),
+    rule(Sys::Mqueue, Requests::Any, MEDIUM_AND_HIGH),
+    rule(Sys::Devmapper, Requests::Any, MEDIUM_AND_HIGH),
+    rule(Sys::Intr, Requests::Any, MEDIUM_AND_HIGH),
+    rule(Sys::Kernaddr, Requests::Any, MEDIUM_AND_HIGH),
     // Mounts that change the namespace (MOUNT_GET defers).
     rule(
-        sys::MOUNT,
+        Sys::Mount,
         Requests::OneOf(&[
-            sys::req::MOUNT_DEVICE,
-            sys::req::MOUNT_NEW,
-            sys::req::MOUNT_UNMOUNT,
-            sys::req::MOUNT_UPDATE,
-            sys::req::MOUNT_UMAP,
+            SysR::MountDevice,
+            SysR::MountNew,
+            SysR::MountUnmount,
+            SysR::MountUpdate,
+            SysR::MountUmap,
         ]),
         MEDIUM_AND_HIGH,
     ),
     // sysctl writes and tree changes (SYSCTL_DESC defers).
     rule(
-        sys::SYSCTL,
-        Requests::OneOf(&[
-            sys::req::SYSCTL_ADD,
-            sys::req::SYSCTL_DELETE,
-            sys::req::SYSCTL_MODIFY,
-        ]),
+        Sys::Sysctl,
+        Requests::OneOf(&[SysR::SysctlAdd, SysR::SysctlDelete, SysR::SysctlModify]),
         MEDIUM_AND_HIGH,
     ),
     // Privileged SysV IPC (bypass, shm lock/unlock, msgq oversize).
-    rule(sys::SYSVIPC, Requests::Any, HIGH_ONLY),
+    rule(Sys::Sysvipc, Requests::Any, HIGH_ONLY),
 ];
 
 /// SYSTEM scope: host credentials defer, stale cells are denied, active
 /// cells follow [`SYSTEM_RULES`].
-pub fn system(caller: &Caller, action: Action, req: u64) -> Verdict {
+pub fn system(caller: &Caller, action: Sys, req: SysR) -> Verdict {
     match caller.standing {
         Standing::Host => Verdict::Defer,
         Standing::Stale => Verdict::Deny,
@@ -279,23 +324,22 @@ pub fn system(caller: &Caller, action: Action, req: u64) -> Verdict {
 // ---------------------------------------------------------------- network
 
 /// Socket requests that reach host-global state: denied at medium/high.
-pub const SOCKET_HOST_GLOBAL: [u64; 3] = [
-    net::req::SOCKET_RAWSOCK,
-    net::req::SOCKET_SETPRIV,
-    net::req::SOCKET_DROP,
-];
+pub const SOCKET_HOST_GLOBAL: [NetR; 3] =
+    [NetR::SocketRawsock, NetR::SocketSetpriv, NetR::SocketDrop];
 
 /// Socket domains whose opening is denied at medium/high.
 pub const ROUTING_DOMAINS: [i32; 2] = [af::ROUTE, af::OROUTE];
 
 /// Bind requests subject to port reservations.
-pub const BIND_CHECKED: [u64; 2] = [net::req::BIND_PORT, net::req::BIND_PRIVPORT];
+pub const BIND_CHECKED: [NetR; 2] = [NetR::BindPort, NetR::BindPrivport];
 
 /// The arguments of a network decision the policy looks at.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NetArgs {
     /// For BIND: the port (host order) of an AF_INET/AF_INET6 sockaddr.
     pub bind_port: Option<u16>,
+    /// For BIND: the socket has SO_REUSEPORT set.
+    pub reuseport: bool,
     /// For SOCKET/SOCKET_OPEN: the domain (arg1).
     pub domain: Option<i32>,
 }
@@ -304,18 +348,21 @@ pub struct NetArgs {
 ///
 /// 1. host root: DEFER (bypasses reservations);
 /// 2. stale cell: DENY;
-/// 3. BIND with BIND_PORT/BIND_PRIVPORT and a non-zero port: DENY if another
+/// 3. BIND by a cell of a socket with SO_REUSEPORT: DENY unless the port is
+///    one the cell reserved, at every profile (a cell never shares a port
+///    with a socket outside it; NetBSD lets any uid 0 socket join);
+/// 4. BIND with BIND_PORT/BIND_PRIVPORT and a non-zero port: DENY if another
 ///    cell reserved the port (host non-root owns no reservation), else DEFER,
 ///    at every profile (a reservation grants no privilege);
-/// 4. other BIND, host credentials, or a low cell: DEFER;
-/// 5. medium/high cell, SOCKET: DENY SOCKET_OPEN of a routing domain and the
+/// 5. other BIND, host credentials, or a low cell: DEFER;
+/// 6. medium/high cell, SOCKET: DENY SOCKET_OPEN of a routing domain and the
 ///    [`SOCKET_HOST_GLOBAL`] requests, DEFER the rest;
-/// 6. medium/high cell, every other action (interfaces, routes, firewall,
+/// 7. medium/high cell, every other action (interfaces, routes, firewall,
 ///    ALTQ, IPsec, IPv6 options, NFS, SMB, ...): DENY.
 pub fn network(
     caller: &Caller,
-    action: Action,
-    req: u64,
+    action: NetA,
+    req: NetR,
     args: NetArgs,
     port_owner: impl Fn(u16) -> Option<CellId>,
 ) -> Verdict {
@@ -327,12 +374,13 @@ pub fn network(
         Standing::Host => None,
         Standing::Active(p) => Some(p),
     };
-    if action == net::BIND {
-        return match args.bind_port {
-            Some(port) if port != 0 && BIND_CHECKED.contains(&req) => match port_owner(port) {
-                Some(owner) if owner != caller.cell => Verdict::Deny,
-                _ => Verdict::Defer,
-            },
+    if action == NetA::Bind {
+        let owner = args.bind_port.filter(|&p| p != 0).and_then(&port_owner);
+        if args.reuseport && profile.is_some() && owner != Some(caller.cell) {
+            return Verdict::Deny;
+        }
+        return match owner {
+            Some(o) if o != caller.cell && BIND_CHECKED.contains(&req) => Verdict::Deny,
             _ => Verdict::Defer,
         };
     }
@@ -340,11 +388,11 @@ pub fn network(
         Some(p) if MEDIUM_AND_HIGH.contains(p) => {}
         _ => return Verdict::Defer,
     }
-    if action != net::SOCKET {
+    if action != NetA::Socket {
         return Verdict::Deny;
     }
     let routing = args.domain.is_some_and(|d| ROUTING_DOMAINS.contains(&d));
-    if (req == net::req::SOCKET_OPEN && routing) || SOCKET_HOST_GLOBAL.contains(&req) {
+    if (req == NetR::SocketOpen && routing) || SOCKET_HOST_GLOBAL.contains(&req) {
         Verdict::Deny
     } else {
         Verdict::Defer
@@ -353,13 +401,24 @@ pub fn network(
 
 // ------------------------------------------------------- machdep, device
 
-/// MACHDEP and DEVICE scopes: no per-cell namespace exists for either, so a
-/// medium/high cell is denied every action.
-pub fn machdep_or_device(caller: &Caller) -> Verdict {
+/// MACHDEP scope: no per-cell namespace exists for it, so a medium/high
+/// cell is denied every action.
+pub fn machdep(caller: &Caller) -> Verdict {
     match caller.standing {
         Standing::Host => Verdict::Defer,
         Standing::Stale => Verdict::Deny,
         Standing::Active(p) if MEDIUM_AND_HIGH.contains(p) => Verdict::Deny,
         Standing::Active(_) => Verdict::Defer,
+    }
+}
+
+/// DEVICE scope: as [`machdep`], and TTY_STI (pushing input into a
+/// terminal, TIOCSTI) is denied to cells at every profile: a cell process
+/// holding a descriptor of a host terminal could otherwise type commands
+/// into the host shell.
+pub fn device(caller: &Caller, action: DeviceAction) -> Verdict {
+    match (caller.standing, action) {
+        (Standing::Active(_), DeviceAction::TtySti) => Verdict::Deny,
+        _ => machdep(caller),
     }
 }

@@ -6,12 +6,14 @@
 //! kernel, anything `Copy` in tests).
 
 use crate::abi::{
-    self, CellCreate, CellId, CellInfo, Profile, CELLID_HOST, CELL_CREATE_ALL, CELL_CREATE_PORTS,
-    CELL_CREATE_PROFILE, CELL_CREATE_RLIMIT_AS, CELL_CREATE_RLIMIT_CORE, CELL_CREATE_RLIMIT_NOFILE,
-    CELL_DENY_SCOPES, CELL_NAME_BUF, CELL_PORTS_MAX, CELL_ROOT_BUF,
+    self, CellCreate, CellId, CellInfo, Profile, CELLID_HOST, CELL_CREATE_ALL, CELL_CREATE_MAXPROC,
+    CELL_CREATE_PORTS, CELL_CREATE_PROFILE, CELL_CREATE_RLIMIT_AS, CELL_CREATE_RLIMIT_CORE,
+    CELL_CREATE_RLIMIT_NOFILE, CELL_DENY_SCOPES, CELL_NAME_BUF, CELL_PORTS_MAX,
+    CELL_RLIMIT_INFINITY, CELL_ROOT_BUF,
 };
 use crate::errno::{Errno, EBUSY, EEXIST, EINVAL, ENOENT, ENOMEM, EOVERFLOW};
 use crate::idmap::IdMap;
+use crate::policy::CellBounds;
 use crate::ports::PortMap;
 use crate::telemetry::CellTelemetry;
 use alloc::vec::Vec;
@@ -36,6 +38,8 @@ pub struct CreateSpec {
     pub ports: [u16; CELL_PORTS_MAX],
     pub nports: usize,
     pub rlimits: [u64; 3],
+    /// The process limit, live and zombie members.
+    pub maxproc: Option<u32>,
     pub name: [u8; CELL_NAME_BUF],
     pub root: [u8; CELL_ROOT_BUF],
 }
@@ -44,13 +48,20 @@ impl CreateSpec {
     /// Validates a [`CellCreate`] as the kernel receives it. Every failure
     /// is EINVAL: unknown flags; a port count or list without its flag, out
     /// of range, with 0 or a duplicate; an rlimit value without its flag;
-    /// a profile outside 0..=2; a name or root that is unterminated, empty,
-    /// badly formed; non-zero padding (the original ignored it).
+    /// a profile outside 0..=2; a process limit of 0 with its flag or any
+    /// without; a name or root that is unterminated, empty, badly formed;
+    /// non-zero padding (the original ignored it).
     pub fn from_request(cc: &CellCreate) -> Result<CreateSpec, Errno> {
         let flags = cc.cc_flags;
-        if flags & !CELL_CREATE_ALL != 0 || cc.cc_pad0 != 0 {
+        if flags & !CELL_CREATE_ALL != 0 || cc.cc_pad0 != 0 || cc.cc_pad1 != 0 {
             return Err(EINVAL);
         }
+        let maxproc = match (flags & CELL_CREATE_MAXPROC != 0, cc.cc_maxproc) {
+            (true, 0) => return Err(EINVAL),
+            (true, n) => Some(n),
+            (false, 0) => None,
+            (false, _) => return Err(EINVAL),
+        };
         let nports = usize::from(cc.cc_nports);
         if flags & CELL_CREATE_PORTS == 0 {
             if nports != 0 {
@@ -83,6 +94,7 @@ impl CreateSpec {
             ports: [0; CELL_PORTS_MAX],
             nports,
             rlimits: rlimit_flags.map(|(v, _)| v),
+            maxproc,
             name: [0; CELL_NAME_BUF],
             root: [0; CELL_ROOT_BUF],
         };
@@ -103,6 +115,17 @@ impl CreateSpec {
     pub fn ports(&self) -> &[u16] {
         &self.ports[..self.nports]
     }
+
+    /// What the policy bounds for this cell: the process limit, and the
+    /// stored RLIMIT_AS as the ceiling of every member's hard limit.
+    pub fn bounds(&self) -> CellBounds {
+        let as_set = self.flags & CELL_CREATE_RLIMIT_AS != 0;
+        CellBounds {
+            maxproc: self.maxproc,
+            rlimit_as: (as_set && self.rlimits[1] != CELL_RLIMIT_INFINITY)
+                .then_some(self.rlimits[1]),
+        }
+    }
 }
 
 /// One cell.
@@ -118,6 +141,8 @@ pub struct CellEntry<R> {
     pub created_ns: u64,
     /// Denies of this cell's credentials, per scope.
     pub deny: [u64; CELL_DENY_SCOPES],
+    /// Forks denied by the process limit.
+    pub fork_denied: u64,
     pub telemetry: CellTelemetry,
 }
 
@@ -148,6 +173,9 @@ impl<R> CellEntry<R> {
             ci_pad0: 0,
             ci_ports: ports,
             ci_deny: self.deny,
+            ci_maxproc: s.maxproc.unwrap_or(0),
+            ci_pad1: 0,
+            ci_fork_denied: self.fork_denied,
         }
     }
 }
@@ -274,6 +302,7 @@ impl<R: Copy> CellTable<R> {
             holds: 0,
             created_ns: now_ns,
             deny: [0; CELL_DENY_SCOPES],
+            fork_denied: 0,
             telemetry: CellTelemetry::default(),
         };
         if let Err(e) = self.cells.insert(id, entry) {

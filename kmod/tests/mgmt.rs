@@ -130,8 +130,8 @@ fn request(name: &str, root: &str) -> CellCreate {
 fn create_call(m: &mut Mock, cc: &CellCreate) -> Result<u32, Errno> {
     m.new = cc.as_bytes().to_vec();
     m.req = Request {
-        new_len: Some(424),
-        old_cap: Some(424),
+        new_len: Some(432),
+        old_cap: Some(432),
     };
     mgmt::create(m)
 }
@@ -155,7 +155,7 @@ fn list(m: &mut Mock) -> Vec<CellInfo> {
     };
     mgmt::list(m).unwrap();
     m.old
-        .chunks(512)
+        .chunks(528)
         .map(|c| CellInfo::from_bytes(c).unwrap())
         .collect()
 }
@@ -168,7 +168,7 @@ fn create_success_publishes_an_active_cell() {
     let mut cc = request("web", "/cells/web");
     cc.set_profile(Profile::Medium);
     cc.set_ports(&[8080, 8443]).unwrap();
-    cc.set_rlimit_nofile(1024);
+    cc.set_rlimit_nofile(1056);
     let id = create_call(&mut m, &cc).unwrap();
     assert_eq!(id, 1);
     let reply = CellCreate::from_bytes(&m.old).unwrap();
@@ -184,7 +184,7 @@ fn create_success_publishes_an_active_cell() {
     assert_eq!(info[0].name(), Ok(&b"web"[..]));
     assert_eq!(info[0].profile(), Some(Profile::Medium));
     assert_eq!(info[0].ports(), &[8080, 8443]);
-    assert_eq!(info[0].ci_rlimit_nofile, 1024);
+    assert_eq!(info[0].ci_rlimit_nofile, 1056);
     assert_eq!(info[0].ci_create_flags, cc.cc_flags);
 }
 
@@ -206,7 +206,7 @@ fn create_caller_and_buffer_errors_in_order() {
     m.subject = Some(HOST_USER);
     m.req = Request {
         new_len: None,
-        old_cap: Some(424),
+        old_cap: Some(432),
     };
     assert_eq!(mgmt::create(&mut m), Err(EINVAL));
     // Not host root: EPERM (host user, root in a cell, user in a cell).
@@ -217,30 +217,30 @@ fn create_caller_and_buffer_errors_in_order() {
     ] {
         m.subject = Some(s);
         m.req = Request {
-            new_len: Some(424),
-            old_cap: Some(424),
+            new_len: Some(432),
+            old_cap: Some(432),
         };
         assert_eq!(mgmt::create(&mut m), Err(EPERM));
     }
     m.subject = None;
     // Old buffer missing or short: ENOMEM before the length check.
-    for old_cap in [None, Some(423)] {
+    for old_cap in [None, Some(431)] {
         m.req = Request {
             new_len: Some(1),
             old_cap,
         };
         assert_eq!(mgmt::create(&mut m), Err(ENOMEM));
     }
-    for new_len in [0, 423, 425] {
+    for new_len in [0, 424, 431, 433] {
         m.req = Request {
             new_len: Some(new_len),
-            old_cap: Some(424),
+            old_cap: Some(432),
         };
         assert_eq!(mgmt::create(&mut m), Err(EINVAL));
     }
     m.req = Request {
-        new_len: Some(424),
-        old_cap: Some(424),
+        new_len: Some(432),
+        old_cap: Some(432),
     };
     m.copyin_fault = true;
     assert_eq!(mgmt::create(&mut m), Err(EFAULT));
@@ -314,6 +314,15 @@ fn create_request_validation_is_einval() {
     let mut c = ok;
     c.cc_pad0 = 1;
     cases.push(("padding", c));
+    let mut c = ok;
+    c.cc_pad1 = 1;
+    cases.push(("padding after the process limit", c));
+    let mut c = ok;
+    c.cc_flags |= CELL_CREATE_MAXPROC;
+    cases.push(("process limit 0 with its flag", c));
+    let mut c = ok;
+    c.cc_maxproc = 64;
+    cases.push(("process limit without its flag", c));
     for (what, cc) in cases {
         let mut m = Mock::default();
         assert_eq!(create_call(&mut m, &cc), Err(EINVAL), "{what}");
@@ -532,7 +541,7 @@ fn list_errors_and_probe() {
         old_cap: None,
     };
     mgmt::list(&mut m).unwrap();
-    assert_eq!(m.old_len, Some(1024));
+    assert_eq!(m.old_len, Some(1056));
     m.req = Request {
         new_len: None,
         old_cap: Some(1023),
@@ -617,7 +626,7 @@ fn stats_node() {
     m.subject = Some(HOST_USER);
     mgmt::stats(&mut m).unwrap();
     let st = CellStats::from_bytes(&m.old).unwrap();
-    assert_eq!((st.cs_abi_version, st.cs_ncells, st.cs_next_id), (2, 1, 2));
+    assert_eq!((st.cs_abi_version, st.cs_ncells, st.cs_next_id), (3, 1, 2));
 }
 
 // ------------------------------------------------------------ module

@@ -15,6 +15,13 @@ use std::path::PathBuf;
 /// Create, enter, inspect and destroy cells: kernel-enforced compartments.
 #[derive(FromArgs)]
 struct CtlArgs {
+    /// run the command on another host over ssh: [user@]host (same output,
+    /// exit codes and confirmations as there)
+    #[argh(option, short = 'H')]
+    host: Option<String>,
+    /// with -H: the command that runs cellctl there (default: cellctl)
+    #[argh(option)]
+    remote_cmd: Option<String>,
     #[argh(subcommand)]
     command: Command,
 }
@@ -88,6 +95,9 @@ struct ListArgs {
     /// omit the header line (only with -T)
     #[argh(switch, short = 'H')]
     no_header: bool,
+    /// one JSON object per cell (JSON Lines), keys as the -o names, typed values
+    #[argh(switch)]
+    json: bool,
     /// print only these comma-separated columns
     #[argh(option, short = 'o')]
     fields: Option<String>,
@@ -113,6 +123,9 @@ struct StatsArgs {
     /// omit the header line (only with -T)
     #[argh(switch, short = 'H')]
     no_header: bool,
+    /// one JSON object per cell (JSON Lines), keys as the -o names, typed values
+    #[argh(switch)]
+    json: bool,
     /// print only these comma-separated columns
     #[argh(option, short = 'o')]
     fields: Option<String>,
@@ -126,7 +139,14 @@ pub fn main(personality: &str, args: &[String]) -> i32 {
         Ok(a) => a,
         Err(code) => return code,
     };
+    if let Some(host) = &parsed.host {
+        let args = crate::ipc::ssh::command_args(args);
+        return crate::ipc::ssh::forward(personality, host, parsed.remote_cmd.as_deref(), args);
+    }
     exit::run(personality, || {
+        if parsed.remote_cmd.is_some() {
+            anyhow::bail!("--remote-cmd only applies with -H HOST");
+        }
         let cfg = Config::load().context("reading the configuration")?;
         let kernel = kernel::host(&cfg).context("opening the kernel backend")?;
         match parsed.command {
@@ -216,22 +236,24 @@ fn exec(kernel: &dyn Kernel, a: ExecArgs) -> Result<i32> {
 fn output_options(
     tsv: bool,
     no_header: bool,
+    json: bool,
     fields: Option<String>,
     view: Option<&str>,
 ) -> OutputOptions {
     OutputOptions {
         tsv,
         no_header,
+        json,
         fields,
         view: view.map(str::to_string),
     }
 }
 
 fn list(kernel: &dyn Kernel, a: ListArgs) -> Result<i32> {
-    let opts = output_options(a.tsv, a.no_header, a.fields, None);
+    let opts = output_options(a.tsv, a.no_header, a.json, a.fields, None);
     opts.validate()?;
     let cells = kernel.list().context("list cells")?;
-    if cells.is_empty() && !a.tsv {
+    if cells.is_empty() && !a.tsv && !a.json {
         println!("no cells");
         return Ok(exit::EXIT_OK);
     }
@@ -244,17 +266,17 @@ fn stats(cfg: &Config, kernel: &dyn Kernel, a: StatsArgs) -> Result<i32> {
     if a.http && !a.prometheus {
         anyhow::bail!("-h requires -P: the HTTP header is for Prometheus output");
     }
-    if a.tsv && (a.verbose || a.prometheus) {
-        anyhow::bail!("-T cannot be combined with -v or -P");
+    if (a.tsv || a.json) && (a.verbose || a.prometheus) {
+        anyhow::bail!("-T and --json cannot be combined with -v or -P");
     }
-    let view = if a.tsv {
+    let view = if a.tsv || a.json {
         "tsv"
     } else if a.verbose {
         "verbose"
     } else {
         "compact"
     };
-    let opts = output_options(a.tsv, a.no_header, a.fields, Some(view));
+    let opts = output_options(a.tsv, a.no_header, a.json, a.fields, Some(view));
     opts.validate()?;
     let cells = kernel.stats().context("read cell statistics")?;
     // A supervisor file that cannot be read blanks that cell's fields only.
@@ -282,7 +304,7 @@ fn stats(cfg: &Config, kernel: &dyn Kernel, a: StatsArgs) -> Result<i32> {
         );
         return Ok(exit::EXIT_OK);
     }
-    if cells.is_empty() && !a.tsv {
+    if cells.is_empty() && !a.tsv && !a.json {
         println!("no cells");
         return Ok(exit::EXIT_OK);
     }

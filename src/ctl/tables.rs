@@ -95,11 +95,12 @@ fn common(info: &CellInfo, name: &str) -> Value {
         "AS" => limit(info.rlimits.address_space),
         "CORE" => limit(info.rlimits.core),
         "PROFILE" => info.profile.as_str().into(),
-        "PORTS" if info.ports.is_empty() => Value::Empty,
-        "PORTS" => {
-            let ports: Vec<String> = info.ports.iter().map(u16::to_string).collect();
-            ports.join(",").into()
-        }
+        "PORTS" => Value::List(
+            info.ports
+                .iter()
+                .map(|p| Value::from(u32::from(*p)))
+                .collect(),
+        ),
         _ => Value::Empty,
     }
 }

@@ -480,14 +480,16 @@ impl Record for CellRow {
             "root" => self.root.as_str().into(),
             "autostart" => self.autostart.into(),
             "create_profile" => self.create_profile.as_str().into(),
-            "create_reserved_ports" => self.create_reserved_ports.as_str().into(),
-            "create_rlimit_nofile" => self.create_rlimit_nofile.as_str().into(),
-            "create_rlimit_as" => self.create_rlimit_as.as_str().into(),
-            "create_rlimit_core" => self.create_rlimit_core.as_str().into(),
-            "depends_on" => self.depends_on.as_str().into(),
+            // The row keeps the printed forms the IPC bridge carries; the
+            // contract types them here (lists, numbers or "unlimited").
+            "create_reserved_ports" => Value::list_from_csv(&self.create_reserved_ports),
+            "create_rlimit_nofile" => Value::number_or_text(&self.create_rlimit_nofile),
+            "create_rlimit_as" => Value::number_or_text(&self.create_rlimit_as),
+            "create_rlimit_core" => Value::number_or_text(&self.create_rlimit_core),
+            "depends_on" => Value::list_from_csv(&self.depends_on),
             "healthcheck" => self.healthcheck.as_str().into(),
             "supervise_cmd" => self.supervise_cmd.as_str().into(),
-            "volume_mounts" => self.volume_mounts.as_str().into(),
+            "volume_mounts" => Value::list_from_csv(&self.volume_mounts),
             "manifest" => self.manifest.into(),
             "rendered" => self.rendered.into(),
             "apply_present" => self.apply_present.into(),
@@ -513,7 +515,7 @@ impl Record for VolumeRow {
             "path" => self.path.as_str().into(),
             "mounted" => self.mounted.into(),
             "refs" => self.refs.into(),
-            "used_by" => self.used_by.as_str().into(),
+            "used_by" => Value::list_from_csv(&self.used_by),
             "state" => self.state.as_str().into(),
             other => unreachable!("field {other} is not in VOLUME_SCHEMA"),
         }
@@ -589,11 +591,60 @@ mod tests {
             tsv: true,
             no_header: true,
             fields: Some("name,state".into()),
-            view: None,
+            ..OutputOptions::default()
         };
         assert_eq!(
             CELL_SCHEMA.render(&opts, &rows).unwrap(),
             "a\tdeclared\nb\tmanaged\n"
         );
+    }
+
+    #[test]
+    fn json_types_ports_mounts_limits_and_absent_numbers() {
+        let row = CellRow {
+            name: "web".into(),
+            create_reserved_ports: "80,443".into(),
+            create_rlimit_nofile: "1024".into(),
+            create_rlimit_as: "unlimited".into(),
+            volume_mounts: "data:/srv/data:rw".into(),
+            ..CellRow::default()
+        };
+        let opts = OutputOptions {
+            json: true,
+            fields: Some(
+                "name,running,cid,create_reserved_ports,create_rlimit_nofile,\
+                 create_rlimit_as,depends_on,volume_mounts"
+                    .into(),
+            ),
+            view: Some("merged".into()),
+            ..OutputOptions::default()
+        };
+        let out = CELL_SCHEMA.render(&opts, &[row]).unwrap();
+        let v: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "name": "web", "running": false, "cid": null,
+                "create_reserved_ports": [80, 443],
+                "create_rlimit_nofile": 1024, "create_rlimit_as": "unlimited",
+                "depends_on": [], "volume_mounts": ["data:/srv/data:rw"],
+            })
+        );
+    }
+
+    #[test]
+    fn json_without_fields_carries_every_field_of_the_view() {
+        let opts = OutputOptions {
+            json: true,
+            ..OutputOptions::default()
+        };
+        let out = CELL_SCHEMA.render(&opts, &[CellRow::default()]).unwrap();
+        let v: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(out.trim_end()).unwrap();
+        let compact = CELL_SCHEMA.views.iter().find(|v| v.name == "compact");
+        let keys: Vec<&str> = v.keys().map(String::as_str).collect();
+        let mut want = compact.unwrap().allowed.to_vec();
+        want.sort_unstable();
+        assert_eq!(keys, want);
     }
 }

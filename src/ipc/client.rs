@@ -4,6 +4,7 @@
 
 use super::frame::{write_frame, FrameDecoder};
 use super::proto::{decode, encode, Envelope, RemoteError, Request, Response, PROTOCOL_VERSION};
+use super::ssh::{Session, SshTarget};
 use anyhow::{anyhow, bail, Context, Result};
 use std::fs::File;
 use std::io::Read;
@@ -20,10 +21,7 @@ pub enum Endpoint {
     /// This very binary, started as `cellmgr ipc serve --stdio`.
     Local,
     /// `ssh -T destination <remote_command> ipc serve --stdio`.
-    Ssh {
-        destination: String,
-        remote_command: String,
-    },
+    Ssh(SshTarget),
     /// A running `cellmgr ipc serve --socket PATH`.
     Socket(PathBuf),
 }
@@ -32,7 +30,7 @@ impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Endpoint::Local => f.write_str("local cellmgr"),
-            Endpoint::Ssh { destination, .. } => write!(f, "ssh {destination}"),
+            Endpoint::Ssh(t) => write!(f, "ssh {}", t.destination),
             Endpoint::Socket(p) => write!(f, "socket {}", p.display()),
         }
     }
@@ -85,18 +83,13 @@ impl Connection {
                 cmd.process_group(0);
                 spawn(cmd)?
             }
-            Endpoint::Ssh {
-                destination,
-                remote_command,
-            } => {
-                let mut cmd = Command::new("ssh");
-                cmd.arg("-T");
-                if !prompt_ok {
-                    cmd.args(["-o", "BatchMode=yes"]).process_group(0);
-                }
-                cmd.args(["--", destination])
-                    .arg(format!("{remote_command} ipc serve --stdio"));
-                spawn(cmd)?
+            Endpoint::Ssh(target) => {
+                let session = if prompt_ok {
+                    Session::Pipe
+                } else {
+                    Session::Batch
+                };
+                spawn(target.command(&["ipc", "serve", "--stdio"], session))?
             }
         };
         let timeout = if prompt_ok {

@@ -7,6 +7,8 @@
 //! - [`server`]: sessions over a [`server::Backend`]; stdio and socket transports.
 //! - [`client`]: connecting, the handshake, blocking and event-loop reads.
 //! - [`logtail`]: following a service log for the `LogTail` request.
+//! - [`ssh`]: the ssh command line to another host, for the bridge and for
+//!   `cellmgr -H` / `cellctl -H`.
 //!
 //! The protocol is described for operators in cellmgr(8), IPC PROTOCOL.
 
@@ -15,3 +17,4 @@ pub mod frame;
 pub mod logtail;
 pub mod proto;
 pub mod server;
+pub mod ssh;

@@ -106,13 +106,34 @@ impl Kernel for NetBsdKernel {
                 .map_err(|e| anyhow::anyhow!("{e}"))
                 .with_context(what)?;
         }
+        if let Some(pct) = spec.limits.cpu_percent {
+            bail!(
+                "creating cell '{}': --cpu {pct} cannot be enforced on NetBSD: the kernel has no \
+                 CPU share or quota for a group of processes (leave the CPU limit unset)",
+                spec.name
+            );
+        }
         let stored = |l: Limit| l.unwrap_or(abi::CELL_RLIMIT_INFINITY);
         if spec.rlimits.nofile.is_some() {
             cc.set_rlimit_nofile(stored(spec.rlimits.nofile));
         }
-        if spec.rlimits.address_space.is_some() {
-            cc.set_rlimit_as(stored(spec.rlimits.address_space));
+        // Memory is bounded per process: the stored RLIMIT_AS is applied at
+        // every entry and the kernel refuses to let a member raise it.
+        if let Some(address_space) = memory_limit(spec) {
+            cc.set_rlimit_as(address_space);
         }
+        if let Some(n) = spec.limits.maxproc {
+            let n = u32::try_from(n).ok().filter(|&n| n > 0).with_context(|| {
+                format!(
+                    "creating cell '{}': the process limit {n} must be 1 to 4294967295",
+                    spec.name
+                )
+            })?;
+            cc.set_maxproc(n)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .with_context(what)?;
+        }
+        // `disk` is enforced by the storage the engine puts under the cell.
         if spec.rlimits.core.is_some() {
             cc.set_rlimit_core(stored(spec.rlimits.core));
         }
@@ -180,11 +201,7 @@ impl Kernel for NetBsdKernel {
                     .as_bytes(),
             )
             .context("working directory")?,
-            rlimits: if spec.apply_rlimits {
-                rlimits_to_set(&info.rlimits)
-            } else {
-                Vec::new()
-            },
+            rlimits: rlimits_to_set(&info.rlimits, spec.apply_rlimits),
             groups: spec.groups.clone(),
             ids: match (spec.uid, spec.gid) {
                 (Some(u), Some(g)) => Some((u, g)),
@@ -363,15 +380,26 @@ fn to_info(c: &abi::CellInfo, now_ns: u64) -> CellInfo {
     }
 }
 
-/// The limits `spawn` sets: each stored one (soft = hard); unset ones stay.
-fn rlimits_to_set(r: &Rlimits) -> Vec<(libc::c_int, u64)> {
+/// The stored RLIMIT_AS of a new cell: the memory limit, or the explicit
+/// address-space rlimit, whichever is lower (`None`: neither is set).
+fn memory_limit(spec: &CellSpec) -> Option<u64> {
+    match (spec.limits.memory, spec.rlimits.address_space) {
+        (Some(m), Some(a)) => Some(m.min(a)),
+        (m, a) => m.or(a),
+    }
+}
+
+/// The limits `spawn` sets (soft = hard; unset ones stay). RLIMIT_AS always:
+/// it is the cell's memory bound, which the kernel keeps members from
+/// raising. NOFILE and CORE only for supervised commands (`all`).
+fn rlimits_to_set(r: &Rlimits, all: bool) -> Vec<(libc::c_int, u64)> {
     [
-        (libc::RLIMIT_NOFILE, r.nofile),
-        (libc::RLIMIT_AS, r.address_space),
-        (libc::RLIMIT_CORE, r.core),
+        (libc::RLIMIT_AS, r.address_space, true),
+        (libc::RLIMIT_NOFILE, r.nofile, all),
+        (libc::RLIMIT_CORE, r.core, all),
     ]
     .into_iter()
-    .filter_map(|(res, v)| v.map(|v| (res, v)))
+    .filter_map(|(res, v, set)| v.filter(|_| set).map(|v| (res, v)))
     .collect()
 }
 

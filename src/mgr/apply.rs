@@ -1,7 +1,7 @@
 //! `cellmgr apply`: make runtime match desired state. Plan first (printed one
 //! action per line, the same in dry-run and real runs), then act.
 
-use super::{load_config, lock, Run};
+use super::{load_config, lock, plan_rows, Run};
 use crate::engine::manifest;
 use crate::engine::plan::execute::{self, PlanSettings, Timing, Verbosity};
 use crate::engine::plan::review::{self, Reviewed};
@@ -21,7 +21,8 @@ use std::path::PathBuf;
 /// --expect-digest or --expect-plan refuses, before changing anything, when the
 /// plan it computes under the lock is not the one reviewed. Exit 0 converged,
 /// 1 something failed or the plan changed; with --dry-run 2 means something
-/// would change.
+/// would change. --json prints the plan, its digest and the results as JSON
+/// Lines (progress goes to stderr).
 pub struct Apply {
     /// cells to converge (with their dependencies); default: all
     #[argh(positional)]
@@ -53,6 +54,10 @@ pub struct Apply {
     /// print every plan step and the output of commands run in cells
     #[argh(switch, short = 'v')]
     verbose: bool,
+    /// print the plan, its digest, each result and the totals as JSON Lines on
+    /// stdout; progress goes to stderr
+    #[argh(switch)]
+    json: bool,
 }
 
 impl Run for Apply {
@@ -62,6 +67,9 @@ impl Run for Apply {
         }
         if self.silent && self.verbose {
             bail!("--silent and --verbose exclude each other");
+        }
+        if self.silent && self.json {
+            bail!("--silent and --json exclude each other");
         }
         for n in &self.names {
             crate::names::validate("cell", n)?;
@@ -129,7 +137,9 @@ impl Run for Apply {
             crate::fs::host::write_atomic(path, recorded.as_bytes())
                 .with_context(|| format!("writing the plan to {}", path.display()))?;
         }
-        if verbosity != Verbosity::Silent {
+        if self.json {
+            print!("{}", plan_rows::plan(&plan)?);
+        } else if verbosity != Verbosity::Silent {
             // A dry run shows the digest to review the plan by; a real run just acts.
             print!(
                 "{}",
@@ -157,7 +167,12 @@ impl Run for Apply {
             pkg_tool: cfg.pkg_tool.clone(),
             env,
         };
-        let mut out = std::io::stdout();
+        // With --json stdout carries only JSON: progress goes to stderr.
+        let mut out: Box<dyn std::io::Write> = if self.json {
+            Box::new(std::io::stderr())
+        } else {
+            Box::new(std::io::stdout())
+        };
         let summary = execute::execute(
             &plan,
             &rt,
@@ -166,7 +181,9 @@ impl Run for Apply {
             verbosity,
             &mut out,
         );
-        if verbosity != Verbosity::Silent && (plan.changes() || !summary.ok()) {
+        if self.json {
+            print!("{}", plan_rows::results(&summary)?);
+        } else if verbosity != Verbosity::Silent && (plan.changes() || !summary.ok()) {
             print!("{}", summary.table());
         } else if !summary.ok() {
             eprint!("{}", summary.table());

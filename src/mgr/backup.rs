@@ -62,6 +62,9 @@ pub struct ListArgs {
     /// no header line (only with -T)
     #[argh(switch, short = 'H')]
     pub no_header: bool,
+    /// one JSON object per archive (JSON Lines), typed values, every field unless -o
+    #[argh(switch)]
+    pub json: bool,
     /// comma-separated fields to print (see the BACKUPS section of cellmgr(8))
     #[argh(option, short = 'o')]
     pub fields: Option<String>,
@@ -189,7 +192,9 @@ impl Record for Row<'_> {
             "status" => self.b.status().into(),
             "sha256" => side.map(|s| s.sha256.clone()).into(),
             "source" => side.map(|s| s.source.clone()).into(),
-            "quiesced" => side.map(|s| s.quiesced.join(",")).into(),
+            "quiesced" => side.map_or(Value::Empty, |s| {
+                Value::List(s.quiesced.iter().map(|c| c.as_str().into()).collect())
+            }),
             "archive" => self.b.path.to_string_lossy().into_owned().into(),
             "seq" => side.map(|s| s.seq).into(),
             _ => Value::Empty,
@@ -259,6 +264,7 @@ fn list(cfg: &Config, kind: Kind, a: ListArgs) -> Result<i32> {
     let opts = OutputOptions {
         tsv: a.tsv,
         no_header: a.no_header,
+        json: a.json,
         fields: a.fields,
         view: a.view,
     };

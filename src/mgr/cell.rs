@@ -149,7 +149,15 @@ const KEY_FLAGS: &[(&str, &str)] = &[
 /// Names the flag instead of a line of a file that was never written, when a
 /// value given on the command line is invalid.
 fn flag_error(e: anyhow::Error) -> anyhow::Error {
+    flag_error_with(e, &[])
+}
+
+/// `flag_error`, naming `--set` for the keys in `generic` (given as KEY=VALUE).
+fn flag_error_with(e: anyhow::Error, generic: &[&str]) -> anyhow::Error {
     if let Some(fe) = e.downcast_ref::<crate::rcconf::FileError>() {
+        if generic.iter().any(|k| fe.message.starts_with(k)) {
+            return anyhow::anyhow!("--set {}", fe.message);
+        }
         if let Some((_, flag)) = KEY_FLAGS.iter().find(|(k, _)| fe.message.starts_with(k)) {
             return anyhow::anyhow!("{flag}: {}", fe.message);
         }
@@ -239,29 +247,10 @@ impl Run for Create {
             .require("cell create", &[Scope::Desired, Scope::Both])?;
         let (cfg, _lock) = lock_named("cell", "create", &self.name)?;
         let flags = key_flags!(self);
-        let mut updates = vec![
-            ("CELL_NAME", Some(self.name.clone())),
-            ("CELL_AUTOSTART", Some("NO".to_string())),
-            ("CELL_CREATE_PROFILE", Some("high".to_string())),
-        ];
-        for (k, v) in flags.updates()? {
-            match updates.iter_mut().find(|(uk, _)| *uk == k) {
-                Some(slot) => slot.1 = v,
-                None => updates.push((k, v)),
-            }
-        }
-        let apply = manifest::apply_path(&cfg, &self.name);
+        let updates = with_create_defaults(&self.name, flags.updates()?);
         let m = manifest::write_cell(&cfg, &self.name, WriteMode::Create, &updates)
             .map_err(flag_error)?;
-        if !apply.exists() {
-            if let Err(e) =
-                crate::fs::host::write_atomic(&apply, apply_template(&self.name).as_bytes())
-            {
-                // Leave no half-declared cell behind.
-                let _ = std::fs::remove_file(&m.path);
-                return Err(e.context(format!("cell {} was not created", self.name)));
-            }
-        }
+        write_apply_template(&cfg, &self.name, &m.path)?;
         println!("created cell {} ({})", self.name, m.path.display());
         if scope.runtime() {
             return converge(&cfg, &self.name);
@@ -370,9 +359,110 @@ pub struct Set {
     /// remove the four CELL_SUPERVISE_* log keys
     #[argh(switch)]
     clear_log: bool,
+    /// any manifest key, KEY=VALUE as in cells(5) (repeatable)
+    #[argh(option)]
+    set: Vec<String>,
+    /// remove a manifest key (repeatable)
+    #[argh(option)]
+    unset: Vec<String>,
+    /// declare the cell (as 'create') when it is not declared yet
+    #[argh(switch)]
+    create: bool,
+    /// change nothing: print the keys whose value would change
+    #[argh(switch)]
+    dry_run: bool,
+    /// print the changed keys as JSON Lines (key, old, new)
+    #[argh(switch)]
+    json: bool,
     /// desired (default): the manifest only; both: also converge the runtime
     #[argh(option, default = "Scope::Desired")]
     scope: Scope,
+}
+
+/// `--set KEY=VALUE` and `--unset KEY` as updates; the key must be one of
+/// `keys` (CELL_NAME is the file name and cannot be set).
+fn generic_updates(
+    keys: &'static [(&'static str, &'static str)],
+    set: &[String],
+    unset: &[String],
+) -> Result<Vec<(&'static str, Option<String>)>> {
+    let known = |flag: &str, k: &str| -> Result<&'static str> {
+        match keys
+            .iter()
+            .find(|(name, _)| *name == k && !name.ends_with("_NAME"))
+        {
+            Some((name, _)) => Ok(name),
+            None => {
+                let names: Vec<&str> = keys
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .filter(|n| !n.ends_with("_NAME"))
+                    .collect();
+                bail!(
+                    "{flag} {k}: not a key that can be set; expected one of {}",
+                    names.join(", ")
+                )
+            }
+        }
+    };
+    let mut out: Vec<(&'static str, Option<String>)> = Vec::new();
+    for a in set {
+        let Some((k, v)) = a.split_once('=') else {
+            bail!("--set '{a}': expected KEY=VALUE, e.g. --set CELL_AUTOSTART=YES");
+        };
+        out.push((known("--set", k)?, Some(v.to_string())));
+    }
+    for k in unset {
+        out.push((known("--unset", k)?, None));
+    }
+    Ok(out)
+}
+
+/// Adds `more` to `updates`, refusing a key given twice.
+fn merge_updates(
+    updates: &mut Vec<(&'static str, Option<String>)>,
+    more: Vec<(&'static str, Option<String>)>,
+) -> Result<()> {
+    for (k, v) in more {
+        if updates.iter().any(|(uk, _)| *uk == k) {
+            bail!("{k} is given twice: once is enough");
+        }
+        updates.push((k, v));
+    }
+    Ok(())
+}
+
+/// The keys every new manifest starts with; `updates` override them.
+fn with_create_defaults(
+    name: &str,
+    updates: Vec<(&'static str, Option<String>)>,
+) -> Vec<(&'static str, Option<String>)> {
+    let mut all = vec![
+        ("CELL_NAME", Some(name.to_string())),
+        ("CELL_AUTOSTART", Some("NO".to_string())),
+        ("CELL_CREATE_PROFILE", Some("high".to_string())),
+    ];
+    for (k, v) in updates {
+        match all.iter_mut().find(|(uk, _)| *uk == k) {
+            Some(slot) => slot.1 = v,
+            None => all.push((k, v)),
+        }
+    }
+    all
+}
+
+/// Writes the comment-only `.apply` plan beside a new manifest, unless one
+/// exists; on failure removes the manifest so no half-declared cell is left.
+fn write_apply_template(cfg: &Config, name: &str, manifest: &std::path::Path) -> Result<()> {
+    let apply = manifest::apply_path(cfg, name);
+    if apply.exists() {
+        return Ok(());
+    }
+    if let Err(e) = crate::fs::host::write_atomic(&apply, apply_template(name).as_bytes()) {
+        let _ = std::fs::remove_file(manifest);
+        return Err(e.context(format!("cell {name} was not created")));
+    }
+    Ok(())
 }
 
 impl Run for Set {
@@ -409,24 +499,89 @@ impl Run for Set {
                 updates.push((key, None));
             }
         }
+        let generic = generic_updates(manifest::CELL_KEYS, &self.set, &self.unset)?;
+        let generic_keys: Vec<&str> = generic.iter().map(|(k, _)| *k).collect();
+        merge_updates(&mut updates, generic)?;
         if updates.is_empty() {
             bail!("nothing to change: give at least one option (see cellmgr cell set --help)");
         }
         // Existence only: `set` may be what repairs an invalid key.
-        if !manifest::cell_path(&cfg, &self.name).exists() {
-            bail!(
-                "cell {} is not declared ({} does not exist): use cellmgr cell create",
+        let exists = manifest::cell_path(&cfg, &self.name).exists();
+        let (mode, updates) = match (exists, self.create) {
+            (true, _) => (WriteMode::Update, updates),
+            (false, true) => (WriteMode::Create, with_create_defaults(&self.name, updates)),
+            (false, false) => bail!(
+                "cell {} is not declared ({} does not exist): use cellmgr cell create, or --create",
                 self.name,
                 manifest::cell_path(&cfg, &self.name).display()
-            );
+            ),
+        };
+        let planned = manifest::plan_cell(&cfg, &self.name, mode, &updates)
+            .map_err(|e| flag_error_with(e, &generic_keys))?;
+        if self.json {
+            print!("{}", key_changes(&planned.changes)?);
         }
-        manifest::write_cell(&cfg, &self.name, WriteMode::Update, &updates).map_err(flag_error)?;
-        println!("updated cell {}", self.name);
+        let verb = if exists { "update" } else { "create" };
+        if self.dry_run {
+            if !self.json {
+                for c in &planned.changes {
+                    println!("{}: '{}' -> '{}'", c.key, c.old, c.new);
+                }
+                match planned.changes.is_empty() {
+                    true => println!("cell {} unchanged", self.name),
+                    false => println!("would {verb} cell {}", self.name),
+                }
+            }
+            return Ok(EXIT_OK);
+        }
+        if planned.changes.is_empty() && exists {
+            if !self.json {
+                println!("cell {} unchanged", self.name);
+            }
+        } else {
+            manifest::store_cell(&cfg, &planned)?;
+            if !exists {
+                write_apply_template(&cfg, &self.name, &planned.manifest.path)?;
+            }
+            if !self.json {
+                println!("{verb}d cell {}", self.name);
+            }
+        }
         if scope.runtime() {
             return converge(&cfg, &self.name);
         }
         Ok(EXIT_OK)
     }
+}
+
+const KEY_CHANGES: crate::output::Schema = crate::output::Schema {
+    noun: "key change",
+    views: &[crate::output::View {
+        name: "json",
+        allowed: &["key", "old", "new"],
+        default: &["key", "old", "new"],
+    }],
+    default_view: "json",
+};
+
+impl crate::output::Record for manifest::KeyChange {
+    fn field(&self, name: &str) -> crate::output::Value {
+        match name {
+            "key" => self.key.into(),
+            "old" => self.old.as_str().into(),
+            "new" => self.new.as_str().into(),
+            other => unreachable!("field {other} is not a key-change field"),
+        }
+    }
+}
+
+/// `cell set --json`: one row per changed key (none: unchanged).
+fn key_changes(changes: &[manifest::KeyChange]) -> Result<String> {
+    let opts = crate::output::OutputOptions {
+        json: true,
+        ..Default::default()
+    };
+    KEY_CHANGES.render(&opts, changes)
 }
 
 #[derive(FromArgs)]
@@ -823,6 +978,9 @@ pub struct List {
     /// no header line (only with -T)
     #[argh(switch, short = 'H', long = "no-header")]
     no_header: bool,
+    /// one JSON object per row (JSON Lines), typed values, every field of the view unless -o
+    #[argh(switch)]
+    json: bool,
 }
 
 fn cell_rows_for(cfg: &Config, fields: &[&str]) -> Result<Vec<crate::model::CellRow>> {
@@ -839,7 +997,7 @@ impl Run for List {
             (None, Some(_)) => Some("merged".to_string()),
             (v, _) => v.clone(),
         };
-        let opts = options(&view, &self.fields, self.tsv, self.no_header);
+        let opts = options(&view, &self.fields, self.tsv, self.no_header, self.json);
         let fields = CELL_SCHEMA.select(&opts)?;
         let cfg = load_config()?;
         let rows = cell_rows_for(&cfg, &fields)?;
@@ -867,12 +1025,15 @@ pub struct Show {
     /// no header line (only with -T)
     #[argh(switch, short = 'H', long = "no-header")]
     no_header: bool,
+    /// one JSON object per row (JSON Lines), typed values, every field of the view unless -o
+    #[argh(switch)]
+    json: bool,
 }
 
 impl Run for Show {
     fn run(self) -> Result<i32> {
         let view = self.view.clone().or_else(|| Some("merged".into()));
-        let opts = options(&view, &self.fields, self.tsv, self.no_header);
+        let opts = options(&view, &self.fields, self.tsv, self.no_header, self.json);
         let fields = CELL_SCHEMA.select(&opts)?;
         let cfg = load_config()?;
         let rows = cell_rows_for(&cfg, &fields)?;
@@ -901,11 +1062,14 @@ pub struct Fields {
     /// no header line (only with -T)
     #[argh(switch, short = 'H', long = "no-header")]
     no_header: bool,
+    /// one JSON object per row (JSON Lines), typed values, every field of the view unless -o
+    #[argh(switch)]
+    json: bool,
 }
 
 impl Run for Fields {
     fn run(self) -> Result<i32> {
-        let opts = options(&self.view, &None, self.tsv, self.no_header);
+        let opts = options(&self.view, &None, self.tsv, self.no_header, self.json);
         print!("{}", fields(&CELL_SCHEMA, &opts)?);
         Ok(EXIT_OK)
     }

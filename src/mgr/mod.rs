@@ -42,6 +42,7 @@ pub mod confirm;
 mod editor;
 pub mod ipc;
 mod output;
+mod plan_rows;
 mod removal;
 mod system;
 mod volume;
@@ -57,6 +58,14 @@ pub trait Run {
 /// (cells(5)), runtime state under the data directory; see cellmgr(8).
 #[derive(FromArgs)]
 pub struct Cellmgr {
+    /// run the command on another host over ssh: [user@]host (same output,
+    /// exit codes and confirmations as there)
+    #[argh(option, short = 'H')]
+    pub host: Option<String>,
+    /// with -H: the command that runs cellmgr there (default: cellmgr), e.g.
+    /// 'sudo cellmgr'
+    #[argh(option)]
+    pub remote_cmd: Option<String>,
     #[argh(subcommand)]
     pub command: Command,
 }
@@ -81,7 +90,20 @@ pub fn main(personality: &str, args: &[String]) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    crate::exit::run(personality, || parsed.command.run())
+    match &parsed.host {
+        Some(host) => crate::ipc::ssh::forward(
+            personality,
+            host,
+            parsed.remote_cmd.as_deref(),
+            crate::ipc::ssh::command_args(args),
+        ),
+        None => crate::exit::run(personality, || {
+            if parsed.remote_cmd.is_some() {
+                bail!("--remote-cmd only applies with -H HOST");
+            }
+            parsed.command.run()
+        }),
+    }
 }
 
 /// Which state a command changes: the manifests, the runtime, or both.

@@ -1,6 +1,6 @@
 //! The read flags every list/show/fields command shares, and `fields` output.
 
-use crate::output::{render_table, render_tsv, OutputOptions, Record, Schema, Value};
+use crate::output::{render_rows, OutputOptions, Record, Schema, Value};
 use anyhow::{bail, Result};
 
 pub fn options(
@@ -8,10 +8,12 @@ pub fn options(
     fields: &Option<String>,
     tsv: bool,
     no_header: bool,
+    json: bool,
 ) -> OutputOptions {
     OutputOptions {
         tsv,
         no_header,
+        json,
         fields: fields.clone(),
         view: view.clone(),
     }
@@ -47,15 +49,11 @@ pub fn fields(schema: &Schema, opts: &OutputOptions) -> Result<String> {
                 .filter(|v| v.allowed.contains(f))
                 .map(|v| v.name)
                 .collect();
-            vec![Value::from(*f), Value::from(views.join(","))]
+            let views = views.iter().map(|v| Value::from(*v)).collect();
+            vec![Value::from(*f), Value::List(views)]
         })
         .collect();
-    let header = ["field", "views"];
-    Ok(if opts.tsv {
-        render_tsv(&header, &rows, !opts.no_header)
-    } else {
-        render_table(&header, &rows)
-    })
+    Ok(render_rows(opts, &["field", "views"], &rows))
 }
 
 /// `show`: the rows that are the one asked for, or the error `missing` when

@@ -234,6 +234,9 @@ pub struct List {
     /// no header line (only with -T)
     #[argh(switch, short = 'H', long = "no-header")]
     no_header: bool,
+    /// one JSON object per row (JSON Lines), typed values, every field of the view unless -o
+    #[argh(switch)]
+    json: bool,
 }
 
 fn volume_rows(cfg: &Config) -> Result<Vec<crate::model::VolumeRow>> {
@@ -243,7 +246,13 @@ fn volume_rows(cfg: &Config) -> Result<Vec<crate::model::VolumeRow>> {
 
 impl Run for List {
     fn run(self) -> Result<i32> {
-        let opts = options(&self.view, &self.fields, self.tsv, self.no_header);
+        let opts = options(
+            &self.view,
+            &self.fields,
+            self.tsv,
+            self.no_header,
+            self.json,
+        );
         VOLUME_SCHEMA.select(&opts)?;
         let cfg = load_config()?;
         print!("{}", VOLUME_SCHEMA.render(&opts, &volume_rows(&cfg)?)?);
@@ -270,11 +279,20 @@ pub struct Show {
     /// no header line (only with -T)
     #[argh(switch, short = 'H', long = "no-header")]
     no_header: bool,
+    /// one JSON object per row (JSON Lines), typed values, every field of the view unless -o
+    #[argh(switch)]
+    json: bool,
 }
 
 impl Run for Show {
     fn run(self) -> Result<i32> {
-        let opts = options(&self.view, &self.fields, self.tsv, self.no_header);
+        let opts = options(
+            &self.view,
+            &self.fields,
+            self.tsv,
+            self.no_header,
+            self.json,
+        );
         VOLUME_SCHEMA.select(&opts)?;
         let cfg = load_config()?;
         let rows = volume_rows(&cfg)?;
@@ -303,11 +321,14 @@ pub struct Fields {
     /// no header line (only with -T)
     #[argh(switch, short = 'H', long = "no-header")]
     no_header: bool,
+    /// one JSON object per row (JSON Lines), typed values, every field of the view unless -o
+    #[argh(switch)]
+    json: bool,
 }
 
 impl Run for Fields {
     fn run(self) -> Result<i32> {
-        let opts = options(&self.view, &None, self.tsv, self.no_header);
+        let opts = options(&self.view, &None, self.tsv, self.no_header, self.json);
         print!("{}", fields(&VOLUME_SCHEMA, &opts)?);
         Ok(EXIT_OK)
     }

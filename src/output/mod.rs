@@ -1,5 +1,6 @@
 //! The one renderer behind every read command: human tables, TSV (`-T`), no header
-//! (`-H`, only with `-T`), field selection (`-o`), and projections (`--view`).
+//! (`-H`, only with `-T`), JSON Lines (`--json`), field selection (`-o`), and
+//! projections (`--view`).
 //!
 //! A read command describes its rows with a [`Schema`] (every field, and per view the
 //! fields allowed and shown by default) and hands rows that implement [`Record`].
@@ -37,11 +38,19 @@ pub trait Record {
     fn field(&self, name: &str) -> Value;
 }
 
+impl<T: Record> Record for &T {
+    fn field(&self, name: &str) -> Value {
+        (*self).field(name)
+    }
+}
+
 /// The output flags a read command was given.
 #[derive(Debug, Clone, Default)]
 pub struct OutputOptions {
     pub tsv: bool,
     pub no_header: bool,
+    /// One JSON object per row (JSON Lines), keys named as the fields.
+    pub json: bool,
     pub fields: Option<String>,
     pub view: Option<String>,
 }
@@ -49,6 +58,9 @@ pub struct OutputOptions {
 impl OutputOptions {
     /// Checks the flag combinations that are usage errors on their own.
     pub fn validate(&self) -> Result<()> {
+        if self.json && (self.tsv || self.no_header) {
+            bail!("--json excludes -T and -H: JSON Lines has no header and no columns");
+        }
         if self.no_header && !self.tsv {
             bail!("-H requires -T: the header can only be dropped from TSV output");
         }
@@ -68,11 +80,19 @@ impl Schema {
     }
 
     /// Resolves `--view` and `-o` into the ordered list of fields to print.
+    /// Without `-o`, JSON carries every field of the view (a key a script does not
+    /// read costs nothing; a missing one costs a second call), tables and TSV the
+    /// view's default columns.
     pub fn select(&self, opts: &OutputOptions) -> Result<Vec<&'static str>> {
         opts.validate()?;
         let view = self.view(opts.view.as_deref().unwrap_or(self.default_view))?;
         let Some(spec) = opts.fields.as_deref().filter(|s| !s.trim().is_empty()) else {
-            return Ok(view.default.to_vec());
+            let all = if opts.json {
+                view.allowed
+            } else {
+                view.default
+            };
+            return Ok(all.to_vec());
         };
         let mut out = Vec::new();
         for token in spec.split(',').map(str::trim) {
@@ -108,11 +128,7 @@ impl Schema {
             .iter()
             .map(|r| fields.iter().map(|f| r.field(f)).collect())
             .collect();
-        Ok(if opts.tsv {
-            render_tsv(&fields, &cells, !opts.no_header)
-        } else {
-            render_table(&fields, &cells)
-        })
+        Ok(render_rows(opts, &fields, &cells))
     }
 
     /// The `fields` command: every field with the views it appears in.
@@ -137,6 +153,38 @@ impl Schema {
         }
         s
     }
+}
+
+/// Renders rows of values in the format `opts` asks for (table, TSV or JSON).
+pub fn render_rows(opts: &OutputOptions, fields: &[&str], rows: &[Vec<Value>]) -> String {
+    if opts.json {
+        render_json(fields, rows)
+    } else if opts.tsv {
+        render_tsv(fields, rows, !opts.no_header)
+    } else {
+        render_table(fields, rows)
+    }
+}
+
+/// JSON Lines: one object per row, keys in field order, typed values (see
+/// [`Value::json`]); no rows, no output.
+pub fn render_json(fields: &[&str], rows: &[Vec<Value>]) -> String {
+    let mut out = String::new();
+    for row in rows {
+        out.push('{');
+        for (i, (f, v)) in fields.iter().zip(row).enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            // Written by hand so keys keep the contract's order; serde_json
+            // escapes each key and value.
+            out.push_str(&serde_json::Value::from(*f).to_string());
+            out.push(':');
+            out.push_str(&v.json().to_string());
+        }
+        out.push_str("}\n");
+    }
+    out
 }
 
 /// TSV: raw values, booleans 1/0, tabs/newlines/backslashes escaped.

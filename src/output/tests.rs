@@ -64,6 +64,7 @@ fn opts(tsv: bool, no_header: bool, fields: Option<&str>, view: Option<&str>) ->
     OutputOptions {
         tsv,
         no_header,
+        json: false,
         fields: fields.map(String::from),
         view: view.map(String::from),
     }
@@ -188,4 +189,90 @@ fn describe_lists_every_field_once_with_its_views() {
     let d = SCHEMA.describe();
     assert!(d.starts_with("name\tmerged,runtime,desired\n"), "{d}");
     assert_eq!(d.lines().count(), ALL.len());
+}
+
+fn json_opts(fields: Option<&str>, view: Option<&str>) -> OutputOptions {
+    OutputOptions {
+        json: true,
+        ..opts(false, false, fields, view)
+    }
+}
+
+fn parse_lines(out: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+#[test]
+fn json_is_one_typed_object_per_row_in_field_order() {
+    let out = SCHEMA
+        .render(&json_opts(Some("name,running,age,cpu,note"), None), &rows())
+        .unwrap();
+    assert_eq!(out.lines().count(), 2);
+    // Keys keep the order asked for (serde_json's own maps would sort them).
+    assert!(
+        out.starts_with(
+            r#"{"name":"db","running":true,"age":273600,"cpu":null,"note":"a\tb\nc\\d"}"#
+        ),
+        "{out}"
+    );
+    let v = parse_lines(&out);
+    assert_eq!(v[0]["note"], "a\tb\nc\\d");
+    assert_eq!(
+        v[1],
+        serde_json::json!({"name": "web", "running": false, "age": 720, "cpu": null, "note": ""})
+    );
+}
+
+#[test]
+fn json_without_fields_has_every_field_of_the_view() {
+    let v = parse_lines(&SCHEMA.render(&json_opts(None, None), &rows()).unwrap());
+    let keys: Vec<&String> = v[0].as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), ALL.len());
+    let runtime = parse_lines(
+        &SCHEMA
+            .render(&json_opts(None, Some("runtime")), &rows())
+            .unwrap(),
+    );
+    assert_eq!(runtime[0].as_object().unwrap().len(), 4);
+}
+
+#[test]
+fn json_excludes_tsv_and_no_header_and_prints_nothing_for_no_rows() {
+    for (tsv, no_header) in [(true, false), (false, true), (true, true)] {
+        let o = OutputOptions {
+            json: true,
+            ..opts(tsv, no_header, None, None)
+        };
+        let err = SCHEMA.render(&o, &rows()).unwrap_err();
+        assert!(
+            err.to_string().contains("--json excludes -T and -H"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        SCHEMA
+            .render(&json_opts(None, None), &[] as &[Row])
+            .unwrap(),
+        ""
+    );
+}
+
+#[test]
+fn lists_are_arrays_in_json_and_comma_joined_elsewhere() {
+    let ports = Value::list_from_csv("80, 443");
+    assert_eq!(ports, Value::List(vec![Value::Int(80), Value::Int(443)]));
+    assert_eq!(ports.tsv(), "80,443");
+    assert_eq!(ports.human(), "80,443");
+    assert_eq!(ports.json(), serde_json::json!([80, 443]));
+    let none = Value::list_from_csv("");
+    assert_eq!((none.tsv(), none.human()), (String::new(), "-".to_string()));
+    assert_eq!(none.json(), serde_json::json!([]));
+    assert_eq!(
+        Value::list_from_csv("data:/srv:rw").json(),
+        serde_json::json!(["data:/srv:rw"])
+    );
+    assert_eq!(Value::number_or_text("unlimited").json(), "unlimited");
+    assert_eq!(Value::number_or_text("4096").json(), 4096);
 }

@@ -10,6 +10,9 @@ pub enum Value {
     Bool(bool),
     /// A duration in seconds: raw in TSV, humanised (`3d4h`) in tables.
     Age(u64),
+    /// Several values (ports, mounts, names): comma-joined in TSV and tables,
+    /// an array in JSON.
+    List(Vec<Value>),
 }
 
 impl Value {
@@ -20,6 +23,7 @@ impl Value {
             Value::Int(i) => i.to_string(),
             Value::Bool(b) => if *b { "1" } else { "0" }.to_string(),
             Value::Age(s) => s.to_string(),
+            Value::List(items) => join(items, Value::tsv),
         }
     }
 
@@ -31,8 +35,46 @@ impl Value {
             Value::Int(i) => i.to_string(),
             Value::Bool(b) => if *b { "YES" } else { "NO" }.to_string(),
             Value::Age(s) => humanize_age(*s),
+            Value::List(items) if items.is_empty() => "-".to_string(),
+            Value::List(items) => join(items, Value::tsv),
         }
     }
+
+    /// The JSON form: absent is `null`, numbers and ages are numbers, lists are
+    /// arrays.
+    pub fn json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Value::Empty => J::Null,
+            Value::Str(s) => J::String(s.clone()),
+            Value::Int(i) => J::from(*i),
+            Value::Bool(b) => J::Bool(*b),
+            Value::Age(s) => J::from(*s),
+            Value::List(items) => J::Array(items.iter().map(Value::json).collect()),
+        }
+    }
+
+    /// A list from the comma-separated form the read rows keep (`80,443`,
+    /// `data:/srv:rw,logs:/log:ro`); items that are numbers become numbers.
+    pub fn list_from_csv(text: &str) -> Value {
+        Value::List(
+            text.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(Value::number_or_text)
+                .collect(),
+        )
+    }
+
+    /// A number when `text` is one (`1024`), else the text (`unlimited`).
+    pub fn number_or_text(text: &str) -> Value {
+        text.parse::<i64>()
+            .map_or_else(|_| Value::from(text), Value::Int)
+    }
+}
+
+fn join(items: &[Value], each: fn(&Value) -> String) -> String {
+    items.iter().map(each).collect::<Vec<_>>().join(",")
 }
 
 impl From<&str> for Value {

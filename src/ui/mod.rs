@@ -12,6 +12,7 @@ pub mod view;
 
 use crate::exit;
 use crate::ipc::client::{Connection, Endpoint};
+use crate::ipc::ssh::{Session, SshTarget};
 use anyhow::{bail, Context, Result};
 use app::{App, Bridge, Effect, Purpose};
 use argh::FromArgs;
@@ -61,10 +62,7 @@ const LOG_EVERY: Duration = Duration::from_secs(1);
 fn endpoint(args: &UiArgs) -> Result<Endpoint> {
     Ok(match (&args.host, &args.socket) {
         (Some(_), Some(_)) => bail!("-H and -S exclude each other: use ssh (-H) or a socket (-S)"),
-        (Some(h), None) => Endpoint::Ssh {
-            destination: h.clone(),
-            remote_command: args.remote_cmd.clone(),
-        },
+        (Some(h), None) => Endpoint::Ssh(SshTarget::new(h, &args.remote_cmd)?),
         (None, Some(p)) => Endpoint::Socket(p.clone()),
         (None, None) => Endpoint::Local,
     })
@@ -369,14 +367,12 @@ impl Ui {
         screen.suspend();
         println!("cellui: shell in cell {cell}; leave it (exit) to return to cellui");
         let mut cmd = match &self.endpoint {
-            Endpoint::Ssh {
-                destination,
-                remote_command,
-            } => {
-                let mut c = Command::new("ssh");
-                c.args(["-t", "--", destination])
-                    .arg(format!("{} exec {cell}", ctl_command(remote_command)));
-                c
+            Endpoint::Ssh(target) => {
+                let ctl = SshTarget {
+                    remote_command: ctl_command(&target.remote_command),
+                    ..target.clone()
+                };
+                ctl.command(&["exec", cell], Session::Tty)
             }
             Endpoint::Local | Endpoint::Socket(_) => {
                 let mut c = Command::new(std::env::current_exe().context("finding this program")?);

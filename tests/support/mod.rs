@@ -5,12 +5,14 @@
 //! - [`ctl`]: a temporary cellctl environment (`Env`) with busybox roots;
 //! - [`ipc`]: an in-memory control plane behind a real bridge socket, and
 //!   hand-made protocol frames;
-//! - [`tmux`]: the real `cellui` in a real terminal.
+//! - [`tmux`]: the real `cellui` in a real terminal;
+//! - [`ssh`]: a stand-in `ssh` and a real sshd on 127.0.0.1, for `-H`.
 
 // Each test binary uses a different part.
 #![allow(dead_code)]
 
 pub mod ipc;
+pub mod ssh;
 pub mod tmux;
 pub mod world;
 

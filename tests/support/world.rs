@@ -74,7 +74,12 @@ impl World {
     /// Runs cellmgr with `args` in a new session (no controlling terminal, so
     /// confirmations cannot be typed) and stdin from /dev/null.
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new(&self.bin);
+        self.run_program(&self.bin, args, env)
+    }
+
+    /// `run_env` for another program, e.g. the `cells` binary with `ctl ...`.
+    pub fn run_program(&self, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .env("CELLMGR_CONF", &self.conf)
             .env_remove("VISUAL")

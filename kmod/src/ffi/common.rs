@@ -1,127 +1,71 @@
-//! The parts of the kernel ABI that NetBSD 10.1 and the 2016 rump tree share:
-//! sysctl, module and kauth constants, the opaque handle types and the few
-//! structures the glue fills in. Each ABI file re-exports this and adds what
-//! differs (structure offsets, `kauth_action_t`, symbol names).
+//! What every kernel binding shares: the release's constants and offsets
+//! (typed views of [`crate::kabi`], generated from the release's table),
+//! the opaque handle types and the few structures the glue fills in. Each
+//! binding file re-exports this and adds its symbols.
 
-#![allow(non_upper_case_globals)]
-
-// The ABI file's own constants and types (offsets, `KauthAction`) come from the parent.
-use super::*;
 use core::ffi::{c_char, c_int, c_uint, c_void};
 
+use crate::kabi;
+
+/// `kauth_action_t` of the release (64-bit since NetBSD 10; 32-bit before).
+pub use crate::kabi::KauthAction;
+
+/// `__NetBSD_Version__` of the release the module is built for: the
+/// module's `mi_version`. The kernel refuses a module whose version differs
+/// by 10000 or more (a module built for 10.0 does not load on 10.1).
+pub const NETBSD_VERSION: c_uint = kabi::NETBSD_VERSION as c_uint;
+
+// struct proc, struct lwp, struct cwdinfo, struct vmspace, struct vnode,
+// struct socket, struct rlimit.
+pub const PROC_P_LIST: usize = kabi::PROC_P_LIST as usize;
+pub const PROC_P_CRED: usize = kabi::PROC_P_CRED as usize;
+pub const PROC_P_CWDI: usize = kabi::PROC_P_CWDI as usize;
+pub const PROC_P_VMSPACE: usize = kabi::PROC_P_VMSPACE as usize;
+pub const PROC_P_FLAG: usize = kabi::PROC_P_FLAG as usize;
+pub const PROC_P_STAT: usize = kabi::PROC_P_STAT as usize;
+pub const PROC_P_UTICKS: usize = kabi::PROC_P_UTICKS as usize;
+pub const PROC_P_STICKS: usize = kabi::PROC_P_STICKS as usize;
+pub const PROC_P_ITICKS: usize = kabi::PROC_P_ITICKS as usize;
+pub const PK_MARKER: u32 = kabi::PK_MARKER as u32;
+pub const SZOMB: u8 = kabi::SZOMB as u8;
+pub const LWP_L_PROC: usize = kabi::LWP_L_PROC as usize;
+pub const LWP_L_CRED: usize = kabi::LWP_L_CRED as usize;
+pub const CWDI_RDIR: usize = kabi::CWDINFO_CWDI_RDIR as usize;
+pub const CWDI_LOCK: usize = kabi::CWDINFO_CWDI_LOCK as usize;
+pub const RW_READER: c_int = kabi::RW_READER as c_int;
+pub const VMSPACE_VM_MAP_SIZE: usize = kabi::VMSPACE_VM_MAP_SIZE as usize;
+pub const VNODE_V_TYPE: usize = kabi::VNODE_V_TYPE as usize;
+pub const VDIR: c_int = kabi::VDIR as c_int;
+pub const SOCKET_SO_OPTIONS: usize = kabi::SOCKET_SO_OPTIONS as usize;
+pub const SO_REUSEPORT: u16 = kabi::SO_REUSEPORT as u16;
+pub const RLIMIT_RLIM_MAX: usize = kabi::RLIMIT_RLIM_MAX as usize;
+pub const RLIMIT_AS: usize = kabi::RLIMIT_AS as usize;
+
 // sysctl(9).
-pub const SYSCTLNODE_SIZE: usize = 96;
-pub const SYSCTLNODE_FLAGS: usize = 0;
-pub const SYSCTLNODE_NUM: usize = 4;
-pub const SYSCTLNODE_NAME: usize = 8;
-pub const CTL_SECURITY: c_int = 13;
-pub const CTL_EOL: c_int = -1;
-pub const CTL_CREATE: c_int = -3;
-pub const CTLTYPE_NODE: c_int = 1;
-pub const CTLTYPE_INT: c_int = 2;
-pub const CTLTYPE_STRING: c_int = 3;
-pub const CTLTYPE_STRUCT: c_int = 5;
-pub const CTLFLAG_READONLY: c_int = 0;
-pub const CTLFLAG_READWRITE: c_int = 0x70;
-pub const CTLFLAG_PERMANENT: c_int = 0x200;
-pub const CTLFLAG_IMMEDIATE: c_int = 0x800;
+pub const SYSCTLNODE_SIZE: usize = kabi::SYSCTLNODE_SIZE as usize;
+pub const CTL_SECURITY: c_int = kabi::CTL_SECURITY as c_int;
+pub const CTL_EOL: c_int = kabi::CTL_EOL as c_int;
+pub const CTL_CREATE: c_int = kabi::CTL_CREATE as c_int;
+pub const CTLTYPE_NODE: c_int = kabi::CTLTYPE_NODE as c_int;
+pub const CTLTYPE_INT: c_int = kabi::CTLTYPE_INT as c_int;
+pub const CTLTYPE_STRING: c_int = kabi::CTLTYPE_STRING as c_int;
+pub const CTLTYPE_STRUCT: c_int = kabi::CTLTYPE_STRUCT as c_int;
+pub const CTLFLAG_READONLY: c_int = kabi::CTLFLAG_READONLY as c_int;
+pub const CTLFLAG_READWRITE: c_int = kabi::CTLFLAG_READWRITE as c_int;
+pub const CTLFLAG_IMMEDIATE: c_int = kabi::CTLFLAG_IMMEDIATE as c_int;
 
 // module(9).
-pub const MODULE_CLASS_SECMODEL: c_int = 5;
-pub const MODULE_CMD_INIT: c_int = 0;
-pub const MODULE_CMD_FINI: c_int = 1;
-pub const MODULE_CMD_AUTOUNLOAD: c_int = 3;
-pub const MAXMODNAME: usize = 32;
+pub const MODULE_CLASS_SECMODEL: c_int = kabi::MODULE_CLASS_SECMODEL as c_int;
 
 // callout(9), log(9), kmem(9), mutex(9).
-pub const CALLOUT_SIZE: usize = 80;
-pub const CALLOUT_MPSAFE: c_uint = 0x100;
-pub const LOG_INFO: c_int = 6;
-pub const LOG_NOTICE: c_int = 5;
-pub const KM_NOSLEEP: c_uint = 0x2;
-pub const MUTEX_DEFAULT: c_int = 0;
+pub const CALLOUT_SIZE: usize = kabi::CALLOUT_SIZE as usize;
+pub const CALLOUT_MPSAFE: c_uint = kabi::CALLOUT_MPSAFE as c_uint;
+pub const LOG_INFO: c_int = kabi::LOG_INFO as c_int;
+pub const LOG_NOTICE: c_int = kabi::LOG_NOTICE as c_int;
+pub const KM_NOSLEEP: c_uint = kabi::KM_NOSLEEP as c_uint;
+pub const MUTEX_DEFAULT: c_int = kabi::MUTEX_DEFAULT as c_int;
+/// `IPL_NONE`: 0 on every port (machine/intr.h is kernel-only).
 pub const IPL_NONE: c_int = 0;
-
-/// Every checked value by its probe name (kmod/layout/probe*.c).
-pub const LAYOUT: &[(&str, i64)] = &[
-    ("netbsd_version", NETBSD_VERSION as i64),
-    ("proc_p_list", PROC_P_LIST as i64),
-    ("proc_p_cred", PROC_P_CRED as i64),
-    ("proc_p_cwdi", PROC_P_CWDI as i64),
-    ("proc_p_vmspace", PROC_P_VMSPACE as i64),
-    ("proc_p_stat", PROC_P_STAT as i64),
-    ("proc_p_pid", PROC_P_PID as i64),
-    ("proc_p_uticks", PROC_P_UTICKS as i64),
-    ("proc_p_sticks", PROC_P_STICKS as i64),
-    ("proc_p_iticks", PROC_P_ITICKS as i64),
-    ("szomb", SZOMB as i64),
-    ("lwp_l_proc", LWP_L_PROC as i64),
-    ("lwp_l_cred", LWP_L_CRED as i64),
-    ("cwdinfo_cwdi_rdir", CWDI_RDIR as i64),
-    ("cwdinfo_cwdi_lock", CWDI_LOCK as i64),
-    ("rw_reader", RW_READER as i64),
-    ("vmspace_vm_map_size", VMSPACE_VM_MAP_SIZE as i64),
-    ("vnode_v_type", VNODE_V_TYPE as i64),
-    ("vdir", VDIR as i64),
-    ("sysctlnode_size", SYSCTLNODE_SIZE as i64),
-    ("sysctlnode_flags", SYSCTLNODE_FLAGS as i64),
-    ("sysctlnode_num", SYSCTLNODE_NUM as i64),
-    ("sysctlnode_name", SYSCTLNODE_NAME as i64),
-    ("ctl_security", CTL_SECURITY as i64),
-    ("ctl_eol", CTL_EOL as i64),
-    ("ctl_create", CTL_CREATE as i64),
-    ("ctltype_node", CTLTYPE_NODE as i64),
-    ("ctltype_int", CTLTYPE_INT as i64),
-    ("ctltype_string", CTLTYPE_STRING as i64),
-    ("ctltype_struct", CTLTYPE_STRUCT as i64),
-    ("ctlflag_readwrite", CTLFLAG_READWRITE as i64),
-    ("ctlflag_permanent", CTLFLAG_PERMANENT as i64),
-    ("ctlflag_immediate", CTLFLAG_IMMEDIATE as i64),
-    ("modinfo_size", core::mem::size_of::<ModInfo>() as i64),
-    (
-        "modinfo_mi_version",
-        core::mem::offset_of!(ModInfo, mi_version) as i64,
-    ),
-    (
-        "modinfo_mi_class",
-        core::mem::offset_of!(ModInfo, mi_class) as i64,
-    ),
-    (
-        "modinfo_mi_modcmd",
-        core::mem::offset_of!(ModInfo, mi_modcmd) as i64,
-    ),
-    (
-        "modinfo_mi_name",
-        core::mem::offset_of!(ModInfo, mi_name) as i64,
-    ),
-    (
-        "modinfo_mi_required",
-        core::mem::offset_of!(ModInfo, mi_required) as i64,
-    ),
-    ("module_class_secmodel", MODULE_CLASS_SECMODEL as i64),
-    ("module_cmd_init", MODULE_CMD_INIT as i64),
-    ("module_cmd_fini", MODULE_CMD_FINI as i64),
-    ("module_cmd_autounload", MODULE_CMD_AUTOUNLOAD as i64),
-    ("maxmodname", MAXMODNAME as i64),
-    ("callout_size", core::mem::size_of::<Callout>() as i64),
-    ("callout_mpsafe", CALLOUT_MPSAFE as i64),
-    ("log_info", LOG_INFO as i64),
-    ("log_notice", LOG_NOTICE as i64),
-    ("af_inet", crate::kauth::af::INET as i64),
-    ("af_inet6", crate::kauth::af::INET6 as i64),
-    ("pf_route", crate::kauth::af::ROUTE as i64),
-    ("pf_oroute", crate::kauth::af::OROUTE as i64),
-    ("eperm", crate::errno::EPERM.0 as i64),
-    ("enoent", crate::errno::ENOENT.0 as i64),
-    ("enomem", crate::errno::ENOMEM.0 as i64),
-    ("efault", crate::errno::EFAULT.0 as i64),
-    ("ebusy", crate::errno::EBUSY.0 as i64),
-    ("eexist", crate::errno::EEXIST.0 as i64),
-    ("enotdir", crate::errno::ENOTDIR.0 as i64),
-    ("einval", crate::errno::EINVAL.0 as i64),
-    ("enotty", crate::errno::ENOTTY.0 as i64),
-    ("eoverflow", crate::errno::EOVERFLOW.0 as i64),
-];
 
 pub type KauthCred = *mut c_void;
 pub type KauthListener = *mut c_void;
@@ -156,7 +100,7 @@ pub type SysctlFn = unsafe extern "C" fn(
 
 pub type ModCmdFn = unsafe extern "C" fn(c_int, *mut c_void) -> c_int;
 
-/// `modinfo_t`.
+/// `modinfo_t` (its layout is checked against the table in tests/kabi.rs).
 #[repr(C)]
 pub struct ModInfo {
     pub mi_version: c_uint,

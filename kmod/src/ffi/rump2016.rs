@@ -1,43 +1,13 @@
-//! The ABI of a rump kernel built from the 2016 NetBSD 7.99.34 tree
-//! (`rumpkernel/src-netbsd` with `buildrump.sh`), amd64: 32-bit
-//! `kauth_action_t`, older `struct proc`/`lwp` layouts, `proc_lock` a
-//! pointer, and every kernel symbol prefixed with `rumpns_`. Used only to
+//! The symbols of a rump kernel built from the 2016 NetBSD 7.99.34 tree
+//! (`rumpkernel/src-netbsd` with `buildrump.sh`), amd64: every kernel symbol
+//! prefixed with `rumpns_`, and `proc_lock` a pointer. Its constants and
+//! offsets come from kmod/kabi/rump-2016.tab (see `common`). Used only to
 //! run the module against NetBSD's real kauth, sysctl, secmodel and module
-//! code in userspace (feature `rump2016`); the offsets below were measured
-//! by compiling kmod/layout/probe.c's expressions with that tree's kernel
-//! flags. tests/layout.rs does not apply to this file.
+//! code in userspace (feature `rump2016`).
 
 #![allow(non_upper_case_globals)]
 
 use core::ffi::{c_char, c_int, c_uint, c_void};
-
-/// `__NetBSD_Version__` of the release the module is built for; the kernel
-/// refuses a module whose version differs by 10000 or more (a module built
-/// for 10.0 does not load on 10.1 without `modload -f`).
-pub const NETBSD_VERSION: c_uint = 799_003_400;
-
-// struct proc, struct lwp, struct cwdinfo, struct vmspace, struct vnode.
-pub const PROC_P_LIST: usize = 0;
-pub const PROC_P_CRED: usize = 96;
-pub const PROC_P_CWDI: usize = 112;
-pub const PROC_P_VMSPACE: usize = 136;
-pub const PROC_P_STAT: usize = 208;
-pub const PROC_P_PID: usize = 212;
-pub const PROC_P_UTICKS: usize = 384;
-pub const PROC_P_STICKS: usize = 392;
-pub const PROC_P_ITICKS: usize = 400;
-pub const SZOMB: u8 = 5;
-pub const LWP_L_PROC: usize = 456;
-pub const LWP_L_CRED: usize = 784;
-pub const CWDI_RDIR: usize = 8;
-pub const CWDI_LOCK: usize = 24;
-pub const RW_READER: c_int = 0;
-pub const VMSPACE_VM_MAP_SIZE: usize = 248;
-pub const VNODE_V_TYPE: usize = 264;
-pub const VDIR: c_int = 2;
-
-/// `kauth_action_t` (32-bit before NetBSD 10).
-pub type KauthAction = u32;
 
 pub use super::common::*;
 

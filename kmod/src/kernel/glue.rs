@@ -7,15 +7,18 @@
 use crate::abi::{self, CellId, DenyScope, Node, CELLID_HOST, CELL_ABI_VERSION, CELL_ROOT_BUF};
 use crate::errno::{Errno, EFAULT, EINVAL, ENOMEM, ENOTDIR};
 use crate::ffi::{self, KauthCred, KauthKey, Lwp, Vnode};
-use crate::kauth::{self, sockaddr_port};
+use crate::kabi;
+use crate::kauth::{self, sockaddr_port, NetworkAction, ProcessAction, ProcessReq};
 use crate::mgmt::{self, Kernel, Request};
 use crate::model::{Model, Subject};
 use crate::module::{self, Step};
-use crate::policy::{self, CredEffect, NetArgs, Verdict};
+use crate::policy::{self, CredEffect, NetArgs, ProcArgs, Verdict};
+use crate::proclist;
 use crate::telemetry::ProcSample;
 use core::cell::UnsafeCell;
 use core::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use core::fmt::{self, Write};
+use core::ops::ControlFlow;
 use core::ptr::{self, null, null_mut};
 
 /// Root directory handle: a referenced vnode.
@@ -161,19 +164,33 @@ unsafe extern "C" fn listen_process(
     _cookie: *mut c_void,
     arg0: *mut c_void,
     arg1: *mut c_void,
-    _arg2: *mut c_void,
-    _arg3: *mut c_void,
+    arg2: *mut c_void,
+    arg3: *mut c_void,
 ) -> c_int {
-    let action = u64::from(raw_action);
+    let raw = u64::from(raw_action);
+    let action = kabi::process_action(raw);
     let s = subject(cred);
-    let target = if arg0.is_null() {
-        None
-    } else {
+    let mut args = ProcArgs::default();
+    // FORK: arg0 is the parent, arg1 the number of processes; no lock held.
+    if action != ProcessAction::Fork && !arg0.is_null() {
         let tcred: KauthCred = read(arg0, ffi::PROC_P_CRED);
-        (!tcred.is_null()).then(|| cell_of(tcred))
-    };
-    decide(DenyScope::Process, s, action, arg1 as u64, |m| {
-        m.process(s, action, target)
+        args.target = (!tcred.is_null()).then(|| cell_of(tcred));
+    }
+    let req = kabi::process_req(arg1 as u64);
+    if action == ProcessAction::Fork && s.cell != CELLID_HOST {
+        let limit = with_model(|m| m.bounds(s.cell).maxproc);
+        args.members = limit.map(|l| count_members(s.cell, u64::from(l)));
+    }
+    // RLIMIT set: arg2 is the new struct rlimit, arg3 which limit.
+    if action == ProcessAction::Rlimit
+        && req == ProcessReq::RlimitSet
+        && arg3 as usize == ffi::RLIMIT_AS
+        && !arg2.is_null()
+    {
+        args.new_as_max = Some(read::<u64>(arg2, ffi::RLIMIT_RLIM_MAX));
+    }
+    decide(DenyScope::Process, s, raw, arg1 as u64, |m| {
+        m.process(s, action, req, args)
     })
 }
 
@@ -186,8 +203,7 @@ unsafe extern "C" fn listen_cred(
     _arg2: *mut c_void,
     _arg3: *mut c_void,
 ) -> c_int {
-    let action = u64::from(raw_action);
-    let (verdict, effect) = policy::cred(action);
+    let (verdict, effect) = policy::cred(kabi::cred_action(u64::from(raw_action)));
     let key = (*state()).key;
     match effect {
         CredEffect::SetHost if !cred.is_null() => {
@@ -210,11 +226,12 @@ unsafe extern "C" fn listen_system(
     _arg2: *mut c_void,
     _arg3: *mut c_void,
 ) -> c_int {
-    let action = u64::from(raw_action);
+    let raw = u64::from(raw_action);
     let s = subject(cred);
     let req = arg0 as u64;
-    decide(DenyScope::System, s, action, req, |m| {
-        m.system(s, action, req)
+    let (action, sreq) = (kabi::system_action(raw), kabi::system_req(req));
+    decide(DenyScope::System, s, raw, req, |m| {
+        m.system(s, action, sreq)
     })
 }
 
@@ -227,22 +244,31 @@ unsafe extern "C" fn listen_network(
     arg2: *mut c_void,
     _arg3: *mut c_void,
 ) -> c_int {
-    let action = u64::from(raw_action);
+    let raw = u64::from(raw_action);
+    let action = kabi::network_action(raw);
     let s = subject(cred);
     let req = arg0 as u64;
+    let nreq = kabi::network_req(req);
     let mut args = NetArgs::default();
-    if action == kauth::network::BIND && !arg2.is_null() {
-        // sa_len and sa_family first; read the port only if sa_len covers it.
-        let head: [u8; 2] = read(arg2, 0);
-        if head[0] >= 4 {
-            args.bind_port = sockaddr_port(&read::<[u8; 4]>(arg2, 0));
+    if action == NetworkAction::Bind {
+        // arg1 is the socket, arg2 the sockaddr: sa_len and sa_family
+        // first; read the port only if sa_len covers it.
+        if !arg2.is_null() {
+            let head: [u8; 2] = read(arg2, 0);
+            if head[0] >= 4 {
+                args.bind_port = sockaddr_port(&read::<[u8; 4]>(arg2, 0));
+            }
+        }
+        if !arg1.is_null() {
+            let options: u16 = read(arg1, ffi::SOCKET_SO_OPTIONS);
+            args.reuseport = options & ffi::SO_REUSEPORT != 0;
         }
     }
-    if action == kauth::network::SOCKET {
+    if action == NetworkAction::Socket {
         args.domain = Some(arg1 as usize as c_int);
     }
-    decide(DenyScope::Network, s, action, req, |m| {
-        m.network(s, action, req, args)
+    decide(DenyScope::Network, s, raw, req, |m| {
+        m.network(s, action, nreq, args)
     })
 }
 
@@ -255,9 +281,9 @@ unsafe extern "C" fn listen_machdep(
     _arg2: *mut c_void,
     _arg3: *mut c_void,
 ) -> c_int {
-    let action = u64::from(raw_action);
+    let raw = u64::from(raw_action);
     let s = subject(cred);
-    decide(DenyScope::Machdep, s, action, 0, |m| m.machdep(s))
+    decide(DenyScope::Machdep, s, raw, 0, |m| m.machdep(s))
 }
 
 unsafe extern "C" fn listen_device(
@@ -269,9 +295,10 @@ unsafe extern "C" fn listen_device(
     _arg2: *mut c_void,
     _arg3: *mut c_void,
 ) -> c_int {
-    let action = u64::from(raw_action);
+    let raw = u64::from(raw_action);
+    let action = kabi::device_action(raw);
     let s = subject(cred);
-    decide(DenyScope::Device, s, action, 0, |m| m.device(s))
+    decide(DenyScope::Device, s, raw, 0, |m| m.device(s, action))
 }
 
 const LISTENERS: [(&CStr, ffi::KauthCallback); 6] = [
@@ -285,34 +312,41 @@ const LISTENERS: [(&CStr, ffi::KauthCallback); 6] = [
 
 // ------------------------------------------------------------ processes
 
-/// Calls `f(cell, sample)` for every process on `list`. Caller holds
-/// `proc_lock`.
-unsafe fn for_each_proc(list: *const ffi::ProcList, mut f: impl FnMut(CellId, ProcSample)) {
-    let mut p = (*list).lh_first;
-    while !p.is_null() {
-        let cred: KauthCred = read(p, ffi::PROC_P_CRED);
-        if !cred.is_null() {
-            let zombie = read::<u8>(p, ffi::PROC_P_STAT) == ffi::SZOMB;
-            let vm: *mut c_void = read(p, ffi::PROC_P_VMSPACE);
-            let vmsize = if zombie || vm.is_null() {
-                0
-            } else {
-                read::<u64>(vm, ffi::VMSPACE_VM_MAP_SIZE)
-            };
-            let ticks = read::<u64>(p, ffi::PROC_P_UTICKS)
-                .wrapping_add(read::<u64>(p, ffi::PROC_P_STICKS))
-                .wrapping_add(read::<u64>(p, ffi::PROC_P_ITICKS));
-            f(
-                cell_of(cred),
-                ProcSample {
-                    zombie,
-                    ticks,
-                    vmsize,
-                },
-            );
+/// Calls `f(cell, sample)` for every process on the live and zombie lists,
+/// markers skipped, until `f` breaks. Caller holds `proc_lock`.
+unsafe fn for_each_proc(mut f: impl FnMut(CellId, ProcSample) -> ControlFlow<()>) {
+    for list in [ptr::addr_of!(ffi::allproc), ptr::addr_of!(ffi::zombproc)] {
+        let mut stopped = false;
+        proclist::walk((*list).lh_first, &proclist::RELEASE, |cred, sample| {
+            let r = f(cell_of(cred), sample);
+            stopped = r.is_break();
+            r
+        });
+        if stopped {
+            return;
         }
-        p = read(p, ffi::PROC_P_LIST);
     }
+}
+
+/// Processes (live and zombie) in `cell`, counted up to `limit`: the walk
+/// stops there, and a fork bomb's newest processes are at the list head.
+fn count_members(cell: CellId, limit: u64) -> u64 {
+    let mut n = 0;
+    // SAFETY: the lists are walked under proc_lock; the fork path that
+    // calls this holds no lock.
+    unsafe {
+        ffi::mutex_enter(proc_lock());
+        for_each_proc(|c, _| {
+            n += u64::from(c == cell);
+            if n >= limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        ffi::mutex_exit(proc_lock());
+    }
+    n
 }
 
 fn proc_lock() -> *mut c_void {
@@ -327,8 +361,10 @@ unsafe extern "C" fn sample(_arg: *mut c_void) {
     ffi::mutex_enter((*s).lock);
     if let Some(m) = (*s).model.as_mut() {
         m.sample(|account| {
-            for_each_proc(ptr::addr_of!(ffi::allproc), &mut *account);
-            for_each_proc(ptr::addr_of!(ffi::zombproc), &mut *account);
+            for_each_proc(|cell, sample| {
+                account(cell, sample);
+                ControlFlow::Continue(())
+            })
         });
     }
     ffi::mutex_exit((*s).lock);
@@ -432,10 +468,15 @@ impl Kernel for Call {
             let mut found = false;
             // SAFETY: proc_lock is held below while this runs.
             unsafe {
-                for list in [ptr::addr_of!(ffi::allproc), ptr::addr_of!(ffi::zombproc)] {
-                    for_each_proc(list, |cell, _| found |= cell == id);
-                }
-            }
+                for_each_proc(|cell, _| {
+                    found = cell == id;
+                    if found {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                })
+            };
             found
         };
         // SAFETY: lock order proc_lock → model lock.

@@ -316,13 +316,68 @@ pub fn write_cell(
     mode: WriteMode,
     updates: &[(&str, Option<String>)],
 ) -> Result<CellManifest> {
+    let planned = plan_cell(cfg, name, mode, updates)?;
+    store(cfg, &planned.manifest.path, &planned.text)?;
+    Ok(planned.manifest)
+}
+
+/// A `<name>.cell` write worked out but not done: the new text, validated, and
+/// what it changes.
+pub struct PlannedCell {
+    pub manifest: CellManifest,
+    pub text: String,
+    /// Keys whose normalised value changes (an unset key counts as empty; a
+    /// file that does not parse counts as all keys unset).
+    pub changes: Vec<KeyChange>,
+}
+
+/// One manifest key whose normalised value a write changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyChange {
+    pub key: &'static str,
+    pub old: String,
+    pub new: String,
+}
+
+/// Works out a `write_cell` without writing: validation errors are the same.
+pub fn plan_cell(
+    cfg: &Config,
+    name: &str,
+    mode: WriteMode,
+    updates: &[(&str, Option<String>)],
+) -> Result<PlannedCell> {
     crate::names::validate("cell", name)?;
     let path = cell_path(cfg, name);
     let header = format!("# Cell {name}: desired state for cellmgr(8); keys in cells(5).");
     let text = prepare_text(&path, mode, &header, updates)?;
-    let m = validate_cell_text(cfg, name, &text)?;
-    store(cfg, &path, &text)?;
-    Ok(m)
+    let manifest = validate_cell_text(cfg, name, &text)?;
+    let before = load_cell(cfg, name)
+        .ok()
+        .flatten()
+        .map(|m| m.assignments())
+        .unwrap_or_default();
+    let changes = manifest
+        .assignments()
+        .into_iter()
+        .filter_map(|(key, new)| {
+            let old = before
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            (old != new).then_some(KeyChange { key, old, new })
+        })
+        .collect();
+    Ok(PlannedCell {
+        manifest,
+        text,
+        changes,
+    })
+}
+
+/// Stores a planned cell manifest.
+pub fn store_cell(cfg: &Config, planned: &PlannedCell) -> Result<()> {
+    store(cfg, &planned.manifest.path, &planned.text)
 }
 
 /// Parses a would-be `<name>.cell` text and checks its references against the

@@ -1,37 +1,9 @@
-//! NetBSD 10.1 amd64 kernel ABI. Every number here is compared with the
-//! NetBSD headers by tests/layout.rs (see `LAYOUT`).
+//! The symbols of a real NetBSD kernel (10.x and later; the constants and
+//! offsets of the release come from its table, see `common`).
 
 #![allow(non_upper_case_globals)]
 
 use core::ffi::{c_char, c_int, c_uint, c_void};
-
-/// `__NetBSD_Version__` of the release the module is built for; the kernel
-/// refuses a module whose version differs by 10000 or more (a module built
-/// for 10.0 does not load on 10.1 without `modload -f`).
-pub const NETBSD_VERSION: c_uint = 1_001_000_000;
-
-// struct proc, struct lwp, struct cwdinfo, struct vmspace, struct vnode.
-pub const PROC_P_LIST: usize = 0;
-pub const PROC_P_CRED: usize = 56;
-pub const PROC_P_CWDI: usize = 72;
-pub const PROC_P_VMSPACE: usize = 96;
-pub const PROC_P_STAT: usize = 162;
-pub const PROC_P_PID: usize = 168;
-pub const PROC_P_UTICKS: usize = 344;
-pub const PROC_P_STICKS: usize = 352;
-pub const PROC_P_ITICKS: usize = 360;
-pub const SZOMB: u8 = 5;
-pub const LWP_L_PROC: usize = 424;
-pub const LWP_L_CRED: usize = 728;
-pub const CWDI_RDIR: usize = 8;
-pub const CWDI_LOCK: usize = 64;
-pub const RW_READER: c_int = 0;
-pub const VMSPACE_VM_MAP_SIZE: usize = 224;
-pub const VNODE_V_TYPE: usize = 168;
-pub const VDIR: c_int = 2;
-
-/// `kauth_action_t` (64-bit since NetBSD 10; 32-bit before).
-pub type KauthAction = u64;
 
 pub use super::common::*;
 

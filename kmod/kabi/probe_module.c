@@ -1,8 +1,8 @@
 /*
- * The module part of the layout probe (see probe.c). NetBSD declares
+ * The module part of the kernel ABI probe (see probe.c). NetBSD declares
  * struct modinfo only under _KERNEL, whose headers need the whole kernel
- * tree, so tests/layout.rs copies that one declaration out of the real
- * <sys/module.h> into "modinfo_decl.h" and this file includes it.
+ * tree, so gen.sh copies that one declaration out of the installed
+ * <sys/module.h> into "modinfo_decl.h", which this file includes.
  */
 #include <sys/param.h>
 #include <sys/module.h>
