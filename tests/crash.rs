@@ -5,6 +5,7 @@
 mod support;
 
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use support::world::World;
@@ -141,4 +142,102 @@ fn one_apply_recovers_from_a_kill_while_a_service_starts() {
     }
     eprintln!("one_apply_recovers_from_a_kill_while_a_service_starts: {caught} kills while the supervisor was starting");
     assert!(caught > 0, "never caught a supervisor still starting");
+}
+
+/// A pid that no process has now: a child that has exited and been reaped.
+fn dead_pid() -> u32 {
+    let mut c = Command::new("true").spawn().unwrap();
+    let pid = c.id();
+    c.wait().unwrap();
+    pid
+}
+
+/// Leftovers of interrupted backups and restores, as a kill leaves them: a
+/// partial archive of a process that is gone, and a restore's staging and
+/// previous trees beside the data.
+fn plant_leftovers(w: &World, kind_dir: &str, name: &str, beside: &Path) -> Vec<PathBuf> {
+    let archives = w.dir.join("backups").join(kind_dir);
+    std::fs::create_dir_all(&archives).unwrap();
+    let partial = archives.join(format!(
+        ".{name}_20250101T000000Z.tar.gz.{}.partial",
+        dead_pid()
+    ));
+    std::fs::write(&partial, b"half an archive").unwrap();
+    let mut planted = vec![partial];
+    for suffix in ["new", "prev"] {
+        let tree = beside.join(format!(".{name}~restore-{suffix}"));
+        std::fs::create_dir_all(tree.join("sub")).unwrap();
+        std::fs::write(tree.join("sub/f"), b"staged").unwrap();
+        planted.push(tree);
+    }
+    planted
+}
+
+/// Item 5: removing a cell or a volume removes everything of it but its
+/// archives (supervisor files: no new cell of that name inherits the old log
+/// tail; leftovers of interrupted backups and restores), and apply sweeps
+/// the leftovers of every volume.
+#[test]
+fn removal_and_apply_leave_no_leftovers() {
+    if !root_or_skip("removal_and_apply_leave_no_leftovers") {
+        return;
+    }
+    let w = World::new("leftovers");
+    w.write_manifest(
+        "web.cell",
+        "CELL_AUTOSTART=YES\nCELL_SUPERVISE_CMD=\"/bin/busybox sleep 100000\"\n",
+    );
+    w.ok(&["volume", "create", "data", "--scope", "both"]);
+    w.ok(&["apply"]);
+    std::fs::write(w.volume_dir().join("data/f"), b"live").unwrap();
+    w.ok(&["volume", "backup", "create", "data", "-q"]);
+    let supervise = w.dir.join("run/supervise");
+    assert!(supervise.join("web.log").exists() && supervise.join("web.lock").exists());
+
+    // apply: the stale staging of every volume and partial archives go; the
+    // data and the archive stay.
+    let planted = plant_leftovers(&w, "volumes", "data", &w.volume_dir());
+    let out = w.run(&["apply"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for p in &planted {
+        assert!(!p.exists(), "{} left after apply", p.display());
+    }
+    assert_eq!(
+        std::fs::read(w.volume_dir().join("data/f")).unwrap(),
+        b"live"
+    );
+    assert_eq!(
+        w.ok(&["volume", "backup", "list", "data", "-T", "-H", "-o", "status"]),
+        "complete\n"
+    );
+
+    // Removing the cell (both scopes) removes its supervisor's files and its
+    // backups' leftovers.
+    let planted = plant_leftovers(&w, "overlays", "web", &w.data_dir().join("web"));
+    w.ok(&["cell", "remove", "web", "--scope", "both", "--yes"]);
+    let left: Vec<_> = std::fs::read_dir(&supervise)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with("web."))
+        .collect();
+    assert!(left.is_empty(), "left in run/supervise: {left:?}");
+    for p in &planted {
+        assert!(!p.exists(), "{} left after cell remove", p.display());
+    }
+
+    // So does removing a volume (data and manifest); its archive stays.
+    let planted = plant_leftovers(&w, "volumes", "data", &w.volume_dir());
+    w.ok(&["system", "reset", "--yes"]);
+    for p in &planted {
+        assert!(!p.exists(), "{} left after system reset", p.display());
+    }
+    assert!(!w.volume_dir().join("data").exists());
+    assert_eq!(
+        w.ok(&["volume", "backup", "list", "data", "-T", "-H", "-o", "status"]),
+        "complete\n"
+    );
 }

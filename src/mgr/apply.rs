@@ -106,7 +106,9 @@ impl Run for Apply {
             (Err(e), false) => return Err(e),
         };
         if let (Some(k), false) = (&kernel, self.dry_run) {
-            for note in host::repair(&cfg, k.as_ref())? {
+            let mut notes = host::repair(&cfg, k.as_ref())?;
+            notes.extend(crate::engine::backup::leftovers::sweep(&cfg)?);
+            for note in notes {
                 eprintln!("cellmgr: warning: {note}");
             }
         }

@@ -386,6 +386,30 @@ pub fn repair(cfg: &Config, cell: &str) -> anyhow::Result<Option<String>> {
     )))
 }
 
+/// Removes everything a cell's supervisors left under `<run_dir>/supervise/`
+/// (status, stop request, log tail, syslog fallback, lock), for when the
+/// cell's runtime is removed: a new cell of the same name starts with none of
+/// it. Refused while a supervisor runs.
+pub fn forget(cfg: &Config, cell: &str) -> anyhow::Result<()> {
+    if let Some(sup) = supervisor(cfg, cell)? {
+        bail!(
+            "the supervisor of cell {cell} still runs (pid {}); stop the cell first",
+            sup.pid.map_or("unknown".to_string(), |p| p.to_string())
+        );
+    }
+    let p = status::Paths::new(&cfg.run_dir, cell);
+    // The lock last: while it exists, a status file is only read under it.
+    for f in [&p.status, &p.stop, &p.log, &p.fallback, &p.lock] {
+        match std::fs::remove_file(f) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", f.display()))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// The file holding the last lines of a cell's service output.
 pub fn log_path(cfg: &Config, cell: &str) -> PathBuf {
     status::Paths::new(&cfg.run_dir, cell).log

@@ -13,6 +13,7 @@
 //! Confirmation and locking are the caller's (the CLI's) job.
 
 pub mod inuse;
+pub mod leftovers;
 pub mod naming;
 pub mod progress;
 pub mod retention;
@@ -337,7 +338,9 @@ pub fn create(
         .mode(0o700)
         .create(&dir)
         .with_context(|| format!("creating {}", dir.display()))?;
-    clean_leftovers(&dir, name);
+    for line in leftovers::clean_archives(cfg, kind, leftovers::Of::Name(name)) {
+        log::warn!("{line}");
+    }
     // Under the caller's lock: no other create of this name runs meanwhile.
     let seq = list(cfg, kind, name)?
         .iter()
@@ -433,44 +436,6 @@ fn free_archive_name(dir: &Path, name: &str) -> (u64, String) {
         std::thread::sleep(std::time::Duration::from_nanos(
             1_000_000_000 - u64::from(now.subsec_nanos()),
         ));
-    }
-}
-
-/// Removes what an interrupted `create` of `name` left: partial archives of dead
-/// processes and sidecars whose archive never appeared.
-fn clean_leftovers(dir: &Path, name: &str) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let file = entry.file_name().to_string_lossy().into_owned();
-        let stale = if let Some(rest) = file
-            .strip_prefix('.')
-            .and_then(|f| f.strip_suffix(".partial"))
-        {
-            let (archive, pid) = rest.rsplit_once('.').unwrap_or((rest, ""));
-            naming::archive_time(name, archive).is_some() && !process_alive(pid)
-        } else if let Some(stem) = file.strip_suffix(naming::SIDECAR_SUFFIX) {
-            let archive = format!("{stem}{}", naming::ARCHIVE_SUFFIX);
-            naming::archive_time(name, &archive).is_some() && !dir.join(&archive).exists()
-        } else {
-            false
-        };
-        if stale {
-            log::warn!(
-                "removing {} left by an interrupted backup",
-                entry.path().display()
-            );
-            let _ = fs::remove_file(entry.path());
-        }
-    }
-}
-
-fn process_alive(pid: &str) -> bool {
-    match pid.parse::<i32>() {
-        // SAFETY: signal 0 only checks whether the process exists.
-        Ok(p) if p > 0 => unsafe { libc::kill(p, 0) == 0 },
-        _ => false,
     }
 }
 

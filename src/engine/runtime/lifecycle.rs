@@ -9,6 +9,7 @@
 
 use super::{compose, mountinfo, render, CellPaths};
 use crate::config::Config;
+use crate::engine::backup::Kind;
 use crate::engine::manifest::{self, CellManifest};
 use crate::fs::host::write_atomic;
 use crate::kernel::{CellSpec, ExecSpec, Kernel, Target};
@@ -284,7 +285,9 @@ fn destroy(kernel: &dyn Kernel, name: &str) -> Result<()> {
 }
 
 /// Removes a cell's runtime: stops it, then deletes its directory (overlay
-/// included). Refuses to delete while anything is still mounted below it.
+/// included), its supervisors' files and the leftovers of its interrupted
+/// backups (not its archives). Refuses to delete while anything is still
+/// mounted below it.
 pub fn prune(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<()> {
     let paths = CellPaths::new(cfg, name);
     stop(cfg, kernel, name)?;
@@ -306,10 +309,15 @@ pub fn prune(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<()> {
     }
     match std::fs::remove_dir_all(&paths.dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("removing {}", paths.dir.display()))
+            return Err(e).with_context(|| format!("removing {}", paths.dir.display()))
         }
-        _ => Ok(()),
+        _ => {}
     }
+    supervise::forget(cfg, name)?;
+    for line in crate::engine::backup::leftovers::forget(cfg, Kind::Cell, name)? {
+        log::info!("{line}");
+    }
+    Ok(())
 }
 
 /// Runs a command (default: an interactive `/bin/sh`) in a running cell with the
