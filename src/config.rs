@@ -6,6 +6,7 @@
 
 use crate::rcconf::{self, FileError};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub const DEFAULT_PATH: &str = "/etc/cellmgr.conf";
 
@@ -41,6 +42,10 @@ pub struct Config {
     pub syslog_socket: PathBuf,
     /// cgroup2 mount point; `None` means detect (`/sys/fs/cgroup` or `/sys/fs/cgroup/unified`).
     pub cgroup_root: Option<PathBuf>,
+    /// A health check attempt taking longer than this has failed.
+    pub health_timeout: Duration,
+    /// All attempts of one health check together.
+    pub health_budget: Duration,
     pub release: String,
     pub machine_arch: String,
     pub netbsd_mirror: String,
@@ -69,6 +74,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("CELL_PKG_TOOL", "a command such as 'pkg_add' or empty"),
     ("CELL_SYSLOG_SOCKET", "an absolute path"),
     ("CELL_CGROUP_ROOT", "an absolute path or empty (detect)"),
+    ("CELL_HEALTHCHECK_TIMEOUT", "seconds, 1 or more"),
+    ("CELL_HEALTHCHECK_BUDGET", "seconds, 1 or more"),
     ("RELEASE", "a release such as 10.1, or empty"),
     ("MACHINE_ARCH", "an architecture such as amd64, or empty"),
     ("NETBSD_MIRROR", "a URL or empty"),
@@ -108,6 +115,8 @@ impl Default for Config {
             }
             .into(),
             cgroup_root: None,
+            health_timeout: Duration::from_secs(10),
+            health_budget: Duration::from_secs(30),
             release: String::new(),
             machine_arch: String::new(),
             netbsd_mirror: String::new(),
@@ -194,6 +203,15 @@ impl Config {
                 "CELL_LOCAL_DEV" => cfg.local_dev = yes_no(v)?,
                 "CELL_PTYFS" => cfg.ptyfs = yes_no(v)?,
                 "CELL_BACKUP_KEEP" => cfg.backup_keep = v.parse().map_err(|_| bad())?,
+                "CELL_HEALTHCHECK_TIMEOUT" | "CELL_HEALTHCHECK_BUDGET" => {
+                    let secs: u64 = v.parse().ok().filter(|&s| s > 0).ok_or_else(bad)?;
+                    let d = Duration::from_secs(secs);
+                    if a.key == "CELL_HEALTHCHECK_TIMEOUT" {
+                        cfg.health_timeout = d;
+                    } else {
+                        cfg.health_budget = d;
+                    }
+                }
                 "CELL_DEV_SIZE" => {
                     let digits = v.trim_end_matches(['k', 'm', 'g', 'K', 'M', 'G']);
                     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {

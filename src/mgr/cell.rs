@@ -3,8 +3,9 @@
 
 use super::output::{fields, options, render_one};
 use super::removal::{manifest_names, Removal, Selection};
-use super::{load_config, lock, lock_named, runtime_facts, Run, Scope};
+use super::{load_config, lock, lock_held, lock_named, runtime_facts, Run, Scope};
 use crate::config::Config;
+use crate::engine::lock::Held;
 use crate::engine::manifest::{self, Desired, WriteMode};
 use crate::engine::read::{self, CELL_SCHEMA, STATS_FIELDS};
 use crate::engine::runtime::{self, lifecycle, RenderOutcome};
@@ -245,7 +246,7 @@ impl Run for Create {
         let scope = self
             .scope
             .require("cell create", &[Scope::Desired, Scope::Both])?;
-        let (cfg, _lock) = lock_named("cell", "create", &self.name)?;
+        let (cfg, lock) = lock_named("cell", "create", &self.name)?;
         let flags = key_flags!(self);
         let updates = with_create_defaults(&self.name, flags.updates()?);
         let m = manifest::write_cell(&cfg, &self.name, WriteMode::Create, &updates)
@@ -253,7 +254,7 @@ impl Run for Create {
         write_apply_template(&cfg, &self.name, &m.path)?;
         println!("created cell {} ({})", self.name, m.path.display());
         if scope.runtime() {
-            return converge(&cfg, &self.name);
+            return converge(&cfg, &lock, &self.name);
         }
         Ok(EXIT_OK)
     }
@@ -261,17 +262,17 @@ impl Run for Create {
 
 /// `--scope both` after a manifest change: render, then run or stop the cell as
 /// its autostart says, restarting it if it runs with a changed configuration.
-fn converge(cfg: &Config, name: &str) -> Result<i32> {
+fn converge(cfg: &Config, lock: &Held, name: &str) -> Result<i32> {
     let m =
         manifest::load_cell(cfg, name)?.with_context(|| format!("cell {name} has no manifest"))?;
     let outcome = runtime::render(cfg, &m)?;
     let kernel = host_kernel(cfg)?;
     let running = kernel.find(&Target::Name(name.to_string()))?.is_some();
     match (m.autostart, running) {
-        (true, false) => start_one(cfg, kernel.as_ref(), name),
+        (true, false) => start_one(cfg, kernel.as_ref(), lock, name),
         (true, true) if outcome != RenderOutcome::Unchanged => {
             lifecycle::stop(cfg, kernel.as_ref(), name)?;
-            start_one(cfg, kernel.as_ref(), name)
+            start_one(cfg, kernel.as_ref(), lock, name)
         }
         (false, true) => {
             lifecycle::stop(cfg, kernel.as_ref(), name)?;
@@ -470,7 +471,7 @@ impl Run for Set {
         let scope = self
             .scope
             .require("cell set", &[Scope::Desired, Scope::Both])?;
-        let (cfg, _lock) = lock_named("cell", "set", &self.name)?;
+        let (cfg, lock) = lock_named("cell", "set", &self.name)?;
         let flags = key_flags!(self);
         let mut updates = flags.updates()?;
         let clears: [(bool, &[&'static str]); 8] = [
@@ -548,7 +549,7 @@ impl Run for Set {
             }
         }
         if scope.runtime() {
-            return converge(&cfg, &self.name);
+            return converge(&cfg, &lock, &self.name);
         }
         Ok(EXIT_OK)
     }
@@ -698,15 +699,17 @@ impl Run for Remove {
     }
 }
 
-/// Starts one cell and reports it; exit 1 when its health check fails.
-fn start_one(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<i32> {
+/// Starts one cell and reports it; exit 1 when its health check fails. The
+/// check runs with the lock set aside.
+fn start_one(cfg: &Config, kernel: &dyn Kernel, lock: &Held, name: &str) -> Result<i32> {
     match lifecycle::start(cfg, kernel, name)? {
         lifecycle::StartOutcome::AlreadyRunning { cid } => {
             println!("cell {name} is already running (cid {cid})");
             Ok(EXIT_OK)
         }
-        lifecycle::StartOutcome::Started { cid, healthy, .. } => {
+        lifecycle::StartOutcome::Started { cid, .. } => {
             println!("started cell {name} (cid {cid})");
+            let healthy = lock.without(|| lifecycle::check_health(cfg, kernel, name))??;
             if healthy == Some(false) {
                 let health =
                     std::fs::read_to_string(runtime::CellPaths::new(cfg, name).health_file())
@@ -725,8 +728,14 @@ fn start_one(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<i32> {
 /// `start_one` for a command that starts several cells: its exit code is
 /// folded into `code`; a failure is reported and sets `code` to failure.
 /// Returns whether the cell could be started.
-fn start_reporting(cfg: &Config, kernel: &dyn Kernel, name: &str, code: &mut i32) -> bool {
-    match start_one(cfg, kernel, name) {
+fn start_reporting(
+    cfg: &Config,
+    kernel: &dyn Kernel,
+    lock: &Held,
+    name: &str,
+    code: &mut i32,
+) -> bool {
+    match start_one(cfg, kernel, lock, name) {
         Ok(c) => {
             *code = (*code).max(c);
             true
@@ -824,7 +833,7 @@ impl Run for Start {
             .scope
             .require("cell start", &[Scope::Runtime, Scope::Both])?;
         let cfg = load_config()?;
-        let _lock = lock(&cfg, "cell start")?;
+        let lock = lock_held(&cfg, "cell start")?;
         let (desired, targets) =
             lifecycle_targets(&cfg, &self.name, self.all, self.ignore_autostart, "start")?;
         let kernel = host_kernel(&cfg)?;
@@ -841,7 +850,7 @@ impl Run for Start {
             if scope.desired() && targets.contains(n) {
                 set_autostart(&cfg, n, true)?;
             }
-            if !start_reporting(&cfg, kernel.as_ref(), n, &mut code) && !self.all {
+            if !start_reporting(&cfg, kernel.as_ref(), &lock, n, &mut code) && !self.all {
                 break;
             }
         }
@@ -945,7 +954,7 @@ pub struct Restart {
 impl Run for Restart {
     fn run(self) -> Result<i32> {
         let cfg = load_config()?;
-        let _lock = lock(&cfg, "cell restart")?;
+        let lock = lock_held(&cfg, "cell restart")?;
         let (_, targets) = lifecycle_targets(&cfg, &self.name, self.all, false, "restart")?;
         let kernel = host_kernel(&cfg)?;
         let mut code = EXIT_OK;
@@ -956,7 +965,7 @@ impl Run for Restart {
             }
         }
         for n in &targets {
-            start_reporting(&cfg, kernel.as_ref(), n, &mut code);
+            start_reporting(&cfg, kernel.as_ref(), &lock, n, &mut code);
         }
         Ok(code)
     }

@@ -168,12 +168,17 @@ pub fn lock(cfg: &Config, what: &str) -> Result<LockGuard> {
     lock::acquire(cfg, &format!("cellmgr {what}"), lock::DEFAULT_WAIT)
 }
 
+/// The lock for a command that runs health checks: set aside while they run.
+pub fn lock_held(cfg: &Config, what: &str) -> Result<lock::Held> {
+    lock::Held::acquire(cfg, &format!("cellmgr {what}"))
+}
+
 /// For a command that changes one named cell or volume: checks the name, then
 /// reads the configuration and takes the lock as `<noun> <verb> <name>`.
-pub fn lock_named(noun: &str, verb: &str, name: &str) -> Result<(Config, LockGuard)> {
+pub fn lock_named(noun: &str, verb: &str, name: &str) -> Result<(Config, lock::Held)> {
     let cfg = load_config()?;
     crate::names::validate(noun, name)?;
-    let guard = lock(&cfg, &format!("{noun} {verb} {name}"))?;
+    let guard = lock_held(&cfg, &format!("{noun} {verb} {name}"))?;
     Ok((cfg, guard))
 }
 

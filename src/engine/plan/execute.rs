@@ -7,6 +7,7 @@
 use super::hash;
 use super::model::{ActionKind, CellPlan, Plan};
 use crate::engine::applyfile::{self, CellRunner, Outcome};
+use crate::engine::runtime::health;
 use anyhow::{Context as _, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -22,6 +23,9 @@ pub trait Runtime {
     /// Starts the cell (kernel cell and supervised service) and waits for its
     /// health check to pass; an error when it never does.
     fn start(&self, cell: &str) -> Result<()>;
+    /// Runs a health check in a running cell (see [`health::check`]); the
+    /// real runtime runs it without holding the cellmgr lock.
+    fn check_health(&self, cell: &str, cmd: &str, timing: health::Timing) -> Result<()>;
     /// Stops the cell and removes its kernel cell and mounts; a no-op when stopped.
     fn stop(&self, cell: &str) -> Result<()>;
     /// Brings the cell up for its plan (root composed, a kernel cell, no service)
@@ -46,18 +50,14 @@ pub enum Verbosity {
 /// Limits of health checks and plan commands.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
-    pub health_timeout: Duration,
-    pub health_attempts: u32,
-    pub health_interval: Duration,
+    pub health: health::Timing,
     pub exec_timeout: Duration,
 }
 
 impl Default for Timing {
     fn default() -> Self {
         Timing {
-            health_timeout: Duration::from_secs(5),
-            health_attempts: 20,
-            health_interval: Duration::from_millis(250),
+            health: health::Timing::default(),
             exec_timeout: Duration::from_secs(600),
         }
     }
@@ -369,9 +369,9 @@ fn run_apply(
     Ok(())
 }
 
-/// Runs a dependency's health check inside it until it passes, with a timeout
-/// per attempt (for dependencies this run did not start itself). Cells without
-/// one (or not meant to run) are healthy.
+/// Runs a dependency's health check inside it until it passes (for
+/// dependencies this run did not start itself). Cells without one (or not
+/// meant to run) are healthy.
 fn check_health(rt: &dyn Runtime, cp: &CellPlan, timing: Timing) -> Result<()> {
     let Some(cmd) = cp
         .input
@@ -381,23 +381,7 @@ fn check_health(rt: &dyn Runtime, cp: &CellPlan, timing: Timing) -> Result<()> {
     else {
         return Ok(());
     };
-    let runner = rt.runner(&cp.input.name);
-    let argv = ["/bin/sh".to_string(), "-c".to_string(), cmd.to_string()];
-    let mut last = String::new();
-    for attempt in 0..timing.health_attempts.max(1) {
-        if attempt > 0 {
-            std::thread::sleep(timing.health_interval);
-        }
-        match runner.run(&argv, &[], timing.health_timeout) {
-            Ok(o) if o.success() => return Ok(()),
-            Ok(o) => last = o.describe_failure(),
-            Err(e) => last = format!("{e:#}"),
-        }
-    }
-    anyhow::bail!(
-        "'{cmd}' failed {} times; last: {last}",
-        timing.health_attempts.max(1)
-    )
+    rt.check_health(&cp.input.name, cmd, timing.health)
 }
 
 #[cfg(test)]
@@ -453,6 +437,10 @@ mod tests {
         }
         fn start(&self, cell: &str) -> Result<()> {
             self.op("start", cell)
+        }
+        fn check_health(&self, cell: &str, cmd: &str, timing: health::Timing) -> Result<()> {
+            let runner = FakeRunner(self, cell.to_string());
+            Ok(health::check(&runner, cmd, timing)?)
         }
         fn stop(&self, cell: &str) -> Result<()> {
             self.op("stop", cell)
@@ -530,8 +518,11 @@ mod tests {
     fn run(plan: &Plan, rt: &FakeRuntime, v: Verbosity) -> (Summary, String) {
         let mut out = Vec::new();
         let timing = Timing {
-            health_attempts: 2,
-            health_interval: Duration::ZERO,
+            health: health::Timing {
+                attempts: 2,
+                interval: Duration::ZERO,
+                ..health::Timing::default()
+            },
             ..Timing::default()
         };
         let s = execute(plan, rt, &PlanSettings::default(), timing, v, &mut out);

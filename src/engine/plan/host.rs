@@ -4,8 +4,9 @@
 use super::execute::Runtime;
 use crate::config::Config;
 use crate::engine::applyfile::{CellRunner, KernelRunner};
+use crate::engine::lock::Held;
 use crate::engine::manifest::Desired;
-use crate::engine::runtime::{self, compose, lifecycle, CellPaths};
+use crate::engine::runtime::{self, compose, health, lifecycle, CellPaths};
 use crate::kernel::{CellSpec, Kernel, Target};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeSet;
@@ -15,6 +16,8 @@ pub struct HostRuntime<'a> {
     pub cfg: &'a Config,
     pub kernel: &'a dyn Kernel,
     pub desired: &'a Desired,
+    /// The lock apply holds: set aside while health checks run.
+    pub lock: &'a Held,
 }
 
 impl Runtime for HostRuntime<'_> {
@@ -32,17 +35,30 @@ impl Runtime for HostRuntime<'_> {
     }
 
     fn start(&self, cell: &str) -> Result<()> {
-        match lifecycle::start(self.cfg, self.kernel, cell)? {
-            lifecycle::StartOutcome::Started {
-                healthy: Some(false),
-                ..
-            } => {
-                let why = std::fs::read_to_string(CellPaths::new(self.cfg, cell).health_file())
-                    .unwrap_or_default();
-                bail!("health check failed: {}", why.trim())
-            }
-            _ => Ok(()),
+        if let lifecycle::StartOutcome::AlreadyRunning { .. } =
+            lifecycle::start(self.cfg, self.kernel, cell)?
+        {
+            return Ok(());
         }
+        let healthy = self
+            .lock
+            .without(|| lifecycle::check_health(self.cfg, self.kernel, cell))??;
+        if healthy == Some(false) {
+            let why = std::fs::read_to_string(CellPaths::new(self.cfg, cell).health_file())
+                .unwrap_or_default();
+            bail!("health check failed: {}", why.trim())
+        }
+        Ok(())
+    }
+
+    fn check_health(&self, cell: &str, cmd: &str, timing: health::Timing) -> Result<()> {
+        let runner = KernelRunner {
+            kernel: self.kernel,
+            target: Target::Name(cell.to_string()),
+        };
+        Ok(self
+            .lock
+            .without(|| health::check(&runner, cmd, timing))??)
     }
 
     fn stop(&self, cell: &str) -> Result<()> {

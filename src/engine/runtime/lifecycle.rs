@@ -2,13 +2,15 @@
 //! the supervisor.
 //!
 //! Start: render, compose the root, `kernel.create`, `supervise::start` of
-//! `CELL_SUPERVISE_CMD` (if set), health check (if set). A failure undoes the
-//! steps already done. Stop: `supervise::stop` (TERM, grace, KILL), end any
+//! `CELL_SUPERVISE_CMD` (if set). A failure undoes the steps already done.
+//! The health check ([`check_health`]) is the caller's next step, run
+//! without the cellmgr lock (the cell controls how long it takes). Stop: `supervise::stop` (TERM, grace, KILL), end any
 //! process left in the cell, `kernel.destroy`, unmount everything; every step
 //! runs even when an earlier one failed, and the errors are reported together.
 
-use super::{compose, mountinfo, render, CellPaths};
+use super::{compose, health, mountinfo, render, CellPaths};
 use crate::config::Config;
+use crate::engine::applyfile::{CellRunner, KernelRunner};
 use crate::engine::backup::Kind;
 use crate::engine::manifest::{self, CellManifest};
 use crate::fs::host::write_atomic;
@@ -21,23 +23,11 @@ use std::time::{Duration, Instant};
 /// How long a service gets between TERM and KILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// Health-check attempts: the delays before each retry.
-const HEALTH_RETRY: &[Duration] = &[
-    Duration::from_millis(200),
-    Duration::from_millis(500),
-    Duration::from_secs(1),
-    Duration::from_secs(2),
-];
-/// A single health check taking longer than this has failed.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartOutcome {
     Started {
         cid: u64,
         supervisor_pid: Option<u32>,
-        /// `None`: no health check declared.
-        healthy: Option<bool>,
     },
     /// The kernel cell exists and its service (if any) is supervised.
     AlreadyRunning { cid: u64 },
@@ -102,11 +92,9 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StartOutco
         if let Some(cmd) = &m.supervise_cmd {
             if supervise::supervisor(cfg, name)?.is_none() {
                 let pid = supervise::start(cfg, kernel, &supervise_spec(&m, cmd)?)?;
-                let healthy = check_health(cfg, kernel, &m)?;
                 return Ok(StartOutcome::Started {
                     cid: info.id,
                     supervisor_pid: Some(pid),
-                    healthy,
                 });
             }
         }
@@ -147,11 +135,9 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StartOutco
             }
         }
     }
-    let healthy = check_health(cfg, kernel, &m)?;
     Ok(StartOutcome::Started {
         cid,
         supervisor_pid,
-        healthy,
     })
 }
 
@@ -162,60 +148,37 @@ fn with_cleanup(e: anyhow::Error, cleanup: Result<()>) -> anyhow::Error {
     }
 }
 
-/// Runs the health check with retries and records the result in `state/health`
-/// (`ok` or `failing: <why>`). `None` when none is declared.
-fn check_health(cfg: &Config, kernel: &dyn Kernel, m: &CellManifest) -> Result<Option<bool>> {
-    let paths = CellPaths::new(cfg, &m.name);
-    let Some(cmd) = &m.healthcheck else {
+/// Runs the cell's declared health check (see [`health`]) and records the
+/// result in `state/health` (`ok` or `failing: <why>`); `None` when none is
+/// declared. Callers run it without the cellmgr lock.
+pub fn check_health(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<Option<bool>> {
+    let paths = CellPaths::new(cfg, name);
+    let cmd = super::load_rendered(cfg, name)?.and_then(|m| m.healthcheck);
+    let Some(cmd) = cmd else {
         let _ = std::fs::remove_file(paths.health_file());
         return Ok(None);
     };
-    let mut last = String::new();
-    for (attempt, delay) in std::iter::once(&Duration::ZERO)
-        .chain(HEALTH_RETRY)
-        .enumerate()
-    {
-        std::thread::sleep(*delay);
-        match run_in_cell(kernel, &m.name, &["/bin/sh", "-c", cmd], HEALTH_TIMEOUT) {
-            Ok(0) => {
-                write_atomic(&paths.health_file(), b"ok\n")?;
-                return Ok(Some(true));
-            }
-            Ok(code) => last = format!("exit {code} (attempt {})", attempt + 1),
-            Err(e) => last = format!("{e:#}"),
-        }
-    }
-    write_atomic(
-        &paths.health_file(),
-        format!("failing: {last}\n").as_bytes(),
-    )?;
-    Ok(Some(false))
+    let runner = KernelRunner {
+        kernel,
+        target: Target::Name(name.to_string()),
+    };
+    let (healthy, record) = match health::check(&runner, &cmd, health::Timing::of(cfg)) {
+        Ok(()) => (true, "ok\n".to_string()),
+        Err(failed) => (false, format!("failing: {}\n", failed.record())),
+    };
+    write_atomic(&paths.health_file(), record.as_bytes())?;
+    Ok(Some(healthy))
 }
 
-/// Runs a command in the cell with no input or output; its exit code (-1 when
-/// killed by a signal or the timeout).
+/// Runs a command in the cell with no input; its exit code (-1 when killed by
+/// a signal or the timeout, which ends its whole process group).
 fn run_in_cell(kernel: &dyn Kernel, name: &str, argv: &[&str], timeout: Duration) -> Result<i32> {
-    let spec = ExecSpec {
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-        ..ExecSpec::default()
+    let runner = KernelRunner {
+        kernel,
+        target: Target::Name(name.to_string()),
     };
-    let mut child = kernel.spawn(
-        &Target::Name(name.to_string()),
-        &spec,
-        [Stdio::null(), Stdio::null(), Stdio::null()],
-    )?;
-    let start = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait()? {
-            return Ok(st.code().unwrap_or(-1));
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("timed out after {}s", timeout.as_secs());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    Ok(runner.run(&argv, &[], timeout)?.code.unwrap_or(-1))
 }
 
 /// Stops a cell (see the module comment). Also cleans up after a crash: with no

@@ -15,6 +15,7 @@
 //! root; [`lifecycle`] starts, stops and prunes.
 
 pub mod compose;
+pub mod health;
 pub mod lifecycle;
 pub mod mountinfo;
 mod render;
