@@ -59,6 +59,13 @@ fn signal(pid: i32, sig: libc::c_int) {
     unsafe { libc::kill(pid, sig) };
 }
 
+/// True once `pid` is stopped (or gone).
+fn stopped(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('T'))
+    })
+}
+
 /// True while some process holds the `flock` on `path`.
 fn locked(path: &std::path::Path) -> bool {
     use std::os::fd::AsRawFd;
@@ -98,6 +105,7 @@ fn one_apply_recovers_from_a_kill_while_a_service_starts() {
     );
     let status = w.dir.join("run/supervise/svc.status");
     let lock = w.dir.join("run/supervise/svc.lock");
+    let table = w.dir.join("run/kernel/lock");
     let mut caught = 0;
     for attempt in 0..40 {
         if caught == 3 {
@@ -105,16 +113,29 @@ fn one_apply_recovers_from_a_kill_while_a_service_starts() {
         }
         let _ = w.run(&["stop", "svc"]);
         let mut apply = spawn(&w, &["apply"]);
-        // The supervisor takes its lock: stop it where it is.
+        // The supervisor takes its lock: stop it where it is, but not while
+        // it holds the cell table's lock (every command would wait for it).
         let sup = wait_for(
             "the supervisor to start",
             Duration::from_secs(20),
             Duration::from_millis(1),
             || {
                 let pid = supervisors("svc").first().copied()?;
-                locked(&lock)
-                    .then(|| signal(pid, libc::SIGSTOP))
-                    .map(|()| pid)
+                if !locked(&lock) || locked(&table) {
+                    return None;
+                }
+                signal(pid, libc::SIGSTOP);
+                wait_for(
+                    "the supervisor to stop",
+                    Duration::from_secs(20),
+                    Duration::from_millis(1),
+                    || stopped(pid).then_some(()),
+                );
+                if locked(&table) {
+                    signal(pid, libc::SIGCONT);
+                    return None;
+                }
+                Some(pid)
             },
         );
         let _ = apply.kill();
@@ -239,5 +260,437 @@ fn removal_and_apply_leave_no_leftovers() {
     assert_eq!(
         w.ok(&["volume", "backup", "list", "data", "-T", "-H", "-o", "status"]),
         "complete\n"
+    );
+}
+
+/// A seeded xorshift: kill points differ per run, and a failing run can be
+/// repeated with its seed (`CELLS_CRASH_SEED`).
+struct Rng(u64);
+
+impl Rng {
+    fn seeded(stream: u64) -> (Rng, u64) {
+        let seed = std::env::var("CELLS_CRASH_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        (
+            Rng((seed ^ stream.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1),
+            seed,
+        )
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+/// Kills per operation kind in one `make test` run (four kinds: at least 52
+/// in all); `CELLS_CRASH_KILLS` sets the total.
+fn kills_per_kind() -> u32 {
+    let total: u32 = std::env::var("CELLS_CRASH_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(52);
+    total.div_ceil(4).max(1)
+}
+
+/// True while some process holds the `flock` on `path`.
+fn held(path: &Path) -> bool {
+    locked(path)
+}
+
+/// The world every crash test starts from: volume `data` (files), cell `db`
+/// (mounts it read-write, reserves a port, a service), cell `web` (depends on
+/// db, a service), both autostart, applied.
+struct Crashing {
+    w: World,
+    port: u16,
+    /// Mount points of the world with both cells running, after a clean apply.
+    mounts: Vec<String>,
+    /// The cgroup2 directory holding this world's cells.
+    cgroups: PathBuf,
+    cgroup_root: PathBuf,
+}
+
+fn manifest(port: u16, cell: &str, autostart: bool) -> String {
+    let yes = if autostart { "YES" } else { "NO" };
+    match cell {
+        "db" => format!(
+            "CELL_AUTOSTART={yes}\nCELL_SUPERVISE_CMD=\"/bin/busybox sleep 100000\"\n\
+             CELL_VOLUME_MOUNTS=data:/srv/data\nCELL_CREATE_RESERVED_PORTS={port}\n"
+        ),
+        _ => format!(
+            "CELL_AUTOSTART={yes}\nCELL_SUPERVISE_CMD=\"/bin/busybox sleep 100000\"\n\
+             CELL_DEPENDS_ON=db\n"
+        ),
+    }
+}
+
+/// Writes `files` small files (`<i>` holding `tag` and `i`) into `dir`, replacing what is there.
+fn fill(dir: &Path, tag: &str, files: usize) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).unwrap();
+        } else {
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+    for i in 0..files {
+        let sub = dir.join(format!("d{}", i % 8));
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(
+            sub.join(format!("f{i}")),
+            format!("{tag} {i}\n").repeat(200),
+        )
+        .unwrap();
+    }
+}
+
+/// Every file below `dir` with its content, sorted.
+fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push((
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+impl Crashing {
+    fn new(tag: &str, port: u16) -> Crashing {
+        let w = World::new(tag);
+        w.ok(&["volume", "create", "data", "--scope", "both"]);
+        fill(&w.volume_dir().join("data"), "new", 300);
+        w.write_manifest("db.cell", &manifest(port, "db", true));
+        w.write_manifest("web.cell", &manifest(port, "web", true));
+        w.ok(&["apply"]);
+        let mut mounts = w.mounts();
+        mounts.sort();
+        // The run directory's cgroup: the parent of a cell init's cgroup.
+        let init = cells::kernel::linux::state::Store::new(w.dir.join("run/kernel"))
+            .lock()
+            .unwrap()
+            .table
+            .cells[0]
+            .clone();
+        let cgroups = init.cgroup.parent().unwrap().to_path_buf();
+        let cgroup_root = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|r| cgroups.starts_with(r))
+            .unwrap();
+        Crashing {
+            w,
+            port,
+            mounts,
+            cgroups,
+            cgroup_root,
+        }
+    }
+
+    /// Runs `args` in the background and SIGKILLs it after `delay`; true when
+    /// it was still running then (a kill that counts).
+    fn kill_after(&self, args: &[&str], delay: Duration) -> bool {
+        let mut child = spawn(&self.w, args);
+        // The delay is the random kill point, not a wait for anything.
+        std::thread::sleep(delay);
+        let running = child.try_wait().unwrap().is_none();
+        let _ = child.kill();
+        let _ = child.wait();
+        running
+    }
+
+    /// How long `args` takes when not killed (the range kill points come from).
+    fn duration(&self, args: &[&str]) -> Duration {
+        let t = std::time::Instant::now();
+        let out = self.w.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        t.elapsed()
+    }
+
+    /// One apply must converge, and leave exactly what a clean run leaves:
+    /// `running` cells (db, web), nothing frozen, their mounts and no other,
+    /// one cgroup each, the reserved port in the kernel's port map only while
+    /// db runs, no stray process, no lock held, no leftovers of backups.
+    fn recover(&self, what: &str, running: &[&str]) {
+        let w = &self.w;
+        let out = w.run(&["apply"]);
+        assert!(
+            out.status.success(),
+            "{what}: one apply did not recover:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_converged(w, what);
+        let rows = w.rows("name,running,frozen");
+        let want: String = ["db", "web"]
+            .iter()
+            .map(|c| format!("{c}\t{}\t0\n", u8::from(running.contains(c))))
+            .collect();
+        assert_eq!(rows, want, "{what}");
+        let mut mounts = w.mounts();
+        mounts.sort();
+        if running.len() == 2 {
+            assert_eq!(mounts, self.mounts, "{what}: mounts");
+        } else {
+            assert!(
+                mounts.iter().all(|m| !m.contains("/web/")),
+                "{what}: {mounts:?}"
+            );
+        }
+        let cgroups = std::fs::read_dir(&self.cgroups)
+            .map(|d| {
+                d.filter(|e| e.as_ref().unwrap().file_type().unwrap().is_dir())
+                    .count()
+            })
+            .unwrap_or(0);
+        assert_eq!(
+            cgroups,
+            running.len(),
+            "{what}: cell cgroups in {}",
+            self.cgroups.display()
+        );
+        self.check_ports(what, running.contains(&"db"));
+        self.check_processes(what, running.len());
+        for lock in [w.data_dir().join(".lock"), w.dir.join("run/kernel/lock")] {
+            assert!(!held(&lock), "{what}: {} is still held", lock.display());
+        }
+        let leftovers: Vec<String> = [w.volume_dir(), w.dir.join("backups/volumes")]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(d).into_iter().flatten())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty(), "{what}: leftovers {leftovers:?}");
+    }
+
+    /// The installation's port map holds db's port exactly while db runs.
+    fn check_ports(&self, what: &str, db: bool) {
+        use cells::kernel::linux::{bpf, state::Store};
+        let table = Store::new(self.w.dir.join("run/kernel"))
+            .lock()
+            .unwrap()
+            .table;
+        let ports = match table.bind_guard {
+            Some(ids) => bpf::Guard::open(&self.cgroup_root, &ids)
+                .unwrap()
+                .map(|g| g.ports().unwrap())
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let want = if db { vec![self.port] } else { vec![] };
+        assert_eq!(ports, want, "{what}: reserved ports in the kernel");
+        if db {
+            assert_ne!(
+                support::world::bind_as(65534, self.port),
+                0,
+                "{what}: port not guarded"
+            );
+        }
+    }
+
+    /// No process of this world but a cell init and a supervisor per running cell.
+    fn check_processes(&self, what: &str, cells: usize) {
+        let conf = format!("CELLMGR_CONF={}", self.w.conf.display());
+        let mut supervisors = 0;
+        let mut stray = Vec::new();
+        for pid in std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        {
+            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                continue;
+            };
+            if !env.split(|&b| b == 0).any(|v| v == conf.as_bytes()) {
+                continue;
+            }
+            let Some(args) = cmdline(pid) else { continue };
+            match args.get(1).map(String::as_str) {
+                Some("supervise") => supervisors += 1,
+                _ if args.iter().any(|a| a == "--cell-init") => {}
+                _ => stray.push(format!("{pid}: {}", args.join(" "))),
+            }
+        }
+        assert!(stray.is_empty(), "{what}: stray processes {stray:?}");
+        assert_eq!(supervisors, cells, "{what}: supervisors");
+    }
+}
+
+/// Runs one kind of crash until it has killed a live process `kills_per_kind`
+/// times: `round` sets up and returns the command and what to check right
+/// after the kill; every round ends with [`Crashing::recover`].
+fn crash_rounds(
+    tag: &str,
+    stream: u64,
+    port: u16,
+    mut round: impl FnMut(&Crashing, u32) -> (Vec<&'static str>, Vec<&'static str>),
+    mut after_kill: impl FnMut(&Crashing, u32),
+) {
+    let c = Crashing::new(tag, port);
+    let (mut rng, seed) = Rng::seeded(stream);
+    let (mut killed, mut finished) = (0, 0);
+    let mut span = Duration::ZERO;
+    let mut n = 0;
+    while killed < kills_per_kind() {
+        assert!(
+            n < kills_per_kind() * 4 + 2,
+            "{tag}: too few kills hit a running command: {killed} killed, {finished} finished, span {span:?}"
+        );
+        let (args, running) = round(&c, n);
+        if n < 2 {
+            // The first runs are not killed: they measure the range of kill
+            // points (two, as rounds may alternate).
+            span = span.max(c.duration(&args));
+        } else {
+            let delay = Duration::from_micros(rng.below(span.as_micros() as u64 * 11 / 10));
+            if c.kill_after(&args, delay) {
+                killed += 1;
+            } else {
+                // Kill points past the end hit nothing: narrow the range
+                // (a slow first run, or a machine that got faster).
+                finished += 1;
+                span = span * 3 / 4;
+            }
+        }
+        after_kill(&c, n);
+        c.recover(&format!("{tag} round {n} (seed {seed})"), &running);
+        n += 1;
+    }
+    eprintln!(
+        "{tag}: {killed} kills of a running command, {finished} runs finished before their kill point, span {span:?}, seed {seed}"
+    );
+}
+
+#[test]
+fn kill_9_during_apply_then_one_apply_converges() {
+    if !root_or_skip("kill_9_during_apply_then_one_apply_converges") {
+        return;
+    }
+    // Each round flips web, so every apply has work: start or stop it.
+    crash_rounds(
+        "crash-apply",
+        1,
+        support::port(4),
+        |c, n| {
+            let up = n % 2 == 1;
+            c.w.write_manifest("web.cell", &manifest(c.port, "web", up));
+            let running = if up { vec!["db", "web"] } else { vec!["db"] };
+            (vec!["apply"], running)
+        },
+        |_, _| {},
+    );
+}
+
+#[test]
+fn kill_9_during_stop_then_one_apply_converges() {
+    if !root_or_skip("kill_9_during_stop_then_one_apply_converges") {
+        return;
+    }
+    crash_rounds(
+        "crash-stop",
+        2,
+        support::port(5),
+        |_, n| {
+            let which = if n % 2 == 0 { "db" } else { "web" };
+            (vec!["stop", which], vec!["db", "web"])
+        },
+        |_, _| {},
+    );
+}
+
+#[test]
+fn kill_9_during_a_quiesced_backup_thaws_and_one_apply_converges() {
+    if !root_or_skip("kill_9_during_a_quiesced_backup_thaws_and_one_apply_converges") {
+        return;
+    }
+    crash_rounds(
+        "crash-backup",
+        3,
+        support::port(6),
+        |_, _| {
+            (
+                vec!["volume", "backup", "create", "data", "--quiesce", "-q"],
+                vec!["db", "web"],
+            )
+        },
+        |c, _| {
+            // The guard thaws db at once, before any other command runs.
+            support::wait_until(
+                "the killed backup's cell to thaw",
+                Duration::from_secs(20),
+                Duration::from_millis(5),
+                || c.w.rows("name,frozen") == "db\t0\nweb\t0\n",
+            );
+            // Every archive listed verifies: a killed one is never listed.
+            let out = c.w.run(&["volume", "backup", "verify", "data", "-q"]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        },
+    );
+}
+
+#[test]
+fn kill_9_during_restore_leaves_old_or_new_and_one_apply_converges() {
+    if !root_or_skip("kill_9_during_restore_leaves_old_or_new_and_one_apply_converges") {
+        return;
+    }
+    let new = std::cell::RefCell::new(Vec::new());
+    let old = std::cell::RefCell::new(Vec::new());
+    crash_rounds(
+        "crash-restore",
+        4,
+        support::port(7),
+        |c, n| {
+            let data = c.w.volume_dir().join("data");
+            if n == 0 {
+                c.w.ok(&["volume", "backup", "create", "data", "--quiesce", "-q"]);
+                *new.borrow_mut() = tree(&data);
+            }
+            // Live data that differs from the archive (db's service never
+            // touches it).
+            fill(&data, &format!("old{n}"), 300);
+            *old.borrow_mut() = tree(&data);
+            (
+                vec![
+                    "volume", "backup", "restore", "data", "--latest", "--yes", "--stop", "-q",
+                ],
+                vec!["db", "web"],
+            )
+        },
+        |c, n| {
+            let now = tree(&c.w.volume_dir().join("data"));
+            assert!(
+                now == *old.borrow() || now == *new.borrow(),
+                "round {n}: the volume holds neither the old nor the restored data ({} files)",
+                now.len()
+            );
+        },
     );
 }

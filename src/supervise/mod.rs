@@ -232,6 +232,14 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, spec: &SuperviseSpec) -> anyhow:
             sup.pid.map_or("unknown".to_string(), |p| p.to_string())
         );
     }
+    // A stop request left by a stop that was cut short is not for this one.
+    let paths = status::Paths::new(&cfg.run_dir, &cell.name);
+    match std::fs::remove_file(&paths.stop) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", paths.stop.display()))
+        }
+        _ => {}
+    }
     let (ready_read, ready_write) = pipe().context("creating the readiness pipe")?;
     let ready_fd = ready_write.as_raw_fd();
     let mut cmd = Command::new(self_exe()?);
@@ -325,6 +333,17 @@ pub struct Supervisor {
     /// Its status file: `Ok(None)` while it is starting up (none written
     /// yet), `Err` naming the file when it does not decode.
     pub status: Result<Option<SupervisorStatus>, String>,
+    /// A stop request waits for it (written before it is signalled).
+    pub stop_requested: bool,
+}
+
+impl Supervisor {
+    /// A stop was asked of it (it may not have acted on it yet): it ends its
+    /// service and exits, so the cell does not count as supervised any more.
+    pub fn stopping(&self) -> bool {
+        self.stop_requested
+            || matches!(&self.status, Ok(Some(st)) if st.state == SupervisorState::Stopping)
+    }
 }
 
 /// The cell's supervisor, if one runs. Only I/O errors on the lock fail; a
@@ -341,7 +360,11 @@ pub fn supervisor(cfg: &Config, cell: &str) -> anyhow::Result<Option<Supervisor>
         Ok(Some(st)) => Some(st.supervisor_pid),
         _ => locked_by,
     };
-    Ok(Some(Supervisor { pid, status }))
+    Ok(Some(Supervisor {
+        pid,
+        status,
+        stop_requested: paths.stop.exists(),
+    }))
 }
 
 /// The status of a cell's supervisor; `None` when none runs (including a

@@ -71,6 +71,33 @@ mod tool {
     pub const ACLS: &str = "--acls";
 }
 
+/// A tar or gzip that dies with this process: one left running after a
+/// SIGKILL of its cellmgr would go on writing into a staging tree or a
+/// partial archive while the next command removes it. (Elsewhere than Linux
+/// it ends at end of file or on a broken pipe.)
+fn child(program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl and getppid are async-signal-safe. The parent check
+        // covers a parent that died before prctl took effect.
+        unsafe {
+            let parent = libc::getpid();
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd
+}
+
 /// What a written archive turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
@@ -85,7 +112,7 @@ pub struct Written {
 
 /// Archives the contents of `source` (as `./…`) into `out`, gzip-compressed.
 pub fn create(source: &Path, out: &mut File, progress: &mut Progress) -> Result<Written> {
-    let mut tar = Command::new(tool::TAR)
+    let mut tar = child(tool::TAR)
         .args(tool::CREATE)
         .arg("-C")
         .arg(source)
@@ -95,7 +122,7 @@ pub fn create(source: &Path, out: &mut File, progress: &mut Progress) -> Result<
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {}", tool::TAR))?;
-    let mut gzip = match Command::new("gzip")
+    let mut gzip = match child("gzip")
         .args(["-c", "-n"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -203,7 +230,7 @@ pub fn extract(
     acls: bool,
     progress: &mut Progress,
 ) -> Result<()> {
-    let mut tar = Command::new(tool::TAR)
+    let mut tar = child(tool::TAR)
         .args(tool::EXTRACT)
         .args(acls.then_some(tool::ACLS))
         .arg("-C")
@@ -261,7 +288,7 @@ pub fn extract(
 /// SHA-256 (hex), length and contents (see [`super::scan`]) of a whole
 /// gzip-compressed archive: one read, the decompression done by gzip.
 pub fn scan_file(file: &mut File, progress: &mut Progress) -> Result<(String, u64, Facts)> {
-    let mut gzip = Command::new("gzip")
+    let mut gzip = child("gzip")
         .arg("-dc")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -131,7 +131,7 @@ pub fn repair(cfg: &Config, kernel: &dyn Kernel) -> Result<Vec<String>> {
 pub struct Observed {
     /// Kernel cell present and service (if any) supervised.
     pub running: BTreeSet<String>,
-    /// Kernel cell present.
+    /// Kernel cell present, or mounts of the cell left by an interrupted run.
     pub present: BTreeSet<String>,
     /// Kernel cell frozen (a backup holds it, or nobody: see [`repair`]).
     pub frozen: BTreeSet<String>,
@@ -141,9 +141,11 @@ pub struct Observed {
 /// supervisor is the evidence for both.
 pub fn observe(cfg: &Config, kernel: Option<&dyn Kernel>, desired: &Desired) -> Result<Observed> {
     // A supervisor holding its lock counts, also while it starts up or when
-    // its status file is damaged: starting another would only be refused.
-    let supervised =
-        |name: &str| -> Result<bool> { Ok(crate::supervise::supervisor(cfg, name)?.is_some()) };
+    // its status file is damaged (starting another would only be refused);
+    // one that is stopping does not (a stop was cut short: it is leaving).
+    let supervised = |name: &str| -> Result<bool> {
+        Ok(crate::supervise::supervisor(cfg, name)?.is_some_and(|s| !s.stopping()))
+    };
     let mut out = Observed::default();
     match kernel {
         Some(k) => {
@@ -168,6 +170,16 @@ pub fn observe(cfg: &Config, kernel: Option<&dyn Kernel>, desired: &Desired) -> 
                     out.present.insert(name.clone());
                 }
             }
+        }
+    }
+    // Mounts without a kernel cell: a start cut short. They count as the
+    // cell being present, so a cell that should not run is stopped (which
+    // takes them down) instead of being left as it is.
+    let points = runtime::mountinfo::mount_points()?;
+    for name in desired.cells.keys() {
+        let dir = CellPaths::new(cfg, name).dir;
+        if !out.present.contains(name) && !runtime::mountinfo::under(&points, &dir).is_empty() {
+            out.present.insert(name.clone());
         }
     }
     Ok(out)

@@ -88,9 +88,14 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StartOutco
             Some(m) => m,
             None => effective(cfg, name)?,
         };
-        // The kernel cell outlived its supervisor (killed, crashed): supervise again.
+        // The kernel cell outlived its supervisor (killed, crashed), or its
+        // supervisor is on its way out (a stop was cut short): supervise again.
         if let Some(cmd) = &m.supervise_cmd {
-            if supervise::supervisor(cfg, name)?.is_none() {
+            let sup = supervise::supervisor(cfg, name)?;
+            if sup.as_ref().map_or(true, supervise::Supervisor::stopping) {
+                if sup.is_some() {
+                    supervise::stop(cfg, name, STOP_GRACE)?;
+                }
                 let pid = supervise::start(cfg, kernel, &supervise_spec(&m, cmd)?)?;
                 return Ok(StartOutcome::Started {
                     cid: info.id,

@@ -3,7 +3,7 @@
 //! an exclusive `flock` on a separate lock file.
 
 use crate::kernel::{profile_serde, Profile, Rlimits};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -46,6 +46,9 @@ pub struct Table {
     #[serde(default)]
     pub bind_guard: Option<BindGuardIds>,
 }
+
+/// How long a command waits for the table lock before it gives up.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Where the table lives.
 pub struct Store {
@@ -94,17 +97,45 @@ impl Store {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating state directory {}", self.dir.display()))?;
         let lock_path = self.dir.join("lock");
-        let lock = OpenOptions::new()
+        let mut lock = OpenOptions::new()
             .create(true)
             .truncate(false)
+            .read(true)
             .write(true)
             .open(&lock_path)
             .with_context(|| format!("opening lock file {}", lock_path.display()))?;
-        // SAFETY: flock on an fd we own; blocks until the lock is ours.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("locking {}", lock_path.display()));
+        // Bounded: a holder that hangs (stopped, stuck) must not hang every
+        // command after it; the error names it.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            // SAFETY: flock on an fd we own.
+            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                break;
+            }
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(e).with_context(|| format!("locking {}", lock_path.display()));
+            }
+            if std::time::Instant::now() >= deadline {
+                let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
+                bail!(
+                    "the cell table lock {} is held by pid {} for more than {} s; \
+                     see what that process is doing",
+                    lock_path.display(),
+                    holder
+                        .trim()
+                        .parse::<u32>()
+                        .map_or("unknown".into(), |p| p.to_string()),
+                    LOCK_WAIT.as_secs()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
+        // Rewritten in place (a new file would be another lock): who holds it.
+        use std::io::Write;
+        let _ = lock
+            .set_len(0)
+            .and_then(|()| lock.write_all(format!("{}\n", std::process::id()).as_bytes()));
         let path = self.table_path();
         let empty = Table {
             next_id: 1,
