@@ -76,6 +76,7 @@ mod tool {
 /// partial archive while the next command removes it. (Elsewhere than Linux
 /// it ends at end of file or on a broken pipe.)
 fn child(program: &str) -> Command {
+    #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
     let mut cmd = Command::new(program);
     #[cfg(target_os = "linux")]
     {
