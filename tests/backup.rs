@@ -548,6 +548,7 @@ fn kill_9_during_restore_leaves_old_or_new_never_a_mix() {
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
+        // The kill point (a fraction of a full run), not a wait for anything.
         std::thread::sleep(full.mul_f64(f64::from(step) / 12.0));
         let _ = child.kill(); // SIGKILL, by the child's PID
         let _ = child.wait();

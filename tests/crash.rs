@@ -263,35 +263,6 @@ fn removal_and_apply_leave_no_leftovers() {
     );
 }
 
-/// A seeded xorshift: kill points differ per run, and a failing run can be
-/// repeated with its seed (`CELLS_CRASH_SEED`).
-struct Rng(u64);
-
-impl Rng {
-    fn seeded(stream: u64) -> (Rng, u64) {
-        let seed = std::env::var("CELLS_CRASH_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-            });
-        (
-            Rng((seed ^ stream.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1),
-            seed,
-        )
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
 /// Kills per operation kind in one `make test` run (four kinds: at least 52
 /// in all); `CELLS_CRASH_KILLS` sets the total.
 fn kills_per_kind() -> u32 {
@@ -551,9 +522,9 @@ fn crash_rounds(
     mut after_kill: impl FnMut(&Crashing, u32),
 ) {
     let c = Crashing::new(tag, port);
-    let (mut rng, seed) = Rng::seeded(stream);
+    let (mut rng, seed) = support::Rng::seeded("CELLS_CRASH_SEED", stream);
     let (mut killed, mut finished) = (0, 0);
-    let mut span = Duration::ZERO;
+    let (mut span, mut floor) = (Duration::ZERO, Duration::ZERO);
     let mut n = 0;
     while killed < kills_per_kind() {
         assert!(
@@ -564,7 +535,9 @@ fn crash_rounds(
         if n < 2 {
             // The first runs are not killed: they measure the range of kill
             // points (two, as rounds may alternate).
-            span = span.max(c.duration(&args));
+            let took = c.duration(&args);
+            span = span.max(took);
+            floor = if n == 0 { took } else { floor.min(took) };
         } else {
             let delay = Duration::from_micros(rng.below(span.as_micros() as u64 * 11 / 10));
             if c.kill_after(&args, delay) {
@@ -573,7 +546,7 @@ fn crash_rounds(
                 // Kill points past the end hit nothing: narrow the range
                 // (a slow first run, or a machine that got faster).
                 finished += 1;
-                span = span * 3 / 4;
+                span = (span * 9 / 10).max(floor);
             }
         }
         after_kill(&c, n);

@@ -17,7 +17,7 @@ const GROUND: &[&str] = &[
 const RUNTIME: &[&str] = &["kernel", "supervise", "ipc"];
 const ENGINE: &[&str] = &["engine"];
 const PERSONALITIES: &[&str] = &["ctl", "mgr", "ui"];
-const DISPATCH: &[&str] = &["cli"];
+const DISPATCH: &[&str] = &["cli", "fuzz"];
 
 fn floor(module: &str) -> Option<usize> {
     [GROUND, RUNTIME, ENGINE, PERSONALITIES, DISPATCH]

@@ -202,8 +202,14 @@ fn crashed_supervisor_and_leftover_mounts_are_recovered() {
     // The supervisor dies hard (its service with it).
     // SAFETY: signalling a process this test started through cellmgr.
     unsafe { libc::kill(pid, libc::SIGKILL) };
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    // The next read tells the truth: the kernel cell is there, no supervisor.
+    // Once it is gone, a read tells the truth: the kernel cell is there, no
+    // supervisor.
+    support::wait_until(
+        "the killed supervisor to be gone",
+        std::time::Duration::from_secs(20),
+        std::time::Duration::from_millis(10),
+        || !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+    );
     assert_eq!(
         w.rows("name,running,supervisor_pid,supervisor"),
         "svc\t1\t\t\n"
