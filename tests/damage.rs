@@ -24,8 +24,9 @@ fn table(w: &World) -> PathBuf {
 }
 
 /// Two running cells, one with a reserved port; returns that port.
-fn two_cells(w: &World) -> u16 {
-    let p = port(0);
+/// `k`: which of this binary's ports (tests run in parallel).
+fn two_cells(w: &World, k: u16) -> u16 {
+    let p = port(k);
     w.ok(&[
         "cell",
         "create",
@@ -56,7 +57,7 @@ fn a_damaged_or_lost_cell_table_is_rebuilt_from_the_kernel() {
         return;
     }
     let w = World::new("table");
-    let p = two_cells(&w);
+    let p = two_cells(&w, 0);
     let before = w.rows("name,running,cid");
     assert!(
         before.starts_with("a\t1\t") && before.contains("\nb\t1\t"),
@@ -119,7 +120,7 @@ fn a_damaged_supervisor_status_affects_only_its_cell_and_apply_repairs_it() {
         return;
     }
     let w = World::new("status");
-    two_cells(&w);
+    two_cells(&w, 1);
     let fields = "name,running,supervisor";
     assert_eq!(w.rows(fields), "a\t1\trunning\nb\t1\trunning\n");
 
