@@ -12,6 +12,9 @@
 # RUN_PARENT=/dev/shm shows that case (the state is fsynced on every change).
 # PORT=n makes every created cell reserve TCP/UDP port n (cellctl create -r), so
 # the cycle includes adding and removing a reserved-port guard.
+# LIMITS="..." adds limit flags to create, e.g. LIMITS="--maxproc unlimited" (no
+# limit: no cgroup controller involved) or LIMITS="--memory 64M --cpu 50"; without
+# it the default process limit of cellmgr.conf (1024) applies.
 set -eu
 
 N=${1:-100}
@@ -38,7 +41,8 @@ NAME=bench$$
 # Microseconds since the epoch, without a fork.
 now() { local t=${EPOCHREALTIME/./}; echo $((10#$t)); }
 
-create() { "$CELLS" ctl create -n "$NAME" ${PORT:+-r "$PORT"} "$WORK/root" >/dev/null; }
+# shellcheck disable=SC2086 # LIMITS is a list of flags
+create() { "$CELLS" ctl create -n "$NAME" ${PORT:+-r "$PORT"} ${LIMITS:-} "$WORK/root" >/dev/null; }
 exec_true() { "$CELLS" ctl exec "$NAME" /bin/true; }
 destroy() { "$CELLS" ctl destroy "$NAME"; }
 bwrap_true() { bwrap --unshare-all --ro-bind / / --proc /proc --dev /dev /bin/true; }
@@ -61,7 +65,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 echo "iterations: $N; mean wall time per iteration, each tool's process start included"
 echo "cell state on: $(stat -f -c %T "$RUN"); load before: $LOAD"
-echo "reserved port: ${PORT:-none}"
+echo "reserved port: ${PORT:-none}; limits: ${LIMITS:-the defaults (--maxproc 1024)}"
 echo "cellctl create+exec+destroy    $(ms $cycle)"
 echo "  create                       $(ms $c)"
 echo "  exec /bin/true               $(ms $e)"

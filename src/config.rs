@@ -4,11 +4,18 @@
 //! The file is `/etc/cellmgr.conf` unless `CELLMGR_CONF` names another; a missing
 //! file means all defaults. See cellmgr.conf(5).
 
-use crate::rcconf::{self, FileError};
+use crate::rcconf::{self, FileError, LimitForm};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 pub const DEFAULT_PATH: &str = "/etc/cellmgr.conf";
+
+/// Service logs live in the run directory, often RAM: 4 files of 1 MiB per
+/// cell and kind, taken in at 1 MiB/s at most.
+pub const DEFAULT_LOG_MAX_SIZE: u64 = 1 << 20;
+pub const DEFAULT_LOG_MAX_FILES: u32 = 4;
+pub const DEFAULT_LOG_RATE_LIMIT: u64 = 1 << 20;
+/// The most files `CELL_LOG_MAX_FILES` may keep.
+pub const LOG_MAX_FILES_LIMIT: u32 = 100;
 
 /// Where the cells' root file system comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,12 +47,21 @@ pub struct Config {
     pub pkg_tool: String,
     /// The syslog socket supervisors log to.
     pub syslog_socket: PathBuf,
+    /// Size at which a service log file (and the syslog fallback file) is rotated.
+    pub log_max_size: u64,
+    /// Files of each log kept, the current one included (at least 1).
+    pub log_max_files: u32,
+    /// Bytes per second of a service's output the supervisor takes in; a service
+    /// writing faster waits on its pipe. 0: no limit.
+    pub log_rate_limit: u64,
     /// cgroup2 mount point; `None` means detect (`/sys/fs/cgroup` or `/sys/fs/cgroup/unified`).
     pub cgroup_root: Option<PathBuf>,
-    /// A health check attempt taking longer than this has failed.
-    pub health_timeout: Duration,
-    /// All attempts of one health check together.
-    pub health_budget: Duration,
+    /// Limits of a cell that does not set its own (`None`: unlimited).
+    pub default_limits: DefaultLimits,
+    /// Most ptys a cell may hold at once (its devpts instance's `max=`).
+    pub pty_max: u32,
+    /// Size of a cell's `/dev/shm` in bytes (a tmpfs).
+    pub shm_size: u64,
     pub release: String,
     pub machine_arch: String,
     pub netbsd_mirror: String,
@@ -57,6 +73,28 @@ pub struct Config {
     pub dev_size: String,
     pub devices: String,
     pub ptyfs: bool,
+}
+
+/// `CELL_DEFAULT_*`: the limits of cells that do not set their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultLimits {
+    pub maxproc: Option<u64>,
+    pub memory: Option<u64>,
+    pub cpu_percent: Option<u64>,
+    pub disk: Option<u64>,
+}
+
+impl Default for DefaultLimits {
+    /// A process limit only: it keeps a fork bomb from taking the host's pid
+    /// space; the others depend on the service.
+    fn default() -> Self {
+        DefaultLimits {
+            maxproc: Some(1024),
+            memory: None,
+            cpu_percent: None,
+            disk: None,
+        }
+    }
 }
 
 /// Every key the file may contain, with its expected form (for error messages).
@@ -73,9 +111,19 @@ pub const KEYS: &[(&str, &str)] = &[
     ("CELL_BACKUP_KEEP", "a count (0 keeps all)"),
     ("CELL_PKG_TOOL", "a command such as 'pkg_add' or empty"),
     ("CELL_SYSLOG_SOCKET", "an absolute path"),
+    ("CELL_LOG_MAX_SIZE", "a size of at least 4k, such as 1m"),
+    ("CELL_LOG_MAX_FILES", "a count from 1 to 100"),
+    (
+        "CELL_LOG_RATE_LIMIT",
+        "bytes per second such as 1m, or 0 for no limit",
+    ),
     ("CELL_CGROUP_ROOT", "an absolute path or empty (detect)"),
-    ("CELL_HEALTHCHECK_TIMEOUT", "seconds, 1 or more"),
-    ("CELL_HEALTHCHECK_BUDGET", "seconds, 1 or more"),
+    ("CELL_DEFAULT_MAXPROC", LimitForm::Processes.expected()),
+    ("CELL_DEFAULT_MEMORY", LimitForm::Memory.expected()),
+    ("CELL_DEFAULT_CPU", LimitForm::Cpu.expected()),
+    ("CELL_DEFAULT_DISK", LimitForm::Disk.expected()),
+    ("CELL_PTY_MAX", "a count of ptys from 1 to 4096"),
+    ("CELL_SHM_SIZE", "a size such as 64M"),
     ("RELEASE", "a release such as 10.1, or empty"),
     ("MACHINE_ARCH", "an architecture such as amd64, or empty"),
     ("NETBSD_MIRROR", "a URL or empty"),
@@ -114,9 +162,13 @@ impl Default for Config {
                 "/dev/log"
             }
             .into(),
+            log_max_size: DEFAULT_LOG_MAX_SIZE,
+            log_max_files: DEFAULT_LOG_MAX_FILES,
+            log_rate_limit: DEFAULT_LOG_RATE_LIMIT,
             cgroup_root: None,
-            health_timeout: Duration::from_secs(10),
-            health_budget: Duration::from_secs(30),
+            default_limits: DefaultLimits::default(),
+            pty_max: 64,
+            shm_size: 64 << 20,
             release: String::new(),
             machine_arch: String::new(),
             netbsd_mirror: String::new(),
@@ -164,11 +216,7 @@ impl Config {
                 FileError::new(
                     path,
                     Some(a.line),
-                    format!(
-                        "{}={}: expected {expected}",
-                        a.key,
-                        crate::output::quoted(&a.value)
-                    ),
+                    format!("{}='{}': expected {expected}", a.key, a.value),
                 )
             };
             let abs = |v: &str| -> Result<PathBuf, FileError> {
@@ -203,14 +251,42 @@ impl Config {
                 "CELL_LOCAL_DEV" => cfg.local_dev = yes_no(v)?,
                 "CELL_PTYFS" => cfg.ptyfs = yes_no(v)?,
                 "CELL_BACKUP_KEEP" => cfg.backup_keep = v.parse().map_err(|_| bad())?,
-                "CELL_HEALTHCHECK_TIMEOUT" | "CELL_HEALTHCHECK_BUDGET" => {
-                    let secs: u64 = v.parse().ok().filter(|&s| s > 0).ok_or_else(bad)?;
-                    let d = Duration::from_secs(secs);
-                    if a.key == "CELL_HEALTHCHECK_TIMEOUT" {
-                        cfg.health_timeout = d;
-                    } else {
-                        cfg.health_budget = d;
-                    }
+                "CELL_DEFAULT_MAXPROC" => {
+                    cfg.default_limits.maxproc = LimitForm::Processes.parse(v).ok_or_else(bad)?
+                }
+                "CELL_DEFAULT_MEMORY" => {
+                    cfg.default_limits.memory = LimitForm::Memory.parse(v).ok_or_else(bad)?
+                }
+                "CELL_DEFAULT_CPU" => {
+                    cfg.default_limits.cpu_percent = LimitForm::Cpu.parse(v).ok_or_else(bad)?
+                }
+                "CELL_DEFAULT_DISK" => {
+                    cfg.default_limits.disk = LimitForm::Disk.parse(v).ok_or_else(bad)?
+                }
+                "CELL_PTY_MAX" => {
+                    cfg.pty_max = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=4096).contains(n) && v.bytes().all(|b| b.is_ascii_digit()))
+                        .ok_or_else(bad)?
+                }
+                "CELL_SHM_SIZE" => {
+                    cfg.shm_size = rcconf::parse_size(v).filter(|n| *n > 0).ok_or_else(bad)?
+                }
+                "CELL_LOG_MAX_SIZE" => {
+                    cfg.log_max_size = rcconf::parse_size(v)
+                        .filter(|n| *n >= 4096)
+                        .ok_or_else(bad)?
+                }
+                "CELL_LOG_MAX_FILES" => {
+                    cfg.log_max_files = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=LOG_MAX_FILES_LIMIT).contains(n))
+                        .ok_or_else(bad)?
+                }
+                "CELL_LOG_RATE_LIMIT" => {
+                    cfg.log_rate_limit = rcconf::parse_size(v).ok_or_else(bad)?
                 }
                 "CELL_DEV_SIZE" => {
                     let digits = v.trim_end_matches(['k', 'm', 'g', 'K', 'M', 'G']);
@@ -303,6 +379,60 @@ mod tests {
         assert!(parse("CELL_BASE=rel\n")
             .unwrap_err()
             .contains("'host' or an absolute path"));
+    }
+
+    #[test]
+    fn limit_defaults_bound_processes_only_until_set() {
+        let c = parse("").unwrap();
+        assert_eq!(c.default_limits.maxproc, Some(1024));
+        assert_eq!(c.default_limits.memory, None);
+        assert_eq!((c.pty_max, c.shm_size), (64, 64 << 20));
+        let c = parse(
+            "CELL_DEFAULT_MAXPROC=unlimited\nCELL_DEFAULT_MEMORY=1G\nCELL_DEFAULT_CPU=150\n\
+             CELL_DEFAULT_DISK=10G\nCELL_PTY_MAX=16\nCELL_SHM_SIZE=16m\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.default_limits,
+            DefaultLimits {
+                maxproc: None,
+                memory: Some(1 << 30),
+                cpu_percent: Some(150),
+                disk: Some(10 << 30),
+            }
+        );
+        assert_eq!((c.pty_max, c.shm_size), (16, 16 << 20));
+        assert!(parse("CELL_DEFAULT_MEMORY=1k\n")
+            .unwrap_err()
+            .contains("CELL_DEFAULT_MEMORY='1k': expected a size of at least 4M"));
+        assert!(parse("CELL_PTY_MAX=0\n")
+            .unwrap_err()
+            .contains("from 1 to 4096"));
+    }
+
+    #[test]
+    fn log_limits_have_defaults_and_checked_values() {
+        let c = parse("").unwrap();
+        assert_eq!(
+            (c.log_max_size, c.log_max_files, c.log_rate_limit),
+            (1 << 20, 4, 1 << 20)
+        );
+        let c =
+            parse("CELL_LOG_MAX_SIZE=64k\nCELL_LOG_MAX_FILES=2\nCELL_LOG_RATE_LIMIT=0\n").unwrap();
+        assert_eq!(
+            (c.log_max_size, c.log_max_files, c.log_rate_limit),
+            (65536, 2, 0)
+        );
+        assert_eq!(
+            parse("CELL_LOG_MAX_SIZE=100\n").unwrap_err(),
+            "/etc/cellmgr.conf:1: CELL_LOG_MAX_SIZE='100': expected a size of at least 4k, such as 1m"
+        );
+        assert!(parse("CELL_LOG_MAX_FILES=0\n")
+            .unwrap_err()
+            .contains("expected a count from 1 to 100"));
+        assert!(parse("CELL_LOG_RATE_LIMIT=fast\n")
+            .unwrap_err()
+            .contains("expected bytes per second"));
     }
 
     #[test]

@@ -11,11 +11,15 @@ use std::path::Path;
 /// every key's validation.
 pub fn manifest(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
+    let cfg = crate::config::Config {
+        allow_host_mounts: true,
+        ..crate::config::Config::default()
+    };
     let _ = crate::engine::manifest::CellManifest::parse(
         Path::new("/etc/cellmgr/web.cell"),
         &text,
         "web",
-        true,
+        &cfg,
     );
     let _ = crate::engine::manifest::VolumeManifest::parse(
         Path::new("/etc/cellmgr/data.volume"),

@@ -77,6 +77,27 @@ pub struct CellRow {
     /// none runs.
     #[serde(default)]
     pub supervisor: String,
+    /// The resource limits in force for the manifest (its keys, else the
+    /// cellmgr.conf defaults): `unlimited`, a count, or a size such as `512M`.
+    #[serde(default)]
+    pub create_maxproc: String,
+    #[serde(default)]
+    pub create_memory: String,
+    #[serde(default)]
+    pub create_cpu: String,
+    #[serde(default)]
+    pub create_disk: String,
+    /// What the running cell uses of its limits (empty where not measured).
+    #[serde(default)]
+    pub tasks: Option<u64>,
+    #[serde(default)]
+    pub memory_used: Option<u64>,
+    #[serde(default)]
+    pub disk_used: Option<u64>,
+    #[serde(default)]
+    pub forks_denied: Option<u64>,
+    #[serde(default)]
+    pub oom_kills: Option<u64>,
     /// Every process of the cell is suspended (by a backup's `--quiesce`, or
     /// left so by a crash until `cellmgr apply` thaws it).
     #[serde(default)]

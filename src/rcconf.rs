@@ -244,6 +244,116 @@ pub fn yes_no(b: bool) -> &'static str {
     }
 }
 
+/// A byte size: digits with an optional `k`, `m` or `g` suffix (powers of
+/// 1024, either case), e.g. `1048576`, `512k`, `4M`. No fractions, no
+/// zero-width values such as `k` alone.
+pub fn parse_size(v: &str) -> Option<u64> {
+    let (digits, shift) = match v.as_bytes().last()? {
+        b'k' | b'K' => (&v[..v.len() - 1], 10),
+        b'm' | b'M' => (&v[..v.len() - 1], 20),
+        b'g' | b'G' => (&v[..v.len() - 1], 30),
+        _ => (v, 0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    n.checked_mul(1u64 << shift)
+}
+
+/// A size as [`parse_size`] reads it, in the largest unit that divides it
+/// exactly (`64M`, `1536K`, `1000`).
+pub fn format_size(bytes: u64) -> String {
+    for (shift, unit) in [(30, 'G'), (20, 'M'), (10, 'K')] {
+        if bytes != 0 && bytes % (1u64 << shift) == 0 {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
+/// The value forms of the four resource limits, shared by cellmgr.conf's
+/// defaults, the `CELL_CREATE_*` manifest keys and cellctl's flags. Every
+/// form also takes `unlimited`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitForm {
+    /// Processes (Linux: tasks) at once.
+    Processes,
+    /// Bytes of memory.
+    Memory,
+    /// Percent of one CPU.
+    Cpu,
+    /// Bytes of disk.
+    Disk,
+}
+
+impl LimitForm {
+    /// Smallest memory limit: a cell's init and a shell need a few MiB.
+    pub const MIN_MEMORY: u64 = 4 << 20;
+    /// Smallest disk: an ext4 image with its journal.
+    pub const MIN_DISK: u64 = 16 << 20;
+
+    /// What a value must look like, for error messages.
+    pub const fn expected(self) -> &'static str {
+        match self {
+            LimitForm::Processes => "a count of at least 1, or 'unlimited'",
+            LimitForm::Memory => "a size of at least 4M such as 512M or 2G, or 'unlimited'",
+            LimitForm::Cpu => {
+                "a percentage of one CPU of at least 1 (200 is two CPUs), or 'unlimited'"
+            }
+            LimitForm::Disk => "a size of at least 16M such as 512M or 10G, or 'unlimited'",
+        }
+    }
+
+    /// `Some(None)` for `unlimited`, `Some(Some(n))` for a valid value, `None`
+    /// for anything else.
+    pub fn parse(self, v: &str) -> Option<Option<u64>> {
+        if v == "unlimited" {
+            return Some(None);
+        }
+        let count = || {
+            v.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| v.parse::<u64>().ok())
+                .flatten()
+        };
+        let n = match self {
+            LimitForm::Processes | LimitForm::Cpu => count().filter(|n| *n >= 1),
+            LimitForm::Memory => parse_size(v).filter(|n| *n >= Self::MIN_MEMORY),
+            LimitForm::Disk => parse_size(v).filter(|n| *n >= Self::MIN_DISK),
+        }?;
+        Some(Some(n))
+    }
+
+    /// A limit as files and reads show it: `unlimited`, a count, or a size.
+    pub fn format(self, limit: Option<u64>) -> String {
+        match (self, limit) {
+            (_, None) => "unlimited".into(),
+            (LimitForm::Memory | LimitForm::Disk, Some(n)) => format_size(n),
+            (_, Some(n)) => n.to_string(),
+        }
+    }
+}
+
+/// A duration: digits with a unit `ms`, `s`, `m` or `h`; plain digits are
+/// seconds (`30`, `30s`, `500ms`, `2m`).
+pub fn parse_duration(v: &str) -> Option<std::time::Duration> {
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    if digits.is_empty() {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => None,
+    }?;
+    Some(std::time::Duration::from_millis(ms))
+}
+
 /// The closest known key within a small edit distance, for "did you mean" hints.
 pub fn suggest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
     let within = |k: &str| 2.max(k.len() / 5);
@@ -276,10 +386,66 @@ fn edit_distance(a: &str, b: &str) -> usize {
 mod tests {
     use super::*;
 
+    #[test]
+    fn limit_forms_take_unlimited_and_refuse_too_small_values() {
+        assert_eq!(LimitForm::Processes.parse("64"), Some(Some(64)));
+        assert_eq!(LimitForm::Processes.parse("unlimited"), Some(None));
+        assert_eq!(LimitForm::Processes.parse("0"), None);
+        assert_eq!(LimitForm::Cpu.parse("250"), Some(Some(250)));
+        assert_eq!(LimitForm::Cpu.parse("50%"), None);
+        assert_eq!(LimitForm::Memory.parse("64M"), Some(Some(64 << 20)));
+        assert_eq!(LimitForm::Memory.parse("1M"), None);
+        assert_eq!(LimitForm::Disk.parse("32M"), Some(Some(32 << 20)));
+        assert_eq!(LimitForm::Disk.parse("8M"), None);
+        assert_eq!(LimitForm::Disk.format(Some(32 << 20)), "32M");
+        assert_eq!(LimitForm::Processes.format(Some(64)), "64");
+        assert_eq!(LimitForm::Cpu.format(None), "unlimited");
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes_and_round_trip() {
+        assert_eq!(parse_size("512"), Some(512));
+        assert_eq!(parse_size("64k"), Some(64 << 10));
+        assert_eq!(parse_size("32M"), Some(32 << 20));
+        assert_eq!(parse_size("2g"), Some(2 << 30));
+        for bad in ["", "M", "1.5G", "-1", "12MB", " 1", "99999999999999G"] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
+        for (n, text) in [
+            (64 << 20, "64M"),
+            (1536 << 10, "1536K"),
+            (1000, "1000"),
+            (0, "0"),
+        ] {
+            assert_eq!(format_size(n), text);
+            assert_eq!(parse_size(text), Some(n));
+        }
+    }
+
     fn p(text: &str) -> Result<Vec<(String, String)>, String> {
         parse(Path::new("t.conf"), text)
             .map(|v| v.into_iter().map(|a| (a.key, a.value)).collect())
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("1048576"), Some(1 << 20));
+        assert_eq!(parse_size("512k"), Some(512 << 10));
+        assert_eq!(parse_size("4M"), Some(4 << 20));
+        assert_eq!(parse_size("1g"), Some(1 << 30));
+        for bad in ["", "k", "1.5M", "-1", "1T", "1 M", "99999999999999999999g"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+        use std::time::Duration;
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        for bad in ["", "s", "1.5s", "-1s", "1d", "1 s", "ms"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
     }
 
     #[test]

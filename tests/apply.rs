@@ -286,7 +286,7 @@ fn converged_apply_prints_only_noop_and_dry_run_exits_0() {
     );
     let policy = plan_lines(&stdout(&w.run(&["apply", "--all", "--dry-run"])));
     assert!(
-        policy.contains(&"RESTART cell web: policy changed (profile, ports or rlimits): recreate the kernel cell".to_string()),
+        policy.contains(&"RESTART cell web: policy changed (profile, ports, rlimits or limits): recreate the kernel cell".to_string()),
         "{policy:?}"
     );
     w.write_manifest("web.cell", &manifest);

@@ -735,13 +735,15 @@ fn list_and_stats_tsv_columns_are_exact() {
     let mut env = Env::new("tsv");
     assert_eq!(
         env.ok(&["list", "-T"]),
-        "CID\tNAME\tREFS\tPROCS\tAGE\tROOT\tNOFILE\tAS\tCORE\tPROFILE\tPORTS\n"
+        "CID\tNAME\tREFS\tPROCS\tAGE\tROOT\tNOFILE\tAS\tCORE\tPROFILE\tPORTS\t\
+         MAXPROC\tMAXMEM\tMAXCPU\tMAXDISK\n"
     );
     assert_eq!(
         env.ok(&["stats", "-T"]),
         "CID\tNAME\tCPU1S\tCPU10S\tPROCS\tREFS\tMEMORY\tAGE\tROOT\t\
          DENY_PROCESS\tDENY_SYSTEM\tDENY_NETWORK\tDENY_MACHDEP\tDENY_DEVICE\tDENY_BIND\t\
-         SUPERVISOR\tRESTARTS\n"
+         SUPERVISOR\tRESTARTS\tTASKS\tMAXPROC\tMEM_USED\tMAXMEM\tMAXCPU\tDISK_USED\tMAXDISK\t\
+         DENY_FORK\tOOM_KILLS\n"
     );
     let root = env.root("a", false);
     let name = format!("tsv{}", std::process::id());
@@ -763,11 +765,15 @@ fn list_and_stats_tsv_columns_are_exact() {
     let root_s = root.to_str().unwrap();
     assert_eq!(
         env.ok(&["list", "-T", "-H"]),
-        format!("{id}\t{name}\t0\t0\t0\t{root_s}\t1024\tunlimited\tunlimited\tmedium\t{p},{q}\n")
+        format!(
+            "{id}\t{name}\t0\t0\t0\t{root_s}\t1024\tunlimited\tunlimited\tmedium\t{p},{q}\t\
+             1024\tunlimited\tunlimited\tunlimited\n"
+        ),
+        "the default process limit (cellmgr.conf) applies"
     );
     let stats = env.ok(&["stats", "-T", "-H"]);
     let cols: Vec<&str> = stats.trim_end_matches('\n').split('\t').collect();
-    assert_eq!(cols.len(), 17);
+    assert_eq!(cols.len(), 26);
     assert_eq!(
         (cols[0], cols[1], cols[8]),
         (id.to_string().as_str(), name.as_str(), root_s)

@@ -173,6 +173,7 @@ fn cbor_state_and_messages() {
         last_exit: Some("exit 1".into()),
         backoff_secs: 2,
         recent_starts_ms: vec![1, 2, 3],
+        health: None,
     };
     let sidecar = Sidecar {
         format: 1,
@@ -212,6 +213,11 @@ fn cbor_state_and_messages() {
                 init_pid: 42,
                 init_start: 7,
                 cgroup: "/sys/fs/cgroup/cells/x/2".into(),
+                limits: cells::kernel::Limits {
+                    maxproc: Some(1024),
+                    ..Default::default()
+                },
+                v1_groups: vec!["/sys/fs/cgroup/pids/cells/x/2".into()],
             }],
             bind_guard: Some(BindGuardIds {
                 prog4: 1,

@@ -93,11 +93,11 @@ fn create_set_and_the_read_contract() {
         .lines()
         .map(|l| l.split('\t').next().unwrap())
         .collect();
-    assert_eq!(names.len(), 30);
+    assert_eq!(names.len(), 39);
     assert_eq!(&names[..4], ["name", "running", "desired_state", "cid"]);
     assert_eq!(names[23], "apply_present");
     assert_eq!(
-        &names[24..],
+        &names[24..30],
         [
             "state",
             "health",
@@ -105,6 +105,20 @@ fn create_set_and_the_read_contract() {
             "restarts",
             "last_exit",
             "supervisor"
+        ]
+    );
+    assert_eq!(
+        &names[30..],
+        [
+            "create_maxproc",
+            "create_memory",
+            "create_cpu",
+            "create_disk",
+            "tasks",
+            "memory_used",
+            "disk_used",
+            "forks_denied",
+            "oom_kills"
         ]
     );
     // Read usage errors.

@@ -367,16 +367,14 @@ fn a_blocking_health_check_never_holds_the_lock() {
     if !root_or_skip("a_blocking_health_check_never_holds_the_lock") {
         return;
     }
-    let w = World::with_conf(
-        "hc-lock",
-        "CELL_HEALTHCHECK_TIMEOUT=1\nCELL_HEALTHCHECK_BUDGET=3\n",
-    );
+    let w = World::new("hc-lock");
     let fifo = format!("/tmp/hc-{}.fifo", std::process::id());
     w.write_manifest(
         "blocked.cell",
         &format!(
             "CELL_SUPERVISE_CMD=\"/bin/busybox sleep 100000\"\n\
-             CELL_HEALTHCHECK_CMD=\"mkfifo {fifo} 2>/dev/null; cat {fifo}\"\n"
+             CELL_HEALTHCHECK_CMD=\"mkfifo {fifo} 2>/dev/null; cat {fifo}\"\n\
+             CELL_HEALTHCHECK_TIMEOUT=1s\nCELL_HEALTHCHECK_INTERVAL=1s\nCELL_HEALTHCHECK_RETRIES=2\n"
         ),
     );
     w.write_manifest(
@@ -411,14 +409,17 @@ fn a_blocking_health_check_never_holds_the_lock() {
             Some(1),
             "{verb:?}: a failing check is a failure"
         );
+        // Bounded by the check's budget (a hang detector, generous on purpose).
         assert!(
-            started.elapsed() < std::time::Duration::from_secs(20),
+            started.elapsed() < std::time::Duration::from_secs(60),
             "{verb:?}: took {:?}",
             started.elapsed()
         );
+        // Each timed-out check went with everything it started: no more than
+        // the one running now.
         assert!(
-            processes_with(&format!("cat {fifo}")).is_empty(),
-            "{verb:?}: the check's child outlived it"
+            processes_with(&format!("cat {fifo}")).len() <= 1,
+            "{verb:?}: the checks' children outlived them"
         );
         assert!(w.rows("name,health").contains("blocked\tfailing:"));
     }

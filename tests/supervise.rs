@@ -11,7 +11,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::ctl::{self, Env};
-use support::wait_for;
+use support::{wait_for, wait_until};
 
 fn privileged(test: &str) -> bool {
     ctl::root_or_skip(test) && ctl::busybox_or_skip(test)
@@ -33,11 +33,16 @@ impl World {
     }
 
     fn with_flags(tag: &str, cell: &str, create_flags: &[&str]) -> World {
+        World::with_conf(tag, cell, create_flags, "")
+    }
+
+    /// With extra cellmgr.conf lines; the syslog socket is `<dir>/log`.
+    fn with_conf(tag: &str, cell: &str, create_flags: &[&str], extra: &str) -> World {
         let mut env = Env::new(tag);
         let socket = env.dir.join("log");
         let conf = env.dir.join("cellmgr.conf");
         let mut text = std::fs::read_to_string(&conf).unwrap();
-        text.push_str(&format!("CELL_SYSLOG_SOCKET={}\n", socket.display()));
+        text.push_str(&format!("CELL_SYSLOG_SOCKET={}\n{extra}", socket.display()));
         std::fs::write(&conf, text).unwrap();
         let syslog = UnixDatagram::bind(&socket).unwrap();
         syslog
@@ -143,6 +148,11 @@ fn a_supervised_service_logs_restarts_and_stops_cleanly() {
     assert_eq!(st.last_exit.as_deref(), Some("exit 2"));
     let tail = std::fs::read_to_string(supervise::log_path(&w.cfg, "sup-log")).unwrap();
     assert!(tail.contains(" stdout: hello\n"), "{tail}");
+    // cellctl logs, by id while the cell exists, by name also after.
+    let by_id = w.env.ok(&["logs", &w.id.to_string()]);
+    assert!(by_id.contains(" stdout: hello\n"), "{by_id}");
+    let last = w.env.ok(&["logs", "-n", "1", "sup-log"]);
+    assert_eq!(last.lines().count(), 1, "{last}");
 
     supervise::stop(&w.cfg, "sup-log", Duration::from_secs(2)).unwrap();
     assert!(supervise::status(&w.cfg, "sup-log").unwrap().is_none());
@@ -151,6 +161,15 @@ fn a_supervised_service_logs_restarts_and_stops_cleanly() {
     w.env.ok(&["destroy", "sup-log"]);
     // Stopping again is a no-op.
     supervise::stop(&w.cfg, "sup-log", Duration::from_secs(1)).unwrap();
+    let after = w.env.ok(&["logs", "sup-log"]);
+    assert!(
+        after.ends_with(" supervise: supervisor exiting\n"),
+        "{after}"
+    );
+    let e = w.env.ctl(&["logs", "never-supervised"]);
+    assert_eq!(e.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&e.stderr)
+        .contains("cell never-supervised has no service log: it was never supervised here"));
 }
 
 #[test]
@@ -316,6 +335,231 @@ fn stop_ends_a_wedged_supervisor_and_its_service() {
     assert!(supervise::status(&w.cfg, "sup-wedge").unwrap().is_none());
     assert!(!alive(st.supervisor_pid) && !alive(child));
     w.env.ok(&["destroy", "sup-wedge"]);
+}
+
+/// The files of one log: the current one and its rotated generations.
+fn generations(log: &Path) -> Vec<(std::path::PathBuf, u64)> {
+    (0..10)
+        .filter_map(|n| {
+            let p = if n == 0 {
+                log.to_path_buf()
+            } else {
+                std::path::PathBuf::from(format!("{}.{n}", log.display()))
+            };
+            std::fs::metadata(&p).ok().map(|m| (p, m.len()))
+        })
+        .collect()
+}
+
+/// A log's text, oldest generation first.
+fn all_generations(log: &Path) -> String {
+    let mut files = generations(log);
+    files.reverse();
+    files
+        .iter()
+        .map(|(p, _)| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
+
+fn supervise_dir(w: &World) -> std::path::PathBuf {
+    w.cfg.run_dir.join("supervise")
+}
+
+/// Bytes `seq 1 n` writes.
+fn seq_bytes(n: u64) -> u64 {
+    let (mut total, mut low, mut digits) = (0, 1, 1);
+    while low <= n {
+        let high = (low * 10 - 1).min(n);
+        total += (high - low + 1) * (digits + 1);
+        low *= 10;
+        digits += 1;
+    }
+    total
+}
+
+/// The last number a `seq` service logged on stdout in the current log file.
+fn last_seq_line(log: &Path) -> u64 {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .rev()
+        .find_map(|l| l.split_once(" stdout: ").and_then(|(_, n)| n.parse().ok()))
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_flooding_service_is_slowed_its_logs_rotate_and_term_still_stops_it() {
+    if !privileged("a_flooding_service_is_slowed_its_logs_rotate_and_term_still_stops_it") {
+        return;
+    }
+    let rate = 256 * 1024;
+    let w = World::with_conf(
+        "sup-flood",
+        "sup-flood",
+        &[],
+        &format!("CELL_LOG_MAX_SIZE=64k\nCELL_LOG_MAX_FILES=3\nCELL_LOG_RATE_LIMIT={rate}\n"),
+    );
+    // No syslog daemon: records go to the fallback file.
+    std::fs::remove_file(w.env.dir.join("log")).unwrap();
+    let log = supervise::log_path(&w.cfg, "sup-flood");
+    let fallback = supervise_dir(&w).join("sup-flood.syslog");
+    let t0 = Instant::now();
+    w.env
+        .ok(&["supervise", "sup-flood", "/bin/seq", "1000000000"]);
+    let st = w.status_until(|s| s.state == SupervisorState::Running);
+    wait_until(
+        "both logs to rotate twice",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || generations(&log).len() == 3 && generations(&fallback).len() == 3,
+    );
+    // Slowed: what was taken in is bounded by the rate over the time the
+    // service ran (plus the one second of burst and the pipe's buffer);
+    // unthrottled, seq writes many megabytes per second.
+    let logged = seq_bytes(last_seq_line(&log));
+    let bound = (rate as f64 * (t0.elapsed().as_secs_f64() + 1.0)) as u64 + 128 * 1024;
+    assert!(
+        logged <= bound,
+        "{logged} bytes of output taken in after {:?}; at most {bound} expected",
+        t0.elapsed()
+    );
+    // Rotated: never more than three files of at most 64 KiB each.
+    for family in [&log, &fallback] {
+        let files = generations(family);
+        assert_eq!(files.len(), 3, "{files:?}");
+        assert!(files.iter().all(|(_, len)| *len <= 64 * 1024), "{files:?}");
+    }
+    // TERM to the supervisor itself is acted on while the flood goes on.
+    // SAFETY: signalling the supervisor this test started.
+    unsafe { libc::kill(st.supervisor_pid as i32, libc::SIGTERM) };
+    wait_until(
+        "the supervisor to exit on TERM",
+        Duration::from_secs(30),
+        Duration::from_millis(25),
+        || supervise::status(&w.cfg, "sup-flood").unwrap().is_none() && !alive(st.supervisor_pid),
+    );
+    // (What the pipe still held was logged after the stop request and may
+    // have rotated it out of these small files.)
+    let text = all_generations(&log);
+    let last: Vec<&str> = text.lines().rev().take(2).collect();
+    assert!(
+        last[1].ends_with(" supervise: service ended: signal 15")
+            && last[0].ends_with(" supervise: supervisor exiting"),
+        "{last:?}"
+    );
+    w.env.ok(&["destroy", "sup-flood"]);
+}
+
+#[test]
+fn stop_is_honoured_within_the_grace_period_under_an_output_flood() {
+    if !privileged("stop_is_honoured_within_the_grace_period_under_an_output_flood") {
+        return;
+    }
+    // The defaults of cellmgr.conf; no syslog daemon.
+    let w = World::new("sup-flood-stop", "sup-flood-stop");
+    std::fs::remove_file(w.env.dir.join("log")).unwrap();
+    let log = supervise::log_path(&w.cfg, "sup-flood-stop");
+    let fallback = supervise_dir(&w).join("sup-flood-stop.syslog");
+    w.env.ok(&[
+        "supervise",
+        "sup-flood-stop",
+        "/bin/sh",
+        "-c",
+        "yes 'a line of flood, again and again' & yes 'and on stderr' >&2",
+    ]);
+    let st = w.status_until(|s| s.state == SupervisorState::Running);
+    wait_until(
+        "the flood to reach the fallback file",
+        Duration::from_secs(30),
+        Duration::from_millis(25),
+        || generations(&fallback).iter().map(|(_, l)| l).sum::<u64>() > 256 * 1024,
+    );
+    supervise::stop(&w.cfg, "sup-flood-stop", Duration::from_secs(1)).unwrap();
+    assert!(!alive(st.supervisor_pid));
+    // It ended by itself (stop() would otherwise have killed it after the
+    // grace period plus 3 s, and nothing would say so in the log).
+    let text = all_generations(&log);
+    assert!(
+        text.contains("supervise: stop requested; sent TERM"),
+        "{text}"
+    );
+    assert!(text.ends_with(" supervise: supervisor exiting\n"), "{text}");
+    // The defaults bound the run directory: 4 files of 1 MiB per log.
+    for family in [&log, &fallback] {
+        let total: u64 = generations(family).iter().map(|(_, l)| l).sum();
+        assert!(total <= 4 << 20, "{} holds {total} bytes", family.display());
+    }
+    w.env.ok(&["destroy", "sup-flood-stop"]);
+}
+
+/// True when `bytes` hold nothing a terminal would act on: valid UTF-8
+/// without C0 controls (but newline and tab), DEL or C1 controls.
+fn terminal_safe(bytes: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return false;
+    };
+    !text.chars().any(|c| {
+        (c.is_control() && c != '\n' && c != '\t') || ('\u{202a}'..='\u{202e}').contains(&c)
+    })
+}
+
+/// Waits for both lines of the escaping test in `path`, then checks the file.
+fn assert_escaped_file(path: &Path, escaped: &str) {
+    wait_until(
+        &format!("both lines in {}", path.display()),
+        Duration::from_secs(10),
+        Duration::from_millis(25),
+        || std::fs::read_to_string(path).is_ok_and(|t| t.contains("stderr:")),
+    );
+    let bytes = std::fs::read(path).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(terminal_safe(&bytes), "{text:?}");
+    assert!(text.contains(escaped), "{text:?}");
+}
+
+#[test]
+fn control_characters_in_service_output_are_escaped_everywhere() {
+    if !privileged("control_characters_in_service_output_are_escaped_everywhere") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let w = World::new("sup-esc", "sup-esc");
+    // OSC 52 (clipboard), a title, BEL, CR, DEL, C1 CSI, a byte that is not
+    // UTF-8, a right-to-left override; and screen clearing on stderr.
+    let script = r"printf 'osc52 \033]52;c;cHduZWQ=\007 title \033]0;owned\007 cr \015 del \177 c1 \302\233 bad \377 rlo \342\200\256 end\n'; printf 'err \033[2J\n' >&2; exec sleep 1000";
+    let escaped = r"osc52 \x1b]52;c;cHduZWQ=\x07 title \x1b]0;owned\x07 cr \x0d del \x7f c1 \u{9b} bad \xff rlo \u{202e} end";
+    w.env.ok(&["supervise", "sup-esc", "/bin/sh", "-c", script]);
+    let rec = w.record(|r| r.contains("stdout:"));
+    assert!(rec.ends_with(&format!("stdout: {escaped}")), "{rec:?}");
+    let rec = w.record(|r| r.contains("stderr:"));
+    assert!(rec.ends_with(r"stderr: err \x1b[2J"), "{rec:?}");
+    let log = supervise::log_path(&w.cfg, "sup-esc");
+    let st = w.status_until(|s| s.state == SupervisorState::Running);
+    assert_escaped_file(&log, escaped);
+    // What the IPC log tail (cellui) serves.
+    let chunk = cells::ipc::logtail::tail_file(&log, 10, None).unwrap();
+    assert!(
+        chunk.lines.iter().any(|l| l.ends_with(escaped)),
+        "{chunk:?}"
+    );
+    assert!(chunk.lines.iter().all(|l| terminal_safe(l.as_bytes())));
+    // Only host root reads the service's output.
+    let dir = supervise_dir(&w);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    for f in ["sup-esc.log", "sup-esc.status", "sup-esc.lock"] {
+        assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+    }
+    supervise::stop(&w.cfg, "sup-esc", Duration::from_secs(2)).unwrap();
+    assert!(!alive(st.supervisor_pid));
+
+    // Again without a syslog daemon: the fallback file is escaped too.
+    std::fs::remove_file(w.env.dir.join("log")).unwrap();
+    w.env.ok(&["supervise", "sup-esc", "/bin/sh", "-c", script]);
+    let fallback = dir.join("sup-esc.syslog");
+    assert_escaped_file(&fallback, escaped);
+    assert_eq!(mode(&fallback), 0o600);
+    supervise::stop(&w.cfg, "sup-esc", Duration::from_secs(2)).unwrap();
+    w.env.ok(&["destroy", "sup-esc"]);
 }
 
 /// Benchmark, not a check: `cargo test --release --test supervise -- --ignored

@@ -6,8 +6,9 @@ mod tables;
 
 use crate::config::Config;
 use crate::exit;
-use crate::kernel::{self, CellSpec, ExecSpec, Kernel, Profile, Rlimits, Target};
+use crate::kernel::{self, CellSpec, ExecSpec, Kernel, Limit, Limits, Profile, Rlimits, Target};
 use crate::output::OutputOptions;
+use crate::rcconf::LimitForm;
 use anyhow::{Context, Result};
 use argh::FromArgs;
 use std::path::PathBuf;
@@ -35,6 +36,7 @@ enum Command {
     List(ListArgs),
     Stats(StatsArgs),
     Supervise(crate::supervise::SuperviseArgs),
+    Logs(crate::supervise::logread::LogsArgs),
 }
 
 /// Create a cell rooted at ROOT and print "cell <id>".
@@ -56,6 +58,22 @@ struct CreateArgs {
     /// stored core-file limit in bytes (RLIMIT_CORE): a number or "unlimited"
     #[argh(option, short = 'C')]
     core: Option<String>,
+    /// most processes in the cell at once (Linux: tasks, threads included), or
+    /// "unlimited"; default CELL_DEFAULT_MAXPROC of cellmgr.conf (1024)
+    #[argh(option)]
+    maxproc: Option<String>,
+    /// memory limit (memory plus swap), e.g. 512M or 2G, or "unlimited";
+    /// default CELL_DEFAULT_MEMORY (unlimited)
+    #[argh(option)]
+    memory: Option<String>,
+    /// CPU limit in percent of one CPU (200: two CPUs), or "unlimited";
+    /// default CELL_DEFAULT_CPU (unlimited)
+    #[argh(option)]
+    cpu: Option<String>,
+    /// disk limit, e.g. 10G, or "unlimited": the writable storage under ROOT
+    /// must enforce it (cellmgr provides such storage); default CELL_DEFAULT_DISK
+    #[argh(option)]
+    disk: Option<String>,
     /// cell name: 1 to 63 characters from A-Z a-z 0-9 . _ -
     #[argh(option, short = 'n')]
     name: String,
@@ -85,7 +103,8 @@ struct ExecArgs {
     command: Vec<String>,
 }
 
-/// List cells: CID NAME REFS PROCS AGE ROOT NOFILE AS CORE PROFILE PORTS.
+/// List cells: CID NAME REFS PROCS AGE ROOT NOFILE AS CORE PROFILE PORTS
+/// MAXPROC MAXMEM MAXCPU MAXDISK.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "list")]
 struct ListArgs {
@@ -103,12 +122,13 @@ struct ListArgs {
     fields: Option<String>,
 }
 
-/// Show cell telemetry: CPU ticks over 1 s and 10 s, processes, memory, denials,
-/// supervisor.
+/// Show cell telemetry: CPU ticks over 1 s and 10 s (100 = one full CPU),
+/// processes, memory, denials, supervisor, and each limit beside its usage.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "stats")]
 struct StatsArgs {
-    /// verbose table: adds ROOT, REFS, DENY_BIND and SUPERVISOR
+    /// verbose table: adds ROOT, REFS, limits beside usage, DENY_FORK,
+    /// OOM_KILLS, DENY_BIND and SUPERVISOR
     #[argh(switch, short = 'v')]
     verbose: bool,
     /// print the Prometheus text format
@@ -150,18 +170,25 @@ pub fn main(personality: &str, args: &[String]) -> i32 {
         let cfg = Config::load().context("reading the configuration")?;
         let kernel = kernel::host(&cfg).context("opening the kernel backend")?;
         match parsed.command {
-            Command::Create(a) => create(kernel.as_ref(), a),
+            Command::Create(a) => create(&cfg, kernel.as_ref(), a),
             Command::Destroy(a) => destroy(kernel.as_ref(), a),
             Command::Exec(a) => exec(kernel.as_ref(), a),
             Command::List(a) => list(kernel.as_ref(), a),
             Command::Stats(a) => stats(&cfg, kernel.as_ref(), a),
             Command::Supervise(a) => crate::supervise::run_command(&cfg, kernel.as_ref(), a),
+            Command::Logs(a) => logs(&cfg, kernel.as_ref(), a),
         }
     })
 }
 
-fn create(kernel: &dyn Kernel, a: CreateArgs) -> Result<i32> {
+fn create(cfg: &Config, kernel: &dyn Kernel, a: CreateArgs) -> Result<i32> {
     let spec = (|| -> Result<CellSpec> {
+        let defaults = Limits::from(cfg.default_limits);
+        let limit = |flag: &str, form: LimitForm, given: &Option<String>, default: Limit| {
+            given
+                .as_deref()
+                .map_or(Ok(default), |v| parse::resource_limit(flag, form, v))
+        };
         Ok(CellSpec {
             profile: match &a.level {
                 Some(l) => l.parse::<Profile>().context("-l")?,
@@ -193,7 +220,17 @@ fn create(kernel: &dyn Kernel, a: CreateArgs) -> Result<i32> {
                     .transpose()?
                     .flatten(),
             },
-            limits: Default::default(),
+            limits: Limits {
+                maxproc: limit(
+                    "--maxproc",
+                    LimitForm::Processes,
+                    &a.maxproc,
+                    defaults.maxproc,
+                )?,
+                memory: limit("--memory", LimitForm::Memory, &a.memory, defaults.memory)?,
+                cpu_percent: limit("--cpu", LimitForm::Cpu, &a.cpu, defaults.cpu_percent)?,
+                disk: limit("--disk", LimitForm::Disk, &a.disk, defaults.disk)?,
+            },
             name: a.name.clone(),
             root: a.root.clone(),
         })
@@ -233,6 +270,33 @@ fn exec(kernel: &dyn Kernel, a: ExecArgs) -> Result<i32> {
         .with_context(|| format!("enter {target}"))
 }
 
+/// The service log of a supervised cell: by name also after the cell is gone,
+/// by id while it exists.
+fn logs(cfg: &Config, kernel: &dyn Kernel, a: crate::supervise::logread::LogsArgs) -> Result<i32> {
+    use crate::supervise::{self, logread};
+    let name = match Target::parse(&a.cell) {
+        Target::Name(n) => {
+            crate::names::validate("cell", &n)?;
+            n
+        }
+        id => {
+            kernel
+                .find(&id)?
+                .ok_or_else(|| anyhow::anyhow!("{id} not found (name a cell that is gone)"))?
+                .name
+        }
+    };
+    let query = a.query(supervise::unix_now_ms())?;
+    let path = supervise::log_path(cfg, &name);
+    if !logread::exists(&path) && !a.follow {
+        anyhow::bail!(
+            "cell {name} has no service log: it was never supervised here (cellctl supervise)"
+        );
+    }
+    logread::print(&path, &query, a.follow)?;
+    Ok(exit::EXIT_OK)
+}
+
 fn output_options(
     tsv: bool,
     no_header: bool,
@@ -257,7 +321,11 @@ fn list(kernel: &dyn Kernel, a: ListArgs) -> Result<i32> {
         println!("no cells");
         return Ok(exit::EXIT_OK);
     }
-    let rows: Vec<_> = cells.iter().map(tables::ListRow).collect();
+    let resources = kernel.resources().context("read cell limits")?;
+    let rows: Vec<_> = cells
+        .iter()
+        .map(|c| tables::ListRow(c, resources.iter().find(|r| r.id == c.id)))
+        .collect();
     print!("{}", tables::LIST.render(&opts, &rows)?);
     Ok(exit::EXIT_OK)
 }
@@ -279,6 +347,8 @@ fn stats(cfg: &Config, kernel: &dyn Kernel, a: StatsArgs) -> Result<i32> {
     let opts = output_options(a.tsv, a.no_header, a.json, a.fields, Some(view));
     opts.validate()?;
     let cells = kernel.stats().context("read cell statistics")?;
+    let resources = kernel.resources().context("read cell limits")?;
+    let resources_of = |id: u64| resources.iter().find(|r| r.id == id);
     // A supervisor file that cannot be read blanks that cell's fields only.
     let supervisors: Vec<Option<crate::supervise::SupervisorStatus>> = cells
         .iter()
@@ -300,7 +370,7 @@ fn stats(cfg: &Config, kernel: &dyn Kernel, a: StatsArgs) -> Result<i32> {
     if a.prometheus {
         print!(
             "{}",
-            crate::supervise::prometheus::render(&cells, &supervisors, a.http)
+            crate::supervise::prometheus::render(&cells, &supervisors, &resources, a.http)
         );
         return Ok(exit::EXIT_OK);
     }
@@ -311,7 +381,7 @@ fn stats(cfg: &Config, kernel: &dyn Kernel, a: StatsArgs) -> Result<i32> {
     let rows: Vec<_> = cells
         .iter()
         .zip(&supervisors)
-        .map(|(c, s)| tables::StatsRow(c, s.as_ref()))
+        .map(|(c, s)| tables::StatsRow(c, s.as_ref(), resources_of(c.info.id)))
         .collect();
     print!("{}", tables::STATS.render(&opts, &rows)?);
     Ok(exit::EXIT_OK)

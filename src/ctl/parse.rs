@@ -2,6 +2,7 @@
 //! name the flag.
 
 use crate::kernel::Limit;
+use crate::rcconf::LimitForm;
 use anyhow::{bail, Result};
 
 use secmodel_cell::abi::CELL_PORTS_MAX as PORTS_MAX;
@@ -42,6 +43,14 @@ pub fn limit(flag: &str, value: &str) -> Result<Limit> {
     }
 }
 
+/// `--maxproc`, `--memory`, `--cpu`, `--disk`: the value forms of cellmgr.conf.
+pub fn resource_limit(flag: &str, form: LimitForm, value: &str) -> Result<Limit> {
+    match form.parse(value) {
+        Some(limit) => Ok(limit),
+        None => bail!("{flag} '{value}': expected {}", form.expected()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,5 +72,18 @@ mod tests {
         assert_eq!(limit("-N", "unlimited").unwrap(), None);
         assert!(limit("-N", "-1").is_err());
         assert!(limit("-A", "1k").is_err());
+    }
+
+    #[test]
+    fn resource_limits_name_the_flag_and_the_form() {
+        assert_eq!(
+            resource_limit("--memory", LimitForm::Memory, "64M").unwrap(),
+            Some(64 << 20)
+        );
+        let e = resource_limit("--cpu", LimitForm::Cpu, "half").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--cpu 'half': expected a percentage of one CPU of at least 1 (200 is two CPUs), or 'unlimited'"
+        );
     }
 }

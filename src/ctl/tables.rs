@@ -1,12 +1,13 @@
 //! The `list` and `stats` columns. The TSV column order is a contract (cellmgr
 //! reads it): the original's columns first, new ones appended at the end.
 
-use crate::kernel::{CellInfo, CellStats, Limit};
+use crate::kernel::{CellInfo, CellResources, CellStats, Limit};
 use crate::output::{Record, Schema, Value, View};
 use crate::supervise::SupervisorStatus;
 
 const LIST_FIELDS: &[&str] = &[
     "CID", "NAME", "REFS", "PROCS", "AGE", "ROOT", "NOFILE", "AS", "CORE", "PROFILE", "PORTS",
+    "MAXPROC", "MAXMEM", "MAXCPU", "MAXDISK",
 ];
 
 pub const LIST: Schema = Schema {
@@ -37,6 +38,15 @@ const STATS_FIELDS: &[&str] = &[
     "DENY_BIND",
     "SUPERVISOR",
     "RESTARTS",
+    "TASKS",
+    "MAXPROC",
+    "MEM_USED",
+    "MAXMEM",
+    "MAXCPU",
+    "DISK_USED",
+    "MAXDISK",
+    "DENY_FORK",
+    "OOM_KILLS",
 ];
 
 pub const STATS: Schema = Schema {
@@ -68,6 +78,15 @@ pub const STATS: Schema = Schema {
                 "REFS",
                 "AGE",
                 "MEMORY",
+                "MEM_USED",
+                "MAXMEM",
+                "TASKS",
+                "MAXPROC",
+                "MAXCPU",
+                "DISK_USED",
+                "MAXDISK",
+                "DENY_FORK",
+                "OOM_KILLS",
                 "DENY_BIND",
                 "SUPERVISOR",
             ],
@@ -83,8 +102,18 @@ fn limit(l: Limit) -> Value {
     }
 }
 
-fn common(info: &CellInfo, name: &str) -> Value {
+/// A limit column: the cell's limit, or `unlimited`; empty when the backend
+/// reports no limits.
+fn limit_of(res: Option<&CellResources>, pick: fn(&CellResources) -> Limit) -> Value {
+    res.map_or(Value::Empty, |r| limit(pick(r)))
+}
+
+fn common(info: &CellInfo, res: Option<&CellResources>, name: &str) -> Value {
     match name {
+        "MAXPROC" => limit_of(res, |r| r.limits.maxproc),
+        "MAXMEM" => limit_of(res, |r| r.limits.memory),
+        "MAXCPU" => limit_of(res, |r| r.limits.cpu_percent),
+        "MAXDISK" => limit_of(res, |r| r.limits.disk),
         "CID" => info.id.into(),
         "NAME" => info.name.as_str().into(),
         "REFS" => info.refs.into(),
@@ -105,21 +134,33 @@ fn common(info: &CellInfo, name: &str) -> Value {
     }
 }
 
-pub struct ListRow<'a>(pub &'a CellInfo);
+/// A cell and its limits (if the backend reports them).
+pub struct ListRow<'a>(pub &'a CellInfo, pub Option<&'a CellResources>);
 
 impl Record for ListRow<'_> {
     fn field(&self, name: &str) -> Value {
-        common(self.0, name)
+        common(self.0, self.1, name)
     }
 }
 
-/// A cell's telemetry and its supervisor's status (if one runs).
-pub struct StatsRow<'a>(pub &'a CellStats, pub Option<&'a SupervisorStatus>);
+/// A cell's telemetry, its supervisor's status (if one runs) and its limits
+/// with their usage (if the backend reports them).
+pub struct StatsRow<'a>(
+    pub &'a CellStats,
+    pub Option<&'a SupervisorStatus>,
+    pub Option<&'a CellResources>,
+);
 
 impl Record for StatsRow<'_> {
     fn field(&self, name: &str) -> Value {
         let s = self.0;
+        let res = self.2;
         match name {
+            "TASKS" => res.and_then(|r| r.tasks).into(),
+            "MEM_USED" => res.and_then(|r| r.memory).into(),
+            "DISK_USED" => res.and_then(|r| r.disk).into(),
+            "DENY_FORK" => res.and_then(|r| r.forks_denied).into(),
+            "OOM_KILLS" => res.and_then(|r| r.oom_kills).into(),
             "SUPERVISOR" => self.1.map(|sup| sup.state.as_str()).into(),
             "RESTARTS" => self.1.map(|sup| sup.restarts).into(),
             "CPU1S" => s.cpu1s.into(),
@@ -131,7 +172,7 @@ impl Record for StatsRow<'_> {
             "DENY_MACHDEP" => s.denies.machdep.into(),
             "DENY_DEVICE" => s.denies.device.into(),
             "DENY_BIND" => s.denies.bind.into(),
-            other => common(&s.info, other),
+            other => common(&s.info, res, other),
         }
     }
 }
@@ -139,7 +180,7 @@ impl Record for StatsRow<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::{Profile, Rlimits};
+    use crate::kernel::{Limits, Profile, Rlimits};
     use crate::output::OutputOptions;
 
     fn info() -> CellInfo {
@@ -166,11 +207,28 @@ mod tests {
             tsv: true,
             ..Default::default()
         };
-        let out = LIST.render(&opts, &[ListRow(&info())]).unwrap();
+        let res = CellResources {
+            id: 2,
+            limits: Limits {
+                maxproc: Some(64),
+                memory: Some(64 << 20),
+                ..Limits::default()
+            },
+            ..CellResources::default()
+        };
+        let out = LIST
+            .render(
+                &opts,
+                &[ListRow(&info(), Some(&res)), ListRow(&info(), None)],
+            )
+            .unwrap();
         assert_eq!(
             out,
-            "CID\tNAME\tREFS\tPROCS\tAGE\tROOT\tNOFILE\tAS\tCORE\tPROFILE\tPORTS\n\
-             2\tweb\t3\t3\t125\t/srv/web\t1024\tunlimited\tunlimited\thigh\t80,443\n"
+            "CID\tNAME\tREFS\tPROCS\tAGE\tROOT\tNOFILE\tAS\tCORE\tPROFILE\tPORTS\t\
+             MAXPROC\tMAXMEM\tMAXCPU\tMAXDISK\n\
+             2\tweb\t3\t3\t125\t/srv/web\t1024\tunlimited\tunlimited\thigh\t80,443\t\
+             64\t67108864\tunlimited\tunlimited\n\
+             2\tweb\t3\t3\t125\t/srv/web\t1024\tunlimited\tunlimited\thigh\t80,443\t\t\t\t\n"
         );
     }
 

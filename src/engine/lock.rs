@@ -2,12 +2,17 @@
 //! `<data_dir>/.lock`. A second command waits a bounded time, then fails naming
 //! the holder (pid and command line, written into the lock file). The kernel
 //! drops the lock when its holder dies, so a crash never leaves it stuck.
+//!
+//! Taking the lock needs no free blocks, so the commands that free space
+//! (`stop`, `remove`) work on a full file system: the holder line is written
+//! in place over a fixed-size record (no new block once the file has one),
+//! and only if it can be.
 
 use crate::config::Config;
 use anyhow::{bail, Context, Result};
 use rustix::fs::{flock, FlockOperation};
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -27,10 +32,24 @@ impl LockGuard {
     }
 }
 
+/// Bytes of the holder record: the line, padded with spaces.
+const RECORD: usize = 256;
+
+/// Writes the holder record over the start of the file (best effort: on a
+/// full file system a new lock file may not get its first block).
+fn write_record(file: &File, line: &str) {
+    use std::os::unix::fs::FileExt;
+    let mut record = vec![b' '; RECORD];
+    let n = line.len().min(RECORD - 1);
+    record[..n].copy_from_slice(&line.as_bytes()[..n]);
+    record[RECORD - 1] = b'\n';
+    let _ = file.write_all_at(&record, 0);
+}
+
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        // Clear the holder line so a reader never sees a stale owner.
-        let _ = self.file.set_len(0);
+        // Blank the holder line so a reader never sees a stale owner.
+        write_record(&self.file, "");
         let _ = flock(&self.file, FlockOperation::Unlock);
     }
 }
@@ -119,9 +138,8 @@ pub fn acquire(cfg: &Config, command: &str, wait: Duration) -> Result<LockGuard>
     }
     // The holder line is rewritten in place: replacing the file would give a
     // later command a different inode to lock.
-    file.set_len(0)?;
-    file.seek(SeekFrom::Start(0))?;
-    writeln!(file, "pid {} ({command})", std::process::id())?;
+    let command = command.replace('\n', " ");
+    write_record(&file, &format!("pid {} ({command})", std::process::id()));
     Ok(LockGuard { file, path })
 }
 
@@ -140,8 +158,13 @@ mod tests {
         let g = acquire(&cfg, "cell start web", Duration::from_millis(10)).unwrap();
         let text = std::fs::read_to_string(g.path()).unwrap();
         assert_eq!(
-            text,
-            format!("pid {} (cell start web)\n", std::process::id())
+            text.trim_end(),
+            format!("pid {} (cell start web)", std::process::id())
+        );
+        assert_eq!(
+            text.len(),
+            RECORD,
+            "a fixed-size record, rewritten in place"
         );
         // flock locks belong to the open file description: a second open conflicts.
         let t = Instant::now();

@@ -9,10 +9,12 @@
 
 use crate::config::Config;
 use crate::engine::manifest::{self, format_limit, format_ports, CellManifest, Desired};
-use crate::engine::runtime::{self, compose, mountinfo, CellPaths};
-use crate::kernel::{CellInfo, CellStats, Kernel};
+use crate::engine::runtime::{self, compose, CellPaths};
+use crate::fs::mountinfo;
+use crate::kernel::{CellInfo, CellResources, CellStats, Kernel};
 use crate::model::{CellRow, CellState, VolumeRow};
 use crate::output::{Record, Schema, Value, View};
+use crate::rcconf::LimitForm;
 use anyhow::Result;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -48,6 +50,15 @@ pub const CELL_FIELDS: &[&str] = &[
     "restarts",
     "last_exit",
     "supervisor",
+    "create_maxproc",
+    "create_memory",
+    "create_cpu",
+    "create_disk",
+    "tasks",
+    "memory_used",
+    "disk_used",
+    "forks_denied",
+    "oom_kills",
     "frozen",
 ];
 
@@ -75,6 +86,10 @@ const CELL_DESIRED: &[&str] = &[
     "create_rlimit_nofile",
     "create_rlimit_as",
     "create_rlimit_core",
+    "create_maxproc",
+    "create_memory",
+    "create_cpu",
+    "create_disk",
     "depends_on",
     "healthcheck",
     "volume_mounts",
@@ -101,6 +116,11 @@ const CELL_RUNTIME: &[&str] = &[
     "restarts",
     "last_exit",
     "supervisor",
+    "tasks",
+    "memory_used",
+    "disk_used",
+    "forks_denied",
+    "oom_kills",
     "frozen",
 ];
 
@@ -122,6 +142,10 @@ const CELL_MERGED_DEFAULT: &[&str] = &[
     "create_rlimit_nofile",
     "create_rlimit_as",
     "create_rlimit_core",
+    "create_maxproc",
+    "create_memory",
+    "create_cpu",
+    "create_disk",
     "root",
     "supervise_cmd",
     "manifest",
@@ -205,8 +229,18 @@ pub const VOLUME_SCHEMA: Schema = Schema {
     default_view: "merged",
 };
 
-/// Fields that need the kernel's `stats` (telemetry) rather than its `list`.
-pub const STATS_FIELDS: &[&str] = &["cpu1s", "cpu10s", "memory"];
+/// Fields that need the kernel's `stats` (telemetry) and `resources` rather
+/// than its `list`.
+pub const STATS_FIELDS: &[&str] = &[
+    "cpu1s",
+    "cpu10s",
+    "memory",
+    "tasks",
+    "memory_used",
+    "disk_used",
+    "forks_denied",
+    "oom_kills",
+];
 
 /// A supervisor's view of its service, as far as the read model shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -215,6 +249,20 @@ pub struct SupervisorView {
     pub restarts: Option<u64>,
     pub last_exit: String,
     pub state: String,
+    /// The `health` field, when the supervisor runs health checks.
+    pub health: Option<String>,
+}
+
+/// The `health` field: `ok`, `starting`, or `failing: <how the last check
+/// ended>`.
+fn health_field(h: &crate::supervise::HealthStatus) -> String {
+    match h.state {
+        crate::supervise::Health::Failing => format!(
+            "failing: {}",
+            h.last.as_deref().unwrap_or("the service is not running")
+        ),
+        s => s.as_str().to_string(),
+    }
 }
 
 /// What the kernel (and supervisors) report, gathered by the caller.
@@ -222,13 +270,15 @@ pub struct SupervisorView {
 pub struct RuntimeFacts {
     pub cells: Vec<CellInfo>,
     pub stats: Vec<CellStats>,
+    pub resources: Vec<CellResources>,
     pub supervisors: BTreeMap<String, SupervisorView>,
     /// What could not be read, one sentence each (naming the file); the
     /// affected cell's fields say `damaged` or stay empty, the others are whole.
     pub warnings: Vec<String>,
 }
 
-/// Asks the kernel (one `list`, `stats` only when wanted and something runs)
+/// Asks the kernel (one `list`, `stats` and `resources` only when wanted and
+/// something runs)
 /// and the supervisors of the running cells.
 pub fn runtime_facts(cfg: &Config, kernel: &dyn Kernel, want_stats: bool) -> Result<RuntimeFacts> {
     let mut facts = RuntimeFacts {
@@ -237,6 +287,7 @@ pub fn runtime_facts(cfg: &Config, kernel: &dyn Kernel, want_stats: bool) -> Res
     };
     if want_stats && !facts.cells.is_empty() {
         facts.stats = kernel.stats()?;
+        facts.resources = kernel.resources()?;
     }
     for c in &facts.cells {
         let sup = match crate::supervise::supervisor(cfg, &c.name) {
@@ -253,6 +304,7 @@ pub fn runtime_facts(cfg: &Config, kernel: &dyn Kernel, want_stats: bool) -> Res
                 restarts: Some(st.restarts),
                 last_exit: st.last_exit.unwrap_or_default(),
                 state: st.state.as_str().to_string(),
+                health: st.health.as_ref().map(health_field),
             },
             Ok(None) => SupervisorView {
                 pid: sup.pid.map(u64::from),
@@ -310,7 +362,7 @@ pub fn cell_state(
     }
 }
 
-fn desired_fields(row: &mut CellRow, m: &CellManifest) {
+fn desired_fields(row: &mut CellRow, m: &CellManifest, cfg: &Config) {
     row.desired_state = m.autostart;
     row.autostart = m.autostart;
     row.create_profile = m.profile.as_str().to_string();
@@ -318,6 +370,11 @@ fn desired_fields(row: &mut CellRow, m: &CellManifest) {
     row.create_rlimit_nofile = format_limit(m.rlimits.nofile);
     row.create_rlimit_as = format_limit(m.rlimits.address_space);
     row.create_rlimit_core = format_limit(m.rlimits.core);
+    let limits = m.limits.resolve(&cfg.default_limits);
+    row.create_maxproc = LimitForm::Processes.format(limits.maxproc);
+    row.create_memory = LimitForm::Memory.format(limits.memory);
+    row.create_cpu = LimitForm::Cpu.format(limits.cpu_percent);
+    row.create_disk = LimitForm::Disk.format(limits.disk);
     row.depends_on = m.depends_on.join(",");
     row.healthcheck = m.healthcheck.clone().unwrap_or_default();
     row.supervise_cmd = m.supervise_cmd.clone().unwrap_or_default();
@@ -357,10 +414,10 @@ pub fn cell_rows(cfg: &Config, desired: &Desired, facts: &RuntimeFacts) -> Resul
             ..CellRow::default()
         };
         if let Some(m) = desired.cells.get(name) {
-            desired_fields(&mut row, m);
+            desired_fields(&mut row, m, cfg);
         } else if rendered {
             if let Some(m) = runtime::load_rendered(cfg, name)? {
-                desired_fields(&mut row, &m);
+                desired_fields(&mut row, &m, cfg);
             }
         }
         if has_dir {
@@ -380,6 +437,13 @@ pub fn cell_rows(cfg: &Config, desired: &Desired, facts: &RuntimeFacts) -> Resul
             row.cpu1s = Some(s.cpu1s);
             row.cpu10s = Some(s.cpu10s);
             row.memory = Some(s.memory);
+            if let Some(r) = facts.resources.iter().find(|r| r.id == s.info.id) {
+                row.tasks = r.tasks;
+                row.memory_used = r.memory;
+                row.disk_used = r.disk;
+                row.forks_denied = r.forks_denied;
+                row.oom_kills = r.oom_kills;
+            }
         }
         if let Some(sv) = facts.supervisors.get(name) {
             row.supervisor_pid = sv.pid;
@@ -387,7 +451,10 @@ pub fn cell_rows(cfg: &Config, desired: &Desired, facts: &RuntimeFacts) -> Resul
             row.last_exit = sv.last_exit.clone();
             row.supervisor = sv.state.clone();
         }
-        if has_dir {
+        if let Some(h) = facts.supervisors.get(name).and_then(|s| s.health.clone()) {
+            row.health = h;
+        } else if has_dir {
+            // A cell without a service: its check ran once, at start.
             row.health = std::fs::read_to_string(paths.health_file())
                 .map(|t| t.lines().next().unwrap_or_default().to_string())
                 .unwrap_or_default();
@@ -499,6 +566,15 @@ impl Record for CellRow {
             "restarts" => self.restarts.into(),
             "last_exit" => self.last_exit.as_str().into(),
             "supervisor" => self.supervisor.as_str().into(),
+            "create_maxproc" => self.create_maxproc.as_str().into(),
+            "create_memory" => self.create_memory.as_str().into(),
+            "create_cpu" => self.create_cpu.as_str().into(),
+            "create_disk" => self.create_disk.as_str().into(),
+            "tasks" => self.tasks.into(),
+            "memory_used" => self.memory_used.into(),
+            "disk_used" => self.disk_used.into(),
+            "forks_denied" => self.forks_denied.into(),
+            "oom_kills" => self.oom_kills.into(),
             "frozen" => self.frozen.into(),
             other => unreachable!("field {other} is not in CELL_SCHEMA"),
         }
@@ -553,7 +629,7 @@ mod tests {
 
     #[test]
     fn v2_fields_keep_their_names_and_order() {
-        assert_eq!(CELL_FIELDS.len(), 31);
+        assert_eq!(CELL_FIELDS.len(), 40);
         assert_eq!(CELL_FIELDS[..3], ["name", "running", "desired_state"]);
         assert_eq!(CELL_FIELDS[23], "apply_present");
         assert_eq!(

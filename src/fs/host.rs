@@ -1,8 +1,9 @@
 //! Small helpers for files only host root controls: state, configuration, run directory.
 
 use anyhow::{Context, Result};
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// A file's text, or `None` when it does not exist.
@@ -30,6 +31,16 @@ pub fn dir_entries(dir: &Path) -> Result<Vec<fs::DirEntry>> {
 /// Writes a file atomically: a temporary file in the same directory, fsync, rename,
 /// then fsync of the directory, so a crash leaves either the old or the new content.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    write_atomic_mode(path, contents, 0o666)
+}
+
+/// [`write_atomic`] for a file only its owner may read (`0600`).
+pub fn write_atomic_private(path: &Path, contents: &[u8]) -> Result<()> {
+    write_atomic_mode(path, contents, 0o600)
+}
+
+/// [`write_atomic`] with the new file's mode (before the umask).
+fn write_atomic_mode(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -43,7 +54,13 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
         std::process::id()
     ));
     let result = (|| -> Result<()> {
-        let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
         f.write_all(contents)
             .and_then(|()| f.sync_all())
             .with_context(|| format!("writing {}", tmp.display()))?;
@@ -73,6 +90,18 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two");
         let entries: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(entries.len(), 1);
+    }
+
+    #[test]
+    fn a_private_file_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::new("fsutil-private");
+        let p = dir.join("secret");
+        write_atomic_private(&p, b"x").unwrap();
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]

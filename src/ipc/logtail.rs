@@ -46,10 +46,12 @@ pub fn tail_file(path: &Path, lines: u32, offset: Option<u64>) -> Result<LogChun
         text.remove(0); // probably cut in the middle
     }
     let skip = text.len().saturating_sub(lines as usize);
+    // The supervisor escapes what it logs; escaping again changes nothing and
+    // covers a file written by an older version.
     Ok(LogChunk {
         lines: text[skip..]
             .iter()
-            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .map(|l| crate::supervise::escape::escape(l))
             .collect(),
         offset: start + complete as u64,
     })

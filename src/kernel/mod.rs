@@ -52,6 +52,36 @@ pub struct Limits {
     pub disk: Limit,
 }
 
+impl From<crate::config::DefaultLimits> for Limits {
+    fn from(d: crate::config::DefaultLimits) -> Limits {
+        Limits {
+            maxproc: d.maxproc,
+            memory: d.memory,
+            cpu_percent: d.cpu_percent,
+            disk: d.disk,
+        }
+    }
+}
+
+/// What a cell uses of its limited resources (`cellctl stats`, usage beside
+/// limit). `None`: not measured, because the limit is off or the backend
+/// cannot tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct CellResources {
+    pub id: u64,
+    pub limits: Limits,
+    /// What `maxproc` counts (Linux: tasks, threads included, the cell's init not).
+    pub tasks: Option<u64>,
+    /// What `memory` counts (Linux: the memory the cell's cgroup is charged for).
+    pub memory: Option<u64>,
+    /// Bytes used of the storage that bounds `disk`.
+    pub disk: Option<u64>,
+    /// Forks refused because the cell was at `maxproc`.
+    pub forks_denied: Option<u64>,
+    /// Processes killed because the cell reached `memory`.
+    pub oom_kills: Option<u64>,
+}
+
 /// What `create` needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CellSpec {
@@ -248,6 +278,11 @@ pub trait Kernel {
     fn thaw_abandoned(&self, target: &Target) -> anyhow::Result<bool> {
         let _ = target;
         Ok(false)
+    }
+    /// Every cell's limits and usage. The default, for a backend that enforces
+    /// no limits yet, reports none.
+    fn resources(&self) -> anyhow::Result<Vec<CellResources>> {
+        Ok(Vec::new())
     }
     /// Looks one cell up by id or name.
     fn find(&self, target: &Target) -> anyhow::Result<Option<CellInfo>> {

@@ -133,7 +133,16 @@ impl Kernel for NetBsdKernel {
                 .map_err(|e| anyhow::anyhow!("{e}"))
                 .with_context(what)?;
         }
-        // `disk` is enforced by the storage the engine puts under the cell.
+        // No storage under an arbitrary root enforces a size here: refuse,
+        // rather than accept a limit nothing holds (cellmgr refuses it too).
+        if let Some(bytes) = spec.limits.disk {
+            bail!(
+                "creating cell '{}': --disk {bytes} cannot be enforced on NetBSD: put the cell's \
+                 writable storage on a file system of that size (FFS quotas or a per-cell file \
+                 system) and leave the disk limit unset",
+                spec.name
+            );
+        }
         if spec.rlimits.core.is_some() {
             cc.set_rlimit_core(stored(spec.rlimits.core));
         }

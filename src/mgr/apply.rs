@@ -181,10 +181,7 @@ impl Run for Apply {
             &plan,
             &rt,
             &settings,
-            Timing {
-                health: crate::engine::runtime::health::Timing::of(&cfg),
-                ..Timing::default()
-            },
+            Timing::default(),
             verbosity,
             &mut out,
         );

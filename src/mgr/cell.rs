@@ -27,6 +27,7 @@ subcommands! {
         Show(Show),
         Fields(Fields),
         Shell(Shell),
+        Logs(crate::supervise::logread::LogsArgs) => super::logs::run,
         Edit(Edit),
         Backup(super::backup::BackupArgs) => |b| super::backup::run(crate::engine::backup::Kind::Cell, b),
     }
@@ -55,6 +56,10 @@ struct KeyFlags<'a> {
     rlimit_nofile: &'a Option<String>,
     rlimit_as: &'a Option<String>,
     rlimit_core: &'a Option<String>,
+    maxproc: &'a Option<String>,
+    memory: &'a Option<String>,
+    cpu: &'a Option<String>,
+    disk: &'a Option<String>,
     depends_on: &'a Option<String>,
     healthcheck: &'a Option<String>,
     mounts: &'a [String],
@@ -76,6 +81,10 @@ macro_rules! key_flags {
             rlimit_nofile: &$args.rlimit_nofile,
             rlimit_as: &$args.rlimit_as,
             rlimit_core: &$args.rlimit_core,
+            maxproc: &$args.maxproc,
+            memory: &$args.memory,
+            cpu: &$args.cpu,
+            disk: &$args.disk,
             depends_on: &$args.depends_on,
             healthcheck: &$args.healthcheck,
             mounts: &$args.mount,
@@ -116,6 +125,10 @@ impl KeyFlags<'_> {
         put("CELL_CREATE_RLIMIT_NOFILE", self.rlimit_nofile);
         put("CELL_CREATE_RLIMIT_AS", self.rlimit_as);
         put("CELL_CREATE_RLIMIT_CORE", self.rlimit_core);
+        put("CELL_CREATE_MAXPROC", self.maxproc);
+        put("CELL_CREATE_MEMORY", self.memory);
+        put("CELL_CREATE_CPU", self.cpu);
+        put("CELL_CREATE_DISK", self.disk);
         put("CELL_DEPENDS_ON", self.depends_on);
         put("CELL_HEALTHCHECK_CMD", self.healthcheck);
         put("CELL_SUPERVISE_FACILITY", self.log_facility);
@@ -138,6 +151,10 @@ const KEY_FLAGS: &[(&str, &str)] = &[
     ("CELL_CREATE_RLIMIT_NOFILE", "--rlimit-nofile"),
     ("CELL_CREATE_RLIMIT_AS", "--rlimit-as"),
     ("CELL_CREATE_RLIMIT_CORE", "--rlimit-core"),
+    ("CELL_CREATE_MAXPROC", "--maxproc"),
+    ("CELL_CREATE_MEMORY", "--memory"),
+    ("CELL_CREATE_CPU", "--cpu"),
+    ("CELL_CREATE_DISK", "--disk"),
     ("CELL_DEPENDS_ON", "--depends-on"),
     ("CELL_HEALTHCHECK_CMD", "--healthcheck"),
     ("CELL_VOLUME_MOUNTS", "--mount"),
@@ -201,6 +218,21 @@ pub struct Create {
     /// core-file size limit in bytes, or 'unlimited'
     #[argh(option)]
     rlimit_core: Option<String>,
+    /// most processes at once (Linux: tasks), or 'unlimited' (default:
+    /// CELL_DEFAULT_MAXPROC of cellmgr.conf)
+    #[argh(option)]
+    maxproc: Option<String>,
+    /// memory limit such as 512M, or 'unlimited' (default: CELL_DEFAULT_MEMORY)
+    #[argh(option)]
+    memory: Option<String>,
+    /// CPU limit in percent of one CPU (200: two), or 'unlimited' (default:
+    /// CELL_DEFAULT_CPU)
+    #[argh(option)]
+    cpu: Option<String>,
+    /// disk limit such as 10G for the cell's writable layer, or 'unlimited'
+    /// (default: CELL_DEFAULT_DISK)
+    #[argh(option)]
+    disk: Option<String>,
     /// cells started before this one, e.g. db,cache
     #[argh(option)]
     depends_on: Option<String>,
@@ -315,6 +347,18 @@ pub struct Set {
     /// core-file size limit or 'unlimited'
     #[argh(option)]
     rlimit_core: Option<String>,
+    /// process limit or 'unlimited'
+    #[argh(option)]
+    maxproc: Option<String>,
+    /// memory limit such as 512M, or 'unlimited'
+    #[argh(option)]
+    memory: Option<String>,
+    /// CPU limit in percent of one CPU, or 'unlimited'
+    #[argh(option)]
+    cpu: Option<String>,
+    /// disk limit such as 10G, or 'unlimited'
+    #[argh(option)]
+    disk: Option<String>,
     /// cells started before this one
     #[argh(option)]
     depends_on: Option<String>,
@@ -348,6 +392,10 @@ pub struct Set {
     /// remove CELL_CREATE_RLIMIT_CORE
     #[argh(switch)]
     clear_rlimit_core: bool,
+    /// remove CELL_CREATE_MAXPROC, _MEMORY, _CPU and _DISK: the cellmgr.conf
+    /// defaults apply
+    #[argh(switch)]
+    clear_limits: bool,
     /// remove CELL_DEPENDS_ON
     #[argh(switch)]
     clear_depends_on: bool,
@@ -474,11 +522,20 @@ impl Run for Set {
         let (cfg, lock) = lock_named("cell", "set", &self.name)?;
         let flags = key_flags!(self);
         let mut updates = flags.updates()?;
-        let clears: [(bool, &[&'static str]); 8] = [
+        let clears: [(bool, &[&'static str]); 9] = [
             (self.clear_reserved_ports, &["CELL_CREATE_RESERVED_PORTS"]),
             (self.clear_rlimit_nofile, &["CELL_CREATE_RLIMIT_NOFILE"]),
             (self.clear_rlimit_as, &["CELL_CREATE_RLIMIT_AS"]),
             (self.clear_rlimit_core, &["CELL_CREATE_RLIMIT_CORE"]),
+            (
+                self.clear_limits,
+                &[
+                    "CELL_CREATE_MAXPROC",
+                    "CELL_CREATE_MEMORY",
+                    "CELL_CREATE_CPU",
+                    "CELL_CREATE_DISK",
+                ],
+            ),
             (self.clear_depends_on, &["CELL_DEPENDS_ON"]),
             (self.clear_healthcheck, &["CELL_HEALTHCHECK_CMD"]),
             (self.clear_mounts, &["CELL_VOLUME_MOUNTS"]),
@@ -699,8 +756,10 @@ impl Run for Remove {
     }
 }
 
-/// Starts one cell and reports it; exit 1 when its health check fails. The
-/// check runs with the lock set aside.
+/// Starts one cell and reports it; exit 1 when the start failed its verdict
+/// (the service ended right away, or its health check failed). The verdict
+/// is awaited with the lock set aside (health checks may take their whole
+/// budget, and other commands must not wait for them).
 fn start_one(cfg: &Config, kernel: &dyn Kernel, lock: &Held, name: &str) -> Result<i32> {
     match lifecycle::start(cfg, kernel, name)? {
         lifecycle::StartOutcome::AlreadyRunning { cid } => {
@@ -708,26 +767,23 @@ fn start_one(cfg: &Config, kernel: &dyn Kernel, lock: &Held, name: &str) -> Resu
             Ok(EXIT_OK)
         }
         lifecycle::StartOutcome::Started { cid, .. } => {
-            println!("started cell {name} (cid {cid})");
-            let healthy = lock.without(|| lifecycle::check_health(cfg, kernel, name))??;
-            if healthy == Some(false) {
-                let health =
-                    std::fs::read_to_string(runtime::CellPaths::new(cfg, name).health_file())
-                        .unwrap_or_default();
-                eprintln!(
-                    "cellmgr: cell {name} is running but its health check is {}",
-                    health.trim()
-                );
-                return Ok(EXIT_FAILURE);
+            match lock.without(|| lifecycle::wait_started(cfg, kernel, name))? {
+                Ok(()) => {
+                    println!("started cell {name} (cid {cid})");
+                    Ok(EXIT_OK)
+                }
+                Err(e) => {
+                    eprintln!("cellmgr: cell {name} (cid {cid}) failed to start: {e:#}");
+                    Ok(EXIT_FAILURE)
+                }
             }
-            Ok(EXIT_OK)
         }
     }
 }
 
 /// `start_one` for a command that starts several cells: its exit code is
 /// folded into `code`; a failure is reported and sets `code` to failure.
-/// Returns whether the cell could be started.
+/// Returns whether the cell started.
 fn start_reporting(
     cfg: &Config,
     kernel: &dyn Kernel,
@@ -738,7 +794,7 @@ fn start_reporting(
     match start_one(cfg, kernel, lock, name) {
         Ok(c) => {
             *code = (*code).max(c);
-            true
+            c == EXIT_OK
         }
         Err(e) => {
             eprintln!("cellmgr: starting cell {name}: {e:#}");

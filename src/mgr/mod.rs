@@ -41,6 +41,7 @@ mod cell;
 pub mod confirm;
 mod editor;
 pub mod ipc;
+mod logs;
 mod output;
 mod plan_rows;
 mod removal;
@@ -80,6 +81,7 @@ subcommands! {
         Stop(cell::Stop),
         Restart(cell::Restart),
         Shell(cell::Shell),
+        Logs(crate::supervise::logread::LogsArgs) => logs::run,
         Apply(apply::Apply),
         Ipc(ipc::IpcArgs),
     }

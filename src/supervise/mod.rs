@@ -7,17 +7,33 @@
 //!
 //! * `<cell>.status`: [`SupervisorStatus`] in CBOR, replaced atomically;
 //! * `<cell>.lock`: held by the live supervisor; without it the status is stale;
-//! * `<cell>.log`: the last lines of service output ([`log_path`]);
-//! * `<cell>.syslog`: records kept while no syslog daemon listens;
+//! * `<cell>.log`, `.log.1`, …: the service's output, escaped and timestamped,
+//!   rotated by size ([`log_path`]);
+//! * `<cell>.syslog`, `.syslog.1`, …: records kept while no syslog daemon
+//!   listens, rotated the same way;
 //! * `<cell>.stop`: a pending stop request (its grace period).
+//!
+//! The directory is `0700` and every file in it `0600`: service output may
+//! hold secrets, and only host root reads it.
 
+pub mod environ;
+pub mod escape;
+pub mod health;
+pub mod identity;
+pub mod logfile;
+pub mod logread;
 mod monitor;
 mod output;
 pub mod prometheus;
+mod restart;
 mod signals;
 mod status;
 pub mod syslog;
+mod throttle;
 
+pub use health::{Health, HealthSpec, HealthStatus};
+pub use monitor::unix_now_ms;
+pub use restart::RestartPolicy;
 pub use status::{SupervisorState, SupervisorStatus};
 pub use syslog::{Facility, Level};
 
@@ -33,6 +49,28 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Where a supervisor's output goes and how much of it is kept (cellmgr.conf).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub syslog_socket: PathBuf,
+    pub rotation: logfile::Rotation,
+    /// Bytes per second taken in from the service; 0: no limit.
+    pub rate_limit: u64,
+}
+
+impl LogConfig {
+    pub fn from_config(cfg: &Config) -> LogConfig {
+        LogConfig {
+            syslog_socket: cfg.syslog_socket.clone(),
+            rotation: logfile::Rotation {
+                max_size: cfg.log_max_size,
+                files: cfg.log_max_files,
+            },
+            rate_limit: cfg.log_rate_limit,
+        }
+    }
+}
+
 /// Longest syslog tag, in bytes.
 pub const TAG_MAX: usize = 63;
 
@@ -41,7 +79,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Run a command inside a cell under a supervisor: the supervisor detaches,
 /// restarts the command with backoff (1 s doubling to 10 s, reset after 30 s of
-/// stable running) and sends each line of its output to syslog.
+/// stable running) as --restart says, runs its health check, and sends each
+/// line of its output, escaped, to syslog and to its log (cellctl logs).
 #[derive(FromArgs, Debug, PartialEq)]
 #[argh(subcommand, name = "supervise")]
 pub struct SuperviseArgs {
@@ -69,6 +108,40 @@ pub struct SuperviseArgs {
     /// supplementary groups, gid[,gid...] (needs -U and -G; default none)
     #[argh(option, short = 'g')]
     pub groups: Option<String>,
+    /// run the command as this user, a name or uid resolved in the cell's
+    /// /etc/passwd at every start (instead of -U/-G)
+    #[argh(option)]
+    pub user: Option<String>,
+    /// with --user: this group, a name or gid resolved in the cell's
+    /// /etc/group (default: the user's own)
+    #[argh(option)]
+    pub group: Option<String>,
+    /// a variable of the command's environment, KEY=value (repeatable)
+    #[argh(option, short = 'E')]
+    pub env: Vec<String>,
+    /// more variables from this host file, KEY=value a line, read at every
+    /// start; it must belong to root and be readable by root only
+    #[argh(option)]
+    pub env_file: Option<PathBuf>,
+    /// when the command ends: always start it again (default), on-failure
+    /// (not after exit 0) or never
+    #[argh(option, default = "RestartPolicy::Always")]
+    pub restart: RestartPolicy,
+    /// a health check, run inside the cell with /bin/sh -c periodically
+    #[argh(option)]
+    pub health_cmd: Option<String>,
+    /// time between health checks (default 30s)
+    #[argh(option, from_str_fn(duration))]
+    pub health_interval: Option<Duration>,
+    /// a health check running longer has failed (default 10s)
+    #[argh(option, from_str_fn(duration))]
+    pub health_timeout: Option<Duration>,
+    /// consecutive failed checks that make the service failing (default 3)
+    #[argh(option)]
+    pub health_retries: Option<u32>,
+    /// failed checks in this time after a start do not count (default 0s)
+    #[argh(option, from_str_fn(duration))]
+    pub health_start_period: Option<Duration>,
     /// do not detach: supervise in this process until TERM (for systemd and
     /// tests)
     #[argh(switch)]
@@ -84,6 +157,17 @@ pub struct SuperviseArgs {
     pub command: Vec<String>,
 }
 
+/// A duration flag: `30`, `30s`, `500ms`, `2m`, `1h`.
+fn duration(v: &str) -> Result<Duration, String> {
+    crate::rcconf::parse_duration(v)
+        .ok_or_else(|| format!("'{v}': expected a duration such as 30s, 500ms or 2m"))
+}
+
+/// A duration as a flag value.
+fn duration_flag(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
 /// What to supervise, and how to log it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SuperviseSpec {
@@ -97,6 +181,13 @@ pub struct SuperviseSpec {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub groups: Vec<u32>,
+    /// A user and group resolved in the cell at every start (instead of ids).
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub env: environ::Vars,
+    pub env_file: Option<PathBuf>,
+    pub restart: RestartPolicy,
+    pub health: Option<HealthSpec>,
 }
 
 impl SuperviseSpec {
@@ -113,6 +204,12 @@ impl SuperviseSpec {
             uid: None,
             gid: None,
             groups: Vec::new(),
+            user: None,
+            group: None,
+            env: Vec::new(),
+            env_file: None,
+            restart: RestartPolicy::Always,
+            health: None,
         }
     }
 
@@ -132,6 +229,32 @@ impl SuperviseSpec {
         if args.groups.is_some() && (args.uid.is_none() || args.gid.is_none()) {
             bail!("-g needs -U and -G");
         }
+        let mut env = Vec::new();
+        for pair in &args.env {
+            let (k, v) = environ::parse_pair(pair).map_err(|e| anyhow::anyhow!("-E: {e}"))?;
+            env.retain(|(old, _): &(String, String)| *old != k);
+            env.push((k, v));
+        }
+        let health = match &args.health_cmd {
+            None => {
+                if args.health_interval.is_some()
+                    || args.health_timeout.is_some()
+                    || args.health_retries.is_some()
+                    || args.health_start_period.is_some()
+                {
+                    bail!("the --health-* options need --health-cmd");
+                }
+                None
+            }
+            Some(cmd) => {
+                let mut h = HealthSpec::new(cmd);
+                h.interval = args.health_interval.unwrap_or(h.interval);
+                h.timeout = args.health_timeout.unwrap_or(h.timeout);
+                h.retries = args.health_retries.unwrap_or(h.retries);
+                h.start_period = args.health_start_period.unwrap_or(h.start_period);
+                Some(h)
+            }
+        };
         let spec = SuperviseSpec {
             cell: args.cell.clone(),
             argv: args.command.clone(),
@@ -142,6 +265,12 @@ impl SuperviseSpec {
             uid: args.uid,
             gid: args.gid,
             groups,
+            user: args.user.clone(),
+            group: args.group.clone(),
+            env,
+            env_file: args.env_file.clone(),
+            restart: args.restart,
+            health,
         };
         spec.validate()?;
         Ok(spec)
@@ -165,6 +294,25 @@ impl SuperviseSpec {
         }
         if !self.groups.is_empty() && self.uid.is_none() {
             bail!("-g needs -U and -G");
+        }
+        if self.user.is_some() && self.uid.is_some() {
+            bail!("--user and -U/-G exclude each other: name the user one way");
+        }
+        if self.group.is_some() && self.user.is_none() {
+            bail!("--group needs --user");
+        }
+        if let Some(f) = &self.env_file {
+            if !f.is_absolute() {
+                bail!("--env-file {}: expected an absolute path", f.display());
+            }
+        }
+        if let Some(h) = &self.health {
+            if h.cmd.trim().is_empty() {
+                bail!("--health-cmd: the command is empty");
+            }
+            if h.interval.is_zero() || h.timeout.is_zero() {
+                bail!("--health-interval and --health-timeout must be above zero");
+            }
         }
         Ok(())
     }
@@ -192,6 +340,27 @@ impl SuperviseSpec {
                 let list: Vec<String> = self.groups.iter().map(u32::to_string).collect();
                 v.extend(["-g".to_string(), list.join(",")]);
             }
+        }
+        let mut opt = |flag: &str, value: String| v.extend([flag.to_string(), value]);
+        if let Some(u) = &self.user {
+            opt("--user", u.clone());
+        }
+        if let Some(g) = &self.group {
+            opt("--group", g.clone());
+        }
+        for (k, val) in &self.env {
+            opt("-E", format!("{k}={val}"));
+        }
+        if let Some(f) = &self.env_file {
+            opt("--env-file", f.display().to_string());
+        }
+        opt("--restart", self.restart.as_str().to_string());
+        if let Some(h) = &self.health {
+            opt("--health-cmd", h.cmd.clone());
+            opt("--health-interval", duration_flag(h.interval));
+            opt("--health-timeout", duration_flag(h.timeout));
+            opt("--health-retries", h.retries.to_string());
+            opt("--health-start-period", duration_flag(h.start_period));
         }
         v
     }
@@ -409,31 +578,128 @@ pub fn repair(cfg: &Config, cell: &str) -> anyhow::Result<Option<String>> {
     )))
 }
 
-/// Removes everything a cell's supervisors left under `<run_dir>/supervise/`
-/// (status, stop request, log tail, syslog fallback, lock), for when the
-/// cell's runtime is removed: a new cell of the same name starts with none of
-/// it. Refused while a supervisor runs.
-pub fn forget(cfg: &Config, cell: &str) -> anyhow::Result<()> {
-    if let Some(sup) = supervisor(cfg, cell)? {
-        bail!(
-            "the supervisor of cell {cell} still runs (pid {}); stop the cell first",
-            sup.pid.map_or("unknown".to_string(), |p| p.to_string())
-        );
-    }
-    let p = status::Paths::new(&cfg.run_dir, cell);
-    // The lock last: while it exists, a status file is only read under it.
-    for f in [&p.status, &p.stop, &p.log, &p.fallback, &p.lock] {
-        match std::fs::remove_file(f) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(e).with_context(|| format!("removing {}", f.display()))
+/// How a freshly started service is judged ([`wait_started`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// From a start: the run must not end, and must pass its first health
+    /// check (or, without one, run for the settle time).
+    Started { settle: Duration },
+    /// A service already running: only its health counts.
+    Healthy,
+}
+
+/// Waits until a cell's service proves itself as `verdict` says, for at most
+/// `budget`; the error says why it did not, with its last lines of output.
+/// Only reads the supervisor's status: the checks run in the supervisor.
+pub fn wait_for(
+    cfg: &Config,
+    cell: &str,
+    verdict: Verdict,
+    budget: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + budget;
+    loop {
+        let Some(st) = status(cfg, cell)? else {
+            bail!(
+                "its supervisor is not running{}",
+                recent_output(cfg, cell, None)
+            );
+        };
+        let first_run = st.recent_starts_ms.first().copied();
+        if let Verdict::Started { settle } = verdict {
+            let completed = st.state == SupervisorState::Exited
+                && st.restarts == 0
+                && st.last_exit.as_deref() == Some("exit 0");
+            if completed {
+                // A one-shot service (restart on-failure or never) that did its job.
+                return Ok(());
             }
+            if st.restarts > 0
+                || matches!(st.state, SupervisorState::Backoff | SupervisorState::Exited)
+            {
+                bail!(
+                    "the service ended right after its start ({}); its supervisor {}{}",
+                    st.last_exit.as_deref().unwrap_or("ended"),
+                    if st.state == SupervisorState::Exited {
+                        "does not restart it (CELL_SUPERVISE_RESTART)"
+                    } else {
+                        "keeps restarting it with backoff"
+                    },
+                    recent_output(cfg, cell, first_run)
+                );
+            }
+            if st.health.is_none()
+                && first_run
+                    .is_some_and(|t| unix_now_ms().saturating_sub(t) >= settle.as_millis() as u64)
+            {
+                return Ok(());
+            }
+        }
+        match &st.health {
+            Some(h) if h.state == Health::Ok => return Ok(()),
+            Some(h) if h.state == Health::Failing => bail!(
+                "health check failed: {} ({} in a row){}",
+                h.last.as_deref().unwrap_or("the service is not running"),
+                h.failures,
+                recent_output(cfg, cell, first_run)
+            ),
+            None if verdict == Verdict::Healthy => return Ok(()),
             _ => {}
         }
+        if Instant::now() >= deadline {
+            bail!(
+                "no verdict within {} s: its health check has neither passed nor failed{}",
+                budget.as_secs(),
+                recent_output(cfg, cell, first_run)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// The last lines the service and its health checks wrote (since `since_ms`),
+/// for an error message: `; last output: …`.
+fn recent_output(cfg: &Config, cell: &str, since_ms: Option<u64>) -> String {
+    let query = logread::Query {
+        last: None,
+        since: since_ms.map(crate::calendar::format_utc_ms),
+    };
+    let mut lines = std::collections::VecDeque::new();
+    let _ = logread::read_back(&log_path(cfg, cell), &query, &mut |l: String| {
+        if !l.contains(" supervise: ") {
+            if lines.len() == 5 {
+                lines.pop_front();
+            }
+            lines.push_back(l);
+        }
+        Ok(())
+    });
+    if lines.is_empty() {
+        return String::new();
+    }
+    let text: Vec<String> = lines.into_iter().collect();
+    format!("; last output:\n  {}", text.join("\n  "))
+}
+
+/// Removes what a cell's supervisors left in the run directory (logs with
+/// their rotated files, status, lock); for removing a cell's runtime, after
+/// its supervisor stopped.
+pub fn remove_files(cfg: &Config, cell: &str) -> anyhow::Result<()> {
+    crate::names::validate("cell", cell)?;
+    // Also one that is starting up or whose status file is damaged.
+    if supervisor(cfg, cell)?.is_some() {
+        bail!("the supervisor of cell {cell} still runs");
+    }
+    let paths = status::Paths::new(&cfg.run_dir, cell);
+    logfile::remove_all(&paths.log);
+    logfile::remove_all(&paths.fallback);
+    for f in [&paths.status, &paths.stop, &paths.lock] {
+        let _ = std::fs::remove_file(f);
     }
     Ok(())
 }
 
-/// The file holding the last lines of a cell's service output.
+/// The current file of a cell's service log (rotated ones are `.1`, `.2`, …).
 pub fn log_path(cfg: &Config, cell: &str) -> PathBuf {
     status::Paths::new(&cfg.run_dir, cell).log
 }
@@ -451,7 +717,8 @@ fn run_monitor(
     let setup = || -> anyhow::Result<monitor::Monitor<'_>> {
         let cell = resolve(kernel, &spec.cell)?;
         let paths = status::Paths::new(&cfg.run_dir, &cell.name);
-        let m = monitor::Monitor::new(kernel, spec.clone(), cell, paths, &cfg.syslog_socket)?;
+        let logs = LogConfig::from_config(cfg);
+        let m = monitor::Monitor::new(kernel, spec.clone(), cell, paths, &logs)?;
         // Installed only now, so a TERM before this point simply ends us.
         signals::install(&[
             libc::SIGTERM,

@@ -1,18 +1,32 @@
 //! The monitor: one mio event loop that runs a service inside a cell, forwards
-//! its output to syslog and the log tail, restarts it with backoff, and stops it
+//! its output to syslog and the service log, restarts it with backoff, and stops it
 //! (TERM, grace, KILL) when asked.
 //!
-//! Events: the service's stdout and stderr pipes, and a self-pipe carrying
-//! SIGTERM/SIGINT/SIGQUIT (stop), SIGCHLD (reap), SIGUSR1 (write the status
-//! file again: `repair` after it was damaged) and SIGHUP (ignored, so the
-//! end of an rc script does not stop the supervisor). Timers are the poll
-//! timeout: the next restart, or the end of the stop grace period.
+//! Events: the service's stdout and stderr pipes, the output pipe of a running
+//! health check, and a self-pipe carrying SIGTERM/SIGINT/SIGQUIT (stop),
+//! SIGCHLD (reap), SIGUSR1 (write the status file again: `repair` after it
+//! was damaged) and SIGHUP (ignored, so the end of an rc script does not stop
+//! the supervisor). Timers are the poll timeout: the next restart, the end of
+//! the stop grace period, the throttle refill, a retry of a full syslog
+//! queue, the next health check and a running check's timeout.
+//!
+//! Before every start the service's settings are gathered afresh: the env
+//! file is read and the user and group are resolved in the cell, so a start
+//! that cannot have them fails (and is retried) like any other.
+//!
+//! Output is taken in a bounded amount per turn of the loop, so signals and
+//! timers are served between reads however fast a service writes; reading
+//! pauses while the [`Throttle`] is empty or syslog is behind, which makes a
+//! flooding service wait on its own pipe (back-pressure).
 
-use super::output::{LineSplitter, LogTail};
+use super::health::{Check, CheckResult, Health, HealthMonitor, HealthStatus};
+use super::output::{LineSplitter, ServiceLog};
+use super::restart::Backoff;
 use super::signals::WakePipe;
 use super::status::{self, Paths, SupervisorLock, SupervisorState, SupervisorStatus};
 use super::syslog::{self, Level, Syslog};
-use super::SuperviseSpec;
+use super::throttle::Throttle;
+use super::{LogConfig, SuperviseSpec};
 use crate::kernel::{CellInfo, ExecSpec, Kernel, Target};
 use anyhow::Context;
 use mio::unix::SourceFd;
@@ -26,38 +40,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 const WAKE: Token = Token(0);
 const STREAM_TOKENS: [Token; 2] = [Token(1), Token(2)];
+const CHECK: Token = Token(3);
 
 /// Grace period between TERM and KILL when the stop request names none.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
-/// Lines of output the log tail keeps.
-pub const TAIL_LINES: usize = 500;
-
-/// Restart delay: 1 s, doubling after each run shorter than 30 s, at most
-/// 10 s; a run of 30 s or more starts again from 1 s.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    pub const MIN: Duration = Duration::from_secs(1);
-    pub const MAX: Duration = Duration::from_secs(10);
-    pub const STABLE: Duration = Duration::from_secs(30);
-
-    pub fn new() -> Backoff {
-        Backoff { next: Self::MIN }
-    }
-
-    /// The delay before restarting a run that lasted `ran`.
-    pub fn after_run(&mut self, ran: Duration) -> Duration {
-        if ran >= Self::STABLE {
-            self.next = Self::MIN;
-        }
-        let delay = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
-        delay
-    }
-}
+/// Bytes read from one pipe per turn of the loop.
+const READ_PER_TURN: usize = 64 * 1024;
+/// Bytes of output still read after the service ended (what its pipes hold,
+/// unless something it left behind keeps writing).
+const READ_AFTER_EXIT: usize = 1024 * 1024;
+/// How often a throttled service is reported at most.
+const THROTTLE_NOTE_EVERY: Duration = Duration::from_secs(60);
 
 /// One output pipe of the running service.
 struct Stream {
@@ -65,6 +58,9 @@ struct Stream {
     lines: LineSplitter,
     label: &'static str,
     level: Level,
+    /// The pipe signalled data and was not read empty since (the event loop
+    /// is edge-triggered).
+    readable: bool,
 }
 
 /// The service while it runs.
@@ -91,9 +87,21 @@ pub struct Monitor<'k> {
     poll: Poll,
     wake: WakePipe,
     syslog: Syslog,
-    tail: LogTail,
+    log: ServiceLog,
+    throttle: Throttle,
+    rate_limit: u64,
+    throttle_noted: Option<Instant>,
+    /// The stream read first in the next turn (stdout and stderr take turns).
+    first_stream: usize,
     status: SupervisorStatus,
     backoff: Backoff,
+    /// How the current run was started (identity, environment): health
+    /// checks run the same way.
+    exec: Option<ExecSpec>,
+    health: Option<HealthMonitor>,
+    check: Option<Check>,
+    /// The running check belongs to a run that ended: reap it, ignore its result.
+    check_orphaned: bool,
     run: Option<Run>,
     restart_at: Option<Instant>,
     stop_requested: bool,
@@ -102,17 +110,16 @@ pub struct Monitor<'k> {
 }
 
 impl<'k> Monitor<'k> {
-    /// Takes the cell's supervisor lock and prepares the loop. `syslog_socket`
-    /// is where records go (`cfg.syslog_socket`).
+    /// Takes the cell's supervisor lock and prepares the loop; `logs` says
+    /// where output goes and how much of it is kept.
     pub fn new(
         kernel: &'k dyn Kernel,
         spec: SuperviseSpec,
         cell: CellInfo,
         paths: Paths,
-        syslog_socket: &std::path::Path,
+        logs: &LogConfig,
     ) -> anyhow::Result<Monitor<'k>> {
-        std::fs::create_dir_all(&paths.dir)
-            .with_context(|| format!("creating {}", paths.dir.display()))?;
+        paths.ensure_dir()?;
         let lock = SupervisorLock::acquire(&paths.lock)
             .with_context(|| format!("cell {} is already supervised", cell.name))?;
         let wake = WakePipe::new().context("creating the signal pipe")?;
@@ -122,13 +129,14 @@ impl<'k> Monitor<'k> {
             .context("registering the signal pipe")?;
         let pid = std::process::id();
         let syslog = Syslog::new(
-            syslog_socket,
+            &logs.syslog_socket,
             spec.facility,
             &spec.tag,
             pid,
             &paths.fallback,
+            logs.rotation,
         );
-        let tail = LogTail::open(&paths.log, TAIL_LINES);
+        let log = ServiceLog::new(&paths.log, logs.rotation);
         let now = unix_now();
         let status = SupervisorStatus {
             cell: cell.name.clone(),
@@ -143,7 +151,12 @@ impl<'k> Monitor<'k> {
             last_exit: None,
             backoff_secs: 0,
             recent_starts_ms: Vec::new(),
+            health: None,
         };
+        let health = spec
+            .health
+            .clone()
+            .map(|h| HealthMonitor::new(h, Instant::now()));
         Ok(Monitor {
             kernel,
             spec,
@@ -152,9 +165,17 @@ impl<'k> Monitor<'k> {
             poll,
             wake,
             syslog,
-            tail,
+            log,
+            throttle: Throttle::new(logs.rate_limit, Instant::now()),
+            rate_limit: logs.rate_limit,
+            throttle_noted: None,
+            first_stream: 0,
             status,
             backoff: Backoff::new(),
+            exec: None,
+            health,
+            check: None,
+            check_orphaned: false,
             run: None,
             restart_at: None,
             stop_requested: false,
@@ -192,13 +213,21 @@ impl<'k> Monitor<'k> {
             for ev in events.iter() {
                 match ev.token() {
                     WAKE => self.handle_signals(),
+                    CHECK => {
+                        if let Some(c) = self.check.as_mut() {
+                            c.read_output();
+                        }
+                    }
                     t => {
                         if let Some(i) = STREAM_TOKENS.iter().position(|s| *s == t) {
-                            self.read_stream(i);
+                            if let Some(s) = self.stream_mut(i) {
+                                s.readable = true;
+                            }
                         }
                     }
                 }
             }
+            self.take_output();
             if self.stop_requested && self.stopping.is_none() && !self.begin_stop() {
                 break;
             }
@@ -211,6 +240,7 @@ impl<'k> Monitor<'k> {
                 self.status.restarts += 1;
                 done = self.start_service();
             }
+            self.run_health_checks(now);
             if let Some(s) = self.stopping.as_mut() {
                 if !s.killed && now >= s.kill_at {
                     s.killed = true;
@@ -221,19 +251,52 @@ impl<'k> Monitor<'k> {
                 }
             }
         }
+        if let Some(mut c) = self.check.take() {
+            c.kill();
+        }
         self.note(Level::NOTICE, "supervisor exiting");
         let _ = std::fs::remove_file(&self.paths.status);
         Ok(())
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        match &self.stopping {
+    fn next_deadline(&mut self) -> Option<Instant> {
+        let now = Instant::now();
+        let timer = match &self.stopping {
             Some(s) if !s.killed => Some(s.kill_at),
             // After KILL only the child's exit is awaited; poll now and then in
             // case the SIGCHLD byte was lost to a full pipe.
-            Some(_) => Some(Instant::now() + Duration::from_millis(100)),
+            Some(_) => Some(now + Duration::from_millis(100)),
             None => self.restart_at,
-        }
+        };
+        let health = match (&self.check, &self.health) {
+            // A killed check is awaited like a killed service.
+            (Some(c), _) if c.killed() => Some(now + Duration::from_millis(100)),
+            (Some(c), _) => Some(c.deadline),
+            (None, Some(h)) if self.stopping.is_none() => h.next_at(),
+            _ => None,
+        };
+        let output = if self.syslog.is_behind() {
+            self.syslog.retry_at()
+        } else if self.any_readable() {
+            if self.throttle.allowance(now) > 0 {
+                Some(now)
+            } else {
+                Some(self.throttle.ready_at())
+            }
+        } else {
+            None
+        };
+        [timer, health, output].into_iter().flatten().min()
+    }
+
+    fn stream_mut(&mut self, i: usize) -> Option<&mut Stream> {
+        self.run.as_mut().and_then(|r| r.streams[i].as_mut())
+    }
+
+    fn any_readable(&self) -> bool {
+        self.run
+            .as_ref()
+            .is_some_and(|r| r.streams.iter().flatten().any(|s| s.readable))
     }
 
     fn handle_signals(&mut self) {
@@ -248,10 +311,10 @@ impl<'k> Monitor<'k> {
         }
     }
 
-    /// Starts the service; a start that fails counts as a run that ended at
-    /// once. Returns true when the supervisor is done (the cell is gone).
-    fn start_service(&mut self) -> bool {
-        let exec = ExecSpec {
+    /// How the service is started this time: its identity resolved in the
+    /// cell and its environment (the env file read again).
+    fn exec_spec(&self) -> anyhow::Result<ExecSpec> {
+        let mut exec = ExecSpec {
             argv: self.spec.argv.clone(),
             uid: self.spec.uid,
             gid: self.spec.gid,
@@ -260,6 +323,40 @@ impl<'k> Monitor<'k> {
             process_group: true,
             ..ExecSpec::default()
         };
+        if let Some(user) = &self.spec.user {
+            let id = super::identity::resolve_in_cell(
+                &self.cell.root,
+                user,
+                self.spec.group.as_deref(),
+            )?;
+            exec.uid = Some(id.uid);
+            exec.gid = Some(id.gid);
+            exec.groups = id.groups;
+            if let Some(home) = id.home {
+                exec.env.push(("HOME".into(), home));
+            }
+            if let Some(name) = id.name {
+                exec.env.push(("USER".into(), name.clone()));
+                exec.env.push(("LOGNAME".into(), name));
+            }
+        }
+        let mut vars = self.spec.env.clone();
+        if let Some(file) = &self.spec.env_file {
+            for (k, v) in super::environ::read_file(file)? {
+                vars.retain(|(old, _)| *old != k);
+                vars.push((k, v));
+            }
+        }
+        for (k, v) in vars {
+            exec.env.retain(|(old, _)| *old != k);
+            exec.env.push((k, v));
+        }
+        Ok(exec)
+    }
+
+    /// Starts the service; a start that fails counts as a run that ended at
+    /// once. Returns true when the supervisor is done (the cell is gone).
+    fn start_service(&mut self) -> bool {
         let stdio = [Stdio::null(), Stdio::piped(), Stdio::piped()];
         let started = Instant::now();
         self.status.recent_starts_ms.push(unix_now_ms());
@@ -269,16 +366,31 @@ impl<'k> Monitor<'k> {
             .len()
             .saturating_sub(status::RECENT_STARTS);
         self.status.recent_starts_ms.drain(..excess);
+        let exec = match self.exec_spec() {
+            Ok(e) => e,
+            Err(e) => {
+                self.note(
+                    Level::ERR,
+                    &format!("cannot start {:?}: {e:#}", self.spec.argv),
+                );
+                return self.after_run(None, started.elapsed());
+            }
+        };
         match self.kernel.spawn(&Target::Id(self.cell.id), &exec, stdio) {
             Ok(child) => match self.watch(child, started) {
                 Ok(run) => {
-                    let creds = match (self.spec.uid, self.spec.gid) {
+                    let creds = match (exec.uid, exec.gid) {
                         (Some(u), Some(g)) => format!(" as uid {u} gid {g}"),
                         _ => String::new(),
                     };
                     let msg = format!("started {:?} (pid {}){creds}", self.spec.argv, run.pid);
                     self.status.child_pid = Some(run.pid);
                     self.run = Some(run);
+                    self.exec = Some(exec);
+                    if let Some(h) = self.health.as_mut() {
+                        h.service_started(Instant::now());
+                    }
+                    self.update_health(None);
                     self.set_state(SupervisorState::Running);
                     self.note(Level::INFO, &msg);
                     false
@@ -295,6 +407,110 @@ impl<'k> Monitor<'k> {
                 );
                 self.after_run(None, started.elapsed())
             }
+        }
+    }
+
+    /// Starts a health check when one is due, and finishes or times out the
+    /// one running.
+    fn run_health_checks(&mut self, now: Instant) {
+        let Some(health) = self.health.as_mut() else {
+            return;
+        };
+        if let Some(check) = self.check.as_mut() {
+            check.read_output();
+            if now >= check.deadline && !check.killed() {
+                check.kill();
+            }
+            let timeout = health.spec().timeout;
+            if let Some(result) = check.try_finish(timeout) {
+                let fd = check.output_fd();
+                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                self.check = None;
+                if !std::mem::take(&mut self.check_orphaned) {
+                    self.check_done(result);
+                }
+            }
+            return;
+        }
+        let due = health.next_at().is_some_and(|t| now >= t);
+        if !due || self.run.is_none() || self.stopping.is_some() {
+            return;
+        }
+        health.check_started();
+        let spec = health.spec().clone();
+        let base = self.exec.clone().unwrap_or_default();
+        match Check::spawn(self.kernel, &Target::Id(self.cell.id), &base, &spec, now) {
+            Ok(check) => {
+                let fd = check.output_fd();
+                let _ =
+                    self.poll
+                        .registry()
+                        .register(&mut SourceFd(&fd), CHECK, Interest::READABLE);
+                self.check = Some(check);
+            }
+            Err(e) => self.check_done(CheckResult {
+                passed: false,
+                how: format!("cannot start the check: {e:#}"),
+                output: Vec::new(),
+            }),
+        }
+    }
+
+    /// Records a check's result: the verdict, and for a failure its output
+    /// in the service log.
+    fn check_done(&mut self, result: CheckResult) {
+        let Some(health) = self.health.as_mut() else {
+            return;
+        };
+        let changed = health.check_done(Instant::now(), result.passed);
+        let (failures, retries) = (health.failures(), health.spec().retries.max(1));
+        if !result.passed {
+            for line in &result.output {
+                self.forward("health", Level::WARNING, line);
+            }
+            let msg = format!(
+                "health check failed: {} ({failures} of {retries})",
+                result.how
+            );
+            self.note(Level::WARNING, &msg);
+        }
+        match changed {
+            Some(Health::Ok) => self.note(Level::NOTICE, "health: ok"),
+            Some(Health::Failing) => self.note(Level::ERR, "health: failing"),
+            _ => {}
+        }
+        self.update_health(Some(result));
+    }
+
+    /// Writes the health state into the status file (when it says something new).
+    fn update_health(&mut self, result: Option<CheckResult>) {
+        let Some(health) = &self.health else {
+            return;
+        };
+        let old = self.status.health.clone();
+        let since = match &old {
+            Some(o) if o.state == health.state() => o.since,
+            _ => unix_now(),
+        };
+        let (last, output) = match result {
+            Some(r) => (Some(r.how), r.output),
+            None => match &old {
+                // A start or an end of the service: the last check stays.
+                Some(o) => (o.last.clone(), o.output.clone()),
+                None => (None, Vec::new()),
+            },
+        };
+        let new = HealthStatus {
+            state: health.state(),
+            since,
+            failures: health.failures(),
+            last,
+            output,
+        };
+        if old.as_ref() != Some(&new) {
+            self.status.health = Some(new);
+            let state = self.status.state;
+            self.set_state_since(state, self.status.since);
         }
     }
 
@@ -332,6 +548,8 @@ impl<'k> Monitor<'k> {
                 lines: LineSplitter::new(syslog::MAX_CHUNK),
                 label,
                 level,
+                // Output written before the registration raises no event.
+                readable: true,
             });
         }
         if let Err(e) = registered {
@@ -342,17 +560,48 @@ impl<'k> Monitor<'k> {
         Ok(run)
     }
 
-    /// Reads what a pipe holds now; at end of file, flushes and unregisters it.
-    fn read_stream(&mut self, i: usize) {
+    /// Takes in the output the throttle and syslog allow this turn: at most
+    /// [`READ_PER_TURN`] bytes from each readable pipe.
+    fn take_output(&mut self) {
+        for n in self.syslog.flush(Instant::now()) {
+            self.log_line("supervise", &n);
+        }
+        let first = self.first_stream;
+        self.first_stream = 1 - first;
+        for i in [first, 1 - first] {
+            if self.syslog.is_behind() {
+                return;
+            }
+            if self.stream_mut(i).is_some_and(|s| s.readable) {
+                self.read_stream(i, READ_PER_TURN, true);
+            }
+        }
+    }
+
+    /// Reads up to `budget` bytes from pipe `i` (within the throttle when
+    /// `throttled`) and forwards the lines; at end of file, flushes and
+    /// unregisters it.
+    fn read_stream(&mut self, i: usize, mut budget: usize, throttled: bool) {
         let mut buf = [0u8; 16384];
-        loop {
+        while budget > 0 {
+            let now = Instant::now();
+            let allowed = if throttled {
+                self.throttle.allowance(now)
+            } else {
+                usize::MAX
+            };
+            if allowed == 0 {
+                self.note_throttled(now);
+                return;
+            }
+            let want = buf.len().min(budget).min(allowed);
             let Some(stream) = self.run.as_mut().and_then(|r| r.streams[i].as_mut()) else {
                 return;
             };
-            let (label, level) = (stream.label, stream.level);
-            match (&stream.file).read(&mut buf) {
+            match (&stream.file).read(&mut buf[..want]) {
                 Ok(0) => {
                     let rest = stream.lines.flush();
+                    let (label, level) = (stream.label, stream.level);
                     let _ = self
                         .poll
                         .registry()
@@ -360,21 +609,49 @@ impl<'k> Monitor<'k> {
                     if let Some(run) = self.run.as_mut() {
                         run.streams[i] = None;
                     }
-                    if let Some(line) = rest {
+                    for line in rest {
                         self.forward(label, level, &line);
                     }
                     return;
                 }
                 Ok(n) => {
                     let lines = stream.lines.feed(&buf[..n]);
+                    let (label, level) = (stream.label, stream.level);
+                    budget -= n;
+                    if throttled {
+                        self.throttle.take(n);
+                    }
                     for line in lines {
                         self.forward(label, level, &line);
                     }
+                    if throttled && self.syslog.is_behind() {
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => return, // WouldBlock: drained for now.
+                Err(_) => {
+                    // WouldBlock: drained for now (other errors: wait for EOF).
+                    stream.readable = false;
+                    return;
+                }
             }
         }
+    }
+
+    /// Says (at most once a minute) that the service is being slowed down.
+    fn note_throttled(&mut self, now: Instant) {
+        if self
+            .throttle_noted
+            .is_some_and(|t| now.duration_since(t) < THROTTLE_NOTE_EVERY)
+        {
+            return;
+        }
+        self.throttle_noted = Some(now);
+        let msg = format!(
+            "the service writes more than {} bytes/s; it waits for its output to be taken in (CELL_LOG_RATE_LIMIT)",
+            self.rate_limit
+        );
+        self.note(Level::WARNING, &msg);
     }
 
     /// Checks whether the service ended. `Some(true)`: the supervisor is done.
@@ -389,14 +666,15 @@ impl<'k> Monitor<'k> {
                 return None;
             }
         };
-        // Output still in the pipes belongs to this run: forward it first.
+        // Output still in the pipes belongs to this run: forward it first
+        // (bounded: something the service left behind may still be writing).
         for i in 0..2 {
-            self.read_stream(i);
+            self.read_stream(i, READ_AFTER_EXIT, false);
         }
         let mut run = self.run.take().expect("checked above");
         for stream in run.streams.iter_mut().flatten() {
-            if let Some(line) = stream.lines.flush() {
-                let (label, level) = (stream.label, stream.level);
+            let (label, level) = (stream.label, stream.level);
+            for line in stream.lines.flush() {
                 self.forward(label, level, &line);
             }
             let _ = self
@@ -413,6 +691,18 @@ impl<'k> Monitor<'k> {
             unsafe { libc::kill(-(run.pid as libc::pid_t), libc::SIGKILL) };
         }
         self.status.child_pid = None;
+        if let Some(h) = self.health.as_mut() {
+            h.service_ended();
+        }
+        if let Some(c) = self.check.as_mut() {
+            c.kill();
+            self.check_orphaned = true;
+        }
+        self.update_health(Some(CheckResult {
+            passed: false,
+            how: "the service is not running".into(),
+            output: Vec::new(),
+        }));
         Some(self.after_run(Some(exit), run.started.elapsed()))
     }
 
@@ -428,6 +718,17 @@ impl<'k> Monitor<'k> {
         }
         if self.stop_requested {
             return true;
+        }
+        let succeeded = exit.is_some_and(|e| e.success());
+        if !self.spec.restart.restarts(succeeded) {
+            self.status.backoff_secs = 0;
+            self.set_state(SupervisorState::Exited);
+            let msg = format!(
+                "not restarting (CELL_SUPERVISE_RESTART={})",
+                self.spec.restart.as_str()
+            );
+            self.note(Level::NOTICE, &msg);
+            return false;
         }
         match self.kernel.find(&Target::Id(self.cell.id)) {
             Ok(Some(c)) if c.name == self.cell.name => {}
@@ -451,6 +752,10 @@ impl<'k> Monitor<'k> {
     /// Starts a requested stop. Returns false when nothing runs (done).
     fn begin_stop(&mut self) -> bool {
         let grace = take_stop_request(&self.paths).unwrap_or(DEFAULT_GRACE);
+        if let Some(c) = self.check.as_mut() {
+            c.kill();
+            self.check_orphaned = true;
+        }
         let Some(run) = &self.run else {
             self.note(Level::NOTICE, "stop requested");
             return false;
@@ -473,37 +778,52 @@ impl<'k> Monitor<'k> {
     }
 
     fn set_state(&mut self, state: SupervisorState) {
+        self.set_state_since(state, unix_now());
+    }
+
+    fn set_state_since(&mut self, state: SupervisorState, since: u64) {
         self.status.state = state;
-        self.status.since = unix_now();
+        self.status.since = since;
         self.write_status();
     }
 
     fn write_status(&mut self) {
         if let Err(e) = status::write_status(&self.paths.status, &self.status) {
             let msg = format!("cannot write the status file: {e:#}");
-            self.tail.push(unix_now(), &format!("supervise: {msg}"));
+            self.log_line("supervise", &msg);
         }
     }
 
     /// One line from `label` (the service's stdout or stderr, or `supervise`)
-    /// to syslog and the tail; a notice the syslog gives (records lost,
-    /// socket unreachable) goes to the tail first.
+    /// to syslog and the service log; what the syslog has to say (records
+    /// lost, socket unreachable) goes to the service log first. `line` is
+    /// escaped text.
     fn forward(&mut self, label: &str, level: Level, line: &str) {
         let msg = format!(
             "cell={} cid={} {label}: {line}",
             self.cell.name, self.cell.id
         );
-        let notice = self.syslog.log(level, &msg);
-        let now = unix_now();
-        if let Some(n) = notice {
-            self.tail.push(now, &format!("supervise: {n}"));
+        for n in self.syslog.log(level, &msg) {
+            self.log_line("supervise", &n);
         }
-        self.tail.push(now, &format!("{label}: {line}"));
+        self.log_line(label, line);
+    }
+
+    /// One line to the service log only.
+    fn log_line(&mut self, source: &str, text: &str) {
+        if let Some(problem) = self.log.push(unix_now_ms(), source, text) {
+            // The log is gone; syslog is the one place left to say so.
+            let msg = format!(
+                "cell={} cid={} supervise: {problem}",
+                self.cell.name, self.cell.id
+            );
+            let _ = self.syslog.log(Level::ERR, &msg);
+        }
     }
 
     /// One record about the supervisor's own doing.
     fn note(&mut self, level: Level, text: &str) {
-        self.forward("supervise", level, text);
+        self.forward("supervise", level, &super::escape::escape_str(text));
     }
 }
 
@@ -517,7 +837,8 @@ fn signal_service(run: &Run, sig: libc::c_int) {
 
 /// Writes a stop request naming the grace period (read by [`take_stop_request`]).
 pub fn request_stop(paths: &Paths, grace: Duration) -> anyhow::Result<()> {
-    crate::fs::host::write_atomic(&paths.stop, grace.as_millis().to_string().as_bytes())
+    paths.ensure_dir()?;
+    crate::fs::host::write_atomic_private(&paths.stop, grace.as_millis().to_string().as_bytes())
 }
 
 fn take_stop_request(paths: &Paths) -> Option<Duration> {
@@ -538,24 +859,9 @@ pub fn unix_now() -> u64 {
     unix_now_ms() / 1000
 }
 
-fn unix_now_ms() -> u64 {
+pub fn unix_now_ms() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_ten_and_resets_after_a_stable_run() {
-        let short = Duration::from_secs(2);
-        let mut b = Backoff::new();
-        let delays: Vec<u64> = (0..6).map(|_| b.after_run(short).as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 8, 10, 10]);
-        assert_eq!(b.after_run(Duration::from_secs(30)).as_secs(), 1);
-        assert_eq!(b.after_run(short).as_secs(), 2);
-    }
 }

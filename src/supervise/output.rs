@@ -1,13 +1,13 @@
-//! Service output: splitting a byte stream into log lines, and the bounded
-//! log tail file the UI shows.
+//! Service output: splitting a byte stream into escaped log lines, and the
+//! service log file (`<cell>.log`) that `logs`, the IPC log tail and the UI read.
 
-use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use super::escape::escape;
+use super::logfile::{RotatingFile, Rotation};
+use crate::calendar::format_utc_ms;
+use std::path::Path;
 
-/// Splits a byte stream into lines of at most `max` bytes. A longer line is
-/// cut into pieces, at a UTF-8 character boundary where possible.
+/// Splits a byte stream into lines of at most `max` bytes of escaped text
+/// ([`escape`]). A longer line is cut into pieces, at a character boundary.
 pub struct LineSplitter {
     buf: Vec<u8>,
     max: usize,
@@ -25,32 +25,64 @@ impl LineSplitter {
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<String> {
         self.buf.extend_from_slice(bytes);
         let mut lines = Vec::new();
+        let mut start = 0;
         loop {
-            if let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
+            let rest = &self.buf[start..];
+            if let Some(nl) = rest.iter().position(|&b| b == b'\n') {
                 if nl <= self.max {
-                    let line: Vec<u8> = self.buf.drain(..=nl).collect();
-                    lines.push(to_text(&line[..nl]));
+                    self.push_piece(&mut lines, start, start + nl);
+                    start += nl + 1;
                     continue;
                 }
             }
-            if self.buf.len() > self.max {
-                let cut = utf8_cut(&self.buf, self.max);
-                let piece: Vec<u8> = self.buf.drain(..cut).collect();
-                lines.push(to_text(&piece));
+            if rest.len() > self.max {
+                let cut = utf8_cut(rest, self.max);
+                self.push_piece(&mut lines, start, start + cut);
+                start += cut;
                 continue;
             }
+            self.buf.drain(..start);
             return lines;
         }
     }
 
     /// The unterminated rest, if any (at the end of a run).
-    pub fn flush(&mut self) -> Option<String> {
-        if self.buf.is_empty() {
-            return None;
+    pub fn flush(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if !self.buf.is_empty() {
+            self.push_piece(&mut lines, 0, self.buf.len());
+            self.buf.clear();
         }
-        let rest = std::mem::take(&mut self.buf);
-        Some(to_text(&rest))
+        lines
     }
+
+    /// Escapes `buf[from..to]` (without a trailing CR) and adds it as one or
+    /// more lines of at most `max` bytes.
+    fn push_piece(&self, lines: &mut Vec<String>, from: usize, to: usize) {
+        let raw = &self.buf[from..to];
+        let text = escape(raw.strip_suffix(b"\r").unwrap_or(raw));
+        lines.extend(chunks(&text, self.max).map(str::to_string));
+    }
+}
+
+/// `text` in pieces of at most `max` bytes, cut at character boundaries; an
+/// empty text is one empty piece.
+fn chunks(text: &str, max: usize) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let t = rest?;
+        if t.len() <= max {
+            rest = None;
+            return Some(t);
+        }
+        let mut cut = max.max(1);
+        while !t.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (head, tail) = t.split_at(cut);
+        rest = Some(tail);
+        Some(head)
+    })
 }
 
 /// The largest cut point ≤ `max` that does not split a UTF-8 sequence (falls
@@ -62,81 +94,39 @@ fn utf8_cut(buf: &[u8], max: usize) -> usize {
         .unwrap_or(max)
 }
 
-fn to_text(bytes: &[u8]) -> String {
-    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-    String::from_utf8_lossy(bytes).into_owned()
+/// A cell's service log: one line per record, `<UTC time> <source>: <text>`,
+/// where the source is `stdout`, `stderr`, `health` or `supervise`. Rotated
+/// by size; the text is already escaped.
+pub struct ServiceLog {
+    file: RotatingFile,
+    /// Set after a write failed, so the failure is not reported per line.
+    failing: bool,
 }
 
-/// The last `keep` lines of a service's output (and its supervisor's notes),
-/// in a file. Lines are appended as they come; when the file holds twice
-/// `keep` lines it is rewritten atomically with only the last `keep`.
-pub struct LogTail {
-    path: PathBuf,
-    file: Option<File>,
-    lines: VecDeque<String>,
-    in_file: usize,
-    keep: usize,
-}
-
-impl LogTail {
-    /// Opens the tail, keeping the last `keep` lines of an existing file.
-    pub fn open(path: &Path, keep: usize) -> LogTail {
-        let old = std::fs::read_to_string(path).unwrap_or_default();
-        let mut lines: VecDeque<String> = old.lines().map(str::to_string).collect();
-        while lines.len() > keep {
-            lines.pop_front();
-        }
-        let mut tail = LogTail {
-            path: path.to_path_buf(),
-            file: None,
-            in_file: lines.len(),
-            lines,
-            keep,
-        };
-        tail.rewrite();
-        tail
-    }
-
-    /// Appends one line, prefixed with the UTC time.
-    pub fn push(&mut self, unix_secs: u64, line: &str) {
-        let line = format!("{} {line}", utc_timestamp(unix_secs));
-        if let Some(f) = self.file.as_mut() {
-            // The tail is a convenience: a full disk must not stop the service.
-            let _ = writeln!(f, "{line}");
-        }
-        self.lines.push_back(line);
-        if self.lines.len() > self.keep {
-            self.lines.pop_front();
-        }
-        self.in_file += 1;
-        if self.in_file >= 2 * self.keep {
-            self.rewrite();
+impl ServiceLog {
+    pub fn new(path: &Path, rotation: Rotation) -> ServiceLog {
+        ServiceLog {
+            file: RotatingFile::new(path, rotation),
+            failing: false,
         }
     }
 
-    fn rewrite(&mut self) {
-        let mut text = String::new();
-        for l in &self.lines {
-            text.push_str(l);
-            text.push('\n');
+    /// Appends one line. A log that cannot be written must not stop the
+    /// service: the error is returned once, for the caller to report elsewhere.
+    pub fn push(&mut self, unix_ms: u64, source: &str, text: &str) -> Option<String> {
+        let line = format!("{} {source}: {text}\n", format_utc_ms(unix_ms));
+        match self.file.append(line.as_bytes()) {
+            Ok(()) => {
+                self.failing = false;
+                None
+            }
+            Err(e) if !self.failing => {
+                self.failing = true;
+                Some(format!("cannot write {}: {e}", self.file.path().display()))
+            }
+            Err(_) => None,
         }
-        if crate::fs::host::write_atomic(&self.path, text.as_bytes()).is_ok() {
-            self.in_file = self.lines.len();
-        }
-        self.file = OpenOptions::new().append(true).open(&self.path).ok();
     }
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` for a unix time.
-pub fn utc_timestamp(unix_secs: u64) -> String {
-    let (year, month, day) = crate::calendar::civil_from_days((unix_secs / 86_400) as i64);
-    let rem = unix_secs % 86_400;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]
@@ -149,10 +139,11 @@ mod tests {
         assert_eq!(s.feed(b"ab"), Vec::<String>::new());
         assert_eq!(s.feed(b"c\r\nde\n"), vec!["abc", "de"]);
         assert_eq!(s.feed(b"123456789\nx"), vec!["12345", "6789"]);
-        assert_eq!(s.flush().as_deref(), Some("x"));
-        assert_eq!(s.flush(), None);
+        assert_eq!(s.flush(), vec!["x"]);
+        assert!(s.flush().is_empty());
         // A line of exactly the limit stays whole.
         assert_eq!(s.feed(b"12345\n"), vec!["12345"]);
+        assert_eq!(s.feed(b"\n"), vec![""]);
     }
 
     #[test]
@@ -160,41 +151,46 @@ mod tests {
         let mut s = LineSplitter::new(5);
         // "abcd" + "é" (2 bytes) crosses the 5-byte limit.
         assert_eq!(s.feed("abcdéf\n".as_bytes()), vec!["abcd", "éf"]);
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_the_pieces_still_fit() {
+        let mut s = LineSplitter::new(8);
+        // OSC 52 with its BEL terminator; escaping makes it longer than 8.
+        assert_eq!(
+            s.feed(b"\x1b]52;c;QQ==\x07\n"),
+            vec!["\\x1b]52;", "c;Q", "Q==\\x07"]
+        );
         let mut s = LineSplitter::new(4);
         assert_eq!(
             s.feed(b"\xff\xfe\xfd\xfc\xfb\n"),
-            vec!["\u{fffd}\u{fffd}\u{fffd}\u{fffd}", "\u{fffd}"]
+            vec!["\\xff", "\\xfe", "\\xfd", "\\xfc", "\\xfb"]
         );
+        // A carriage return inside a line cannot hide what came before it.
+        let mut s = LineSplitter::new(100);
+        assert_eq!(s.feed(b"real\rfake\r\n"), vec!["real\\x0dfake"]);
     }
 
     #[test]
-    fn utc_timestamps() {
-        assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(utc_timestamp(1_798_761_599), "2026-12-31T23:59:59Z");
-    }
-
-    #[test]
-    fn the_tail_keeps_the_last_lines_across_reopen() {
-        let dir = crate::testutil::TempDir::new("tail");
+    fn the_service_log_appends_timestamped_lines_and_rotates() {
+        let dir = crate::testutil::TempDir::new("servicelog");
         let path = dir.join("t.log");
-        let mut t = LogTail::open(&path, 3);
-        for i in 0..7 {
-            t.push(0, &format!("line {i}"));
-        }
-        let text = std::fs::read_to_string(&path).unwrap();
-        // Rewritten at 6 lines (keeping 3), then one more appended.
-        assert_eq!(text.lines().count(), 4, "{text}");
-        assert!(text.ends_with("1970-01-01T00:00:00Z line 6\n"), "{text}");
-        drop(t);
-        let mut t = LogTail::open(&path, 3);
-        t.push(0, "again");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 4);
-        assert!(
-            lines[0].ends_with("line 4") && lines[3].ends_with("again"),
-            "{text}"
+        let rotation = Rotation {
+            max_size: 64,
+            files: 2,
+        };
+        let mut log = ServiceLog::new(&path, rotation);
+        assert_eq!(log.push(0, "stdout", "one"), None);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "1970-01-01T00:00:00.000Z stdout: one\n"
+        );
+        log.push(1000, "stderr", "two");
+        let rotated = std::fs::read_to_string(super::super::logfile::generation(&path, 1)).unwrap();
+        assert_eq!(rotated, "1970-01-01T00:00:00.000Z stdout: one\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "1970-01-01T00:00:01.000Z stderr: two\n"
         );
     }
 }

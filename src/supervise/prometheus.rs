@@ -5,18 +5,20 @@
 //! can serve it as a scrape endpoint.
 
 use super::SupervisorStatus;
-use crate::kernel::{CellStats, DenyCounters};
+use crate::kernel::{CellResources, CellStats, DenyCounters};
 use std::fmt::Write;
 
 /// The content type of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
-/// One metric family: name, help text, type, and the value for one cell.
+/// One metric family: name, help text, type, and the value for one cell from
+/// its telemetry and its limits; a cell without the value (an unlimited one
+/// has no limit) gets no series.
 struct Family {
     name: &'static str,
     help: &'static str,
     kind: &'static str,
-    value: fn(&CellStats) -> u64,
+    value: fn(&CellStats, Option<&CellResources>) -> Option<u64>,
 }
 
 const CELL_FAMILIES: &[Family] = &[
@@ -24,37 +26,94 @@ const CELL_FAMILIES: &[Family] = &[
         name: "cells_cpu_ticks_1s",
         help: "CPU time used by the cell's processes in the last second, in ticks of 1/100 s.",
         kind: "gauge",
-        value: |s| s.cpu1s,
+        value: |s, _| Some(s.cpu1s),
     },
     Family {
         name: "cells_cpu_ticks_10s_avg",
         help: "Average CPU ticks per second over the last 10 seconds.",
         kind: "gauge",
-        value: |s| s.cpu10s,
+        value: |s, _| Some(s.cpu10s),
     },
     Family {
         name: "cells_processes",
         help: "Live member processes of the cell.",
         kind: "gauge",
-        value: |s| s.info.procs,
+        value: |s, _| Some(s.info.procs),
     },
     Family {
         name: "cells_references",
         help: "Member processes of the cell, live and zombie.",
         kind: "gauge",
-        value: |s| s.info.refs,
+        value: |s, _| Some(s.info.refs),
     },
     Family {
         name: "cells_memory_bytes",
         help: "Memory used by the cell's processes, in bytes.",
         kind: "gauge",
-        value: |s| s.memory,
+        value: |s, _| Some(s.memory),
     },
     Family {
         name: "cells_age_seconds",
         help: "Seconds since the cell was created.",
         kind: "gauge",
-        value: |s| s.info.age,
+        value: |s, _| Some(s.info.age),
+    },
+];
+
+const RESOURCE_FAMILIES: &[Family] = &[
+    Family {
+        name: "cells_tasks",
+        help: "Tasks (processes and threads) the cell's process limit counts.",
+        kind: "gauge",
+        value: |_, r| r?.tasks,
+    },
+    Family {
+        name: "cells_limit_tasks",
+        help: "The cell's process limit.",
+        kind: "gauge",
+        value: |_, r| r?.limits.maxproc,
+    },
+    Family {
+        name: "cells_memory_charged_bytes",
+        help: "Memory charged to the cell, the figure its memory limit bounds.",
+        kind: "gauge",
+        value: |_, r| r?.memory,
+    },
+    Family {
+        name: "cells_limit_memory_bytes",
+        help: "The cell's memory limit (memory plus swap).",
+        kind: "gauge",
+        value: |_, r| r?.limits.memory,
+    },
+    Family {
+        name: "cells_limit_cpu_percent",
+        help: "The cell's CPU limit in percent of one CPU (compare cells_cpu_ticks_1s).",
+        kind: "gauge",
+        value: |_, r| r?.limits.cpu_percent,
+    },
+    Family {
+        name: "cells_disk_used_bytes",
+        help: "Bytes used on the storage that bounds the cell's disk.",
+        kind: "gauge",
+        value: |_, r| r?.disk,
+    },
+    Family {
+        name: "cells_limit_disk_bytes",
+        help: "The cell's disk limit.",
+        kind: "gauge",
+        value: |_, r| r?.limits.disk,
+    },
+    Family {
+        name: "cells_forks_denied_total",
+        help: "Forks refused because the cell was at its process limit.",
+        kind: "counter",
+        value: |_, r| r?.forks_denied,
+    },
+    Family {
+        name: "cells_oom_kills_total",
+        help: "Processes killed because the cell reached its memory limit.",
+        kind: "counter",
+        value: |_, r| r?.oom_kills,
     },
 ];
 
@@ -72,11 +131,13 @@ const DENY_SCOPES: &[(&str, DenyCounter)] = &[
 ];
 
 /// Renders every cell's telemetry. `supervisors[i]` is the supervisor of
-/// `stats[i]` (`None` or missing: not supervised). With `http_header`, the
-/// text is preceded by an HTTP/1.0 200 response header.
+/// `stats[i]` (`None` or missing: not supervised); `resources` are matched to
+/// cells by id. With `http_header`, the text is preceded by an HTTP/1.0 200
+/// response header.
 pub fn render(
     stats: &[CellStats],
     supervisors: &[Option<SupervisorStatus>],
+    resources: &[CellResources],
     http_header: bool,
 ) -> String {
     let labels: Vec<String> = stats
@@ -91,12 +152,18 @@ pub fn render(
         .collect();
     let supervisor = |i: usize| supervisors.get(i).and_then(Option::as_ref);
     let mut out = String::new();
-    for f in CELL_FAMILIES {
-        header(&mut out, f.name, f.help, f.kind);
-        for (s, l) in stats.iter().zip(&labels) {
-            let _ = writeln!(out, "{}{{{l}}} {}", f.name, (f.value)(s));
+    let resources_of = |s: &CellStats| resources.iter().find(|r| r.id == s.info.id);
+    let families = |out: &mut String, families: &[Family]| {
+        for f in families {
+            header(out, f.name, f.help, f.kind);
+            for (s, l) in stats.iter().zip(&labels) {
+                if let Some(v) = (f.value)(s, resources_of(s)) {
+                    let _ = writeln!(out, "{}{{{l}}} {v}", f.name);
+                }
+            }
         }
-    }
+    };
+    families(&mut out, CELL_FAMILIES);
     header(
         &mut out,
         "cells_denies_total",
@@ -112,6 +179,7 @@ pub fn render(
             );
         }
     }
+    families(&mut out, RESOURCE_FAMILIES);
     header(
         &mut out,
         "cells_supervisor_up",
@@ -167,7 +235,7 @@ pub fn escape_label(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::{CellInfo, Profile, Rlimits};
+    use crate::kernel::{CellInfo, Limits, Profile, Rlimits};
     use crate::supervise::SupervisorState;
 
     fn cell(id: u64, name: &str, cpu: u64) -> CellStats {
@@ -212,13 +280,27 @@ mod tests {
             last_exit: None,
             backoff_secs: 0,
             recent_starts_ms: vec![],
+            health: None,
         }
     }
 
     #[test]
     fn exact_output_for_two_cells() {
         let stats = [cell(2, "web", 12), cell(5, "db", 0)];
-        let got = render(&stats, &[Some(supervised(3)), None], false);
+        let limited = CellResources {
+            id: 2,
+            limits: Limits {
+                maxproc: Some(64),
+                memory: Some(64 << 20),
+                ..Limits::default()
+            },
+            tasks: Some(5),
+            memory: Some(1 << 20),
+            forks_denied: Some(9),
+            oom_kills: Some(1),
+            disk: None,
+        };
+        let got = render(&stats, &[Some(supervised(3)), None], &[limited], false);
         let want = r#"# HELP cells_cpu_ticks_1s CPU time used by the cell's processes in the last second, in ticks of 1/100 s.
 # TYPE cells_cpu_ticks_1s gauge
 cells_cpu_ticks_1s{cell="web",cid="2"} 12
@@ -257,6 +339,30 @@ cells_denies_total{cell="db",cid="5",scope="network"} 3
 cells_denies_total{cell="db",cid="5",scope="machdep"} 0
 cells_denies_total{cell="db",cid="5",scope="device"} 5
 cells_denies_total{cell="db",cid="5",scope="bind"} 6
+# HELP cells_tasks Tasks (processes and threads) the cell's process limit counts.
+# TYPE cells_tasks gauge
+cells_tasks{cell="web",cid="2"} 5
+# HELP cells_limit_tasks The cell's process limit.
+# TYPE cells_limit_tasks gauge
+cells_limit_tasks{cell="web",cid="2"} 64
+# HELP cells_memory_charged_bytes Memory charged to the cell, the figure its memory limit bounds.
+# TYPE cells_memory_charged_bytes gauge
+cells_memory_charged_bytes{cell="web",cid="2"} 1048576
+# HELP cells_limit_memory_bytes The cell's memory limit (memory plus swap).
+# TYPE cells_limit_memory_bytes gauge
+cells_limit_memory_bytes{cell="web",cid="2"} 67108864
+# HELP cells_limit_cpu_percent The cell's CPU limit in percent of one CPU (compare cells_cpu_ticks_1s).
+# TYPE cells_limit_cpu_percent gauge
+# HELP cells_disk_used_bytes Bytes used on the storage that bounds the cell's disk.
+# TYPE cells_disk_used_bytes gauge
+# HELP cells_limit_disk_bytes The cell's disk limit.
+# TYPE cells_limit_disk_bytes gauge
+# HELP cells_forks_denied_total Forks refused because the cell was at its process limit.
+# TYPE cells_forks_denied_total counter
+cells_forks_denied_total{cell="web",cid="2"} 9
+# HELP cells_oom_kills_total Processes killed because the cell reached its memory limit.
+# TYPE cells_oom_kills_total counter
+cells_oom_kills_total{cell="web",cid="2"} 1
 # HELP cells_supervisor_up 1 when a supervisor runs a service in the cell, else 0.
 # TYPE cells_supervisor_up gauge
 cells_supervisor_up{cell="web",cid="2"} 1
@@ -272,7 +378,7 @@ cells_supervisor_restarts_total{cell="web",cid="2"} 3
     fn label_values_are_escaped() {
         assert_eq!(escape_label(r#"a\b"c"#), r#"a\\b\"c"#);
         assert_eq!(escape_label("x\ny"), "x\\ny");
-        let got = render(&[cell(1, "we\"b\\\n", 0)], &[], false);
+        let got = render(&[cell(1, "we\"b\\\n", 0)], &[], &[], false);
         assert!(
             got.contains("cells_processes{cell=\"we\\\"b\\\\\\n\",cid=\"1\"} 3\n"),
             "{got}"
@@ -281,8 +387,8 @@ cells_supervisor_restarts_total{cell="web",cid="2"} 3
 
     #[test]
     fn http_header_for_inetd() {
-        let body = render(&[], &[], false);
-        let got = render(&[], &[], true);
+        let body = render(&[], &[], &[], false);
+        let got = render(&[], &[], &[], true);
         let head = format!(
             "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n",
             body.len()

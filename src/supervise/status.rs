@@ -24,6 +24,8 @@ pub enum SupervisorState {
     Backoff,
     /// A stop was requested; the service is being terminated.
     Stopping,
+    /// The service ended and its restart policy says not to start it again.
+    Exited,
 }
 
 impl SupervisorState {
@@ -32,6 +34,7 @@ impl SupervisorState {
             SupervisorState::Running => "running",
             SupervisorState::Backoff => "backoff",
             SupervisorState::Stopping => "stopping",
+            SupervisorState::Exited => "exited",
         }
     }
 }
@@ -59,6 +62,9 @@ pub struct SupervisorStatus {
     pub backoff_secs: u64,
     /// Start times of the most recent runs, unix milliseconds, oldest first.
     pub recent_starts_ms: Vec<u64>,
+    /// The service's health, when it has a health check.
+    #[serde(default)]
+    pub health: Option<super::health::HealthStatus>,
 }
 
 /// How many start times the status keeps.
@@ -76,6 +82,24 @@ pub struct Paths {
 }
 
 impl Paths {
+    /// Creates the supervisor directory, `0700` (narrowing an existing one):
+    /// service output and status are for host root only.
+    pub fn ensure_dir(&self) -> anyhow::Result<()> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        if let Some(parent) = self.dir.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(&self.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(e).with_context(|| format!("creating {}", self.dir.display()))
+            }
+            _ => {}
+        }
+        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", self.dir.display()))
+    }
+
     pub fn new(run_dir: &Path, cell: &str) -> Paths {
         let dir = run_dir.join("supervise");
         Paths {
@@ -90,7 +114,7 @@ impl Paths {
 }
 
 pub fn write_status(path: &Path, status: &SupervisorStatus) -> anyhow::Result<()> {
-    crate::fs::host::write_atomic(path, &crate::fs::cbor::encode(status))
+    crate::fs::host::write_atomic_private(path, &crate::fs::cbor::encode(status))
 }
 
 /// Reads a status file; `None` when there is none.
@@ -191,11 +215,13 @@ pub fn is_supervisor_of(pid: u32, cell: &str) -> bool {
 }
 
 fn open_lock(path: &Path) -> anyhow::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
         .open(path)
         .with_context(|| format!("opening {}", path.display()))
 }
@@ -254,6 +280,13 @@ mod tests {
             last_exit: Some("exit 1".into()),
             backoff_secs: 2,
             recent_starts_ms: vec![1, 2, 3],
+            health: Some(super::super::health::HealthStatus {
+                state: super::super::health::Health::Ok,
+                since: 1_700_000_001,
+                failures: 0,
+                last: Some("ok".into()),
+                output: vec!["fine".into()],
+            }),
         }
     }
 

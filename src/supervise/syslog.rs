@@ -1,11 +1,16 @@
 //! A small RFC 3164 syslog client: one datagram per record to the local syslog
 //! socket, with a file fallback when no syslog daemon listens.
 //!
-//! The supervisor never blocks on syslog: the socket is non-blocking and a
-//! record that does not fit into a full socket buffer is dropped and counted.
+//! The supervisor never blocks on syslog: the socket is non-blocking. When the
+//! daemon's queue is full, records wait in a queue of ours and the supervisor
+//! stops reading the service's output until they are sent (back-pressure);
+//! a daemon that stays behind for [`HOLD`] gets records dropped and counted
+//! instead, for [`RETRY_SOCKET_AFTER`], so a wedged daemon cannot stall
+//! services for good. The fallback file is rotated like the service log.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use super::logfile::{RotatingFile, Rotation};
+use std::collections::VecDeque;
+use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,8 +20,13 @@ use std::time::{Duration, Instant};
 /// the 1024 bytes RFC 3164 allows.
 pub const MAX_CHUNK: usize = 480;
 
-/// How long the fallback stays in use before the socket is tried again.
+/// How long the fallback stays in use before the socket is tried again; also
+/// how long records are dropped after the daemon stayed behind for [`HOLD`].
 const RETRY_SOCKET_AFTER: Duration = Duration::from_secs(10);
+/// How long queued records wait for room in the daemon's queue.
+pub const HOLD: Duration = Duration::from_secs(1);
+/// How often a full queue is tried again.
+const RETRY_FULL_QUEUE: Duration = Duration::from_millis(10);
 
 /// Syslog facilities by name, as syslog.conf(5) spells them.
 const FACILITIES: &[(&str, u8)] = &[
@@ -187,17 +197,21 @@ pub struct Syslog {
     facility: Facility,
     tag: String,
     pid: u32,
-    fallback_path: PathBuf,
-    fallback: Option<File>,
+    fallback: RotatingFile,
     /// When the socket last failed; it is retried after [`RETRY_SOCKET_AFTER`].
     failed_at: Option<Instant>,
-    /// Records dropped since the last one sent, because the socket's queue
-    /// was full (reported with the next record that gets through).
+    /// Records waiting for room in the daemon's queue, oldest first.
+    queue: VecDeque<String>,
+    /// Since when the daemon's queue has been full, and when it was last tried.
+    blocked: Option<(Instant, Instant)>,
+    /// Records are dropped rather than held until then.
+    dropping_until: Option<Instant>,
+    /// Records dropped since the last report.
     dropped: u64,
 }
 
-/// Something the caller should tell the operator once (e.g. in the log tail).
-pub type Notice = Option<String>;
+/// Things the caller should tell the operator (e.g. in the service log).
+pub type Notices = Vec<String>;
 
 impl Syslog {
     pub fn new(
@@ -206,6 +220,7 @@ impl Syslog {
         tag: &str,
         pid: u32,
         fallback_path: &Path,
+        rotation: Rotation,
     ) -> Syslog {
         Syslog {
             socket_path: socket_path.to_path_buf(),
@@ -213,97 +228,142 @@ impl Syslog {
             facility,
             tag: tag.to_string(),
             pid,
-            fallback_path: fallback_path.to_path_buf(),
-            fallback: None,
+            fallback: RotatingFile::new(fallback_path, rotation),
             failed_at: None,
+            queue: VecDeque::new(),
+            blocked: None,
+            dropping_until: None,
             dropped: 0,
         }
     }
 
-    /// Sends one record. Returns a notice when the destination changed (the
-    /// socket became unreachable, or reachable again).
-    pub fn log(&mut self, level: Level, msg: &str) -> Notice {
+    /// Queues one record and sends what the daemon takes now.
+    pub fn log(&mut self, level: Level, msg: &str) -> Notices {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
         let record = format_record(self.facility, level, &self.tag, self.pid, now, msg);
-        let use_socket = self
-            .failed_at
-            .map_or(true, |t| t.elapsed() >= RETRY_SOCKET_AFTER);
-        let mut notice = None;
-        if use_socket {
-            match self.send(record.as_bytes()) {
+        self.queue.push_back(record);
+        self.flush(Instant::now())
+    }
+
+    /// True while records wait for room in the daemon's queue: the caller
+    /// should stop taking in output and call [`Syslog::flush`] at [`Syslog::retry_at`].
+    pub fn is_behind(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// When to call [`Syslog::flush`] again while behind.
+    pub fn retry_at(&self) -> Option<Instant> {
+        self.blocked.map(|(_, tried)| tried + RETRY_FULL_QUEUE)
+    }
+
+    /// Sends queued records, in order, until the daemon's queue is full.
+    pub fn flush(&mut self, now: Instant) -> Notices {
+        let mut notices = Vec::new();
+        while let Some(record) = self.queue.front() {
+            let use_socket = self
+                .failed_at
+                .map_or(true, |t| now.duration_since(t) >= RETRY_SOCKET_AFTER);
+            if !use_socket {
+                let record = self.queue.pop_front().expect("front exists");
+                self.append_fallback(&record, None);
+                continue;
+            }
+            match send(&mut self.socket, &self.socket_path, record.as_bytes()) {
                 Ok(()) => {
-                    if self.dropped > 0 {
-                        notice = Some(format!(
-                            "{} record(s) dropped: the syslog socket's queue was full",
-                            std::mem::take(&mut self.dropped)
-                        ));
-                    }
+                    self.queue.pop_front();
+                    self.blocked = None;
                     if self.failed_at.take().is_some() {
-                        notice = Some(format!(
+                        notices.push(format!(
                             "syslog socket {} is reachable again; logging there",
                             self.socket_path.display()
                         ));
-                        self.fallback = None;
                     }
-                    return notice;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.dropped += 1;
-                    return None;
+                    if self.dropping_until.is_some_and(|t| now < t) {
+                        self.queue.pop_front();
+                        self.dropped += 1;
+                        continue;
+                    }
+                    let since = self.blocked.map_or(now, |(since, _)| since);
+                    if now.duration_since(since) < HOLD {
+                        self.blocked = Some((since, now));
+                        return notices;
+                    }
+                    // The daemon stays behind: stop holding the service up.
+                    self.dropped += self.queue.len() as u64;
+                    self.queue.clear();
+                    self.blocked = None;
+                    self.dropping_until = Some(now + RETRY_SOCKET_AFTER);
+                    notices.push(format!(
+                        "the syslog daemon has not taken records for {} s; dropping records for the next {} s",
+                        HOLD.as_secs(),
+                        RETRY_SOCKET_AFTER.as_secs()
+                    ));
                 }
                 Err(e) => {
                     self.socket = None;
+                    self.blocked = None;
                     let first = self.failed_at.is_none();
-                    self.failed_at = Some(Instant::now());
-                    if first {
-                        notice = Some(format!(
+                    self.failed_at = Some(now);
+                    let notice = first.then(|| {
+                        format!(
                             "syslog socket {} is unreachable ({e}); appending records to {}",
                             self.socket_path.display(),
-                            self.fallback_path.display()
-                        ));
-                    }
+                            self.fallback.path().display()
+                        )
+                    });
+                    let record = self.queue.pop_front().expect("front exists");
+                    self.append_fallback(&record, notice.as_deref());
+                    notices.extend(notice);
                 }
             }
         }
-        self.append_fallback(&record, notice.as_deref());
-        notice
-    }
-
-    fn send(&mut self, record: &[u8]) -> io::Result<()> {
-        if self.socket.is_none() {
-            let s = UnixDatagram::unbound()?;
-            s.set_nonblocking(true)?;
-            self.socket = Some(s);
+        if self.dropped > 0 && self.dropping_until.map_or(true, |t| now >= t) {
+            self.dropping_until = None;
+            notices.push(format!(
+                "{} record(s) dropped: the syslog daemon did not keep up",
+                std::mem::take(&mut self.dropped)
+            ));
         }
-        let socket = self.socket.as_ref().expect("socket was just created");
-        socket.send_to(record, &self.socket_path).map(|_| ())
+        notices
     }
 
     fn append_fallback(&mut self, record: &str, notice: Option<&str>) {
-        if self.fallback.is_none() {
-            self.fallback = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.fallback_path)
-                .ok();
+        let mut text = String::with_capacity(record.len() + 1);
+        if let Some(n) = notice {
+            text.push_str(&format!("{}: {n}\n", self.tag));
         }
-        if let Some(f) = self.fallback.as_mut() {
-            // A failing fallback file has nowhere left to report to.
-            if let Some(n) = notice {
-                let _ = writeln!(f, "{}: {n}", self.tag);
-            }
-            let _ = writeln!(f, "{record}");
-        }
+        text.push_str(record);
+        text.push('\n');
+        // A failing fallback file has nowhere left to report to.
+        let _ = self.fallback.append(text.as_bytes());
     }
+}
+
+/// Sends one datagram, creating the (non-blocking) socket on first use.
+fn send(socket: &mut Option<UnixDatagram>, path: &Path, record: &[u8]) -> io::Result<()> {
+    if socket.is_none() {
+        let s = UnixDatagram::unbound()?;
+        s.set_nonblocking(true)?;
+        *socket = Some(s);
+    }
+    let s = socket.as_ref().expect("socket was just created");
+    s.send_to(record, path).map(|_| ())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testutil::TempDir;
+
+    const ROTATION: Rotation = Rotation {
+        max_size: 1 << 20,
+        files: 2,
+    };
 
     #[test]
     fn facilities_and_levels_parse_by_name_and_number() {
@@ -356,10 +416,10 @@ mod tests {
         let dir = TempDir::new("syslog");
         let sock = dir.join("no-such-log");
         let fallback = dir.join("fallback.log");
-        let mut s = Syslog::new(&sock, Facility::DAEMON, "t", 7, &fallback);
+        let mut s = Syslog::new(&sock, Facility::DAEMON, "t", 7, &fallback, ROTATION);
         let first = s.log(Level::NOTICE, "one");
-        assert!(first.unwrap().contains("is unreachable"));
-        assert_eq!(s.log(Level::ERR, "two"), None);
+        assert!(first[0].contains("is unreachable"), "{first:?}");
+        assert!(s.log(Level::ERR, "two").is_empty());
         let text = std::fs::read_to_string(&fallback).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
@@ -373,8 +433,15 @@ mod tests {
         let dir = TempDir::new("syslog");
         let sock = dir.join("log");
         let server = UnixDatagram::bind(&sock).unwrap();
-        let mut s = Syslog::new(&sock, "local3".parse().unwrap(), "tag", 9, &dir.join("f"));
-        assert_eq!(s.log(Level::WARNING, "hello"), None);
+        let mut s = Syslog::new(
+            &sock,
+            "local3".parse().unwrap(),
+            "tag",
+            9,
+            &dir.join("f"),
+            ROTATION,
+        );
+        assert!(s.log(Level::WARNING, "hello").is_empty());
         let mut buf = [0u8; 2048];
         let n = server.recv(&mut buf).unwrap();
         let got = std::str::from_utf8(&buf[..n]).unwrap();
@@ -385,27 +452,99 @@ mod tests {
         assert!(!dir.join("f").exists());
     }
 
-    #[test]
-    fn records_dropped_by_a_full_queue_are_reported_once_sending_works() {
+    /// A listening socket nobody reads, and a client that logged `fill 0`,
+    /// `fill 1`, … until the socket's queue was full (the last one is held).
+    fn daemon_that_does_not_read() -> (TempDir, UnixDatagram, Syslog, usize) {
         let dir = TempDir::new("syslog");
         let sock = dir.join("log");
         let server = UnixDatagram::bind(&sock).unwrap();
-        let mut s = Syslog::new(&sock, Facility::DAEMON, "t", 1, &dir.join("f"));
+        let mut s = Syslog::new(&sock, Facility::DAEMON, "t", 1, &dir.join("f"), ROTATION);
         let mut sent = 0;
-        while s.dropped == 0 {
-            assert_eq!(s.log(Level::INFO, "fill"), None);
+        while !s.is_behind() {
+            assert!(s.log(Level::INFO, &format!("fill {sent}")).is_empty());
             sent += 1;
             assert!(sent < 100_000, "the queue never filled");
         }
+        (dir, server, s, sent)
+    }
+
+    #[test]
+    fn a_full_queue_holds_records_in_order_until_the_daemon_reads() {
+        let (dir, server, mut s, sent) = daemon_that_does_not_read();
+        assert!(s.retry_at().is_some());
+        assert!(s.log(Level::INFO, "later").is_empty(), "held, not dropped");
         let mut buf = [0u8; 2048];
-        // Everything but the last record was queued: empty the queue.
+        server.set_nonblocking(true).unwrap();
+        let mut got = Vec::new();
+        while got.len() < sent + 1 {
+            match server.recv(&mut buf) {
+                Ok(n) => got.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                Err(_) => {
+                    assert!(s.flush(Instant::now()).is_empty());
+                }
+            }
+        }
+        assert!(!s.is_behind());
+        for (i, rec) in got.iter().take(sent).enumerate() {
+            assert!(rec.ends_with(&format!(" t[1]: fill {i}")), "{rec}");
+        }
+        assert!(got[sent].ends_with(" t[1]: later"));
+        assert!(!dir.join("f").exists());
+    }
+
+    #[test]
+    fn a_daemon_that_stays_behind_gets_records_dropped_and_counted() {
+        let (_dir, server, mut s, sent) = daemon_that_does_not_read();
+        s.log(Level::INFO, "held");
+        let t0 = Instant::now();
+        assert!(s.flush(t0).is_empty());
+        let notices = s.flush(t0 + HOLD);
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert!(notices[0].starts_with("the syslog daemon has not taken records for 1 s"));
+        assert!(!s.is_behind());
+        // While dropping, a full queue costs records, not time.
+        assert!(s.log(Level::INFO, "lost").is_empty());
+        assert!(!s.is_behind());
+        let mut buf = [0u8; 2048];
         for _ in 1..sent {
             server.recv(&mut buf).unwrap();
         }
-        let notice = s.log(Level::INFO, "after").unwrap();
+        let notices = s.flush(t0 + HOLD + RETRY_SOCKET_AFTER);
         assert_eq!(
-            notice,
-            "1 record(s) dropped: the syslog socket's queue was full"
+            notices,
+            ["3 record(s) dropped: the syslog daemon did not keep up"]
         );
+    }
+
+    #[test]
+    fn the_fallback_file_is_rotated() {
+        let dir = TempDir::new("syslog");
+        let fallback = dir.join("cell.syslog");
+        let rotation = Rotation {
+            max_size: 4096,
+            files: 2,
+        };
+        let mut s = Syslog::new(
+            &dir.join("none"),
+            Facility::DAEMON,
+            "t",
+            1,
+            &fallback,
+            rotation,
+        );
+        for i in 0..1000 {
+            s.log(Level::INFO, &format!("record {i}"));
+        }
+        let current = std::fs::metadata(&fallback).unwrap().len();
+        let older = std::fs::metadata(super::super::logfile::generation(&fallback, 1))
+            .unwrap()
+            .len();
+        assert!(
+            current <= 4096 && older <= 4096 && older > 4000,
+            "{current} {older}"
+        );
+        assert!(!super::super::logfile::generation(&fallback, 2).exists());
+        let text = std::fs::read_to_string(&fallback).unwrap();
+        assert!(text.ends_with(" t[1]: record 999\n"), "{text}");
     }
 }

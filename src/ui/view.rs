@@ -344,8 +344,10 @@ pub fn state_style(state: &str) -> Style {
     }
 }
 
+/// `ok`, `starting`, or `failing: <why>` (the read contract's `health`).
 fn health_style(health: &str) -> Style {
-    match health {
+    let state = health.split(':').next().unwrap_or_default();
+    match state {
         "healthy" | "ok" => fg(GREEN),
         "unhealthy" | "failing" | "failed" => Style {
             fg: RED,
@@ -459,7 +461,8 @@ fn cell_details(app: &App, g: &mut Grid, y0: usize, rows: usize) {
     } else {
         "missing (orphan)".to_string()
     };
-    let rows_of: [&[(&str, String, Style)]; 5] = [
+    let alarm = |n: Option<u64>| if n.unwrap_or(0) > 0 { ERROR } else { PLAIN };
+    let rows_of: [&[(&str, String, Style)]; 6] = [
         &[
             ("State", dash(&c.state).into(), state_style(&c.state)),
             (
@@ -494,6 +497,22 @@ fn cell_details(app: &App, g: &mut Grid, y0: usize, rows: usize) {
             ("core", dash(&c.create_rlimit_core).into(), PLAIN),
         ],
         &[
+            ("Tasks", used_of(num(c.tasks), &c.create_maxproc), PLAIN),
+            (
+                "Mem",
+                used_of(human_bytes(c.memory_used), &c.create_memory),
+                PLAIN,
+            ),
+            ("CPU %", used_of(num(c.cpu1s), &c.create_cpu), PLAIN),
+            (
+                "Disk",
+                used_of(human_bytes(c.disk_used), &c.create_disk),
+                PLAIN,
+            ),
+            ("Forks denied", num(c.forks_denied), alarm(c.forks_denied)),
+            ("OOM kills", num(c.oom_kills), alarm(c.oom_kills)),
+        ],
+        &[
             ("Manifest", manifest, if c.manifest { PLAIN } else { ERROR }),
             ("Supervisor", supervisor(c), supervisor_style(&c.supervisor)),
             ("Restarts", num(c.restarts), PLAIN),
@@ -513,6 +532,11 @@ fn cell_details(app: &App, g: &mut Grid, y0: usize, rows: usize) {
         }
         pairs(g, &mut y, bottom, items);
     }
+}
+
+/// A usage beside its limit: `12/64`, `3.1M/512M`, `-/unlimited`.
+fn used_of(used: String, limit: &str) -> String {
+    format!("{used}/{}", dash(limit))
 }
 
 /// The supervisor's pid and state, e.g. `812 (backoff)`.

@@ -57,7 +57,7 @@ impl Drop for Frozen {
 }
 
 #[cfg(any(target_os = "linux", test))]
-use crate::engine::runtime::mountinfo::{parse_entries as parse_mountinfo, MountEntry};
+use crate::fs::mountinfo::{parse_entries as parse_mountinfo, MountEntry};
 
 #[cfg(any(target_os = "linux", test))]
 /// True if `opts` names `dir` or a path below it as an option value

@@ -64,12 +64,22 @@ impl Kind {
     }
 }
 
-/// The tree a backup of `name` archives and a restore replaces.
+/// The tree a backup of `name` archives and a restore replaces (a cell's
+/// writable layer, on its disk image if it has a disk limit).
 pub fn source_dir(cfg: &Config, kind: Kind, name: &str) -> PathBuf {
     match kind {
         Kind::Volume => cfg.volume_dir.join(name),
-        Kind::Cell => cfg.data_dir.join(name).join("overlay"),
+        Kind::Cell => crate::engine::runtime::CellPaths::new(cfg, name).overlay,
     }
+}
+
+/// Makes the tree of `name` reachable: a cell's disk image is mounted (it
+/// is not after a reboot until the cell starts).
+fn reach(cfg: &Config, kind: Kind, name: &str) -> Result<PathBuf> {
+    if kind == Kind::Cell {
+        crate::engine::runtime::disk::mount(&crate::engine::runtime::CellPaths::new(cfg, name))?;
+    }
+    Ok(source_dir(cfg, kind, name))
 }
 
 pub fn archive_dir(cfg: &Config, kind: Kind) -> PathBuf {
@@ -296,7 +306,7 @@ pub fn create(
     opts: CreateOptions,
 ) -> Result<Backup> {
     crate::names::validate(kind.noun(), name)?;
-    let source = source_dir(cfg, kind, name);
+    let source = reach(cfg, kind, name)?;
     // An interrupted restore must be settled before the tree is read.
     if let Some(did) = Swap::new(&source)?.recover()? {
         log::warn!("finished an interrupted restore: {did}");
@@ -513,7 +523,7 @@ pub fn restore(
         }
     }
 
-    let target = source_dir(cfg, kind, name);
+    let target = reach(cfg, kind, name)?;
     let swap = Swap::new(&target)?;
     if let Some(did) = swap.recover()? {
         log::warn!("finished an interrupted restore: {did}");

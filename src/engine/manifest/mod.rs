@@ -20,8 +20,8 @@ pub mod mounts;
 mod volume;
 
 pub use cell::{
-    format_limit, format_ports, parse_names, parse_ports, CellManifest, LogSettings, CELL_KEYS,
-    FACILITIES, LEVELS,
+    format_limit, format_ports, parse_names, parse_ports, CellManifest, LimitKeys, LogSettings,
+    CELL_KEYS, FACILITIES, LEVELS, LIMIT_KEYS,
 };
 pub use mounts::{Mount, MountSource};
 pub use volume::{format_mode, parse_mode, VolumeManifest, VOLUME_KEYS};
@@ -93,12 +93,7 @@ pub fn load_cell_file(cfg: &Config, path: &Path, name: &str) -> Result<Option<Ce
     let Some(text) = read_optional(path)? else {
         return Ok(None);
     };
-    Ok(Some(CellManifest::parse(
-        path,
-        &text,
-        name,
-        cfg.allow_host_mounts,
-    )?))
+    Ok(Some(CellManifest::parse(path, &text, name, cfg)?))
 }
 
 /// Reads one volume manifest, if it exists.
@@ -121,9 +116,10 @@ impl Desired {
             match ext {
                 "cell" => {
                     let path = cell_path(cfg, &name);
-                    match read(&path)
-                        .and_then(|t| CellManifest::parse(&path, &t, &name, cfg.allow_host_mounts))
-                    {
+                    let parsed = read(&path)
+                        .and_then(|t| CellManifest::parse(&path, &t, &name, cfg))
+                        .and_then(|m| m.check_disk_mounts(&cfg.default_limits).map(|()| m));
+                    match parsed {
                         Ok(m) => {
                             d.cells.insert(name, m);
                         }
@@ -243,7 +239,8 @@ pub fn load_all(cfg: &Config) -> Result<Desired> {
     Ok(d)
 }
 
-/// The references of one cell that do not resolve, as file:line errors.
+/// The references of one cell that do not resolve (and an env file that is
+/// not root's alone), as file:line errors.
 fn check_refs(
     m: &CellManifest,
     cell_exists: impl Fn(&str) -> bool,
@@ -256,6 +253,15 @@ fn check_refs(
                 &m.path,
                 m.line_of("CELL_VOLUME_MOUNTS"),
                 format!("CELL_VOLUME_MOUNTS: unknown volume '{v}': expected a {v}.volume manifest (cellmgr volume create {v})"),
+            ));
+        }
+    }
+    if let Some(f) = &m.service.env_file {
+        if let Err(e) = crate::supervise::environ::check_file(f) {
+            errors.push(FileError::new(
+                &m.path,
+                m.line_of("CELL_SUPERVISE_ENV_FILE"),
+                format!("CELL_SUPERVISE_ENV_FILE: {e}"),
             ));
         }
     }
@@ -384,7 +390,8 @@ pub fn store_cell(cfg: &Config, planned: &PlannedCell) -> Result<()> {
 /// manifests on disk.
 pub fn validate_cell_text(cfg: &Config, name: &str, text: &str) -> Result<CellManifest> {
     let path = cell_path(cfg, name);
-    let m = CellManifest::parse(&path, text, name, cfg.allow_host_mounts)?;
+    let m = CellManifest::parse(&path, text, name, cfg)?;
+    m.check_disk_mounts(&cfg.default_limits)?;
     let mut errors = check_refs(
         &m,
         |c| cell_path(cfg, c).exists(),

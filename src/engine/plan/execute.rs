@@ -7,7 +7,6 @@
 use super::hash;
 use super::model::{ActionKind, CellPlan, Plan};
 use crate::engine::applyfile::{self, CellRunner, Outcome};
-use crate::engine::runtime::health;
 use anyhow::{Context as _, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -20,12 +19,15 @@ pub trait Runtime {
     fn ensure_volume(&self, name: &str, mode: Option<u32>) -> Result<()>;
     /// Writes the cell's runtime state from its manifest.
     fn render(&self, cell: &str) -> Result<()>;
-    /// Starts the cell (kernel cell and supervised service) and waits for its
-    /// health check to pass; an error when it never does.
+    /// Starts the cell (kernel cell and supervised service); returns once its
+    /// supervisor runs. [`Runtime::wait_started`] judges the start.
     fn start(&self, cell: &str) -> Result<()>;
-    /// Runs a health check in a running cell (see [`health::check`]); the
-    /// real runtime runs it without holding the cellmgr lock.
-    fn check_health(&self, cell: &str, cmd: &str, timing: health::Timing) -> Result<()>;
+    /// Waits until a cell this run started proved itself: its service did not
+    /// end and its health check passed (or, without one, it ran a moment).
+    fn wait_started(&self, cell: &str) -> Result<()>;
+    /// Waits until a running cell's health check passes; an error when it
+    /// fails. Cells without one are healthy.
+    fn wait_healthy(&self, cell: &str) -> Result<()>;
     /// Stops the cell and removes its kernel cell and mounts; a no-op when stopped.
     fn stop(&self, cell: &str) -> Result<()>;
     /// Brings the cell up for its plan (root composed, a kernel cell, no service)
@@ -47,17 +49,15 @@ pub enum Verbosity {
     Verbose,
 }
 
-/// Limits of health checks and plan commands.
+/// Limits of plan commands.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
-    pub health: health::Timing,
     pub exec_timeout: Duration,
 }
 
 impl Default for Timing {
     fn default() -> Self {
         Timing {
-            health: health::Timing::default(),
             exec_timeout: Duration::from_secs(600),
         }
     }
@@ -179,6 +179,9 @@ pub fn execute(
         .collect();
     let mut outcome: BTreeMap<&str, bool> = BTreeMap::new(); // name -> ok
     let mut healthy: BTreeSet<&str> = BTreeSet::new();
+    // Started by this run, not yet judged: judged when a dependent needs them,
+    // else at the end (so starts overlap instead of each waiting in turn).
+    let mut unjudged: Vec<&str> = Vec::new();
     for cp in &plan.cells {
         let name = cp.input.name.as_str();
         let subject = format!("cell {name}");
@@ -205,15 +208,30 @@ pub fn execute(
             let unhealthy = if brings_up {
                 cp.input.depends_on.iter().find_map(|d| {
                     let dep = plans.get(d.as_str())?;
-                    if healthy.contains(d.as_str()) {
+                    // Only a dependency with a health check is waited for.
+                    if healthy.contains(d.as_str())
+                        || dep.input.healthcheck.is_none()
+                        || !dep.input.autostart
+                    {
                         return None;
                     }
-                    match check_health(rt, dep, timing) {
+                    let judged = if let Some(i) = unjudged.iter().position(|u| u == d) {
+                        unjudged.remove(i);
+                        rt.wait_started(d).map_err(|e| {
+                            // Its own row says why.
+                            fail_later(&mut summary, &mut outcome, out, verbosity, dep, &e);
+                            format!("dependency {d} did not converge")
+                        })
+                    } else {
+                        rt.wait_healthy(d)
+                            .map_err(|e| format!("dependency {d} is not healthy: {e:#}"))
+                    };
+                    match judged {
                         Ok(()) => {
                             healthy.insert(dep.input.name.as_str());
                             None
                         }
-                        Err(e) => Some(format!("dependency {d} is not healthy: {e:#}")),
+                        Err(reason) => Some(reason),
                     }
                 })
             } else {
@@ -224,10 +242,8 @@ pub fn execute(
             } else {
                 match converge(cp, rt, settings, timing, verbosity, out) {
                     Ok(()) => {
-                        // A start waits for the health check; a cell left alone
-                        // is checked when a dependent needs it.
                         if cp.has(ActionKind::Start) || cp.has(ActionKind::Restart) {
-                            healthy.insert(name);
+                            unjudged.push(name);
                         }
                         CellResult::Converged {
                             changed: cp.changes(),
@@ -244,7 +260,35 @@ pub fn execute(
         report(out, verbosity, &subject, &result, Some(started.elapsed()));
         summary.results.push((subject, result));
     }
+    for name in unjudged {
+        if let Err(e) = rt.wait_started(name) {
+            let cp = plans[name];
+            fail_later(&mut summary, &mut outcome, out, verbosity, cp, &e);
+        }
+    }
     summary
+}
+
+/// A cell reported as converged failed its start's verdict after all: its
+/// result becomes a failure, said again in the progress output.
+fn fail_later<'p>(
+    summary: &mut Summary,
+    outcome: &mut BTreeMap<&'p str, bool>,
+    out: &mut dyn Write,
+    verbosity: Verbosity,
+    cp: &'p CellPlan,
+    error: &anyhow::Error,
+) {
+    let subject = format!("cell {}", cp.input.name);
+    let result = CellResult::Failed {
+        phase: "start",
+        error: format!("{error:#}"),
+    };
+    report(out, verbosity, &subject, &result, None);
+    outcome.insert(cp.input.name.as_str(), false);
+    if let Some(slot) = summary.results.iter_mut().find(|(s, _)| *s == subject) {
+        slot.1 = result;
+    }
 }
 
 fn report(
@@ -369,21 +413,6 @@ fn run_apply(
     Ok(())
 }
 
-/// Runs a dependency's health check inside it until it passes (for
-/// dependencies this run did not start itself). Cells without one (or not
-/// meant to run) are healthy.
-fn check_health(rt: &dyn Runtime, cp: &CellPlan, timing: Timing) -> Result<()> {
-    let Some(cmd) = cp
-        .input
-        .healthcheck
-        .as_deref()
-        .filter(|_| cp.input.autostart)
-    else {
-        return Ok(());
-    };
-    rt.check_health(&cp.input.name, cmd, timing.health)
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::hash::Hashes;
@@ -438,9 +467,11 @@ mod tests {
         fn start(&self, cell: &str) -> Result<()> {
             self.op("start", cell)
         }
-        fn check_health(&self, cell: &str, cmd: &str, timing: health::Timing) -> Result<()> {
-            let runner = FakeRunner(self, cell.to_string());
-            Ok(health::check(&runner, cmd, timing)?)
+        fn wait_started(&self, cell: &str) -> Result<()> {
+            self.op("started?", cell)
+        }
+        fn wait_healthy(&self, cell: &str) -> Result<()> {
+            self.op("healthy?", cell)
         }
         fn stop(&self, cell: &str) -> Result<()> {
             self.op("stop", cell)
@@ -517,15 +548,14 @@ mod tests {
 
     fn run(plan: &Plan, rt: &FakeRuntime, v: Verbosity) -> (Summary, String) {
         let mut out = Vec::new();
-        let timing = Timing {
-            health: health::Timing {
-                attempts: 2,
-                interval: Duration::ZERO,
-                ..health::Timing::default()
-            },
-            ..Timing::default()
-        };
-        let s = execute(plan, rt, &PlanSettings::default(), timing, v, &mut out);
+        let s = execute(
+            plan,
+            rt,
+            &PlanSettings::default(),
+            Timing::default(),
+            v,
+            &mut out,
+        );
         (s, String::from_utf8(out).unwrap())
     }
 
@@ -580,7 +610,7 @@ mod tests {
 
     #[test]
     fn dependents_wait_for_healthy_dependencies() {
-        let (_t, rt) = fake("exec-health", vec!["run db pg_isready"]);
+        let (_t, rt) = fake("exec-health", vec!["healthy? db"]);
         let db = input("db", &[], Some("pg_isready"), None);
         let web = input("web", &["db"], None, None);
         let converged = CellObserved {
@@ -600,11 +630,69 @@ mod tests {
         let (s, _) = run(&plan, &rt, Verbosity::Normal);
         assert_eq!(s.results[0].1, CellResult::Converged { changed: false });
         assert!(
-            matches!(&s.results[1].1, CellResult::Skipped { reason } if reason.contains("dependency db is not healthy: 'pg_isready' failed 2 times")),
+            matches!(&s.results[1].1, CellResult::Skipped { reason } if reason.contains("dependency db is not healthy: healthy? db failed on purpose")),
             "{:?}",
             s.results[1]
         );
-        assert_eq!(*rt.log.borrow(), ["run db pg_isready", "run db pg_isready"]);
+        assert_eq!(*rt.log.borrow(), ["healthy? db"]);
+    }
+
+    #[test]
+    fn starts_are_judged_when_a_dependent_needs_them_or_at_the_end() {
+        let (_t, rt) = fake("exec-judge", vec!["started? db", "started? solo"]);
+        let cells = [
+            input("db", &[], Some("pg_isready"), None),
+            input("web", &["db"], None, None),
+            input("solo", &[], None, None),
+            input("plain", &[], None, None),
+        ];
+        let (s, out) = run(&plan_for(&rt, &cells), &rt, Verbosity::Normal);
+        assert_eq!(
+            *rt.log.borrow(),
+            [
+                "render db",
+                "stop db",
+                "start db",
+                "started? db",
+                "render solo",
+                "stop solo",
+                "start solo",
+                "render plain",
+                "stop plain",
+                "start plain",
+                "started? solo",
+                "started? plain"
+            ]
+        );
+        let results: Vec<String> = s
+            .results
+            .iter()
+            .map(|(n, r)| format!("{n}: {r:?}"))
+            .collect();
+        assert!(
+            results[0].starts_with("cell db: Failed { phase: \"start\""),
+            "{results:?}"
+        );
+        assert!(
+            results[1].contains("Skipped { reason: \"dependency db did not converge\""),
+            "{results:?}"
+        );
+        assert!(
+            results[2].starts_with("cell solo: Failed { phase: \"start\""),
+            "{results:?}"
+        );
+        assert_eq!(results[3], "cell plain: Converged { changed: true }");
+        // The progress output says so when it is known.
+        assert!(
+            out.contains("FAILED   cell solo: start: started? solo failed on purpose"),
+            "{out}"
+        );
+        assert!(
+            s.table()
+                .ends_with("summary: total=4 changed=1 failed=2 skipped=1\n"),
+            "{}",
+            s.table()
+        );
     }
 
     #[test]
@@ -626,7 +714,8 @@ mod tests {
                 "run web echo hi",
                 "stop web",
                 "stop web",
-                "start web"
+                "start web",
+                "started? web"
             ]
         );
         assert!(

@@ -17,10 +17,14 @@ pub const POLICY_KEYS: &[&str] = &[
     "CELL_CREATE_RLIMIT_NOFILE",
     "CELL_CREATE_RLIMIT_AS",
     "CELL_CREATE_RLIMIT_CORE",
+    "CELL_CREATE_MAXPROC",
+    "CELL_CREATE_MEMORY",
+    "CELL_CREATE_CPU",
+    "CELL_CREATE_DISK",
 ];
 
-/// Manifest keys the running service sees: a change restarts it. Autostart,
-/// dependencies and the health check only steer apply itself.
+/// Manifest keys the running service sees: a change restarts it. Autostart
+/// and dependencies only steer apply itself.
 pub const SERVICE_KEYS: &[&str] = &[
     "CELL_SUPERVISE_CMD",
     "CELL_SUPERVISE_FACILITY",
@@ -28,6 +32,45 @@ pub const SERVICE_KEYS: &[&str] = &[
     "CELL_SUPERVISE_STDERR_LEVEL",
     "CELL_SUPERVISE_TAG",
     "CELL_VOLUME_MOUNTS",
+    "CELL_SUPERVISE_ENV",
+    "CELL_SUPERVISE_ENV_FILE",
+    "CELL_SUPERVISE_USER",
+    "CELL_SUPERVISE_GROUP",
+    "CELL_SUPERVISE_RESTART",
+    // The supervisor runs the health checks.
+    "CELL_HEALTHCHECK_CMD",
+    "CELL_HEALTHCHECK_INTERVAL",
+    "CELL_HEALTHCHECK_TIMEOUT",
+    "CELL_HEALTHCHECK_RETRIES",
+    "CELL_HEALTHCHECK_START_PERIOD",
+];
+
+/// Keys added after cells were first converged: hashed only when set, so
+/// that upgrading does not make every cell drift.
+const ADDED_KEYS: &[&str] = &[
+    "CELL_SUPERVISE_ENV",
+    "CELL_SUPERVISE_ENV_FILE",
+    "CELL_SUPERVISE_USER",
+    "CELL_SUPERVISE_GROUP",
+    "CELL_SUPERVISE_RESTART",
+    "CELL_HEALTHCHECK_INTERVAL",
+    "CELL_HEALTHCHECK_TIMEOUT",
+    "CELL_HEALTHCHECK_RETRIES",
+    "CELL_HEALTHCHECK_START_PERIOD",
+];
+
+/// [`ADDED_KEYS`] and the health check command, which joined the service group.
+const ADDED_TO_SERVICE: &[&str] = &[
+    "CELL_SUPERVISE_ENV",
+    "CELL_SUPERVISE_ENV_FILE",
+    "CELL_SUPERVISE_USER",
+    "CELL_SUPERVISE_GROUP",
+    "CELL_SUPERVISE_RESTART",
+    "CELL_HEALTHCHECK_CMD",
+    "CELL_HEALTHCHECK_INTERVAL",
+    "CELL_HEALTHCHECK_TIMEOUT",
+    "CELL_HEALTHCHECK_RETRIES",
+    "CELL_HEALTHCHECK_START_PERIOD",
 ];
 
 /// The four hashes of one cell's desired state (hex).
@@ -63,10 +106,18 @@ impl Group {
     }
 }
 
-fn group_of(tag: &str, assignments: &[(&str, String)], keys: Option<&[&str]>) -> String {
+/// The hash of the assignments to `keys` (all with `None`); those in
+/// `only_when_set` count only with a value.
+fn group_of(
+    tag: &str,
+    assignments: &[(&str, String)],
+    keys: Option<&[&str]>,
+    only_when_set: &[&str],
+) -> String {
     let mut g = Group::new(tag);
     for (k, v) in assignments {
-        if keys.map_or(true, |ks| ks.contains(k)) {
+        let unset_new = v.is_empty() && only_when_set.contains(k);
+        if keys.map_or(true, |ks| ks.contains(k)) && !unset_new {
             g.bytes(k.as_bytes());
             g.bytes(v.as_bytes());
         }
@@ -78,9 +129,14 @@ fn group_of(tag: &str, assignments: &[(&str, String)], keys: Option<&[&str]>) ->
 /// its plan (see [`apply_hash`]).
 pub fn hashes(assignments: &[(&str, String)], apply: Option<String>) -> Hashes {
     Hashes {
-        manifest: group_of("manifest-v1", assignments, None),
-        service: group_of("service-v1", assignments, Some(SERVICE_KEYS)),
-        policy: group_of("policy-v1", assignments, Some(POLICY_KEYS)),
+        manifest: group_of("manifest-v1", assignments, None, ADDED_KEYS),
+        service: group_of(
+            "service-v1",
+            assignments,
+            Some(SERVICE_KEYS),
+            ADDED_TO_SERVICE,
+        ),
+        policy: group_of("policy-v1", assignments, Some(POLICY_KEYS), &[]),
         apply,
     }
 }
@@ -190,9 +246,46 @@ mod tests {
         let ports = hashes(&manifest("httpd", "81", ""), None);
         assert_eq!(ports.service, base.service);
         assert_ne!(ports.policy, base.policy);
+        // The supervisor runs the health check: a new one restarts the service.
         let hc = hashes(&manifest("httpd", "80", "true"), None);
-        assert_eq!((&hc.service, &hc.policy), (&base.service, &base.policy));
+        assert_eq!(hc.policy, base.policy);
+        assert_ne!(hc.service, base.service);
         assert_ne!(hc.manifest, base.manifest);
+        let autostart = {
+            let mut m = manifest("httpd", "80", "");
+            m.push(("CELL_AUTOSTART", "YES".into()));
+            hashes(&m, None)
+        };
+        assert_eq!(
+            (&autostart.service, &autostart.policy),
+            (&base.service, &base.policy)
+        );
+    }
+
+    #[test]
+    fn keys_added_later_leave_earlier_cells_undrifted_until_set() {
+        // A cell converged before the service settings existed.
+        let before = hashes(&manifest("httpd", "80", ""), None);
+        let mut now = manifest("httpd", "80", "");
+        for k in ADDED_KEYS {
+            now.push((k, String::new()));
+        }
+        assert_eq!(hashes(&now, None), before);
+        let user = now
+            .iter()
+            .map(|(k, v)| {
+                let v = if *k == "CELL_SUPERVISE_USER" {
+                    "www".into()
+                } else {
+                    v.clone()
+                };
+                (*k, v)
+            })
+            .collect::<Vec<_>>();
+        let user = hashes(&user, None);
+        assert_ne!(user.service, before.service);
+        assert_ne!(user.manifest, before.manifest);
+        assert_eq!(user.policy, before.policy);
     }
 
     #[test]

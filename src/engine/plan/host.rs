@@ -6,9 +6,9 @@ use crate::config::Config;
 use crate::engine::applyfile::{CellRunner, KernelRunner};
 use crate::engine::lock::Held;
 use crate::engine::manifest::Desired;
-use crate::engine::runtime::{self, compose, health, lifecycle, CellPaths};
+use crate::engine::runtime::{self, compose, lifecycle, CellPaths};
 use crate::kernel::{CellSpec, Kernel, Target};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -35,30 +35,19 @@ impl Runtime for HostRuntime<'_> {
     }
 
     fn start(&self, cell: &str) -> Result<()> {
-        if let lifecycle::StartOutcome::AlreadyRunning { .. } =
-            lifecycle::start(self.cfg, self.kernel, cell)?
-        {
-            return Ok(());
-        }
-        let healthy = self
-            .lock
-            .without(|| lifecycle::check_health(self.cfg, self.kernel, cell))??;
-        if healthy == Some(false) {
-            let why = std::fs::read_to_string(CellPaths::new(self.cfg, cell).health_file())
-                .unwrap_or_default();
-            bail!("health check failed: {}", why.trim())
-        }
-        Ok(())
+        lifecycle::start(self.cfg, self.kernel, cell).map(|_| ())
     }
 
-    fn check_health(&self, cell: &str, cmd: &str, timing: health::Timing) -> Result<()> {
-        let runner = KernelRunner {
-            kernel: self.kernel,
-            target: Target::Name(cell.to_string()),
-        };
-        Ok(self
-            .lock
-            .without(|| health::check(&runner, cmd, timing))??)
+    // The waits read state only: the lock is set aside meanwhile (the cell
+    // controls how long a health check takes; other commands go on).
+    fn wait_started(&self, cell: &str) -> Result<()> {
+        self.lock
+            .without(|| lifecycle::wait_started(self.cfg, self.kernel, cell))?
+    }
+
+    fn wait_healthy(&self, cell: &str) -> Result<()> {
+        self.lock
+            .without(|| lifecycle::wait_healthy(self.cfg, self.kernel, cell))?
     }
 
     fn stop(&self, cell: &str) -> Result<()> {
@@ -175,10 +164,10 @@ pub fn observe(cfg: &Config, kernel: Option<&dyn Kernel>, desired: &Desired) -> 
     // Mounts without a kernel cell: a start cut short. They count as the
     // cell being present, so a cell that should not run is stopped (which
     // takes them down) instead of being left as it is.
-    let points = runtime::mountinfo::mount_points()?;
+    let points = crate::fs::mountinfo::mount_points()?;
     for name in desired.cells.keys() {
         let dir = CellPaths::new(cfg, name).dir;
-        if !out.present.contains(name) && !runtime::mountinfo::under(&points, &dir).is_empty() {
+        if !out.present.contains(name) && !crate::fs::mountinfo::under(&points, &dir).is_empty() {
             out.present.insert(name.clone());
         }
     }

@@ -128,7 +128,7 @@ pub fn cell_input(cfg: &Config, m: &CellManifest) -> Result<CellInput> {
         depends_on: m.depends_on.clone(),
         volumes: m.volumes().map(str::to_string).collect(),
         healthcheck: m.healthcheck.clone(),
-        hashes: hash::hashes(&m.assignments(), apply_hash),
+        hashes: hash::hashes(&m.effective_assignments(&cfg.default_limits), apply_hash),
         apply,
     })
 }

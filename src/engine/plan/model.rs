@@ -261,7 +261,8 @@ pub fn decide_cell(
         } else if policy_changed {
             act(
                 ActionKind::Restart,
-                "policy changed (profile, ports or rlimits): recreate the kernel cell".into(),
+                "policy changed (profile, ports, rlimits or limits): recreate the kernel cell"
+                    .into(),
             );
         } else if service_changed {
             act(ActionKind::Restart, "service changed".into());
@@ -400,7 +401,7 @@ mod tests {
         assert!(policy.actions[1]
             .reason
             .contains("recreate the kernel cell"));
-        // Manifest-only change (e.g. health check): re-render, no restart.
+        // Manifest-only change (e.g. dependencies, autostart): re-render, no restart.
         assert_eq!(
             run(
                 true,

@@ -19,10 +19,11 @@
 //! `/lib`, `/libexec`, `/usr` are null-mounted read-only into it; then a tmpfs
 //! `/dev` made by MAKEDEV (`CELL_LOCAL_DEV`, `CELL_DEVICES`, `CELL_PTYFS`).
 
-use super::{mountinfo, CellPaths};
+use super::CellPaths;
 use crate::config::{BaseSource, Config};
 use crate::engine::manifest::{self, CellManifest, MountSource};
 use crate::fs::host::write_atomic;
+use crate::fs::mountinfo;
 use anyhow::{anyhow, bail, Context, Result};
 use std::fs;
 use std::path::{Component, Path, PathBuf};
@@ -190,6 +191,8 @@ fn mount_source(cfg: &Config, m: &manifest::Mount) -> Result<(PathBuf, String)> 
 /// Mounts the cell's root. On failure everything mounted so far is taken down.
 pub fn compose(cfg: &Config, m: &CellManifest) -> Result<()> {
     let p = CellPaths::new(cfg, &m.name);
+    // The writable layer of a cell with a disk limit is on its image.
+    super::disk::mount(&p)?;
     let mut rec = Recorder {
         paths: &p,
         records: Vec::new(),

@@ -3,17 +3,19 @@
 //!
 //! Start: render, compose the root, `kernel.create`, `supervise::start` of
 //! `CELL_SUPERVISE_CMD` (if set). A failure undoes the steps already done.
-//! The health check ([`check_health`]) is the caller's next step, run
-//! without the cellmgr lock (the cell controls how long it takes). Stop: `supervise::stop` (TERM, grace, KILL), end any
-//! process left in the cell, `kernel.destroy`, unmount everything; every step
-//! runs even when an earlier one failed, and the errors are reported together.
+//! Then [`wait_started`] judges the start: a service must not end right away
+//! and must pass its first health check (the supervisor runs the checks; a
+//! cell without a service has its check run here, once with retries).
+//! Stop: `supervise::stop` (TERM, grace, KILL), end any process left in the
+//! cell, `kernel.destroy`, unmount everything; every step runs even when an
+//! earlier one failed, and the errors are reported together.
 
-use super::{compose, health, mountinfo, render, CellPaths};
+use super::{compose, render, CellPaths};
 use crate::config::Config;
-use crate::engine::applyfile::{CellRunner, KernelRunner};
 use crate::engine::backup::Kind;
 use crate::engine::manifest::{self, CellManifest};
 use crate::fs::host::write_atomic;
+use crate::fs::mountinfo;
 use crate::kernel::{CellSpec, ExecSpec, Kernel, Target};
 use crate::supervise::{self, SuperviseSpec};
 use anyhow::{anyhow, bail, Context, Result};
@@ -22,6 +24,16 @@ use std::time::{Duration, Instant};
 
 /// How long a service gets between TERM and KILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// A service without a health check must run this long for its start to count.
+pub const SETTLE: Duration = Duration::from_secs(1);
+/// Health-check attempts of a cell without a service: the delays before each retry.
+const HEALTH_RETRY: &[Duration] = &[
+    Duration::from_millis(200),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartOutcome {
@@ -63,6 +75,16 @@ fn supervise_spec(m: &CellManifest, cmd: &str) -> Result<SuperviseSpec> {
         &m.name,
         vec!["/bin/sh".into(), "-c".into(), format!("exec {cmd}")],
     );
+    spec.env = m.service.env.clone();
+    spec.env_file = m.service.env_file.clone();
+    spec.user = m.service.user.clone();
+    spec.group = m.service.group.clone();
+    spec.restart = m.service.restart.unwrap_or_default();
+    spec.health = m.health_spec();
+    if let Some(f) = &spec.env_file {
+        // Refused here already, with the reason, rather than by the supervisor.
+        crate::supervise::environ::read_file(f)?;
+    }
     if let Some(f) = &m.log.facility {
         spec.facility = f.parse()?;
     }
@@ -115,7 +137,7 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StartOutco
         profile: m.profile,
         ports: m.reserved_ports.clone(),
         rlimits: m.rlimits,
-        limits: Default::default(),
+        limits: m.limits.resolve(&cfg.default_limits),
     };
     let cid = match kernel.create(&spec) {
         Ok(cid) => cid,
@@ -146,6 +168,46 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StartOutco
     })
 }
 
+/// Judges a start that just happened (see the module comment); the error
+/// says why it failed. The cell keeps running either way (its supervisor
+/// keeps restarting a service that ended). Reads state only; no lock needed.
+pub fn wait_started(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<()> {
+    wait(cfg, kernel, name, true)
+}
+
+/// Waits until a running cell's health check passes (a dependency about to be
+/// needed); an error when it fails. Cells without a check are healthy.
+pub fn wait_healthy(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<()> {
+    wait(cfg, kernel, name, false)
+}
+
+fn wait(cfg: &Config, kernel: &dyn Kernel, name: &str, fresh: bool) -> Result<()> {
+    let m = match super::load_rendered(cfg, name)? {
+        Some(m) => m,
+        None => effective(cfg, name)?,
+    };
+    if m.supervise_cmd.is_none() {
+        return match check_health(cfg, kernel, &m)? {
+            Some(false) => {
+                let why = std::fs::read_to_string(CellPaths::new(cfg, name).health_file())
+                    .unwrap_or_default();
+                bail!("its health check is {}", why.trim())
+            }
+            _ => Ok(()),
+        };
+    }
+    let _ = std::fs::remove_file(CellPaths::new(cfg, name).health_file());
+    let budget = SETTLE
+        + m.health_spec()
+            .map_or(Duration::ZERO, |h| h.longest_start());
+    let verdict = if fresh {
+        supervise::Verdict::Started { settle: SETTLE }
+    } else {
+        supervise::Verdict::Healthy
+    };
+    supervise::wait_for(cfg, name, verdict, budget + Duration::from_secs(5))
+}
+
 fn with_cleanup(e: anyhow::Error, cleanup: Result<()>) -> anyhow::Error {
     match cleanup {
         Ok(()) => e,
@@ -153,37 +215,76 @@ fn with_cleanup(e: anyhow::Error, cleanup: Result<()>) -> anyhow::Error {
     }
 }
 
-/// Runs the cell's declared health check (see [`health`]) and records the
-/// result in `state/health` (`ok` or `failing: <why>`); `None` when none is
-/// declared. Callers run it without the cellmgr lock.
-pub fn check_health(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<Option<bool>> {
-    let paths = CellPaths::new(cfg, name);
-    let cmd = super::load_rendered(cfg, name)?.and_then(|m| m.healthcheck);
-    let Some(cmd) = cmd else {
+/// Runs the health check of a cell without a service, with retries, within
+/// one budget (its timeout plus the retry delays: a hanging check is killed,
+/// its process group with it, and not tried again past the budget), and
+/// records the result in `state/health` (`ok`, or `failing: <why>` and the
+/// check's last lines). `None` when none is declared.
+fn check_health(cfg: &Config, kernel: &dyn Kernel, m: &CellManifest) -> Result<Option<bool>> {
+    let paths = CellPaths::new(cfg, &m.name);
+    let Some(mut spec) = m.health_spec() else {
         let _ = std::fs::remove_file(paths.health_file());
         return Ok(None);
     };
-    let runner = KernelRunner {
-        kernel,
-        target: Target::Name(name.to_string()),
-    };
-    let (healthy, record) = match health::check(&runner, &cmd, health::Timing::of(cfg)) {
-        Ok(()) => (true, "ok\n".to_string()),
-        Err(failed) => (false, format!("failing: {}\n", failed.record())),
-    };
-    write_atomic(&paths.health_file(), record.as_bytes())?;
-    Ok(Some(healthy))
+    let target = Target::Name(m.name.clone());
+    let deadline = Instant::now() + spec.timeout + HEALTH_RETRY.iter().sum::<Duration>();
+    let mut last = String::new();
+    for (attempt, delay) in std::iter::once(&Duration::ZERO)
+        .chain(HEALTH_RETRY)
+        .enumerate()
+    {
+        std::thread::sleep(*delay);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        spec.timeout = spec.timeout.min(left);
+        match supervise::health::run_once(kernel, &target, &ExecSpec::default(), &spec) {
+            Ok(r) if r.passed => {
+                write_atomic(&paths.health_file(), b"ok\n")?;
+                return Ok(Some(true));
+            }
+            Ok(r) => {
+                last = format!("{} (attempt {})", r.how, attempt + 1);
+                for line in r.output {
+                    last.push_str("\n  ");
+                    last.push_str(&line);
+                }
+            }
+            Err(e) => last = format!("{e:#}"),
+        }
+    }
+    write_atomic(
+        &paths.health_file(),
+        format!("failing: {last}\n").as_bytes(),
+    )?;
+    Ok(Some(false))
 }
 
-/// Runs a command in the cell with no input; its exit code (-1 when killed by
-/// a signal or the timeout, which ends its whole process group).
+/// Runs a command in the cell with no input or output; its exit code (-1 when
+/// killed by a signal or the timeout).
 fn run_in_cell(kernel: &dyn Kernel, name: &str, argv: &[&str], timeout: Duration) -> Result<i32> {
-    let runner = KernelRunner {
-        kernel,
-        target: Target::Name(name.to_string()),
+    let spec = ExecSpec {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        ..ExecSpec::default()
     };
-    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-    Ok(runner.run(&argv, &[], timeout)?.code.unwrap_or(-1))
+    let mut child = kernel.spawn(
+        &Target::Name(name.to_string()),
+        &spec,
+        [Stdio::null(), Stdio::null(), Stdio::null()],
+    )?;
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait()? {
+            return Ok(st.code().unwrap_or(-1));
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("timed out after {}s", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Stops a cell (see the module comment). Also cleans up after a crash: with no
@@ -253,12 +354,13 @@ fn destroy(kernel: &dyn Kernel, name: &str) -> Result<()> {
 }
 
 /// Removes a cell's runtime: stops it, then deletes its directory (overlay
-/// included), its supervisors' files and the leftovers of its interrupted
+/// included), its supervisor's files and the leftovers of its interrupted
 /// backups (not its archives). Refuses to delete while anything is still
 /// mounted below it.
 pub fn prune(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<()> {
     let paths = CellPaths::new(cfg, name);
     stop(cfg, kernel, name)?;
+    super::disk::unmount(&paths)?;
     let left = mountinfo::under(&mountinfo::mount_points()?, &paths.dir);
     if !left.is_empty() {
         let l: Vec<String> = left.iter().map(|p| p.display().to_string()).collect();
@@ -268,6 +370,8 @@ pub fn prune(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<()> {
             l.join(", ")
         );
     }
+    // Its service log and supervisor files go with it.
+    supervise::remove_files(cfg, name)?;
     // cell.conf first: from here on the cell no longer reads as rendered.
     match std::fs::remove_file(&paths.conf) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -281,7 +385,6 @@ pub fn prune(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<()> {
         }
         _ => {}
     }
-    supervise::forget(cfg, name)?;
     for line in crate::engine::backup::leftovers::forget(cfg, Kind::Cell, name)? {
         log::info!("{line}");
     }

@@ -7,17 +7,19 @@
 //! <name>/cell.conf       the rendered manifest: what `start` runs (written last)
 //! <name>/root/           mount point of the composed root, the cell's "/"
 //! <name>/overlay/        the cell's writable layer (Linux: upper/ and work/ of overlayfs)
+//! <name>/disk.img        with a disk limit: the image holding the writable layer
+//! <name>/disk/overlay/   with a disk limit: the writable layer, on the mounted image
 //! <name>/state/mounts    every mount made for the cell, recorded before it is made
 //! <name>/state/health    result of the last health check
 //! ```
 //!
-//! [`render`] creates this (never touching a live root); [`compose`] mounts the
-//! root; [`lifecycle`] starts, stops and prunes.
+//! [`render`] creates this (never touching a live root); [`disk`] gives a cell
+//! with a disk limit its image; [`compose`] mounts the root; [`lifecycle`]
+//! starts, stops and prunes.
 
 pub mod compose;
-pub mod health;
+pub mod disk;
 pub mod lifecycle;
-pub mod mountinfo;
 mod render;
 
 pub use render::{render, RenderOutcome};
@@ -36,19 +38,31 @@ pub struct CellPaths {
     pub dir: PathBuf,
     pub conf: PathBuf,
     pub root: PathBuf,
+    /// The writable layer: `overlay/`, or `disk/overlay/` once the cell has a
+    /// disk image (see [`disk`]).
     pub overlay: PathBuf,
     pub state: PathBuf,
+    pub disk_image: PathBuf,
+    pub disk_mount: PathBuf,
 }
 
 impl CellPaths {
     pub fn new(cfg: &Config, name: &str) -> CellPaths {
         let dir = cfg.data_dir.join(name);
+        let disk_image = dir.join("disk.img");
+        let disk_mount = dir.join("disk");
         CellPaths {
             name: name.to_string(),
             conf: dir.join("cell.conf"),
             root: dir.join("root"),
-            overlay: dir.join("overlay"),
+            overlay: if disk_image.exists() {
+                disk_mount.join("overlay")
+            } else {
+                dir.join("overlay")
+            },
             state: dir.join("state"),
+            disk_image,
+            disk_mount,
             dir,
         }
     }

@@ -2,7 +2,7 @@
 //! first, the writable layer seeded once, `cell.conf` last, so "rendered"
 //! (`cell.conf` exists) always means the rest is in place.
 
-use super::{compose, CellPaths};
+use super::{compose, disk, CellPaths};
 use crate::config::{BaseSource, Config};
 use crate::engine::manifest::CellManifest;
 use crate::fs::host::write_atomic;
@@ -106,16 +106,28 @@ fn seed_layer(cfg: &Config, name: &str, layer: &Path) -> Result<()> {
 /// Renders `m` into its runtime directory. Safe while the cell runs: only
 /// `cell.conf` changes then, and `start` reads it at the next start.
 pub fn render(cfg: &Config, m: &CellManifest) -> Result<RenderOutcome> {
+    render_runtime(cfg, m).with_context(|| format!("rendering cell {}", m.name))
+}
+
+fn render_runtime(cfg: &Config, m: &CellManifest) -> Result<RenderOutcome> {
     let p = CellPaths::new(cfg, &m.name);
     let existed = p.conf.exists();
-    for d in [&p.dir, &p.root, &p.overlay, &p.state] {
-        fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-    }
+    fs::create_dir_all(&p.dir).with_context(|| format!("creating {}", p.dir.display()))?;
     fs::set_permissions(&p.dir, fs::Permissions::from_mode(0o700))
         .with_context(|| format!("chmod {}", p.dir.display()))?;
+    // The storage changes only while the cell is stopped (its root unmounted).
+    let running = compose::is_mounted(&p.root)?;
+    if !running {
+        disk::prepare(&p, m.limits.resolve(&cfg.default_limits).disk)?;
+    }
+    // The writable layer may have moved onto or off a disk image.
+    let p = CellPaths::new(cfg, &m.name);
+    for d in [&p.root, &p.overlay, &p.state] {
+        fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
     compose::prepare_layer_dirs(&p)?;
     let layer = compose::writable_layer(&p);
-    if !compose::is_mounted(&p.root)? {
+    if !running {
         seed_layer(cfg, &m.name, &layer)?;
     }
     let header = format!(

@@ -98,7 +98,13 @@ pub fn remove(dir: &Path) -> Result<()> {
         return Ok(());
     }
     let _ = std::fs::write(dir.join("cgroup.kill"), "1");
-    // The cgroup stays populated until the killed tasks have exited.
+    remove_when_empty(dir)
+}
+
+/// Removes a cgroup directory (of either version) once its members have
+/// left it, waiting up to a second for killed tasks to exit; a missing one
+/// is fine.
+pub fn remove_when_empty(dir: &Path) -> Result<()> {
     for _ in 0..200 {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),

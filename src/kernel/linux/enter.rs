@@ -2,15 +2,16 @@
 //!
 //! A short-lived thread joins the cell's PID namespace (`setns` on the init's
 //! pidfd changes only that thread's `pid_for_children`) and creates the process;
-//! between fork and exec the child joins the cgroup, the mount, UTS and IPC
-//! namespaces, and applies the profile (`caps`, `no_new_privs`, `seccomp`),
-//! rlimits and credentials. `spawn` returns an ordinary `std::process::Child`;
+//! between fork and exec the child joins the cgroup (and the cell's cgroup v1
+//! groups on hybrid hosts), the mount, UTS and IPC namespaces, and applies the
+//! profile (`caps`, `no_new_privs`, `seccomp`), rlimits (the cell's stored
+//! ones, and the shared-pool bounds of `limits`) and credentials. `spawn` returns an ordinary `std::process::Child`;
 //! `run` clones straight into the cell's cgroup and waits.
 
 use super::ns::init_pidfd;
 use super::state::CellRecord;
 use super::sys::{check, last_error, open_dir, pipe, CloneArgs, CLONE_INTO_CGROUP};
-use super::{caps, seccomp};
+use super::{caps, limits, seccomp};
 use crate::kernel::ExecSpec;
 use anyhow::{bail, Context, Result};
 use std::ffi::CString;
@@ -31,6 +32,8 @@ struct Confinement {
     pidfd: OwnedFd,
     /// Written to join the cgroup, unless the process was cloned into it.
     cgroup_procs: Option<std::fs::File>,
+    /// `tasks` of the cell's v1 groups (none on a pure cgroup2 host).
+    v1_tasks: Vec<std::fs::File>,
     cwd: CString,
     keep_caps: u64,
     last_cap: u32,
@@ -48,6 +51,7 @@ impl Confinement {
             if let Some(procs) = &self.cgroup_procs {
                 check(libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) as i32)?;
             }
+            limits::join_v1(&self.v1_tasks)?;
             check(libc::setns(
                 self.pidfd.as_raw_fd(),
                 libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC,
@@ -60,6 +64,7 @@ impl Confinement {
                 };
                 check(libc::setrlimit(resource, &lim))?;
             }
+            limits::bound_shared_pools()?;
             caps::restrict(self.keep_caps, self.last_cap)?;
             if let Some((uid, gid)) = self.ids {
                 check(libc::setgroups(self.groups.len(), self.groups.as_ptr()))?;
@@ -91,20 +96,20 @@ fn rlimits_of(cell: &CellRecord) -> Vec<(libc::__rlimit_resource_t, u64)> {
     .collect()
 }
 
+/// The cell cgroup's `cgroup.procs`, opened for joining by a write.
+fn cgroup_procs(cell: &CellRecord) -> Result<std::fs::File> {
+    let path = cell.cgroup.join("cgroup.procs");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
 /// Prepares the confinement of a command for a cell.
 fn confinement(cell: &CellRecord, spec: &ExecSpec, join_by_write: bool) -> Result<Confinement> {
     let pidfd = init_pidfd(cell)?;
-    let cgroup_procs = if join_by_write {
-        let procs_path = cell.cgroup.join("cgroup.procs");
-        Some(
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&procs_path)
-                .with_context(|| format!("opening {}", procs_path.display()))?,
-        )
-    } else {
-        None
-    };
+    let cgroup_procs = join_by_write.then(|| cgroup_procs(cell)).transpose()?;
+    let v1_tasks = limits::open_v1_tasks(&cell.v1_groups)?;
     let cwd = spec.cwd.clone().unwrap_or_else(|| PathBuf::from("/"));
     let ids = match (spec.uid, spec.gid) {
         (Some(u), Some(g)) => Some((u, g)),
@@ -115,6 +120,7 @@ fn confinement(cell: &CellRecord, spec: &ExecSpec, join_by_write: bool) -> Resul
     Ok(Confinement {
         pidfd,
         cgroup_procs,
+        v1_tasks,
         cwd: CString::new(cwd.as_os_str().as_bytes()).context("working directory")?,
         keep_caps: caps::kept(cell.profile),
         last_cap: caps::last_cap(),
@@ -220,7 +226,8 @@ pub fn run(cell: &CellRecord, spec: &ExecSpec, started: impl FnOnce()) -> Result
     let Some(program) = spec.argv.first() else {
         bail!("no command given");
     };
-    let confinement = confinement(cell, spec, false)?;
+    let mut confinement = confinement(cell, spec, false)?;
+    let pidfd = confinement.pidfd.as_raw_fd();
     let cgroup = open_dir(&cell.cgroup)?;
     let env = environment(spec);
     let candidates = exec_candidates(program, &env)?;
@@ -244,7 +251,7 @@ pub fn run(cell: &CellRecord, spec: &ExecSpec, started: impl FnOnce()) -> Result
         cgroup: cgroup.as_raw_fd() as u64,
         ..CloneArgs::default()
     };
-    let pid = in_pid_namespace(confinement.pidfd.as_raw_fd(), || {
+    let pid = in_pid_namespace(pidfd, || {
         let argv: Vec<*const libc::c_char> = argv_c
             .iter()
             .map(|c| c.as_ptr())
@@ -257,12 +264,27 @@ pub fn run(cell: &CellRecord, spec: &ExecSpec, started: impl FnOnce()) -> Result
             .collect();
         // SAFETY: clone3 without CLONE_VM is a fork; the child makes only
         // async-signal-safe calls on data prepared above and never returns.
-        unsafe {
-            let pid = libc::syscall(
+        let clone = |args: &mut CloneArgs| unsafe {
+            libc::syscall(
                 libc::SYS_clone3,
-                &mut args as *mut CloneArgs,
+                args as *mut CloneArgs,
                 std::mem::size_of::<CloneArgs>(),
-            );
+            )
+        };
+        let mut pid = clone(&mut args);
+        if pid < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
+            // A cell at its process limit refuses a process cloned into it
+            // (cgroup2's pids controller). The operator still gets in, as on
+            // v1 hosts: moving into a cgroup is not limited, so fork first
+            // and join between fork and exec.
+            confinement.cgroup_procs = Some(cgroup_procs(cell)?);
+            args.flags = 0;
+            args.cgroup = 0;
+            pid = clone(&mut args);
+        }
+        // SAFETY: in the child, only async-signal-safe calls on data prepared
+        // above; it execs or _exits and never returns.
+        unsafe {
             if pid < 0 {
                 return last_error("creating the process (clone3)");
             }

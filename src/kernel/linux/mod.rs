@@ -5,6 +5,8 @@
 //! * `state`: the cell table under `<run_dir>/kernel/` (what NetBSD keeps in the kernel);
 //!   `mirror`: the same on the cgroups, to rebuild a lost or damaged table from;
 //! * `cgroup`: one cgroup2 cgroup per cell (membership, kill, CPU time);
+//! * `limits`: process, memory and CPU limits (cgroup2 controllers or v1
+//!   hierarchies), usage, and the disk-limit check;
 //! * `ns`: the per-cell init holding the namespaces; `enter`: running commands in a cell;
 //! * `rootfs`: the cell's `/` (pivot_root, fresh /proc, minimal /dev);
 //! * `caps`, `seccomp`: the hardening profiles;
@@ -17,6 +19,7 @@ pub mod caps;
 pub mod cgroup;
 pub mod enter;
 mod freeze;
+pub mod limits;
 mod mirror;
 pub mod ns;
 pub mod rootfs;
@@ -25,7 +28,7 @@ pub mod state;
 mod sys;
 pub mod telemetry;
 
-use super::{CellInfo, CellSpec, CellStats, DenyCounters, ExecSpec, Kernel, Target};
+use super::{CellInfo, CellResources, CellSpec, CellStats, DenyCounters, ExecSpec, Kernel, Target};
 use anyhow::{bail, Context, Result};
 use sha2::Digest;
 use state::{BindGuardIds, CellRecord, Found, Locked, Store, Table};
@@ -34,6 +37,10 @@ use std::path::{Path, PathBuf};
 pub struct LinuxKernel {
     store: Store,
     cgroups: cgroup::Hierarchy,
+    run_key: String,
+    /// Where the limit controllers are, found when first needed.
+    placement: std::cell::OnceCell<limits::Placement>,
+    dev_limits: rootfs::DevLimits,
     /// The `cells` executable that runs each cell's init.
     init_program: PathBuf,
 }
@@ -93,9 +100,16 @@ fn not_found(target: &Target) -> anyhow::Error {
 impl LinuxKernel {
     pub fn open(cfg: &crate::config::Config) -> Result<LinuxKernel> {
         let root = cgroup::detect(cfg.cgroup_root.as_deref())?;
+        let run_key = run_key(&cfg.run_dir);
         Ok(LinuxKernel {
             store: Store::new(cfg.run_dir.join("kernel")),
-            cgroups: cgroup::Hierarchy::new(root, &run_key(&cfg.run_dir)),
+            cgroups: cgroup::Hierarchy::new(root, &run_key),
+            run_key,
+            placement: std::cell::OnceCell::new(),
+            dev_limits: rootfs::DevLimits {
+                pty_max: cfg.pty_max,
+                shm_size: cfg.shm_size,
+            },
             init_program: PathBuf::from("/proc/self/exe"),
         })
     }
@@ -105,6 +119,11 @@ impl LinuxKernel {
     pub fn with_init_program(mut self, program: PathBuf) -> LinuxKernel {
         self.init_program = program;
         self
+    }
+
+    fn placement(&self) -> &limits::Placement {
+        self.placement
+            .get_or_init(|| limits::Placement::detect(&self.cgroups.root))
     }
 
     /// Takes the lock, rebuilds a missing or damaged table from the kernel's
@@ -171,12 +190,15 @@ impl LinuxKernel {
     }
 
     /// Removes everything a cell has on the host: processes (through
-    /// cgroup.kill, the init included), cgroup, reserved ports, runtime files.
+    /// cgroup.kill, the init included), cgroups, reserved ports, runtime files.
     /// The ports go after the processes: a crash in between leaves a dead
     /// cell, whose clean-up comes back here.
     fn teardown(&self, cell: &CellRecord, guard: Option<&BindGuardIds>) -> Result<()> {
         ns::stop_init(cell)?;
         cgroup::remove(&cell.cgroup)?;
+        for group in &cell.v1_groups {
+            cgroup::remove_when_empty(group)?;
+        }
         if let (Some(ids), false) = (guard, cell.ports.is_empty()) {
             if let Some(guard) = bpf::Guard::open(&self.cgroups.root, ids)? {
                 guard.release(&cell.ports)?;
@@ -311,6 +333,14 @@ impl LinuxKernel {
         std::fs::create_dir_all(&sample_dir)
             .with_context(|| format!("creating {}", sample_dir.display()))?;
         let cg = self.cgroups.create(id)?;
+        // A crashed create's v1 groups, also for controllers this cell leaves alone.
+        for leftover in self.placement().v1_groups(&self.run_key, id) {
+            cgroup::remove_when_empty(&leftover)?;
+        }
+        let v1_groups = self
+            .placement()
+            .apply(&self.cgroups, &cg, &self.run_key, id, &spec.limits)
+            .context("setting the cell's limits")?;
         let mut record = CellRecord {
             id,
             name: spec.name.clone(),
@@ -322,13 +352,17 @@ impl LinuxKernel {
             init_pid: 0,
             init_start: 0,
             cgroup: cg.clone(),
+            limits: spec.limits,
+            v1_groups,
         };
         record.init_pid = ns::start_init(&ns::InitSpec {
             program: &self.init_program,
             root: &spec.root,
             hostname: &spec.name,
             cgroup: &cg,
+            v1_groups: &record.v1_groups,
             sample_dir: &sample_dir,
+            dev_limits: self.dev_limits,
         })
         .context("starting the cell init")?;
         record.init_start =
@@ -348,6 +382,10 @@ impl Kernel for LinuxKernel {
         crate::names::validate("cell", &spec.name)?;
         check_root(&spec.root)?;
         bpf::check_ports(&spec.ports)?;
+        self.placement().check(&spec.limits)?;
+        if let Some(disk) = spec.limits.disk {
+            limits::check_disk(&spec.root, disk)?;
+        }
         let mut locked = self.lock()?;
         if let Some(c) = locked.table.cells.iter().find(|c| c.name == spec.name) {
             bail!("cell name '{}' is already in use (id {})", spec.name, c.id);
@@ -384,6 +422,8 @@ impl Kernel for LinuxKernel {
                     init_pid: 0,
                     init_start: 0,
                     cgroup: self.cgroups.cell(id),
+                    limits: spec.limits,
+                    v1_groups: self.placement().v1_groups(&self.run_key, id),
                 };
                 let _ = self.teardown(&partial, locked.table.bind_guard.as_ref());
                 if self.drop_unused_guard(&mut locked.table).unwrap_or(false) {
@@ -422,6 +462,7 @@ impl Kernel for LinuxKernel {
         self.save(&locked)?;
         if locked.table.cells.is_empty() {
             self.cgroups.prune_run();
+            self.placement().prune_run(&self.run_key);
         }
         detached?;
         Ok(())
@@ -460,6 +501,27 @@ impl Kernel for LinuxKernel {
                         bind: guard.as_ref().map_or(0, |g| g.denied_binds(&c.ports)),
                         ..DenyCounters::default()
                     },
+                }
+            })
+            .collect())
+    }
+
+    fn resources(&self) -> Result<Vec<CellResources>> {
+        let locked = self.lock()?;
+        Ok(locked
+            .table
+            .cells
+            .iter()
+            .map(|c| {
+                let usage = limits::usage(&c.cgroup, &c.v1_groups);
+                CellResources {
+                    id: c.id,
+                    limits: c.limits,
+                    tasks: usage.tasks,
+                    memory: usage.memory,
+                    disk: c.limits.disk.and_then(|_| limits::disk_used(&c.root)),
+                    forks_denied: usage.forks_denied,
+                    oom_kills: usage.oom_kills,
                 }
             })
             .collect())

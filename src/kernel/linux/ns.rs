@@ -112,8 +112,11 @@ pub struct InitSpec<'a> {
     pub root: &'a Path,
     pub hostname: &'a str,
     pub cgroup: &'a Path,
+    /// The cell's cgroup v1 groups, joined before the init runs anything.
+    pub v1_groups: &'a [PathBuf],
     /// Directory for the telemetry sample.
     pub sample_dir: &'a Path,
+    pub dev_limits: rootfs::DevLimits,
 }
 
 /// Starts a cell's init; returns its host pid once the root is in place.
@@ -125,6 +128,7 @@ pub struct InitSpec<'a> {
 /// line, and host paths are none of its business.
 pub fn start_init(spec: &InitSpec) -> Result<i32> {
     let cgroup = open_dir(spec.cgroup)?;
+    let v1_tasks = super::limits::open_v1_tasks(spec.v1_groups)?;
     let (setup_r, setup_w) = pipe()?;
     let (report_r, report_w) = pipe()?;
     let null = std::fs::OpenOptions::new()
@@ -158,6 +162,13 @@ pub fn start_init(spec: &InitSpec) -> Result<i32> {
             std::mem::size_of::<CloneArgs>(),
         );
         if pid == 0 {
+            // Before it forks: every process of the cell descends from it or
+            // joins these groups itself (`enter`).
+            if super::limits::join_v1(&v1_tasks).is_err() {
+                let msg = b"error: joining the cell's cgroup v1 groups\n";
+                libc::write(report_w.as_raw_fd(), msg.as_ptr().cast(), msg.len());
+                libc::_exit(126);
+            }
             libc::setsid();
             libc::dup2(setup_r.as_raw_fd(), 0);
             libc::dup2(report_w.as_raw_fd(), 1);
@@ -173,11 +184,17 @@ pub fn start_init(spec: &InitSpec) -> Result<i32> {
     let pid = pid as i32;
     drop((setup_r, report_w));
     let mut setup = Vec::new();
+    let (pty_max, shm_size) = (
+        spec.dev_limits.pty_max.to_string(),
+        spec.dev_limits.shm_size.to_string(),
+    );
     for field in [
         spec.root.as_os_str().as_bytes(),
         spec.hostname.as_bytes(),
         spec.cgroup.as_os_str().as_bytes(),
         spec.sample_dir.as_os_str().as_bytes(),
+        pty_max.as_bytes(),
+        shm_size.as_bytes(),
     ] {
         setup.extend_from_slice(field);
         setup.push(0);
@@ -216,9 +233,19 @@ pub fn init_main(args: &[String]) -> i32 {
     let mut input = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut input);
     let fields: Vec<&[u8]> = input.split(|&b| b == 0).collect();
-    let ([root, hostname, cgroup, sample_dir, _], []) = (&fields[..], args) else {
+    let number = |b: &[u8]| std::str::from_utf8(b).ok().and_then(|s| s.parse().ok());
+    let ([root, hostname, cgroup, sample_dir, pty_max, shm_size, _], []) = (&fields[..], args)
+    else {
         eprintln!("cellctl: {INIT_COMMAND}: internal use only");
         return crate::exit::EXIT_FAILURE;
+    };
+    let (Some(pty_max), Some(shm_size)) = (number(pty_max), number(shm_size)) else {
+        eprintln!("cellctl: {INIT_COMMAND}: internal use only");
+        return crate::exit::EXIT_FAILURE;
+    };
+    let dev_limits = rootfs::DevLimits {
+        pty_max: pty_max as u32,
+        shm_size,
     };
     let path = |b: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(b));
     let hostname = String::from_utf8_lossy(hostname).into_owned();
@@ -226,17 +253,29 @@ pub fn init_main(args: &[String]) -> i32 {
     // cell's ps; name it for what it is.
     // SAFETY: PR_SET_NAME copies at most 16 bytes from a NUL-terminated string.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"cell-init".as_ptr()) };
-    cell_init(&path(root), &hostname, &path(cgroup), &path(sample_dir))
+    cell_init(
+        &path(root),
+        &hostname,
+        &path(cgroup),
+        &path(sample_dir),
+        &dev_limits,
+    )
 }
 
 /// Pid 1 of the cell: set up, report, then run the init loop.
-fn cell_init(root: &Path, hostname: &str, cgroup: &Path, sample_dir: &Path) -> ! {
+fn cell_init(
+    root: &Path,
+    hostname: &str,
+    cgroup: &Path,
+    sample_dir: &Path,
+    dev_limits: &rootfs::DevLimits,
+) -> ! {
     let setup = || -> Result<(OwnedFd, OwnedFd)> {
         // Opened before pivot_root: the sampler writes to the host's run
         // directory and reads the cgroup through these descriptors only.
         let samples = open_dir(sample_dir)?;
         let cg = open_dir(cgroup)?;
-        rootfs::enter(root)?;
+        rootfs::enter(root, dev_limits)?;
         // SAFETY: plain system calls with valid buffers.
         unsafe {
             if libc::sethostname(hostname.as_ptr().cast(), hostname.len()) != 0 {

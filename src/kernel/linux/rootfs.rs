@@ -5,7 +5,8 @@
 //! 2. bind the root onto itself recursively (mounts the caller placed below it,
 //!    such as an overlay and volumes, come along);
 //! 3. a fresh minimal `/dev` (tmpfs with null, zero, full, random, urandom, tty,
-//!    a private devpts instance and shm; no kmsg, no disks);
+//!    a private devpts instance and shm; no kmsg, no disks), every part bounded
+//!    ([`DevLimits`]) so that a cell cannot drain the host's pty pool or memory;
 //! 4. a fresh `/proc` of the cell's PID namespace, with `/proc/sys`,
 //!    `/proc/sysrq-trigger`, `/proc/irq` and `/proc/bus` read-only and
 //!    `/proc/kcore`, `/proc/kmsg`, `/proc/keys`, `/proc/timer_list` masked;
@@ -30,7 +31,7 @@ fn mount(
     let src_c = src.map(cstr).transpose()?;
     let target_c = cstr(target)?;
     let fstype_c = fstype.map(|s| CString::new(s).expect("static fs type"));
-    let data_c = data.map(|s| CString::new(s).expect("static mount options"));
+    let data_c = data.map(|s| CString::new(s).expect("mount options without NUL"));
     // SAFETY: all pointers are NUL-terminated strings that outlive the call, or null.
     let rc = unsafe {
         libc::mount(
@@ -117,13 +118,28 @@ fn mknod_char(path: &Path, major: u32, minor: u32) -> Result<()> {
     Ok(())
 }
 
-fn populate_dev(dev: &Path) -> Result<()> {
+/// Bounds of a cell's `/dev`, whose tmpfs and devpts instances would
+/// otherwise draw on host-wide pools (memory, inodes' slab, ptys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DevLimits {
+    /// Most ptys at once (devpts `max=`).
+    pub pty_max: u32,
+    /// Bytes of `/dev/shm`.
+    pub shm_size: u64,
+}
+
+/// `/dev` itself holds a dozen nodes and links (and perhaps a `log` socket).
+const DEV_OPTIONS: &str = "mode=755,size=64k,nr_inodes=256";
+/// Files in `/dev/shm`: POSIX shared memory and semaphores need a few each.
+const SHM_INODES: u32 = 4096;
+
+fn populate_dev(dev: &Path, limits: &DevLimits) -> Result<()> {
     mount(
         Some(Path::new("tmpfs")),
         dev,
         Some("tmpfs"),
         libc::MS_NOSUID | libc::MS_NOEXEC,
-        Some("mode=755,size=64k"),
+        Some(DEV_OPTIONS),
     )?;
     for (name, major, minor) in [
         ("null", 1, 3),
@@ -142,7 +158,10 @@ fn populate_dev(dev: &Path) -> Result<()> {
         &pts,
         Some("devpts"),
         libc::MS_NOSUID | libc::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620"),
+        Some(&format!(
+            "newinstance,ptmxmode=0666,mode=0620,max={}",
+            limits.pty_max
+        )),
     )?;
     let shm = dev.join("shm");
     ensure_dir(&shm)?;
@@ -151,7 +170,10 @@ fn populate_dev(dev: &Path) -> Result<()> {
         &shm,
         Some("tmpfs"),
         libc::MS_NOSUID | libc::MS_NODEV,
-        Some("mode=1777"),
+        Some(&format!(
+            "mode=1777,size={},nr_inodes={SHM_INODES}",
+            limits.shm_size
+        )),
     )?;
     for (link, to) in [
         ("ptmx", "pts/ptmx"),
@@ -185,7 +207,7 @@ fn populate_proc(proc_dir: &Path, null: &Path) -> Result<()> {
 
 /// Makes `root` the calling process's `/`. Must run in a fresh mount namespace,
 /// as the first process (pid 1) of the cell's PID namespace.
-pub fn enter(root: &Path) -> Result<()> {
+pub fn enter(root: &Path, dev_limits: &DevLimits) -> Result<()> {
     mount(
         None,
         Path::new("/"),
@@ -198,7 +220,7 @@ pub fn enter(root: &Path) -> Result<()> {
     let proc_dir = root.join("proc");
     ensure_dir(&dev)?;
     ensure_dir(&proc_dir)?;
-    populate_dev(&dev)?;
+    populate_dev(&dev, dev_limits)?;
     populate_proc(&proc_dir, &dev.join("null"))?;
 
     let root_c = cstr(root)?;

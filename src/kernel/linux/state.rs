@@ -2,7 +2,7 @@
 //! CBOR file under `<run_dir>/kernel/`, replaced atomically and mutated only under
 //! an exclusive `flock` on a separate lock file.
 
-use crate::kernel::{profile_serde, Profile, Rlimits};
+use crate::kernel::{profile_serde, Limits, Profile, Rlimits};
 use anyhow::{bail, Context, Result};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -34,6 +34,13 @@ pub struct CellRecord {
     pub init_start: u64,
     /// The cell's cgroup2 directory.
     pub cgroup: PathBuf,
+    /// The limits in force (`limits`).
+    #[serde(default)]
+    pub limits: Limits,
+    /// The cell's cgroup v1 groups (hybrid hosts), which every process
+    /// entering the cell joins.
+    #[serde(default)]
+    pub v1_groups: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -192,6 +199,11 @@ mod tests {
             init_pid: 42,
             init_start: 7,
             cgroup: "/sys/fs/cgroup/cells/x/1".into(),
+            limits: Limits {
+                maxproc: Some(64),
+                ..Limits::default()
+            },
+            v1_groups: vec!["/sys/fs/cgroup/pids/cells/x/1".into()],
         });
         locked.table.bind_guard = Some(BindGuardIds {
             prog4: 1,

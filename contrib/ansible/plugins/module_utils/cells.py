@@ -66,9 +66,11 @@ def parse_lines(text):
 
 def manifest_value(value):
     """A module option as a manifest value: YES/NO for booleans, lists
-    comma-separated, everything else as text."""
+    comma-separated, dicts as KEY=value words, everything else as text."""
     if isinstance(value, bool):
         return "YES" if value else "NO"
+    if isinstance(value, dict):
+        return " ".join("%s=%s" % (k, v) for k, v in sorted(value.items()))
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
     return str(value)

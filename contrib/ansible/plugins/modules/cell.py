@@ -62,6 +62,22 @@ options:
     description: C(CELL_CREATE_RLIMIT_CORE). Bytes or C(unlimited).
     type: str
     aliases: [rlimit_core]
+  create_maxproc:
+    description: C(CELL_CREATE_MAXPROC). The most processes at once, or C(unlimited); empty takes C(CELL_DEFAULT_MAXPROC).
+    type: str
+    aliases: [maxproc]
+  create_memory:
+    description: C(CELL_CREATE_MEMORY). A size such as C(512M), or C(unlimited); empty takes C(CELL_DEFAULT_MEMORY).
+    type: str
+    aliases: [memory]
+  create_cpu:
+    description: C(CELL_CREATE_CPU). Percent of one CPU, or C(unlimited); empty takes C(CELL_DEFAULT_CPU).
+    type: str
+    aliases: [cpu]
+  create_disk:
+    description: C(CELL_CREATE_DISK). The size of the writable layer such as C(10G), or C(unlimited); empty takes C(CELL_DEFAULT_DISK).
+    type: str
+    aliases: [disk]
   supervise_cmd:
     description: C(CELL_SUPERVISE_CMD). The service, supervised in the cell.
     type: str
@@ -77,6 +93,27 @@ options:
   supervise_tag:
     description: C(CELL_SUPERVISE_TAG).
     type: str
+  supervise_env:
+    description:
+      - C(CELL_SUPERVISE_ENV). Variables of the service's environment; values
+        without spaces (those with spaces, and secrets, go in
+        I(supervise_env_file)).
+    type: dict
+  supervise_env_file:
+    description:
+      - C(CELL_SUPERVISE_ENV_FILE). A host file of C(KEY=value) lines, owned
+        by root and readable by root only.
+    type: path
+  supervise_user:
+    description: C(CELL_SUPERVISE_USER). A user name or uid, resolved in the cell.
+    type: str
+  supervise_group:
+    description: C(CELL_SUPERVISE_GROUP). A group name or gid, resolved in the cell.
+    type: str
+  supervise_restart:
+    description: C(CELL_SUPERVISE_RESTART). When an ended service is started again.
+    type: str
+    choices: [always, on-failure, never]
   depends_on:
     description: C(CELL_DEPENDS_ON). Cells started (and healthy) before this one.
     type: list
@@ -85,6 +122,18 @@ options:
     description: C(CELL_HEALTHCHECK_CMD). Run in the cell; exit 0 is healthy.
     type: str
     aliases: [healthcheck]
+  healthcheck_interval:
+    description: C(CELL_HEALTHCHECK_INTERVAL). Time between checks, such as C(30s).
+    type: str
+  healthcheck_timeout:
+    description: C(CELL_HEALTHCHECK_TIMEOUT). The longest a check may run, such as C(10s).
+    type: str
+  healthcheck_retries:
+    description: C(CELL_HEALTHCHECK_RETRIES). Failures in a row that make the service failing.
+    type: int
+  healthcheck_start_period:
+    description: C(CELL_HEALTHCHECK_START_PERIOD). Failures this soon after a start do not count.
+    type: str
   volume_mounts:
     description: C(CELL_VOLUME_MOUNTS). C(volume:/target[:ro|rw]) or host paths.
     type: list
@@ -136,13 +185,26 @@ KEY_OPTIONS = dict(
     create_rlimit_nofile=dict(type="str", aliases=["rlimit_nofile"]),
     create_rlimit_as=dict(type="str", aliases=["rlimit_as"]),
     create_rlimit_core=dict(type="str", aliases=["rlimit_core"]),
+    create_maxproc=dict(type="str", aliases=["maxproc"]),
+    create_memory=dict(type="str", aliases=["memory"]),
+    create_cpu=dict(type="str", aliases=["cpu"]),
+    create_disk=dict(type="str", aliases=["disk"]),
     supervise_cmd=dict(type="str"),
     supervise_facility=dict(type="str"),
     supervise_stdout_level=dict(type="str"),
     supervise_stderr_level=dict(type="str"),
     supervise_tag=dict(type="str"),
+    supervise_env=dict(type="dict"),
+    supervise_env_file=dict(type="path"),
+    supervise_user=dict(type="str"),
+    supervise_group=dict(type="str"),
+    supervise_restart=dict(type="str", choices=["always", "on-failure", "never"]),
     depends_on=dict(type="list", elements="str"),
     healthcheck_cmd=dict(type="str", aliases=["healthcheck"]),
+    healthcheck_interval=dict(type="str"),
+    healthcheck_timeout=dict(type="str"),
+    healthcheck_retries=dict(type="int"),
+    healthcheck_start_period=dict(type="str"),
     volume_mounts=dict(type="list", elements="str"),
 )
 

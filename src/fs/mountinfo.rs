@@ -1,4 +1,5 @@
-//! The host's mount table: which paths are mount points right now.
+//! The host's mount table: which paths are mount points right now, and what
+//! is mounted there.
 
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -27,7 +28,7 @@ pub fn mount_points() -> Result<Vec<PathBuf>> {
     }
 }
 
-/// One line of `/proc/self/mountinfo`: the fields the engine reads.
+/// One line of `/proc/self/mountinfo`: the fields the tools read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountEntry {
     /// `major:minor` of the mounted file system.
@@ -35,8 +36,17 @@ pub struct MountEntry {
     /// Path of the mounted directory inside its file system.
     pub root: PathBuf,
     pub mount_point: PathBuf,
+    pub fs_type: String,
     pub source: String,
     pub super_options: String,
+}
+
+/// The current mount table of this process's mount namespace.
+#[cfg(target_os = "linux")]
+pub fn entries() -> Result<Vec<MountEntry>> {
+    let text =
+        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    Ok(parse_entries(&text))
 }
 
 /// Every well-formed mountinfo line, unescaped, in mount order.
@@ -50,6 +60,7 @@ pub fn parse_entries(text: &str) -> Vec<MountEntry> {
                 dev: f.get(2)?.to_string(),
                 root: unescape(f.get(3)?).into(),
                 mount_point: unescape(f.get(4)?).into(),
+                fs_type: p.first()?.to_string(),
                 source: unescape(p.get(1).unwrap_or(&"")),
                 super_options: unescape(p.get(2).unwrap_or(&"")),
             })
