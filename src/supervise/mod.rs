@@ -477,7 +477,13 @@ pub fn stop(cfg: &Config, cell: &str, grace: Duration) -> anyhow::Result<()> {
         .with_context(|| format!("asking the supervisor of cell {cell} to stop"))?;
     kill(pid as i32, libc::SIGTERM);
     // The supervisor needs the grace period plus a moment to reap and exit.
+    // The request stays until the supervisor is gone: until then the cell
+    // reads as stopping, whatever the supervisor has written so far.
+    let gone = || {
+        let _ = std::fs::remove_file(&paths.stop);
+    };
     if wait_exited(&paths.lock, pid, grace + Duration::from_secs(3))? {
+        gone();
         return Ok(());
     }
     // It did not finish in time: end the service and the supervisor here.
@@ -488,6 +494,7 @@ pub fn stop(cfg: &Config, cell: &str, grace: Duration) -> anyhow::Result<()> {
     kill(pid as i32, libc::SIGKILL);
     if wait_exited(&paths.lock, pid, Duration::from_secs(3))? {
         let _ = std::fs::remove_file(&paths.status);
+        gone();
         return Ok(());
     }
     bail!("the supervisor of cell {cell} (pid {pid}) did not exit")

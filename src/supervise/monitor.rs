@@ -841,9 +841,13 @@ pub fn request_stop(paths: &Paths, grace: Duration) -> anyhow::Result<()> {
     crate::fs::host::write_atomic_private(&paths.stop, grace.as_millis().to_string().as_bytes())
 }
 
+/// Reads the stop request. It is left in place: while it exists the cell
+/// reads as stopping (`Supervisor::stopping`), also in the moments before
+/// this supervisor records the state and after it removed its status on the
+/// way out. The requester removes it once this process is gone, and a new
+/// supervisor's start removes one left behind.
 fn take_stop_request(paths: &Paths) -> Option<Duration> {
     let text = std::fs::read_to_string(&paths.stop).ok()?;
-    let _ = std::fs::remove_file(&paths.stop);
     text.trim().parse().ok().map(Duration::from_millis)
 }
 
