@@ -5,6 +5,9 @@
 # runs over all of them (goal: under 1 s for 200, growing about linearly), and
 # a no-change --dry-run. Each cell runs a busybox service and has a plan (DIR,
 # FILE, COPY). Everything is stopped and removed at the end, also on failure.
+# With GNU time installed, the CPU seconds (user+system) of cellmgr and the
+# children it waits for are printed too: wall time on a loaded machine is
+# mostly other people's work, CPU time much less so.
 #
 #   sudo bench/apply.sh [N] [STEP] [R]   (CELLS_BIN=path/to/cells, default target/release/cells)
 set -eu
@@ -15,30 +18,17 @@ BIN=${CELLS_BIN:-$(dirname "$0")/../target/release/cells}
 [ -x "$BIN" ] || { echo "build first: cargo build --release (or set CELLS_BIN)" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "bench/apply.sh: needs root (kernel cells, mounts)" >&2; exit 1; }
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
-W=$(mktemp -d "${TMPDIR:-/tmp}/cells-apply-bench.XXXXXX")
-export CELLMGR_CONF="$W/cellmgr.conf"
-cleanup() {
-	"$BIN" mgr stop --all --ignore-autostart >/dev/null 2>&1 || echo "warning: stopping cells failed" >&2
-	awk -v d="$W/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo |
-	    sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-	rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-mkdir -p "$W/etc" "$W/cells"
-cat >"$CELLMGR_CONF" <<CONF
-CELLMGR_MANIFEST_DIR=$W/etc
-CELL_BASE=host
-CELL_DATA_DIR=$W/cells
-CELL_VOLUME_DIR=$W/volumes
-CELL_BASE_DIR=$W/base
-CELL_BACKUP_DIR=$W/backups
-CELL_RELEASE_DIR=$W/releases
-CELL_RUN_DIR=$W/run
-CONF
+. "$(dirname "$0")/world.sh"
+bench_world apply-bench "$BIN"
 echo "bench asset" >"$W/etc/asset.txt"
 
 now() { date +%s.%N; }
+# Runs a command; its CPU seconds (user+system) go to the file in $CPU_OUT.
+if [ -x /usr/bin/time ]; then
+	cpu() { /usr/bin/time -f '%U %S' -o "$W/cpu.raw" "$@"; s=$?; awk '{ printf "%.3f\n", $1 + $2 }' "$W/cpu.raw" >>"$CPU_OUT"; return $s; }
+else
+	cpu() { "$@"; }
+fi
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", a - b }'; }
 # median and max of the numbers on stdin
 stats() { sort -n | awk '{ v[NR] = $1 } END { printf "median %.3f s  worst %.3f s", v[int((NR + 1) / 2)], v[NR] }'; }
@@ -54,7 +44,7 @@ add_cells() {
 		cat >"$W/etc/$name.cell" <<CELL
 CELL_AUTOSTART=YES
 CELL_CREATE_PROFILE=high
-CELL_CREATE_RESERVED_PORTS=$((${BENCH_PORT_BASE:-41000} + i))
+CELL_CREATE_RESERVED_PORTS=$((${BENCH_PORT_BASE:-21000} + i))
 CELL_SUPERVISE_CMD="/bin/busybox sleep 1000000"
 $dep
 CELL
@@ -78,7 +68,9 @@ while [ "$have" -lt "$N" ]; do
 	add_cells "$have" "$next"
 	t0=$(now)
 	failed=""
-	"$BIN" mgr apply --all --silent >"$W/apply.out" 2>&1 || failed=yes
+	CPU_OUT="$W/cpu.full"
+	: >"$CPU_OUT"
+	cpu "$BIN" mgr apply --all --silent >"$W/apply.out" 2>&1 || failed=yes
 	t1=$(now)
 	full=$(sub "$t1" "$t0")
 	if [ -n "$failed" ]; then
@@ -91,9 +83,11 @@ while [ "$have" -lt "$N" ]; do
 	fi
 	r=0
 	: >"$W/times"
+	CPU_OUT="$W/cpu.noop"
+	: >"$CPU_OUT"
 	while [ "$r" -lt "$R" ]; do
 		t0=$(now)
-		"$BIN" mgr apply --all >"$W/noop.out"
+		cpu "$BIN" mgr apply --all >"$W/noop.out"
 		t1=$(now)
 		sub "$t1" "$t0" >>"$W/times"
 		if grep -v '^NOOP ' "$W/noop.out" | grep -q .; then
@@ -109,5 +103,9 @@ while [ "$have" -lt "$N" ]; do
 	dry=$(sub "$t1" "$t0")
 	printf '%6d  %8.1f s for %3d (%4.2f s/cell)  %-38s  %.3f s\n' "$next" "$full" $((next - have)) \
 	    "$(awk -v f="$full" -v n=$((next - have)) 'BEGIN { print f / n }')" "$(stats <"$W/times")" "$dry"
+	if [ -s "$W/cpu.full" ]; then
+		printf '%6s  cpu %.2f s (converge)           cpu %s\n' "" "$(cat "$W/cpu.full")" \
+		    "$(stats <"$W/cpu.noop")"
+	fi
 	have=$next
 done

@@ -1,4 +1,4 @@
-//! The cell cycle in-process: `Kernel::create` → `Kernel::run(/bin/true)` →
+//! The cell cycle in-process: `Kernel::create` → `Kernel::spawn(/bin/true)` →
 //! `Kernel::destroy`, interleaved with one `bwrap --unshare-all` run and one
 //! `unshare -fp --mount-proc` run of /bin/true per iteration; prints mean
 //! milliseconds and ratios. Unlike `bench/ctl-cycle.sh` it leaves out the three
@@ -9,7 +9,7 @@
 
 use cells::config::Config;
 use cells::kernel::linux::LinuxKernel;
-use cells::kernel::{CellSpec, ExecSpec, Kernel, Target};
+use cells::kernel::{CellSpec, ExecSpec, Kernel, Stdio as CellStdio, Target};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -85,7 +85,11 @@ fn main() {
         let t0 = Instant::now();
         kernel.create(&spec).unwrap();
         let t1 = Instant::now();
-        assert_eq!(kernel.run(&target, &exec).unwrap(), 0);
+        let null = || CellStdio::Null;
+        let mut child = kernel
+            .spawn(&target, &exec, [null(), null(), null()])
+            .unwrap();
+        assert!(child.wait().unwrap().success());
         let t2 = Instant::now();
         kernel.destroy(&target).unwrap();
         let t3 = Instant::now();

@@ -1,8 +1,12 @@
 //! `cellmgr.conf`: the global configuration every personality reads. Every path the
 //! tools use comes from here, so tests run in temporary directories.
 //!
-//! The file is `/etc/cellmgr.conf` unless `CELLMGR_CONF` names another; a missing
-//! file means all defaults. See cellmgr.conf(5).
+//! The file is `/etc/cellmgr.conf` unless `CELLMGR_CONF` names another. A
+//! missing `/etc/cellmgr.conf` means all defaults; a missing file named by
+//! `CELLMGR_CONF` is an error (a typo must never fall back to the host's real
+//! state). The file is read under strict modes ([`crate::fs::trust`]): owned by
+//! root and writable only by root, as is every directory above it. See
+//! cellmgr.conf(5).
 
 use crate::rcconf::{self, FileError, LimitForm};
 use std::path::{Path, PathBuf};
@@ -43,6 +47,8 @@ pub struct Config {
     pub allow_host_mounts: bool,
     /// Backups kept per volume or cell by `--prune`; 0 keeps all.
     pub backup_keep: u32,
+    /// The key that signs backups (HMAC-SHA-256), readable only by root; `None`: unsigned.
+    pub backup_key_file: Option<PathBuf>,
     /// The package tool the `.apply` `PKG` directive runs inside a cell (empty: none).
     pub pkg_tool: String,
     /// The syslog socket supervisors log to.
@@ -109,6 +115,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("CELL_BASE", "'host' or an absolute path to a base tree"),
     ("CELL_ALLOW_HOST_MOUNTS", "YES or NO"),
     ("CELL_BACKUP_KEEP", "a count (0 keeps all)"),
+    (
+        "CELL_BACKUP_KEY_FILE",
+        "an absolute path or empty (backups unsigned)",
+    ),
     ("CELL_PKG_TOOL", "a command such as 'pkg_add' or empty"),
     ("CELL_SYSLOG_SOCKET", "an absolute path"),
     ("CELL_LOG_MAX_SIZE", "a size of at least 4k, such as 1m"),
@@ -151,6 +161,7 @@ impl Default for Config {
             base: BaseSource::Host,
             allow_host_mounts: false,
             backup_keep: 0,
+            backup_key_file: None,
             pkg_tool: if cfg!(target_os = "netbsd") {
                 "pkg_add".into()
             } else {
@@ -185,23 +196,32 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Loads the file named by `CELLMGR_CONF`, else `/etc/cellmgr.conf`.
+    /// Loads the file named by `CELLMGR_CONF` (which must exist), else
+    /// `/etc/cellmgr.conf` (defaults when missing).
     pub fn load() -> anyhow::Result<Config> {
-        let path = std::env::var_os("CELLMGR_CONF")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
-        Ok(Config::load_from(&path)?)
+        match std::env::var_os("CELLMGR_CONF") {
+            Some(p) => {
+                let path = PathBuf::from(p);
+                if std::fs::symlink_metadata(&path).is_err() {
+                    anyhow::bail!(
+                        "CELLMGR_CONF names {}, which does not exist; give an existing file, or unset CELLMGR_CONF to use {DEFAULT_PATH}",
+                        path.display()
+                    );
+                }
+                Config::load_from(&path)
+            }
+            None => Config::load_from(Path::new(DEFAULT_PATH)),
+        }
     }
 
-    /// Loads one file; a missing file yields the defaults.
-    pub fn load_from(path: &Path) -> Result<Config, FileError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Config::parse(path, &text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config {
+    /// Loads one file (strict modes); a missing file yields the defaults.
+    pub fn load_from(path: &Path) -> anyhow::Result<Config> {
+        match crate::fs::trust::read_to_string(path, "configuration")? {
+            Some(text) => Ok(Config::parse(path, &text)?),
+            None => Ok(Config {
                 path: path.to_path_buf(),
                 ..Config::default()
             }),
-            Err(e) => Err(FileError::new(path, None, format!("cannot read: {e}"))),
         }
     }
 
@@ -251,6 +271,9 @@ impl Config {
                 "CELL_LOCAL_DEV" => cfg.local_dev = yes_no(v)?,
                 "CELL_PTYFS" => cfg.ptyfs = yes_no(v)?,
                 "CELL_BACKUP_KEEP" => cfg.backup_keep = v.parse().map_err(|_| bad())?,
+                "CELL_BACKUP_KEY_FILE" => {
+                    cfg.backup_key_file = if v.is_empty() { None } else { Some(abs(v)?) }
+                }
                 "CELL_DEFAULT_MAXPROC" => {
                     cfg.default_limits.maxproc = LimitForm::Processes.parse(v).ok_or_else(bad)?
                 }

@@ -37,17 +37,16 @@ struct World {
 impl World {
     fn new(tag: &str, extra_conf: &str) -> World {
         let root = TempDir::new(&format!("backup-{tag}"));
-        fs::create_dir_all(root.join("etc")).unwrap();
+        support::trusted_dir(&root.join("etc"));
         let conf = root.join("cellmgr.conf");
-        fs::write(
+        support::write_trusted(
             &conf,
             format!(
                 "CELLMGR_MANIFEST_DIR={r}/etc\nCELL_DATA_DIR={r}/cells\nCELL_VOLUME_DIR={r}/volumes\n\
                  CELL_BACKUP_DIR={r}/backups\nCELL_RUN_DIR={r}/run\nCELL_BASE_DIR={r}/base\n{extra_conf}",
                 r = root.path().display()
             ),
-        )
-        .unwrap();
+        );
         World { root, conf }
     }
 
@@ -245,9 +244,8 @@ fn populate(dir: &Path) {
     );
     fs::write(dir.join("tagged"), b"with an xattr\n").unwrap();
     set_xattr(&dir.join("tagged"), "user.cells.test", b"value-1");
-    let fifo = cpath(&dir.join("fifo"));
-    // SAFETY: valid path.
-    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    // No fifo: restore refuses fifos, sockets and device nodes (see
+    // `restore_refuses_device_nodes_and_fifos`).
     fs::write(dir.join("name with spaces and \u{e9}"), b"x").unwrap();
     let deep: PathBuf = (0..12)
         .map(|i| format!("a-rather-long-directory-name-{i}"))
@@ -332,9 +330,23 @@ fn volume_round_trip_preserves_every_kind_of_file() {
     fs::remove_dir_all(vol.join("shared")).unwrap();
     fs::write(vol.join("tool"), b"overwritten").unwrap();
     fs::write(vol.join("stray"), b"must disappear").unwrap();
-    w.ok(&["volume", "backup", "restore", "data", "--latest", "--yes"]);
+    w.ok(&[
+        "volume",
+        "backup",
+        "restore",
+        "data",
+        "--latest",
+        "--keep-setid",
+        "--yes",
+    ]);
     let after = snapshot(&vol);
     assert_eq!(before, after);
+    // Without --keep-setid the set-uid bit goes, and nothing else changes.
+    w.ok(&["volume", "backup", "restore", "data", "--latest", "--yes"]);
+    let mut expected = before.clone();
+    let tool = expected.get_mut("/tool").unwrap();
+    *tool = tool.replace("mode=104755", "mode=100755");
+    assert_eq!(snapshot(&vol), expected);
     // The sparse file still has its holes.
     let m = fs::metadata(vol.join("sparse.img")).unwrap();
     assert_eq!(m.len(), 64 << 20);
@@ -956,4 +968,242 @@ fn verify_means_restores_and_prune_keeps_what_restores() {
         left.contains(&good[1]) && !left.contains(&good[0]),
         "{left:?}"
     );
+}
+
+/// A crafted or cell-made archive with a device node or a fifo restores
+/// nothing: the live data stays as it was.
+#[test]
+fn restore_refuses_device_nodes_and_fifos() {
+    need_root!();
+    let w = World::new("devnodes", "");
+    for (name, make) in [
+        ("console", libc::S_IFCHR),
+        ("disk", libc::S_IFBLK),
+        ("pipe", libc::S_IFIFO),
+    ] {
+        let vol = w.volume(name);
+        fs::write(vol.join("data"), b"before").unwrap();
+        let node = cpath(&vol.join("node"));
+        let dev = if make == libc::S_IFIFO {
+            0
+        } else {
+            libc::makedev(5, 1)
+        };
+        // SAFETY: a valid path; root may make device nodes in its temp dir.
+        assert_eq!(unsafe { libc::mknod(node.as_ptr(), make | 0o666, dev) }, 0);
+        w.ok(&["volume", "backup", "create", name]);
+        fs::remove_file(vol.join("node")).unwrap();
+        fs::write(vol.join("data"), b"live").unwrap();
+        let before = snapshot(&vol);
+        let err = w.fails(&["volume", "backup", "restore", name, "--latest", "--yes"]);
+        assert!(
+            err.contains("restore refuses device nodes, fifos and sockets"),
+            "{name}: {err}"
+        );
+        assert!(err.contains("at /node"), "{name}: {err}");
+        assert_eq!(snapshot(&vol), before, "{name}: the live data changed");
+        // --keep-setid does not let them through either.
+        let err = w.fails(&[
+            "volume",
+            "backup",
+            "restore",
+            name,
+            "--latest",
+            "--keep-setid",
+            "--yes",
+        ]);
+        assert!(err.contains("restore refuses device nodes"), "{err}");
+    }
+}
+
+/// `struct vfs_cap_data` (revision 2) granting CAP_DAC_READ_SEARCH, effective.
+fn file_capability() -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&(0x0200_0000u32 | 1).to_le_bytes());
+    v.extend_from_slice(&(1u32 << 2).to_le_bytes()); // permitted[0]
+    v.extend_from_slice(&0u32.to_le_bytes()); // inheritable[0]
+    v.extend_from_slice(&0u32.to_le_bytes()); // permitted[1]
+    v.extend_from_slice(&0u32.to_le_bytes()); // inheritable[1]
+    v
+}
+
+/// Set-id bits and file capabilities a cell gave its files do not come back
+/// from a restore (unless --keep-setid); the volume's top directory keeps
+/// the live mode and owner, never the archive's, and gets a fresh time.
+#[test]
+fn restore_strips_privileges_and_keeps_the_volume_top_directory() {
+    need_root!();
+    let w = World::new("privileges", "");
+    let vol = w.volume("v");
+    fs::write(vol.join("su"), b"#!/bin/sh\n").unwrap();
+    fs::set_permissions(vol.join("su"), fs::Permissions::from_mode(0o6755)).unwrap();
+    fs::write(vol.join("reader"), b"#!/bin/sh\n").unwrap();
+    fs::set_permissions(vol.join("reader"), fs::Permissions::from_mode(0o755)).unwrap();
+    set_xattr(
+        &vol.join("reader"),
+        "security.capability",
+        &file_capability(),
+    );
+    // The archive's top directory: world-writable, old.
+    fs::set_permissions(&vol, fs::Permissions::from_mode(0o777)).unwrap();
+    let old = CString::new(vol.as_os_str().as_bytes()).unwrap();
+    let times = [libc::timespec {
+        tv_sec: 1_000_000_000,
+        tv_nsec: 0,
+    }; 2];
+    // SAFETY: a valid path and two timespecs.
+    assert_eq!(
+        unsafe { libc::utimensat(libc::AT_FDCWD, old.as_ptr(), times.as_ptr(), 0) },
+        0
+    );
+    w.ok(&["volume", "backup", "create", "v"]);
+    fs::set_permissions(&vol, fs::Permissions::from_mode(0o750)).unwrap();
+    std::os::unix::fs::chown(&vol, Some(4321), Some(4322)).unwrap();
+
+    w.ok(&["volume", "backup", "restore", "v", "--latest", "--yes"]);
+    let mode = |p: &Path| fs::symlink_metadata(p).unwrap().mode() & 0o7777;
+    assert_eq!(mode(&vol.join("su")), 0o755);
+    assert!(!xattrs(&vol.join("reader")).contains_key("security.capability"));
+    let top = fs::metadata(&vol).unwrap();
+    assert_eq!(top.mode() & 0o7777, 0o750);
+    assert_eq!((top.uid(), top.gid()), (4321, 4322));
+    assert!(top.mtime() > 1_000_000_000, "mtime {}", top.mtime());
+
+    w.ok(&[
+        "volume",
+        "backup",
+        "restore",
+        "v",
+        "--latest",
+        "--keep-setid",
+        "--yes",
+    ]);
+    assert_eq!(mode(&vol.join("su")), 0o6755);
+    assert_eq!(
+        xattrs(&vol.join("reader")).get("security.capability"),
+        Some(&file_capability())
+    );
+
+    // A lost volume comes back with its declared mode, owned by the cell's root.
+    fs::write(w.root.join("etc/v.volume"), b"VOLUME_MODE=0710\n").unwrap();
+    fs::remove_dir_all(&vol).unwrap();
+    w.ok(&["volume", "backup", "restore", "v", "--latest", "--yes"]);
+    let top = fs::metadata(&vol).unwrap();
+    assert_eq!(top.mode() & 0o7777, 0o710);
+    assert_eq!((top.uid(), top.gid()), (0, 0));
+    // Its parent keeps host users out.
+    assert_eq!(mode(&w.root.join("volumes")), 0o700);
+}
+
+/// With CELL_BACKUP_KEY_FILE, archives carry an HMAC over their bytes and
+/// sidecar; an archive or sidecar changed by anyone without the key (its
+/// checksum fixed up) is refused by verify and restore, and so is an
+/// unsigned one.
+#[test]
+fn a_backup_key_signs_archives_and_a_forged_pair_is_refused() {
+    use cells::engine::backup::sidecar::Sidecar;
+    need_root!();
+    let keydir = TempDir::new("backup-key");
+    let key = keydir.join("backup.key");
+    fs::write(&key, [7u8; 32]).unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    let conf = format!("CELL_BACKUP_KEY_FILE={}\n", key.display());
+    let w = World::new("signed", &conf);
+    let vol = w.volume("v");
+    fs::write(vol.join("data"), b"good").unwrap();
+    w.ok(&["volume", "backup", "create", "v"]);
+    w.ok(&["volume", "backup", "verify", "v"]);
+    let archive = w.archives("volumes").remove(0);
+    let sidecar = PathBuf::from(archive.to_string_lossy().replace(".tar.gz", ".meta.cbor"));
+    let side = Sidecar::read(&sidecar).unwrap();
+    assert_eq!(side.mac.as_ref().map(String::len), Some(64));
+
+    // A manifest slipped into the sidecar.
+    let mut forged = side.clone();
+    forged
+        .manifests
+        .insert("v.volume".into(), "VOLUME_MODE=0777\n".into());
+    forged.write(&sidecar).unwrap();
+    let err = w.fails(&["volume", "backup", "verify", "v"]);
+    assert!(err.contains("MAC mismatch"), "{err}");
+    let err = w.fails(&[
+        "volume",
+        "backup",
+        "restore",
+        "v",
+        "--latest",
+        "--manifest",
+        "--yes",
+    ]);
+    assert!(err.contains("MAC mismatch"), "{err}");
+    assert!(!w.root.join("etc/v.volume").exists());
+
+    // Another archive, its checksum and size fixed up in the sidecar.
+    let other = w.volume("other");
+    fs::write(other.join("data"), b"evil").unwrap();
+    let made = TempDir::new("backup-forge");
+    let tgz = made.join("x.tar.gz");
+    assert!(Command::new("tar")
+        .arg("-czf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(&other)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    let bytes = fs::read(&tgz).unwrap();
+    let mut forged = side.clone();
+    forged.sha256 = sha256_hex(&bytes);
+    forged.size = bytes.len() as u64;
+    fs::write(&archive, &bytes).unwrap();
+    forged.write(&sidecar).unwrap();
+    let err = w.fails(&["volume", "backup", "restore", "v", "--latest", "--yes"]);
+    assert!(err.contains("MAC mismatch"), "{err}");
+    assert_eq!(fs::read(vol.join("data")).unwrap(), b"good");
+
+    // The MAC removed: an unsigned archive is refused while a key is set.
+    forged.mac = None;
+    forged.write(&sidecar).unwrap();
+    let err = w.fails(&["volume", "backup", "restore", "v", "--latest", "--yes"]);
+    assert!(err.contains("has no MAC"), "{err}");
+
+    // A key others can read is refused, naming its mode.
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let err = w.fails(&["volume", "backup", "create", "v"]);
+    assert!(err.contains("mode 0644 lets others read it"), "{err}");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A backup directory others can write is refused with its owner and mode:
+/// whoever can write it can swap archives.
+#[test]
+fn a_backup_directory_others_can_write_is_refused() {
+    need_root!();
+    let w = World::new("baddir", "");
+    let vol = w.volume("v");
+    fs::write(vol.join("data"), b"x").unwrap();
+    w.ok(&["volume", "backup", "create", "v"]);
+    let dir = w.root.join("backups/volumes");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+    for args in [
+        &["volume", "backup", "list", "v"][..],
+        &["volume", "backup", "restore", "v", "--latest", "--yes"],
+    ] {
+        let err = w.fails(args);
+        assert!(
+            err.contains(&format!(
+                "{} is owned by uid 0 (root) with mode 0777",
+                dir.display()
+            )),
+            "{args:?}: {err}"
+        );
+    }
 }

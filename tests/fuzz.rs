@@ -187,6 +187,7 @@ fn cbor_state_and_messages() {
         created: 5,
         seq: 2,
         acls: Some(false),
+        mac: Some("cd".repeat(32)),
         quiesced: vec!["web".into()],
         manifests: [("v.volume".to_string(), "VOLUME_MODE=0750\n".to_string())].into(),
     };
@@ -222,6 +223,9 @@ fn cbor_state_and_messages() {
             bind_guard: Some(BindGuardIds {
                 prog4: 1,
                 prog6: 2,
+                post4: 4,
+                post6: 5,
+                sockopt: 6,
                 ports_map: 3,
             }),
         };

@@ -405,3 +405,49 @@ fn an_unprivileged_group_member_drives_the_socket_server() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+/// A local user who plants files at the names the bridge used to give its
+/// scratch files (`/tmp/cellmgr-ipc-<pid>-<seq>`) cannot make its commands
+/// fail: the bridge's scratch files have no name.
+#[test]
+fn names_planted_in_tmp_do_not_block_the_bridge() {
+    if !root_or_skip("names_planted_in_tmp_do_not_block_the_bridge") {
+        return;
+    }
+    let w = World::new("ipc-planted");
+    w.ok(&["cell", "create", "svc"]);
+    let next: u64 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .unwrap()
+        .trim()
+        .parse::<u64>()
+        .unwrap()
+        + 1;
+    let tmp = std::env::temp_dir();
+    let script = format!(
+        "p={next}; while [ $p -lt {end} ]; do for n in 0 1 2 3; do : > {t}/cellmgr-ipc-$p-$n; done; p=$((p+1)); done",
+        end = next + 400,
+        t = tmp.display()
+    );
+    use std::os::unix::process::CommandExt;
+    let planted = std::process::Command::new("/bin/sh")
+        .args(["-c", &script])
+        .uid(65534)
+        .gid(65534)
+        .status()
+        .unwrap();
+    assert!(planted.success());
+    let mut c = bridge(&w);
+    let started = c.call(Request::Start {
+        cells: names(&["svc"]),
+    });
+    let stopped = c.call(Request::Stop {
+        cells: names(&["svc"]),
+    });
+    for p in next..next + 400 {
+        for n in 0..4 {
+            let _ = std::fs::remove_file(tmp.join(format!("cellmgr-ipc-{p}-{n}")));
+        }
+    }
+    assert!(matches!(started, Ok(Response::Done { .. })), "{started:?}");
+    assert!(matches!(stopped, Ok(Response::Done { .. })), "{stopped:?}");
+}

@@ -11,7 +11,7 @@ use cells::config::Config;
 use cells::kernel::linux::{bpf, state::Store, LinuxKernel};
 use cells::kernel::{CellSpec, ExecSpec, Kernel, Target};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use cells::kernel::Stdio;
 use support::{root_or_skip, TempDir, BIN};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,7 +129,7 @@ fn create_exec_destroy_cycles_leak_nothing() {
             .spawn(
                 &target,
                 &exec,
-                [Stdio::null(), Stdio::null(), Stdio::null()],
+                [Stdio::Null, Stdio::Null, Stdio::Null],
             )
             .unwrap();
         assert!(child.wait().unwrap().success());

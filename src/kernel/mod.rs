@@ -6,6 +6,11 @@
 
 use std::path::PathBuf;
 
+pub mod process;
+pub mod relay;
+
+pub use process::{Child, Stdio};
+
 /// Hardening profile of a cell: the kernel ABI's own type (`kmod/src/abi.rs`), so there
 /// is one definition of the names and numeric values. Parse with `str::parse`.
 pub use secmodel_cell::abi::Profile;
@@ -166,7 +171,18 @@ pub struct CellStats {
     pub denies: DenyCounters,
 }
 
-/// A command to run inside a cell.
+/// The size of a terminal window, as `TIOCGWINSZ` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct WindowSize {
+    pub rows: u16,
+    pub cols: u16,
+    pub xpixel: u16,
+    pub ypixel: u16,
+}
+
+/// A command to run inside a cell. Every such process starts in a session of
+/// its own inside the cell: nothing it does reaches the caller's session,
+/// process group or terminal.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ExecSpec {
     pub argv: Vec<String>,
@@ -179,10 +195,11 @@ pub struct ExecSpec {
     pub groups: Vec<u32>,
     /// Apply the cell's stored rlimits to the process.
     pub apply_rlimits: bool,
-    /// Start the process as the leader of a new process group, so the caller
-    /// can signal everything it starts (the supervisor does; an interactive
-    /// exec does not, to keep the terminal's job control).
-    pub process_group: bool,
+    /// Give the process a new pseudo-terminal of the cell's own, this size, as
+    /// its controlling terminal and stdin, stdout and stderr (the stdio
+    /// arguments of `spawn` are then ignored); [`Child::terminal`] is its
+    /// master side.
+    pub terminal: Option<WindowSize>,
 }
 
 /// A cell held frozen by [`Kernel::freeze`]. Dropping it thaws the cell;
@@ -224,44 +241,17 @@ pub trait Kernel {
     fn destroy(&self, target: &Target) -> anyhow::Result<()>;
     fn list(&self) -> anyhow::Result<Vec<CellInfo>>;
     fn stats(&self) -> anyhow::Result<Vec<CellStats>>;
-    /// Starts a process inside the cell, with the cell's profile applied. The
-    /// caller owns the child: it can pipe its stdio, wait for it and kill it.
-    fn spawn(
-        &self,
-        target: &Target,
-        spec: &ExecSpec,
-        stdio: [std::process::Stdio; 3],
-    ) -> anyhow::Result<std::process::Child>;
-    /// Runs a command in the cell with the caller's stdin, stdout and stderr and
-    /// waits for it; returns its exit status (128 + the signal number when it was
-    /// killed). While waiting, the caller ignores the terminal's INT and QUIT (as
-    /// system(3) does). Backends may override this with a faster path.
+    /// Starts a process inside the cell, with the cell's profile applied, in a
+    /// new session. The caller holds the child: it can use its pipes, wait for
+    /// it and signal it. A terminal is never passed as a descriptor: a
+    /// process gets one only as its own (`ExecSpec::terminal`).
+    fn spawn(&self, target: &Target, spec: &ExecSpec, stdio: [Stdio; 3]) -> anyhow::Result<Child>;
+    /// Runs a command in the cell with the caller's stdin, stdout and stderr
+    /// and waits for it; returns its exit status (128 + the signal number when
+    /// it was killed). When stdin is a terminal the command gets a terminal of
+    /// its own in the cell, relayed to the caller's (see [`relay`]).
     fn run(&self, target: &Target, spec: &ExecSpec) -> anyhow::Result<i32> {
-        use std::os::unix::process::ExitStatusExt;
-        use std::process::Stdio;
-        let mut child = self.spawn(
-            target,
-            spec,
-            [Stdio::inherit(), Stdio::inherit(), Stdio::inherit()],
-        )?;
-        // SAFETY: changes this process's signal dispositions; restored below.
-        let (int, quit) = unsafe {
-            (
-                libc::signal(libc::SIGINT, libc::SIG_IGN),
-                libc::signal(libc::SIGQUIT, libc::SIG_IGN),
-            )
-        };
-        let status = child.wait();
-        // SAFETY: restores the dispositions saved above.
-        unsafe {
-            libc::signal(libc::SIGINT, int);
-            libc::signal(libc::SIGQUIT, quit);
-        }
-        let status = status?;
-        Ok(status
-            .code()
-            .or_else(|| status.signal().map(|s| 128 + s))
-            .unwrap_or(1))
+        relay::run(spec, |spec, stdio| self.spawn(target, spec, stdio))
     }
     /// Suspends every process of the cell (for a consistent copy of its
     /// data) until the guard is thawed or dropped. The cell is also thawed

@@ -7,16 +7,17 @@
 //! the `id` node, then apply the stored rlimits and drop credentials, then exec.
 
 use super::{
-    CellInfo, CellSpec, CellStats, DenyCounters, ExecSpec, FreezeGuard, Kernel, Limit, Rlimits,
-    Target,
+    CellInfo, CellSpec, CellStats, Child, DenyCounters, ExecSpec, FreezeGuard, Kernel, Limit,
+    Rlimits, Stdio, Target, WindowSize,
 };
 use anyhow::{bail, Context, Result};
 use secmodel_cell::abi::{self, AbiStruct, DenyScope, Node};
 use std::ffi::CString;
 use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 const DEFAULT_PATH: &str = "/bin:/sbin:/usr/bin:/usr/sbin:/usr/pkg/bin:/usr/pkg/sbin";
 
@@ -228,15 +229,29 @@ impl Kernel for NetBsdKernel {
             cmd.env("TERM", term);
         }
         cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
-        let [stdin, stdout, stderr] = stdio;
-        cmd.stdin(stdin).stdout(stdout).stderr(stderr);
-        if spec.process_group {
-            cmd.process_group(0);
-        }
+        let master = match spec.terminal {
+            Some(size) => {
+                let (master, slave) = open_terminal(size)?;
+                cmd.stdin(slave.try_clone()?)
+                    .stdout(slave.try_clone()?)
+                    .stderr(slave);
+                Some(master)
+            }
+            None => {
+                let [stdin, stdout, stderr] = stdio.map(std::process::Stdio::from);
+                cmd.stdin(stdin).stdout(stdout).stderr(stderr);
+                None
+            }
+        };
+        let terminal = master.is_some();
         // SAFETY: `enter` makes only async-signal-safe system calls.
-        unsafe { cmd.pre_exec(move || entry.enter()) };
-        cmd.spawn()
-            .with_context(|| format!("running {program} in cell '{}'", info.name))
+        unsafe { cmd.pre_exec(move || entry.enter(terminal)) };
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("running {program} in cell '{}'", info.name))?;
+        let mut child = Child::from_std(child);
+        child.terminal = master.map(std::fs::File::from);
+        Ok(child)
     }
 
     /// secmodel_cell has no freezer, and stopping every member with SIGSTOP
@@ -259,12 +274,43 @@ struct Entry {
     ids: Option<(u32, u32)>,
 }
 
+/// A new terminal of this size: (master, slave).
+fn open_terminal(size: WindowSize) -> Result<(OwnedFd, OwnedFd)> {
+    let mut ws = libc::winsize {
+        ws_row: size.rows,
+        ws_col: size.cols,
+        ws_xpixel: size.xpixel,
+        ws_ypixel: size.ypixel,
+    };
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty fills two descriptors; the name and termios are optional.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            &mut ws,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error()).context("allocating a terminal");
+    }
+    // SAFETY: fresh descriptors we own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) })
+}
+
 impl Entry {
-    /// Runs in the child between fork and exec. The order is the kernel's rule:
-    /// chroot, enter, limits, credentials.
-    fn enter(&self) -> io::Result<()> {
+    /// Runs in the child between fork and exec (after stdio is in place). The
+    /// order is the kernel's rule: a session of its own (with its terminal as
+    /// the controlling one), chroot, enter, limits, credentials.
+    fn enter(&self, terminal: bool) -> io::Result<()> {
         // SAFETY: plain system calls on data prepared before fork.
         unsafe {
+            check(libc::setsid())?;
+            if terminal {
+                check(libc::ioctl(0, libc::TIOCSCTTY, 0))?;
+            }
             check(libc::chroot(self.root.as_ptr()))?;
             check(libc::chdir(c"/".as_ptr()))?;
             let id = self.id.to_ne_bytes();

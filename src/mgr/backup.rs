@@ -112,6 +112,10 @@ pub struct RestoreArgs {
     /// also put the manifests saved with the archive back in place
     #[argh(switch)]
     pub manifest: bool,
+    /// keep set-uid/set-gid bits and file capabilities from the archive (they
+    /// are removed otherwise); only for archives you trust
+    #[argh(switch)]
+    pub keep_setid: bool,
     /// do not ask for confirmation
     #[argh(switch, short = 'y')]
     pub yes: bool,
@@ -299,7 +303,7 @@ fn verify(cfg: &Config, kind: Kind, a: VerifyArgs) -> Result<i32> {
             Some(b.size),
             !a.quiet,
         );
-        let result = backup::verify(b, &mut progress);
+        let result = backup::verify(cfg, b, &mut progress);
         progress.finish();
         match result {
             Ok(()) if !a.quiet => println!("ok\t{}", b.path.display()),
@@ -351,6 +355,7 @@ fn restore(
     let b = still_the_same(b, backup::resolve(cfg, kind, &a.name, &sel)?)?;
     let opts = backup::RestoreOptions {
         stop: a.stop,
+        keep_setid: a.keep_setid,
         manifests: a.manifest,
         show_progress: !a.quiet,
     };

@@ -285,10 +285,17 @@ impl Run for Create {
             .map_err(flag_error)?;
         write_apply_template(&cfg, &self.name, &m.path)?;
         println!("created cell {} ({})", self.name, m.path.display());
+        warn_low_profile(&m);
         if scope.runtime() {
             return converge(&cfg, &lock, &self.name);
         }
         Ok(EXIT_OK)
+    }
+}
+
+fn warn_low_profile(m: &manifest::CellManifest) {
+    if let Some(w) = m.low_profile_warning() {
+        eprintln!("cellmgr: warning: {w}");
     }
 }
 
@@ -605,6 +612,7 @@ impl Run for Set {
                 println!("{verb}d cell {}", self.name);
             }
         }
+        warn_low_profile(&planned.manifest);
         if scope.runtime() {
             return converge(&cfg, &lock, &self.name);
         }

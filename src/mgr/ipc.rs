@@ -90,10 +90,12 @@ impl EngineBackend {
     }
 
     /// Runs `cellmgr <args>` to its end and returns how it ended.
-    /// The output goes to unlinked temporary files, not pipes: a command must not
-    /// fail half-way because this server (or its client) went away.
+    /// The output goes to anonymous files, not pipes: a command must not fail
+    /// half-way because this server (or its client) went away. They have no
+    /// name another user could plant beforehand (`O_TMPFILE`).
     fn run(&self, args: &[&str]) -> Result<Finished> {
         let what = || format!("running cellmgr {}", args.join(" "));
+        let scratch = crate::fs::host::anonymous_file;
         let (mut out, mut err) = (scratch().with_context(what)?, scratch().with_context(what)?);
         let status = Command::new(&self.exe)
             .arg("mgr")
@@ -143,20 +145,6 @@ impl Finished {
     fn error(&self) -> anyhow::Error {
         cli_error(&self.stderr, &self.stdout, self.status)
     }
-}
-
-/// An anonymous temporary file (created, then unlinked at once).
-fn scratch() -> std::io::Result<std::fs::File> {
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("cellmgr-ipc-{}-{n}", std::process::id()));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)?;
-    std::fs::remove_file(&path)?;
-    Ok(file)
 }
 
 fn read_back(file: &mut std::fs::File) -> Result<Vec<u8>> {

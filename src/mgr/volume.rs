@@ -192,7 +192,7 @@ pub fn remove_volumes(
     removal.confirm(selection, "the directories and all data", yes)?;
     for v in &removal.runtime {
         let dir = runtime::volume_dir(cfg, v);
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        crate::fs::tree::remove_host_tree(&dir)?;
         backup::leftovers::forget(cfg, backup::Kind::Volume, v)?;
         println!("removed volume {v} runtime");
     }

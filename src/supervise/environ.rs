@@ -91,16 +91,25 @@ fn check_meta(path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
     Ok(())
 }
 
-/// [`check_meta`] of the file at `path` (for validating a manifest).
+/// [`check_meta`] of the file at `path` and strict modes on the directories
+/// above it (for validating a manifest).
 pub fn check_file(path: &Path) -> Result<(), String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    check_meta(path, &meta)
+    check_meta(path, &meta)?;
+    if let Some(dir) = path.parent() {
+        crate::fs::trust::check_dir(dir, "CELL_SUPERVISE_ENV_FILE")
+            .map_err(|e| format!("{e:#}"))?;
+    }
+    Ok(())
 }
 
-/// Reads an env file that passes [`check_file`] (checked on the open file).
+/// Reads an env file that passes [`check_file`], checked on the open file and
+/// with strict modes on every directory above it (whoever could swap the file
+/// would choose what runs in the cell).
 pub fn read_file(path: &Path) -> Result<Vars> {
     let what = || format!("CELL_SUPERVISE_ENV_FILE {}", path.display());
-    let file = std::fs::File::open(path).with_context(what)?;
+    let file = crate::fs::trust::open(path, "CELL_SUPERVISE_ENV_FILE")?
+        .with_context(|| format!("{} does not exist", what()))?;
     let meta = file.metadata().with_context(what)?;
     check_meta(path, &meta).map_err(|e| anyhow::anyhow!("CELL_SUPERVISE_ENV_FILE {e}"))?;
     let mut text = String::new();
@@ -174,6 +183,6 @@ mod tests {
             assert!(e.contains("is owned by uid 1000"), "{e}");
         }
         let e = read_file(&dir.join("missing")).unwrap_err();
-        assert!(format!("{e:#}").contains("No such file"), "{e:#}");
+        assert!(format!("{e:#}").contains("does not exist"), "{e:#}");
     }
 }

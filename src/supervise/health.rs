@@ -1,16 +1,15 @@
 //! Periodic health checks of a supervised service (`CELL_HEALTHCHECK_*`, as
 //! compose has them): the schedule and verdicts ([`HealthMonitor`], pure),
-//! and one check run inside the cell ([`Check`]): a shell command in a new
-//! process group of its own with one pipe for its output, killed as a whole
-//! group when it overruns its timeout.
+//! and one check run inside the cell ([`Check`]): a shell command in a
+//! session (and process group) of its own with one pipe for its output,
+//! killed as a whole group when it overruns its timeout.
 
-use crate::kernel::{ExecSpec, Kernel, Target};
+use crate::kernel::{Child, ExecSpec, Kernel, Stdio, Target};
 use anyhow::Context;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// How often checks run before the first one passed (at most).
@@ -180,6 +179,8 @@ impl HealthMonitor {
 /// A check running inside the cell.
 pub struct Check {
     child: Child,
+    /// Its pid, which leads its group; 0 if it ended before the kernel
+    /// told it (then only `child` is signalled).
     pid: i32,
     output: File,
     kept: Vec<u8>,
@@ -199,7 +200,7 @@ pub struct CheckResult {
 
 impl Check {
     /// Starts `spec.cmd` in the cell as `base` says (identity, environment),
-    /// leading a process group of its own; its output is one non-blocking pipe.
+    /// leading a session of its own; its output is one non-blocking pipe.
     pub fn spawn(
         kernel: &dyn Kernel,
         target: &Target,
@@ -209,7 +210,6 @@ impl Check {
     ) -> anyhow::Result<Check> {
         let exec = ExecSpec {
             argv: vec!["/bin/sh".into(), "-c".into(), spec.cmd.clone()],
-            process_group: true,
             ..base.clone()
         };
         let (read, write) = pipe().context("creating the health check's pipe")?;
@@ -219,7 +219,7 @@ impl Check {
         let child = kernel.spawn(
             target,
             &exec,
-            [Stdio::null(), Stdio::from(write), Stdio::from(write2)],
+            [Stdio::Null, Stdio::Fd(write), Stdio::Fd(write2)],
         )?;
         super::signals::set_nonblocking_cloexec(read.as_raw_fd())
             .context("setting up the health check's pipe")?;
@@ -243,6 +243,22 @@ impl Check {
         self.output.as_raw_fd()
     }
 
+    /// What turns readable when the check has ended, where the kernel gives
+    /// one (a check forked in the cell is not our child: no SIGCHLD).
+    pub fn exit_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.child.exit_fd().map(|fd| fd.as_raw_fd())
+    }
+
+    /// Kills the check's process group, or the check alone when its pid is
+    /// unknown (never `kill(-0)`: that is our own group).
+    fn kill_group(&mut self) {
+        if self.pid > 0 {
+            // SAFETY: kill on the group the check leads; ESRCH is fine.
+            unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+        }
+        let _ = self.child.signal(libc::SIGKILL);
+    }
+
     /// Reads what the pipe holds (bounded: what is not kept is dropped).
     pub fn read_output(&mut self) {
         let mut buf = [0u8; 4096];
@@ -261,11 +277,7 @@ impl Check {
     /// service is being stopped).
     pub fn kill(&mut self) {
         self.timed_out = true;
-        // SAFETY: kill on the group the check leads; ESRCH is fine.
-        unsafe {
-            libc::kill(-self.pid, libc::SIGKILL);
-            libc::kill(self.pid, libc::SIGKILL);
-        }
+        self.kill_group();
     }
 
     /// The result once the check process has ended, else `None`.
@@ -283,8 +295,10 @@ impl Check {
         };
         self.read_output();
         // Whatever the check left in its group goes with it.
-        // SAFETY: kill on the group the check led; ESRCH is fine.
-        unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+        if self.pid > 0 {
+            // SAFETY: kill on the group the check led; ESRCH is fine.
+            unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+        }
         let how = if self.timed_out {
             format!("timed out after {} s", timeout.as_secs_f64())
         } else {

@@ -6,8 +6,8 @@
 //! anything a cell controls: every path resolved inside the cell's root
 //! ([`read_in_cell`]), only regular files, and at most [`MAX_DB`] bytes.
 
+use crate::fs::tree::{Kind, Links, Tree};
 use anyhow::{bail, Context, Result};
-use std::io::Read;
 use std::path::Path;
 
 /// The most of `/etc/passwd` or `/etc/group` that is read.
@@ -116,98 +116,25 @@ pub fn resolve_in_cell(root: &Path, user: &str, group: Option<&str>) -> Result<I
 }
 
 /// Reads a regular file of a cell, `path` taken as the cell sees it, without
-/// leaving the cell's root whatever its links say; at most `max` bytes.
-/// `None` when the file does not exist. (The one place this module touches
-/// the cell's tree: it moves to the safe file layer of `crate::fs`.)
+/// leaving the cell's root whatever its links say (the safe file layer,
+/// [`crate::fs::tree`]); at most `max` bytes. `None` when the file does not
+/// exist; a device node or fifo is never opened.
 pub fn read_in_cell(root: &Path, path: &str, max: u64) -> Result<Option<Vec<u8>>> {
-    let file = match open_in_cell(root, path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("opening {path} in the cell")),
+    let tree = Tree::open(root, Links::InRoot)?;
+    let rel = Path::new(path);
+    let meta = match tree.meta_of_target(rel) {
+        Ok(Some(m)) => m,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(e.context(format!("opening {path} in the cell"))),
     };
-    let meta = file
-        .metadata()
-        .with_context(|| format!("inspecting {path} in the cell"))?;
-    if !meta.is_file() {
+    if meta.kind != Kind::File {
         bail!("{path} in the cell is not a regular file");
     }
-    let mut bytes = Vec::new();
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("reading {path} in the cell"))?;
-    if bytes.len() as u64 > max {
+    if meta.size > max {
         bail!("{path} in the cell is larger than {max} bytes");
     }
-    Ok(Some(bytes))
-}
-
-/// Opens `path` below `root` for reading: the kernel resolves it inside the
-/// root (Linux `openat2` with `RESOLVE_IN_ROOT`, no magic links). It is
-/// opened as a path first and only a regular file is then opened for
-/// reading, so a device node or FIFO a cell placed there is never opened.
-#[cfg(target_os = "linux")]
-fn open_in_cell(root: &Path, path: &str) -> std::io::Result<std::fs::File> {
-    use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
-    use std::os::fd::AsRawFd;
-    let dir = rustix::fs::open(
-        root,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let found = rustix::fs::openat2(
-        &dir,
-        path.trim_start_matches('/'),
-        OFlags::PATH | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )?;
-    if FileType::from_raw_mode(rustix::fs::fstat(&found)?.st_mode) != FileType::RegularFile {
-        return Err(std::io::Error::other(format!(
-            "{path} in the cell is not a regular file"
-        )));
-    }
-    // Reopening our own descriptor reaches the same inode, wherever it is now.
-    let fd = rustix::fs::open(
-        format!("/proc/self/fd/{}", found.as_raw_fd()),
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
-        Mode::empty(),
-    )?;
-    Ok(std::fs::File::from(fd))
-}
-
-/// Opens `path` below `root` one component at a time, never following a
-/// symbolic link (a link anywhere on the path is refused).
-#[cfg(not(target_os = "linux"))]
-fn open_in_cell(root: &Path, path: &str) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut dir = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(root)?;
-    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-    for (i, part) in parts.iter().enumerate() {
-        if *part == ".." || *part == "." {
-            return Err(std::io::Error::other("'..' and '.' are not followed"));
-        }
-        let last = i + 1 == parts.len();
-        let flags = libc::O_NOFOLLOW
-            | libc::O_CLOEXEC
-            | if last {
-                libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY
-            } else {
-                libc::O_RDONLY | libc::O_DIRECTORY
-            };
-        let name = std::ffi::CString::new(*part)?;
-        // SAFETY: openat on a directory descriptor we own with a valid C string.
-        let fd =
-            unsafe { libc::openat(std::os::fd::AsRawFd::as_raw_fd(&dir), name.as_ptr(), flags) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: a fresh descriptor owned from here on.
-        dir = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    }
-    Ok(dir)
+    tree.read(rel, max)
+        .with_context(|| format!("reading {path} in the cell"))
 }
 
 #[cfg(test)]
@@ -266,8 +193,8 @@ mod tests {
         let root = dir.join("root");
         std::fs::create_dir_all(root.join("etc")).unwrap();
         std::fs::write(dir.join("host-secret"), "root:x:0:0::/:/bin/sh\n").unwrap();
-        // Links that point out of the cell resolve inside it instead (Linux)
-        // or are refused (elsewhere): never the host's file.
+        // Links that point out of the cell resolve inside it instead: never
+        // the host's file.
         std::os::unix::fs::symlink("../../host-secret", root.join("etc/passwd")).unwrap();
         std::os::unix::fs::symlink(dir.join("host-secret"), root.join("etc/group")).unwrap();
         for f in ["/etc/passwd", "/etc/group"] {

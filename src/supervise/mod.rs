@@ -26,7 +26,7 @@ mod monitor;
 mod output;
 pub mod prometheus;
 mod restart;
-mod signals;
+pub(crate) mod signals;
 mod status;
 pub mod syslog;
 mod throttle;

@@ -2,13 +2,15 @@
 //! its output to syslog and the service log, restarts it with backoff, and stops it
 //! (TERM, grace, KILL) when asked.
 //!
-//! Events: the service's stdout and stderr pipes, the output pipe of a running
-//! health check, and a self-pipe carrying SIGTERM/SIGINT/SIGQUIT (stop),
-//! SIGCHLD (reap), SIGUSR1 (write the status file again: `repair` after it
-//! was damaged) and SIGHUP (ignored, so the end of an rc script does not stop
-//! the supervisor). Timers are the poll timeout: the next restart, the end of
-//! the stop grace period, the throttle refill, a retry of a full syslog
-//! queue, the next health check and a running check's timeout.
+//! Events: the service's stdout and stderr pipes, its exit descriptor (where
+//! the kernel backend gives one: a service forked in the cell is not our
+//! child), the output pipe of a running health check, and a self-pipe
+//! carrying SIGTERM/SIGINT/SIGQUIT (stop), SIGCHLD (reap), SIGUSR1 (write the
+//! status file again: `repair` after it was damaged) and SIGHUP (ignored, so
+//! the end of an rc script does not stop the supervisor). Timers are the poll
+//! timeout: the next restart, the end of the stop grace period, the throttle
+//! refill, a retry of a full syslog queue, the next health check and a running
+//! check's timeout.
 //!
 //! Before every start the service's settings are gathered afresh: the env
 //! file is read and the user and group are resolved in the cell, so a start
@@ -27,7 +29,7 @@ use super::status::{self, Paths, SupervisorLock, SupervisorState, SupervisorStat
 use super::syslog::{self, Level, Syslog};
 use super::throttle::Throttle;
 use super::{LogConfig, SuperviseSpec};
-use crate::kernel::{CellInfo, ExecSpec, Kernel, Target};
+use crate::kernel::{CellInfo, Child, ExecSpec, Kernel, Stdio, Target};
 use anyhow::Context;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -35,12 +37,14 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant, SystemTime};
 
 const WAKE: Token = Token(0);
 const STREAM_TOKENS: [Token; 2] = [Token(1), Token(2)];
 const CHECK: Token = Token(3);
+const EXIT: Token = Token(4);
+const CHECK_EXIT: Token = Token(5);
 
 /// Grace period between TERM and KILL when the stop request names none.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
@@ -66,8 +70,10 @@ struct Stream {
 /// The service while it runs.
 struct Run {
     child: Child,
+    /// Its pid, 0 if it ended before the kernel told it.
     pid: u32,
-    /// The service leads its own process group, so the whole group can be signalled.
+    /// The service leads its own process group (every process started in a
+    /// cell leads a session of its own), so the whole group can be signalled.
     leads_group: bool,
     started: Instant,
     streams: [Option<Stream>; 2],
@@ -213,6 +219,7 @@ impl<'k> Monitor<'k> {
             for ev in events.iter() {
                 match ev.token() {
                     WAKE => self.handle_signals(),
+                    EXIT | CHECK_EXIT => {} // reap() and the health checks below
                     CHECK => {
                         if let Some(c) = self.check.as_mut() {
                             c.read_output();
@@ -244,7 +251,7 @@ impl<'k> Monitor<'k> {
             if let Some(s) = self.stopping.as_mut() {
                 if !s.killed && now >= s.kill_at {
                     s.killed = true;
-                    if let Some(run) = &self.run {
+                    if let Some(run) = self.run.as_mut() {
                         signal_service(run, libc::SIGKILL);
                     }
                     self.note(Level::WARNING, "grace period over; sent KILL");
@@ -320,7 +327,6 @@ impl<'k> Monitor<'k> {
             gid: self.spec.gid,
             groups: self.spec.groups.clone(),
             apply_rlimits: true,
-            process_group: true,
             ..ExecSpec::default()
         };
         if let Some(user) = &self.spec.user {
@@ -357,7 +363,7 @@ impl<'k> Monitor<'k> {
     /// Starts the service; a start that fails counts as a run that ended at
     /// once. Returns true when the supervisor is done (the cell is gone).
     fn start_service(&mut self) -> bool {
-        let stdio = [Stdio::null(), Stdio::piped(), Stdio::piped()];
+        let stdio = [Stdio::Null, Stdio::Piped, Stdio::Piped];
         let started = Instant::now();
         self.status.recent_starts_ms.push(unix_now_ms());
         let excess = self
@@ -423,8 +429,10 @@ impl<'k> Monitor<'k> {
             }
             let timeout = health.spec().timeout;
             if let Some(result) = check.try_finish(timeout) {
-                let fd = check.output_fd();
-                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                let fds = [Some(check.output_fd()), check.exit_fd()];
+                for fd in fds.into_iter().flatten() {
+                    let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                }
                 self.check = None;
                 if !std::mem::take(&mut self.check_orphaned) {
                     self.check_done(result);
@@ -441,11 +449,12 @@ impl<'k> Monitor<'k> {
         let base = self.exec.clone().unwrap_or_default();
         match Check::spawn(self.kernel, &Target::Id(self.cell.id), &base, &spec, now) {
             Ok(check) => {
+                let registry = self.poll.registry();
                 let fd = check.output_fd();
-                let _ =
-                    self.poll
-                        .registry()
-                        .register(&mut SourceFd(&fd), CHECK, Interest::READABLE);
+                let _ = registry.register(&mut SourceFd(&fd), CHECK, Interest::READABLE);
+                if let Some(fd) = check.exit_fd() {
+                    let _ = registry.register(&mut SourceFd(&fd), CHECK_EXIT, Interest::READABLE);
+                }
                 self.check = Some(check);
             }
             Err(e) => self.check_done(CheckResult {
@@ -518,9 +527,11 @@ impl<'k> Monitor<'k> {
     fn watch(&mut self, mut child: Child, started: Instant) -> anyhow::Result<Run> {
         let pid = child.id();
         // SAFETY: getpgid only reads.
-        let leads_group = unsafe { libc::getpgid(pid as libc::pid_t) } == pid as libc::pid_t;
+        let leads_group =
+            pid > 0 && unsafe { libc::getpgid(pid as libc::pid_t) } == pid as libc::pid_t;
         let out: Option<OwnedFd> = child.stdout.take().map(OwnedFd::from);
         let err: Option<OwnedFd> = child.stderr.take().map(OwnedFd::from);
+        let exit_fd = child.exit_fd().map(|fd| fd.as_raw_fd());
         let mut run = Run {
             child,
             pid,
@@ -532,7 +543,13 @@ impl<'k> Monitor<'k> {
             (out, "stdout", self.spec.stdout_level),
             (err, "stderr", self.spec.stderr_level),
         ];
-        let mut registered = Ok(());
+        let mut registered = match exit_fd {
+            Some(fd) => self
+                .poll
+                .registry()
+                .register(&mut SourceFd(&fd), EXIT, Interest::READABLE),
+            None => Ok(()),
+        };
         for (i, (fd, label, level)) in pipes.into_iter().enumerate() {
             let Some(fd) = fd else { continue };
             registered = registered.and_then(|()| {
@@ -553,7 +570,8 @@ impl<'k> Monitor<'k> {
             });
         }
         if let Err(e) = registered {
-            signal_service(&run, libc::SIGKILL);
+            signal_service(&mut run, libc::SIGKILL);
+            self.deregister_exit(&run);
             let _ = run.child.wait();
             return Err(e).context("registering the service's output pipes");
         }
@@ -672,6 +690,7 @@ impl<'k> Monitor<'k> {
             self.read_stream(i, READ_AFTER_EXIT, false);
         }
         let mut run = self.run.take().expect("checked above");
+        self.deregister_exit(&run);
         for stream in run.streams.iter_mut().flatten() {
             let (label, level) = (stream.label, stream.level);
             for line in stream.lines.flush() {
@@ -704,6 +723,15 @@ impl<'k> Monitor<'k> {
             output: Vec::new(),
         }));
         Some(self.after_run(Some(exit), run.started.elapsed()))
+    }
+
+    fn deregister_exit(&self, run: &Run) {
+        if let Some(fd) = run.child.exit_fd() {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&fd.as_raw_fd()));
+        }
     }
 
     /// Decides what follows a run: stop, or restart after the backoff delay.
@@ -756,7 +784,7 @@ impl<'k> Monitor<'k> {
             c.kill();
             self.check_orphaned = true;
         }
-        let Some(run) = &self.run else {
+        let Some(run) = self.run.as_mut() else {
             self.note(Level::NOTICE, "stop requested");
             return false;
         };
@@ -828,17 +856,19 @@ impl<'k> Monitor<'k> {
 }
 
 /// Signals the service's process group when it leads one, else the service.
-fn signal_service(run: &Run, sig: libc::c_int) {
-    let pid = run.pid as libc::pid_t;
-    let target = if run.leads_group { -pid } else { pid };
-    // SAFETY: kill with a pid we started; ESRCH (already gone) is fine.
-    unsafe { libc::kill(target, sig) };
+fn signal_service(run: &mut Run, sig: libc::c_int) {
+    if run.leads_group {
+        // SAFETY: kill of the group the service leads; ESRCH (gone) is fine.
+        unsafe { libc::kill(-(run.pid as libc::pid_t), sig) };
+    } else {
+        let _ = run.child.signal(sig);
+    }
 }
 
 /// Writes a stop request naming the grace period (read by [`take_stop_request`]).
 pub fn request_stop(paths: &Paths, grace: Duration) -> anyhow::Result<()> {
     paths.ensure_dir()?;
-    crate::fs::host::write_atomic_private(&paths.stop, grace.as_millis().to_string().as_bytes())
+    crate::fs::host::write_atomic(&paths.stop, grace.as_millis().to_string().as_bytes())
 }
 
 /// Reads the stop request. It is left in place: while it exists the cell

@@ -85,19 +85,7 @@ impl Paths {
     /// Creates the supervisor directory, `0700` (narrowing an existing one):
     /// service output and status are for host root only.
     pub fn ensure_dir(&self) -> anyhow::Result<()> {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        if let Some(parent) = self.dir.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        match std::fs::DirBuilder::new().mode(0o700).create(&self.dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                return Err(e).with_context(|| format!("creating {}", self.dir.display()))
-            }
-            _ => {}
-        }
-        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("restricting {}", self.dir.display()))
+        crate::fs::host::private_dir(&self.dir)
     }
 
     pub fn new(run_dir: &Path, cell: &str) -> Paths {
@@ -114,7 +102,7 @@ impl Paths {
 }
 
 pub fn write_status(path: &Path, status: &SupervisorStatus) -> anyhow::Result<()> {
-    crate::fs::host::write_atomic_private(path, &crate::fs::cbor::encode(status))
+    crate::fs::host::write_atomic(path, &crate::fs::cbor::encode(status))
 }
 
 /// Reads a status file; `None` when there is none.

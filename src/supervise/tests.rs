@@ -65,19 +65,21 @@ impl Kernel for HostProcessKernel {
         &self,
         target: &Target,
         spec: &ExecSpec,
-        [stdin, stdout, stderr]: [Stdio; 3],
-    ) -> anyhow::Result<std::process::Child> {
+        [stdin, stdout, stderr]: [crate::kernel::Stdio; 3],
+    ) -> anyhow::Result<crate::kernel::Child> {
         if self.find(target)?.is_none() {
             bail!("{target} not found");
         }
-        Ok(Command::new(&spec.argv[0])
-            .args(&spec.argv[1..])
-            .envs(spec.env.iter().cloned())
-            .stdin(stdin)
-            .stdout(stdout)
-            .stderr(stderr)
-            .process_group(0)
-            .spawn()?)
+        Ok(crate::kernel::Child::from_std(
+            Command::new(&spec.argv[0])
+                .args(&spec.argv[1..])
+                .envs(spec.env.iter().cloned())
+                .stdin(stdin)
+                .stdout(stdout)
+                .stderr(stderr)
+                .process_group(0)
+                .spawn()?,
+        ))
     }
 }
 

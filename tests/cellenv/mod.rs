@@ -51,12 +51,16 @@ impl Env {
         let dir = std::env::temp_dir().join(format!("cells-t-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("run")).unwrap();
+        // cellmgr.conf is read under strict modes: root's, not writable by others.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let conf = dir.join("cellmgr.conf");
         std::fs::write(
             &conf,
             format!("CELL_RUN_DIR={}\n", dir.join("run").display()),
         )
         .unwrap();
+        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
         Env {
             dir,
             conf,

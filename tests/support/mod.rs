@@ -52,20 +52,39 @@ pub fn root_or_skip(test: &str) -> bool {
     true
 }
 
-/// A port for this test run: distinct per process and per `k`.
+/// A port for this test run: distinct per process and per `k`; below the
+/// kernel's ephemeral range (32768 and up by default), where reservations
+/// hold.
 pub fn port(k: u16) -> u16 {
-    40_000 + (std::process::id() % 1000) as u16 * 16 + k
+    20_000 + (std::process::id() % 600) as u16 * 16 + k
 }
 
 /// A new, empty directory under the system temp directory, unique to this
-/// process and call: `<prefix>-<tag>-<pid>-<n>`.
+/// process and call: `<prefix>-<tag>-<pid>-<n>`. Mode 0755 whatever the umask:
+/// cellmgr reads its configuration and manifests from here under strict
+/// modes (owned by root, writable only by root; the temp directory itself is
+/// root's and sticky), see `trusted_dir`.
 pub fn fresh_dir(prefix: &str, tag: &str) -> PathBuf {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("{prefix}-{tag}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    trusted_dir(&dir);
     dir
+}
+
+/// Creates `dir` (and missing parents) with mode 0755, whatever the umask.
+pub fn trusted_dir(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Writes a file cellmgr reads under strict modes: mode 0644 whatever the umask.
+pub fn write_trusted(path: &Path, text: impl AsRef<[u8]>) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
 }
 
 /// A temporary directory removed on drop.

@@ -2,7 +2,7 @@
 //! inside a temp directory, the real binary invoked as `cellmgr` without a
 //! controlling terminal, and cleanup of everything the test started.
 
-use super::{fresh_dir, BIN};
+use super::{fresh_dir, trusted_dir, write_trusted, BIN};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -21,10 +21,10 @@ impl World {
     /// A world whose cellmgr.conf also holds `extra` lines.
     pub fn with_conf(tag: &str, extra: &str) -> World {
         let dir = fresh_dir("cmt", tag);
-        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        trusted_dir(&dir.join("bin"));
         // The lock lives in the data directory: created up front so that a
         // command's first lock does not count as a change.
-        std::fs::create_dir_all(dir.join("cells")).unwrap();
+        trusted_dir(&dir.join("cells"));
         let bin = dir.join("bin/cellmgr");
         std::os::unix::fs::symlink(BIN, &bin).unwrap();
         let conf = dir.join("cellmgr.conf");
@@ -34,15 +34,14 @@ impl World {
         } else {
             "CELL_BASE=host\n"
         };
-        std::fs::write(
+        write_trusted(
             &conf,
             format!(
                 "CELLMGR_MANIFEST_DIR={d}/etc\nCELL_DATA_DIR={d}/cells\nCELL_VOLUME_DIR={d}/volumes\n\
                  CELL_BASE_DIR={d}/base\nCELL_BACKUP_DIR={d}/backups\nCELL_RELEASE_DIR={d}/releases\n\
                  CELL_RUN_DIR={d}/run\n{base}{extra}"
             ),
-        )
-        .unwrap();
+        );
         World { dir, conf, bin }
     }
 
@@ -139,8 +138,8 @@ impl World {
     }
 
     pub fn write_manifest(&self, file: &str, text: &str) {
-        std::fs::create_dir_all(self.manifest_dir()).unwrap();
-        std::fs::write(self.manifest_dir().join(file), text).unwrap();
+        trusted_dir(&self.manifest_dir());
+        write_trusted(&self.manifest_dir().join(file), text);
     }
 
     pub fn read_manifest(&self, file: &str) -> String {

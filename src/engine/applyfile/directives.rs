@@ -5,16 +5,16 @@
 use super::patch::{self, PatchResult};
 use super::rootfs;
 use super::{ApplyFile, Attrs, CellRunner, Directive, Step};
+use crate::fs::tree::Tree;
 use anyhow::{bail, Context as _, Result};
-use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
 /// What a plan runs against.
 pub struct Context<'a> {
     pub cell: &'a str,
-    /// Host path of the cell's composed root (mounted).
-    pub root: &'a Path,
+    /// The cell's composed root (mounted), links resolved as the cell sees them.
+    pub root: &'a Tree,
     pub runner: &'a dyn CellRunner,
     /// `cellmgr.conf` `CELL_PKG_TOOL`, e.g. `pkg_add`; empty means none.
     pub pkg_tool: &'a str,
@@ -108,30 +108,10 @@ fn run_step(ctx: &Context, file: &ApplyFile, step: &Step) -> Result<StepReport> 
             (path.clone(), outcome(changed, Vec::new()))
         }
         Directive::Symlink { target, link } => {
-            let host = rootfs::resolve(root, link, false)?;
-            let current = match fs::symlink_metadata(&host) {
-                Ok(m) if m.file_type().is_symlink() => Some(fs::read_link(&host)?),
-                Ok(m) if m.is_dir() => {
-                    bail!("{link} is a directory; refusing to replace it with a symlink")
-                }
-                Ok(_) => None,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(e).with_context(|| format!("inspecting {link}")),
-            };
-            let changed = if current.as_deref() == Some(Path::new(target)) {
-                None
-            } else {
-                rootfs::ensure_parent(root, link)?;
-                let host = rootfs::resolve(root, link, false)?;
-                match fs::remove_file(&host) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e).with_context(|| format!("removing {link}")),
-                }
-                std::os::unix::fs::symlink(target, &host)
-                    .with_context(|| format!("creating symlink {link}"))?;
-                Some("linked")
-            };
+            rootfs::ensure_parent(root, link)?;
+            let changed = root
+                .symlink(Path::new(link), Path::new(target))?
+                .then_some("linked");
             (format!("{link} -> {target}"), outcome(changed, Vec::new()))
         }
         Directive::File {
@@ -213,7 +193,7 @@ fn outcome(primary: Option<&str>, attrs: Vec<String>) -> Outcome {
 }
 
 fn ensure_file(
-    root: &Path,
+    root: &Tree,
     path: &str,
     content: &[u8],
     attrs: &Attrs,
@@ -228,7 +208,8 @@ fn ensure_file(
 
 fn read_asset(file: &ApplyFile, asset: &str) -> Result<Vec<u8>> {
     let p = file.asset_path(asset);
-    fs::read(&p).with_context(|| format!("reading host asset {}", p.display()))
+    crate::fs::trust::read(&p, "host asset")?
+        .with_context(|| format!("host asset {} does not exist", p.display()))
 }
 
 /// Tokens every template may use without defining them.
@@ -298,8 +279,10 @@ fn ensure_packages(ctx: &Context, pkgs: &[String]) -> Result<(Vec<String>, Strin
 mod tests {
     use super::super::{parse, RunOutput};
     use super::*;
+    use crate::fs::tree::Links;
     use crate::testutil::TempDir;
     use std::cell::RefCell;
+    use std::fs;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     /// Records commands; answers from a table of (argv prefix, exit code).
@@ -372,9 +355,10 @@ mod tests {
         let path = fx.manifests.join("web.apply");
         fs::write(&path, text).unwrap();
         let file = parse(&path, text)?;
+        let tree = Tree::open(&fx.root, Links::InRoot).unwrap();
         let ctx = Context {
             cell: "web",
-            root: &fx.root,
+            root: &tree,
             runner,
             pkg_tool,
             env: vec![("PKG_PATH".into(), "http://x".into())],
@@ -523,20 +507,37 @@ TEMPLATE app.tmpl /etc/app.conf port=8080
         let fx = fixture();
         let outside = fx.root.parent().unwrap().join("outside");
         fs::create_dir_all(&outside).unwrap();
+        // Climbing links stop at the cell's root, as they do for the cell's
+        // own processes: /esc is <root>/outside, never the host's.
         std::os::unix::fs::symlink("../outside", fx.root.join("esc")).unwrap();
+        std::os::unix::fs::symlink(&outside, fx.root.join("abs")).unwrap();
         let r = fake(vec![]);
-        for text in [
-            "FILE_BEGIN /esc/x\nx\nFILE_END\n",
-            "LINE /esc/y | x\n",
-            "DIR /esc/d\n",
-            "FILE_BEGIN /../outside/z\nx\nFILE_END\n",
+        for (text, error) in [
+            ("FILE_BEGIN /esc/x\nx\nFILE_END\n", "which does not exist"),
+            ("LINE /esc/y | x\n", "which does not exist"),
+            ("DIR /esc/d\n", "which does not exist"),
+            ("DIR /abs/d\n", "which does not exist"),
+            (
+                "FILE_BEGIN /../outside/z\nx\nFILE_END\n",
+                "climbs above the cell root",
+            ),
         ] {
             let e = twice(&fx, &r, "", text).unwrap_err();
-            assert!(
-                format!("{e:#}").contains("climbs above the cell root"),
-                "{e:#}"
-            );
+            assert!(format!("{e:#}").contains(error), "{text}: {e:#}");
         }
+        fs::create_dir_all(fx.root.join("outside")).unwrap();
+        let inside = fx.root.join(outside.strip_prefix("/").unwrap());
+        fs::create_dir_all(&inside).unwrap();
+        twice(
+            &fx,
+            &r,
+            "",
+            "FILE_BEGIN /esc/x\nx\nFILE_END\nLINE /esc/y | x\nDIR /abs/d\n",
+        )
+        .unwrap();
+        assert_eq!(fs::read(fx.root.join("outside/x")).unwrap(), b"x\n");
+        assert_eq!(fs::read(fx.root.join("outside/y")).unwrap(), b"x\n");
+        assert!(inside.join("d").is_dir());
         assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
     }
 
@@ -591,9 +592,10 @@ TEMPLATE app.tmpl /etc/app.conf port=8080
         let r = fake(vec![("pkg_info -qe redis", 1)]);
         let path = fx.manifests.join("p.apply");
         let file = parse(&path, "PKG nginx redis\n").unwrap();
+        let tree = Tree::open(&fx.root, Links::InRoot).unwrap();
         let ctx = Context {
             cell: "web",
-            root: &fx.root,
+            root: &tree,
             runner: &r,
             pkg_tool: "pkg_add",
             env: vec![],

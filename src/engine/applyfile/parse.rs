@@ -26,8 +26,11 @@ const ATTR_KEYS: &[&str] = &["mode", "owner", "group"];
 
 /// Reads and parses one file.
 pub fn parse_file(path: &Path) -> Result<ApplyFile, FileError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| FileError::new(path, None, format!("cannot read: {e}")))?;
+    let text = match crate::fs::trust::read_to_string(path, ".apply file") {
+        Ok(Some(t)) => t,
+        Ok(None) => return Err(FileError::new(path, None, "cannot read: it does not exist")),
+        Err(e) => return Err(FileError::new(path, None, format!("{e:#}"))),
+    };
     parse(path, &text)
 }
 

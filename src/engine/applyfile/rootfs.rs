@@ -1,251 +1,174 @@
-//! Paths inside a cell's root, resolved from the host without ever leaving it.
+//! The file directives' view of a cell's root: paths as the cell sees them,
+//! worked on through [`crate::fs::tree`], so they never leave the root.
 //!
-//! A path is walked one component at a time. Symlinks are followed as the cell
-//! would see them (an absolute target is relative to the cell root), and any step
-//! that would climb above the root (`..` in the path or in a link target) is
-//! refused. A cell process could still swap a directory for a symlink between
-//! the check and the write; plans are meant to run while the service is stopped.
+//! Links are followed as the cell would follow them (an absolute target and
+//! `..` are relative to the cell's root and stop there), by the kernel
+//! (`openat2(RESOLVE_IN_ROOT)`), in the same call that opens the object: a
+//! process in the cell swapping a directory for a link meanwhile changes which
+//! file inside the cell is written, never whether the write stays inside. A
+//! path that climbs above `/` by its own `..` components is refused. Files in
+//! the cell are read with a size limit, and `/etc/passwd` and `/etc/group` are
+//! streamed line by line.
 
+use crate::fs::tree::{Kind, Tree, READ_LIMIT};
 use anyhow::{bail, Context as _, Result};
-use std::collections::VecDeque;
-use std::ffi::OsString;
-use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::io::Read;
+use std::path::{Component, Path};
 
-/// Enough for any sane tree; guards against link loops.
-const MAX_LINKS: usize = 40;
+/// Largest passwd or group file read for a name.
+const DB_LIMIT: u64 = 64 << 20;
+/// Longest line in them.
+const DB_LINE: usize = 64 << 10;
 
-/// Resolves `path` (absolute, as seen inside the cell) to a host path below
-/// `root`. Components that do not exist yet are appended as they are. With
-/// `follow_last` false a symlink in the last component is not followed (it is
-/// the object itself, as for `SYMLINK`).
-pub fn resolve(root: &Path, path: &str, follow_last: bool) -> Result<PathBuf> {
-    let mut queue: VecDeque<OsString> = components(Path::new(path));
-    let mut cur = root.to_path_buf();
+/// `path` checked: absolute in the cell, not climbing above its root by
+/// its own `..` components (links are the kernel's business).
+fn cell_path(path: &str) -> Result<&Path> {
+    let p = Path::new(path);
     let mut depth = 0usize;
-    let mut links = 0usize;
-    while let Some(c) = queue.pop_front() {
-        if c == ".." {
-            if depth == 0 {
-                bail!("{path}: climbs above the cell root");
-            }
-            cur.pop();
-            depth -= 1;
-            continue;
-        }
-        let next = cur.join(&c);
-        let is_last = queue.is_empty();
-        match fs::symlink_metadata(&next) {
-            Ok(m) if m.file_type().is_symlink() && (follow_last || !is_last) => {
-                links += 1;
-                if links > MAX_LINKS {
-                    bail!("{path}: too many levels of symbolic links");
-                }
-                let target = fs::read_link(&next)
-                    .with_context(|| format!("reading symlink {}", next.display()))?;
-                if target.is_absolute() {
-                    cur = root.to_path_buf();
-                    depth = 0;
-                }
-                let mut rest = components(&target);
-                rest.extend(queue.drain(..));
-                queue = rest;
-            }
-            Ok(_) => {
-                cur = next;
-                depth += 1;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                cur = next;
-                depth += 1;
-            }
-            Err(e) => return Err(e).with_context(|| format!("inspecting {}", next.display())),
+    for c in p.components() {
+        match c {
+            Component::Normal(_) => depth += 1,
+            Component::ParentDir if depth == 0 => bail!("{path}: climbs above the cell root"),
+            Component::ParentDir => depth -= 1,
+            _ => {}
         }
     }
-    Ok(cur)
+    Ok(p)
 }
 
-/// The normal and `..` components of a path (root and `.` dropped).
-fn components(p: &Path) -> VecDeque<OsString> {
-    p.components()
-        .filter_map(|c| match c {
-            Component::Normal(s) => Some(s.to_os_string()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Creates the directory and missing parents (each resolved inside the root).
-/// Returns whether anything was created.
-pub fn ensure_dir(root: &Path, path: &str) -> Result<bool> {
-    let host = resolve(root, path, true)?;
-    match fs::metadata(&host) {
-        Ok(m) if m.is_dir() => return Ok(false),
-        Ok(_) => bail!("{path} exists and is not a directory"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("inspecting {path}")),
-    }
-    if let Some(parent) = Path::new(path).parent().filter(|p| *p != Path::new("/")) {
-        ensure_dir(root, &parent.to_string_lossy())?;
-    }
-    // The parent exists now; resolve again so a link created meanwhile is honoured.
-    let host = resolve(root, path, true)?;
-    fs::create_dir(&host).with_context(|| format!("creating directory {path}"))?;
-    Ok(true)
+/// Creates the directory and missing parents; returns whether anything was created.
+pub fn ensure_dir(tree: &Tree, path: &str) -> Result<bool> {
+    tree.mkdir_all(cell_path(path)?, 0o755)
 }
 
 /// Makes the parent directory of `path` exist.
-pub fn ensure_parent(root: &Path, path: &str) -> Result<()> {
-    if let Some(parent) = Path::new(path).parent().filter(|p| *p != Path::new("/")) {
-        ensure_dir(root, &parent.to_string_lossy())?;
+pub fn ensure_parent(tree: &Tree, path: &str) -> Result<()> {
+    if let Some(parent) = cell_path(path)?.parent().filter(|p| *p != Path::new("/")) {
+        tree.mkdir_all(parent, 0o755)?;
     }
     Ok(())
 }
 
-/// The file's content, or `None` when it does not exist. Anything but a regular
-/// file is an error.
-pub fn read_file(root: &Path, path: &str) -> Result<Option<Vec<u8>>> {
-    let host = resolve(root, path, true)?;
-    match fs::metadata(&host) {
-        Ok(m) if m.is_file() => Ok(Some(
-            fs::read(&host).with_context(|| format!("reading {path}"))?,
-        )),
-        Ok(_) => bail!("{path} exists and is not a regular file"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("inspecting {path}")),
-    }
+/// The file's content, or `None` when it does not exist. Anything but a
+/// regular file, or a file larger than configuration files get, is an error.
+pub fn read_file(tree: &Tree, path: &str) -> Result<Option<Vec<u8>>> {
+    tree.read(cell_path(path)?, READ_LIMIT)
 }
 
-/// Replaces the file's content atomically, keeping the old mode (new files get
-/// 0644 unless `mode` says otherwise). Returns whether the content changed.
-pub fn ensure_content(root: &Path, path: &str, content: &[u8]) -> Result<bool> {
-    let old = read_file(root, path)?;
-    if old.as_deref() == Some(content) {
+/// Whether the file at `path` has exactly `content` (reading at most that much).
+fn has_content(tree: &Tree, path: &Path, content: &[u8]) -> Result<bool> {
+    let Some(obj) = tree.object(path)? else {
+        return Ok(false);
+    };
+    if obj.meta.kind != Kind::File {
+        bail!("{} exists and is not a regular file", path.display());
+    }
+    if obj.meta.size != content.len() as u64 {
         return Ok(false);
     }
-    ensure_parent(root, path)?;
-    let host = resolve(root, path, true)?;
-    let mode = fs::metadata(&host)
-        .map(|m| m.permissions().mode() & 0o7777)
-        .unwrap_or(0o644);
-    crate::fs::host::write_atomic(&host, content).with_context(|| format!("writing {path}"))?;
-    fs::set_permissions(&host, fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting mode of {path}"))?;
+    let mut buf = Vec::with_capacity(content.len());
+    std::fs::File::from(obj.into_fd())
+        .take(content.len() as u64)
+        .read_to_end(&mut buf)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(buf == content)
+}
+
+/// Replaces the file's content atomically, keeping its mode and owner (a new
+/// file is 0644 and belongs to the cell's root). Returns whether it changed.
+pub fn ensure_content(tree: &Tree, path: &str, content: &[u8]) -> Result<bool> {
+    let p = cell_path(path)?;
+    if has_content(tree, p, content)? {
+        return Ok(false);
+    }
+    ensure_parent(tree, path)?;
+    tree.write(p, content, None)
+        .with_context(|| format!("writing {path}"))?;
     Ok(true)
 }
 
-/// Sets mode and ownership where they differ; returns what changed, e.g.
-/// `["mode 0640", "owner 1000"]`. Owner and group names resolve in the cell's
-/// own `/etc/passwd` and `/etc/group`.
-pub fn ensure_attrs(root: &Path, path: &str, attrs: &super::Attrs) -> Result<Vec<String>> {
-    let host = resolve(root, path, true)?;
-    let meta = fs::metadata(&host).with_context(|| format!("inspecting {path}"))?;
-    let mut changed = Vec::new();
-    if let Some(mode) = attrs.mode {
-        if meta.permissions().mode() & 0o7777 != mode {
-            fs::set_permissions(&host, fs::Permissions::from_mode(mode))
-                .with_context(|| format!("chmod {mode:04o} {path}"))?;
-            changed.push(format!("mode {mode:04o}"));
-        }
+/// Sets mode and ownership where they differ, on the object itself; returns
+/// what changed, e.g. `["mode 0640", "owner 1000"]`. Owner and group names
+/// resolve in the cell's own `/etc/passwd` and `/etc/group`.
+pub fn ensure_attrs(tree: &Tree, path: &str, attrs: &super::Attrs) -> Result<Vec<String>> {
+    let p = cell_path(path)?;
+    if *attrs == super::Attrs::default() {
+        return Ok(Vec::new());
     }
     let uid = match &attrs.owner {
         Some(o) => {
-            Some(lookup_id(root, "/etc/passwd", o).with_context(|| format!("owner of {path}"))?)
+            Some(lookup_id(tree, "/etc/passwd", o).with_context(|| format!("owner of {path}"))?)
         }
         None => None,
     };
     let gid = match &attrs.group {
         Some(g) => {
-            Some(lookup_id(root, "/etc/group", g).with_context(|| format!("group of {path}"))?)
+            Some(lookup_id(tree, "/etc/group", g).with_context(|| format!("group of {path}"))?)
         }
         None => None,
     };
-    let uid = uid.filter(|u| *u != meta.uid());
-    let gid = gid.filter(|g| *g != meta.gid());
-    if uid.is_some() || gid.is_some() {
-        std::os::unix::fs::chown(&host, uid, gid).with_context(|| format!("chown {path}"))?;
-        if let Some(u) = uid {
-            changed.push(format!("owner {u}"));
+    let mut obj = tree
+        .object(p)?
+        .with_context(|| format!("{path} does not exist"))?;
+    let ids = tree.ids();
+    let host_uid = uid.map(|u| ids.host_uid(u)).transpose()?;
+    let host_gid = gid.map(|g| ids.host_gid(g)).transpose()?;
+    let new_uid = host_uid.filter(|u| *u != obj.meta.uid);
+    let new_gid = host_gid.filter(|g| *g != obj.meta.gid);
+    let mut changed = Vec::new();
+    if new_uid.is_some() || new_gid.is_some() {
+        // The kernel clears set-id bits on chown: the mode below sets them again.
+        let before = obj.meta.mode;
+        obj.chown(new_uid, new_gid)?;
+        if attrs.mode.is_none() && before & 0o6000 != 0 {
+            obj.chmod(before)?;
         }
-        if let Some(g) = gid {
-            changed.push(format!("group {g}"));
+        if new_uid.is_some() {
+            changed.push(format!("owner {}", uid.unwrap_or_default()));
+        }
+        if new_gid.is_some() {
+            changed.push(format!("group {}", gid.unwrap_or_default()));
+        }
+    }
+    if let Some(mode) = attrs.mode {
+        let current = rustix::fs::fstat(obj.fd())
+            .map(|st| st.st_mode & 0o7777)
+            .unwrap_or(obj.meta.mode);
+        if current != mode {
+            obj.chmod(mode)?;
+            changed.insert(0, format!("mode {mode:04o}"));
         }
     }
     Ok(changed)
 }
 
 /// A numeric id, or a name looked up in the cell's passwd/group file
-/// (`name:x:id:…`).
-fn lookup_id(root: &Path, db: &str, name: &str) -> Result<u32> {
+/// (`name:x:id:…`), read line by line with limits.
+fn lookup_id(tree: &Tree, db: &str, name: &str) -> Result<u32> {
     if let Ok(n) = name.parse::<u32>() {
         return Ok(n);
     }
-    let text = read_file(root, db)?
-        .with_context(|| format!("'{name}' cannot be resolved: the cell has no {db}"))?;
-    String::from_utf8_lossy(&text)
-        .lines()
-        .find_map(|l| {
-            let mut f = l.split(':');
-            (f.next() == Some(name)).then(|| f.nth(1).and_then(|id| id.parse().ok()))?
-        })
-        .with_context(|| format!("'{name}' is not in the cell's {db}"))
+    let found = tree.find_line(Path::new(db), DB_LIMIT, DB_LINE, |line| {
+        let mut f = line.split(|b| *b == b':');
+        if f.next() != Some(name.as_bytes()) {
+            return None;
+        }
+        let id = f.nth(1)?;
+        std::str::from_utf8(id).ok()?.parse::<u32>().ok()
+    })?;
+    match found {
+        None => bail!("'{name}' cannot be resolved: the cell has no {db}"),
+        Some(None) => bail!("'{name}' is not in the cell's {db}"),
+        Some(Some(id)) => Ok(id),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::tree::Links;
     use crate::testutil::TempDir;
-    use std::os::unix::fs::symlink;
-
-    #[test]
-    fn resolves_links_as_the_cell_sees_them() {
-        let t = TempDir::new("rootfs");
-        let root = t.path();
-        fs::create_dir_all(root.join("real/dir")).unwrap();
-        symlink("/real", root.join("abs")).unwrap();
-        symlink("real/dir", root.join("rel")).unwrap();
-        assert_eq!(
-            resolve(root, "/abs/dir/f", true).unwrap(),
-            root.join("real/dir/f")
-        );
-        assert_eq!(
-            resolve(root, "/rel/../x", true).unwrap(),
-            root.join("real/x")
-        );
-        assert_eq!(resolve(root, "/abs", false).unwrap(), root.join("abs"));
-        assert_eq!(
-            resolve(root, "/new/a/b", true).unwrap(),
-            root.join("new/a/b")
-        );
-    }
-
-    #[test]
-    fn refuses_to_leave_the_root() {
-        let t = TempDir::new("rootfs-escape");
-        let root = t.path();
-        symlink("../../../../etc", root.join("up")).unwrap();
-        symlink("loop", root.join("loop")).unwrap();
-        assert!(resolve(root, "/../etc/passwd", true)
-            .unwrap_err()
-            .to_string()
-            .contains("climbs above the cell root"));
-        assert!(resolve(root, "/up/passwd", true)
-            .unwrap_err()
-            .to_string()
-            .contains("climbs above the cell root"));
-        assert!(resolve(root, "/loop", true)
-            .unwrap_err()
-            .to_string()
-            .contains("too many levels"));
-        // An absolute link to /etc stays in the cell's /etc.
-        symlink("/etc", root.join("cfg")).unwrap();
-        assert_eq!(
-            resolve(root, "/cfg/passwd", true).unwrap(),
-            root.join("etc/passwd")
-        );
-    }
+    use std::fs;
 
     #[test]
     fn ids_resolve_in_the_cells_own_databases() {
@@ -257,15 +180,35 @@ mod tests {
             "root:x:0:0::/root:/bin/sh\nwww:x:800:800::/:/bin/false\n",
         )
         .unwrap();
-        assert_eq!(lookup_id(root, "/etc/passwd", "www").unwrap(), 800);
-        assert_eq!(lookup_id(root, "/etc/passwd", "12").unwrap(), 12);
-        assert!(lookup_id(root, "/etc/passwd", "nobody2")
+        let tree = Tree::open(root, Links::InRoot).unwrap();
+        assert_eq!(lookup_id(&tree, "/etc/passwd", "www").unwrap(), 800);
+        assert_eq!(lookup_id(&tree, "/etc/passwd", "12").unwrap(), 12);
+        assert!(lookup_id(&tree, "/etc/passwd", "nobody2")
             .unwrap_err()
             .to_string()
             .contains("not in the cell's /etc/passwd"));
-        assert!(lookup_id(root, "/etc/group", "www")
+        assert!(lookup_id(&tree, "/etc/group", "www")
             .unwrap_err()
             .to_string()
             .contains("the cell has no /etc/group"));
+    }
+
+    #[test]
+    fn a_huge_passwd_is_refused_without_reading_it() {
+        let t = TempDir::new("rootfs-huge");
+        let root = t.path();
+        fs::create_dir_all(root.join("etc")).unwrap();
+        let f = fs::File::create(root.join("etc/passwd")).unwrap();
+        f.set_len(3 << 30).unwrap();
+        let tree = Tree::open(root, Links::InRoot).unwrap();
+        let e = lookup_id(&tree, "/etc/passwd", "www").unwrap_err();
+        assert!(e.to_string().contains("cellmgr reads at most"), "{e}");
+    }
+
+    #[test]
+    fn paths_climbing_above_the_root_are_refused() {
+        assert!(cell_path("/a/../b").is_ok());
+        let e = cell_path("/../etc/passwd").unwrap_err();
+        assert_eq!(e.to_string(), "/../etc/passwd: climbs above the cell root");
     }
 }

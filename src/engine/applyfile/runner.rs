@@ -2,11 +2,10 @@
 //! `EXEC`, `PKG` and health checks need. A trait so the directive executors can be
 //! tested without a kernel cell.
 
-use crate::kernel::{ExecSpec, Kernel, Target};
+use crate::kernel::{ExecSpec, Kernel, Stdio, Target};
 use anyhow::{Context as _, Result};
 use std::io::Read;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How a command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,12 +66,9 @@ impl CellRunner for KernelRunner<'_> {
         env: &[(String, String)],
         timeout: Duration,
     ) -> Result<RunOutput> {
-        // Its own process group: on timeout the whole group is killed, so a
-        // check blocked in a child (`sh -c 'cat /fifo'`) does not linger.
         let spec = ExecSpec {
             argv: argv.to_vec(),
             env: env.to_vec(),
-            process_group: true,
             ..ExecSpec::default()
         };
         // One pipe for stdout and stderr keeps their order.
@@ -81,7 +77,7 @@ impl CellRunner for KernelRunner<'_> {
         let child = self.kernel.spawn(
             &self.target,
             &spec,
-            [Stdio::null(), Stdio::from(writer), Stdio::from(writer2)],
+            [Stdio::Null, Stdio::Fd(writer), Stdio::Fd(writer2)],
         );
         let mut child =
             child.with_context(|| format!("running {} in {}", argv.join(" "), self.target))?;
@@ -91,23 +87,25 @@ impl CellRunner for KernelRunner<'_> {
             let _ = std::fs::File::from(reader).read_to_end(&mut buf);
             let _ = tx.send(buf);
         });
-        let deadline = Instant::now() + timeout;
         let mut timed_out = false;
-        let status = loop {
-            if let Some(st) = child.try_wait().context("waiting for the command")? {
-                break st;
-            }
-            if Instant::now() >= deadline {
+        let status = match child
+            .wait_timeout(timeout)
+            .context("waiting for the command")?
+        {
+            Some(st) => st,
+            None => {
                 timed_out = true;
+                // Every process enters a cell in a session of its own, so its
+                // group is everything it started (a check blocked in a child,
+                // `sh -c 'cat /fifo'`, does not linger).
                 if let Ok(pid) = i32::try_from(child.id()) {
                     // SAFETY: kill(2) of the process group our child leads;
                     // not yet reaped, so its id cannot have been reused.
                     unsafe { libc::kill(-pid, libc::SIGKILL) };
                 }
                 let _ = child.kill();
-                break child.wait().context("waiting for the killed command")?;
+                child.wait().context("waiting for the killed command")?
             }
-            std::thread::sleep(Duration::from_millis(5));
         };
         // A descendant may still hold the pipe open; take what arrived.
         let output = rx
@@ -125,6 +123,7 @@ impl CellRunner for KernelRunner<'_> {
 mod tests {
     use super::*;
     use crate::kernel::{CellInfo, CellSpec, CellStats};
+    use std::time::Instant;
 
     /// Spawns on the host: enough to test the runner's own logic (output,
     /// exit codes, timeouts); the cell side is covered by tests/apply.rs.
@@ -151,7 +150,7 @@ mod tests {
             _: &Target,
             spec: &ExecSpec,
             [i, o, e]: [Stdio; 3],
-        ) -> Result<std::process::Child> {
+        ) -> Result<crate::kernel::Child> {
             use std::os::unix::process::CommandExt;
             let mut cmd = std::process::Command::new(&spec.argv[0]);
             cmd.args(&spec.argv[1..])
@@ -159,10 +158,9 @@ mod tests {
                 .stdin(i)
                 .stdout(o)
                 .stderr(e);
-            if spec.process_group {
-                cmd.process_group(0);
-            }
-            Ok(cmd.spawn()?)
+            // As a cell's spawn agent does: a session of its own.
+            cmd.process_group(0);
+            Ok(crate::kernel::Child::from_std(cmd.spawn()?))
         }
     }
 

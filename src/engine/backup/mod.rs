@@ -9,14 +9,19 @@
 //! the writers frozen); a restore refuses while the tree is in use unless asked to
 //! stop its users, builds the new tree beside the live one while checking the
 //! archive's SHA-256, touches nothing (no cell stopped, no file replaced) before
-//! that checksum is good, and swaps the tree in atomically ([`swap`]).
+//! that checksum (and, with a backup key, the MAC: [`mac`]) is good, refuses
+//! device nodes and strips set-id bits from what it extracted ([`sanitize`]),
+//! and swaps the tree in atomically ([`swap`]). Archives, sidecars and the
+//! backup directory are read under strict modes ([`crate::fs::trust`]).
 //! Confirmation and locking are the caller's (the CLI's) job.
 
 pub mod inuse;
 pub mod leftovers;
+pub mod mac;
 pub mod naming;
 pub mod progress;
 pub mod retention;
+pub mod sanitize;
 pub mod scan;
 pub mod sidecar;
 pub mod swap;
@@ -151,6 +156,7 @@ impl Backup {
 pub fn list(cfg: &Config, kind: Kind, name: &str) -> Result<Vec<Backup>> {
     crate::names::validate(kind.noun(), name)?;
     let dir = archive_dir(cfg, kind);
+    crate::fs::trust::check_dir(&dir, "backup directory")?;
     let mut out = Vec::new();
     for entry in crate::fs::host::dir_entries(&dir)? {
         let file = entry.file_name().to_string_lossy().into_owned();
@@ -256,13 +262,21 @@ fn check_size(b: &Backup, size: u64, side: &Sidecar) -> Result<()> {
     Ok(())
 }
 
+/// Opens an archive under strict modes.
+fn open_archive(b: &Backup) -> Result<fs::File> {
+    crate::fs::trust::open(&b.path, "backup archive")?
+        .with_context(|| format!("{} does not exist", b.path.display()))
+}
+
 /// Checks that an archive restores: its sidecar (names, size), the SHA-256 of
-/// every byte, and what tar will need to extract it (the paths of its
-/// members, see [`scan`]), all in one read.
-pub fn verify(b: &Backup, progress: &mut Progress) -> Result<()> {
+/// every byte, with a backup key the MAC, and what tar will need to extract
+/// it (the paths of its members, see [`scan`]), all in one read.
+pub fn verify(cfg: &Config, b: &Backup, progress: &mut Progress) -> Result<()> {
     let side = check_sidecar(b)?;
-    let mut f = fs::File::open(&b.path).with_context(|| format!("opening {}", b.path.display()))?;
-    let (sha, size, facts) = tar::scan_file(&mut f, progress)
+    let key = mac::key(cfg)?;
+    let mut m = mac::expect(key.as_deref(), side, &b.file_name())?;
+    let mut f = open_archive(b)?;
+    let (sha, size, facts) = tar::scan_file(&mut f, m.as_mut(), progress)
         .with_context(|| format!("reading {}", b.path.display()))?;
     check_size(b, size, side)?;
     if sha != side.sha256 {
@@ -272,6 +286,7 @@ pub fn verify(b: &Backup, progress: &mut Progress) -> Result<()> {
             side.sha256
         );
     }
+    mac::check(m, side, &b.file_name())?;
     // What restore will do: sidecars of older versions do not say whether
     // there are ACLs, so tar is asked to set them everywhere.
     let facts = scan::Facts {
@@ -311,6 +326,7 @@ pub fn create(
     if let Some(did) = Swap::new(&source)?.recover()? {
         log::warn!("finished an interrupted restore: {did}");
     }
+    // host path: an entry of the root-only volume directory or cell runtime
     if !source.is_dir() {
         bail!(
             "{} {name} has no data at {}: nothing to back up",
@@ -342,12 +358,14 @@ pub fn create(
         bail!("{what}, so a copy could be inconsistent; stop it first or pass --quiesce to freeze the writers while the copy is taken");
     }
 
+    let key = mac::key(cfg)?;
     let dir = archive_dir(cfg, kind);
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&dir)
         .with_context(|| format!("creating {}", dir.display()))?;
+    crate::fs::trust::check_dir(&dir, "backup directory")?;
     for line in leftovers::clean_archives(cfg, kind, leftovers::Of::Name(name)) {
         log::warn!("{line}");
     }
@@ -365,12 +383,8 @@ pub fn create(
     let mut manifests = std::collections::BTreeMap::new();
     for m in kind.manifest_files(name) {
         let p = cfg.manifest_dir.join(&m);
-        match fs::read_to_string(&p) {
-            Ok(text) => {
-                manifests.insert(m, text);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
+        if let Some(text) = crate::fs::trust::read_to_string(&p, "manifest")? {
+            manifests.insert(m, text);
         }
     }
 
@@ -386,9 +400,10 @@ pub fn create(
         if progress.enabled() {
             progress = Progress::new(&label, Some(tree_bytes(&source)), true);
         }
+        let mut signer = key.as_deref().map(mac::start);
         let written = {
             let _frozen = Frozen::new(rt, &writers)?;
-            tar::create(&source, &mut out, &mut progress)
+            tar::create(&source, &mut out, signer.as_mut(), &mut progress)
                 .with_context(|| format!("archiving {}", source.display()))?
         };
         progress.finish();
@@ -400,7 +415,7 @@ pub fn create(
         }
         out.sync_all()
             .with_context(|| format!("writing {}", partial.display()))?;
-        let side = Sidecar {
+        let mut side = Sidecar {
             format: sidecar::FORMAT,
             kind: kind.noun().to_string(),
             name: name.to_string(),
@@ -414,7 +429,9 @@ pub fn create(
             acls: Some(written.facts.acls),
             quiesced: writers.clone(),
             manifests,
+            mac: None,
         };
+        side.mac = signer.map(|m| mac::seal(m, &side)).transpose()?;
         // Sidecar first: an archive on disk always has one.
         side.write(&dir.join(naming::sidecar_name(&file)))?;
         fs::rename(&partial, &path)
@@ -450,26 +467,19 @@ fn free_archive_name(dir: &Path, name: &str) -> (u64, String) {
 }
 
 /// Bytes a tar of `dir` will roughly carry (for the progress meter only).
+/// The tree is the cell's: walked without following links or entering mounts.
 fn tree_bytes(dir: &Path) -> u64 {
-    let Ok(top) = fs::symlink_metadata(dir) else {
+    let Ok(tree) = crate::fs::tree::Tree::open(dir, crate::fs::tree::Links::Refuse) else {
         return 0;
     };
     let mut total = 0u64;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            total += 512;
-            if m.is_dir() && m.dev() == top.dev() {
-                stack.push(e.path());
-            } else if m.is_file() {
-                total += m.len().min(m.blocks() * 512);
-            }
+    let _ = tree.visit(Path::new(""), &mut |_, _, m| {
+        total += 512;
+        if m.kind == crate::fs::tree::Kind::File {
+            total += m.size;
         }
-    }
+        Ok(())
+    });
     total
 }
 
@@ -477,6 +487,8 @@ fn tree_bytes(dir: &Path) -> u64 {
 pub struct RestoreOptions {
     /// Stop the cells using the tree instead of refusing.
     pub stop: bool,
+    /// Keep set-id bits and file capabilities from the archive.
+    pub keep_setid: bool,
     /// Also write the manifests saved in the sidecar back to the manifest directory.
     pub manifests: bool,
     pub show_progress: bool,
@@ -523,6 +535,8 @@ pub fn restore(
         }
     }
 
+    let key = mac::key(cfg)?;
+    let mut signer = mac::expect(key.as_deref(), side, &file)?;
     let target = reach(cfg, kind, name)?;
     let swap = Swap::new(&target)?;
     if let Some(did) = swap.recover()? {
@@ -530,14 +544,14 @@ pub fn restore(
     }
     // Refuse now rather than after the extraction; checked again before the swap.
     Users::of(rt, kind, name, &target)?.check(kind, name, opts.stop)?;
-    check_free_space(
-        target.parent().unwrap_or(Path::new("/")),
-        side.content_bytes,
-    )?;
+    let parent = target.parent().unwrap_or(Path::new("/"));
+    // Volumes and cells' runtimes sit in private directories (0700).
+    crate::fs::host::private_dir(parent)?;
+    check_free_space(parent, side.content_bytes)?;
+    let root = root_attrs(cfg, kind, name, &target)?;
     swap.prepare()?;
     let extracted = (|| -> Result<()> {
-        let mut f = fs::File::open(&backup.path)
-            .with_context(|| format!("opening {}", backup.path.display()))?;
+        let mut f = open_archive(backup)?;
         let mut progress = Progress::new(
             &format!("restoring {file}"),
             Some(backup.size),
@@ -546,10 +560,26 @@ pub fn restore(
         let t = std::time::Instant::now();
         // Sidecars of older versions do not say: ask tar for ACLs then.
         let acls = side.acls != Some(false);
-        tar::extract(&mut f, &swap.staging, &side.sha256, acls, &mut progress)
-            .with_context(|| format!("extracting {file}"))?;
+        tar::extract(
+            &mut f,
+            &swap.staging,
+            &side.sha256,
+            acls,
+            signer.as_mut(),
+            &mut progress,
+        )
+        .with_context(|| format!("extracting {file}"))?;
+        mac::check(signer.take(), side, &file)?;
         progress.finish();
         log::debug!("extracted and verified {file} in {:?}", t.elapsed());
+        let cleaned = sanitize::staged(&swap.staging, kind, opts.keep_setid, root)
+            .with_context(|| format!("checking what {file} holds"))?;
+        if cleaned.stripped > 0 {
+            log::info!(
+                "{file}: removed set-id bits or file capabilities from {} file(s) (--keep-setid keeps them)",
+                cleaned.stripped
+            );
+        }
         Ok(())
     })();
     let stopped = extracted.and_then(|()| {
@@ -585,6 +615,32 @@ pub fn restore(
         }
     }
     Ok(restored)
+}
+
+/// The top directory's attributes after a restore: the live tree's, else the
+/// volume's declared mode (0755 without one), owned by the cell's root.
+fn root_attrs(cfg: &Config, kind: Kind, name: &str, target: &Path) -> Result<sanitize::RootAttrs> {
+    if let Ok(m) = fs::symlink_metadata(target) {
+        if m.is_dir() {
+            return Ok(sanitize::RootAttrs {
+                mode: m.mode() & 0o7777,
+                uid: m.uid(),
+                gid: m.gid(),
+            });
+        }
+    }
+    let declared = match kind {
+        Kind::Volume => crate::engine::manifest::load_volume(cfg, name)?.and_then(|v| v.mode),
+        Kind::Cell => None,
+    };
+    // The cell's root owns a new top directory; cell root is host root
+    // until cells get a user namespace of their own (then: their id map).
+    let ids = crate::fs::tree::IdMap::IDENTITY;
+    Ok(sanitize::RootAttrs {
+        mode: declared.unwrap_or(0o755),
+        uid: ids.host_uid(0)?,
+        gid: ids.host_gid(0)?,
+    })
 }
 
 /// The cells and mounts using the tree a restore replaces.
@@ -723,7 +779,7 @@ pub fn delete(b: &Backup) -> Result<()> {
 pub fn prune(cfg: &Config, kind: Kind, name: &str, keep: u32) -> Result<Vec<Backup>> {
     let all = list(cfg, kind, name)?;
     let doomed = retention::select(all.len(), keep as usize, |i| {
-        verify(&all[i], &mut Progress::hidden()).is_ok()
+        verify(cfg, &all[i], &mut Progress::hidden()).is_ok()
     });
     let mut deleted = Vec::new();
     for i in doomed {

@@ -41,6 +41,10 @@ pub struct Sidecar {
     pub quiesced: Vec<String>,
     /// Desired-state manifests at backup time: file name (`web.cell`) to content.
     pub manifests: BTreeMap<String, String>,
+    /// HMAC-SHA-256 of the archive and the fields above, with the host's
+    /// backup key (`CELL_BACKUP_KEY_FILE`); absent for unsigned backups.
+    #[serde(default)]
+    pub mac: Option<String>,
 }
 
 impl Sidecar {
@@ -49,7 +53,8 @@ impl Sidecar {
     }
 
     pub fn read(path: &Path) -> Result<Sidecar> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let bytes = crate::fs::trust::read(path, "backup sidecar")?
+            .with_context(|| format!("{} does not exist", path.display()))?;
         let s: Sidecar = crate::fs::cbor::decode(&bytes)
             .with_context(|| format!("{}: not a valid backup sidecar", path.display()))?;
         if s.format != FORMAT {
@@ -85,6 +90,7 @@ mod tests {
             acls: Some(false),
             quiesced: vec![],
             manifests: [("v.volume".to_string(), "VOLUME_MODE=0750\n".to_string())].into(),
+            mac: Some("cd".repeat(32)),
         };
         s.write(&p).unwrap();
         assert_eq!(Sidecar::read(&p).unwrap(), s);

@@ -56,7 +56,7 @@ impl Swap {
     pub fn recover(&self) -> Result<Option<String>> {
         let mut did = Vec::new();
         if !exists(&self.target) && exists(&self.prev) {
-            fs::rename(&self.prev, &self.target).with_context(|| {
+            rename(&self.prev, &self.target).with_context(|| {
                 format!(
                     "moving the previous data {} back to {}",
                     self.prev.display(),
@@ -100,7 +100,7 @@ impl Swap {
         if exists(&self.target) {
             self.replace_existing(t)?;
         } else {
-            fs::rename(&self.staging, &self.target).with_context(|| {
+            rename(&self.staging, &self.target).with_context(|| {
                 format!(
                     "renaming {} to {}",
                     self.staging.display(),
@@ -133,16 +133,16 @@ impl Swap {
 
     #[cfg(not(target_os = "linux"))]
     fn replace_existing(&self, t: std::time::Instant) -> Result<()> {
-        fs::rename(&self.target, &self.prev).with_context(|| {
+        rename(&self.target, &self.prev).with_context(|| {
             format!(
                 "renaming {} to {}",
                 self.target.display(),
                 self.prev.display()
             )
         })?;
-        if let Err(e) = fs::rename(&self.staging, &self.target) {
+        if let Err(e) = rename(&self.staging, &self.target) {
             // Put the old tree back; `recover` does the same after a crash here.
-            let _ = fs::rename(&self.prev, &self.target);
+            let _ = rename(&self.prev, &self.target);
             return Err(e).with_context(|| {
                 format!(
                     "renaming {} to {}",
@@ -179,12 +179,20 @@ impl Swap {
     }
 }
 
+/// Renames one entry of the target's parent to another. Host path: that
+/// directory is root's alone (the volume directory, a cell's runtime, 0700);
+/// the trees themselves are never entered by path.
+fn rename(from: &Path, to: &Path) -> std::io::Result<()> {
+    fs::rename(from, to) // host path: entries of a root-only directory
+}
+
 fn exists(p: &Path) -> bool {
     fs::symlink_metadata(p).is_ok()
 }
 
+/// The trees hold a cell's data: removed without following links or entering mounts.
 fn remove_tree(p: &Path) -> Result<()> {
-    fs::remove_dir_all(p).with_context(|| format!("removing {}", p.display()))
+    crate::fs::tree::remove_host_tree(p)
 }
 
 fn sync_parent(p: &Path) -> Result<()> {

@@ -6,6 +6,7 @@
 //! the sidecar is the hash of exactly what was written, and a restore extracts
 //! exactly the bytes it verified.
 
+use super::mac::Mac;
 use super::progress::Progress;
 use super::scan::{Facts, Scan};
 use anyhow::{bail, Context, Result};
@@ -111,8 +112,14 @@ pub struct Written {
     pub facts: Facts,
 }
 
-/// Archives the contents of `source` (as `./…`) into `out`, gzip-compressed.
-pub fn create(source: &Path, out: &mut File, progress: &mut Progress) -> Result<Written> {
+/// Archives the contents of `source` (as `./…`) into `out`, gzip-compressed;
+/// `mac` (if any) is fed every byte written.
+pub fn create(
+    source: &Path,
+    out: &mut File,
+    mut mac: Option<&mut Mac>,
+    progress: &mut Progress,
+) -> Result<Written> {
     let mut tar = child(tool::TAR)
         .args(tool::CREATE)
         .arg("-C")
@@ -177,6 +184,9 @@ pub fn create(source: &Path, out: &mut File, progress: &mut Progress) -> Result<
                     Err(e) => return Err(e).context("reading from gzip"),
                 };
                 hasher.update(&buf[..n]);
+                if let Some(m) = mac.as_deref_mut() {
+                    m.update(&buf[..n]);
+                }
                 out.write_all(&buf[..n]).context("writing the archive")?;
                 size += n as u64;
             }
@@ -220,15 +230,16 @@ pub fn create(source: &Path, out: &mut File, progress: &mut Progress) -> Result<
 }
 
 /// Extracts `archive` into the existing directory `dest`, hashing the bytes as
-/// they are fed to tar; fails if they do not hash to `sha256` (and then the caller
-/// discards `dest`) or tar fails. `acls`: the archive holds ACLs to restore
-/// (without any, tar is not asked to set them: that costs a path length, see
-/// [`super::scan`]).
+/// they are fed to tar (and feeding `mac`, if any); fails if they do not hash
+/// to `sha256` (and then the caller discards `dest`) or tar fails. `acls`: the
+/// archive holds ACLs to restore (without any, tar is not asked to set them:
+/// that costs a path length, see [`super::scan`]).
 pub fn extract(
     archive: &mut File,
     dest: &Path,
     sha256: &str,
     acls: bool,
+    mut mac: Option<&mut Mac>,
     progress: &mut Progress,
 ) -> Result<()> {
     let mut tar = child(tool::TAR)
@@ -256,6 +267,9 @@ pub fn extract(
                     Err(e) => return Err(e).context("reading the archive"),
                 };
                 hasher.update(&buf[..n]);
+                if let Some(m) = mac.as_deref_mut() {
+                    m.update(&buf[..n]);
+                }
                 progress.add(n as u64);
                 // If tar stopped early, keep hashing: the checksum explains why.
                 if let Some(pipe) = tar_in.as_mut() {
@@ -288,7 +302,12 @@ pub fn extract(
 
 /// SHA-256 (hex), length and contents (see [`super::scan`]) of a whole
 /// gzip-compressed archive: one read, the decompression done by gzip.
-pub fn scan_file(file: &mut File, progress: &mut Progress) -> Result<(String, u64, Facts)> {
+/// `mac` (if any) is fed every byte.
+pub fn scan_file(
+    file: &mut File,
+    mut mac: Option<&mut Mac>,
+    progress: &mut Progress,
+) -> Result<(String, u64, Facts)> {
     let mut gzip = child("gzip")
         .arg("-dc")
         .stdin(Stdio::piped())
@@ -326,6 +345,9 @@ pub fn scan_file(file: &mut File, progress: &mut Progress) -> Result<(String, u6
                     Err(e) => return Err(e.into()),
                 };
                 hasher.update(&buf[..n]);
+                if let Some(m) = mac.as_deref_mut() {
+                    m.update(&buf[..n]);
+                }
                 size += n as u64;
                 progress.add(n as u64);
                 // gzip stopping early (not gzip data) is reported below.
@@ -403,19 +425,31 @@ mod tests {
         std::fs::write(src.join("sub/a"), b"alpha").unwrap();
         let archive = base.join("a.tar.gz");
         let mut out = File::create(&archive).unwrap();
-        let w = create(&src, &mut out, &mut Progress::hidden()).unwrap();
+        let w = create(&src, &mut out, None, &mut Progress::hidden()).unwrap();
         drop(out);
         assert_eq!(w.size, std::fs::metadata(&archive).unwrap().len());
         assert!(w.content_bytes >= 3 * 512, "{w:?}");
-        let (sha, size, facts) =
-            scan_file(&mut File::open(&archive).unwrap(), &mut Progress::hidden()).unwrap();
+        let (sha, size, facts) = scan_file(
+            &mut File::open(&archive).unwrap(),
+            None,
+            &mut Progress::hidden(),
+        )
+        .unwrap();
         assert_eq!((sha.as_str(), size), (w.sha256.as_str(), w.size));
         assert_eq!(facts, w.facts);
 
         let dest = base.join("dest");
         std::fs::create_dir(&dest).unwrap();
         let mut f = File::open(&archive).unwrap();
-        extract(&mut f, &dest, &w.sha256, false, &mut Progress::hidden()).unwrap();
+        extract(
+            &mut f,
+            &dest,
+            &w.sha256,
+            false,
+            None,
+            &mut Progress::hidden(),
+        )
+        .unwrap();
         assert_eq!(std::fs::read(dest.join("sub/a")).unwrap(), b"alpha");
 
         let other = base.join("other");
@@ -426,6 +460,7 @@ mod tests {
             &other,
             &"0".repeat(64),
             false,
+            None,
             &mut Progress::hidden(),
         )
         .unwrap_err();

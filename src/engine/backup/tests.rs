@@ -97,7 +97,7 @@ fn create_list_verify_restore_round_trip() {
     let side = b.sidecar.as_ref().unwrap();
     assert_eq!(side.source, vol.to_string_lossy());
     assert_eq!(side.manifests["data.volume"], "VOLUME_MODE=0750\n");
-    verify(&b, &mut Progress::hidden()).unwrap();
+    verify(&env.cfg, &b, &mut Progress::hidden()).unwrap();
 
     // Change the live data and the manifest, then restore.
     fs::write(vol.join("a"), "changed").unwrap();
@@ -239,7 +239,10 @@ fn a_corrupt_archive_is_refused_and_the_live_data_kept() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
     fs::write(&b.path, &bytes).unwrap();
-    let e = format!("{:#}", verify(&b, &mut Progress::hidden()).unwrap_err());
+    let e = format!(
+        "{:#}",
+        verify(&env.cfg, &b, &mut Progress::hidden()).unwrap_err()
+    );
     assert!(e.contains("checksum mismatch"), "{e}");
     let e = format!(
         "{:#}",
@@ -392,7 +395,7 @@ fn listing_reports_archives_it_cannot_vouch_for() {
     assert_eq!(listed[0].status(), "no-sidecar");
     let e = format!(
         "{:#}",
-        verify(&listed[0], &mut Progress::hidden()).unwrap_err()
+        verify(&env.cfg, &listed[0], &mut Progress::hidden()).unwrap_err()
     );
     assert!(e.contains("cannot be verified"), "{e}");
     let e = format!(

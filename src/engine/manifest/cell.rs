@@ -656,6 +656,20 @@ impl CellManifest {
     }
 
     /// The line a key was set on, if it was set.
+    /// What to tell an operator whose manifest asks for the low profile.
+    pub fn low_profile_warning(&self) -> Option<String> {
+        (self.profile == Profile::Low).then(|| {
+            format!(
+                "cell {} asks for the low profile ({}): low permits host-wide \
+                 administration: its root can set the host's clock and change the \
+                 host's network addresses, routes and firewall, among others; use \
+                 medium or high unless the cell is meant to administer the host",
+                self.name,
+                self.path.display()
+            )
+        })
+    }
+
     pub fn line_of(&self, key: &str) -> Option<usize> {
         self.lines.get(key).copied()
     }

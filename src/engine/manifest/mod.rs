@@ -29,9 +29,9 @@ pub use volume::{format_mode, parse_mode, VolumeManifest, VOLUME_KEYS};
 pub use crate::rcconf::{parse_yes_no, yes_no};
 
 use crate::config::Config;
-use crate::fs::host::{dir_entries, read_optional, write_atomic};
+use crate::fs::host::{dir_entries, write_atomic};
 use crate::rcconf::FileError;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -76,9 +76,19 @@ fn scan(dir: &Path) -> Result<Vec<(String, &'static str)>> {
     Ok(out)
 }
 
+/// A manifest's text, under strict modes ([`crate::fs::trust`]); `None` when missing.
+fn read_manifest(path: &Path) -> Result<Option<String>, FileError> {
+    crate::fs::trust::read_to_string(path, "manifest").map_err(|e| {
+        let why = match e.downcast_ref::<crate::fs::trust::Untrusted>() {
+            Some(u) => format!("refused: {}", u.reason()),
+            None => format!("cannot read: {e:#}"),
+        };
+        FileError::new(path, None, why)
+    })
+}
+
 fn read(path: &Path) -> Result<String, FileError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| FileError::new(path, None, format!("cannot read: {e}")))
+    read_manifest(path)?.ok_or_else(|| FileError::new(path, None, "cannot read: it disappeared"))
 }
 
 /// Reads one cell manifest, if it exists.
@@ -90,7 +100,7 @@ pub fn load_cell(cfg: &Config, name: &str) -> Result<Option<CellManifest>> {
 /// Reads a file in the cell format (a manifest, or a rendered `cell.conf`) of
 /// cell `name`, if it exists.
 pub fn load_cell_file(cfg: &Config, path: &Path, name: &str) -> Result<Option<CellManifest>> {
-    let Some(text) = read_optional(path)? else {
+    let Some(text) = read_manifest(path)? else {
         return Ok(None);
     };
     Ok(Some(CellManifest::parse(path, &text, name, cfg)?))
@@ -100,7 +110,7 @@ pub fn load_cell_file(cfg: &Config, path: &Path, name: &str) -> Result<Option<Ce
 pub fn load_volume(cfg: &Config, name: &str) -> Result<Option<VolumeManifest>> {
     crate::names::validate("volume", name)?;
     let path = volume_path(cfg, name);
-    let Some(text) = read_optional(&path)? else {
+    let Some(text) = read_manifest(&path)? else {
         return Ok(None);
     };
     Ok(Some(VolumeManifest::parse(&path, &text, name)?))
@@ -292,7 +302,7 @@ fn prepare_text(
     header: &str,
     updates: &[(&str, Option<String>)],
 ) -> Result<String> {
-    let old = read_optional(path)?;
+    let old = read_manifest(path)?;
     match (mode, &old) {
         (WriteMode::Create, Some(_)) => bail!(
             "{} already exists: use 'set' or 'edit' to change it",
@@ -308,8 +318,10 @@ fn prepare_text(
 /// Replaces the manifest at `path` with `text` atomically, creating the
 /// manifest directory first if needed.
 fn store(cfg: &Config, path: &Path, text: &str) -> Result<()> {
-    std::fs::create_dir_all(&cfg.manifest_dir)
-        .with_context(|| format!("creating {}", cfg.manifest_dir.display()))?;
+    // Manifests may hold secrets (tokens in commands): 0600 in a 0700 directory.
+    if !cfg.manifest_dir.is_dir() {
+        crate::fs::host::private_dir(&cfg.manifest_dir)?;
+    }
     write_atomic(path, text.as_bytes())
 }
 

@@ -1,5 +1,7 @@
-//! `CELL_VOLUME_MOUNTS` entries: `volume:/target[:ro|rw]` and, when
-//! `CELL_ALLOW_HOST_MOUNTS=YES` in cellmgr.conf, `host:/abs/path:/target[:ro|rw]`.
+//! `CELL_VOLUME_MOUNTS` entries: `volume:/target[:ro|rw][:noexec]` and, when
+//! `CELL_ALLOW_HOST_MOUNTS=YES` in cellmgr.conf,
+//! `host:/abs/path:/target[:ro|rw][:noexec]`. Every such mount is `nosuid` and
+//! `nodev`; `noexec` also forbids running programs from it.
 
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
@@ -20,16 +22,25 @@ pub struct Mount {
     /// Absolute, normalised path inside the cell.
     pub target: PathBuf,
     pub read_only: bool,
+    /// Mounted `noexec` (programs in it cannot be run).
+    #[serde(default)]
+    pub noexec: bool,
 }
 
 impl fmt::Display for Mount {
     /// The normalised manifest form, mode always explicit: `data:/srv:rw`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mode = if self.read_only { "ro" } else { "rw" };
+        let exec = if self.noexec { ":noexec" } else { "" };
         match &self.source {
-            MountSource::Volume(v) => write!(f, "{v}:{}:{mode}", self.target.display()),
+            MountSource::Volume(v) => write!(f, "{v}:{}:{mode}{exec}", self.target.display()),
             MountSource::Host(p) => {
-                write!(f, "host:{}:{}:{mode}", p.display(), self.target.display())
+                write!(
+                    f,
+                    "host:{}:{}:{mode}{exec}",
+                    p.display(),
+                    self.target.display()
+                )
             }
         }
     }
@@ -40,7 +51,7 @@ impl fmt::Display for Mount {
 const FORBIDDEN_TARGETS: &[&str] = &["/dev", "/proc", "/sys", "/.overlay"];
 
 const EXPECTED: &str =
-    "expected volume:/target[:ro|rw] (or host:/abs/path:/target[:ro|rw] with CELL_ALLOW_HOST_MOUNTS=YES)";
+    "expected volume:/target[:ro|rw][:noexec] (or host:/abs/path:/target[:ro|rw][:noexec] with CELL_ALLOW_HOST_MOUNTS=YES)";
 
 /// A path is usable as a mount target or host source: absolute, no `.`/`..`,
 /// no empty components or trailing slash, no control characters.
@@ -109,13 +120,18 @@ impl Mount {
             crate::names::validate("volume", parts[0]).map_err(|e| e.to_string())?;
             (MountSource::Volume(parts[0].to_string()), &parts[1..])
         };
-        let read_only = match rest {
-            [_] => false,
-            [_, "rw"] => false,
-            [_, "ro"] => true,
+        let (read_only, noexec) = match rest {
+            [_] => (false, false),
+            [_, "rw"] => (false, false),
+            [_, "ro"] => (true, false),
+            [_, "noexec"] => (false, true),
+            [_, "rw", "noexec"] => (false, true),
+            [_, "ro", "noexec"] => (true, true),
             [_, mode] => {
                 let mode = crate::output::quoted(mode);
-                return Err(format!("mount {shown}: mode {mode} must be ro or rw"));
+                return Err(format!(
+                    "mount {shown}: mode {mode} must be ro or rw (optionally followed by :noexec)"
+                ));
             }
             _ => return Err(format!("mount {shown} has too many ':'; {EXPECTED}")),
         };
@@ -124,6 +140,7 @@ impl Mount {
             source,
             target,
             read_only,
+            noexec,
         })
     }
 
@@ -174,6 +191,19 @@ mod tests {
         let m = parse_list("data:/srv/data, logs:/var/log/app:ro", false).unwrap();
         assert_eq!(format_list(&m), "data:/srv/data:rw,logs:/var/log/app:ro");
         assert_eq!(m[0].volume(), Some("data"));
+    }
+
+    #[test]
+    fn noexec_follows_the_mode() {
+        let m = parse_list("data:/srv/data:noexec,logs:/var/log/app:ro:noexec", false).unwrap();
+        assert!(m[0].noexec && !m[0].read_only && m[1].noexec && m[1].read_only);
+        assert_eq!(
+            format_list(&m),
+            "data:/srv/data:rw:noexec,logs:/var/log/app:ro:noexec"
+        );
+        let e = parse_list("data:/srv:noexec:ro", false).unwrap_err();
+        assert!(e.contains("too many ':'"), "{e}");
+        assert!(!parse_list("data:/srv:ro", false).unwrap()[0].noexec);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use super::hash;
 use super::model::{ActionKind, CellPlan, Plan};
 use crate::engine::applyfile::{self, CellRunner, Outcome};
+use crate::fs::tree::{Links, Tree};
 use anyhow::{Context as _, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -391,10 +392,11 @@ fn run_apply(
         .as_ref()
         .with_context(|| format!("cell {name} has no plan"))?;
     let root = rt.provision(name)?;
+    let tree = Tree::open(&root, Links::InRoot)?;
     let runner = rt.runner(name);
     let ctx = applyfile::Context {
         cell: name,
-        root: &root,
+        root: &tree,
         runner: runner.as_ref(),
         pkg_tool: &settings.pkg_tool,
         env: settings.env.clone(),

@@ -150,14 +150,17 @@ pub fn apply_hash(file: &ApplyFile, text: &[u8]) -> Result<String> {
     for step in &file.steps {
         if let Some(asset) = step.directive.asset() {
             let p = file.asset_path(asset);
-            let bytes = std::fs::read(&p).with_context(|| {
+            let at = || {
                 format!(
                     "{}:{}: reading host asset {}",
                     file.path.display(),
                     step.line,
                     p.display()
                 )
-            })?;
+            };
+            let bytes = crate::fs::trust::read(&p, "host asset")
+                .with_context(at)?
+                .with_context(|| format!("{}: it does not exist", at()))?;
             g.bytes(p.as_os_str().as_encoded_bytes());
             g.bytes(&bytes);
         }

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::engine::applyfile::{self, ApplyFile};
 use crate::engine::manifest::{self, CellManifest, Desired};
 use crate::engine::runtime::{self, CellPaths};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 
@@ -46,6 +46,7 @@ pub fn build(
             name: name.to_string(),
             mode,
         };
+        // host path: the volume's entry in the root-only volume directory
         let observed = std::fs::metadata(runtime::volume_dir(cfg, name))
             .ok()
             .filter(|m| m.is_dir())
@@ -107,8 +108,9 @@ pub fn build(
 /// plan with no directives counts as none).
 pub fn cell_input(cfg: &Config, m: &CellManifest) -> Result<CellInput> {
     let path = manifest::apply_path(cfg, &m.name);
-    let (apply, apply_hash) = match std::fs::read(&path) {
-        Ok(bytes) => {
+    // Strict modes: root runs what this file says (fs::trust).
+    let (apply, apply_hash) = match crate::fs::trust::read(&path, ".apply file")? {
+        Some(bytes) => {
             let text = String::from_utf8(bytes)
                 .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
             let file: ApplyFile = applyfile::parse(&path, &text)?;
@@ -119,8 +121,7 @@ pub fn cell_input(cfg: &Config, m: &CellManifest) -> Result<CellInput> {
                 (Some(file), Some(h))
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        None => (None, None),
     };
     Ok(CellInput {
         name: m.name.clone(),

@@ -93,8 +93,9 @@ impl Reviewed {
 
     /// A file `--plan-out` wrote.
     pub fn file(path: &Path) -> Result<Reviewed> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the reviewed plan {}", path.display()))?;
+        let text = crate::fs::trust::read_to_string(path, "plan file")
+            .with_context(|| format!("reading the reviewed plan {}", path.display()))?
+            .with_context(|| format!("the reviewed plan {} does not exist", path.display()))?;
         Reviewed::parse_record(&text).with_context(|| path.display().to_string())
     }
 

@@ -23,9 +23,18 @@ use super::CellPaths;
 use crate::config::{BaseSource, Config};
 use crate::engine::manifest::{self, CellManifest, MountSource};
 use crate::fs::host::write_atomic;
+use crate::fs::mount::{self as fs_mount, BindFlags};
 use crate::fs::mountinfo;
+use crate::fs::resolve;
+#[cfg(target_os = "linux")]
+use crate::fs::tree::Dir;
+use crate::fs::tree::{errno_in, Kind, Links, Tree};
 use anyhow::{anyhow, bail, Context, Result};
+use rustix::fs::OFlags;
+#[cfg(target_os = "linux")]
+use std::ffi::OsStr;
 use std::fs;
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
 /// Top-level host entries that make up `CELL_BASE=host`.
@@ -128,41 +137,80 @@ impl Recorder<'_> {
     }
 }
 
-/// Creates `target` (absolute, inside the cell) below `root` without following
-/// symlinks: a link planted by the cell must not redirect a mount onto the host.
-pub fn make_target_dir(root: &Path, target: &Path) -> Result<PathBuf> {
-    let mut cur = root.to_path_buf();
+/// Creates `target` (absolute, inside the cell) in the cell's tree without
+/// following any link, and returns its host path (for the record) and an fd
+/// of it (for the mount). A link planted by the cell, even one swapped in
+/// after the check, cannot redirect the mount onto the host: the mount is made
+/// on the fd (see [`crate::fs::mount`]).
+pub fn make_target_dir(root: &Tree, target: &Path) -> Result<(PathBuf, OwnedFd)> {
+    let mut cur = PathBuf::from("/");
     for c in target.components() {
         let Component::Normal(part) = c else { continue };
         cur.push(part);
-        match fs::symlink_metadata(&cur) {
-            Ok(md) if md.file_type().is_symlink() => bail!(
+        match root.meta(&cur)? {
+            Some(m) if m.kind == Kind::Symlink => bail!(
                 "mount target {}: {} is a symbolic link inside the cell; mount targets must be real directories",
                 target.display(),
-                cur.strip_prefix(root).map(|p| Path::new("/").join(p)).unwrap_or(cur.clone()).display()
+                cur.display()
             ),
-            Ok(md) if md.is_dir() => {}
-            Ok(_) => bail!(
+            Some(m) if m.kind == Kind::Dir => {}
+            Some(_) => bail!(
                 "mount target {}: {} exists and is not a directory",
                 target.display(),
                 cur.display()
             ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs::create_dir(&cur).map_err(|e| {
-                    if e.raw_os_error() == Some(libc::EROFS) {
-                        anyhow!(
+            None => {
+                let (dir, leaf) = root.parent_of(&cur)?;
+                if let Err(e) = dir.mkdir(&leaf, 0o755) {
+                    if errno_in(&e) == Some(rustix::io::Errno::ROFS) {
+                        bail!(
                             "mount target {}: cannot create it in the read-only base; use a target in the cell's writable tree (/srv, /var, /home, /opt, ...)",
                             target.display()
-                        )
-                    } else {
-                        anyhow!("mount target {}: creating {}: {e}", target.display(), cur.display())
+                        );
                     }
-                })?;
+                    return Err(e.context(format!(
+                        "mount target {}: creating {}",
+                        target.display(),
+                        cur.display()
+                    )));
+                }
             }
-            Err(e) => return Err(e).with_context(|| format!("inspecting {}", cur.display())),
         }
     }
-    Ok(cur)
+    let fd = root
+        .open_at(target, target_flags())
+        .map_err(|e| anyhow!("mount target {}: {}", target.display(), io_text(e)))?;
+    Ok((root.path().join(resolve::relative(target)), fd))
+}
+
+/// How a mount target is held: without reading it.
+fn target_flags() -> OFlags {
+    #[cfg(target_os = "linux")]
+    {
+        OFlags::PATH | OFlags::DIRECTORY
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        OFlags::RDONLY | OFlags::DIRECTORY
+    }
+}
+
+fn io_text(e: rustix::io::Errno) -> String {
+    match e {
+        rustix::io::Errno::LOOP => "a symbolic link is in the way".into(),
+        e => std::io::Error::from(e).to_string(),
+    }
+}
+
+/// What a volume or host mount gets: never set-id programs or device nodes
+/// from it; `noexec` and read-only as the manifest asks.
+fn volume_flags(m: &manifest::Mount) -> BindFlags {
+    BindFlags {
+        read_only: m.read_only,
+        nosuid: true,
+        nodev: true,
+        noexec: m.noexec,
+    }
 }
 
 /// Where a mount's content lives on the host (volumes are created on demand).
@@ -170,6 +218,7 @@ fn mount_source(cfg: &Config, m: &manifest::Mount) -> Result<(PathBuf, String)> 
     match &m.source {
         MountSource::Volume(v) => {
             let declared = manifest::load_volume(cfg, v)?;
+            // host path: the volume's entry in the root-only volume directory
             if declared.is_none() && !super::volume_dir(cfg, v).is_dir() {
                 bail!("volume '{v}' has no manifest and no directory: cellmgr volume create {v} --scope both");
             }
@@ -209,11 +258,12 @@ pub fn compose(cfg: &Config, m: &CellManifest) -> Result<()> {
 
 #[cfg(target_os = "linux")]
 fn compose_steps(cfg: &Config, m: &CellManifest, p: &CellPaths, rec: &mut Recorder) -> Result<()> {
-    use rustix::mount::{mount, mount_bind, mount_remount, MountFlags};
+    use rustix::mount::{mount, MountFlags};
+    use std::os::fd::AsFd;
     let layer = writable_layer(p);
     let lower = match &cfg.base {
         BaseSource::Host => {
-            refresh_host_etc(&layer)?;
+            refresh_host_etc(&m.name, &layer)?;
             host_skeleton(cfg)?
         }
         BaseSource::Dir(d) => {
@@ -247,29 +297,37 @@ fn compose_steps(cfg: &Config, m: &CellManifest, p: &CellPaths, rec: &mut Record
         )
         .with_context(|| format!("mounting overlayfs on {} ({opts})", p.root.display()))
     })?;
-    let bind_ro = |src: &Path, dst: &Path, ro: bool| -> Result<()> {
-        mount_bind(src, dst)
-            .with_context(|| format!("bind-mounting {} on {}", src.display(), dst.display()))?;
-        if ro {
-            mount_remount(dst, MountFlags::BIND | MountFlags::RDONLY, "")
-                .with_context(|| format!("making {} read-only", dst.display()))?;
-        }
-        Ok(())
-    };
+    // From here on the root is the cell's: every target is reached through it
+    // without following links, and mounted on an fd.
+    let root = Tree::open(&p.root, Links::Refuse)?;
     if cfg.base == BaseSource::Host {
         for entry in HOST_BASE {
             let host = Path::new("/").join(entry);
             let is_dir = fs::symlink_metadata(&host).is_ok_and(|md| md.is_dir());
             if is_dir {
+                let fd = root.open_at(Path::new(entry), target_flags()).map_err(|e| {
+                    anyhow!(
+                        "/{entry} in the root of cell {}: {}; the host's base mounts only onto a directory",
+                        m.name,
+                        io_text(e)
+                    )
+                })?;
                 let dst = p.root.join(entry);
-                rec.mount(&dst, &host, "base", || bind_ro(&host, &dst, true))?;
+                rec.mount(&dst, &host, "base", || {
+                    fs_mount::bind(&host, fd.as_fd(), BindFlags::BASE).with_context(|| {
+                        format!("bind-mounting {} on {}", host.display(), dst.display())
+                    })
+                })?;
             }
         }
     }
     for mnt in &m.mounts {
         let (src, kind) = mount_source(cfg, mnt)?;
-        let dst = make_target_dir(&p.root, &mnt.target)?;
-        rec.mount(&dst, &src, &kind, || bind_ro(&src, &dst, mnt.read_only))?;
+        let (dst, fd) = make_target_dir(&root, &mnt.target)?;
+        rec.mount(&dst, &src, &kind, || {
+            fs_mount::bind(&src, fd.as_fd(), volume_flags(mnt))
+                .with_context(|| format!("bind-mounting {} on {}", src.display(), dst.display()))
+        })?;
     }
     Ok(())
 }
@@ -306,11 +364,11 @@ fn compose_steps(cfg: &Config, m: &CellManifest, p: &CellPaths, rec: &mut Record
             rec.mount(&p.root, &p.overlay, "overlay", || {
                 run(&["mount", "-t", "null", &s(&p.overlay), &s(&p.root)])
             })?;
+            let root = Tree::open(&p.root, Links::Refuse)?;
             for entry in HOST_BASE {
                 let host = Path::new("/").join(entry);
                 if fs::symlink_metadata(&host).is_ok_and(|md| md.is_dir()) {
-                    let dst = p.root.join(entry);
-                    fs::create_dir_all(&dst)?;
+                    let (dst, _fd) = make_target_dir(&root, &Path::new("/").join(entry))?;
                     rec.mount(&dst, &host, "base", || {
                         run(&["mount", "-t", "null", "-o", "ro", &s(&host), &s(&dst)])
                     })?;
@@ -318,8 +376,9 @@ fn compose_steps(cfg: &Config, m: &CellManifest, p: &CellPaths, rec: &mut Record
             }
         }
     }
+    let root = Tree::open(&p.root, Links::Refuse)?;
     if cfg.local_dev {
-        let dev = p.root.join("dev");
+        let (dev, _fd) = make_target_dir(&root, Path::new("/dev"))?;
         rec.mount(&dev, Path::new("tmpfs"), "dev", || {
             run(&["mount_tmpfs", "-s", &cfg.dev_size, "tmpfs", &s(&dev)])?;
             let mut args = vec!["sh", "/dev/MAKEDEV"];
@@ -334,8 +393,7 @@ fn compose_steps(cfg: &Config, m: &CellManifest, p: &CellPaths, rec: &mut Record
             Ok(())
         })?;
         if cfg.ptyfs {
-            let pts = dev.join("pts");
-            fs::create_dir_all(&pts)?;
+            let (pts, _fd) = make_target_dir(&root, Path::new("/dev/pts"))?;
             rec.mount(&pts, Path::new("ptyfs"), "dev", || {
                 run(&["mount", "-t", "ptyfs", "ptyfs", &s(&pts)])
             })?;
@@ -343,55 +401,101 @@ fn compose_steps(cfg: &Config, m: &CellManifest, p: &CellPaths, rec: &mut Record
     }
     for mnt in &m.mounts {
         let (src, kind) = mount_source(cfg, mnt)?;
-        let dst = make_target_dir(&p.root, &mnt.target)?;
-        let mut args = vec!["mount", "-t", "null"];
-        if mnt.read_only {
-            args.extend(["-o", "ro"]);
-        }
-        let (a, b) = (s(&src), s(&dst));
-        args.extend([a.as_str(), b.as_str()]);
-        rec.mount(&dst, &src, &kind, || run(&args))?;
+        let (dst, _fd) = make_target_dir(&root, &mnt.target)?;
+        rec.mount(&dst, &src, &kind, || {
+            fs_mount::bind_path(&src, &dst, volume_flags(mnt))
+        })?;
     }
     Ok(())
 }
 
 /// Host files the host's `/usr` needs in `/etc`: the dynamic linker's cache and
 /// configuration, and the alternatives links. Refreshed at every start so a host
-/// upgrade reaches the cell.
+/// upgrade reaches the cell. The layer is the cell's: nothing in it is followed
+/// (links refused on the way, entries replaced, not written through); what the
+/// cell replaced by a link is left to it, with a warning.
 #[cfg(target_os = "linux")]
-fn refresh_host_etc(layer: &Path) -> Result<()> {
-    let etc = layer.join("etc");
-    fs::create_dir_all(&etc)?;
+fn refresh_host_etc(cell: &str, layer: &Path) -> Result<()> {
+    let tree = Tree::open(layer, Links::Refuse)?;
+    let skip = |what: &str, e: anyhow::Error| {
+        log::warn!("cell {cell}: not refreshing /etc/{what} from the host: {e:#}");
+    };
+    let etc = match tree
+        .mkdir_all(Path::new("etc"), 0o755)
+        .and_then(|_| tree.dir(Path::new("etc")))
+    {
+        Ok(d) => d,
+        Err(e) => {
+            skip("", e);
+            return Ok(());
+        }
+    };
     for f in ["ld.so.cache", "ld.so.conf"] {
         if let Ok(bytes) = fs::read(Path::new("/etc").join(f)) {
-            write_atomic(&etc.join(f), &bytes)?;
+            if let Err(e) = copy_file(&etc, f.as_ref(), &bytes) {
+                skip(f, e);
+            }
         }
     }
     for dir in ["ld.so.conf.d", "alternatives"] {
-        copy_tree(&Path::new("/etc").join(dir), &etc.join(dir))?;
+        let rel = Path::new("etc").join(dir);
+        if let Err(e) = copy_tree(&Path::new("/etc").join(dir), &tree, &rel, &|name, e| {
+            skip(&format!("{dir}/{}", name.to_string_lossy()), e)
+        }) {
+            skip(dir, e);
+        }
     }
     Ok(())
 }
 
-/// Copies regular files and symlinks of a flat directory (missing source: no-op).
+/// Puts `bytes` at `name` in `dir` unless it is there already (owned by the
+/// cell's root, 0644); an existing different entry is replaced, not followed.
 #[cfg(target_os = "linux")]
-fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+fn copy_file(dir: &Dir, name: &OsStr, bytes: &[u8]) -> Result<()> {
+    if let Some(m) = dir.meta(name)? {
+        if m.kind == Kind::File && m.size == bytes.len() as u64 && m.mode == 0o644 {
+            let tree_file = dir.read_file(name, bytes.len() as u64)?;
+            if tree_file.as_deref() == Some(bytes) {
+                return Ok(());
+            }
+        }
+    }
+    let owner = dir.tree().root_owner()?;
+    dir.write(name, bytes, 0o644, owner)?;
+    Ok(())
+}
+
+/// Copies the regular files and symlinks of the flat host directory `src`
+/// into `rel` of the tree (missing source: no-op). An entry that cannot be
+/// copied is reported to `skip` and the others still are.
+#[cfg(target_os = "linux")]
+fn copy_tree(
+    src: &Path,
+    tree: &Tree,
+    rel: &Path,
+    skip: &dyn Fn(&OsStr, anyhow::Error),
+) -> Result<()> {
     let Ok(entries) = fs::read_dir(src) else {
         return Ok(());
     };
-    fs::create_dir_all(dst).with_context(|| format!("creating {}", dst.display()))?;
+    tree.mkdir_all(rel, 0o755)?;
+    let dst = tree.dir(rel)?;
     for e in entries.flatten() {
-        let to = dst.join(e.file_name());
-        let ft = e.file_type()?;
-        if ft.is_symlink() {
-            let link = fs::read_link(e.path())?;
-            if fs::read_link(&to).ok().as_ref() != Some(&link) {
-                let _ = fs::remove_file(&to);
-                std::os::unix::fs::symlink(&link, &to)
-                    .with_context(|| format!("linking {}", to.display()))?;
+        let name = e.file_name();
+        let done = (|| -> Result<()> {
+            let ft = e.file_type()?;
+            if ft.is_symlink() {
+                let link = fs::read_link(e.path())?;
+                if dst.read_link(&name)?.as_ref() != Some(&link) {
+                    dst.replace_symlink(&name, &link)?;
+                }
+            } else if ft.is_file() {
+                copy_file(&dst, &name, &fs::read(e.path())?)?;
             }
-        } else if ft.is_file() {
-            write_atomic(&to, &fs::read(e.path())?)?;
+            Ok(())
+        })();
+        if let Err(e) = done {
+            skip(&name, e);
         }
     }
     Ok(())
@@ -452,28 +556,32 @@ pub fn decompose(cfg: &Config, name: &str) -> Result<()> {
     let p = CellPaths::new(cfg, name);
     let mut errors: Vec<String> = Vec::new();
     for _round in 0..4 {
-        let points = mountinfo::mount_points()?;
-        let mut targets = mountinfo::under(&points, &p.root);
-        // Recorded mounts outside the root (none today) would be listed here too.
-        for r in read_records(&p) {
-            if !r.target.starts_with(&p.root)
-                && points.contains(&r.target)
-                && !targets.contains(&r.target)
-            {
-                targets.push(r.target);
-            }
-        }
+        // Every mount is made below the root (see `compose`).
+        let targets = mountinfo::under(&mountinfo::mount_points()?, &p.root);
         if targets.is_empty() {
             break;
         }
         errors.clear();
         for t in targets {
-            if let Err(e) = unmount_one(&t) {
+            if let Err(e) = unmount_one(&p.root, &t) {
                 errors.push(format!("{}: {e:#}", t.display()));
             }
         }
     }
-    let left = mountinfo::under(&mountinfo::mount_points()?, &p.root);
+    let mut left = mountinfo::under(&mountinfo::mount_points()?, &p.root);
+    if !left.is_empty() {
+        log::warn!(
+            "cell {name}: {} cannot be unmounted one by one (a link in the way?); detaching the root",
+            left.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if let Err(e) = detach_root(&p.root) {
+            errors.push(format!("{e:#}"));
+        }
+        left = mountinfo::under(&mountinfo::mount_points()?, &p.root);
+    }
     if left.is_empty() {
         match fs::remove_file(p.mounts_file()) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -497,19 +605,23 @@ pub fn decompose(cfg: &Config, name: &str) -> Result<()> {
     )
 }
 
+/// Unmounts one mount at or below the cell's `root`, resolving its mount
+/// point without following links (see [`fs_mount::unmount_below`]).
 #[cfg(target_os = "linux")]
-fn unmount_one(target: &Path) -> Result<()> {
-    use rustix::mount::{unmount, UnmountFlags};
+fn unmount_one(root: &Path, target: &Path) -> Result<()> {
+    use rustix::io::Errno;
     let mut last = None;
     for _ in 0..5 {
-        match unmount(target, UnmountFlags::empty()) {
+        match fs_mount::unmount_below(root, target, false) {
             Ok(()) => return Ok(()),
-            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => return Ok(()),
-            Err(e) if e == rustix::io::Errno::BUSY => {
+            // Not (or no longer) a mount point at that path: the next round
+            // reads the mount table again.
+            Err(Errno::INVAL) | Err(Errno::NOENT) => return Ok(()),
+            Err(e) if e == Errno::BUSY => {
                 last = Some(e);
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(anyhow::Error::new(e).context(io_text(e))),
         }
     }
     log::warn!(
@@ -517,11 +629,25 @@ fn unmount_one(target: &Path) -> Result<()> {
         target.display(),
         last.map(|e| e.to_string()).unwrap_or_default()
     );
-    unmount(target, UnmountFlags::DETACH).map_err(Into::into)
+    fs_mount::unmount_below(root, target, true).map_err(Into::into)
+}
+
+/// The last resort when a mount below the root cannot be reached without
+/// following a link the cell planted: detach the root with everything below it.
+#[cfg(target_os = "linux")]
+fn detach_root(root: &Path) -> Result<()> {
+    use rustix::mount::{unmount, UnmountFlags};
+    unmount(root, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW)
+        .with_context(|| format!("detaching {}", root.display()))
 }
 
 #[cfg(not(target_os = "linux"))]
-fn unmount_one(target: &Path) -> Result<()> {
+fn detach_root(root: &Path) -> Result<()> {
+    unmount_one(root, root)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn unmount_one(_root: &Path, target: &Path) -> Result<()> {
     let st = std::process::Command::new("umount").arg(target).status()?;
     if st.success() {
         return Ok(());
@@ -546,12 +672,14 @@ mod tests {
         let root = tmp.path();
         fs::create_dir_all(root.join("srv")).unwrap();
         std::os::unix::fs::symlink("/", root.join("evil")).unwrap();
-        let d = make_target_dir(root, Path::new("/srv/data/x")).unwrap();
+        let tree = Tree::open(root, Links::Refuse).unwrap();
+        let (d, _fd) = make_target_dir(&tree, Path::new("/srv/data/x")).unwrap();
+        assert_eq!(d, root.join("srv/data/x"));
         assert!(d.is_dir());
-        let e = make_target_dir(root, Path::new("/evil/etc")).unwrap_err();
+        let e = make_target_dir(&tree, Path::new("/evil/etc")).unwrap_err();
         assert!(e.to_string().contains("/evil is a symbolic link"), "{e}");
         fs::write(root.join("file"), "").unwrap();
-        assert!(make_target_dir(root, Path::new("/file/x"))
+        assert!(make_target_dir(&tree, Path::new("/file/x"))
             .unwrap_err()
             .to_string()
             .contains("not a directory"));

@@ -51,6 +51,8 @@ pub fn prepare(p: &CellPaths, limit: Option<u64>) -> Result<()> {
 
 /// Mounts the cell's disk if it has one and it is not mounted.
 pub fn mount(p: &CellPaths) -> Result<()> {
+    // host path: the image and its mount point are entries of the cell's
+    // 0700 runtime directory, which only host root writes
     if !p.disk_image.exists() || imp::is_mounted(&p.disk_mount)? {
         return Ok(());
     }
@@ -58,6 +60,7 @@ pub fn mount(p: &CellPaths) -> Result<()> {
 }
 
 fn mount_at(image: &Path, p: &CellPaths) -> Result<()> {
+    // host path: as in `mount`
     std::fs::create_dir_all(&p.disk_mount)
         .with_context(|| format!("creating {}", p.disk_mount.display()))?;
     imp::mount(image, &p.disk_mount)
@@ -101,6 +104,7 @@ fn create(p: &CellPaths, size: u64) -> Result<()> {
                 )
             })?;
         } else {
+            // host path: the top of a fresh image no cell has mounted yet
             std::fs::create_dir(&new).with_context(|| format!("creating {}", new.display()))?;
         }
         std::fs::rename(&tmp, &p.disk_image)
@@ -122,6 +126,8 @@ fn remove(p: &CellPaths) -> Result<()> {
     let tmp = p.dir.join(".overlay.new");
     let to = p.dir.join("overlay");
     remove_tree(&tmp)?;
+    // host path: the image's top directory is root's; the cell sees only
+    // what is below `overlay/upper`
     if from.exists() {
         copy_tree(&from, &tmp).with_context(|| {
             format!("moving the writable layer of cell {} off its disk", p.name)
@@ -136,6 +142,7 @@ fn remove(p: &CellPaths) -> Result<()> {
     unmount(p)?;
     std::fs::remove_file(&p.disk_image)
         .with_context(|| format!("removing {}", p.disk_image.display()))?;
+    // host path: as in `mount`
     let _ = std::fs::remove_dir(&p.disk_mount);
     Ok(())
 }
@@ -168,14 +175,10 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Removes a tree without following links out of it.
+/// Removes a writable layer (the cell's files) without following its links
+/// or entering a mount.
 fn remove_tree(dir: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("removing {}", dir.display()))
-        }
-        _ => Ok(()),
-    }
+    crate::fs::tree::remove_host_tree(dir)
 }
 
 #[cfg(target_os = "linux")]

@@ -16,10 +16,9 @@ use crate::engine::backup::Kind;
 use crate::engine::manifest::{self, CellManifest};
 use crate::fs::host::write_atomic;
 use crate::fs::mountinfo;
-use crate::kernel::{CellSpec, ExecSpec, Kernel, Target};
+use crate::kernel::{CellSpec, ExecSpec, Kernel, Stdio, Target};
 use crate::supervise::{self, SuperviseSpec};
 use anyhow::{anyhow, bail, Context, Result};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// How long a service gets between TERM and KILL.
@@ -128,6 +127,9 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StartOutco
         return Ok(StartOutcome::AlreadyRunning { cid: info.id });
     }
     let m = effective(cfg, name)?;
+    if let Some(w) = m.low_profile_warning() {
+        log::warn!("{w}");
+    }
     // Leftovers of a run that crashed or was stopped half-way.
     compose::decompose(cfg, name).context("cleaning up a previous run")?;
     compose::compose(cfg, &m).with_context(|| format!("composing the root of cell {name}"))?;
@@ -271,19 +273,15 @@ fn run_in_cell(kernel: &dyn Kernel, name: &str, argv: &[&str], timeout: Duration
     let mut child = kernel.spawn(
         &Target::Name(name.to_string()),
         &spec,
-        [Stdio::null(), Stdio::null(), Stdio::null()],
+        [Stdio::Null, Stdio::Null, Stdio::Null],
     )?;
-    let start = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait()? {
-            return Ok(st.code().unwrap_or(-1));
-        }
-        if start.elapsed() > timeout {
+    match child.wait_timeout(timeout)? {
+        Some(st) => Ok(st.code().unwrap_or(-1)),
+        None => {
             let _ = child.kill();
             let _ = child.wait();
             bail!("timed out after {}s", timeout.as_secs());
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -379,12 +377,9 @@ pub fn prune(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<()> {
         }
         _ => {}
     }
-    match std::fs::remove_dir_all(&paths.dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(e).with_context(|| format!("removing {}", paths.dir.display()))
-        }
-        _ => {}
-    }
+    // The layer below is the cell's: removed without following its links or
+    // entering a mount.
+    crate::fs::tree::remove_host_tree(&paths.dir)?;
     for line in crate::engine::backup::leftovers::forget(cfg, Kind::Cell, name)? {
         log::info!("{line}");
     }
@@ -392,7 +387,7 @@ pub fn prune(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<()> {
 }
 
 /// Runs a command (default: an interactive `/bin/sh`) in a running cell with the
-/// caller's terminal; returns its exit code.
+/// caller's terminal (relayed: see `kernel::relay`); returns its exit code.
 pub fn shell(kernel: &dyn Kernel, name: &str, argv: &[String]) -> Result<i32> {
     let target = Target::Name(name.to_string());
     if kernel.find(&target)?.is_none() {
@@ -403,20 +398,9 @@ pub fn shell(kernel: &dyn Kernel, name: &str, argv: &[String]) -> Result<i32> {
     } else {
         argv.to_vec()
     };
-    let mut env = Vec::new();
-    if let Ok(term) = std::env::var("TERM") {
-        env.push(("TERM".to_string(), term));
-    }
     let spec = ExecSpec {
         argv,
-        env,
         ..ExecSpec::default()
     };
-    let mut child = kernel.spawn(
-        &target,
-        &spec,
-        [Stdio::inherit(), Stdio::inherit(), Stdio::inherit()],
-    )?;
-    let st = child.wait()?;
-    Ok(st.code().unwrap_or(crate::exit::EXIT_FAILURE))
+    kernel.run(&target, &spec)
 }

@@ -29,6 +29,7 @@ use crate::engine::manifest::{self, CellManifest};
 use crate::fs::host;
 use anyhow::{Context, Result};
 use std::ffi::OsString;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// The paths of one cell's runtime.
@@ -127,13 +128,29 @@ pub fn volume_dirs(cfg: &Config) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Creates a volume's directory if missing and applies its mode.
+/// Creates a volume's directory if missing and applies its mode. The volume
+/// directory above it is private (0700): host users never reach a volume's
+/// files, whatever modes the cells give them.
 pub fn ensure_volume(cfg: &Config, name: &str, mode: Option<u32>) -> Result<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::DirBuilderExt;
+    crate::fs::host::private_dir(&cfg.volume_dir)?;
     let dir = volume_dir(cfg, name);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating volume {}", dir.display()))?;
+    // host path: an entry of the root-only volume directory
+    match std::fs::DirBuilder::new().mode(0o755).create(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(e).with_context(|| format!("creating volume {}", dir.display()))
+        }
+        _ => {}
+    }
     if let Some(mode) = mode {
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+        // The entry itself is root's (only root writes the volume directory):
+        // held by an fd that does not follow a link, its mode set through it.
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&dir)
+            .with_context(|| format!("opening volume {}", dir.display()))?;
+        rustix::fs::fchmod(&f, rustix::fs::Mode::from_raw_mode(mode))
             .with_context(|| format!("setting mode {mode:04o} on {}", dir.display()))?;
     }
     Ok(dir)

@@ -6,9 +6,9 @@ use super::{compose, disk, CellPaths};
 use crate::config::{BaseSource, Config};
 use crate::engine::manifest::CellManifest;
 use crate::fs::host::write_atomic;
+use crate::fs::tree::{Links, Tree};
 use anyhow::{Context, Result};
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,15 +40,6 @@ const SKELETON: &[(&str, u32)] = &[
     ("opt", 0o755),
 ];
 
-fn mkdir_mode(path: &Path, mode: u32) -> Result<()> {
-    if !path.is_dir() {
-        fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
-        fs::set_permissions(path, fs::Permissions::from_mode(mode))
-            .with_context(|| format!("chmod {}", path.display()))?;
-    }
-    Ok(())
-}
-
 /// Files a fresh cell gets in its `/etc` unless its base already has them.
 fn seed_files(name: &str) -> Vec<(&'static str, String)> {
     vec![
@@ -74,29 +65,31 @@ fn seed_files(name: &str) -> Vec<(&'static str, String)> {
 /// Host files copied into a fresh cell's `/etc` (content, not links).
 const HOST_ETC_COPIES: &[&str] = &["resolv.conf", "services", "protocols", "localtime"];
 
-/// Gives the writable layer its skeleton and a usable `/etc` (once).
+/// Gives the writable layer its skeleton and a usable `/etc` (once). The layer
+/// is the cell's: it is worked on through [`Tree`], links resolved as the cell
+/// sees them, so a cell that made `/etc` or `/var` a link to a host directory
+/// gets its files inside its own tree (or an error), never on the host.
 fn seed_layer(cfg: &Config, name: &str, layer: &Path) -> Result<()> {
+    let tree = Tree::open(layer, Links::InRoot)?;
     for (dir, mode) in SKELETON {
-        mkdir_mode(&layer.join(dir), *mode)?;
+        tree.mkdir_all(Path::new(dir), *mode)?;
     }
-    let etc = layer.join("etc");
     let base_etc = match &cfg.base {
         BaseSource::Dir(d) => Some(d.join("etc")),
         BaseSource::Host => None,
     };
     let in_base = |f: &str| base_etc.as_ref().is_some_and(|b| b.join(f).exists());
+    let etc = Path::new("etc");
     for (file, text) in seed_files(name) {
-        let p = etc.join(file);
-        if !in_base(file) && !p.exists() {
-            write_atomic(&p, text.as_bytes())?;
+        if !in_base(file) && !tree.exists(&etc.join(file))? {
+            tree.write(&etc.join(file), text.as_bytes(), Some(0o644))?;
         }
     }
     for file in HOST_ETC_COPIES {
-        let p = etc.join(file);
         let host = Path::new("/etc").join(file);
-        if !in_base(file) && !p.exists() {
+        if !in_base(file) && !tree.exists(&etc.join(file))? {
             if let Ok(bytes) = fs::read(&host) {
-                write_atomic(&p, &bytes)?;
+                tree.write(&etc.join(file), &bytes, Some(0o644))?;
             }
         }
     }
@@ -112,9 +105,9 @@ pub fn render(cfg: &Config, m: &CellManifest) -> Result<RenderOutcome> {
 fn render_runtime(cfg: &Config, m: &CellManifest) -> Result<RenderOutcome> {
     let p = CellPaths::new(cfg, &m.name);
     let existed = p.conf.exists();
-    fs::create_dir_all(&p.dir).with_context(|| format!("creating {}", p.dir.display()))?;
-    fs::set_permissions(&p.dir, fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("chmod {}", p.dir.display()))?;
+    // 0700 before anything is made inside: host users never reach the
+    // cell's root, layer or state through it.
+    crate::fs::host::private_dir(&p.dir)?;
     // The storage changes only while the cell is stopped (its root unmounted).
     let running = compose::is_mounted(&p.root)?;
     if !running {
@@ -128,7 +121,8 @@ fn render_runtime(cfg: &Config, m: &CellManifest) -> Result<RenderOutcome> {
     compose::prepare_layer_dirs(&p)?;
     let layer = compose::writable_layer(&p);
     if !running {
-        seed_layer(cfg, &m.name, &layer)?;
+        seed_layer(cfg, &m.name, &layer)
+            .with_context(|| format!("preparing the writable layer of cell {}", m.name))?;
     }
     let header = format!(
         "# Rendered by cellmgr from {}: edit that file, not this one.",

@@ -1,32 +1,48 @@
-//! Reserved ports: cgroup `bind4`/`bind6` programs, assembled by hand and loaded
-//! through `bpf(2)` (no toolchain, no libbpf).
+//! Reserved ports and port sharing: cgroup BPF programs, assembled by hand and
+//! loaded through `bpf(2)` (no toolchain, no libbpf).
 //!
-//! Design: one pair of programs per installation (state directory), attached
-//! with `BPF_F_ALLOW_MULTI` at the root of the cgroup2 hierarchy, so every
-//! process on the host (cells and host alike) runs it on `bind`. The pair reads
-//! the installation's port map, `port -> { owner cell's cgroup id, denied binds }`,
-//! which `create` and `destroy` fill and empty:
+//! Design: one program set per installation (state directory), attached with
+//! `BPF_F_ALLOW_MULTI` at the root of the cgroup2 hierarchy, so every process
+//! on the host (cells and host alike) runs it. The set reads the
+//! installation's port map, `port -> { owner cell's cgroup id, denied binds }`,
+//! which `create` and `destroy` fill and empty. Five programs:
 //!
-//! * port not in the map: allow (other installations' programs decide);
-//! * caller inside the owner cell's cgroup: allow (normal privilege checks apply);
-//! * caller uid 0 and in no cell of any installation: allow (host root bypasses
-//!   reservations);
-//! * otherwise add one to the port's counter and deny (EPERM).
+//! * `bind4`/`bind6` see the port a `bind()` asks for, `post_bind4`/
+//!   `post_bind6` the port actually bound (`bind()` to port 0, narrowed or not
+//!   by `IP_LOCAL_PORT_RANGE`); both apply the reservation:
+//!   - port not in the map: allow (other installations' programs decide);
+//!   - caller inside the owner cell's cgroup: allow (normal privilege checks apply);
+//!   - caller uid 0 and in no cell of any installation: allow (host root bypasses
+//!     reservations);
+//!   - otherwise add one to the port's counter and deny (EPERM).
+//! * Port sharing: cell root is host uid 0 like host root, so the kernel would
+//!   let a cell join a host root service's `SO_REUSEPORT` group (and take its
+//!   connections). A cell of this installation may use `SO_REUSEPORT` only on
+//!   its own reserved ports: `bind4`/`bind6` refuse a bind with the option set
+//!   to any other port (port 0 included), and `setsockopt` refuses to set it
+//!   on a socket already bound to any other port.
 //!
-//! The pair is attached when the first port-reserving cell is created and
+//! Ports the kernel picks without a `bind()` (`listen()`, `connect()` and
+//! `sendto()` on an unbound socket) pass no hook that can refuse them. They
+//! come from `net.ipv4.ip_local_port_range`, minus
+//! `net.ipv4.ip_local_reserved_ports`; so `create` refuses to reserve a port
+//! the kernel may hand out on its own ([`check_not_ephemeral`]), and `list`
+//! warns when the ranges have changed under a cell since.
+//!
+//! The set is attached when the installation's first cell is created and
 //! detached when the last one goes, so nothing that denies binds outlives the
 //! cells, and a bind on the host runs one program per installation that has
-//! reserved ports, however many cells it has. The kernel allows 64 programs per
-//! attach point (`BPF_CGROUP_MAX_PROGS`), shared with everything else on the
-//! host: that bounds the installations with reserved ports, not the cells.
-//! Installations (parallel test runs) own separate pairs and maps, so they
-//! coexist without pinning anything in bpffs. The attachment survives the
-//! creating process (the cgroup holds the programs, the programs hold the map);
-//! later commands find them again by the ids in the cell table. A cell's
-//! `DENY_BIND` is the sum of its ports' counters.
+//! cells, however many cells it has. The kernel allows 64 programs per attach
+//! point (`BPF_CGROUP_MAX_PROGS`), shared with everything else on the host:
+//! that bounds the installations with cells, not the cells. Installations
+//! (parallel test runs) own separate sets and maps, so they coexist without
+//! pinning anything in bpffs. The attachment survives the creating process
+//! (the cgroup holds the programs, the programs hold the map); later commands
+//! find them again by the ids in the cell table. A cell's `DENY_BIND` is the
+//! sum of its ports' counters.
 //!
 //! After a crash (see the backend's `create` and `teardown`): the ids are
-//! recorded before the pair is attached, and a recorded pair that is not
+//! recorded before the set is attached, and a recorded set that is not
 //! attached is replaced; a cell's ports are removed after its processes, so a
 //! crash in between leaves a dead cell whose clean-up removes them; ports a
 //! crashed `create` entered for a cell it never recorded are swept by the next
@@ -52,9 +68,14 @@ const BPF_PROG_QUERY: libc::c_long = 16;
 
 const BPF_MAP_TYPE_HASH: u32 = 1;
 const BPF_F_NO_PREALLOC: u32 = 1;
+const BPF_PROG_TYPE_CGROUP_SOCK: u32 = 9;
 const BPF_PROG_TYPE_CGROUP_SOCK_ADDR: u32 = 18;
+const BPF_PROG_TYPE_CGROUP_SOCKOPT: u32 = 25;
 pub const BPF_CGROUP_INET4_BIND: u32 = 8;
 pub const BPF_CGROUP_INET6_BIND: u32 = 9;
+pub const BPF_CGROUP_INET4_POST_BIND: u32 = 12;
+pub const BPF_CGROUP_INET6_POST_BIND: u32 = 13;
+pub const BPF_CGROUP_SETSOCKOPT: u32 = 22;
 const BPF_F_ALLOW_MULTI: u32 = 2;
 /// Most programs one attach point takes (`BPF_CGROUP_MAX_PROGS`).
 const MAX_ATTACHED: usize = 64;
@@ -65,11 +86,20 @@ pub const MAX_RESERVED_PORTS: usize = 4096;
 
 const HELPER_MAP_LOOKUP_ELEM: i32 = 1;
 const HELPER_GET_CURRENT_UID_GID: i32 = 15;
+const HELPER_GETSOCKOPT: i32 = 57;
 const HELPER_GET_CURRENT_ANCESTOR_CGROUP_ID: i32 = 123;
 const BPF_PSEUDO_MAP_FD: u8 = 1;
 
 /// Offset of `user_port` (network byte order) in `struct bpf_sock_addr`.
 const USER_PORT: i16 = 24;
+/// Offset of `src_port` (host byte order) in `struct bpf_sock`.
+const SRC_PORT: i16 = 44;
+/// Offsets in `struct bpf_sockopt`: the socket, the value's bounds, level and name.
+const SOCKOPT_SK: i16 = 0;
+const SOCKOPT_OPTVAL: i16 = 8;
+const SOCKOPT_OPTVAL_END: i16 = 16;
+const SOCKOPT_LEVEL: i16 = 24;
+const SOCKOPT_OPTNAME: i16 = 28;
 
 /// A port map entry: the owner cell's cgroup id and the binds denied so far.
 #[repr(C)]
@@ -108,7 +138,11 @@ const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
 const R0: u8 = 0;
 const R1: u8 = 1;
 const R2: u8 = 2;
+const R3: u8 = 3;
+const R4: u8 = 4;
+const R5: u8 = 5;
 const R6: u8 = 6;
+const R7: u8 = 7;
 const R10: u8 = 10;
 
 fn mov64_reg(dst: u8, src: u8) -> Insn {
@@ -133,6 +167,13 @@ fn ldx_dw(dst: u8, src: u8, off: i16) -> Insn {
 fn stx_w(dst: u8, src: u8, off: i16) -> Insn {
     insn(0x63, dst, src, off, 0)
 }
+fn st_w(dst: u8, off: i16, imm: i32) -> Insn {
+    insn(0x62, dst, 0, off, imm)
+}
+/// `dst = htobe16(dst)`, the upper bits cleared.
+fn be16(dst: u8) -> Insn {
+    insn(0xdc, dst, 0, 0, 16)
+}
 fn atomic_add64(dst: u8, src: u8, off: i16) -> Insn {
     insn(0xdb, dst, src, off, 0)
 }
@@ -154,6 +195,12 @@ fn jeq_reg(dst: u8, src: u8, off: i16) -> Insn {
 fn jne_reg(dst: u8, src: u8, off: i16) -> Insn {
     insn(0x5d, dst, src, off, 0)
 }
+fn jgt_reg(dst: u8, src: u8, off: i16) -> Insn {
+    insn(0x2d, dst, src, off, 0)
+}
+fn ja(off: i16) -> Insn {
+    insn(0x05, 0, 0, off, 0)
+}
 fn call(helper: i32) -> Insn {
     insn(0x85, 0, 0, 0, helper)
 }
@@ -166,62 +213,186 @@ fn exit() -> Insn {
 #[derive(Debug, Clone, Copy)]
 pub struct Place {
     pub cell_level: u32,
+    /// The installation's cgroup (`cells/<run key>`), parent of its cells.
+    pub run_id: u64,
+    pub run_level: u32,
     /// The `cells` cgroup every cell on the host lives under.
     pub cells_id: u64,
     pub cells_level: u32,
 }
 
-/// Builds the bind program. Jumps are relative to the next instruction.
-fn program(place: Place, ports_map_fd: i32) -> Vec<Insn> {
-    // Look the port up; the key lives on the stack.
-    let mut p = vec![ldx_w(R2, R1, USER_PORT), stx_w(R10, R2, -4)];
-    p.extend(ld_imm64(R1, BPF_PSEUDO_MAP_FD, ports_map_fd as u32 as u64));
-    p.extend([
-        mov64_reg(R2, R10),
-        add64_imm(R2, -4),
-        call(HELPER_MAP_LOOKUP_ELEM),
-    ]);
-    let allow_unreserved = p.len();
-    p.push(jeq_imm(R0, 0, 0)); // patched to ALLOW
-                               // Reserved: is the caller a member of the owner cell? (r6 survives calls.)
-    p.extend([
-        mov64_reg(R6, R0),
-        mov64_imm(R1, place.cell_level as i32),
-        call(HELPER_GET_CURRENT_ANCESTOR_CGROUP_ID),
-        ldx_dw(R1, R6, OWNER),
-    ]);
-    let allow_owner = p.len();
-    p.push(jeq_reg(R0, R1, 0)); // patched to ALLOW
+/// A program under construction: instructions plus jumps to the two exits,
+/// resolved by [`Builder::finish`].
+struct Builder {
+    p: Vec<Insn>,
+    /// (instruction, exit) of each jump still to aim.
+    jumps: Vec<(usize, Exit)>,
+}
 
-    // Host root (uid 0 outside every cell) bypasses the reservation.
-    p.extend([call(HELPER_GET_CURRENT_UID_GID), mov32_self(R0)]);
-    let deny_non_root = p.len();
-    p.push(jne_imm(R0, 0, 0)); // patched to DENY
-    p.extend([
-        mov64_imm(R1, place.cells_level as i32),
-        call(HELPER_GET_CURRENT_ANCESTOR_CGROUP_ID),
-    ]);
-    p.extend(ld_imm64(R1, 0, place.cells_id));
-    let allow_host_root = p.len();
-    p.push(jne_reg(R0, R1, 0)); // patched to ALLOW
-    let deny = p.len();
-    p.extend([
-        mov64_imm(R1, 1),
-        atomic_add64(R6, R1, DENIED),
-        mov64_imm(R0, 0),
-        exit(),
-    ]);
-    let allow = p.len();
-    p.extend([mov64_imm(R0, 1), exit()]);
-    for (at, target) in [
-        (allow_unreserved, allow),
-        (allow_owner, allow),
-        (deny_non_root, deny),
-        (allow_host_root, allow),
-    ] {
-        p[at].off = (target - at - 1) as i16;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    Allow,
+    /// Deny and count it on the port's map entry (held in r7).
+    DenyCounted,
+    Deny,
+}
+
+impl Builder {
+    fn new() -> Builder {
+        Builder {
+            p: Vec::new(),
+            jumps: Vec::new(),
+        }
     }
-    p
+
+    fn extend(&mut self, insns: impl IntoIterator<Item = Insn>) {
+        self.p.extend(insns);
+    }
+
+    /// A jump instruction whose target is an exit.
+    fn jump_to(&mut self, jump: Insn, exit: Exit) {
+        self.jumps.push((self.p.len(), exit));
+        self.p.push(jump);
+    }
+
+    /// `r0 = current task's ancestor cgroup id at level`.
+    fn ancestor(&mut self, level: u32) {
+        self.extend([
+            mov64_imm(R1, level as i32),
+            call(HELPER_GET_CURRENT_ANCESTOR_CGROUP_ID),
+        ]);
+    }
+
+    /// Looks up the port key held in r2 (spilled to the stack); r0 is the
+    /// entry or 0.
+    fn lookup(&mut self, ports_map_fd: i32) {
+        self.extend([stx_w(R10, R2, -4)]);
+        self.extend(ld_imm64(R1, BPF_PSEUDO_MAP_FD, ports_map_fd as u32 as u64));
+        self.extend([
+            mov64_reg(R2, R10),
+            add64_imm(R2, -4),
+            call(HELPER_MAP_LOOKUP_ELEM),
+        ]);
+    }
+
+    /// The reservation rule for the entry in r0 (non-zero): the owner cell,
+    /// then host root outside every cell, may; anyone else is denied and
+    /// counted. Ends in an exit.
+    fn reservation(&mut self, place: Place) {
+        // r7 survives helper calls.
+        self.extend([mov64_reg(R7, R0)]);
+        self.ancestor(place.cell_level);
+        self.extend([ldx_dw(R1, R7, OWNER)]);
+        self.jump_to(jeq_reg(R0, R1, 0), Exit::Allow);
+        self.extend([call(HELPER_GET_CURRENT_UID_GID), mov32_self(R0)]);
+        self.jump_to(jne_imm(R0, 0, 0), Exit::DenyCounted);
+        self.ancestor(place.cells_level);
+        self.extend(ld_imm64(R1, 0, place.cells_id));
+        self.jump_to(jne_reg(R0, R1, 0), Exit::Allow);
+        self.jump_to(ja(0), Exit::DenyCounted);
+    }
+
+    /// Jumps to Allow unless the caller is in a cell of this installation.
+    fn allow_unless_own_cell(&mut self, place: Place) {
+        self.ancestor(place.run_level);
+        self.extend(ld_imm64(R1, 0, place.run_id));
+        self.jump_to(jne_reg(R0, R1, 0), Exit::Allow);
+    }
+
+    /// Appends the exits (the counting one only where used: the verifier
+    /// refuses unreachable code) and aims every jump at them.
+    fn finish(mut self) -> Vec<Insn> {
+        let counted = self.p.len();
+        if self.jumps.iter().any(|&(_, e)| e == Exit::DenyCounted) {
+            self.extend([mov64_imm(R1, 1), atomic_add64(R7, R1, DENIED)]);
+        }
+        let deny = self.p.len();
+        self.extend([mov64_imm(R0, 0), exit()]);
+        let allow = self.p.len();
+        self.extend([mov64_imm(R0, 1), exit()]);
+        for (at, exit) in self.jumps {
+            let target = match exit {
+                Exit::Allow => allow,
+                Exit::DenyCounted => counted,
+                Exit::Deny => deny,
+            };
+            self.p[at].off = (target - at - 1) as i16;
+        }
+        self.p
+    }
+}
+
+/// The `bind4`/`bind6` program: the reservation of the requested port, and
+/// no `SO_REUSEPORT` for this installation's cells on any other port.
+fn bind_program(place: Place, ports_map_fd: i32) -> Vec<Insn> {
+    let mut b = Builder::new();
+    b.extend([mov64_reg(R6, R1), ldx_w(R2, R6, USER_PORT)]);
+    b.lookup(ports_map_fd);
+    let unreserved = b.p.len();
+    b.extend([jeq_imm(R0, 0, 0)]); // aimed below
+    b.reservation(place);
+    let here = b.p.len();
+    b.p[unreserved].off = (here - unreserved - 1) as i16;
+    b.allow_unless_own_cell(place);
+    // bpf_getsockopt(ctx, SOL_SOCKET, SO_REUSEPORT, fp - 8, 4); a failure
+    // to tell denies.
+    b.extend([
+        st_w(R10, -8, 0),
+        mov64_reg(R1, R6),
+        mov64_imm(R2, libc::SOL_SOCKET),
+        mov64_imm(R3, libc::SO_REUSEPORT),
+        mov64_reg(R4, R10),
+        add64_imm(R4, -8),
+        mov64_imm(R5, 4),
+        call(HELPER_GETSOCKOPT),
+    ]);
+    b.jump_to(jne_imm(R0, 0, 0), Exit::Deny);
+    b.extend([ldx_w(R1, R10, -8)]);
+    b.jump_to(jne_imm(R1, 0, 0), Exit::Deny);
+    b.jump_to(ja(0), Exit::Allow);
+    b.finish()
+}
+
+/// The `post_bind4`/`post_bind6` program: the reservation of the port bound.
+fn post_bind_program(place: Place, ports_map_fd: i32) -> Vec<Insn> {
+    let mut b = Builder::new();
+    b.extend([ldx_w(R2, R1, SRC_PORT), be16(R2)]);
+    b.lookup(ports_map_fd);
+    b.jump_to(jeq_imm(R0, 0, 0), Exit::Allow);
+    b.reservation(place);
+    b.finish()
+}
+
+/// The `setsockopt` program: a cell of this installation may turn
+/// `SO_REUSEPORT` on only while its socket is unbound (the bind program then
+/// decides) or bound to one of its own reserved ports.
+fn setsockopt_program(place: Place, ports_map_fd: i32) -> Vec<Insn> {
+    let mut b = Builder::new();
+    b.extend([mov64_reg(R6, R1), ldx_w(R2, R6, SOCKOPT_LEVEL)]);
+    b.jump_to(jne_imm(R2, libc::SOL_SOCKET, 0), Exit::Allow);
+    b.extend([ldx_w(R2, R6, SOCKOPT_OPTNAME)]);
+    b.jump_to(jne_imm(R2, libc::SO_REUSEPORT, 0), Exit::Allow);
+    b.allow_unless_own_cell(place);
+    b.extend([
+        ldx_dw(R2, R6, SOCKOPT_OPTVAL),
+        ldx_dw(R3, R6, SOCKOPT_OPTVAL_END),
+        mov64_reg(R4, R2),
+        add64_imm(R4, 4),
+    ]);
+    b.jump_to(jgt_reg(R4, R3, 0), Exit::Deny);
+    b.extend([ldx_w(R4, R2, 0)]);
+    b.jump_to(jeq_imm(R4, 0, 0), Exit::Allow);
+    b.extend([ldx_dw(R2, R6, SOCKOPT_SK), ldx_w(R2, R2, SRC_PORT)]);
+    b.jump_to(jeq_imm(R2, 0, 0), Exit::Allow);
+    b.extend([be16(R2)]);
+    b.lookup(ports_map_fd);
+    b.jump_to(jeq_imm(R0, 0, 0), Exit::Deny);
+    b.extend([mov64_reg(R7, R0)]);
+    b.ancestor(place.cell_level);
+    b.extend([ldx_dw(R1, R7, OWNER)]);
+    b.jump_to(jeq_reg(R0, R1, 0), Exit::Allow);
+    b.jump_to(ja(0), Exit::Deny);
+    b.finish()
 }
 
 fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<i32> {
@@ -364,35 +535,46 @@ fn create_ports_map() -> Result<OwnedFd> {
     Ok(owned(fd))
 }
 
-fn load(insns: &[Insn], attach_type: u32) -> Result<OwnedFd> {
+/// Loads one program. The verifier's log costs time, so it is asked for
+/// only to explain a refusal (a second load).
+fn load(program: &Program, place: Place, ports_map_fd: i32) -> Result<OwnedFd> {
+    let insns = (program.build)(place, ports_map_fd);
     let license = c"GPL";
-    let mut log = vec![0u8; 64 * 1024];
-    let mut attr = ProgLoadAttr {
-        prog_type: BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
-        insn_cnt: insns.len() as u32,
-        insns: insns.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
-        prog_name: name16("cells_bind"),
-        expected_attach_type: attach_type,
-        ..Default::default()
+    let attempt = |log: &mut [u8]| {
+        let mut attr = ProgLoadAttr {
+            prog_type: program.prog_type,
+            insn_cnt: insns.len() as u32,
+            insns: insns.as_ptr() as u64,
+            license: license.as_ptr() as u64,
+            log_level: u32::from(!log.is_empty()),
+            log_size: log.len() as u32,
+            log_buf: if log.is_empty() {
+                0
+            } else {
+                log.as_mut_ptr() as u64
+            },
+            prog_name: name16(&format!("cells_{}", program.name)),
+            expected_attach_type: program.attach_type,
+            ..Default::default()
+        };
+        sys_bpf(BPF_PROG_LOAD, &mut attr).map(owned)
     };
-    match sys_bpf(BPF_PROG_LOAD, &mut attr) {
-        Ok(fd) => Ok(owned(fd)),
-        Err(e) => {
-            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-            let text = String::from_utf8_lossy(&log[..end]);
-            let tail: Vec<&str> = text.lines().rev().take(6).collect();
-            Err(e).with_context(|| {
-                format!(
-                    "loading the bind program (verifier: {})",
-                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-                )
-            })
-        }
-    }
+    let e = match attempt(&mut []) {
+        Ok(fd) => return Ok(fd),
+        Err(e) => e,
+    };
+    let mut log = vec![0u8; 64 * 1024];
+    let _ = attempt(&mut log);
+    let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+    let text = String::from_utf8_lossy(&log[..end]);
+    let tail: Vec<&str> = text.lines().rev().take(6).collect();
+    Err(e).with_context(|| {
+        format!(
+            "loading the {} program (verifier: {})",
+            program.name,
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        )
+    })
 }
 
 fn open_dir(p: &Path) -> Result<std::fs::File> {
@@ -444,51 +626,93 @@ fn attach(cgroup_root: &Path, prog: &OwnedFd, attach_type: u32, what: &str) -> R
         if e.raw_os_error() == Some(libc::E2BIG) {
             msg.push_str(&format!(
                 " ({MAX_ATTACHED} programs are attached there already; \
-                 each installation with reserved ports uses one)"
+                 each installation with cells uses one)"
             ));
         }
         anyhow::Error::new(e).context(msg)
     })
 }
 
-/// A freshly loaded program pair and port map, not attached yet. Dropped
+/// One program of the set.
+struct Program {
+    name: &'static str,
+    prog_type: u32,
+    attach_type: u32,
+    build: fn(Place, i32) -> Vec<Insn>,
+}
+
+/// The set, in the order of [`BindGuardIds::programs`].
+const PROGRAMS: [Program; 5] = [
+    Program {
+        name: "bind4",
+        prog_type: BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
+        attach_type: BPF_CGROUP_INET4_BIND,
+        build: bind_program,
+    },
+    Program {
+        name: "bind6",
+        prog_type: BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
+        attach_type: BPF_CGROUP_INET6_BIND,
+        build: bind_program,
+    },
+    Program {
+        name: "post_bind4",
+        prog_type: BPF_PROG_TYPE_CGROUP_SOCK,
+        attach_type: BPF_CGROUP_INET4_POST_BIND,
+        build: post_bind_program,
+    },
+    Program {
+        name: "post_bind6",
+        prog_type: BPF_PROG_TYPE_CGROUP_SOCK,
+        attach_type: BPF_CGROUP_INET6_POST_BIND,
+        build: post_bind_program,
+    },
+    Program {
+        name: "setsockopt",
+        prog_type: BPF_PROG_TYPE_CGROUP_SOCKOPT,
+        attach_type: BPF_CGROUP_SETSOCKOPT,
+        build: setsockopt_program,
+    },
+];
+
+/// A freshly loaded program set and port map, not attached yet. Dropped
 /// unattached, the kernel frees them.
 pub struct Loaded {
-    prog4: OwnedFd,
-    prog6: OwnedFd,
+    programs: Vec<OwnedFd>,
     ports: OwnedFd,
 }
 
 impl Loaded {
     pub fn new(place: Place) -> Result<Loaded> {
         let ports = create_ports_map()?;
-        let insns = program(place, ports.as_raw_fd());
-        Ok(Loaded {
-            prog4: load(&insns, BPF_CGROUP_INET4_BIND)?,
-            prog6: load(&insns, BPF_CGROUP_INET6_BIND)?,
-            ports,
-        })
+        let programs = PROGRAMS
+            .iter()
+            .map(|p| load(p, place, ports.as_raw_fd()))
+            .collect::<Result<_>>()?;
+        Ok(Loaded { programs, ports })
     }
 
     pub fn ids(&self) -> Result<BindGuardIds> {
+        let ids: Vec<u32> = self.programs.iter().map(object_id).collect::<Result<_>>()?;
         Ok(BindGuardIds {
-            prog4: object_id(&self.prog4)?,
-            prog6: object_id(&self.prog6)?,
+            prog4: ids[0],
+            prog6: ids[1],
+            post4: ids[2],
+            post6: ids[3],
+            sockopt: ids[4],
             ports_map: object_id(&self.ports)?,
         })
     }
 
-    /// Attaches the pair at the hierarchy root; both or neither.
+    /// Attaches the set at the hierarchy root; all or none.
     pub fn attach(self, cgroup_root: &Path) -> Result<Guard> {
-        attach(cgroup_root, &self.prog4, BPF_CGROUP_INET4_BIND, "bind4")?;
-        if let Err(e) = attach(cgroup_root, &self.prog6, BPF_CGROUP_INET6_BIND, "bind6") {
-            let _ = attach_op(
-                BPF_PROG_DETACH,
-                cgroup_root,
-                &self.prog4,
-                BPF_CGROUP_INET4_BIND,
-            );
-            return Err(e);
+        for (i, (fd, program)) in self.programs.iter().zip(&PROGRAMS).enumerate() {
+            if let Err(e) = attach(cgroup_root, fd, program.attach_type, program.name) {
+                for (fd, program) in self.programs[..i].iter().zip(&PROGRAMS) {
+                    let _ = attach_op(BPF_PROG_DETACH, cgroup_root, fd, program.attach_type);
+                }
+                return Err(e);
+            }
         }
         Ok(Guard { ports: self.ports })
     }
@@ -502,20 +726,25 @@ fn fd_by_id(cmd: libc::c_long, id: u32) -> std::io::Result<OwnedFd> {
     sys_bpf(cmd, &mut attr).map(owned)
 }
 
+/// The recorded programs with their attach types.
+fn recorded(ids: &BindGuardIds) -> impl Iterator<Item = (u32, &'static Program)> {
+    ids.programs().into_iter().zip(&PROGRAMS)
+}
+
 /// Detaches an installation's programs; programs already gone are fine.
 pub fn detach(cgroup_root: &Path, ids: &BindGuardIds) -> Result<()> {
-    for (id, attach_type) in [
-        (ids.prog4, BPF_CGROUP_INET4_BIND),
-        (ids.prog6, BPF_CGROUP_INET6_BIND),
-    ] {
+    for (id, program) in recorded(ids) {
         let prog = match fd_by_id(BPF_PROG_GET_FD_BY_ID, id) {
             Ok(fd) => fd,
             Err(e) if is_enoent(&e) => continue,
-            Err(e) => return Err(e).with_context(|| format!("finding bind program {id}")),
+            Err(e) => {
+                return Err(e).with_context(|| format!("finding the {} program {id}", program.name))
+            }
         };
-        match attach_op(BPF_PROG_DETACH, cgroup_root, &prog, attach_type) {
+        match attach_op(BPF_PROG_DETACH, cgroup_root, &prog, program.attach_type) {
             Err(e) if !is_enoent(&e) => {
-                return Err(e).with_context(|| format!("detaching bind program {id}"))
+                return Err(e)
+                    .with_context(|| format!("detaching the {} program {id}", program.name))
             }
             _ => {}
         }
@@ -529,15 +758,12 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// Finds the guard by its ids; `None` unless both programs are attached
+    /// Finds the guard by its ids; `None` unless every program is attached
     /// at the hierarchy root (after a crash before attaching, or a detach by
     /// hand).
     pub fn open(cgroup_root: &Path, ids: &BindGuardIds) -> Result<Option<Guard>> {
-        for (id, attach_type) in [
-            (ids.prog4, BPF_CGROUP_INET4_BIND),
-            (ids.prog6, BPF_CGROUP_INET6_BIND),
-        ] {
-            if !attached_programs(cgroup_root, attach_type)?.contains(&id) {
+        for (id, program) in recorded(ids) {
+            if !attached_programs(cgroup_root, program.attach_type)?.contains(&id) {
                 return Ok(None);
             }
         }
@@ -632,6 +858,78 @@ impl Guard {
     }
 }
 
+/// The ports the kernel hands out on its own in the caller's network
+/// namespace (which cells share): `net.ipv4.ip_local_port_range` (IPv6 uses
+/// it too) minus `net.ipv4.ip_local_reserved_ports`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ephemeral {
+    lo: u16,
+    hi: u16,
+    reserved: Vec<(u16, u16)>,
+}
+
+const PORT_RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+const RESERVED_PORTS: &str = "/proc/sys/net/ipv4/ip_local_reserved_ports";
+
+impl Ephemeral {
+    pub fn read() -> Result<Ephemeral> {
+        let range =
+            std::fs::read_to_string(PORT_RANGE).with_context(|| format!("reading {PORT_RANGE}"))?;
+        let reserved = std::fs::read_to_string(RESERVED_PORTS)
+            .with_context(|| format!("reading {RESERVED_PORTS}"))?;
+        Ephemeral::parse(&range, &reserved)
+            .with_context(|| format!("{PORT_RANGE} or {RESERVED_PORTS}: unexpected contents"))
+    }
+
+    /// `range` is "lo hi"; `reserved` a comma-separated list of ports and
+    /// "a-b" ranges (empty for none).
+    pub fn parse(range: &str, reserved: &str) -> Option<Ephemeral> {
+        let mut bounds = range.split_whitespace().map(str::parse::<u16>);
+        let (lo, hi) = (bounds.next()?.ok()?, bounds.next()?.ok()?);
+        let reserved = reserved
+            .trim()
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(|r| match r.split_once('-') {
+                Some((a, b)) => Some((a.trim().parse().ok()?, b.trim().parse().ok()?)),
+                None => r.trim().parse().ok().map(|p| (p, p)),
+            })
+            .collect::<Option<_>>()?;
+        Some(Ephemeral { lo, hi, reserved })
+    }
+
+    /// Whether the kernel may give `port` to a socket nobody bound.
+    pub fn hands_out(&self, port: u16) -> bool {
+        (self.lo..=self.hi).contains(&port)
+            && !self.reserved.iter().any(|&(a, b)| (a..=b).contains(&port))
+    }
+
+    /// Why a reservation of `port` cannot hold, for errors and warnings.
+    pub fn explain(&self, port: u16) -> String {
+        format!(
+            "port {port} lies in the kernel's ephemeral port range \
+             (net.ipv4.ip_local_port_range = {} {}), from which it hands ports to \
+             sockets that listen, connect or send without a bind, past every check; \
+             reserve it with the kernel (add it to net.ipv4.ip_local_reserved_ports) \
+             or pick a port outside the range",
+            self.lo, self.hi
+        )
+    }
+}
+
+/// Rejects reserving a port the kernel may hand out on its own (see the
+/// module comment): its reservation could not be enforced.
+pub fn check_not_ephemeral(ports: &[u16]) -> Result<()> {
+    if ports.is_empty() {
+        return Ok(());
+    }
+    let ephemeral = Ephemeral::read()?;
+    match ports.iter().find(|&&p| ephemeral.hands_out(p)) {
+        Some(&p) => bail!("{}", ephemeral.explain(p)),
+        None => Ok(()),
+    }
+}
+
 /// Rejects reserving `adding` more ports when `reserved` are reserved already.
 pub fn check_capacity(reserved: usize, adding: usize) -> Result<()> {
     if reserved + adding > MAX_RESERVED_PORTS {
@@ -666,29 +964,47 @@ pub fn check_ports(ports: &[u16]) -> Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_branch_lands_on_an_exit_path() {
-        let place = Place {
-            cell_level: 4,
-            cells_id: 5,
-            cells_level: 2,
-        };
-        let p = program(place, 3);
-        assert_eq!(p[0], ldx_w(R2, R1, USER_PORT));
-        assert_eq!(p.last(), Some(&exit()));
-        let allow = p.len() - 2;
-        assert_eq!(p[allow], mov64_imm(R0, 1));
-        let deny = allow - 4;
-        assert_eq!(p[deny + 1], atomic_add64(R6, R1, DENIED));
-        // Jumps (class JMP, not call/exit) go to allow or deny.
-        let targets: Vec<usize> = p
-            .iter()
+    /// Where each jump of a program lands (class JMP, not call or exit).
+    fn jump_targets(p: &[Insn]) -> Vec<usize> {
+        p.iter()
             .enumerate()
             .filter(|(_, i)| i.code & 0x07 == 0x05 && i.code != 0x85 && i.code != 0x95)
             .map(|(at, i)| (at as i64 + 1 + i64::from(i.off)) as usize)
-            .collect();
-        assert_eq!(targets, [allow, allow, deny, allow]);
-        assert!(p.contains(&mov64_imm(R1, 4)) && p.contains(&mov64_imm(R1, 2)));
+            .collect()
+    }
+
+    #[test]
+    fn every_program_ends_in_its_exits_and_jumps_stay_inside() {
+        let place = Place {
+            cell_level: 4,
+            run_id: 6,
+            run_level: 3,
+            cells_id: 5,
+            cells_level: 2,
+        };
+        for program in &PROGRAMS {
+            let p = (program.build)(place, 3);
+            let n = p.len();
+            assert_eq!(p[n - 1], exit(), "{}", program.name);
+            assert_eq!(p[n - 2], mov64_imm(R0, 1), "{}: allow", program.name);
+            assert_eq!(p[n - 4], mov64_imm(R0, 0), "{}: deny", program.name);
+            let targets = jump_targets(&p);
+            assert!(targets.iter().all(|&t| t < n - 1), "{}", program.name);
+            assert!(targets.contains(&(n - 2)), "{}: allow unused", program.name);
+        }
+        // The reservation programs count denials; the sharing rule does not.
+        let bind = bind_program(place, 3);
+        assert!(bind.contains(&atomic_add64(R7, R1, DENIED)));
+        assert!(bind.contains(&call(HELPER_GETSOCKOPT)));
+        assert!(bind.contains(&mov64_imm(R1, 4)) && bind.contains(&mov64_imm(R1, 3)));
+        let post = post_bind_program(place, 3);
+        assert_eq!(post[..2], [ldx_w(R2, R1, SRC_PORT), be16(R2)]);
+        assert!(post.contains(&atomic_add64(R7, R1, DENIED)));
+        let sockopt = setsockopt_program(place, 3);
+        assert!(!sockopt.contains(&atomic_add64(R7, R1, DENIED)));
+        assert!(sockopt
+            .iter()
+            .any(|i| i.code == 0x55 && i.imm == libc::SO_REUSEPORT));
     }
 
     #[test]
@@ -704,6 +1020,23 @@ mod tests {
         assert!(check_ports(&[0]).is_err());
         assert!(check_ports(&[80, 80]).is_err());
         assert!(check_ports(&(1..=33).collect::<Vec<u16>>()).is_err());
+    }
+
+    #[test]
+    fn ephemeral_ports_are_the_range_minus_the_kernels_reservations() {
+        let e = Ephemeral::parse("32768\t60999\n", "40000,50000-50010\n").unwrap();
+        assert!(e.hands_out(32768) && e.hands_out(60999) && e.hands_out(45000));
+        assert!(!e.hands_out(32767) && !e.hands_out(61000) && !e.hands_out(80));
+        assert!(!e.hands_out(40000) && !e.hands_out(50005));
+        assert!(e.hands_out(50011));
+        assert_eq!(Ephemeral::parse("1024 65535", "\n").unwrap().reserved, []);
+        assert!(Ephemeral::parse("x", "").is_none());
+        assert!(Ephemeral::parse("1 2", "a-b").is_none());
+        let why = e.explain(45000);
+        assert!(
+            why.contains("45000") && why.contains("32768 60999"),
+            "{why}"
+        );
     }
 
     #[test]

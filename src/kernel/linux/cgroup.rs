@@ -15,7 +15,7 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 /// The cgroup2 hierarchy the backend uses.
 #[derive(Debug, Clone)]
 pub struct Hierarchy {
-    /// The cgroup2 mount point; BPF bind programs attach here.
+    /// The cgroup2 mount point; the port programs attach here.
     pub root: PathBuf,
     /// `<root>/cells`: parent of every cell's cgroup on this host.
     pub cells: PathBuf,
@@ -84,20 +84,54 @@ impl Hierarchy {
     }
 }
 
-/// Host pids of the processes in a cgroup (zombies are not listed).
+/// Host pids of the processes in a cgroup and every cgroup below it (zombies
+/// are not listed): a cell's members, wherever in its subtree they sit.
 pub fn procs(dir: &Path) -> Result<Vec<i32>> {
     let path = dir.join("cgroup.procs");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    let mut pids: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    for child in children(dir)? {
+        match procs(&child) {
+            Ok(more) => pids.extend(more),
+            // Removed while we looked: nothing left in it.
+            Err(_) if !child.exists() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(pids)
 }
 
-/// Kills everything in a cgroup and removes it; a missing cgroup is fine.
+/// The child cgroups of a cgroup.
+fn children(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("listing cgroup {}", dir.display())),
+    };
+    Ok(entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect())
+}
+
+/// Kills everything in a cgroup's subtree (`cgroup.kill` is recursive) and
+/// removes it, deepest cgroups first; a missing cgroup is fine.
 pub fn remove(dir: &Path) -> Result<()> {
     if !dir.exists() {
         return Ok(());
     }
     let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+    remove_tree(dir)
+}
+
+/// Removes a cgroup and every cgroup below it (of either version), deepest
+/// first, each once its members have left; a missing one is fine.
+pub fn remove_tree(dir: &Path) -> Result<()> {
+    for child in children(dir)? {
+        remove_tree(&child)?;
+    }
     remove_when_empty(dir)
 }
 

@@ -12,9 +12,14 @@
 //! they go with the cell, and a crashed create's are swept when its id is used
 //! again.
 //!
-//! Processes enter the v1 groups between fork and exec (`enter`, `ns`; see
-//! [`open_v1_tasks`]); on cgroup2, `CLONE_INTO_CGROUP` and the cgroup2 join
-//! place them under every controller at once.
+//! The cell's init joins the v1 groups when it starts (`ns`; see
+//! [`open_v1_tasks`]) and every process of the cell descends from it (see
+//! `agent`); on cgroup2, `CLONE_INTO_CGROUP` places the init under every
+//! controller at once. The v1 process limit sits one level down, on the
+//! [`MEMBERS`] group, which each process the init forks joins before it
+//! execs: the init's fork is charged to its own group, which has no limit,
+//! so a cell at its process limit can still be entered (moving a process
+//! into a group is not limited, only forks in it are).
 
 use super::cgroup::Hierarchy;
 use crate::fs::mountinfo::{self, MountEntry};
@@ -136,8 +141,9 @@ impl Placement {
     /// Finds each controller: on cgroup2 if `root`'s `cgroup.subtree_control`
     /// lists it, else on its v1 hierarchy, else nowhere.
     pub fn detect(root: &Path) -> Placement {
-        let delegated =
-            std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap_or_default();
+        let subtree = root.join("cgroup.subtree_control");
+        // host path: `root` is the cgroup2 mount, not a cell's root
+        let delegated = std::fs::read_to_string(subtree).unwrap_or_default();
         let mounts = mountinfo::entries().unwrap_or_default();
         Placement::from_parts(root, &delegated, &v1_hierarchies(&mounts))
     }
@@ -236,6 +242,14 @@ impl Placement {
                         make_v1_group(&dir)?;
                         groups.push(dir.clone());
                     }
+                    if c == Controller::Pids {
+                        // The init stays out of the limited group (see the
+                        // module comment), so the limit need not count it.
+                        let members = dir.join(MEMBERS);
+                        make_v1_group(&members)?;
+                        set(&members, "pids.max", &value.to_string())?;
+                        continue;
+                    }
                     for (file, v) in c.settings(value, true) {
                         set(&dir, file, &v)?;
                     }
@@ -253,6 +267,19 @@ impl Placement {
             }
         }
     }
+}
+
+/// The child group of a cell's v1 `pids` group that holds its processes
+/// (not its init) and the process limit.
+pub const MEMBERS: &str = "members";
+
+/// The [`MEMBERS`] groups among a cell's v1 groups' children.
+pub fn member_groups(groups: &[PathBuf]) -> Vec<PathBuf> {
+    groups
+        .iter()
+        .map(|g| g.join(MEMBERS))
+        .filter(|m| m.is_dir())
+        .collect()
 }
 
 /// `<v1 mount>/cells/<run key>/<id>`.
@@ -384,7 +411,10 @@ pub fn usage(cgroup: &Path, v1_groups: &[PathBuf]) -> Usage {
         if let Some(n) = read_number(dir, "pids.current") {
             // The cell's init is a task of the group but not one of the cell's.
             u.tasks = Some(n.saturating_sub(1));
-            u.forks_denied = read_keyed(dir, "pids.events", "max");
+            // A v1 limit is on the members group, which counts its refusals.
+            let members = dir.join(MEMBERS);
+            let limited = if members.is_dir() { &members } else { dir };
+            u.forks_denied = read_keyed(limited, "pids.events", "max");
         }
         if let Some(n) = read_number(dir, "memory.current") {
             u.memory = Some(n);

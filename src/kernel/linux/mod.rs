@@ -7,18 +7,22 @@
 //! * `cgroup`: one cgroup2 cgroup per cell (membership, kill, CPU time);
 //! * `limits`: process, memory and CPU limits (cgroup2 controllers or v1
 //!   hierarchies), usage, and the disk-limit check;
-//! * `ns`: the per-cell init holding the namespaces; `enter`: running commands in a cell;
+//! * `ns`: the per-cell init holding the namespaces;
+//! * `agent`: how processes enter a cell (forked by its init, on the host's
+//!   request); `enter`: what such a process does before exec;
 //! * `rootfs`: the cell's `/` (pivot_root, fresh /proc, minimal /dev);
-//! * `caps`, `seccomp`: the hardening profiles;
+//! * `caps`, `seccomp`, `landlock`: the hardening profiles;
 //! * `freeze`: the cgroup freezer, with a guard process that thaws after a crash;
-//! * `bpf`: reserved ports (one cgroup bind program pair and port map per run directory);
+//! * `bpf`: reserved ports and port sharing (one cgroup program set and port map per run directory);
 //! * `telemetry`: the init's 1 Hz sampler.
 
+pub mod agent;
 pub mod bpf;
 pub mod caps;
 pub mod cgroup;
 pub mod enter;
 mod freeze;
+pub mod landlock;
 pub mod limits;
 mod mirror;
 pub mod ns;
@@ -28,7 +32,10 @@ pub mod state;
 mod sys;
 pub mod telemetry;
 
-use super::{CellInfo, CellResources, CellSpec, CellStats, DenyCounters, ExecSpec, Kernel, Target};
+use super::{
+    CellInfo, CellResources, CellSpec, CellStats, Child, DenyCounters, ExecSpec, Kernel, Stdio,
+    Target,
+};
 use anyhow::{bail, Context, Result};
 use sha2::Digest;
 use state::{BindGuardIds, CellRecord, Found, Locked, Store, Table};
@@ -86,11 +93,85 @@ fn check_root(root: &Path) -> Result<()> {
             crate::output::quoted(&root.to_string_lossy())
         );
     }
+    // host path: the root itself, named by host root (cellctl's argument, or
+    // the mount point in a cell's 0700 runtime directory), not a path inside it
     let meta = std::fs::metadata(root).with_context(|| format!("root {}", root.display()))?;
+    // host path: as above
     if !meta.is_dir() {
         bail!("root {} is not a directory", root.display());
     }
     Ok(())
+}
+
+/// Creates a cell's runtime directory, host root's alone (mode 0700): the
+/// agent's socket there starts processes in the cell.
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("restricting {}", dir.display()))
+        }
+        other => other.with_context(|| format!("creating {}", dir.display())),
+    }
+}
+
+/// The agent's request for an exec spec.
+fn request(spec: &ExecSpec) -> Result<agent::Request> {
+    let ids = match (spec.uid, spec.gid) {
+        (Some(u), Some(g)) => Some((u, g)),
+        (Some(u), None) => Some((u, u)),
+        (None, Some(_)) => bail!("a group id needs a user id"),
+        (None, None) => None,
+    };
+    Ok(agent::Request {
+        argv: spec.argv.clone(),
+        env: environment(spec),
+        cwd: spec.cwd.clone().unwrap_or_else(|| PathBuf::from("/")),
+        ids,
+        groups: spec.groups.clone(),
+        apply_rlimits: spec.apply_rlimits,
+        terminal: spec.terminal,
+    })
+}
+
+/// The environment of a command in a cell: PATH, HOME, the caller's TERM, then
+/// the spec's own variables (which may override the defaults).
+fn environment(spec: &ExecSpec) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("PATH".to_string(), enter::DEFAULT_PATH.to_string()),
+        ("HOME".to_string(), "/".to_string()),
+    ];
+    if let Ok(term) = std::env::var("TERM") {
+        env.push(("TERM".into(), term));
+    }
+    for (k, v) in &spec.env {
+        env.retain(|(old, _)| old != k);
+        env.push((k.clone(), v.clone()));
+    }
+    env
+}
+
+/// Warns about reserved ports the kernel may hand out on its own since the
+/// cell was created (the ephemeral range was widened, or a port was taken
+/// off the kernel's reserved list): their reservation no longer holds.
+fn warn_ephemeral(table: &Table) {
+    if table.cells.iter().all(|c| c.ports.is_empty()) {
+        return;
+    }
+    let ephemeral = match bpf::Ephemeral::read() {
+        Ok(e) => e,
+        Err(e) => return log::warn!("{e:#}"),
+    };
+    for cell in &table.cells {
+        for &port in cell.ports.iter().filter(|&&p| ephemeral.hands_out(p)) {
+            log::warn!("{}: {}", describe(cell), ephemeral.explain(port));
+        }
+    }
 }
 
 fn not_found(target: &Target) -> anyhow::Error {
@@ -128,8 +209,9 @@ impl LinuxKernel {
 
     /// Takes the lock, rebuilds a missing or damaged table from the kernel's
     /// live state (with a warning), drops cells whose init has died (reported
-    /// on stderr) and detaches the bind programs if no cell reserves ports any
-    /// more.
+    /// on stderr) and detaches the port programs once no cell is left. A dead
+    /// cell whose clean-up fails stays in the table (its name, id and ports
+    /// stay taken) until a later run removes its cgroup.
     fn lock(&self) -> Result<Locked> {
         let mut locked = self.store.lock()?;
         let why = match std::mem::replace(&mut locked.found, Found::Table) {
@@ -162,15 +244,19 @@ impl LinuxKernel {
             .into_iter()
             .partition(ns::init_alive);
         locked.table.cells = alive;
-        let mut changed = rebuilt || !dead.is_empty();
-        for cell in &dead {
+        let mut changed = rebuilt;
+        for cell in dead {
             log::warn!(
                 "{}: its init process (pid {}) died; removing the cell",
-                describe(cell),
+                describe(&cell),
                 cell.init_pid
             );
-            if let Err(e) = self.teardown(cell, locked.table.bind_guard.as_ref()) {
-                log::warn!("{}: cleaning up: {e:#}", describe(cell));
+            match self.teardown(&cell, locked.table.bind_guard.as_ref()) {
+                Ok(()) => changed = true,
+                Err(e) => {
+                    log::warn!("{}: cleaning up: {e:#}", describe(&cell));
+                    locked.table.cells.push(cell);
+                }
             }
         }
         match self.drop_unused_guard(&mut locked.table) {
@@ -197,7 +283,7 @@ impl LinuxKernel {
         ns::stop_init(cell)?;
         cgroup::remove(&cell.cgroup)?;
         for group in &cell.v1_groups {
-            cgroup::remove_when_empty(group)?;
+            cgroup::remove_tree(group)?;
         }
         if let (Some(ids), false) = (guard, cell.ports.is_empty()) {
             if let Some(guard) = bpf::Guard::open(&self.cgroups.root, ids)? {
@@ -213,13 +299,12 @@ impl LinuxKernel {
         }
     }
 
-    /// Detaches the bind programs once no cell reserves ports, so none
-    /// outlives the cells. Returns whether the table changed.
+    /// Detaches the port programs once no cell is left, so none outlives the
+    /// cells. Returns whether the table changed.
     fn drop_unused_guard(&self, table: &mut Table) -> Result<bool> {
         match table.bind_guard {
-            Some(ids) if table.cells.iter().all(|c| c.ports.is_empty()) => {
-                bpf::detach(&self.cgroups.root, &ids)
-                    .context("detaching the reserved-port programs")?;
+            Some(ids) if table.cells.is_empty() => {
+                bpf::detach(&self.cgroups.root, &ids).context("detaching the port programs")?;
                 table.bind_guard = None;
                 Ok(true)
             }
@@ -227,7 +312,7 @@ impl LinuxKernel {
         }
     }
 
-    /// The installation's bind programs, if attached. Recorded ones of which a
+    /// The installation's port programs, if attached. Recorded ones of which a
     /// part is not attached (a crash before attaching, a detach by hand) are
     /// detached and forgotten.
     fn open_guard(&self, table: &mut Table) -> Result<Option<bpf::Guard>> {
@@ -242,7 +327,7 @@ impl LinuxKernel {
         Ok(None)
     }
 
-    /// Loads and attaches the installation's bind programs and enters the
+    /// Loads and attaches the installation's port programs and enters the
     /// recorded cells' ports (some, if their programs were detached by hand);
     /// `member` is the init of a cell, which tells the level of cells.
     fn install_guard(&self, locked: &mut Locked, member: i32) -> Result<bpf::Guard> {
@@ -252,6 +337,8 @@ impl LinuxKernel {
             .with_context(|| format!("cell cgroup at level {cell_level}: expected 2 or deeper"))?;
         let loaded = bpf::Loaded::new(bpf::Place {
             cell_level,
+            run_id: cgroup::id(&self.cgroups.run)?,
+            run_level: cell_level - 1,
             cells_id: cgroup::id(&self.cgroups.cells)?,
             cells_level,
         })?;
@@ -266,15 +353,12 @@ impl LinuxKernel {
     }
 
     /// Enters a new cell's ports in the port map, attaching the programs for
-    /// the first such cell. `sweep`: a create with this id crashed, so its
+    /// the first cell (they also keep cells out of other sockets' port
+    /// sharing, ports or not). `sweep`: a create with this id crashed, so its
     /// ports may be in the map though no cell owns them; remove those.
     fn reserve(&self, locked: &mut Locked, cell: &CellRecord, sweep: bool) -> Result<()> {
-        if cell.ports.is_empty() && !sweep {
-            return Ok(());
-        }
         let guard = match self.open_guard(&mut locked.table)? {
             Some(guard) => guard,
-            None if cell.ports.is_empty() => return Ok(()),
             None => self.install_guard(locked, cell.init_pid)?,
         };
         if sweep {
@@ -330,12 +414,11 @@ impl LinuxKernel {
     /// The steps of `create` after the table checks; undone by the caller on error.
     fn build(&self, id: u64, spec: &CellSpec) -> Result<CellRecord> {
         let sample_dir = self.store.cell_dir(id);
-        std::fs::create_dir_all(&sample_dir)
-            .with_context(|| format!("creating {}", sample_dir.display()))?;
+        create_private_dir(&sample_dir)?;
         let cg = self.cgroups.create(id)?;
         // A crashed create's v1 groups, also for controllers this cell leaves alone.
         for leftover in self.placement().v1_groups(&self.run_key, id) {
-            cgroup::remove_when_empty(&leftover)?;
+            cgroup::remove_tree(&leftover)?;
         }
         let v1_groups = self
             .placement()
@@ -362,6 +445,8 @@ impl LinuxKernel {
             cgroup: &cg,
             v1_groups: &record.v1_groups,
             sample_dir: &sample_dir,
+            profile: spec.profile,
+            rlimits: spec.rlimits,
             dev_limits: self.dev_limits,
         })
         .context("starting the cell init")?;
@@ -380,8 +465,19 @@ impl Kernel for LinuxKernel {
 
     fn create(&self, spec: &CellSpec) -> Result<u64> {
         crate::names::validate("cell", &spec.name)?;
+        if !landlock::scopes_available() {
+            log::warn!(
+                "cell '{}': this kernel's Landlock has no scopes (ABI {}, {} needed): \
+                 the cell's processes can reach abstract unix sockets of the host and of \
+                 other cells",
+                spec.name,
+                landlock::abi(),
+                landlock::SCOPES_ABI
+            );
+        }
         check_root(&spec.root)?;
         bpf::check_ports(&spec.ports)?;
+        bpf::check_not_ephemeral(&spec.ports)?;
         self.placement().check(&spec.limits)?;
         if let Some(disk) = spec.limits.disk {
             limits::check_disk(&spec.root, disk)?;
@@ -470,6 +566,7 @@ impl Kernel for LinuxKernel {
 
     fn list(&self) -> Result<Vec<CellInfo>> {
         let locked = self.lock()?;
+        warn_ephemeral(&locked.table);
         let now = monotonic_ns();
         Ok(locked
             .table
@@ -481,6 +578,7 @@ impl Kernel for LinuxKernel {
 
     fn stats(&self) -> Result<Vec<CellStats>> {
         let locked = self.lock()?;
+        warn_ephemeral(&locked.table);
         let now = monotonic_ns();
         let guard = match locked.table.bind_guard {
             Some(ids) => bpf::Guard::open(&self.cgroups.root, &ids)?,
@@ -527,23 +625,16 @@ impl Kernel for LinuxKernel {
             .collect())
     }
 
-    fn spawn(
-        &self,
-        target: &Target,
-        spec: &ExecSpec,
-        stdio: [std::process::Stdio; 3],
-    ) -> Result<std::process::Child> {
-        // Held while the child joins, so `destroy` cannot interleave.
+    fn spawn(&self, target: &Target, spec: &ExecSpec, stdio: [Stdio; 3]) -> Result<Child> {
+        if spec.argv.is_empty() {
+            bail!("no command given");
+        }
+        let request = request(spec)?;
+        // Held until the process runs, so `destroy` cannot interleave.
         let locked = self.lock()?;
         let cell = Self::find_in(&locked, target)?;
-        enter::spawn(cell, spec, stdio)
-    }
-
-    fn run(&self, target: &Target, spec: &ExecSpec) -> Result<i32> {
-        // Held until the command runs, so `destroy` cannot interleave.
-        let locked = self.lock()?;
-        let cell = Self::find_in(&locked, target)?.clone();
-        enter::run(&cell, spec, move || drop(locked))
+        agent::host::spawn(&self.store.cell_dir(cell.id), &request, stdio)
+            .with_context(|| format!("running a command in {}", describe(cell)))
     }
 
     fn freeze(&self, target: &Target) -> Result<super::FreezeGuard> {
@@ -575,6 +666,19 @@ mod tests {
         let a = run_key(Path::new("/run/cells"));
         assert_eq!(a.len(), 12);
         assert_ne!(a, run_key(Path::new("/tmp/x/run")));
+    }
+
+    #[test]
+    fn the_environment_is_a_clean_default_plus_the_spec() {
+        let spec = ExecSpec {
+            env: vec![("PATH".into(), "/opt/bin".into()), ("A".into(), "1".into())],
+            ..ExecSpec::default()
+        };
+        let env = environment(&spec);
+        assert!(env.contains(&("HOME".into(), "/".into())));
+        assert!(env.contains(&("PATH".into(), "/opt/bin".into())));
+        assert_eq!(env.iter().filter(|(k, _)| k == "PATH").count(), 1);
+        assert!(env.contains(&("A".into(), "1".into())));
     }
 
     #[test]

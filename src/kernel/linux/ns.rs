@@ -1,14 +1,21 @@
-//! The cell's init, which holds the cell's PID, mount, UTS and IPC namespaces.
+//! The cell's init, which holds the cell's PID, mount, UTS, IPC and cgroup
+//! namespaces and its Landlock domain.
 //!
 //! `create` clones the cell's pid 1 straight into new PID, mount, UTS and IPC
 //! namespaces and the cell's cgroup (clone3), which execs this binary as
-//! `cells ctl --cell-init`. It builds the root (`rootfs`), sets the host name,
-//! reports `ok` (or `error: …`) on stdout and becomes the cell's init: it reaps
-//! orphans and samples telemetry until `destroy` kills it.
+//! `cells ctl --cell-init`. It makes a cgroup namespace rooted at the cell's
+//! cgroup, binds the spawn agent's socket (`agent`), builds the root
+//! (`rootfs`), sets the host name, scopes itself with Landlock (`landlock`),
+//! reports `ok` (or `error: …`) on stdout and becomes the cell's init: it
+//! forks every process that enters the cell, reaps orphans and samples
+//! telemetry until `destroy` kills it.
 
+use super::agent::init::{listen, Agent};
+use super::enter::Confinement;
 use super::state::CellRecord;
 use super::sys::{last_error, open_dir, pipe, CloneArgs, CLONE_INTO_CGROUP};
-use super::{rootfs, telemetry};
+use super::{landlock, rootfs, telemetry};
+use crate::kernel::{Limit, Profile, Rlimits};
 use anyhow::{bail, Context, Result};
 use std::ffi::CString;
 use std::io::{Read, Write};
@@ -114,9 +121,24 @@ pub struct InitSpec<'a> {
     pub cgroup: &'a Path,
     /// The cell's cgroup v1 groups, joined before the init runs anything.
     pub v1_groups: &'a [PathBuf],
-    /// Directory for the telemetry sample.
+    /// The cell's runtime directory: the telemetry sample and the agent's
+    /// socket.
     pub sample_dir: &'a Path,
+    pub profile: Profile,
+    pub rlimits: Rlimits,
     pub dev_limits: rootfs::DevLimits,
+}
+
+/// A limit as a setup field: the number, or empty for unlimited.
+fn limit_field(l: Limit) -> String {
+    l.map(|v| v.to_string()).unwrap_or_default()
+}
+
+fn parse_limit(b: &[u8]) -> Option<Limit> {
+    if b.is_empty() {
+        return Some(None);
+    }
+    std::str::from_utf8(b).ok()?.parse().ok().map(Some)
 }
 
 /// Starts a cell's init; returns its host pid once the root is in place.
@@ -184,6 +206,18 @@ pub fn start_init(spec: &InitSpec) -> Result<i32> {
     let pid = pid as i32;
     drop((setup_r, report_w));
     let mut setup = Vec::new();
+    let limits = [
+        limit_field(spec.rlimits.nofile),
+        limit_field(spec.rlimits.address_space),
+        limit_field(spec.rlimits.core),
+    ];
+    // The v1 groups the init's children join (one path a line).
+    let member_groups = super::limits::member_groups(spec.v1_groups);
+    let members = member_groups
+        .iter()
+        .map(|g| g.as_os_str().as_bytes())
+        .collect::<Vec<_>>()
+        .join(&b'\n');
     let (pty_max, shm_size) = (
         spec.dev_limits.pty_max.to_string(),
         spec.dev_limits.shm_size.to_string(),
@@ -193,8 +227,13 @@ pub fn start_init(spec: &InitSpec) -> Result<i32> {
         spec.hostname.as_bytes(),
         spec.cgroup.as_os_str().as_bytes(),
         spec.sample_dir.as_os_str().as_bytes(),
+        spec.profile.as_str().as_bytes(),
+        limits[0].as_bytes(),
+        limits[1].as_bytes(),
+        limits[2].as_bytes(),
         pty_max.as_bytes(),
         shm_size.as_bytes(),
+        &members,
     ] {
         setup.extend_from_slice(field);
         setup.push(0);
@@ -226,56 +265,122 @@ pub fn start_init(spec: &InitSpec) -> Result<i32> {
     }
 }
 
+/// What the init reads from its stdin.
+struct Setup {
+    root: PathBuf,
+    hostname: String,
+    cgroup: PathBuf,
+    sample_dir: PathBuf,
+    profile: Profile,
+    rlimits: Rlimits,
+    dev_limits: rootfs::DevLimits,
+    /// The v1 groups every process the init forks joins (`limits::MEMBERS`).
+    members: Vec<PathBuf>,
+}
+
+fn parse_setup(input: &[u8]) -> Option<Setup> {
+    let fields: Vec<&[u8]> = input.split(|&b| b == 0).collect();
+    let [root, hostname, cgroup, sample_dir, profile, nofile, address_space, core, pty_max, shm_size, members, _] =
+        &fields[..]
+    else {
+        return None;
+    };
+    let number = |b: &[u8]| std::str::from_utf8(b).ok()?.parse().ok();
+    let path = |b: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(b));
+    Some(Setup {
+        root: path(root),
+        hostname: String::from_utf8_lossy(hostname).into_owned(),
+        cgroup: path(cgroup),
+        sample_dir: path(sample_dir),
+        profile: std::str::from_utf8(profile).ok()?.parse().ok()?,
+        rlimits: Rlimits {
+            nofile: parse_limit(nofile)?,
+            address_space: parse_limit(address_space)?,
+            core: parse_limit(core)?,
+        },
+        dev_limits: rootfs::DevLimits {
+            pty_max: number(pty_max)?,
+            shm_size: std::str::from_utf8(shm_size).ok()?.parse().ok()?,
+        },
+        members: members
+            .split(|&b| b == b'\n')
+            .filter(|p| !p.is_empty())
+            .map(path)
+            .collect(),
+    })
+}
+
 /// Entry of the re-executed binary (`cells ctl --cell-init`), running as pid 1
-/// of the cell; the setup (root, host name, cgroup, sample directory) arrives
-/// NUL-separated on stdin.
+/// of the cell; the setup arrives NUL-separated on stdin.
 pub fn init_main(args: &[String]) -> i32 {
     let mut input = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut input);
-    let fields: Vec<&[u8]> = input.split(|&b| b == 0).collect();
-    let number = |b: &[u8]| std::str::from_utf8(b).ok().and_then(|s| s.parse().ok());
-    let ([root, hostname, cgroup, sample_dir, pty_max, shm_size, _], []) = (&fields[..], args)
-    else {
+    let (Some(setup), []) = (parse_setup(&input), args) else {
         eprintln!("cellctl: {INIT_COMMAND}: internal use only");
         return crate::exit::EXIT_FAILURE;
     };
-    let (Some(pty_max), Some(shm_size)) = (number(pty_max), number(shm_size)) else {
-        eprintln!("cellctl: {INIT_COMMAND}: internal use only");
-        return crate::exit::EXIT_FAILURE;
-    };
-    let dev_limits = rootfs::DevLimits {
-        pty_max: pty_max as u32,
-        shm_size,
-    };
-    let path = |b: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(b));
-    let hostname = String::from_utf8_lossy(hostname).into_owned();
     // Re-executed through /proc/self/exe, the init would show as "exe" in the
     // cell's ps; name it for what it is.
     // SAFETY: PR_SET_NAME copies at most 16 bytes from a NUL-terminated string.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"cell-init".as_ptr()) };
-    cell_init(
-        &path(root),
-        &hostname,
-        &path(cgroup),
-        &path(sample_dir),
-        &dev_limits,
-    )
+    default_signals();
+    cell_init(&setup)
 }
 
-/// Pid 1 of the cell: set up, report, then run the init loop.
-fn cell_init(
-    root: &Path,
-    hostname: &str,
-    cgroup: &Path,
-    sample_dir: &Path,
-    dev_limits: &rootfs::DevLimits,
-) -> ! {
-    let setup = || -> Result<(OwnedFd, OwnedFd)> {
+/// Signals the creator ignored (nohup, a shell's background job) would stay
+/// ignored in every process of the cell: back to the defaults, once, all 64
+/// (through the system call: the C library guards the two it uses itself).
+/// SIGPIPE stays ignored here (the runtime's choice); children reset it.
+fn default_signals() {
+    /// `struct sigaction` as the kernel takes it.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig != libc::SIGPIPE {
+            // SAFETY: sets a disposition of this single-threaded process from
+            // a valid struct; SIGKILL and SIGSTOP fail harmlessly.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    &default as *const KernelSigaction,
+                    std::ptr::null_mut::<KernelSigaction>(),
+                    8usize,
+                )
+            };
+        }
+    }
+}
+
+/// Pid 1 of the cell: set up, report, then serve as the cell's spawn agent.
+fn cell_init(setup: &Setup) -> ! {
+    let prepare = || -> Result<Agent> {
+        // The cell sees its own cgroup as the root of the hierarchy.
+        // SAFETY: unshare of this single-threaded process.
+        if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
+            return last_error("making the cgroup namespace");
+        }
         // Opened before pivot_root: the sampler writes to the host's run
-        // directory and reads the cgroup through these descriptors only.
-        let samples = open_dir(sample_dir)?;
-        let cg = open_dir(cgroup)?;
-        rootfs::enter(root, dev_limits)?;
+        // directory and reads the cgroup through these descriptors only, and
+        // the agent's socket lives in that directory.
+        let samples = open_dir(&setup.sample_dir)?;
+        let cg = open_dir(&setup.cgroup)?;
+        let listener = listen(&samples)?;
+        let members = super::limits::open_v1_tasks(&setup.members)?;
+        rootfs::enter(&setup.root, &setup.dev_limits)?;
+        let ptys = open_dir(Path::new("/dev/pts")).context("opening the cell's /dev/pts")?;
+        let hostname = &setup.hostname;
         // SAFETY: plain system calls with valid buffers.
         unsafe {
             if libc::sethostname(hostname.as_ptr().cast(), hostname.len()) != 0 {
@@ -286,11 +391,21 @@ fn cell_init(
                 return last_error("making the init non-dumpable");
             }
         }
-        Ok((samples, cg))
+        // Every process of the cell descends from the init: bounded here once.
+        super::limits::bound_shared_pools().context("bounding the shared-pool rlimits")?;
+        // Last: everything the init forks from here on shares its domain.
+        landlock::scope_self().context("scoping the cell with Landlock")?;
+        Ok(Agent::new(
+            listener,
+            ptys,
+            members,
+            Confinement::new(setup.profile, &setup.rlimits),
+            telemetry::Sampler::new(samples, cg),
+        ))
     };
     let mut out = std::io::stdout();
-    let (samples, cg) = match setup() {
-        Ok(fds) => fds,
+    let agent = match prepare() {
+        Ok(agent) => agent,
         Err(e) => {
             let _ = writeln!(out, "error: {e:#}").and_then(|()| out.flush());
             // SAFETY: ends this forked child without running the parent's exit handlers.
@@ -299,9 +414,9 @@ fn cell_init(
     };
     let _ = writeln!(out, "ok").and_then(|()| out.flush());
     // SAFETY: detach stdio from the creator's pipes and close every descriptor
-    // inherited from the creator's caller; keep only our two.
+    // inherited from the creator's caller; keep only the agent's.
     unsafe {
-        let mut keep = [samples.as_raw_fd() as u32, cg.as_raw_fd() as u32];
+        let mut keep: Vec<u32> = agent.fds().into_iter().map(|fd| fd as u32).collect();
         keep.sort_unstable();
         let mut from = 3u32;
         for fd in keep {
@@ -321,5 +436,5 @@ fn cell_init(
             }
         }
     }
-    telemetry::run(samples, cg)
+    agent.serve()
 }

@@ -8,8 +8,12 @@
 //!    a private devpts instance and shm; no kmsg, no disks), every part bounded
 //!    ([`DevLimits`]) so that a cell cannot drain the host's pty pool or memory;
 //! 4. a fresh `/proc` of the cell's PID namespace, with `/proc/sys`,
-//!    `/proc/sysrq-trigger`, `/proc/irq` and `/proc/bus` read-only and
-//!    `/proc/kcore`, `/proc/kmsg`, `/proc/keys`, `/proc/timer_list` masked;
+//!    `/proc/sysrq-trigger`, `/proc/irq`, `/proc/bus` and `/proc/fs` read-only
+//!    and what container runtimes mask hidden where the kernel has it: the
+//!    files `kcore`, `kmsg`, `keys`, `timer_list`, `timer_stats`,
+//!    `sched_debug`, `latency_stats` (behind `/dev/null`) and the directories
+//!    `acpi`, `scsi` (behind an empty read-only tmpfs). The cell gets no `/sys`
+//!    (so no `/sys/firmware` either);
 //! 5. `pivot_root` into it and detach the old root.
 
 use anyhow::{Context, Result};
@@ -87,12 +91,20 @@ fn read_only(path: &Path) -> Result<()> {
     )
 }
 
-/// Hides a file behind the cell's `/dev/null` (if it exists).
+/// Hides a file behind the cell's `/dev/null`, a directory behind an empty
+/// read-only tmpfs (if it exists).
 fn mask(path: &Path, null: &Path) -> Result<()> {
-    if !path.exists() {
-        return Ok(());
+    match std::fs::symlink_metadata(path) {
+        Err(_) => Ok(()),
+        Ok(meta) if meta.is_dir() => mount(
+            Some(Path::new("tmpfs")),
+            path,
+            Some("tmpfs"),
+            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            Some("mode=555"),
+        ),
+        Ok(_) => mount(Some(null), path, None, libc::MS_BIND, None),
     }
-    mount(Some(null), path, None, libc::MS_BIND, None)
 }
 
 fn mknod_char(path: &Path, major: u32, minor: u32) -> Result<()> {
@@ -196,10 +208,20 @@ fn populate_proc(proc_dir: &Path, null: &Path) -> Result<()> {
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         None,
     )?;
-    for ro in ["sys", "sysrq-trigger", "irq", "bus"] {
+    for ro in ["sys", "sysrq-trigger", "irq", "bus", "fs"] {
         read_only(&proc_dir.join(ro))?;
     }
-    for hidden in ["kcore", "kmsg", "keys", "timer_list"] {
+    for hidden in [
+        "kcore",
+        "kmsg",
+        "keys",
+        "timer_list",
+        "timer_stats",
+        "sched_debug",
+        "latency_stats",
+        "acpi",
+        "scsi",
+    ] {
         mask(&proc_dir.join(hidden), null)?;
     }
     Ok(())

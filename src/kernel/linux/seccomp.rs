@@ -2,11 +2,23 @@
 //!
 //! The filter checks the architecture (anything else is killed), then answers
 //! EPERM for each listed system call and allows the rest. Every profile denies
-//! what would reach the kernel message buffer, BPF (the port reservations) or
-//! handle-based opens; medium and high also deny host administration and new
-//! namespaces: mounts, swap, reboot, modules, kexec, clock setting, accounting,
-//! keyrings, I/O ports, quotas, `unshare`/`setns` and namespace flags to `clone`
-//! (`clone3` gets ENOSYS so libc falls back to `clone`, whose flags BPF can see).
+//! what would cross the cell's boundary whatever its capabilities:
+//!
+//! * the kernel message buffer, BPF (the port reservations), handle-based opens,
+//!   modules and kexec;
+//! * kernel keyrings (`keyctl`, `add_key`, `request_key`): they are not
+//!   namespaced, so a cell would reach the host's keys;
+//! * new namespaces: `unshare`, `setns` and namespace flags to `clone` (`clone3`
+//!   gets ENOSYS so libc falls back to `clone`, whose flags BPF can see). A user
+//!   namespace is the one a process without CAP_SYS_ADMIN could make, and inside
+//!   it mounts of the host's cgroup hierarchies; NetBSD has none, so no profile
+//!   has them;
+//! * `ioctl(TIOCSTI)` (push input into a terminal) and `ioctl(TIOCLINUX)`
+//!   (console selection and paste): a cell never holds the operator's terminal
+//!   (see `enter`), and these stay denied should a terminal reach it anyway.
+//!
+//! Medium and high also deny host administration: mounts, swap, reboot, clock
+//! setting, accounting, I/O ports, quotas.
 
 use crate::kernel::Profile;
 use libc::{sock_filter, BPF_ABS, BPF_JEQ, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_RET, BPF_W};
@@ -19,8 +31,13 @@ const AUDIT_ARCH: u32 = 0xC000_00B7;
 /// Offsets in `struct seccomp_data`.
 const NR: u32 = 0;
 const ARCH: u32 = 4;
-/// Low 32 bits of the first argument (little endian).
+/// Low 32 bits of the first and second arguments (little endian).
 const ARG0_LO: u32 = 16;
+const ARG1_LO: u32 = 24;
+
+/// `ioctl` requests denied at every profile (the request is an `unsigned int`
+/// to the kernel: its low 32 bits decide).
+const DENIED_IOCTLS: &[u32] = &[libc::TIOCSTI as u32, libc::TIOCLINUX as u32];
 
 const NAMESPACE_FLAGS: u32 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWUTS
@@ -31,7 +48,8 @@ const NAMESPACE_FLAGS: u32 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWCGROUP
     | libc::CLONE_NEWTIME) as u32;
 
-/// Denied at every profile: the kernel log, BPF, handle opens.
+/// Denied at every profile: the kernel log, BPF, handle opens, modules,
+/// keyrings, joining or making namespaces.
 const ALWAYS: &[libc::c_long] = &[
     libc::SYS_syslog,
     libc::SYS_bpf,
@@ -42,9 +60,14 @@ const ALWAYS: &[libc::c_long] = &[
     libc::SYS_delete_module,
     libc::SYS_kexec_load,
     libc::SYS_kexec_file_load,
+    libc::SYS_keyctl,
+    libc::SYS_add_key,
+    libc::SYS_request_key,
+    libc::SYS_unshare,
+    libc::SYS_setns,
 ];
 
-/// Denied at medium and high: host administration and new namespaces.
+/// Denied at medium and high: host administration.
 const HARDENED: &[libc::c_long] = &[
     libc::SYS_mount,
     libc::SYS_umount2,
@@ -65,14 +88,9 @@ const HARDENED: &[libc::c_long] = &[
     libc::SYS_clock_adjtime,
     libc::SYS_adjtimex,
     libc::SYS_acct,
-    libc::SYS_keyctl,
-    libc::SYS_add_key,
-    libc::SYS_request_key,
     libc::SYS_quotactl,
     libc::SYS_quotactl_fd,
     libc::SYS_vhangup,
-    libc::SYS_unshare,
-    libc::SYS_setns,
     #[cfg(target_arch = "x86_64")]
     libc::SYS_iopl,
     #[cfg(target_arch = "x86_64")]
@@ -125,22 +143,36 @@ pub fn filter(profile: Profile) -> Vec<sock_filter> {
         p.push(jump(BPF_JMP | BPF_JEQ | BPF_K, nr as u32, 0, 1));
         p.push(stmt(BPF_RET | BPF_K, errno(libc::EPERM)));
     }
-    if hardened {
-        p.push(jump(
-            BPF_JMP | BPF_JEQ | BPF_K,
-            libc::SYS_clone3 as u32,
-            0,
-            1,
-        ));
-        p.push(stmt(BPF_RET | BPF_K, errno(libc::ENOSYS)));
-        p.push(jump(
-            BPF_JMP | BPF_JEQ | BPF_K,
-            libc::SYS_clone as u32,
-            0,
-            3,
-        ));
-        p.push(stmt(BPF_LD | BPF_W | BPF_ABS, ARG0_LO));
-        p.push(jump(BPF_JMP | BPF_JSET | BPF_K, NAMESPACE_FLAGS, 0, 1));
+    // clone3 passes its flags in memory BPF cannot read: ENOSYS makes libc
+    // use clone, whose flags are its first argument.
+    p.push(jump(
+        BPF_JMP | BPF_JEQ | BPF_K,
+        libc::SYS_clone3 as u32,
+        0,
+        1,
+    ));
+    p.push(stmt(BPF_RET | BPF_K, errno(libc::ENOSYS)));
+    p.push(jump(
+        BPF_JMP | BPF_JEQ | BPF_K,
+        libc::SYS_clone as u32,
+        0,
+        3,
+    ));
+    p.push(stmt(BPF_LD | BPF_W | BPF_ABS, ARG0_LO));
+    p.push(jump(BPF_JMP | BPF_JSET | BPF_K, NAMESPACE_FLAGS, 0, 1));
+    p.push(stmt(BPF_RET | BPF_K, errno(libc::EPERM)));
+    // The accumulator holds arg 0 after a clone; reload the number first.
+    p.push(stmt(BPF_LD | BPF_W | BPF_ABS, NR));
+    let n = DENIED_IOCTLS.len() as u8;
+    p.push(jump(
+        BPF_JMP | BPF_JEQ | BPF_K,
+        libc::SYS_ioctl as u32,
+        0,
+        n * 2 + 1,
+    ));
+    p.push(stmt(BPF_LD | BPF_W | BPF_ABS, ARG1_LO));
+    for &request in DENIED_IOCTLS {
+        p.push(jump(BPF_JMP | BPF_JEQ | BPF_K, request, 0, 1));
         p.push(stmt(BPF_RET | BPF_K, errno(libc::EPERM)));
     }
     p.push(stmt(BPF_RET | BPF_K, libc::SECCOMP_RET_ALLOW));
@@ -181,5 +213,46 @@ mod tests {
             assert_eq!(f.last().unwrap().k, libc::SECCOMP_RET_ALLOW);
         }
         assert!(filter(Profile::Low).len() < filter(Profile::High).len());
+    }
+
+    /// Runs `call` in a forked child under the low profile's filter (the
+    /// smallest); returns the errno it got, or 0.
+    fn errno_under_low_filter(call: fn() -> libc::c_long) -> i32 {
+        let f = filter(Profile::Low);
+        // SAFETY: the child makes only async-signal-safe calls, then _exits.
+        unsafe {
+            let pid = libc::fork();
+            assert!(pid >= 0);
+            if pid == 0 {
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || install(&f).is_err() {
+                    libc::_exit(255);
+                }
+                let rc = call();
+                libc::_exit(if rc < 0 { *libc::__errno_location() } else { 0 });
+            }
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, 0);
+            libc::WEXITSTATUS(status)
+        }
+    }
+
+    #[test]
+    fn every_profile_denies_terminal_injection_keyrings_and_user_namespaces() {
+        // SAFETY (all): raw system calls on invalid arguments (descriptor -1,
+        // so nothing reaches a terminal even without the filter); what matters
+        // is whether the filter answers before the kernel does.
+        let sti = || unsafe { libc::ioctl(-1, libc::TIOCSTI, c"x".as_ptr()) as libc::c_long };
+        let linux = || unsafe { libc::ioctl(-1, libc::TIOCLINUX, c"x".as_ptr()) as libc::c_long };
+        let keys = || unsafe { libc::syscall(libc::SYS_keyctl, 0, -1, 0, 0, 0) };
+        let userns = || unsafe { libc::unshare(libc::CLONE_NEWUSER) as libc::c_long };
+        for call in [sti, linux, keys, userns] {
+            assert_eq!(errno_under_low_filter(call), libc::EPERM);
+        }
+        // Other ioctls reach the kernel, which finds no descriptor -1.
+        let winsize = || unsafe {
+            let mut ws: libc::winsize = std::mem::zeroed();
+            libc::ioctl(-1, libc::TIOCGWINSZ, &mut ws) as libc::c_long
+        };
+        assert_eq!(errno_under_low_filter(winsize), libc::EBADF);
     }
 }

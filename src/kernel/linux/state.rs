@@ -8,12 +8,30 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
-/// The ids of the installation's bind programs and their port map (see `bpf`).
+/// The ids of the installation's port programs and their port map (see
+/// `bpf`). A table written before a program existed has 0 for it: never an
+/// attached program, so the set is replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BindGuardIds {
+    /// `bind4` and `bind6`.
     pub prog4: u32,
     pub prog6: u32,
+    /// `post_bind4` and `post_bind6`.
+    #[serde(default)]
+    pub post4: u32,
+    #[serde(default)]
+    pub post6: u32,
+    /// `setsockopt`.
+    #[serde(default)]
+    pub sockopt: u32,
     pub ports_map: u32,
+}
+
+impl BindGuardIds {
+    /// The program ids in the order the backend loads them.
+    pub fn programs(&self) -> [u32; 5] {
+        [self.prog4, self.prog6, self.post4, self.post6, self.sockopt]
+    }
 }
 
 /// One cell as the backend records it.
@@ -48,8 +66,8 @@ pub struct Table {
     /// The next id to hand out: starts at 1, never decreases.
     pub next_id: u64,
     pub cells: Vec<CellRecord>,
-    /// The bind programs enforcing the cells' reserved ports: recorded before
-    /// they are attached, cleared once detached (see `bpf`).
+    /// The programs enforcing the cells' reserved ports and port sharing:
+    /// recorded before they are attached, cleared once detached (see `bpf`).
     #[serde(default)]
     pub bind_guard: Option<BindGuardIds>,
 }
@@ -208,6 +226,9 @@ mod tests {
         locked.table.bind_guard = Some(BindGuardIds {
             prog4: 1,
             prog6: 2,
+            post4: 4,
+            post6: 5,
+            sockopt: 6,
             ports_map: 3,
         });
         locked.save().unwrap();

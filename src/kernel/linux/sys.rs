@@ -1,5 +1,4 @@
-//! Small system-call helpers shared by the init (`ns`) and entering a cell
-//! (`enter`).
+//! Small system-call helpers of the init (`ns`).
 
 use anyhow::{Context, Result};
 use std::ffi::CString;
@@ -9,14 +8,6 @@ use std::path::Path;
 
 pub fn last_error<T>(what: impl Into<String>) -> Result<T> {
     Err(std::io::Error::last_os_error()).context(what.into())
-}
-
-pub fn check(rc: libc::c_int) -> std::io::Result<()> {
-    if rc < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 /// `struct clone_args` of clone3(2), up to `cgroup`.

@@ -5,7 +5,8 @@
 //! exited members) and walks the cell's own `/proc`: every pid but 1 is a member;
 //! zombies count as references only; memory is the sum of virtual sizes (as
 //! NetBSD's `vm_map` size). The init writes the result atomically to
-//! `<run_dir>/kernel/<id>/sample`; readers parse that one line.
+//! `<run_dir>/kernel/<id>/sample`; readers parse that one line. The init's
+//! loop (the spawn agent's) calls [`Sampler::tick`] when a sample is due.
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -152,49 +153,61 @@ fn write_sample(dir: &OwnedFd, sample: &Sample) {
     }
 }
 
-/// The init's main loop: reap orphans (it is pid 1 of the cell) and sample once
-/// a second. Never returns; the init ends when `destroy` kills it.
-pub fn run(sample_dir: OwnedFd, cgroup: OwnedFd) -> ! {
-    // SAFETY: signal mask manipulation of this single-threaded process.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    unsafe {
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGCHLD);
-        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+/// The init's sampler: one sample a second, written through the descriptors
+/// the init opened before it entered the cell.
+pub struct Sampler {
+    sample_dir: OwnedFd,
+    cgroup: OwnedFd,
+    window: Window,
+    last_usec: u64,
+    next: Instant,
+}
+
+impl Sampler {
+    pub fn new(sample_dir: OwnedFd, cgroup: OwnedFd) -> Sampler {
+        let last_usec = read_cpu_usec(&cgroup).unwrap_or(0);
+        Sampler {
+            sample_dir,
+            cgroup,
+            window: Window::default(),
+            last_usec,
+            next: Instant::now(),
+        }
     }
-    let mut window = Window::default();
-    let mut last_usec = read_cpu_usec(&cgroup).unwrap_or(0);
-    let mut next = Instant::now();
-    loop {
+
+    /// When the next sample is due.
+    pub fn due(&self) -> Instant {
+        self.next
+    }
+
+    /// Takes and writes a sample if one is due.
+    pub fn tick(&mut self) {
         let now = Instant::now();
-        if now >= next {
-            let usec = read_cpu_usec(&cgroup).unwrap_or(last_usec);
-            let delta = usec.saturating_sub(last_usec) / 10_000;
-            last_usec = usec;
-            let (live, zombies, memory) = walk_proc();
-            let sample = Sample {
-                cpu1s: delta,
-                cpu10s: window.push(delta),
-                procs: live,
-                refs: live + zombies,
-                memory,
-            };
-            write_sample(&sample_dir, &sample);
-            next += Duration::from_secs(1);
-            if next < now {
-                next = now + Duration::from_secs(1);
-            }
+        if now < self.next {
+            return;
         }
-        let wait = next.saturating_duration_since(Instant::now());
-        let ts = libc::timespec {
-            tv_sec: wait.as_secs() as libc::time_t,
-            tv_nsec: wait.subsec_nanos() as libc::c_long,
+        let usec = read_cpu_usec(&self.cgroup).unwrap_or(self.last_usec);
+        let delta = usec.saturating_sub(self.last_usec) / 10_000;
+        self.last_usec = usec;
+        let (live, zombies, memory) = walk_proc();
+        let sample = Sample {
+            cpu1s: delta,
+            cpu10s: self.window.push(delta),
+            procs: live,
+            refs: live + zombies,
+            memory,
         };
-        // SAFETY: waits for SIGCHLD (blocked above) or the timeout, then reaps.
-        unsafe {
-            libc::sigtimedwait(&set, std::ptr::null_mut(), &ts);
-            while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {}
+        write_sample(&self.sample_dir, &sample);
+        self.next += Duration::from_secs(1);
+        if self.next < now {
+            self.next = now + Duration::from_secs(1);
         }
+    }
+
+    /// The descriptors it holds (the init keeps them across its clean-up of
+    /// inherited descriptors).
+    pub fn fds(&self) -> [i32; 2] {
+        [self.sample_dir.as_raw_fd(), self.cgroup.as_raw_fd()]
     }
 }
 

@@ -1,0 +1,61 @@
+#!/bin/bash
+# Two builds' cellctl cycle (create -> exec /bin/true -> destroy), interleaved
+# in every iteration so that load from elsewhere falls on both; prints the
+# median of each step in milliseconds.
+#
+# Usage (as root): bench/ctl-cycle-ab.sh A_CELLS B_CELLS [iterations]
+# RUN_PARENT picks the file system of the cell state (default: TMPDIR or /tmp;
+# /dev/shm for tmpfs, where /run usually is). KEEP=1 keeps one more cell in
+# each run directory the whole time (the steady state: the run directory's
+# port programs stay attached, as on a host with cells).
+set -eu
+
+A=${1:?usage: bench/ctl-cycle-ab.sh A_CELLS B_CELLS [iterations]}
+B=${2:?usage: bench/ctl-cycle-ab.sh A_CELLS B_CELLS [iterations]}
+N=${3:-40}
+[ "$(id -u)" = 0 ] || { echo "ctl-cycle-ab.sh: must run as root" >&2; exit 1; }
+[ -x /bin/busybox ] || { echo "ctl-cycle-ab.sh: /bin/busybox missing" >&2; exit 1; }
+
+W=$(mktemp -d -p "${RUN_PARENT:-${TMPDIR:-/tmp}}")
+declare -A BIN=([a]=$A [b]=$B)
+cleanup() {
+	if [ "${KEEP:-0}" = 1 ]; then
+		for s in a b; do CELLMGR_CONF=$W/$s.conf "${BIN[$s]}" ctl destroy "keep$$" 2>/dev/null || true; done
+	fi
+	rm -rf "$W"
+}
+trap cleanup EXIT
+mkdir -p "$W/root/bin"
+cp /bin/busybox "$W/root/bin/busybox"
+ln -s busybox "$W/root/bin/true"
+for s in a b; do
+	mkdir -p "$W/$s.run"
+	printf 'CELL_RUN_DIR=%s\n' "$W/$s.run" >"$W/$s.conf"
+	if [ "${KEEP:-0}" = 1 ]; then
+		CELLMGR_CONF=$W/$s.conf "${BIN[$s]}" ctl create -n "keep$$" "$W/root" >/dev/null
+	fi
+done
+
+now() { local t=${EPOCHREALTIME/./}; echo $((10#$t)); }
+LOAD=$(cut -d" " -f1-3 /proc/loadavg)
+for ((i = 0; i < N + 2; i++)); do
+	for s in a b; do
+		export CELLMGR_CONF=$W/$s.conf
+		t0=$(now); "${BIN[$s]}" ctl create -n "c$$" "$W/root" >/dev/null
+		t1=$(now); "${BIN[$s]}" ctl exec "c$$" /bin/true
+		t2=$(now); "${BIN[$s]}" ctl destroy "c$$"
+		t3=$(now)
+		# The first two rounds warm caches and are not counted.
+		[ "$i" -ge 2 ] && echo "$((t1 - t0)) $((t2 - t1)) $((t3 - t2)) $((t3 - t0))" >>"$W/$s.t"
+	done
+done
+unset CELLMGR_CONF
+
+median() { sort -n | awk '{ v[NR] = $1 } END { printf "%.2f\n", v[int((NR + 1) / 2)] / 1000 }'; }
+echo "iterations: $N; load before: $LOAD; state on: $(stat -f -c %T "$W"); keep: ${KEEP:-0}"
+printf '%-4s %8s %8s %8s %8s  %s\n' "" create exec destroy cycle binary
+for s in a b; do
+	printf '%-4s' "$s"
+	for c in 1 2 3 4; do printf ' %8s' "$(cut -d' ' -f$c "$W/$s.t" | median)"; done
+	printf '  %s\n' "${BIN[$s]}"
+done

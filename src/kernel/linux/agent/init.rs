@@ -1,0 +1,452 @@
+//! The init side of the spawn agent: the loop the cell's init runs for the
+//! cell's whole life. It accepts requests from the host, forks each process
+//! from itself (see `enter` for what the child does before exec), reports
+//! the start and the end, reaps orphans (it is pid 1 of the cell) and takes
+//! the telemetry samples.
+//!
+//! The init is single-threaded, so the forked child may run ordinary code;
+//! what a request needs is still prepared before the fork, so a bad request
+//! fails in the init with a reply instead of in a child.
+
+use super::super::enter::{self, become_session_leader, Confinement, Credentials, Step};
+use super::super::telemetry::Sampler;
+use super::{recv, send, Reply, Request, MAX_REQUEST, SOCKET};
+use crate::kernel::process::poll;
+use crate::kernel::WindowSize;
+use anyhow::{Context, Result};
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::time::Instant;
+
+/// Binds the agent's socket in the cell's runtime directory (`dir`, opened
+/// on the host side of the init's setup) and listens.
+pub fn listen(dir: &OwnedFd) -> Result<OwnedFd> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let path = format!("/proc/self/fd/{}/{SOCKET}", dir.as_raw_fd());
+    // A leftover of an earlier init with this id (ids are not reused, but a
+    // crashed create can leave the directory).
+    let _ = rustix::fs::unlinkat(dir, SOCKET, rustix::fs::AtFlags::empty());
+    let sock = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .context("creating the agent socket")?;
+    let addr = SocketAddrUnix::new(path.as_str()).context("agent socket address")?;
+    rustix::net::bind_unix(&sock, &addr).context("binding the agent socket")?;
+    rustix::net::listen(&sock, 64).context("listening on the agent socket")?;
+    Ok(sock)
+}
+
+/// A process forked but not yet known to have exec'd.
+struct Starting {
+    conn: OwnedFd,
+    pid: libc::pid_t,
+    pidfd: OwnedFd,
+    /// Read end of the child's error pipe: a (step, errno) pair, or EOF at exec.
+    errors: OwnedFd,
+    master: Option<OwnedFd>,
+}
+
+/// A process that runs; its end goes to `conn`.
+struct Running {
+    conn: OwnedFd,
+    pid: libc::pid_t,
+}
+
+pub struct Agent {
+    listener: OwnedFd,
+    /// The cell's devpts instance (`/dev/pts`), where terminals come from.
+    ptys: OwnedFd,
+    /// `tasks` of the v1 groups each child joins (`limits::MEMBERS`).
+    members: Vec<std::fs::File>,
+    confinement: Confinement,
+    sampler: Sampler,
+    waiting: Vec<OwnedFd>,
+    starting: Vec<Starting>,
+    running: Vec<Running>,
+}
+
+/// A request made ready for the fork: every string a C string.
+struct Prepared {
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    candidates: Vec<CString>,
+    cwd: CString,
+    ids: Option<(libc::uid_t, libc::gid_t)>,
+    groups: Vec<libc::gid_t>,
+    apply_rlimits: bool,
+}
+
+fn prepare(req: &Request) -> std::result::Result<Prepared, (&'static str, i32)> {
+    let bad = |_| {
+        (
+            "a NUL byte in the command, environment or directory",
+            libc::EINVAL,
+        )
+    };
+    let program = req.argv.first().ok_or(("no command given", libc::EINVAL))?;
+    Ok(Prepared {
+        argv: req
+            .argv
+            .iter()
+            .map(|a| CString::new(a.as_str()))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(bad)?,
+        envp: req
+            .env
+            .iter()
+            .map(|(k, v)| CString::new(format!("{k}={v}")))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(bad)?,
+        candidates: enter::exec_candidates(program, &req.env),
+        cwd: CString::new(req.cwd.as_os_str().as_bytes()).map_err(bad)?,
+        ids: req.ids,
+        groups: req.groups.clone(),
+        apply_rlimits: req.apply_rlimits,
+    })
+}
+
+/// Whether the peer is outside the cell's PID namespace (a host process):
+/// its pid reads as 0 here.
+fn from_host(conn: &OwnedFd) -> bool {
+    let mut cred = libc::ucred {
+        pid: -1,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: SO_PEERCRED fills a ucred of the given size.
+    let rc = unsafe {
+        libc::getsockopt(
+            conn.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    rc == 0 && cred.pid == 0
+}
+
+/// Allocates a terminal from the cell's devpts: (master, slave).
+fn open_terminal(ptys: &OwnedFd, size: WindowSize) -> std::io::Result<(OwnedFd, OwnedFd)> {
+    // SAFETY: openat/ioctl on descriptors we own; each result is checked.
+    unsafe {
+        let master = libc::openat(
+            ptys.as_raw_fd(),
+            c"ptmx".as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if master < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let master = OwnedFd::from_raw_fd(master);
+        let unlock: libc::c_int = 0;
+        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        crate::kernel::relay::set_window_size(master.as_fd(), size)?;
+        let slave = libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if slave < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok((master, OwnedFd::from_raw_fd(slave)))
+    }
+}
+
+/// The forked child: becomes the command or reports why it could not.
+fn child(
+    prepared: &Prepared,
+    members: &[std::fs::File],
+    confinement: &Confinement,
+    terminal: bool,
+    stdio: [RawFd; 3],
+    errors: RawFd,
+) -> ! {
+    let argv: Vec<*const libc::c_char> = prepared
+        .argv
+        .iter()
+        .map(|c| c.as_ptr())
+        .chain([std::ptr::null()])
+        .collect();
+    let envp: Vec<*const libc::c_char> = prepared
+        .envp
+        .iter()
+        .map(|c| c.as_ptr())
+        .chain([std::ptr::null()])
+        .collect();
+    let creds = Credentials {
+        cwd: &prepared.cwd,
+        apply_rlimits: prepared.apply_rlimits,
+        ids: prepared.ids,
+        groups: &prepared.groups,
+    };
+    let failure = become_session_leader(terminal, stdio)
+        .and_then(|()| {
+            super::super::limits::join_v1(members)
+                .map_err(|e| (Step::Cgroups, e.raw_os_error().unwrap_or(libc::EIO)))
+        })
+        .and_then(|()| confinement.apply(&creds))
+        .err()
+        .unwrap_or_else(|| (Step::Exec, enter::exec(&prepared.candidates, &argv, &envp)));
+    let report = [failure.0 as i32, failure.1];
+    // SAFETY: writes 8 bytes from a local array, then ends the child.
+    unsafe {
+        libc::write(errors, report.as_ptr().cast(), 8);
+        libc::_exit(127)
+    }
+}
+
+impl Agent {
+    pub fn new(
+        listener: OwnedFd,
+        ptys: OwnedFd,
+        members: Vec<std::fs::File>,
+        confinement: Confinement,
+        sampler: Sampler,
+    ) -> Agent {
+        Agent {
+            listener,
+            ptys,
+            members,
+            confinement,
+            sampler,
+            waiting: Vec::new(),
+            starting: Vec::new(),
+            running: Vec::new(),
+        }
+    }
+
+    /// The descriptors the agent holds (the init keeps them when it closes
+    /// what it inherited).
+    pub fn fds(&self) -> Vec<RawFd> {
+        let mut fds = vec![self.listener.as_raw_fd(), self.ptys.as_raw_fd()];
+        fds.extend(self.members.iter().map(|f| f.as_raw_fd()));
+        fds.extend(self.sampler.fds());
+        fds
+    }
+
+    /// Serves until the init is killed (`destroy`).
+    pub fn serve(mut self) -> ! {
+        let sigchld = match sigchld_fd() {
+            Ok(fd) => fd,
+            // SAFETY: without a way to reap, the init cannot do its job.
+            Err(_) => unsafe { libc::_exit(1) },
+        };
+        loop {
+            let mut fds = vec![
+                (self.listener.as_raw_fd(), libc::POLLIN),
+                (sigchld.as_raw_fd(), libc::POLLIN),
+            ];
+            fds.extend(self.waiting.iter().map(|c| (c.as_raw_fd(), libc::POLLIN)));
+            fds.extend(
+                self.starting
+                    .iter()
+                    .map(|s| (s.errors.as_raw_fd(), libc::POLLIN)),
+            );
+            let timeout = self.sampler.due().saturating_duration_since(Instant::now());
+            let ready: Vec<bool> = poll(&fds, timeout.as_millis().min(1000) as libc::c_int + 1)
+                .into_iter()
+                .map(|revents| revents != 0)
+                .collect();
+            self.sampler.tick();
+            let (nw, ns) = (self.waiting.len(), self.starting.len());
+            // Starts first, then ends: a start is always reported before its end.
+            for i in (0..ns).rev() {
+                if ready[2 + nw + i] {
+                    let s = self.starting.remove(i);
+                    self.finish_start(s);
+                }
+            }
+            if ready[1] {
+                drain(&sigchld);
+                self.reap();
+            }
+            for i in (0..nw).rev() {
+                if ready[2 + i] {
+                    let conn = self.waiting.remove(i);
+                    self.handle(conn);
+                }
+            }
+            if ready[0] {
+                self.accept();
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        while let Ok(conn) =
+            rustix::net::accept_with(&self.listener, rustix::net::SocketFlags::CLOEXEC)
+        {
+            if from_host(&conn) {
+                self.waiting.push(conn);
+            }
+        }
+    }
+
+    /// Reads a request and forks its process.
+    fn handle(&mut self, conn: OwnedFd) {
+        let Ok(Some((request, fds))) = recv::<Request>(conn.as_fd(), MAX_REQUEST) else {
+            return;
+        };
+        let fail = |conn: &OwnedFd, step: &str, errno: i32| {
+            let _ = send(
+                conn.as_fd(),
+                &Reply::Failed {
+                    step: step.to_string(),
+                    errno,
+                },
+                &[],
+            );
+        };
+        let prepared = match prepare(&request) {
+            Ok(p) => p,
+            Err((step, errno)) => return fail(&conn, step, errno),
+        };
+        let (master, stdio): (Option<OwnedFd>, Vec<OwnedFd>) = match request.terminal {
+            Some(size) => match open_terminal(&self.ptys, size) {
+                Ok((master, slave)) => (Some(master), vec![slave]),
+                Err(e) => {
+                    return fail(
+                        &conn,
+                        "allocating a terminal in the cell",
+                        e.raw_os_error().unwrap_or(libc::EIO),
+                    )
+                }
+            },
+            None if fds.len() == 3 => (None, fds),
+            None => return fail(&conn, "expected stdin, stdout and stderr", libc::EINVAL),
+        };
+        let raw: [RawFd; 3] = match stdio.len() {
+            1 => [stdio[0].as_raw_fd(); 3],
+            _ => [
+                stdio[0].as_raw_fd(),
+                stdio[1].as_raw_fd(),
+                stdio[2].as_raw_fd(),
+            ],
+        };
+        let (errors_r, errors_w) = match rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) {
+            Ok(p) => p,
+            Err(e) => return fail(&conn, "creating a pipe", e.raw_os_error()),
+        };
+        // SAFETY: fork of this single-threaded process; the child never returns.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            let errno = std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EAGAIN);
+            return fail(&conn, "forking the process", errno);
+        }
+        if pid == 0 {
+            child(
+                &prepared,
+                &self.members,
+                &self.confinement,
+                master.is_some(),
+                raw,
+                errors_w.as_raw_fd(),
+            );
+        }
+        drop((errors_w, stdio));
+        // SAFETY: pidfd_open of our own child, which cannot be reaped yet.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
+        if pidfd < 0 {
+            // SAFETY: our child; it is reaped by `reap` as an unknown pid.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let errno = std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO);
+            return fail(&conn, "opening a pidfd", errno);
+        }
+        self.starting.push(Starting {
+            conn,
+            pid,
+            // SAFETY: a fresh descriptor.
+            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+            errors: errors_r,
+            master,
+        });
+    }
+
+    /// The child exec'd (its error pipe closed) or reported a failure.
+    fn finish_start(&mut self, s: Starting) {
+        let mut report = [0i32; 2];
+        // SAFETY: reads at most 8 bytes into a local array; the child has
+        // exec'd, failed or died, so this does not block.
+        let n = unsafe { libc::read(s.errors.as_raw_fd(), report.as_mut_ptr().cast(), 8) };
+        if n == 8 {
+            let step = Step::from_code(report[0]).map_or("starting the command", Step::describe);
+            let _ = send(
+                s.conn.as_fd(),
+                &Reply::Failed {
+                    step: step.to_string(),
+                    errno: report[1],
+                },
+                &[],
+            );
+            return;
+        }
+        let mut fds = vec![s.pidfd.as_fd()];
+        if let Some(m) = &s.master {
+            fds.push(m.as_fd());
+        }
+        if send(s.conn.as_fd(), &Reply::Started, &fds).is_ok() {
+            self.running.push(Running {
+                conn: s.conn,
+                pid: s.pid,
+            });
+        }
+    }
+
+    /// Reaps every ended child: started ones are reported, orphans of the
+    /// cell just collected.
+    fn reap(&mut self) {
+        loop {
+            let mut status = 0;
+            // SAFETY: reaps any ended child without blocking.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid <= 0 {
+                return;
+            }
+            if let Some(i) = self.starting.iter().position(|s| s.pid == pid) {
+                let s = self.starting.remove(i);
+                self.finish_start(s);
+            }
+            if let Some(i) = self.running.iter().position(|r| r.pid == pid) {
+                let r = self.running.remove(i);
+                let _ = send(r.conn.as_fd(), &Reply::Exited { status }, &[]);
+            }
+        }
+    }
+}
+
+/// SIGCHLD as a readable descriptor (the signal is blocked in the init; the
+/// children unblock it).
+fn sigchld_fd() -> std::io::Result<OwnedFd> {
+    // SAFETY: signal mask and signalfd of this single-threaded process.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let fd = libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// Empties a non-blocking descriptor.
+fn drain(fd: &OwnedFd) {
+    let mut buf = [0u8; 1024];
+    // SAFETY: reads into a local buffer until it would block.
+    while unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+}
