@@ -9,9 +9,9 @@ mod support;
 
 use cells::config::Config;
 use cells::kernel::linux::{bpf, state::Store, LinuxKernel};
+use cells::kernel::Stdio;
 use cells::kernel::{CellSpec, ExecSpec, Kernel, Target};
 use std::path::{Path, PathBuf};
-use cells::kernel::Stdio;
 use support::{root_or_skip, TempDir, BIN};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,11 +126,7 @@ fn create_exec_destroy_cycles_leak_nothing() {
         let ids = table.bind_guard.unwrap();
         let cgroups = table.cells[0].cgroup.parent().unwrap().to_path_buf();
         let mut child = kernel
-            .spawn(
-                &target,
-                &exec,
-                [Stdio::Null, Stdio::Null, Stdio::Null],
-            )
+            .spawn(&target, &exec, [Stdio::Null, Stdio::Null, Stdio::Null])
             .unwrap();
         assert!(child.wait().unwrap().success());
         kernel.destroy(&target).unwrap();
