@@ -8,11 +8,12 @@
 //! 4. `ctl`, `mgr`, `ui`: the personalities, argument parsing and presentation;
 //! 3. `engine`: desired and runtime state, read models, plan/apply, backups;
 //! 2. `kernel`, `supervise`, `ipc`: the runtime (sideways among themselves);
-//! 1. `names`, `exit`, `config`, `rcconf`, `output`, `fs`, `model`, `calendar`:
-//!    the ground floor (sideways among themselves).
+//! 1. `names`, `exit`, `config`, `rcconf`, `output`, `fs`, `model`, `calendar`,
+//!    `cmdtable`, `journal`: the ground floor (sideways among themselves).
 
 pub mod calendar;
 pub mod cli;
+pub mod cmdtable;
 pub mod config;
 pub mod ctl;
 pub mod engine;
@@ -21,6 +22,7 @@ pub mod fs;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod ipc;
+pub mod journal;
 pub mod kernel;
 pub mod mgr;
 pub mod model;

@@ -12,7 +12,8 @@ use std::path::Path;
 use support::rust_files;
 
 const GROUND: &[&str] = &[
-    "names", "exit", "config", "rcconf", "output", "fs", "model", "calendar", "testutil",
+    "names", "exit", "config", "rcconf", "output", "fs", "model", "calendar", "cmdtable",
+    "journal", "testutil",
 ];
 const RUNTIME: &[&str] = &["kernel", "supervise", "ipc"];
 const ENGINE: &[&str] = &["engine"];

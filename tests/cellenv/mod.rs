@@ -57,7 +57,12 @@ impl Env {
         let conf = dir.join("cellmgr.conf");
         std::fs::write(
             &conf,
-            format!("CELL_RUN_DIR={}\n", dir.join("run").display()),
+            // The journal too: tests never write to /var/log.
+            format!(
+                "CELL_RUN_DIR={}\nCELL_AUDIT_LOG={}\n",
+                dir.join("run").display(),
+                dir.join("audit.log").display()
+            ),
         )
         .unwrap();
         std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();

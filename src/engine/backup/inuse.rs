@@ -40,6 +40,7 @@ impl Frozen {
         let mut frozen = Frozen { guards: Vec::new() };
         for c in cells {
             let guard = rt.freeze(c).with_context(|| format!("freezing cell {c}"))?;
+            crate::journal::event(c, crate::journal::Happened::Frozen, None);
             frozen.guards.push((c.clone(), guard));
         }
         Ok(frozen)
@@ -49,8 +50,9 @@ impl Frozen {
 impl Drop for Frozen {
     fn drop(&mut self) {
         for (c, guard) in self.guards.drain(..) {
-            if let Err(e) = guard.thaw() {
-                log::error!("thawing cell {c}: {e:#}; `cellmgr apply` thaws it");
+            match guard.thaw() {
+                Ok(()) => crate::journal::event(&c, crate::journal::Happened::Thawed, None),
+                Err(e) => log::error!("thawing cell {c}: {e:#}; `cellmgr apply` thaws it"),
             }
         }
     }
