@@ -98,10 +98,13 @@ pub fn repair(cfg: &Config, kernel: &dyn Kernel) -> Result<Vec<String>> {
     for c in kernel.list().context("listing kernel cells")? {
         if c.frozen {
             match kernel.thaw_abandoned(&Target::Name(c.name.clone())) {
-                Ok(true) => notes.push(format!(
-                    "cell {} was left frozen with nobody holding it (a backup was killed); thawed it",
-                    c.name
-                )),
+                Ok(true) => {
+                    crate::journal::event(&c.name, crate::journal::Happened::Thawed, None);
+                    notes.push(format!(
+                        "cell {} was left frozen with nobody holding it (a backup was killed); thawed it",
+                        c.name
+                    ))
+                }
                 Ok(false) => {}
                 Err(e) => notes.push(format!("cell {} is frozen: {e:#}", c.name)),
             }
