@@ -153,7 +153,7 @@ fn the_log_view_follows_a_services_output() {
         "create",
         "talker",
         "--cmd",
-        "sh -c 'echo first line from talker; sleep 2; echo second line from talker; exec sleep 1000'",
+        "sh -c 'mkfifo /tmp/go; echo first line from talker; read x </tmp/go; echo second line from talker; exec sleep 1000'",
     ]);
     w.ok(&["cell", "start", "talker"]);
     let t = start_ui(&w, "log");
@@ -161,7 +161,10 @@ fn the_log_view_follows_a_services_output() {
     t.keys(&["l"]);
     t.wait_text("log of talker");
     t.wait_text("first line from talker");
-    // New output appears without any key.
+    // New output appears without any key: the service writes its second line
+    // only now, when the test lets it go through its fifo.
+    assert!(!t.screen().contains("second line from talker"));
+    w.ok(&["cell", "shell", "talker", "sh", "-c", "echo go >/tmp/go"]);
     t.wait_text("second line from talker");
     t.keys(&["l"]);
     t.wait("the details pane", |s| {
