@@ -184,7 +184,12 @@ fn plant_leftovers(w: &World, kind_dir: &str, name: &str, beside: &Path) -> Vec<
         dead_pid()
     ));
     std::fs::write(&partial, b"half an archive").unwrap();
-    let mut planted = vec![partial];
+    // A sidecar's atomic write cut short (src/fs: `.<file>.<16 hex>.tmp`).
+    let sidecar = archives.join(format!(
+        ".{name}_20250101T000000Z.meta.cbor.0123456789abcdef.tmp"
+    ));
+    std::fs::write(&sidecar, b"half a sidecar").unwrap();
+    let mut planted = vec![partial, sidecar];
     for suffix in ["new", "prev"] {
         let tree = beside.join(format!(".{name}~restore-{suffix}"));
         std::fs::create_dir_all(tree.join("sub")).unwrap();

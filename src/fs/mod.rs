@@ -39,6 +39,17 @@ pub(crate) fn temp_name(base: &std::ffi::OsStr) -> OsString {
     name
 }
 
+/// The file a name made by [`temp_name`] stands in for (`base`), or `None`
+/// when `name` is no such temporary (for sweeping what a killed writer left).
+pub(crate) fn temp_base(name: &str) -> Option<&str> {
+    let (base, hex) = name
+        .strip_prefix('.')?
+        .strip_suffix(".tmp")?
+        .rsplit_once('.')?;
+    (hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()) && !base.is_empty())
+        .then_some(base)
+}
+
 /// 64 bits from the kernel's random source.
 pub(crate) fn random_u64() -> u64 {
     let mut buf = [0u8; 8];
@@ -74,5 +85,23 @@ mod tests {
         assert!(a.starts_with(".ld.so.cache.") && a.ends_with(".tmp"), "{a}");
         let long = "x".repeat(255);
         assert!(temp_name(long.as_ref()).len() < 240);
+    }
+
+    #[test]
+    fn a_temporary_name_leads_back_to_its_file() {
+        let t = temp_name("v_20250101T000000Z.meta.cbor".as_ref());
+        assert_eq!(
+            temp_base(t.to_str().unwrap()),
+            Some("v_20250101T000000Z.meta.cbor")
+        );
+        for other in [
+            "v.meta.cbor",
+            ".v.meta.cbor.tmp",
+            ".v.meta.cbor.123.tmp",
+            "..0123456789abcdef.tmp",
+            ".v.tar.gz.123.partial",
+        ] {
+            assert_eq!(temp_base(other), None, "{other}");
+        }
     }
 }

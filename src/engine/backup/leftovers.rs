@@ -1,9 +1,9 @@
 //! What interrupted backups and restores leave behind, and its removal:
-//! partial archives of processes that are gone and sidecars whose archive
-//! never appeared (in the archive directories), and the staging trees of
-//! restores beside a volume or a cell's overlay (see [`Swap`]). Every backup
-//! command settles its own name's first; `apply` sweeps every name; removing a
-//! volume or a cell removes its own.
+//! partial archives of processes that are gone, sidecars whose archive never
+//! appeared and sidecars half written (in the archive directories), and the
+//! staging trees of restores beside a volume or a cell's overlay (see
+//! [`Swap`]). Every backup command settles its own name's first; `apply`
+//! sweeps every name; removing a volume or a cell removes its own.
 //!
 //! Callers hold the cellmgr lock, so no backup or restore runs meanwhile.
 
@@ -47,6 +47,11 @@ pub fn clean_archives(cfg: &Config, kind: Kind, of: Of) -> Vec<String> {
         } else if let Some(stem) = file.strip_suffix(naming::SIDECAR_SUFFIX) {
             let archive = format!("{stem}{}", naming::ARCHIVE_SUFFIX);
             of.owns(&archive) && !dir.join(&archive).exists()
+        } else if let Some(stem) =
+            crate::fs::temp_base(&file).and_then(|base| base.strip_suffix(naming::SIDECAR_SUFFIX))
+        {
+            // A sidecar's atomic write cut short (no backup runs: the lock).
+            of.owns(&format!("{stem}{}", naming::ARCHIVE_SUFFIX))
         } else {
             false
         };
