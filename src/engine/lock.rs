@@ -54,6 +54,80 @@ impl Drop for LockGuard {
     }
 }
 
+/// The lock held by a command that sets it aside while it waits on something a
+/// cell controls: a health check can take its whole time budget (a cell can
+/// make it block), and other commands must not wait for it. The command takes
+/// the lock back afterwards, waiting as long as [`RETAKE_WAIT`].
+///
+/// Several threads may share it (the workers of a parallel apply): the lock
+/// is set aside only while every one of them waits, since a worker that goes
+/// on changing things must hold it; the first to come back takes it again.
+pub struct Held {
+    state: std::sync::Mutex<Aside>,
+    cfg: Config,
+    command: String,
+}
+
+struct Aside {
+    guard: Option<LockGuard>,
+    /// Threads that may change things under the lock.
+    workers: usize,
+    /// Of those, how many are waiting with the lock set aside.
+    waiting: usize,
+}
+
+/// How long a command waits to take its lock back after setting it aside.
+pub const RETAKE_WAIT: Duration = Duration::from_secs(60);
+
+impl Held {
+    pub fn acquire(cfg: &Config, command: &str) -> Result<Held> {
+        Ok(Held {
+            state: std::sync::Mutex::new(Aside {
+                guard: Some(acquire(cfg, command, DEFAULT_WAIT)?),
+                workers: 1,
+                waiting: 0,
+            }),
+            cfg: cfg.clone(),
+            command: command.to_string(),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Aside> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// From now on `n` threads share the lock (1: the command's own).
+    pub fn set_workers(&self, n: usize) {
+        let mut st = self.state();
+        st.workers = n.max(1);
+        if st.waiting >= st.workers {
+            st.guard = None;
+        }
+    }
+
+    /// Runs `f` without the lock (once every worker waits too), then takes
+    /// it back if it was set aside.
+    pub fn without<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        {
+            let mut st = self.state();
+            st.waiting += 1;
+            if st.waiting >= st.workers {
+                st.guard = None;
+            }
+        }
+        let out = f();
+        let mut st = self.state();
+        st.waiting -= 1;
+        if st.guard.is_none() {
+            st.guard = Some(
+                acquire(&self.cfg, &self.command, RETAKE_WAIT)
+                    .context("taking the lock back after a health check")?,
+            );
+        }
+        Ok(out)
+    }
+}
+
 /// The lock file's path.
 pub fn lock_path(cfg: &Config) -> PathBuf {
     cfg.data_dir.join(".lock")

@@ -37,6 +37,9 @@ pub trait Runtime: Sync {
     fn provision<'a>(&'a self, cell: &str) -> Result<(PathBuf, Box<dyn CellRunner + 'a>)>;
     /// Where the cell's record of applied hashes lives.
     fn state_dir(&self, cell: &str) -> PathBuf;
+    /// From now on `n` threads converge cells at once: what the waits set
+    /// aside (the command's lock) is set aside only while all of them wait.
+    fn set_workers(&self, _n: usize) {}
 }
 
 /// How much to print.
@@ -188,9 +191,15 @@ pub fn execute(
     }
     let run = CellRun::new(plan, rt, settings, timing, verbosity, &failed_volumes);
     let workers = jobs.clamp(1, plan.cells.len().max(1));
+    rt.set_workers(workers);
+    let working = std::sync::atomic::AtomicUsize::new(workers);
     std::thread::scope(|scope| {
         for _ in 0..workers {
-            scope.spawn(|| run.work());
+            scope.spawn(|| {
+                run.work();
+                let left = working.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) - 1;
+                rt.set_workers(left);
+            });
         }
         // This thread prints each cell's lines once those before it are out.
         let mut state = run.lock();
