@@ -738,6 +738,7 @@ pub fn decompose(cfg: &Config, name: &str) -> Result<()> {
     // Every mount is recorded before it is made and the record goes only once
     // nothing is left: without one, and with no mount on the root, there is
     // nothing to take down (no need to read the whole mount table).
+    // host path: the record lives in the cell's state directory, outside its tree
     if !p.mounts_file().exists() && !mountinfo::is_mount_point(&p.root)? {
         return Ok(());
     }
