@@ -231,7 +231,11 @@ impl LinuxKernel {
                 if table.cells.is_empty() {
                     String::new()
                 } else {
-                    let names: Vec<&str> = table.cells.iter().map(|c| c.name.as_str()).collect();
+                    // By name: ids follow the order cells were made in,
+                    // which a parallel apply does not fix.
+                    let mut names: Vec<&str> =
+                        table.cells.iter().map(|c| c.name.as_str()).collect();
+                    names.sort_unstable();
                     format!(" ({})", names.join(", "))
                 }
             );
