@@ -59,8 +59,14 @@ pub fn written_before_boot(path: &Path) -> bool {
         tv_sec: 0,
         tv_nsec: 0,
     };
+    // Time since boot, suspended time included where the kernel has a clock
+    // for it (Linux); NetBSD's monotonic clock starts at boot.
+    #[cfg(target_os = "linux")]
+    let since_boot = libc::CLOCK_BOOTTIME;
+    #[cfg(not(target_os = "linux"))]
+    let since_boot = libc::CLOCK_MONOTONIC;
     // SAFETY: a valid clock id and out pointer.
-    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+    if unsafe { libc::clock_gettime(since_boot, &mut ts) } != 0 {
         return false;
     }
     let up = std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
