@@ -59,6 +59,7 @@ fn main() {
         ports: Vec::new(),
         rlimits: Default::default(),
         limits: Default::default(),
+        ids: None,
     };
     let target = Target::Name(name);
     let exec = ExecSpec {

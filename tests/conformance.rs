@@ -453,6 +453,7 @@ fn one_program_pair_guards_more_cells_than_an_attach_point_takes() {
                 ports: vec![base + k as u16],
                 rlimits: Rlimits::default(),
                 limits: Default::default(),
+                ids: None,
             })
             .unwrap_or_else(|e| panic!("creating cell {k} of {CELLS}: {e:#}"));
     }
@@ -560,6 +561,7 @@ fn a_lost_program_set_is_replaced() {
     // A crash between recording a set and attaching it: nothing attached.
     bpf::detach(&cgroup_root, &attached).unwrap();
     let never_attached = BindGuardIds {
+        version: bpf::PROGRAMS_VERSION,
         prog4: u32::MAX,
         prog6: u32::MAX,
         post4: u32::MAX,

@@ -233,12 +233,23 @@ fn create(cfg: &Config, kernel: &dyn Kernel, a: CreateArgs) -> Result<i32> {
             },
             name: a.name.clone(),
             root: a.root.clone(),
+            ids: None,
         })
     })()
     .with_context(|| format!("create cell '{}'", a.name))?;
+    let mut spec = spec;
+    // Held until the cell exists: no other command takes the same range.
+    let lock = crate::engine::ids::lock(cfg)?;
+    if crate::engine::ids::wanted(cfg, spec.profile) {
+        spec.ids = Some(
+            crate::engine::ids::for_root(cfg, kernel, &spec.root, &lock)
+                .with_context(|| format!("create cell '{}'", a.name))?,
+        );
+    }
     let id = kernel
         .create(&spec)
         .with_context(|| format!("create cell '{}'", a.name))?;
+    drop(lock);
     println!("cell {id}");
     Ok(exit::EXIT_OK)
 }

@@ -197,6 +197,7 @@ mod tests {
             age: 125,
             procs: 3,
             refs: 3,
+            ids: None,
         }
     }
 

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 pub mod process;
 pub mod relay;
 
+pub use crate::fs::ids::IdRange;
 pub use process::{Child, Stdio};
 
 /// Hardening profile of a cell: the kernel ABI's own type (`kmod/src/abi.rs`), so there
@@ -98,6 +99,10 @@ pub struct CellSpec {
     pub ports: Vec<u16>,
     pub rlimits: Rlimits,
     pub limits: Limits,
+    /// The host ids of the cell's user namespace (Linux, medium and high:
+    /// cell root is host id `ids.base`); `None` runs the cell on host ids,
+    /// as the low profile (and NetBSD) always does.
+    pub ids: Option<IdRange>,
 }
 
 /// How a command names a cell: a string that parses as a number is an id only.
@@ -153,6 +158,9 @@ pub struct CellInfo {
     pub procs: u64,
     /// References: live plus zombie members.
     pub refs: u64,
+    /// The host ids of its user namespace; `None`: host ids.
+    #[serde(default)]
+    pub ids: Option<IdRange>,
 }
 
 /// Telemetry for one cell (`cellctl stats`).

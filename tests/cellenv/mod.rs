@@ -82,7 +82,12 @@ impl Env {
                 let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
             }
         }
+        // World-writable and sticky, as every system's /tmp: at medium and
+        // high cell root is not host root and owns nothing in this root.
         std::fs::create_dir_all(root.join("tmp")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777))
+            .unwrap();
         if host_usr {
             let usr = root.join("usr");
             std::fs::create_dir_all(&usr).unwrap();

@@ -61,6 +61,7 @@ impl Runtime for HostRuntime<'_> {
             ports: m.reserved_ports.clone(),
             rlimits: m.rlimits,
             limits: Default::default(),
+            ids: None,
         };
         if let Err(e) = self.kernel.create(&spec) {
             let _ = compose::decompose(self.cfg, cell);

@@ -134,6 +134,7 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StartOutco
         ports: m.reserved_ports.clone(),
         rlimits: m.rlimits,
         limits: m.limits.resolve(&cfg.default_limits),
+        ids: None,
     };
     let cid = match kernel.create(&spec) {
         Ok(cid) => cid,
