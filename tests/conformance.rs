@@ -8,6 +8,8 @@
 #[path = "conformance/boundary.rs"]
 mod boundary;
 mod support;
+#[path = "conformance/userns.rs"]
+mod userns;
 
 use support::ctl as cellenv;
 use support::ctl::{host_bind, port, Env, PERL_BIND};

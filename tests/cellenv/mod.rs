@@ -28,6 +28,13 @@ pub fn busybox_or_skip(test: &str) -> bool {
     false
 }
 
+/// Whether this run gives cells at medium and high user namespaces (the
+/// default); `CELLS_TEST_USERNS=NO` runs the suite against the host-id model
+/// (`CELL_USERNS=NO`), which cells made before user namespaces keep.
+pub fn userns() -> bool {
+    std::env::var("CELLS_TEST_USERNS").map_or(true, |v| v != "NO")
+}
+
 /// A port no other test (in this or a concurrent run) uses: four per test
 /// (`k` < 4, `test` < 10), offset by the process id.
 pub fn port(test: u16, k: u16) -> u16 {
@@ -55,11 +62,11 @@ impl Env {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let conf = dir.join("cellmgr.conf");
-        std::fs::write(
-            &conf,
-            format!("CELL_RUN_DIR={}\n", dir.join("run").display()),
-        )
-        .unwrap();
+        let mut text = format!("CELL_RUN_DIR={}\n", dir.join("run").display());
+        if !userns() {
+            text.push_str("CELL_USERNS=NO\n");
+        }
+        std::fs::write(&conf, text).unwrap();
         std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
         Env {
             dir,
