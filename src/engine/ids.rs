@@ -13,6 +13,12 @@
 //!
 //! New ranges are taken lowest first under a lock of their own
 //! (`<run_dir>/ids.lock`), so two commands never take the same one.
+//!
+//! Files follow: before a cell starts in its user namespace, its writable
+//! layer is shifted onto its range if it may hold host ids (a cell made
+//! before user namespaces, or one that ran at the low profile since), and
+//! a volume that still has host ids gets a range of its own (see
+//! [`prepare_cell`], [`prepare_volume`] and [`crate::fs::shift`]).
 
 use crate::config::Config;
 use crate::fs::ids::IdRange;
@@ -33,30 +39,184 @@ pub fn wanted(cfg: &Config, profile: Profile) -> bool {
     cfg!(target_os = "linux") && cfg.userns && profile != Profile::Low
 }
 
-/// The range recorded for a cell; `None`: its files carry host ids.
-pub fn cell_range(cfg: &Config, cell: &str) -> Result<Option<IdRange>> {
+/// A cell's record: its range, and whether its layer may hold host ids
+/// (the second line `shift`: shift them before it runs in the range).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Record {
+    range: IdRange,
+    shift: bool,
+}
+
+fn read_record(cfg: &Config, cell: &str) -> Result<Option<Record>> {
     let path = record_path(cfg, cell);
     let Some(text) = crate::fs::host::read_optional(&path)? else {
         return Ok(None);
     };
-    text.trim()
+    let mut lines = text.lines();
+    let range = lines
+        .next()
+        .unwrap_or_default()
+        .trim()
         .parse()
-        .map(Some)
-        .map_err(|e: String| anyhow::anyhow!("{}: {e}", path.display()))
+        .map_err(|e: String| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(Some(Record {
+        range,
+        shift: lines.next().map(str::trim) == Some("shift"),
+    }))
 }
 
-/// Records (or, with `None`, forgets) a cell's range.
-pub fn record_cell_range(cfg: &Config, cell: &str, ids: Option<IdRange>) -> Result<()> {
-    let path = record_path(cfg, cell);
-    match ids {
-        Some(r) => crate::fs::host::write_atomic(&path, format!("{r}\n").as_bytes()),
-        None => match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("removing {}", path.display()))
-            }
-            _ => Ok(()),
+fn write_record(cfg: &Config, cell: &str, r: Record) -> Result<()> {
+    let text = format!("{}\n{}", r.range, if r.shift { "shift\n" } else { "" });
+    crate::fs::host::write_atomic(&record_path(cfg, cell), text.as_bytes())
+}
+
+/// The range recorded for a cell; `None`: its files carry host ids.
+pub fn cell_range(cfg: &Config, cell: &str) -> Result<Option<IdRange>> {
+    Ok(read_record(cfg, cell)?.map(|r| r.range))
+}
+
+/// After a restore put a whole layer on the cell's range: nothing to shift.
+pub fn restored(cfg: &Config, name: &str, range: IdRange) -> Result<()> {
+    write_record(
+        cfg,
+        name,
+        Record {
+            range,
+            shift: false,
         },
+    )
+}
+
+/// Whether a cell's layer may hold host ids beside its range's.
+pub fn shift_pending(cfg: &Config, name: &str) -> Result<bool> {
+    Ok(read_record(cfg, name)?.is_some_and(|r| r.shift))
+}
+
+/// How a cell's ids map to host ids in its writable layer as it is now:
+/// its range once its files are on it, else host ids (a shift pending
+/// moves what is written meanwhile along with the rest).
+pub fn layer_ids(cfg: &Config, cell: &str) -> Result<crate::fs::tree::IdMap> {
+    Ok(match read_record(cfg, cell)? {
+        Some(r) if !r.shift => r.range.map(),
+        _ => crate::fs::tree::IdMap::IDENTITY,
+    })
+}
+
+/// Host ids `0..count` as an id map (the identity, bounded like a range).
+fn host_ids(count: u32) -> crate::fs::tree::IdMap {
+    crate::fs::tree::IdMap::shifted(0, 0, count)
+}
+
+/// Puts a stopped cell's writable layer on the ids its profile runs with
+/// and returns its range (`None`: host ids). A cell that runs in a user
+/// namespace gets a range (recorded before its files are shifted, so an
+/// interrupted shift is finished by the next start); one that runs on host
+/// ids keeps its record and is marked, since what it writes carries host
+/// ids.
+pub fn prepare_cell(
+    cfg: &Config,
+    kernel: &dyn Kernel,
+    name: &str,
+    profile: Profile,
+) -> Result<Option<IdRange>> {
+    let record = read_record(cfg, name)?;
+    if !wanted(cfg, profile) {
+        if let Some(r) = record.filter(|r| !r.shift) {
+            write_record(cfg, name, Record { shift: true, ..r })?;
+        }
+        return Ok(None);
     }
+    let record = match record {
+        Some(r) => r,
+        None => {
+            let lock = lock(cfg)?;
+            let r = Record {
+                range: allocate(cfg, kernel, &lock)?,
+                shift: true,
+            };
+            write_record(cfg, name, r)?;
+            r
+        }
+    };
+    if record.shift {
+        // The whole layer directory (overlayfs: upper and work), as backups take it.
+        let paths = crate::engine::runtime::CellPaths::new(cfg, name);
+        let tree = crate::fs::tree::Tree::open(&paths.overlay, crate::fs::tree::Links::Refuse)?;
+        let r = record.range;
+        let done = crate::fs::shift::shift_tree(&tree, host_ids(r.mapped()), r.map())
+            .with_context(|| format!("giving the files of cell {name} to its ids {r}"))?;
+        if done.changed > 0 {
+            log::info!(
+                "cell {name}: {} files moved from host ids to the ids of its user namespace ({r})",
+                done.changed
+            );
+        }
+        warn_foreign(&format!("cell {name}'s writable layer"), done.foreign, &r);
+        write_record(
+            cfg,
+            name,
+            Record {
+                shift: false,
+                ..record
+            },
+        )?;
+    }
+    Ok(Some(record.range))
+}
+
+fn warn_foreign(what: &str, foreign: u64, r: &IdRange) {
+    if foreign > 0 {
+        log::warn!(
+            "{what}: {foreign} files have owners outside host ids 0-{} and keep them (the cell sees them as nobody)",
+            r.mapped() - 1
+        );
+    }
+}
+
+/// The range a volume's files are on (`None`: host ids) before a cell on
+/// `for_cell` mounts it. A volume on host ids that a cell in a user
+/// namespace mounts gets a range of its own first, unless a running cell
+/// has it mounted: then it stays on host ids, with a warning, until the
+/// next mount finds it free.
+pub fn prepare_volume(
+    cfg: &Config,
+    kernel: &dyn Kernel,
+    name: &str,
+    for_cell: Option<IdRange>,
+) -> Result<Option<IdRange>> {
+    let dir = crate::engine::runtime::volume_dir(cfg, name);
+    if let Some(r) = owner_range(cfg, &dir) {
+        return Ok(Some(r));
+    }
+    if for_cell.is_none() {
+        return Ok(None);
+    }
+    let users = crate::engine::backup::inuse::mounts_of(&dir)?;
+    if !users.is_empty() {
+        log::warn!(
+            "volume {name} keeps host ids while it is mounted at {}: a cell in a user namespace \
+             writes into it as host ids 0-65534; it gets ids of its own at its next mount",
+            users
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Ok(None);
+    }
+    let lock = lock(cfg)?;
+    let r = allocate(cfg, kernel, &lock)?;
+    let tree = crate::fs::tree::Tree::open(&dir, crate::fs::tree::Links::Refuse)?;
+    // The top directory goes last: its owner names the range, so an
+    // interrupted shift is not yet one, and is started again.
+    let done = crate::fs::shift::shift_tree(&tree, host_ids(r.mapped()), r.map())
+        .with_context(|| format!("giving volume {name} the ids {r}"))?;
+    log::info!(
+        "volume {name}: {} files moved from host ids to ids of its own ({r})",
+        done.changed
+    );
+    warn_foreign(&format!("volume {name}"), done.foreign, &r);
+    Ok(Some(r))
 }
 
 /// The pool range of the host id owning `dir`, if any (a volume's range).
@@ -83,11 +243,9 @@ pub fn held(cfg: &Config) -> Result<Vec<IdRange>> {
     Ok(out)
 }
 
-/// Ranges in use: held by files or by running cells.
-fn in_use(cfg: &Config, kernel: &dyn Kernel) -> Result<Vec<IdRange>> {
-    let mut used = held(cfg)?;
-    used.extend(kernel.list()?.into_iter().filter_map(|c| c.ids));
-    Ok(used)
+/// Ranges of running cells.
+fn running(kernel: &dyn Kernel) -> Result<Vec<IdRange>> {
+    Ok(kernel.list()?.into_iter().filter_map(|c| c.ids).collect())
 }
 
 /// The allocation lock; dropping it releases it.
@@ -108,9 +266,16 @@ pub fn lock(cfg: &Config) -> Result<AllocLock> {
 }
 
 /// A new range for a cell or volume; the caller records it (in files)
-/// while it holds `_lock`.
-pub fn allocate(cfg: &Config, kernel: &dyn Kernel, _lock: &AllocLock) -> Result<IdRange> {
-    cfg.idmap.allocate(&in_use(cfg, kernel)?)
+/// while it holds `lock`.
+pub fn allocate(cfg: &Config, kernel: &dyn Kernel, lock: &AllocLock) -> Result<IdRange> {
+    allocate_beside(cfg, &running(kernel)?, lock)
+}
+
+/// A new range, used neither by files nor by the `running` cells.
+pub fn allocate_beside(cfg: &Config, running: &[IdRange], _lock: &AllocLock) -> Result<IdRange> {
+    let mut used = held(cfg)?;
+    used.extend_from_slice(running);
+    cfg.idmap.allocate(&used)
 }
 
 /// The range for a cell made by `cellctl create` on `root`: the range of
@@ -123,7 +288,7 @@ pub fn for_root(
     root: &Path,
     lock: &AllocLock,
 ) -> Result<IdRange> {
-    let live: Vec<IdRange> = kernel.list()?.into_iter().filter_map(|c| c.ids).collect();
+    let live = running(kernel)?;
     if let Some(r) = owner_range(cfg, root) {
         if !live.iter().any(|l| l.overlaps(&r)) {
             return Ok(r);

@@ -12,6 +12,7 @@
 //! * `ids`: host id ranges, what cell root is on the host (user namespaces).
 //! * `mount`: mounts into a cell's tree made on file descriptors.
 //! * `mountinfo`: the host's mount table.
+//! * `shift`: moving a tree's files from one id range to another.
 //! * `trust`: strict modes, as sshd's `StrictModes`: a file that tells root
 //!   what to do must be owned by root and writable by nobody else, all the way
 //!   up to `/`.
@@ -20,6 +21,7 @@ pub mod ids;
 pub mod mount;
 pub mod mountinfo;
 pub mod resolve;
+pub mod shift;
 pub mod tree;
 pub mod trust;
 

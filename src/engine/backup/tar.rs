@@ -81,18 +81,23 @@ pub struct Written {
     pub content_bytes: u64,
 }
 
-/// Archives the contents of `source` (as `./…`) into `out`, gzip-compressed;
-/// `mac` (if any) is fed every byte written.
+/// Archives the contents of `source` (as `./…`), but for paths matching an
+/// `exclude` pattern, into `out`, gzip-compressed; `mac` (if any) is fed
+/// every byte written.
 pub fn create(
     source: &Path,
+    exclude: &[&str],
     out: &mut File,
     mut mac: Option<&mut Mac>,
     progress: &mut Progress,
 ) -> Result<Written> {
+    // From its working directory rather than `-C`: `source` may be a
+    // detached mount reached through this process's descriptor
+    // (`/proc/self/fd/N`), which tar still has before it execs.
     let mut tar = Command::new(tool::TAR)
         .args(tool::CREATE)
-        .arg("-C")
-        .arg(source)
+        .args(exclude.iter().map(|e| format!("--exclude={e}")))
+        .current_dir(source)
         .arg(".")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -204,10 +209,10 @@ pub fn extract(
     mut mac: Option<&mut Mac>,
     progress: &mut Progress,
 ) -> Result<()> {
+    // Into its working directory, as `create` (a detached mount included).
     let mut tar = Command::new(tool::TAR)
         .args(tool::EXTRACT)
-        .arg("-C")
-        .arg(dest)
+        .current_dir(dest)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -7,7 +7,7 @@
 use super::hash;
 use super::model::{ActionKind, CellPlan, Plan};
 use crate::engine::applyfile::{self, CellRunner, Outcome};
-use crate::fs::tree::{Links, Tree};
+use crate::fs::tree::{IdMap, Links, Tree};
 use anyhow::{Context as _, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -32,8 +32,9 @@ pub trait Runtime {
     /// Stops the cell and removes its kernel cell and mounts; a no-op when stopped.
     fn stop(&self, cell: &str) -> Result<()>;
     /// Brings the cell up for its plan (root composed, a kernel cell, no service)
-    /// and returns the host path of its root. [`Runtime::stop`] ends it.
-    fn provision(&self, cell: &str) -> Result<PathBuf>;
+    /// and returns the host path of its root and how the cell's ids map to
+    /// host ids there. [`Runtime::stop`] ends it.
+    fn provision(&self, cell: &str) -> Result<(PathBuf, IdMap)>;
     /// Runs commands inside the (started or provisioned) cell.
     fn runner<'a>(&'a self, cell: &str) -> Box<dyn CellRunner + 'a>;
     /// Where the cell's record of applied hashes lives.
@@ -391,8 +392,8 @@ fn run_apply(
         .apply
         .as_ref()
         .with_context(|| format!("cell {name} has no plan"))?;
-    let root = rt.provision(name)?;
-    let tree = Tree::open(&root, Links::InRoot)?;
+    let (root, ids) = rt.provision(name)?;
+    let tree = Tree::open(&root, Links::InRoot)?.with_ids(ids);
     let runner = rt.runner(name);
     let ctx = applyfile::Context {
         cell: name,
@@ -478,11 +479,11 @@ mod tests {
         fn stop(&self, cell: &str) -> Result<()> {
             self.op("stop", cell)
         }
-        fn provision(&self, cell: &str) -> Result<PathBuf> {
+        fn provision(&self, cell: &str) -> Result<(PathBuf, IdMap)> {
             self.op("provision", cell)?;
             let root = self.dir.join(cell).join("root");
             std::fs::create_dir_all(&root)?;
-            Ok(root)
+            Ok((root, IdMap::IDENTITY))
         }
         fn runner<'a>(&'a self, cell: &str) -> Box<dyn CellRunner + 'a> {
             Box::new(FakeRunner(self, cell.to_string()))

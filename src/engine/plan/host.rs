@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::engine::applyfile::{CellRunner, KernelRunner};
 use crate::engine::manifest::Desired;
 use crate::engine::runtime::{self, compose, lifecycle, CellPaths};
+use crate::fs::tree::IdMap;
 use crate::kernel::{CellSpec, Kernel, Target};
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
@@ -47,12 +48,11 @@ impl Runtime for HostRuntime<'_> {
         lifecycle::stop(self.cfg, self.kernel, cell).map(|_| ())
     }
 
-    fn provision(&self, cell: &str) -> Result<PathBuf> {
+    fn provision(&self, cell: &str) -> Result<(PathBuf, IdMap)> {
         // Whatever ran before (an interrupted run included) goes first.
         lifecycle::stop(self.cfg, self.kernel, cell)?;
         let m = lifecycle::effective(self.cfg, cell)?;
-        compose::compose(self.cfg, &m)
-            .with_context(|| format!("composing the root of cell {cell}"))?;
+        let ids = lifecycle::prepare(self.cfg, self.kernel, &m)?;
         let paths = CellPaths::new(self.cfg, cell);
         let spec = CellSpec {
             name: cell.to_string(),
@@ -61,13 +61,13 @@ impl Runtime for HostRuntime<'_> {
             ports: m.reserved_ports.clone(),
             rlimits: m.rlimits,
             limits: Default::default(),
-            ids: None,
+            ids,
         };
         if let Err(e) = self.kernel.create(&spec) {
             let _ = compose::decompose(self.cfg, cell);
             return Err(e.context(format!("creating cell {cell} for its plan")));
         }
-        Ok(paths.root)
+        Ok((paths.root, ids.map_or(IdMap::IDENTITY, |r| r.map())))
     }
 
     fn runner<'a>(&'a self, cell: &str) -> Box<dyn CellRunner + 'a> {
