@@ -335,7 +335,7 @@ mod tests {
         std::fs::write(src.join("sub/a"), b"alpha").unwrap();
         let archive = base.join("a.tar.gz");
         let mut out = File::create(&archive).unwrap();
-        let w = create(&src, &mut out, None, &mut Progress::hidden()).unwrap();
+        let w = create(&src, &[], &mut out, None, &mut Progress::hidden()).unwrap();
         drop(out);
         assert_eq!(w.size, std::fs::metadata(&archive).unwrap().len());
         assert!(w.content_bytes >= 3 * 512, "{w:?}");
