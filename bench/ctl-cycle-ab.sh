@@ -7,7 +7,10 @@
 # RUN_PARENT picks the file system of the cell state (default: TMPDIR or /tmp;
 # /dev/shm for tmpfs, where /run usually is). KEEP=1 keeps one more cell in
 # each run directory the whole time (the steady state: the run directory's
-# port programs stay attached, as on a host with cells).
+# port programs stay attached, as on a host with cells). A_CONF and B_CONF
+# add lines to each side's cellmgr.conf: one build against itself with and
+# without user namespaces is
+#   A_CONF=CELL_USERNS=NO bench/ctl-cycle-ab.sh target/release/cells target/release/cells
 set -eu
 
 A=${1:?usage: bench/ctl-cycle-ab.sh A_CELLS B_CELLS [iterations]}
@@ -17,7 +20,7 @@ N=${3:-40}
 [ -x /bin/busybox ] || { echo "ctl-cycle-ab.sh: /bin/busybox missing" >&2; exit 1; }
 
 W=$(mktemp -d -p "${RUN_PARENT:-${TMPDIR:-/tmp}}")
-declare -A BIN=([a]=$A [b]=$B)
+declare -A BIN=([a]=$A [b]=$B) CONF=([a]=${A_CONF:-} [b]=${B_CONF:-})
 cleanup() {
 	if [ "${KEEP:-0}" = 1 ]; then
 		for s in a b; do CELLMGR_CONF=$W/$s.conf "${BIN[$s]}" ctl destroy "keep$$" 2>/dev/null || true; done
@@ -30,7 +33,7 @@ cp /bin/busybox "$W/root/bin/busybox"
 ln -s busybox "$W/root/bin/true"
 for s in a b; do
 	mkdir -p "$W/$s.run"
-	printf 'CELL_RUN_DIR=%s\n' "$W/$s.run" >"$W/$s.conf"
+	printf 'CELL_RUN_DIR=%s\n%s\n' "$W/$s.run" "${CONF[$s]}" >"$W/$s.conf"
 	if [ "${KEEP:-0}" = 1 ]; then
 		CELLMGR_CONF=$W/$s.conf "${BIN[$s]}" ctl create -n "keep$$" "$W/root" >/dev/null
 	fi
@@ -57,5 +60,5 @@ printf '%-4s %8s %8s %8s %8s  %s\n' "" create exec destroy cycle binary
 for s in a b; do
 	printf '%-4s' "$s"
 	for c in 1 2 3 4; do printf ' %8s' "$(cut -d' ' -f$c "$W/$s.t" | median)"; done
-	printf '  %s\n' "${BIN[$s]}"
+	printf '  %s %s\n' "${BIN[$s]}" "${CONF[$s]}"
 done

@@ -327,3 +327,48 @@ fn set_id_bits_and_file_capabilities_from_a_cell_grant_host_users_nothing() {
         env.ok(&["destroy", &name]);
     }
 }
+
+/// A reserved port below 1024 binds for its cell at medium and high, where
+/// no process of the cell holds `CAP_NET_BIND_SERVICE` for the host's
+/// network (the port programs lift that check for the owner); a low port
+/// the cell does not reserve stays refused there, and binds at low (host
+/// uid 0 keeps the capability).
+#[test]
+fn a_reserved_port_below_1024_binds_for_its_cell() {
+    let test = "a_reserved_port_below_1024_binds_for_its_cell";
+    if !userns_or_skip(test) {
+        return;
+    }
+    let mut env = Env::new("lowport");
+    let root = env.root("lp", true);
+    let pid = std::process::id();
+    let (own, other) = (900 + (pid % 45) as u16 * 2, 901 + (pid % 45) as u16 * 2);
+    for profile in ["medium", "high", "low"] {
+        let name = format!("lp{profile}{pid}");
+        env.create(&name, &root, &["-l", profile, "-r", &own.to_string()]);
+        for (f, proto) in [("4", "tcp"), ("6", "udp")] {
+            let (_, got) = perl(&env, &name, super::PERL_BIND, &[f, proto, &own.to_string()]);
+            assert_eq!(got, "bound", "{profile}: its own port {own}/{proto}");
+        }
+        let (_, got) = perl(
+            &env,
+            &name,
+            super::PERL_BIND,
+            &["4", "tcp", &other.to_string()],
+        );
+        if profile == "low" {
+            assert_eq!(got, "bound", "low: an unreserved low port");
+        } else {
+            assert!(
+                got.contains("Permission denied"),
+                "{profile}: bound unreserved port {other}: {got}"
+            );
+        }
+        assert_eq!(
+            super::host_bind(65534, false, false, own),
+            libc::EPERM,
+            "{profile}: a host user took the cell's port"
+        );
+        env.ok(&["destroy", &name]);
+    }
+}

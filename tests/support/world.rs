@@ -34,12 +34,17 @@ impl World {
         } else {
             "CELL_BASE=host\n"
         };
+        // CELLS_TEST_USERNS=NO runs the tests on host ids (`CELL_USERNS=NO`).
+        let userns = match std::env::var("CELLS_TEST_USERNS") {
+            Ok(v) if v == "NO" && !extra.contains("CELL_USERNS=") => "CELL_USERNS=NO\n",
+            _ => "",
+        };
         write_trusted(
             &conf,
             format!(
                 "CELLMGR_MANIFEST_DIR={d}/etc\nCELL_DATA_DIR={d}/cells\nCELL_VOLUME_DIR={d}/volumes\n\
                  CELL_BASE_DIR={d}/base\nCELL_BACKUP_DIR={d}/backups\nCELL_RELEASE_DIR={d}/releases\n\
-                 CELL_RUN_DIR={d}/run\n{base}{extra}"
+                 CELL_RUN_DIR={d}/run\n{base}{userns}{extra}"
             ),
         );
         World { dir, conf, bin }

@@ -400,9 +400,9 @@ impl LinuxKernel {
         let sample_dir = self.store.cell_dir(id);
         create_private_dir(&sample_dir)?;
         if let Some(ids) = spec.ids {
-            // The init runs as the range's owner once it is in the cell's user
-            // namespace, and writes its samples here.
-            std::os::unix::fs::chown(&sample_dir, Some(ids.owner()), Some(ids.owner()))
+            // The init writes its samples here from inside the cell's user
+            // namespace, with the cell root's file system ids.
+            std::os::unix::fs::chown(&sample_dir, Some(ids.base), Some(ids.base))
                 .with_context(|| format!("giving {} to the cell's init", sample_dir.display()))?;
         }
         let cg = self.cgroups.create(id)?;

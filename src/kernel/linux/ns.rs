@@ -452,7 +452,8 @@ fn default_signals() {
 /// 4. the IPC namespace is made inside it.
 ///
 /// From here on the init holds no capability outside the cell's user
-/// namespace and runs as no id the cell has.
+/// namespace and runs as no id the cell has; its file system ids are the
+/// cell root's, so the terminals it allocates belong to the cell.
 fn become_unprivileged(ids: &IdRange) -> Result<()> {
     let owner = ids.owner();
     // SAFETY: credential and namespace calls of this single-threaded process.
@@ -489,6 +490,13 @@ fn become_unprivileged(ids: &IdRange) -> Result<()> {
             return last_error("making the cell's IPC namespace");
         }
         libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0);
+        // Files the init makes (its samples, the terminals it hands out)
+        // are the cell root's; it still runs as the owner id.
+        libc::setfsgid(0);
+        libc::setfsuid(0);
+        if libc::setfsuid(u32::MAX) != 0 || libc::setfsgid(u32::MAX) != 0 {
+            bail!("changing the init's file system ids to the cell's root");
+        }
     }
     Ok(())
 }
