@@ -6,7 +6,9 @@
 #                   with a cached ansible-core from PyPI), clippy, fmt, man and Ansible lint,
 #                   kmod ABI tables against their headers, the kernel object
 #   make install    PREFIX=/usr/local DESTDIR=  installs sbin/cells, the personality
-#                   symlinks, man pages and rc.d scripts
+#                   symlinks, man pages, rc.d scripts and bash/zsh/fish completion
+#   make static     a statically linked cells (musl) for rescue media and
+#                   minimal hosts: target/<arch>-unknown-linux-musl/release/cells
 #   make kmod       the NetBSD kernel module (see kmod/README.md)
 
 PREFIX ?= /usr/local
@@ -15,15 +17,32 @@ CARGO ?= cargo
 SBINDIR = $(DESTDIR)$(PREFIX)/sbin
 MANDIR = $(DESTDIR)$(PREFIX)/share/man
 RCDIR = $(DESTDIR)$(PREFIX)/share/cells/rc.d
+BASHCOMPDIR = $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR = $(DESTDIR)$(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR = $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
 PERSONALITIES = cellctl cellmgr cellui
 BIN = target/release/cells
+# The static build: musl, so that user and group lookups read /etc/passwd and
+# /etc/group directly (static glibc would need its NSS modules at run time).
+STATIC_TARGET ?= $(shell uname -m)-unknown-linux-musl
+STATIC_BIN = target/$(STATIC_TARGET)/release/cells
 
-.PHONY: all build demo test lint-man lint-ansible check-netbsd check-kmod install kmod clean
+.PHONY: all build static demo test lint-man lint-ansible check-netbsd check-kmod install kmod clean
 
 all: build
 
 build:
 	$(CARGO) build --release --bin cells
+
+# rustup brings musl's C library and startup files with the target: no
+# musl-gcc is needed (the crates are Rust, libc included).
+static:
+	@if [ "$$(uname -s)" != Linux ]; then \
+		echo "make static: Linux only (see README.md, A static binary)" >&2; exit 1; fi
+	@rustup target list --installed 2>/dev/null | grep -qx '$(STATIC_TARGET)' || \
+		rustup target add $(STATIC_TARGET)
+	$(CARGO) build --release --target $(STATIC_TARGET) --bin cells
+	@echo "static binary: $(STATIC_BIN) ($$(wc -c <$(STATIC_BIN)) bytes)"
 
 demo: build
 	./scripts/install-deps.sh
@@ -34,6 +53,7 @@ test:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --bin cells
+	$(MAKE) static
 	CELLS_ANSIBLE_VENV=$$(./scripts/ansible-venv.sh) $(CARGO) test --workspace
 	$(MAKE) lint-man
 	$(MAKE) lint-ansible
@@ -71,6 +91,15 @@ install: build
 		s=$${m##*.}; install -m 0644 $$m $(MANDIR)/man$$s/; \
 	done
 	for r in rc.d/*; do [ -f "$$r" ] && install -m 0644 $$r $(RCDIR)/ || true; done
+	# Completion, generated from the command table; bash and fish look a
+	# script up by the command's name, so each personality gets a link.
+	install -d $(BASHCOMPDIR) $(ZSHCOMPDIR) $(FISHCOMPDIR)
+	$(BIN) completion bash >$(BASHCOMPDIR)/cells
+	$(BIN) completion zsh >$(ZSHCOMPDIR)/_cells
+	$(BIN) completion fish >$(FISHCOMPDIR)/cells.fish
+	for p in $(PERSONALITIES); do \
+		ln -sf cells $(BASHCOMPDIR)/$$p; ln -sf cells.fish $(FISHCOMPDIR)/$$p.fish; \
+	done
 
 kmod:
 	$(MAKE) -C kmod kmod

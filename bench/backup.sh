@@ -32,6 +32,7 @@ CELL_DATA_DIR=$WORK/cells
 CELL_VOLUME_DIR=$WORK/volumes
 CELL_BACKUP_DIR=$WORK/backups
 CELL_RUN_DIR=$WORK/run
+CELL_AUDIT_LOG=$WORK/audit.log
 CONF
 export CELLMGR_CONF="$WORK/cellmgr.conf"
 SRC="$WORK/volumes/bench"

@@ -34,7 +34,7 @@ trap 'rm -rf "$WORK" "$RUN"' EXIT
 mkdir -p "$WORK/root/bin"
 cp /bin/busybox "$WORK/root/bin/busybox"
 ln -s busybox "$WORK/root/bin/true"
-printf 'CELL_RUN_DIR=%s\n' "$RUN" >"$WORK/cellmgr.conf"
+printf 'CELL_RUN_DIR=%s\nCELL_AUDIT_LOG=%s\n' "$RUN" "$WORK/audit.log" >"$WORK/cellmgr.conf"
 export CELLMGR_CONF="$WORK/cellmgr.conf"
 NAME=bench$$
 

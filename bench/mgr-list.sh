@@ -19,6 +19,7 @@ CELL_DATA_DIR=$W/cells
 CELL_VOLUME_DIR=$W/volumes
 CELL_BASE_DIR=$W/base
 CELL_RUN_DIR=$W/run
+CELL_AUDIT_LOG=$W/audit.log
 CONF
 export CELLMGR_CONF="$W/cellmgr.conf"
 ln -s "$BIN" "$W/cellmgr"

@@ -43,8 +43,8 @@ rchar() { awk '/^rchar/ { print $2 }' "/proc/$1/io"; }
 printf '%-10s %14s %8s %12s %14s\n' RATE_LIMIT "TAKEN_IN/S" CPU RUN_DIR TERM_TO_EXIT
 for rate in 0 1m; do
 	rm -rf "$WORK/run"
-	printf 'CELL_RUN_DIR=%s\nCELL_SYSLOG_SOCKET=%s/no-daemon\nCELL_LOG_RATE_LIMIT=%s\n' \
-	    "$WORK/run" "$WORK" "$rate" >"$CELLMGR_CONF"
+	printf 'CELL_RUN_DIR=%s\nCELL_SYSLOG_SOCKET=%s/no-daemon\nCELL_LOG_RATE_LIMIT=%s\nCELL_AUDIT_LOG=%s/audit.log\n' \
+	    "$WORK/run" "$WORK" "$rate" "$WORK" >"$CELLMGR_CONF"
 	"$CELLS" ctl create -n "$NAME" "$WORK/root" >/dev/null
 	"$CELLS" ctl supervise "$NAME" /bin/yes "a line of flood output, again and again" >/dev/null
 	# The supervisor's pid: the process that holds its lock file open.

@@ -20,6 +20,7 @@ CELL_BASE_DIR=$W/base
 CELL_BACKUP_DIR=$W/backups
 CELL_RELEASE_DIR=$W/releases
 CELL_RUN_DIR=$W/run
+CELL_AUDIT_LOG=$W/audit.log
 CONF
 }
 

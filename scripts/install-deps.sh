@@ -3,9 +3,9 @@
 # mandoc: man page lint; busybox-static: cell roots and example services;
 # bubblewrap: benchmark baseline; tmux: UI tests; iproute2: network namespaces;
 # python3-venv: the kernel module's layout check; libarchive-tools: bsdtar reads our
-# backup archives in the round-trip test.
+# backup archives in the round-trip test; zsh, fish: the completion tests.
 set -euo pipefail
-packages="mandoc busybox-static bubblewrap tmux iproute2 python3-venv libarchive-tools"
+packages="mandoc busybox-static bubblewrap tmux iproute2 python3-venv libarchive-tools zsh fish"
 missing=""
 for p in $packages; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

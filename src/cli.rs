@@ -19,6 +19,9 @@ pub struct Personality {
     pub short: &'static str,
     pub summary: &'static str,
     pub entry: Entry,
+    /// The personality's command table (commands, flags, positionals), from the
+    /// types that parse its arguments.
+    pub table: fn() -> argh::CommandInfoWithArgs,
 }
 
 pub const PERSONALITIES: &[Personality] = &[
@@ -27,18 +30,21 @@ pub const PERSONALITIES: &[Personality] = &[
         short: "ctl",
         summary: "low-level runtime: create, destroy, exec, supervise, list, stats",
         entry: crate::ctl::main,
+        table: crate::ctl::command_table,
     },
     Personality {
         name: "cellmgr",
         short: "mgr",
         summary: "control plane: desired and runtime state, apply, volumes, backups",
         entry: crate::mgr::main,
+        table: crate::mgr::command_table,
     },
     Personality {
         name: "cellui",
         short: "ui",
         summary: "terminal UI over the cellmgr engine",
         entry: crate::ui::main,
+        table: crate::ui::command_table,
     },
 ];
 
@@ -65,6 +71,7 @@ pub fn find_personality(name: &str) -> Option<&'static Personality> {
 fn usage() -> String {
     let mut s = String::from(
         "Usage: cells <personality> [args...]\n       cells --list | --help [personality] | --version\n\n\
+         cells completion bash|zsh|fish\n\n\
          Cells: kernel-enforced, jail-like cells with a declarative control plane.\n\
          Installed as symlinks, argv[0] picks the personality.\n\nPersonalities:\n",
     );
@@ -82,7 +89,7 @@ pub fn dispatch(argv: &[String]) -> i32 {
     let argv0 = argv.first().map(String::as_str).unwrap_or("cells");
     let prog = program_name(argv0);
     if let Some(p) = find_personality(prog) {
-        return (p.entry)(p.name, &argv[1..]);
+        return enter(p, &argv[1..]);
     }
     if prog != "cells" && !prog.ends_with("-cells") {
         eprintln!("cells: unknown program name '{prog}'\n\n{}", usage());
@@ -110,6 +117,7 @@ pub fn dispatch(argv: &[String]) -> i32 {
             println!("cells {}", env!("CARGO_PKG_VERSION"));
             EXIT_OK
         }
+        Some("completion") => completion(&argv[2..]),
         Some("--list") => {
             for p in PERSONALITIES {
                 println!("{}", p.name);
@@ -117,12 +125,48 @@ pub fn dispatch(argv: &[String]) -> i32 {
             EXIT_OK
         }
         Some(name) => match find_personality(name) {
-            Some(p) => (p.entry)(p.name, &argv[2..]),
+            Some(p) => enter(p, &argv[2..]),
             None => {
                 eprintln!("cells: unknown personality '{name}'\n\n{}", usage());
                 EXIT_FAILURE
             }
         },
+    }
+}
+
+/// Runs a personality; its command line is what audit records name.
+fn enter(p: &Personality, args: &[String]) -> i32 {
+    let mut words = vec![p.name.to_string()];
+    words.extend_from_slice(args);
+    crate::journal::set_command(&words);
+    (p.entry)(p.name, args)
+}
+
+/// `cells completion SHELL`: the completion script of every personality,
+/// generated from the same tables that parse their arguments.
+fn completion(args: &[String]) -> i32 {
+    use crate::cmdtable::completion::{script, Personality as Table, Shell};
+    let shell = match args {
+        [one] => one.parse::<Shell>(),
+        _ => Err("expected one shell: bash, zsh or fish".to_string()),
+    };
+    match shell {
+        Ok(shell) => {
+            let tables: Vec<Table> = PERSONALITIES
+                .iter()
+                .map(|p| Table {
+                    name: p.name,
+                    short: p.short,
+                    nodes: crate::cmdtable::flatten(p.name, &(p.table)()),
+                })
+                .collect();
+            print!("{}", script(shell, &tables));
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("cells: completion: {e}\nUsage: cells completion bash|zsh|fish");
+            EXIT_FAILURE
+        }
     }
 }
 

@@ -53,6 +53,12 @@ pub struct Config {
     pub pkg_tool: String,
     /// The syslog socket supervisors log to.
     pub syslog_socket: PathBuf,
+    /// The journal: audit records and lifecycle events (JSON Lines, root's).
+    pub audit_log: PathBuf,
+    /// Rotate the journal at this size in bytes (0: never).
+    pub audit_log_size: u64,
+    /// Rotated journal files kept.
+    pub audit_log_keep: u32,
     /// Size at which a service log file (and the syslog fallback file) is rotated.
     pub log_max_size: u64,
     /// Files of each log kept, the current one included (at least 1).
@@ -126,6 +132,12 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     ("CELL_PKG_TOOL", "a command such as 'pkg_add' or empty"),
     ("CELL_SYSLOG_SOCKET", "an absolute path"),
+    ("CELL_AUDIT_LOG", "an absolute path"),
+    (
+        "CELL_AUDIT_LOG_SIZE",
+        "a size such as 10m (0: never rotate)",
+    ),
+    ("CELL_AUDIT_LOG_KEEP", "a count of rotated files"),
     ("CELL_LOG_MAX_SIZE", "a size of at least 4k, such as 1m"),
     ("CELL_LOG_MAX_FILES", "a count from 1 to 100"),
     (
@@ -184,6 +196,9 @@ impl Default for Config {
                 "/dev/log"
             }
             .into(),
+            audit_log: "/var/log/cells/audit.log".into(),
+            audit_log_size: 10 << 20,
+            audit_log_keep: 5,
             log_max_size: DEFAULT_LOG_MAX_SIZE,
             log_max_files: DEFAULT_LOG_MAX_FILES,
             log_rate_limit: DEFAULT_LOG_RATE_LIMIT,
@@ -270,6 +285,11 @@ impl Config {
                 "CELL_RELEASE_DIR" => cfg.release_dir = abs(v)?,
                 "CELL_RUN_DIR" => cfg.run_dir = abs(v)?,
                 "CELL_SYSLOG_SOCKET" => cfg.syslog_socket = abs(v)?,
+                "CELL_AUDIT_LOG" => cfg.audit_log = abs(v)?,
+                "CELL_AUDIT_LOG_SIZE" => {
+                    cfg.audit_log_size = rcconf::parse_size(v).ok_or_else(bad)?
+                }
+                "CELL_AUDIT_LOG_KEEP" => cfg.audit_log_keep = v.parse().map_err(|_| bad())?,
                 "CELL_CGROUP_ROOT" => {
                     cfg.cgroup_root = if v.is_empty() { None } else { Some(abs(v)?) }
                 }

@@ -1,6 +1,5 @@
 //! Exit codes, the error format and argument parsing: the conventions every
-//! personality, the engine and the runtime share (ground floor; imports nothing
-//! of this crate).
+//! personality, the engine and the runtime share (ground floor).
 
 /// Success.
 pub const EXIT_OK: i32 = 0;
@@ -18,8 +17,12 @@ pub fn report_error(personality: &str, err: &anyhow::Error) {
 }
 
 /// Parses argh arguments for a personality. `Err(code)` means the caller should
-/// exit with that code (help printed: 0; usage error: 1).
-pub fn parse_args<T: argh::FromArgs>(command: &[&str], args: &[String]) -> Result<T, i32> {
+/// exit with that code (help printed: 0; usage error: 1). A mistyped command or
+/// flag is named with the nearest one the command table knows.
+pub fn parse_args<T: argh::FromArgs + argh::ArgsInfo>(
+    command: &[&str],
+    args: &[String],
+) -> Result<T, i32> {
     let strs: Vec<&str> = args.iter().map(String::as_str).collect();
     T::from_args(command, &strs).map_err(|early| match early.status {
         Ok(()) => {
@@ -27,6 +30,14 @@ pub fn parse_args<T: argh::FromArgs>(command: &[&str], args: &[String]) -> Resul
             EXIT_OK
         }
         Err(()) => {
+            let personality = command.first().copied().unwrap_or("cells");
+            let info = T::get_args_info();
+            if let Some(msg) =
+                crate::cmdtable::explain_unrecognized(personality, &info, &strs, &early.output)
+            {
+                eprintln!("{msg}");
+                return EXIT_FAILURE;
+            }
             eprint!("{}", early.output);
             if !early.output.ends_with('\n') {
                 eprintln!();
@@ -39,7 +50,12 @@ pub fn parse_args<T: argh::FromArgs>(command: &[&str], args: &[String]) -> Resul
 /// Runs a fallible command body and maps the result to an exit code, printing
 /// errors in the shared format.
 pub fn run(personality: &str, body: impl FnOnce() -> anyhow::Result<i32>) -> i32 {
-    match body() {
+    finish(personality, body())
+}
+
+/// A command's result as its exit code, the error printed in the shared format.
+pub fn finish(personality: &str, result: anyhow::Result<i32>) -> i32 {
+    match result {
         Ok(code) => code,
         Err(e) => {
             report_error(personality, &e);

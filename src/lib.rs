@@ -7,17 +7,19 @@
 //! 4. `ctl`, `mgr`, `ui`: the personalities, argument parsing and presentation;
 //! 3. `engine`: desired and runtime state, read models, plan/apply, backups;
 //! 2. `kernel`, `supervise`, `ipc`: the runtime (sideways among themselves);
-//! 1. `names`, `exit`, `config`, `rcconf`, `output`, `fs`, `model`, `calendar`:
-//!    the ground floor (sideways among themselves).
+//! 1. `names`, `exit`, `config`, `rcconf`, `output`, `fs`, `model`, `calendar`,
+//!    `cmdtable`, `journal`: the ground floor (sideways among themselves).
 
 pub mod calendar;
 pub mod cli;
+pub mod cmdtable;
 pub mod config;
 pub mod ctl;
 pub mod engine;
 pub mod exit;
 pub mod fs;
 pub mod ipc;
+pub mod journal;
 pub mod kernel;
 pub mod mgr;
 pub mod model;

@@ -43,7 +43,7 @@ impl World {
             &conf,
             format!(
                 "CELLMGR_MANIFEST_DIR={r}/etc\nCELL_DATA_DIR={r}/cells\nCELL_VOLUME_DIR={r}/volumes\n\
-                 CELL_BACKUP_DIR={r}/backups\nCELL_RUN_DIR={r}/run\nCELL_BASE_DIR={r}/base\n{extra_conf}",
+                 CELL_BACKUP_DIR={r}/backups\nCELL_RUN_DIR={r}/run\nCELL_AUDIT_LOG={r}/audit.log\nCELL_BASE_DIR={r}/base\n{extra_conf}",
                 r = root.path().display()
             ),
         );

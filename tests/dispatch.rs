@@ -104,3 +104,40 @@ fn unknown_subcommand_is_a_usage_error() {
         assert_eq!(o.status.code(), Some(1), "{p}: {o:?}");
     }
 }
+
+#[test]
+fn mistyped_commands_and_flags_name_the_near_miss() {
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["mgr", "lst"],
+            "cellmgr: unknown command 'lst' (did you mean list?)\n",
+        ),
+        (
+            &["mgr", "cell", "strt", "web"],
+            "cellmgr: unknown command 'strt' for 'cell' (did you mean start?)\n",
+        ),
+        (
+            &["mgr", "list", "--jsn"],
+            "cellmgr: unknown flag --jsn for 'list' (did you mean --json?)\n",
+        ),
+        (
+            &["ctl", "create", "--nme", "x", "/"],
+            "cellctl: unknown flag --nme for 'create' (did you mean --name?)\n",
+        ),
+        (
+            &["ui", "--sockt", "x"],
+            "cellui: unknown flag --sockt (did you mean --socket?)\n",
+        ),
+    ];
+    for (args, want) in cases {
+        let o = run(&bin(), args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&o.stderr), want, "{args:?}");
+    }
+    let o = run(&bin(), &["mgr", "zzzzzzzz"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with("cellmgr: unknown command 'zzzzzzzz'; commands: cell, volume"),
+        "{err}"
+    );
+}

@@ -146,6 +146,7 @@ fn every_request_gets_its_reply() {
     let Response::BackupCreated(b) = c
         .call(Request::BackupCreate {
             target: target.clone(),
+            quiesce: false,
         })
         .unwrap()
     else {

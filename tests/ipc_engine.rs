@@ -173,6 +173,7 @@ fn backups_are_made_listed_and_restored() {
     let Response::BackupCreated(made) = c
         .call(Request::BackupCreate {
             target: target.clone(),
+            quiesce: false,
         })
         .unwrap()
     else {

@@ -9,7 +9,8 @@
 use std::path::{Path, PathBuf};
 
 const GROUND: &[&str] = &[
-    "names", "exit", "config", "rcconf", "output", "fs", "model", "calendar", "testutil",
+    "names", "exit", "config", "rcconf", "output", "fs", "model", "calendar", "cmdtable",
+    "journal", "testutil",
 ];
 const RUNTIME: &[&str] = &["kernel", "supervise", "ipc"];
 const ENGINE: &[&str] = &["engine"];

@@ -422,12 +422,21 @@ fn a_flooding_service_is_slowed_its_logs_rotate_and_term_still_stops_it() {
         "{logged} bytes of output taken in after {:?}; at most {bound} expected",
         t0.elapsed()
     );
-    // Rotated: never more than three files of at most 64 KiB each.
-    for family in [&log, &fallback] {
-        let files = generations(family);
-        assert_eq!(files.len(), 3, "{files:?}");
-        assert!(files.iter().all(|(_, len)| *len <= 64 * 1024), "{files:?}");
-    }
+    // Rotated: never more than three files of at most 64 KiB each, also
+    // while the flood goes on (a listing may fall between the renames of one
+    // rotation and see two).
+    let rotated_within_bounds = |exact: bool| {
+        for family in [&log, &fallback] {
+            let files = generations(family);
+            if exact {
+                assert_eq!(files.len(), 3, "{files:?}");
+            } else {
+                assert!((2..=3).contains(&files.len()), "{files:?}");
+            }
+            assert!(files.iter().all(|(_, len)| *len <= 64 * 1024), "{files:?}");
+        }
+    };
+    rotated_within_bounds(false);
     // TERM to the supervisor itself is acted on while the flood goes on.
     // SAFETY: signalling the supervisor this test started.
     unsafe { libc::kill(st.supervisor_pid as i32, libc::SIGTERM) };
@@ -437,6 +446,7 @@ fn a_flooding_service_is_slowed_its_logs_rotate_and_term_still_stops_it() {
         Duration::from_millis(25),
         || supervise::status(&w.cfg, "sup-flood").unwrap().is_none() && !alive(st.supervisor_pid),
     );
+    rotated_within_bounds(true);
     // (What the pipe still held was logged after the stop request and may
     // have rotated it out of these small files.)
     let text = all_generations(&log);

@@ -64,8 +64,20 @@ fn the_ui_lists_real_cells_and_stops_and_starts_them() {
     t.wait_text("inside-42");
     t.type_text("exit");
     t.keys(&["Enter"]);
-    t.wait_text("shell in beta ended");
-    assert!(t.screen().contains("[Cells]"));
+    // A shell that ended with a failure (dash cannot hand the terminal back to
+    // a process group outside the cell) waits for Enter before the UI returns.
+    let s = t.wait_text("shell in beta ended");
+    if s.contains("press Enter to return") {
+        t.keys(&["Enter"]);
+    }
+    t.wait("the UI back", |s| {
+        s.contains("[Cells]") && s.contains("shell in beta ended")
+    });
+    // It has the terminal again: keys reach it (it used to be left in the
+    // background, and its first read ended it).
+    t.keys(&["?"]);
+    t.wait_text("back up (may quiesce)");
+    t.keys(&["Escape"]);
 
     t.keys(&["q"]);
     let s = t.wait_text("END-OF-RUN");
@@ -238,4 +250,54 @@ fn a_killed_bridge_is_restarted_and_ssh_mode_works() {
     t.keys(&["q"]);
     t.wait_text("EXIT=0");
     assert_eq!(ssh.commands(), ["cellmgr ipc serve --stdio"]);
+}
+
+#[test]
+fn a_shell_that_leaves_the_terminal_to_another_group_still_returns() {
+    if !ready("a_shell_that_leaves_the_terminal_to_another_group_still_returns") {
+        return;
+    }
+    let w = World::new("ui-shell");
+    w.ok(&["cell", "create", "box"]);
+    w.ok(&["cell", "start", "box", "--scope", "both"]);
+    let t = start_ui(&w, "shell");
+    t.wait("box", |s| {
+        row_of(s, "box").is_some_and(|r| r.contains(" yes "))
+    });
+    t.keys(&["Enter"]);
+    t.wait_text("shell in cell box");
+    // A job-control shell that takes the terminal's foreground for its own
+    // group and is killed before it can hand it back.
+    t.type_text("sh -c 'set -m; sh -ic \"kill -9 \\$\\$\"'; kill -9 $$");
+    t.keys(&["Enter"]);
+    t.wait_text("press Enter to return");
+    t.keys(&["Enter"]);
+    t.wait_text("shell in box ended");
+    // Keys still reach the UI: the help overlay opens, and q quits cleanly.
+    t.keys(&["?"]);
+    t.wait_text("back up (may quiesce)");
+    t.keys(&["Escape", "q"]);
+    let s = t.wait_text("END-OF-RUN");
+    assert!(s.contains("EXIT=0"), "{s}");
+    assert!(!s.contains("-icanon") && !s.contains("-echo"), "{s}");
+}
+
+#[test]
+fn a_socket_that_does_not_exist_is_an_error_not_a_retry() {
+    if !tmux_or_skip("a_socket_that_does_not_exist_is_an_error_not_a_retry") {
+        return;
+    }
+    let w = World::new("ui-nosock");
+    let missing = w.dir.join("no.sock");
+    let cmd = cellui_command(&format!("-S {}", missing.display()), &w.conf_env());
+    let t = Tmux::start("nosock", &cmd, 100, 24);
+    let s = t.wait_text("END-OF-RUN");
+    assert!(s.contains("EXIT=1"), "{s}");
+    assert!(
+        s.contains(&format!(
+            "cannot connect to the socket {}",
+            missing.display()
+        )) && s.contains("it does not exist"),
+        "{s}"
+    );
 }

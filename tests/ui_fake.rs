@@ -205,6 +205,8 @@ fn a_missing_bridge_is_reported_and_retried() {
         return;
     }
     let f = fixture_unserved("retry");
+    // A socket left by a server that is being restarted: nobody answers yet.
+    drop(std::os::unix::net::UnixListener::bind(&f.socket).unwrap());
     let cmd = cellui_command(&format!("-S {} --interval 1", f.socket.display()), "");
     let t = Tmux::start("retry", &cmd, 80, 24);
     let s = t.wait_text("bridge lost, retrying: connecting to");

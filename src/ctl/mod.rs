@@ -14,7 +14,7 @@ use argh::FromArgs;
 use std::path::PathBuf;
 
 /// Create, enter, inspect and destroy cells: kernel-enforced compartments.
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 struct CtlArgs {
     /// run the command on another host over ssh: [user@]host (same output,
     /// exit codes and confirmations as there)
@@ -27,7 +27,7 @@ struct CtlArgs {
     command: Command,
 }
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand)]
 enum Command {
     Create(CreateArgs),
@@ -40,24 +40,24 @@ enum Command {
 }
 
 /// Create a cell rooted at ROOT and print "cell <id>".
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "create")]
 struct CreateArgs {
     /// hardening profile: low, medium or high (default: high)
     #[argh(option, short = 'l')]
-    level: Option<String>,
+    profile: Option<String>,
     /// ports only this cell may bind, e.g. 80,443 (at most 32; TCP and UDP, IPv4 and IPv6)
     #[argh(option, short = 'r')]
-    reserve: Option<String>,
+    reserved_ports: Option<String>,
     /// stored open-files limit (RLIMIT_NOFILE): a number or "unlimited"
     #[argh(option, short = 'N')]
-    nofile: Option<String>,
+    rlimit_nofile: Option<String>,
     /// stored address-space limit in bytes (RLIMIT_AS): a number or "unlimited"
     #[argh(option, short = 'A')]
-    address_space: Option<String>,
+    rlimit_as: Option<String>,
     /// stored core-file limit in bytes (RLIMIT_CORE): a number or "unlimited"
     #[argh(option, short = 'C')]
-    core: Option<String>,
+    rlimit_core: Option<String>,
     /// most processes in the cell at once (Linux: tasks, threads included), or
     /// "unlimited"; default CELL_DEFAULT_MAXPROC of cellmgr.conf (1024)
     #[argh(option)]
@@ -83,7 +83,7 @@ struct CreateArgs {
 }
 
 /// Destroy a cell; refused while processes other than its init run in it.
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "destroy")]
 struct DestroyArgs {
     /// cell id, or name (a number is always an id)
@@ -92,7 +92,7 @@ struct DestroyArgs {
 }
 
 /// Run a command in a cell (default: an interactive shell); exits with its status.
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "exec")]
 struct ExecArgs {
     /// cell id, or name (a number is always an id)
@@ -105,7 +105,7 @@ struct ExecArgs {
 
 /// List cells: CID NAME REFS PROCS AGE ROOT NOFILE AS CORE PROFILE PORTS
 /// MAXPROC MAXMEM MAXCPU MAXDISK.
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "list")]
 struct ListArgs {
     /// tab-separated output with raw values (for scripts)
@@ -119,12 +119,12 @@ struct ListArgs {
     json: bool,
     /// print only these comma-separated columns
     #[argh(option, short = 'o')]
-    fields: Option<String>,
+    output: Option<String>,
 }
 
 /// Show cell telemetry: CPU ticks over 1 s and 10 s (100 = one full CPU),
 /// processes, memory, denials, supervisor, and each limit beside its usage.
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "stats")]
 struct StatsArgs {
     /// verbose table: adds ROOT, REFS, limits beside usage, DENY_FORK,
@@ -148,13 +148,31 @@ struct StatsArgs {
     json: bool,
     /// print only these comma-separated columns
     #[argh(option, short = 'o')]
-    fields: Option<String>,
+    output: Option<String>,
+}
+
+/// Flags renamed to cellmgr's spelling of the same thing, kept working under
+/// their old names for scripts: (command, old, new); see cellctl(8).
+const RENAMED: &[(&str, &str, &str)] = &[
+    ("create", "--level", "--profile"),
+    ("create", "--reserve", "--reserved-ports"),
+    ("create", "--nofile", "--rlimit-nofile"),
+    ("create", "--address-space", "--rlimit-as"),
+    ("create", "--core", "--rlimit-core"),
+    ("list", "--fields", "--output"),
+    ("stats", "--fields", "--output"),
+];
+
+/// cellctl's commands, flags and positionals (for completion and hints).
+pub fn command_table() -> argh::CommandInfoWithArgs {
+    <CtlArgs as argh::ArgsInfo>::get_args_info()
 }
 
 pub fn main(personality: &str, args: &[String]) -> i32 {
     if let Some(code) = kernel::run_internal(args) {
         return code;
     }
+    let args = &crate::cmdtable::rename_flags(personality, &command_table(), args, RENAMED);
     let parsed: CtlArgs = match exit::parse_args(&[personality], args) {
         Ok(a) => a,
         Err(code) => return code,
@@ -163,11 +181,12 @@ pub fn main(personality: &str, args: &[String]) -> i32 {
         let args = crate::ipc::ssh::command_args(args);
         return crate::ipc::ssh::forward(personality, host, parsed.remote_cmd.as_deref(), args);
     }
-    exit::run(personality, || {
+    let result = (|| {
         if parsed.remote_cmd.is_some() {
             anyhow::bail!("--remote-cmd only applies with -H HOST");
         }
         let cfg = Config::load().context("reading the configuration")?;
+        crate::journal::init(&cfg);
         let kernel = kernel::host(&cfg).context("opening the kernel backend")?;
         match parsed.command {
             Command::Create(a) => create(&cfg, kernel.as_ref(), a),
@@ -178,7 +197,9 @@ pub fn main(personality: &str, args: &[String]) -> i32 {
             Command::Supervise(a) => crate::supervise::run_command(&cfg, kernel.as_ref(), a),
             Command::Logs(a) => logs(&cfg, kernel.as_ref(), a),
         }
-    })
+    })();
+    crate::journal::audit_command(personality, &command_table(), args, &result);
+    exit::finish(personality, result)
 }
 
 fn create(cfg: &Config, kernel: &dyn Kernel, a: CreateArgs) -> Result<i32> {
@@ -190,31 +211,31 @@ fn create(cfg: &Config, kernel: &dyn Kernel, a: CreateArgs) -> Result<i32> {
                 .map_or(Ok(default), |v| parse::resource_limit(flag, form, v))
         };
         Ok(CellSpec {
-            profile: match &a.level {
+            profile: match &a.profile {
                 Some(l) => l.parse::<Profile>().context("-l")?,
                 None => Profile::High,
             },
             ports: a
-                .reserve
+                .reserved_ports
                 .as_deref()
                 .map(parse::ports)
                 .transpose()?
                 .unwrap_or_default(),
             rlimits: Rlimits {
                 nofile: a
-                    .nofile
+                    .rlimit_nofile
                     .as_deref()
                     .map(|v| parse::limit("-N", v))
                     .transpose()?
                     .flatten(),
                 address_space: a
-                    .address_space
+                    .rlimit_as
                     .as_deref()
                     .map(|v| parse::limit("-A", v))
                     .transpose()?
                     .flatten(),
                 core: a
-                    .core
+                    .rlimit_core
                     .as_deref()
                     .map(|v| parse::limit("-C", v))
                     .transpose()?
@@ -325,7 +346,7 @@ fn output_options(
 }
 
 fn list(kernel: &dyn Kernel, a: ListArgs) -> Result<i32> {
-    let opts = output_options(a.tsv, a.no_header, a.json, a.fields, None);
+    let opts = output_options(a.tsv, a.no_header, a.json, a.output, None);
     opts.validate()?;
     let cells = kernel.list().context("list cells")?;
     if cells.is_empty() && !a.tsv && !a.json {
@@ -355,7 +376,7 @@ fn stats(cfg: &Config, kernel: &dyn Kernel, a: StatsArgs) -> Result<i32> {
     } else {
         "compact"
     };
-    let opts = output_options(a.tsv, a.no_header, a.json, a.fields, Some(view));
+    let opts = output_options(a.tsv, a.no_header, a.json, a.output, Some(view));
     opts.validate()?;
     let cells = kernel.stats().context("read cell statistics")?;
     let resources = kernel.resources().context("read cell limits")?;

@@ -133,6 +133,10 @@ pub enum Request {
     },
     BackupCreate {
         target: BackupTarget,
+        /// Freeze the running cells that write to it while the copy is taken
+        /// (`--quiesce`); absent from older clients, meaning no.
+        #[serde(default)]
+        quiesce: bool,
     },
     /// Replaces the target's contents with `archive` (one of its `Backups`).
     BackupRestore {
@@ -319,6 +323,7 @@ mod tests {
             },
             Request::BackupCreate {
                 target: BackupTarget::Cell("web".into()),
+                quiesce: true,
             },
             Request::BackupRestore {
                 target: vol,

@@ -38,7 +38,8 @@ pub trait Backend: Send + Sync {
     /// Applies only if the plan is still the one `plan` named `plan_token`,
     /// checked where the apply holds its lock; otherwise changes nothing.
     fn apply(&self, cells: &[String], plan_token: &str) -> Result<String>;
-    fn backup_create(&self, target: &BackupTarget) -> Result<BackupRow>;
+    /// `quiesce`: freeze the running cells that write to it meanwhile.
+    fn backup_create(&self, target: &BackupTarget, quiesce: bool) -> Result<BackupRow>;
     fn backup_restore(&self, target: &BackupTarget, archive: &str) -> Result<String>;
     fn log_tail(&self, cell: &str, lines: u32, offset: Option<u64>) -> Result<LogChunk>;
 }
@@ -49,6 +50,20 @@ pub struct Session<'a> {
     /// Serialises actions across sessions of one server.
     actions: &'a Mutex<()>,
     greeted: bool,
+    /// The client, as the kernel reported it (a socket); `None` on stdio,
+    /// where the client is whoever started this server.
+    peer: Option<Peer>,
+}
+
+thread_local! {
+    /// The client of the action this thread is carrying out, for the backend
+    /// to hand on to the commands it runs (their audit records name it).
+    static ACTING_FOR: std::cell::Cell<Option<Peer>> = const { std::cell::Cell::new(None) };
+}
+
+/// The client on whose behalf the current thread acts, if any.
+pub fn acting_for() -> Option<Peer> {
+    ACTING_FOR.with(|p| p.get())
 }
 
 /// What to do after a reply has been sent.
@@ -64,7 +79,14 @@ impl<'a> Session<'a> {
             backend,
             actions,
             greeted: false,
+            peer: None,
         }
+    }
+
+    /// A session with a client the kernel identified.
+    pub fn with_peer(mut self, peer: Option<Peer>) -> Self {
+        self.peer = peer;
+        self
     }
 
     /// Answers one decoded request.
@@ -102,12 +124,41 @@ impl<'a> Session<'a> {
     }
 
     fn dispatch(&mut self, req: Request) -> Response {
-        let _guard = if req.is_action() {
-            // A panicking action poisons the lock; the next one may still run.
-            Some(self.actions.lock().unwrap_or_else(|p| p.into_inner()))
-        } else {
-            None
+        if !req.is_action() {
+            return self.answer(req);
+        }
+        // A panicking action poisons the lock; the next one may still run.
+        let _guard = self.actions.lock().unwrap_or_else(|p| p.into_inner());
+        let (action, subject) = audit_subject(&req);
+        ACTING_FOR.with(|p| p.set(self.peer));
+        let reply = self.answer(req);
+        ACTING_FOR.with(|p| p.set(None));
+        let mut actor = crate::journal::process_actor();
+        actor.via = Some("ipc".into());
+        if let Some(peer) = self.peer {
+            actor.peer_uid = Some(peer.uid);
+            actor.peer_pid = peer.pid;
+        }
+        let failure = match &reply {
+            Response::Error(e) => Some(anyhow::anyhow!("{}", e.message)),
+            _ => None,
         };
+        let subj = match &subject {
+            AuditSubject::Cell(c) => crate::journal::Subject::Cell(c),
+            AuditSubject::Volume(v) => crate::journal::Subject::Volume(v),
+            AuditSubject::None => crate::journal::Subject::None,
+        };
+        crate::journal::audit_as(
+            actor,
+            &format!("ipc {action}"),
+            Some(format!("ipc {action}{}", subject.words())),
+            subj,
+            failure.as_ref().map_or(Ok(0), Err),
+        );
+        reply
+    }
+
+    fn answer(&mut self, req: Request) -> Response {
         let b = self.backend;
         let result = match req {
             Request::Ping => Ok(Response::Pong),
@@ -120,9 +171,9 @@ impl<'a> Session<'a> {
             Request::Stop { cells } => b.stop(&cells).map(done),
             Request::Restart { cells } => b.restart(&cells).map(done),
             Request::Apply { cells, plan_token } => b.apply(&cells, &plan_token).map(done),
-            Request::BackupCreate { target } => {
-                b.backup_create(&target).map(Response::BackupCreated)
-            }
+            Request::BackupCreate { target, quiesce } => b
+                .backup_create(&target, quiesce)
+                .map(Response::BackupCreated),
             Request::BackupRestore { target, archive } => {
                 b.backup_restore(&target, &archive).map(done)
             }
@@ -134,6 +185,43 @@ impl<'a> Session<'a> {
             Request::Hello { .. } | Request::Bye => unreachable!("handled by Session::handle"),
         };
         result.unwrap_or_else(|e| Response::Error(RemoteError::from_engine(&e)))
+    }
+}
+
+/// What an action is about, for its audit record.
+enum AuditSubject {
+    Cell(String),
+    Volume(String),
+    None,
+}
+
+impl AuditSubject {
+    fn words(&self) -> String {
+        match self {
+            AuditSubject::Cell(c) => format!(" cell {c}"),
+            AuditSubject::Volume(v) => format!(" volume {v}"),
+            AuditSubject::None => String::new(),
+        }
+    }
+}
+
+fn audit_subject(req: &Request) -> (&'static str, AuditSubject) {
+    let cells = |c: &[String]| match c {
+        [one] => AuditSubject::Cell(one.clone()),
+        _ => AuditSubject::None,
+    };
+    let target = |t: &BackupTarget| match t {
+        BackupTarget::Cell(c) => AuditSubject::Cell(c.clone()),
+        BackupTarget::Volume(v) => AuditSubject::Volume(v.clone()),
+    };
+    match req {
+        Request::Start { cells: c } => ("start", cells(c)),
+        Request::Stop { cells: c } => ("stop", cells(c)),
+        Request::Restart { cells: c } => ("restart", cells(c)),
+        Request::Apply { cells: c, .. } => ("apply", cells(c)),
+        Request::BackupCreate { target: t, .. } => ("backup create", target(t)),
+        Request::BackupRestore { target: t, .. } => ("backup restore", target(t)),
+        _ => ("request", AuditSubject::None),
     }
 }
 
@@ -159,12 +247,15 @@ fn snapshot(b: &dyn Backend, since: Option<u64>) -> Result<Response> {
 /// stream, or fails the handshake. Stream errors are answered and skipped.
 pub fn serve_stream(
     reader: impl Read,
-    mut writer: impl Write,
+    writer: impl Write,
     backend: &dyn Backend,
     actions: &Mutex<()>,
 ) -> Result<()> {
+    serve_session(reader, writer, Session::new(backend, actions))
+}
+
+fn serve_session(reader: impl Read, mut writer: impl Write, mut session: Session) -> Result<()> {
     let mut frames = FrameReader::new(reader);
-    let mut session = Session::new(backend, actions);
     loop {
         let incoming = frames.read().context("reading a request")?;
         let (id, reply, after) = match incoming {
@@ -245,6 +336,8 @@ pub struct Access {
 pub struct Peer {
     pub uid: u32,
     pub gid: u32,
+    /// Linux reports the pid too (SO_PEERCRED); getpeereid does not.
+    pub pid: Option<u32>,
 }
 
 impl Access {
@@ -303,6 +396,7 @@ fn peer_of(stream: &UnixStream) -> Result<Peer> {
         Ok(Peer {
             uid: cred.uid.as_raw(),
             gid: cred.gid.as_raw(),
+            pid: Some(cred.pid.as_raw_nonzero().get() as u32),
         })
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -314,7 +408,11 @@ fn peer_of(stream: &UnixStream) -> Result<Peer> {
             return Err(std::io::Error::last_os_error())
                 .context("reading the peer's credentials (getpeereid)");
         }
-        Ok(Peer { uid, gid })
+        Ok(Peer {
+            uid,
+            gid,
+            pid: None,
+        })
     }
 }
 
@@ -337,9 +435,10 @@ pub fn serve_socket(path: &Path, backend: Arc<dyn Backend>, access: Access) -> R
                 continue;
             }
         };
-        let refusal = match peer_of(&stream) {
+        let peer = peer_of(&stream);
+        let refusal = match &peer {
             Err(e) => Some(format!("{e:#}")),
-            Ok(peer) if !access.permits(peer) => Some(format!(
+            Ok(peer) if !access.permits(*peer) => Some(format!(
                 "uid {} may not use {}: it is restricted to root, the server's user{}",
                 peer.uid,
                 path.display(),
@@ -359,12 +458,16 @@ pub fn serve_socket(path: &Path, backend: Arc<dyn Backend>, access: Access) -> R
             continue;
         }
         let (backend, actions, sessions) = (backend.clone(), actions.clone(), sessions.clone());
+        let peer = peer.ok();
         sessions.fetch_add(1, Ordering::SeqCst);
         std::thread::spawn(move || {
             let result = stream
                 .try_clone()
                 .context("cloning the connection")
-                .and_then(|reader| serve_stream(reader, &stream, &*backend, &actions));
+                .and_then(|reader| {
+                    let session = Session::new(&*backend, &actions).with_peer(peer);
+                    serve_session(reader, &stream, session)
+                });
             if let Err(e) = result {
                 log::info!("session ended: {e:#}");
             }

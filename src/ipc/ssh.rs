@@ -85,15 +85,7 @@ impl SshTarget {
     }
 }
 
-/// Quotes `s` for a POSIX shell: as is when it holds only characters no shell
-/// treats specially, else in single quotes (a `'` inside becomes `'\''`).
-pub fn shell_quote(s: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
-    if !s.is_empty() && s.chars().all(plain) {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
+pub use crate::cmdtable::shell_quote;
 
 /// What ssh's exit status means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use argh::FromArgs;
 use std::path::PathBuf;
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "apply")]
 /// Converge runtime to desired state: volumes first, then cells in dependency
 /// order (naming cells pulls in what they depend on). Prints the plan (CREATE,

@@ -8,14 +8,14 @@ use anyhow::{bail, Result};
 use argh::FromArgs;
 
 /// Back up, list, verify, restore and delete archives (see cellmgr(8), BACKUPS).
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, argh::ArgsInfo, Debug, PartialEq)]
 #[argh(subcommand, name = "backup")]
 pub struct BackupArgs {
     #[argh(subcommand)]
     pub cmd: BackupCmd,
 }
 
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, argh::ArgsInfo, Debug, PartialEq)]
 #[argh(subcommand)]
 pub enum BackupCmd {
     Create(CreateArgs),
@@ -27,7 +27,7 @@ pub enum BackupCmd {
 
 /// Archive the data now: a volume's directory, or a cell's writable overlay
 /// plus a copy of its manifests.
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, argh::ArgsInfo, Debug, PartialEq)]
 #[argh(subcommand, name = "create")]
 pub struct CreateArgs {
     /// volume or cell name
@@ -50,7 +50,7 @@ pub struct CreateArgs {
 }
 
 /// List the archives, newest first.
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, argh::ArgsInfo, Debug, PartialEq)]
 #[argh(subcommand, name = "list")]
 pub struct ListArgs {
     /// volume or cell name
@@ -75,7 +75,7 @@ pub struct ListArgs {
 
 /// Check archives against their sidecars (size and SHA-256); all archives
 /// unless --latest or --from is given. Exits 1 if any is bad.
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, argh::ArgsInfo, Debug, PartialEq)]
 #[argh(subcommand, name = "verify")]
 pub struct VerifyArgs {
     /// volume or cell name
@@ -94,7 +94,7 @@ pub struct VerifyArgs {
 
 /// Replace the live data with an archive's contents, atomically. The archive
 /// is verified first; nothing is started afterwards.
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, argh::ArgsInfo, Debug, PartialEq)]
 #[argh(subcommand, name = "restore")]
 pub struct RestoreArgs {
     /// volume or cell name
@@ -125,7 +125,7 @@ pub struct RestoreArgs {
 }
 
 /// Delete one archive (--latest or --from) or prune old ones (--prune).
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, argh::ArgsInfo, Debug, PartialEq)]
 #[argh(subcommand, name = "delete")]
 pub struct DeleteArgs {
     /// volume or cell name

@@ -15,7 +15,7 @@ use std::process::Command;
 
 const MODULE: &str = "secmodel_cell";
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "bootstrap")]
 /// Prepare this host for cells at boot. NetBSD: load secmodel_cell, record it
 /// in /etc/modules.conf and set cellmgr=YES in /etc/rc.conf unless rc.conf

@@ -33,7 +33,7 @@ subcommands! {
     }
 }
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "cell")]
 /// Manage cells: desired state (manifests) and runtime.
 pub struct Cell {
@@ -188,7 +188,7 @@ fn host_kernel(cfg: &Config) -> Result<Box<dyn Kernel>> {
     kernel::host(cfg).context("opening the kernel backend")
 }
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "create")]
 /// Declare a new cell: writes <name>.cell and an empty <name>.apply plan.
 /// Fails if the cell is already declared; nothing is written when a value is
@@ -325,7 +325,7 @@ fn converge(cfg: &Config, name: &str) -> Result<i32> {
     }
 }
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "set")]
 /// Change keys of a declared cell; other keys, comments and order stay. The
 /// first --mount replaces the mount list.
@@ -650,7 +650,7 @@ fn key_changes(changes: &[manifest::KeyChange]) -> Result<String> {
     KEY_CHANGES.render(&opts, changes)
 }
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "remove")]
 /// Remove a cell's manifest (desired, the default), its runtime (runtime:
 /// stops it and deletes its overlay), or both. --all and --orphans, and any
@@ -907,7 +907,7 @@ fn with_dependencies(desired: &Desired, name: &str) -> Result<Vec<String>> {
     desired.dependency_order(&names)
 }
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "start")]
 /// Start a cell (and the cells it depends on), or with --all every cell whose
 /// autostart is YES, in dependency order.
@@ -971,7 +971,7 @@ fn set_autostart(cfg: &Config, name: &str, on: bool) -> Result<()> {
     Ok(())
 }
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "stop")]
 /// Stop a cell: its service (TERM, 5 s, KILL), then the kernel cell, then its
 /// mounts. With --all: every running cell whose autostart is YES, dependents
@@ -1038,7 +1038,7 @@ impl Run for Stop {
     }
 }
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "restart")]
 /// Stop, then start a cell (or with --all every cell whose autostart is YES).
 pub struct Restart {
@@ -1070,7 +1070,7 @@ impl Run for Restart {
     }
 }
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "list")]
 /// List cells: one row per cell, desired and runtime state joined.
 pub struct List {
@@ -1114,7 +1114,7 @@ impl Run for List {
     }
 }
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "show")]
 /// Show one cell (default view: merged).
 pub struct Show {
@@ -1157,7 +1157,7 @@ impl Run for Show {
     }
 }
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "fields")]
 /// List the cell fields and the views they appear in.
 pub struct Fields {
@@ -1183,7 +1183,7 @@ impl Run for Fields {
     }
 }
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "shell")]
 /// Run a shell (or a command) inside a running cell.
 pub struct Shell {
@@ -1204,7 +1204,7 @@ impl Run for Shell {
     }
 }
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "edit")]
 /// Edit a cell's manifest (or with --apply its plan) in $VISUAL or $EDITOR;
 /// the edit replaces the file only if it is valid (both are checked).

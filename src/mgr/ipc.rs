@@ -19,14 +19,14 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 /// Serve the control plane over the typed IPC bridge (see cellmgr(8), IPC PROTOCOL).
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, argh::ArgsInfo, Debug, PartialEq)]
 #[argh(subcommand, name = "ipc")]
 pub struct IpcArgs {
     #[argh(subcommand)]
     cmd: IpcCmd,
 }
 
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, argh::ArgsInfo, Debug, PartialEq)]
 #[argh(subcommand)]
 enum IpcCmd {
     Serve(ServeArgs),
@@ -35,7 +35,7 @@ enum IpcCmd {
 /// Answer requests on stdin/stdout (--stdio, as cellui and ssh use it) or on a
 /// unix socket (--socket PATH, mode 0600: root and this user; peers are checked
 /// by their kernel credentials).
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, argh::ArgsInfo, Debug, PartialEq)]
 #[argh(subcommand, name = "serve")]
 struct ServeArgs {
     /// serve one session on standard input and output
@@ -58,6 +58,8 @@ impl super::Run for IpcArgs {
 
 fn serve(a: ServeArgs) -> Result<i32> {
     let backend = EngineBackend::new()?;
+    // The server records the actions its clients ask for.
+    super::load_config()?;
     match (a.stdio, a.socket) {
         (true, None) => {
             if a.group.is_some() {
@@ -97,7 +99,12 @@ impl EngineBackend {
         let what = || format!("running cellmgr {}", args.join(" "));
         let scratch = crate::fs::host::anonymous_file;
         let (mut out, mut err) = (scratch().with_context(what)?, scratch().with_context(what)?);
-        let status = Command::new(&self.exe)
+        let mut cmd = Command::new(&self.exe);
+        if let Some(peer) = server::acting_for() {
+            let pid = peer.pid.map(|p| p.to_string()).unwrap_or_default();
+            cmd.env("CELLMGR_IPC_PEER", format!("{}:{pid}", peer.uid));
+        }
+        let status = cmd
             .arg("mgr")
             .args(args)
             .env("CELLMGR_CALL_CONTEXT", "ipc")
@@ -256,8 +263,12 @@ impl Backend for EngineBackend {
         self.cellmgr(&args)
     }
 
-    fn backup_create(&self, target: &BackupTarget) -> Result<BackupRow> {
-        let path = self.cellmgr(&[target.kind(), "backup", "create", target.name()])?;
+    fn backup_create(&self, target: &BackupTarget, quiesce: bool) -> Result<BackupRow> {
+        let mut args = vec![target.kind(), "backup", "create", target.name()];
+        if quiesce {
+            args.push("--quiesce");
+        }
+        let path = self.cellmgr(&args)?;
         let made = self
             .backups(target)?
             .into_iter()

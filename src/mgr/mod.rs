@@ -20,7 +20,7 @@ macro_rules! subcommands {
         $(#[$meta])*
         // Parsed once per run: boxing the larger variants would buy nothing.
         #[allow(clippy::large_enum_variant)]
-        #[derive(argh::FromArgs)]
+        #[derive(argh::FromArgs, argh::ArgsInfo)]
         #[argh(subcommand)]
         $vis enum $name { $($variant($ty)),* }
 
@@ -40,6 +40,7 @@ mod bootstrap;
 mod cell;
 pub mod confirm;
 mod editor;
+mod events;
 pub mod ipc;
 mod logs;
 mod output;
@@ -57,7 +58,7 @@ pub trait Run {
 
 /// cellmgr: the Cells control plane. Desired state lives in manifests
 /// (cells(5)), runtime state under the data directory; see cellmgr(8).
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 pub struct Cellmgr {
     /// run the command on another host over ssh: [user@]host (same output,
     /// exit codes and confirmations as there)
@@ -83,8 +84,14 @@ subcommands! {
         Shell(cell::Shell),
         Logs(crate::supervise::logread::LogsArgs) => logs::run,
         Apply(apply::Apply),
+        Events(events::Events),
         Ipc(ipc::IpcArgs),
     }
+}
+
+/// cellmgr's commands, flags and positionals (for completion and hints).
+pub fn command_table() -> argh::CommandInfoWithArgs {
+    <Cellmgr as argh::ArgsInfo>::get_args_info()
 }
 
 pub fn main(personality: &str, args: &[String]) -> i32 {
@@ -99,12 +106,15 @@ pub fn main(personality: &str, args: &[String]) -> i32 {
             parsed.remote_cmd.as_deref(),
             crate::ipc::ssh::command_args(args),
         ),
-        None => crate::exit::run(personality, || {
-            if parsed.remote_cmd.is_some() {
-                bail!("--remote-cmd only applies with -H HOST");
-            }
-            parsed.command.run()
-        }),
+        None => {
+            let result = if parsed.remote_cmd.is_some() {
+                Err(anyhow::anyhow!("--remote-cmd only applies with -H HOST"))
+            } else {
+                parsed.command.run()
+            };
+            crate::journal::audit_command(personality, &command_table(), args, &result);
+            crate::exit::finish(personality, result)
+        }
     }
 }
 
@@ -162,7 +172,9 @@ impl Scope {
 }
 
 pub fn load_config() -> Result<Config> {
-    Config::load().context("reading the configuration")
+    let cfg = Config::load().context("reading the configuration")?;
+    crate::journal::init(&cfg);
+    Ok(cfg)
 }
 
 /// Takes the mutation lock for `what` (shown to a command that has to wait).

@@ -13,7 +13,7 @@ subcommands! {
     }
 }
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "system")]
 /// Whole-host operations.
 pub struct System {
@@ -27,7 +27,7 @@ impl Run for System {
     }
 }
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "reset")]
 /// Remove every cell, then every volume, in the given scope (default both:
 /// manifests, runtimes, overlays and volume data). Backups and the base stay.

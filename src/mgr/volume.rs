@@ -25,7 +25,7 @@ subcommands! {
     }
 }
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "volume")]
 /// Manage volumes: named directories under the volume directory that cells mount.
 pub struct Volume {
@@ -48,7 +48,7 @@ fn check_mode(mode: &Option<String>) -> Result<()> {
     Ok(())
 }
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "create")]
 /// Declare a volume: writes <name>.volume.
 pub struct Create {
@@ -84,7 +84,7 @@ impl Run for Create {
     }
 }
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "set")]
 /// Change a declared volume. Without -m or --clear-mode the mode stays.
 pub struct Set {
@@ -129,7 +129,7 @@ impl Run for Set {
     }
 }
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "remove")]
 /// Remove a volume's manifest (desired, the default; refused while a cell
 /// manifest mounts it), its directory and data (runtime; refused while
@@ -218,7 +218,7 @@ impl Run for Remove {
     }
 }
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "list")]
 /// List volumes: manifests and directories joined.
 pub struct List {
@@ -260,7 +260,7 @@ impl Run for List {
     }
 }
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "show")]
 /// Show one volume.
 pub struct Show {
@@ -308,7 +308,7 @@ impl Run for Show {
     }
 }
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "fields")]
 /// List the volume fields and the views they appear in.
 pub struct Fields {
@@ -334,7 +334,7 @@ impl Run for Fields {
     }
 }
 
-#[derive(FromArgs)]
+#[derive(FromArgs, argh::ArgsInfo)]
 #[argh(subcommand, name = "edit")]
 /// Edit a volume's manifest in $VISUAL or $EDITOR; the edit replaces the file
 /// only if it is valid.

@@ -20,7 +20,7 @@ const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 
 /// Show a cell's service log: what its service wrote and what its supervisor
 /// and health checks did, one line each, oldest first, with UTC timestamps.
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, argh::ArgsInfo, Debug, PartialEq)]
 #[argh(subcommand, name = "logs")]
 pub struct LogsArgs {
     /// keep printing new lines, across restarts and log rotation, until

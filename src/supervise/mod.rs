@@ -81,7 +81,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// restarts the command with backoff (1 s doubling to 10 s, reset after 30 s of
 /// stable running) as --restart says, runs its health check, and sends each
 /// line of its output, escaped, to syslog and to its log (cellctl logs).
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, argh::ArgsInfo, Debug, PartialEq)]
 #[argh(subcommand, name = "supervise")]
 pub struct SuperviseArgs {
     /// syslog facility: kern, user, mail, daemon, auth, syslog, lpr, news,

@@ -28,6 +28,7 @@ use super::status::{self, Paths, SupervisorLock, SupervisorState, SupervisorStat
 use super::syslog::{self, Level, Syslog};
 use super::throttle::Throttle;
 use super::{LogConfig, SuperviseSpec};
+use crate::journal::{self, Happened};
 use crate::kernel::{CellInfo, Child, ExecSpec, Kernel, Stdio, Target};
 use anyhow::Context;
 use mio::unix::SourceFd;
@@ -244,6 +245,8 @@ impl<'k> Monitor<'k> {
             if self.restart_at.is_some_and(|t| now >= t) {
                 self.restart_at = None;
                 self.status.restarts += 1;
+                let count = format!("restart {}", self.status.restarts);
+                journal::event(&self.cell.name, Happened::Restarted, Some(count));
                 done = self.start_service();
             }
             self.run_health_checks(now);
@@ -512,6 +515,13 @@ impl<'k> Monitor<'k> {
             last,
             output,
         };
+        if old.as_ref().map(|o| o.state) != Some(new.state) {
+            let detail = match (new.state, &new.last) {
+                (Health::Failing, Some(last)) => format!("failing: {last}"),
+                (state, _) => state.as_str().to_string(),
+            };
+            journal::event(&self.cell.name, Happened::Health, Some(detail));
+        }
         if old.as_ref() != Some(&new) {
             self.status.health = Some(new);
             let state = self.status.state;
@@ -740,6 +750,8 @@ impl<'k> Monitor<'k> {
         } else {
             self.status.last_exit = Some("failed to start".into());
         }
+        let status = self.status.last_exit.clone();
+        journal::event(&self.cell.name, Happened::Exited, status);
         if self.stop_requested {
             return true;
         }

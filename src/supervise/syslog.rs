@@ -160,10 +160,9 @@ fn rfc3164_time(unix_secs: i64) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let t = unix_secs as libc::time_t;
     // SAFETY: localtime_r writes only into `tm`, which outlives the call.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+    if unsafe { libc::localtime_r(&(unix_secs as _), &mut tm) }.is_null() {
         return "Jan  1 00:00:00".to_string();
     }
     format!(

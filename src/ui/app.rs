@@ -441,6 +441,23 @@ impl App {
         });
     }
 
+    /// The running cells that write to `target`: those mounting the volume
+    /// read-write, or the cell whose overlay it is.
+    pub fn live_writers(&self, target: &BackupTarget) -> Vec<String> {
+        self.cells
+            .iter()
+            .filter(|c| c.running)
+            .filter(|c| match target {
+                BackupTarget::Cell(name) => c.name == *name,
+                BackupTarget::Volume(v) => c.volume_mounts.split(',').any(|m| {
+                    let mut parts = m.trim().split(':');
+                    parts.next() == Some(v.as_str()) && parts.nth(1).unwrap_or("rw") != "ro"
+                }),
+            })
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
     /// The backups listed for the selected storage row.
     pub fn current_backups(&self) -> &[BackupRow] {
         self.selected_storage()
@@ -725,11 +742,38 @@ impl App {
                 self.backup_cursor = (self.backup_cursor + 1).min(n.saturating_sub(1));
                 Vec::new()
             }
-            Key::Char('b') => self.busy_action(
-                Request::BackupCreate { target: t.clone() },
-                format!("backup create {t}"),
-                format!("creating a backup of {t}"),
-            ),
+            Key::Char('b') => {
+                let writers = self.live_writers(&t);
+                if writers.is_empty() {
+                    return self.busy_action(
+                        Request::BackupCreate {
+                            target: t.clone(),
+                            quiesce: false,
+                        },
+                        format!("backup create {t}"),
+                        format!("creating a backup of {t}"),
+                    );
+                }
+                // A copy under live writers could be inconsistent: the engine
+                // refuses it unless they are frozen meanwhile.
+                self.dialog = Some(Dialog::Confirm {
+                    title: format!("Back up {t}"),
+                    lines: vec![
+                        format!(
+                            "Running cell(s) {} write to {t}, so a copy could be inconsistent.",
+                            writers.join(", ")
+                        ),
+                        "Back up with --quiesce: freeze them while the copy is taken?".into(),
+                        "y: back up with --quiesce   any other key: cancel".into(),
+                    ],
+                    purpose: Purpose::Action(format!("backup create {t} --quiesce")),
+                    request: Request::BackupCreate {
+                        target: t,
+                        quiesce: true,
+                    },
+                });
+                Vec::new()
+            }
             Key::Char('R') => {
                 let archives = self.current_backups().to_vec();
                 if archives.is_empty() {
@@ -840,7 +884,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("Enter", "shell in the cell"),
     ("Storage", ""),
     ("[ ]  Lt Rt", "newer / older backup"),
-    ("b", "create a backup"),
+    ("b", "back up (may quiesce)"),
     ("R", "restore: pick, ask"),
     ("Dialogs", ""),
     ("y", "confirm; else cancel"),
@@ -1104,6 +1148,60 @@ mod tests {
             app.on_key(Key::Char('q')).is_empty(),
             "the first key closes the message"
         );
+        assert!(app.dialog.is_none());
+    }
+
+    #[test]
+    fn backing_up_a_volume_with_live_writers_offers_quiesce() {
+        let mut app = App::new();
+        let cell = |name: &str, running: bool, mounts: &str| CellRow {
+            volume_mounts: mounts.into(),
+            ..row(name, running)
+        };
+        let volume = |name: &str| VolumeRow {
+            name: name.into(),
+            ..VolumeRow::default()
+        };
+        app.set_snapshot(Snapshot {
+            cells: vec![
+                cell("web", true, "data:/srv,www:/www:ro"),
+                cell("idle", false, "data:/srv"),
+            ],
+            volumes: vec![volume("data"), volume("www")],
+        });
+        app.on_key(Key::Char('\t'));
+        // data: web runs and mounts it read-write.
+        assert!(app.on_key(Key::Char('b')).is_empty());
+        let Some(Dialog::Confirm { lines, request, .. }) = &app.dialog else {
+            panic!("a question first: {:?}", app.dialog)
+        };
+        assert!(
+            lines[0].contains("web") && !lines[0].contains("idle"),
+            "{lines:?}"
+        );
+        assert!(lines.iter().any(|l| l.contains("--quiesce")), "{lines:?}");
+        assert_eq!(
+            *request,
+            Request::BackupCreate {
+                target: BackupTarget::Volume("data".into()),
+                quiesce: true
+            }
+        );
+        let fx = app.on_key(Key::Char('y'));
+        assert!(matches!(
+            &fx[..],
+            [Effect::Send(Request::BackupCreate { quiesce: true, .. }, _)]
+        ));
+        // www: mounted read-only only: backed up at once, no question.
+        app.on_key(Key::Char('j'));
+        let fx = app.on_key(Key::Char('b'));
+        assert!(matches!(
+            &fx[..],
+            [Effect::Send(
+                Request::BackupCreate { quiesce: false, .. },
+                _
+            )]
+        ));
         assert!(app.dialog.is_none());
     }
 

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 /// Look at and operate every cell and volume from a terminal (see cellui(8)).
 /// Without -H or -S, starts `cellmgr ipc serve --stdio` on this host.
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, argh::ArgsInfo, Debug)]
 struct UiArgs {
     /// run the bridge on another host over ssh: [user@]host
     #[argh(option, short = 'H')]
@@ -40,6 +40,11 @@ struct UiArgs {
     /// seconds between refreshes (default: 2)
     #[argh(option, default = "2")]
     interval: u64,
+}
+
+/// cellui's flags (for completion and hints).
+pub fn command_table() -> argh::CommandInfoWithArgs {
+    <UiArgs as argh::ArgsInfo>::get_args_info()
 }
 
 pub fn main(personality: &str, args: &[String]) -> i32 {
@@ -87,6 +92,28 @@ fn run(args: UiArgs) -> Result<i32> {
         bail!("--interval must be at least 1 second");
     }
     let endpoint = endpoint(&args)?;
+    // A socket path that is not there is a mistake to say now, not a
+    // connection to retry; one where no server answers yet (a server being
+    // restarted) is retried like a bridge lost later.
+    if let Endpoint::Socket(path) = &endpoint {
+        use std::os::unix::fs::FileTypeExt;
+        let start = format!(
+            "start one with 'cellmgr ipc serve --socket {}'",
+            path.display()
+        );
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "cannot connect to the socket {}: it does not exist ({start})",
+                path.display()
+            ),
+            Err(e) => bail!("cannot connect to the socket {}: {e}", path.display()),
+            Ok(m) if !m.file_type().is_socket() => bail!(
+                "cannot connect to {}: it is not a socket ({start})",
+                path.display()
+            ),
+            Ok(_) => {}
+        }
+    }
     term::require_terminal()?;
     // Connect before taking the screen: ssh may have to ask for a password.
     let first = Connection::open(&endpoint, true);
@@ -380,7 +407,7 @@ impl Ui {
                 c
             }
         };
-        let status = cmd.status();
+        let status = run_in_foreground(&mut cmd);
         let msg = match &status {
             Ok(s) if s.success() => format!("shell in {cell} ended"),
             Ok(s) => format!("shell in {cell} ended with {s}"),
@@ -407,6 +434,33 @@ impl Ui {
             .and_then(|()| stdout.flush())
             .context("drawing the screen")
     }
+}
+
+/// Runs `cmd` with the terminal, then takes the terminal back: whatever the
+/// command did to its foreground process group (a job-control shell killed
+/// before it could restore it), cellui returns to its screen instead of being
+/// left in the background, where reading its keys would fail.
+fn run_in_foreground(cmd: &mut Command) -> std::io::Result<std::process::ExitStatus> {
+    let status = cmd.status();
+    // SAFETY: tcsetpgrp on our own terminal for our own group; a process
+    // outside the foreground group may do so only with SIGTTOU blocked.
+    unsafe {
+        with_sigttou_blocked(|| {
+            libc::tcsetpgrp(0, libc::getpgrp());
+        });
+    }
+    status
+}
+
+/// Runs `f` with SIGTTOU blocked.
+unsafe fn with_sigttou_blocked(f: impl FnOnce()) {
+    let mut set: libc::sigset_t = std::mem::zeroed();
+    let mut old: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut set);
+    libc::sigaddset(&mut set, libc::SIGTTOU);
+    libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old);
+    f();
+    libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
 }
 
 /// The remote `cellctl` next to the remote `cellmgr` command.

@@ -62,7 +62,12 @@ impl Env {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let conf = dir.join("cellmgr.conf");
-        let mut text = format!("CELL_RUN_DIR={}\n", dir.join("run").display());
+        // The journal too: tests never write to /var/log.
+        let mut text = format!(
+            "CELL_RUN_DIR={}\nCELL_AUDIT_LOG={}\n",
+            dir.join("run").display(),
+            dir.join("audit.log").display()
+        );
         if !userns() {
             text.push_str("CELL_USERNS=NO\n");
         }

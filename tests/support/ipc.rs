@@ -232,7 +232,7 @@ impl Backend for Fake {
         self.set_running("apply", cells, true)
     }
 
-    fn backup_create(&self, target: &BackupTarget) -> Result<BackupRow> {
+    fn backup_create(&self, target: &BackupTarget, _quiesce: bool) -> Result<BackupRow> {
         let mut row = None;
         self.act(format!("backup {target}"), |st| {
             let list = st.backups.entry(target.clone()).or_default();

@@ -44,7 +44,7 @@ impl World {
             format!(
                 "CELLMGR_MANIFEST_DIR={d}/etc\nCELL_DATA_DIR={d}/cells\nCELL_VOLUME_DIR={d}/volumes\n\
                  CELL_BASE_DIR={d}/base\nCELL_BACKUP_DIR={d}/backups\nCELL_RELEASE_DIR={d}/releases\n\
-                 CELL_RUN_DIR={d}/run\n{base}{userns}{extra}"
+                 CELL_RUN_DIR={d}/run\nCELL_AUDIT_LOG={d}/audit.log\n{base}{userns}{extra}"
             ),
         );
         World { dir, conf, bin }
@@ -151,9 +151,11 @@ impl World {
         std::fs::read_to_string(self.manifest_dir().join(file)).unwrap()
     }
 
-    /// Every file below the world (path and content), to prove a command changed nothing.
+    /// Every file below the world (path and content), to prove a command changed
+    /// nothing. The journal is not state: it records every attempt, refused
+    /// ones too (tests/events.rs checks it).
     pub fn snapshot(&self) -> Vec<(PathBuf, Vec<u8>)> {
-        fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        fn walk(dir: &Path, self_dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
             let Ok(entries) = std::fs::read_dir(dir) else {
                 return;
             };
@@ -164,10 +166,13 @@ impl World {
                 let ft = e.file_type().unwrap();
                 if ft.is_dir() {
                     out.push((p.clone(), Vec::new()));
-                    walk(&p, out);
+                    walk(&p, self_dir, out);
                 } else if ft.is_file() {
                     // The lock file's holder line changes with every command.
                     if p.file_name().is_some_and(|n| n == ".lock") {
+                        continue;
+                    }
+                    if p.parent() == Some(self_dir) && p.to_string_lossy().contains("audit.log") {
                         continue;
                     }
                     out.push((p.clone(), std::fs::read(&p).unwrap()));
@@ -177,7 +182,7 @@ impl World {
             }
         }
         let mut out = Vec::new();
-        walk(&self.dir, &mut out);
+        walk(&self.dir, &self.dir, &mut out);
         out
     }
 

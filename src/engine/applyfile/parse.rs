@@ -321,12 +321,23 @@ fn parse_id(what: &str, v: &str) -> Result<String, String> {
     }
 }
 
-/// A path inside the cell: absolute, no NUL.
+/// A path inside the cell: absolute, and not climbing above the cell's root
+/// with `..` (refused here, at create and dry run, not first when it runs).
 fn cell_path(p: &str) -> Result<String, String> {
     if !p.starts_with('/') {
         return Err(format!(
             "path '{p}' must be absolute (it names a file inside the cell)"
         ));
+    }
+    let mut depth = 0usize;
+    for part in p.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        if part == ".." {
+            depth = depth.checked_sub(1).ok_or_else(|| {
+                format!("path '{p}' climbs above the cell root with '..'; name the file from /")
+            })?;
+        } else {
+            depth += 1;
+        }
     }
     Ok(p.to_string())
 }
@@ -339,6 +350,20 @@ mod tests {
         parse(Path::new("/m/web.apply"), text)
             .map(|f| f.steps.into_iter().map(|s| s.directive).collect())
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn paths_climbing_above_the_root_are_refused_when_parsed() {
+        for bad in [
+            "DIR /../etc",
+            "LINE /a/../../etc/passwd | x",
+            "SYMLINK /target /x/../../y",
+        ] {
+            let e = p(bad).unwrap_err();
+            assert!(e.contains("climbs above the cell root"), "{bad}: {e}");
+            assert!(e.starts_with("/m/web.apply:1: "), "{e}");
+        }
+        assert!(p("DIR /srv/a/../b").is_ok());
     }
 
     #[test]

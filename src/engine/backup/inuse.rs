@@ -42,6 +42,7 @@ impl<'a> Frozen<'a> {
         };
         for c in cells {
             rt.freeze(c).with_context(|| format!("freezing cell {c}"))?;
+            crate::journal::event(c, crate::journal::Happened::Frozen, None);
             frozen.cells.push(c.clone());
         }
         Ok(frozen)
@@ -51,8 +52,11 @@ impl<'a> Frozen<'a> {
 impl Drop for Frozen<'_> {
     fn drop(&mut self) {
         for c in self.cells.drain(..) {
-            if let Err(e) = self.rt.thaw(&c) {
-                log::error!("thawing cell {c}: {e:#}; run it again with `cellmgr cell start {c}`");
+            match self.rt.thaw(&c) {
+                Ok(()) => crate::journal::event(&c, crate::journal::Happened::Thawed, None),
+                Err(e) => log::error!(
+                    "thawing cell {c}: {e:#}; run it again with `cellmgr cell start {c}`"
+                ),
             }
         }
     }

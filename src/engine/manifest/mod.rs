@@ -151,6 +151,20 @@ impl Desired {
             }
         }
         errors.extend(d.check());
+        // A port is reported on every cell after the first (in name order)
+        // that reserves it.
+        let mut owners: BTreeMap<u16, &CellManifest> = BTreeMap::new();
+        for m in d.cells.values() {
+            let earlier: Vec<&CellManifest> = m
+                .reserved_ports
+                .iter()
+                .filter_map(|p| owners.get(p).copied())
+                .collect();
+            errors.extend(check_against(cfg, m, earlier.into_iter()));
+            for p in &m.reserved_ports {
+                owners.entry(*p).or_insert(m);
+            }
+        }
         Ok((d, errors))
     }
 
@@ -247,6 +261,56 @@ pub fn load_all(cfg: &Config) -> Result<Desired> {
         );
     }
     Ok(d)
+}
+
+/// What one cell's manifest cannot say alone is wrong, found before anything
+/// runs (create, set, edit, apply --dry-run): a mount target inside the host
+/// base that `CELL_BASE=host` mounts read-only, a reserved port another cell
+/// (of `others`) reserves too.
+fn check_against<'a>(
+    cfg: &Config,
+    m: &CellManifest,
+    others: impl Iterator<Item = &'a CellManifest>,
+) -> Vec<FileError> {
+    let mut errors = Vec::new();
+    if cfg.base == crate::config::BaseSource::Host {
+        for mount in &m.mounts {
+            let base = crate::engine::runtime::compose::HOST_BASE
+                .iter()
+                .map(|d| Path::new("/").join(d))
+                .find(|d| mount.target.starts_with(d));
+            if let Some(base) = base {
+                errors.push(FileError::new(
+                    &m.path,
+                    m.line_of("CELL_VOLUME_MOUNTS"),
+                    format!(
+                        "CELL_VOLUME_MOUNTS: mount target {} is inside {}, which CELL_BASE=host mounts read-only; use a target in the cell's writable tree (/srv, /var, /home, /opt, ...)",
+                        mount.target.display(),
+                        base.display()
+                    ),
+                ));
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for other in others.filter(|o| o.name != m.name && seen.insert(o.name.clone())) {
+        for port in m
+            .reserved_ports
+            .iter()
+            .filter(|p| other.reserved_ports.contains(p))
+        {
+            errors.push(FileError::new(
+                &m.path,
+                m.line_of("CELL_CREATE_RESERVED_PORTS"),
+                format!(
+                    "CELL_CREATE_RESERVED_PORTS: port {port} is also reserved by cell {} ({}); a port belongs to one cell",
+                    other.name,
+                    other.path.display()
+                ),
+            ));
+        }
+    }
+    errors
 }
 
 /// The references of one cell that do not resolve (and an env file that is
@@ -409,6 +473,9 @@ pub fn validate_cell_text(cfg: &Config, name: &str, text: &str) -> Result<CellMa
         |c| cell_path(cfg, c).exists(),
         |v| volume_path(cfg, v).exists(),
     );
+    // Other manifests as they are; their own errors are not this edit's.
+    let (others, _) = Desired::load_partial(cfg)?;
+    errors.extend(check_against(cfg, &m, others.cells.values()));
     match errors.len() {
         0 => Ok(m),
         1 => Err(errors.remove(0).into()),

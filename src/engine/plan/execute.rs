@@ -172,6 +172,13 @@ pub fn execute(
             CellResult::Converged { changed: false }
         };
         report(out, verbosity, &subject, &result, None);
+        if action.kind.is_change() {
+            audit_step(
+                action.kind.as_str(),
+                crate::journal::Subject::Volume(&v.name),
+                &result,
+            );
+        }
         summary.results.push((subject, result));
     }
     let plans: BTreeMap<&str, &CellPlan> = plan
@@ -268,7 +275,38 @@ pub fn execute(
             fail_later(&mut summary, &mut outcome, out, verbosity, cp, &e);
         }
     }
+    // Recorded once every start has been judged: a result may still change.
+    for cp in plan.cells.iter().filter(|cp| cp.changes()) {
+        let subject = format!("cell {}", cp.input.name);
+        if let Some((_, result)) = summary.results.iter().find(|(s, _)| *s == subject) {
+            let kinds: Vec<&str> = cp
+                .actions
+                .iter()
+                .filter(|a| a.kind.is_change())
+                .map(|a| a.kind.as_str())
+                .collect();
+            audit_step(
+                &kinds.join(","),
+                crate::journal::Subject::Cell(&cp.input.name),
+                result,
+            );
+        }
+    }
     summary
+}
+
+/// One audit record per plan step that was to change something.
+fn audit_step(kinds: &str, subject: crate::journal::Subject, result: &CellResult) {
+    let failure = match result {
+        CellResult::Converged { .. } => None,
+        CellResult::Failed { phase, error } => Some(anyhow::anyhow!("{phase}: {error}")),
+        CellResult::Skipped { reason } => Some(anyhow::anyhow!("skipped: {reason}")),
+    };
+    let outcome = match &failure {
+        None => Ok(crate::exit::EXIT_OK),
+        Some(e) => Err(e),
+    };
+    crate::journal::audit(&format!("apply {kinds}"), subject, outcome);
 }
 
 /// A cell reported as converged failed its start's verdict after all: its

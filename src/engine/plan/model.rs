@@ -257,6 +257,14 @@ pub fn decide_cell(
             act(ActionKind::Start, "autostart=YES (after plan)".into());
         } else if !running {
             act(ActionKind::Start, "autostart=YES, not running".into());
+        } else if applied.is_none() {
+            // Nothing to compare with: not a known change, an unfinished converge.
+            act(
+                ActionKind::Restart,
+                "running, but no converge was recorded (the last start or apply did not \
+                 finish, e.g. its health check failed): recreate the kernel cell"
+                    .into(),
+            );
         } else if policy_changed {
             act(
                 ActionKind::Restart,
@@ -334,6 +342,25 @@ mod tests {
             present: running,
             applied,
         }
+    }
+
+    #[test]
+    fn a_running_cell_without_a_record_is_not_said_to_have_changed_policy() {
+        // A start whose health check failed records nothing: the next plan
+        // restarts it, and says why truthfully.
+        let mut input = cell(true, h("m", "s", "p", None));
+        input.healthcheck = Some("false".into());
+        let p = decide_cell(&input, &observed(true, true, None), Options::default(), &[]);
+        let reasons: Vec<&str> = p.actions.iter().map(|a| a.reason.as_str()).collect();
+        assert_eq!(kinds(&p), ["UPDATE", "RESTART"]);
+        assert!(
+            reasons.iter().all(|r| !r.contains("policy changed")),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[1].contains("no converge was recorded"),
+            "{reasons:?}"
+        );
     }
 
     #[test]

@@ -225,8 +225,9 @@ mod imp {
         Ok(())
     }
 
-    const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
-    const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+    // libc's request type: an unsigned long in glibc, an int in musl.
+    const LOOP_CTL_GET_FREE: libc::Ioctl = 0x4C82;
+    const LOOP_CONFIGURE: libc::Ioctl = 0x4C0A;
     /// The loop device goes away with its last user (the mount).
     const LO_FLAGS_AUTOCLEAR: u32 = 4;
 

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::engine::manifest::{self, CellManifest};
 use crate::fs::host::write_atomic;
 use crate::fs::mountinfo;
+use crate::journal::{self, Happened};
 use crate::kernel::{CellSpec, ExecSpec, Kernel, Stdio, Target};
 use crate::supervise::{self, SuperviseSpec};
 use anyhow::{anyhow, bail, Context, Result};
@@ -146,6 +147,7 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StartOutco
             ));
         }
     };
+    journal::event(name, Happened::Started, Some(format!("cid {cid}")));
     let mut supervisor_pid = None;
     if let Some(cmd) = &m.supervise_cmd {
         match supervise_spec(&m, cmd).and_then(|s| supervise::start(cfg, kernel, &s)) {
@@ -237,6 +239,18 @@ fn check_health(cfg: &Config, kernel: &dyn Kernel, m: &CellManifest) -> Result<O
         let _ = std::fs::remove_file(paths.health_file());
         return Ok(None);
     };
+    let previous = std::fs::read_to_string(paths.health_file()).unwrap_or_default();
+    // The health file, and an event when the verdict (its first line) changed.
+    let record = |now: &str| -> Result<()> {
+        write_atomic(&paths.health_file(), format!("{now}\n").as_bytes())?;
+        // ok, failing, ...: the word before the reasons.
+        let verdict = |t: &str| t.split([':', '\n']).next().unwrap_or("").trim().to_string();
+        if verdict(&previous) != verdict(now) {
+            let first = now.lines().next().unwrap_or("").to_string();
+            journal::event(&m.name, Happened::Health, Some(first));
+        }
+        Ok(())
+    };
     let target = Target::Name(m.name.clone());
     let deadline = Instant::now() + spec.timeout + HEALTH_RETRY.iter().sum::<Duration>();
     let mut last = String::new();
@@ -252,7 +266,7 @@ fn check_health(cfg: &Config, kernel: &dyn Kernel, m: &CellManifest) -> Result<O
         spec.timeout = spec.timeout.min(left);
         match supervise::health::run_once(kernel, &target, &ExecSpec::default(), &spec) {
             Ok(r) if r.passed => {
-                write_atomic(&paths.health_file(), b"ok\n")?;
+                record("ok")?;
                 return Ok(Some(true));
             }
             Ok(r) => {
@@ -265,10 +279,7 @@ fn check_health(cfg: &Config, kernel: &dyn Kernel, m: &CellManifest) -> Result<O
             Err(e) => last = format!("{e:#}"),
         }
     }
-    write_atomic(
-        &paths.health_file(),
-        format!("failing: {last}\n").as_bytes(),
-    )?;
+    record(&format!("failing: {last}"))?;
     Ok(Some(false))
 }
 
@@ -320,6 +331,9 @@ pub fn stop(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StopOutcome
     }
     if !errors.is_empty() {
         bail!("stopping cell {name}: {}", errors.join("; "));
+    }
+    if existed {
+        journal::event(name, Happened::Stopped, None);
     }
     Ok(if existed {
         StopOutcome::Stopped

@@ -91,7 +91,7 @@ pub struct Confinement {
     keep_caps: u64,
     last_cap: u32,
     filter: Vec<libc::sock_filter>,
-    rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
+    rlimits: Vec<(super::sys::RlimitResource, u64)>,
 }
 
 /// A request's part of the confinement, prepared before the fork.

@@ -313,7 +313,7 @@ fn make_v1_group(dir: &Path) -> Result<()> {
 /// entering a cell. The kernel compares the uid's total with the *caller's*
 /// limit, so all cells together stay below these values and host root keeps
 /// the rest of its own, larger limit. cellctl(8), SHARED POOLS, lists them.
-pub const SHARED_POOL_RLIMITS: [(libc::__rlimit_resource_t, u64); 3] = [
+pub const SHARED_POOL_RLIMITS: [(super::sys::RlimitResource, u64); 3] = [
     // POSIX message queue bytes (the default limit is 819,200).
     (libc::RLIMIT_MSGQUEUE, 204_800),
     // Queued (realtime) signals.

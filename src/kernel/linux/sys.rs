@@ -6,6 +6,13 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+/// The type of setrlimit's resource argument: glibc has its own, musl (the
+/// static build) an int.
+#[cfg(target_env = "gnu")]
+pub type RlimitResource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+pub type RlimitResource = libc::c_int;
+
 pub fn last_error<T>(what: impl Into<String>) -> Result<T> {
     Err(std::io::Error::last_os_error()).context(what.into())
 }
