@@ -146,10 +146,21 @@ impl Env {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// Creates a cell; returns its id.
+    /// Creates a cell; returns its id. A test that names no profile gets
+    /// `CELLS_TEST_PROFILE` (low, medium or high) when set, else cellctl's
+    /// default (high): the suite runs at each profile this way.
     pub fn create(&self, name: &str, root: &Path, flags: &[&str]) -> u64 {
         let mut args = vec!["create", "-n", name];
         args.extend_from_slice(flags);
+        let profile = std::env::var("CELLS_TEST_PROFILE").ok();
+        if let Some(p) = &profile {
+            if !flags
+                .iter()
+                .any(|f| ["-l", "--level", "--profile"].contains(f))
+            {
+                args.extend_from_slice(&["-l", p]);
+            }
+        }
         let root = root.to_str().unwrap();
         args.push(root);
         let out = self.ok(&args);

@@ -372,3 +372,119 @@ fn a_reserved_port_below_1024_binds_for_its_cell() {
         env.ok(&["destroy", &name]);
     }
 }
+
+/// Adds keys to its process keyring (freed when it exits) until the kernel
+/// refuses or 400 are in: prints how many and the errno (0: none refused).
+const FILL_KEYS: &str = r#"my ($n, $why) = (0, 0);
+while ($n < 400) {
+    my ($type, $desc, $data) = ("user", "probe$n", "x");
+    if (syscall(248, $type, $desc, $data, 1, -2) < 0) { $why = $! + 0; last }
+    $n++;
+}
+print "$n $why\n";
+"#;
+
+/// Runs `argv` in the namespaces of the cell whose init is `init` (user,
+/// mount, IPC, UTS) as the cell's root, without the cell's seccomp filter:
+/// what a call the filter let through would reach.
+fn in_cell_unfiltered(init: u32, argv: &[&str]) -> String {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let same_user_ns = user_namespace(init) == user_namespace(std::process::id());
+    let mut namespaces = Vec::new();
+    // The user namespace last: the cell's others belong to the host's (the
+    // init makes them as host root), which host root leaves by entering it.
+    for (kind, flag) in [
+        ("mnt", libc::CLONE_NEWNS),
+        ("ipc", libc::CLONE_NEWIPC),
+        ("uts", libc::CLONE_NEWUTS),
+        ("user", libc::CLONE_NEWUSER),
+    ] {
+        // A process cannot enter the user namespace it is in (low: the host's).
+        if kind == "user" && same_user_ns {
+            continue;
+        }
+        let file = std::fs::File::open(format!("/proc/{init}/ns/{kind}")).unwrap();
+        namespaces.push((file, flag));
+    }
+    let mut command = std::process::Command::new(argv[0]);
+    command.args(&argv[1..]);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            for (file, flag) in &namespaces {
+                if libc::setns(file.as_raw_fd(), *flag) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "{argv:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The kernel charges keys to the uid that adds them; host root's quota is
+/// large (`root_maxkeys`) and shared by every host-uid-0 process. The cells'
+/// seccomp filter refuses the key calls at every profile
+/// (`no_profile_reaches_the_kernel_keyrings`); without it, a medium or high
+/// cell still fills only its own range id's quota (`maxkeys`) and leaves host
+/// root's alone. At low the same keys are host root's.
+#[test]
+fn a_cell_cannot_use_up_host_roots_keys() {
+    let test = "a_cell_cannot_use_up_host_roots_keys";
+    if !userns_or_skip(test) || !cfg!(target_arch = "x86_64") {
+        return;
+    }
+    let mut env = Env::new("keyquota");
+    let root = env.root("kq", true);
+    let store = cells::kernel::linux::state::Store::new(env.dir.join("run/kernel"));
+    let pid = std::process::id();
+    let maxkeys: u32 = std::fs::read_to_string("/proc/sys/kernel/keys/maxkeys")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let profiles = ["medium", "high", "low"];
+    // All at once: each on a range of its own (a range freed by a destroy
+    // goes to the next cell, and keys are collected a moment after their
+    // keyring's process exits).
+    for profile in profiles {
+        env.create(&format!("kq{profile}{pid}"), &root, &["-l", profile]);
+    }
+    for profile in profiles {
+        let name = format!("kq{profile}{pid}");
+        let init = store
+            .lock()
+            .unwrap()
+            .table
+            .cells
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap()
+            .init_pid as u32;
+        let got = in_cell_unfiltered(init, &["/usr/bin/perl", "-e", FILL_KEYS]);
+        let (added, errno) = got.split_once(' ').unwrap();
+        let (added, errno): (u32, i32) = (added.parse().unwrap(), errno.parse().unwrap());
+        eprintln!("{profile}: the cell added {added} keys (errno {errno})");
+        if profile == "low" {
+            assert_eq!(
+                (added, errno),
+                (400, 0),
+                "low: the keys are host root's (its quota is root_maxkeys)"
+            );
+        } else {
+            assert_eq!(
+                errno,
+                libc::EDQUOT,
+                "{profile}: {added} keys and no quota: they were charged to host root"
+            );
+            assert!(added < maxkeys, "{profile}: {added} keys");
+        }
+        env.ok(&["destroy", &name]);
+    }
+}
