@@ -1,7 +1,7 @@
 #!/bin/bash
 # Two builds' cellctl cycle (create -> exec /bin/true -> destroy), interleaved
 # in every iteration so that load from elsewhere falls on both; prints the
-# median of each step in milliseconds.
+# median of each step in milliseconds and their ratio (b/a).
 #
 # Usage (as root): bench/ctl-cycle-ab.sh A_CELLS B_CELLS [iterations]
 # RUN_PARENT picks the file system of the cell state (default: TMPDIR or /tmp;
@@ -57,8 +57,15 @@ unset CELLMGR_CONF
 median() { sort -n | awk '{ v[NR] = $1 } END { printf "%.2f\n", v[int((NR + 1) / 2)] / 1000 }'; }
 echo "iterations: $N; load before: $LOAD; state on: $(stat -f -c %T "$W"); keep: ${KEEP:-0}"
 printf '%-4s %8s %8s %8s %8s  %s\n' "" create exec destroy cycle binary
+declare -A MED
 for s in a b; do
 	printf '%-4s' "$s"
-	for c in 1 2 3 4; do printf ' %8s' "$(cut -d' ' -f$c "$W/$s.t" | median)"; done
+	for c in 1 2 3 4; do
+		MED[$s$c]=$(cut -d' ' -f$c "$W/$s.t" | median)
+		printf ' %8s' "${MED[$s$c]}"
+	done
 	printf '  %s %s\n' "${BIN[$s]}" "${CONF[$s]}"
 done
+printf '%-4s' b/a
+for c in 1 2 3 4; do awk -v a="${MED[a$c]}" -v b="${MED[b$c]}" 'BEGIN { printf " %8.2f", a > 0 ? b / a : 0 }'; done
+echo

@@ -35,6 +35,12 @@ pub fn userns() -> bool {
     std::env::var("CELLS_TEST_USERNS").map_or(true, |v| v != "NO")
 }
 
+/// The profile of cells whose test names none (`CELLS_TEST_PROFILE`);
+/// `None`: cellctl's default.
+pub fn test_profile() -> Option<String> {
+    std::env::var("CELLS_TEST_PROFILE").ok()
+}
+
 /// A port no other test (in this or a concurrent run) uses: four per test
 /// (`k` < 4, `test` < 10), offset by the process id.
 pub fn port(test: u16, k: u16) -> u16 {
@@ -152,7 +158,7 @@ impl Env {
     pub fn create(&self, name: &str, root: &Path, flags: &[&str]) -> u64 {
         let mut args = vec!["create", "-n", name];
         args.extend_from_slice(flags);
-        let profile = std::env::var("CELLS_TEST_PROFILE").ok();
+        let profile = test_profile();
         if let Some(p) = &profile {
             if !flags
                 .iter()
