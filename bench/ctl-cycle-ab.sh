@@ -67,5 +67,5 @@ for s in a b; do
 	printf '  %s %s\n' "${BIN[$s]}" "${CONF[$s]}"
 done
 printf '%-4s' b/a
-for c in 1 2 3 4; do awk -v a="${MED[a$c]}" -v b="${MED[b$c]}" 'BEGIN { printf " %8.2f", a > 0 ? b / a : 0 }'; done
+for c in 1 2 3 4; do awk -v a="${MED[a$c]}" -v b="${MED[b$c]}" 'BEGIN { printf " %8.2f", (a > 0 ? b / a : 0) }'; done
 echo
