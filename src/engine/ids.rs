@@ -296,3 +296,187 @@ pub fn for_root(
     }
     allocate(cfg, kernel, lock)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::{CellInfo, CellSpec, CellStats, ExecSpec, Stdio, Target};
+    use std::os::unix::fs::MetadataExt;
+
+    /// A kernel whose running cells hold these ranges.
+    struct Running(Vec<IdRange>);
+
+    impl Kernel for Running {
+        fn name(&self) -> &'static str {
+            "running"
+        }
+        fn create(&self, _: &CellSpec) -> Result<u64> {
+            anyhow::bail!("not a kernel")
+        }
+        fn destroy(&self, _: &Target) -> Result<()> {
+            anyhow::bail!("not a kernel")
+        }
+        fn list(&self) -> Result<Vec<CellInfo>> {
+            Ok(self
+                .0
+                .iter()
+                .enumerate()
+                .map(|(k, r)| CellInfo {
+                    id: k as u64 + 1,
+                    name: format!("running{k}"),
+                    root: "/".into(),
+                    profile: Profile::High,
+                    ports: Vec::new(),
+                    rlimits: Default::default(),
+                    age: 0,
+                    procs: 1,
+                    refs: 1,
+                    ids: Some(*r),
+                })
+                .collect())
+        }
+        fn stats(&self) -> Result<Vec<CellStats>> {
+            Ok(Vec::new())
+        }
+        fn spawn(&self, _: &Target, _: &ExecSpec, _: [Stdio; 3]) -> Result<crate::kernel::Child> {
+            anyhow::bail!("not a kernel")
+        }
+    }
+
+    fn config(tmp: &crate::testutil::TempDir) -> Config {
+        for d in ["data", "volumes", "run"] {
+            std::fs::create_dir_all(tmp.join(d)).unwrap();
+        }
+        Config {
+            data_dir: tmp.join("data"),
+            volume_dir: tmp.join("volumes"),
+            run_dir: tmp.join("run"),
+            userns: true,
+            idmap: crate::fs::ids::Pool {
+                base: 1 << 20,
+                size: 65_536,
+            },
+            ..Config::default()
+        }
+    }
+
+    fn root() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    fn owner(path: &Path) -> u32 {
+        std::fs::symlink_metadata(path).unwrap().uid()
+    }
+
+    /// A cell's writable layer with a file of host root's and one of uid 1000.
+    fn host_id_layer(cfg: &Config, name: &str) -> PathBuf {
+        let layer = crate::engine::runtime::CellPaths::new(cfg, name).overlay;
+        std::fs::create_dir_all(layer.join("upper/etc")).unwrap();
+        std::fs::write(layer.join("upper/etc/motd"), "hi\n").unwrap();
+        std::fs::write(layer.join("upper/home"), "").unwrap();
+        std::os::unix::fs::chown(layer.join("upper/home"), Some(1000), Some(1000)).unwrap();
+        layer
+    }
+
+    #[test]
+    fn a_new_range_is_held_by_no_record_volume_or_running_cell() {
+        if !root() {
+            eprintln!("SKIPPED: chown needs root");
+            return;
+        }
+        let tmp = crate::testutil::TempDir::new("ids-alloc");
+        let cfg = config(&tmp);
+        let pool = cfg.idmap;
+        let nth = |n| pool.range(n).unwrap();
+        // Range 0: a cell's record; range 1: a volume (its top directory's
+        // owner, any id of the range); range 2: a running cell.
+        std::fs::create_dir_all(cfg.data_dir.join("web")).unwrap();
+        restored(&cfg, "web", nth(0)).unwrap();
+        let volume = crate::engine::runtime::volume_dir(&cfg, "data");
+        std::fs::create_dir_all(&volume).unwrap();
+        std::os::unix::fs::chown(&volume, Some(nth(1).base + 33), Some(nth(1).base + 33)).unwrap();
+        let kernel = Running(vec![nth(2)]);
+        let lock = lock(&cfg).unwrap();
+        assert_eq!(held(&cfg).unwrap(), vec![nth(0), nth(1)]);
+        assert_eq!(allocate(&cfg, &kernel, &lock).unwrap(), nth(3));
+        // A range freed by its files going is handed out again.
+        std::fs::remove_dir_all(cfg.data_dir.join("web")).unwrap();
+        assert_eq!(allocate(&cfg, &kernel, &lock).unwrap(), nth(0));
+    }
+
+    #[test]
+    fn a_layer_moves_to_its_range_once_and_again_after_running_on_host_ids() {
+        if !root() {
+            eprintln!("SKIPPED: chown needs root");
+            return;
+        }
+        let tmp = crate::testutil::TempDir::new("ids-migrate");
+        let cfg = config(&tmp);
+        let kernel = Running(Vec::new());
+        let layer = host_id_layer(&cfg, "web");
+
+        // Made before user namespaces (no record): a range, and the files on it.
+        let r = prepare_cell(&cfg, &kernel, "web", Profile::Medium)
+            .unwrap()
+            .unwrap();
+        assert_eq!(r, cfg.idmap.range(0).unwrap());
+        assert_eq!(owner(&layer.join("upper/etc/motd")), r.base);
+        assert_eq!(owner(&layer.join("upper/home")), r.base + 1000);
+        assert_eq!(cell_range(&cfg, "web").unwrap(), Some(r));
+        assert!(!shift_pending(&cfg, "web").unwrap());
+        assert_eq!(layer_ids(&cfg, "web").unwrap(), r.map());
+
+        // The next start finds it on its range: nothing moves twice.
+        assert_eq!(
+            prepare_cell(&cfg, &kernel, "web", Profile::High).unwrap(),
+            Some(r)
+        );
+        assert_eq!(owner(&layer.join("upper/etc/motd")), r.base);
+
+        // At low it runs on host ids and keeps its range, marked: what it
+        // writes there (host root's) moves at its next start in the range,
+        // and what was on the range stays.
+        assert_eq!(
+            prepare_cell(&cfg, &kernel, "web", Profile::Low).unwrap(),
+            None
+        );
+        assert!(shift_pending(&cfg, "web").unwrap());
+        assert_eq!(
+            layer_ids(&cfg, "web").unwrap(),
+            crate::fs::tree::IdMap::IDENTITY
+        );
+        std::fs::write(layer.join("upper/etc/written-at-low"), "").unwrap();
+        assert_eq!(
+            prepare_cell(&cfg, &kernel, "web", Profile::Medium).unwrap(),
+            Some(r)
+        );
+        assert_eq!(owner(&layer.join("upper/etc/written-at-low")), r.base);
+        assert_eq!(owner(&layer.join("upper/etc/motd")), r.base);
+        assert_eq!(owner(&layer.join("upper/home")), r.base + 1000);
+        assert!(!shift_pending(&cfg, "web").unwrap());
+    }
+
+    #[test]
+    fn without_user_namespaces_a_cell_keeps_host_ids() {
+        if !root() {
+            eprintln!("SKIPPED: chown needs root");
+            return;
+        }
+        let tmp = crate::testutil::TempDir::new("ids-off");
+        let cfg = Config {
+            userns: false,
+            ..config(&tmp)
+        };
+        let layer = host_id_layer(&cfg, "web");
+        for profile in [Profile::Low, Profile::Medium, Profile::High] {
+            assert!(!wanted(&cfg, profile));
+            assert_eq!(
+                prepare_cell(&cfg, &Running(Vec::new()), "web", profile).unwrap(),
+                None
+            );
+        }
+        assert_eq!(owner(&layer.join("upper/etc/motd")), 0);
+        assert_eq!(cell_range(&cfg, "web").unwrap(), None);
+    }
+}
