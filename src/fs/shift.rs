@@ -137,11 +137,11 @@ impl Ids {
         }
         for (name, value) in acls {
             if let Some(v) = value.and_then(|v| self.acl(&v)) {
-                rustix::fs::fsetxattr(fd, name, &v, rustix::fs::XattrFlags::empty())?;
+                write_xattr(fd, name, &v)?;
             }
         }
         if let Some(v) = capability.and_then(|v| self.capability(&v)) {
-            rustix::fs::fsetxattr(fd, CAPABILITY, &v, rustix::fs::XattrFlags::empty())?;
+            write_xattr(fd, CAPABILITY, &v)?;
         }
         done.changed += 1;
         Ok(())
@@ -196,6 +196,25 @@ impl Ids {
     }
 }
 
+// File capabilities and POSIX ACLs in these attributes are Linux's; shifts
+// run only for Linux user namespaces, and elsewhere a tree has neither.
+#[cfg(not(target_os = "linux"))]
+fn read_xattr(_: BorrowedFd, _: &str) -> Result<Option<Vec<u8>>> {
+    Ok(None)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn write_xattr(_: BorrowedFd, _: &str, _: &[u8]) -> Result<()> {
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn write_xattr(fd: BorrowedFd, name: &str, value: &[u8]) -> Result<()> {
+    rustix::fs::fsetxattr(fd, name, value, rustix::fs::XattrFlags::empty())
+        .with_context(|| format!("writing {name}"))
+}
+
+#[cfg(target_os = "linux")]
 fn read_xattr(fd: BorrowedFd, name: &str) -> Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; 256];
     loop {
