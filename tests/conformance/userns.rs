@@ -488,3 +488,42 @@ fn a_cell_cannot_use_up_host_roots_keys() {
         env.ok(&["destroy", &name]);
     }
 }
+
+/// A host root service that listens with `SO_REUSEPORT` on a port a cell
+/// reserves (host root binds any port) is out of the cell's reach at medium
+/// and high even though the port programs let a cell share its own ports:
+/// the kernel shares a port only within one uid. At low the cell joins the
+/// service's group and would take its connections: the port programs cannot
+/// tell it from the cell's own sockets there.
+#[test]
+fn a_host_port_group_on_a_cells_own_port_stays_the_hosts() {
+    let test = "a_host_port_group_on_a_cells_own_port_stays_the_hosts";
+    if !userns_or_skip(test) {
+        return;
+    }
+    let mut env = Env::new("reuseown");
+    let root = env.root("ro", true);
+    let pid = std::process::id();
+    let own = port(9, 1);
+    for profile in ["medium", "high", "low"] {
+        let name = format!("ro{profile}{pid}");
+        env.create(&name, &root, &["-l", profile, "-r", &own.to_string()]);
+        let listener = host_reuseport_listener(false, own);
+        let (_, got) = perl(
+            &env,
+            &name,
+            PERL_REUSE,
+            &["4", &own.to_string(), "before", "1"],
+        );
+        if profile == "low" {
+            assert_eq!(got, "bound", "low: the cell joins host root's group");
+        } else {
+            assert!(
+                got.contains("Address already in use"),
+                "{profile}: joined host root's group on its own port {own}: {got}"
+            );
+        }
+        drop(listener);
+        env.ok(&["destroy", &name]);
+    }
+}
