@@ -11,6 +11,9 @@
 #   make static     a statically linked cells (musl) for rescue media and
 #                   minimal hosts: target/<arch>-unknown-linux-musl/release/cells
 #   make kmod       the NetBSD kernel module (see kmod/README.md)
+#   make fuzz       cargo-fuzz on every parser, FUZZ_SECONDS each (nightly Rust and
+#                   cargo-fuzz); make test runs a stable-Rust loop over the same entry
+#                   points (tests/fuzz.rs). More crash-test kills: CELLS_CRASH_KILLS=N.
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -28,7 +31,7 @@ BIN = target/release/cells
 STATIC_TARGET ?= $(shell uname -m)-unknown-linux-musl
 STATIC_BIN = target/$(STATIC_TARGET)/release/cells
 
-.PHONY: all build static demo test test-profiles lint-man lint-ansible check-netbsd check-kmod install kmod clean
+.PHONY: all build static demo test test-profiles lint-man lint-ansible check-netbsd check-kmod install kmod clean fuzz
 
 all: build
 
@@ -115,6 +118,16 @@ install: build
 
 kmod:
 	$(MAKE) -C kmod kmod
+
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = manifest apply_file cbor_state ipc_frames tar_headers
+
+fuzz:
+	@if cargo +nightly fuzz --version >/dev/null 2>&1; then \
+		for t in $(FUZZ_TARGETS); do \
+			cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 || exit 1; \
+		done; \
+	else echo "fuzz: skipped: needs nightly Rust and cargo-fuzz (cargo install cargo-fuzz)"; fi
 
 clean:
 	$(CARGO) clean

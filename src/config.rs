@@ -264,7 +264,11 @@ impl Config {
                 FileError::new(
                     path,
                     Some(a.line),
-                    format!("{}='{}': expected {expected}", a.key, a.value),
+                    format!(
+                        "{}={}: expected {expected}",
+                        a.key,
+                        crate::output::quoted(&a.value)
+                    ),
                 )
             };
             let abs = |v: &str| -> Result<PathBuf, FileError> {

@@ -1,5 +1,6 @@
 //! Exit codes, the error format and argument parsing: the conventions every
-//! personality, the engine and the runtime share (ground floor).
+//! personality, the engine and the runtime share (ground floor; imports only
+//! `output::echo`, which makes messages safe to print).
 
 /// Success.
 pub const EXIT_OK: i32 = 0;
@@ -13,7 +14,10 @@ pub const EXIT_DRIFT: i32 = 2;
 /// (innermost), so callers attach context with `.context("starting cell web")`.
 pub fn report_error(personality: &str, err: &anyhow::Error) {
     let parts: Vec<String> = err.chain().map(|e| e.to_string()).collect();
-    eprintln!("{personality}: {}", parts.join(": "));
+    // A last net: values are cut and escaped where they are quoted, but no
+    // message may write control bytes to the terminal or flood it.
+    let text = crate::output::echo::message(&parts.join(": "));
+    eprintln!("{personality}: {text}");
 }
 
 /// Parses argh arguments for a personality. `Err(code)` means the caller should

@@ -3,7 +3,8 @@
 //! One library behind the multicall binary `cells`. Floors, top to bottom; every
 //! import points down, or sideways where noted (`tests/layers.rs` checks it):
 //!
-//! 5. `cli`: the dispatcher (argv[0] → personality), logging;
+//! 5. `cli`: the dispatcher (argv[0] → personality), logging; `fuzz`: the
+//!    fuzzing entry points into every parser;
 //! 4. `ctl`, `mgr`, `ui`: the personalities, argument parsing and presentation;
 //! 3. `engine`: desired and runtime state, read models, plan/apply, backups;
 //! 2. `kernel`, `supervise`, `ipc`: the runtime (sideways among themselves);
@@ -18,6 +19,8 @@ pub mod ctl;
 pub mod engine;
 pub mod exit;
 pub mod fs;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod ipc;
 pub mod journal;
 pub mod kernel;

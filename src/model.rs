@@ -98,6 +98,10 @@ pub struct CellRow {
     pub forks_denied: Option<u64>,
     #[serde(default)]
     pub oom_kills: Option<u64>,
+    /// Every process of the cell is suspended (by a backup's `--quiesce`, or
+    /// left so by a crash until `cellmgr apply` thaws it).
+    #[serde(default)]
+    pub frozen: bool,
 }
 
 /// One merged volume row.

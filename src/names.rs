@@ -20,7 +20,10 @@ pub fn validate(what: &str, name: &str) -> Result<()> {
         bail!("invalid {what} name '{name}': '.' and '..' are reserved");
     }
     if !is_valid(name) {
-        bail!("invalid {what} name '{name}': expected 1 to {NAME_MAX} characters from A-Z a-z 0-9 . _ -");
+        bail!(
+            "invalid {what} name {}: expected 1 to {NAME_MAX} characters from A-Z a-z 0-9 . _ -",
+            crate::output::quoted(name)
+        );
     }
     Ok(())
 }

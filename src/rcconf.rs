@@ -66,7 +66,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Assignment>, FileError> {
         }
         let err = |m: String| FileError::new(path, Some(line), m);
         let Some((key, rest)) = trimmed.split_once('=') else {
-            return Err(err(format!("expected KEY=value, found '{trimmed}'")));
+            return Err(err(format!(
+                "expected KEY=value, found {}",
+                crate::output::quoted(trimmed)
+            )));
         };
         let key = key.trim_end();
         if key.starts_with("export ") {
@@ -77,18 +80,21 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Assignment>, FileError> {
         }
         if !valid_key(key) || key.len() != key.trim().len() {
             return Err(err(format!(
-                "invalid key '{key}': expected upper-case letters, digits and '_' before '='"
+                "invalid key {}: expected upper-case letters, digits and '_' before '='",
+                crate::output::quoted(key)
             )));
         }
+        // A valid key can still be long.
+        let shown = crate::output::echo(key);
         if rest.starts_with(char::is_whitespace) && !rest.trim().is_empty() {
             return Err(err(format!(
-                "no space allowed after '{key}=': write {key}=\"value\""
+                "no space allowed after '{shown}=': write {shown}=\"value\""
             )));
         }
-        let value = parse_value(rest).map_err(|m| err(format!("{key}: {m}")))?;
+        let value = parse_value(rest).map_err(|m| err(format!("{shown}: {m}")))?;
         if let Some(prev) = out.iter().find(|a| a.key == key) {
             return Err(err(format!(
-                "duplicate key {key} (first set on line {})",
+                "duplicate key {shown} (first set on line {})",
                 prev.line
             )));
         }
@@ -170,7 +176,8 @@ fn parse_value(rest: &str) -> Result<String, String> {
     let tail = tail.trim_start();
     if !tail.is_empty() && !tail.starts_with('#') {
         return Err(format!(
-            "unexpected text after the value: '{tail}' (quote values that contain spaces)"
+            "unexpected text after the value: {} (quote values that contain spaces)",
+            crate::output::quoted(tail)
         ));
     }
     Ok(value)
@@ -215,6 +222,7 @@ pub fn unknown_key(path: &Path, line: usize, key: &str, keys: &[(&str, &str)]) -
         Some(k) => format!(" (did you mean {k}?)"),
         None => format!("; known keys: {}", known.join(" ")),
     };
+    let key = crate::output::echo(key);
     FileError::new(path, Some(line), format!("unknown key {key}{hint}"))
 }
 
@@ -348,10 +356,14 @@ pub fn parse_duration(v: &str) -> Option<std::time::Duration> {
 
 /// The closest known key within a small edit distance, for "did you mean" hints.
 pub fn suggest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    let within = |k: &str| 2.max(k.len() / 5);
     known
         .iter()
+        // The distance is at least the difference in length: skip the far ones
+        // cheaply (a 1 MiB key must not cost seconds).
+        .filter(|k| key.len().abs_diff(k.len()) <= within(k))
         .map(|k| (edit_distance(key, k), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 5))
+        .filter(|(d, k)| *d <= within(k))
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
 }

@@ -479,6 +479,7 @@ fn kill_9_at_random_points_then_a_clean_converge() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // The kill point, not a wait for anything.
         std::thread::sleep(delay);
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();

@@ -560,6 +560,7 @@ fn kill_9_during_restore_leaves_old_or_new_never_a_mix() {
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
+        // The kill point (a fraction of a full run), not a wait for anything.
         std::thread::sleep(full.mul_f64(f64::from(step) / 12.0));
         let _ = child.kill(); // SIGKILL, by the child's PID
         let _ = child.wait();
@@ -600,7 +601,7 @@ fn flip_byte(p: &Path) {
 }
 
 #[test]
-fn retention_keeps_the_newest_and_the_newest_good_archive() {
+fn retention_keeps_the_newest_archives_that_verify() {
     let w = World::new("retention", "CELL_BACKUP_KEEP=2\n");
     let vol = w.volume("r");
     for i in 0..4 {
@@ -613,7 +614,8 @@ fn retention_keeps_the_newest_and_the_newest_good_archive() {
     assert_eq!(out.matches("deleted").count(), 2, "{out}");
     assert_eq!(w.archives("volumes"), all[2..].to_vec());
 
-    // The two newest go bad; pruning to 1 keeps the newest and the newest good one.
+    // The two newest go bad; pruning to 1 counts only archives that verify:
+    // the newest good one stays, and so do the bad ones newer than it.
     fs::write(vol.join("gen"), "4").unwrap();
     w.ok(&["volume", "backup", "create", "r", "-q"]);
     let all = w.archives("volumes"); // a2 a3 a4
@@ -622,9 +624,8 @@ fn retention_keeps_the_newest_and_the_newest_good_archive() {
     let out = w.ok(&[
         "volume", "backup", "delete", "r", "--prune", "--keep", "1", "--yes",
     ]);
-    assert_eq!(out.matches("deleted").count(), 1, "{out}");
-    // The newest (bad) is within the count; the newest good one is kept beyond it.
-    assert_eq!(w.archives("volumes"), vec![all[0].clone(), all[2].clone()]);
+    assert_eq!(out.matches("deleted").count(), 0, "{out}");
+    assert_eq!(w.archives("volumes"), all);
     // A new good backup makes the old good one prunable.
     w.ok(&[
         "volume", "backup", "create", "r", "-q", "--prune", "--keep", "1",
@@ -762,6 +763,211 @@ fn progress_only_on_a_terminal_and_never_with_q() {
     assert!(tty.contains("restored volume p"), "{tty}");
     let quiet = script(&format!("{bin} mgr volume backup create p -q"), b"").unwrap();
     assert!(quiet.trim().is_empty(), "{quiet:?}");
+}
+
+/// An archive taken while the clock ran a day ahead keeps that stamp: after
+/// the clock is set right, `--latest` must still be the last one created
+/// (the sidecar's sequence number), not the one with the highest stamp. The
+/// clock itself is not touched: the first archive is given the stamp it would
+/// have had.
+#[test]
+fn latest_is_the_last_created_even_after_the_clock_went_back() {
+    use cells::engine::backup::{naming, sidecar::Sidecar};
+    need_root!();
+    let w = World::new("clock", "");
+    let vol = w.volume("c");
+    fs::write(vol.join("gen"), "old").unwrap();
+    w.ok(&["volume", "backup", "create", "c", "-q"]);
+    let first = w.archives("volumes").pop().unwrap();
+    let dir = first.parent().unwrap().to_path_buf();
+    let file = first.file_name().unwrap().to_str().unwrap().to_string();
+    let mut side = Sidecar::read(&dir.join(naming::sidecar_name(&file))).unwrap();
+    let ahead = side.created + 86_400;
+    let future = naming::archive_name("c", ahead);
+    fs::rename(&first, dir.join(&future)).unwrap();
+    fs::remove_file(dir.join(naming::sidecar_name(&file))).unwrap();
+    side.archive = future.clone();
+    side.created = ahead;
+    side.write(&dir.join(naming::sidecar_name(&future)))
+        .unwrap();
+
+    fs::write(vol.join("gen"), "new").unwrap();
+    w.ok(&["volume", "backup", "create", "c", "-q"]);
+    let tsv = w.ok(&["volume", "backup", "list", "c", "-T", "-H", "-o", "archive"]);
+    let order: Vec<&str> = tsv.lines().collect();
+    assert!(
+        order[1].ends_with(&future),
+        "the future-dated one is older: {tsv}"
+    );
+    w.ok(&[
+        "volume", "backup", "restore", "c", "--latest", "--yes", "-q",
+    ]);
+    assert_eq!(fs::read_to_string(vol.join("gen")).unwrap(), "new");
+}
+
+/// A file `len` bytes deep below `dir` as tar names it (`./d…/f…`), built
+/// through directory descriptors (the whole path is too long for one call).
+fn deep_file(dir: &Path, len: usize) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let mut fd: OwnedFd = fs::File::open(dir).unwrap().into();
+    let mut rel = 1; // "."
+    while len - rel > 250 {
+        let name = CString::new("d".repeat(200)).unwrap();
+        // SAFETY: mkdirat/openat on descriptors we own.
+        unsafe {
+            libc::mkdirat(fd.as_raw_fd(), name.as_ptr(), 0o755);
+            let next = libc::openat(
+                fd.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY,
+            );
+            assert!(next >= 0);
+            fd = OwnedFd::from_raw_fd(next);
+        }
+        rel += 201;
+    }
+    let leaf = CString::new("f".repeat(len - rel - 1)).unwrap();
+    // SAFETY: as above.
+    unsafe {
+        let f = libc::openat(
+            fd.as_raw_fd(),
+            leaf.as_ptr(),
+            libc::O_CREAT | libc::O_WRONLY,
+            0o644,
+        );
+        assert!(f >= 0);
+        libc::write(f, b"deep".as_ptr().cast(), 4);
+        libc::close(f);
+    }
+}
+
+/// Sets an ACL (user 1234 may read) through its extended attribute; false
+/// where the file system has no ACLs.
+fn set_acl(p: &Path) -> bool {
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (1u16, 6u16, u32::MAX),
+        (2, 4, 1234),
+        (4, 4, u32::MAX),
+        (16, 4, u32::MAX),
+        (32, 4, u32::MAX),
+    ] {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&perm.to_le_bytes());
+        acl.extend_from_slice(&id.to_le_bytes());
+    }
+    let c = cpath(p);
+    let name = CString::new("system.posix_acl_access").unwrap();
+    // SAFETY: valid strings and buffer.
+    unsafe { libc::setxattr(c.as_ptr(), name.as_ptr(), acl.as_ptr().cast(), acl.len(), 0) == 0 }
+}
+
+/// "Verifies" means "restores": an archive tar cannot extract fails verify,
+/// is never counted by prune, and is never made; a long path without ACLs
+/// restores (tar is not asked for ACLs it would fail to set).
+#[test]
+fn verify_means_restores_and_prune_keeps_what_restores() {
+    use cells::engine::backup::{naming, sidecar::Sidecar};
+    need_root!();
+    let w = World::new("restorable", "");
+    let vol = w.volume("v");
+    fs::write(vol.join("gen"), "1").unwrap();
+    w.ok(&["volume", "backup", "create", "v", "-q"]);
+    fs::write(vol.join("gen"), "2").unwrap();
+    w.ok(&["volume", "backup", "create", "v", "-q"]);
+    let good = w.archives("volumes");
+
+    // 4088 bytes deep, no ACLs: backed up, verified and restored.
+    deep_file(&vol, 4088);
+    w.ok(&["volume", "backup", "create", "v", "-q"]);
+    w.ok(&["volume", "backup", "verify", "v", "--latest", "-q"]);
+    fs::remove_file(vol.join("gen")).unwrap();
+    let out = w.mgr(&[
+        "volume", "backup", "restore", "v", "--latest", "--yes", "-q",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("acl"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fs::read_to_string(vol.join("gen")).unwrap(), "2");
+    w.ok(&["volume", "backup", "delete", "v", "--latest", "--yes", "-q"]);
+    // With an ACL anywhere tar sets them on every member, and that path is
+    // too long for it: no archive is made that would lose it.
+    if set_acl(&vol.join("gen")) {
+        let err = w.fails(&["volume", "backup", "create", "v", "-q"]);
+        assert!(
+            err.contains("could not be restored") && err.contains("4088"),
+            "{err}"
+        );
+        assert_eq!(w.archives("volumes"), good, "nothing left behind");
+    }
+    // Deeper than tar can create at all.
+    let out = Command::new("rm")
+        .arg("-rf")
+        .arg(vol.join("d".repeat(200)))
+        .status()
+        .unwrap();
+    assert!(out.success());
+    deep_file(&vol, 4200);
+    let err = w.fails(&["volume", "backup", "create", "v", "-q"]);
+    assert!(err.contains("4200 bytes"), "{err}");
+
+    // Such an archive made by hand (or an older cellmgr): verify refuses it,
+    // and prune --keep 1 keeps the newest one that restores.
+    let dir = w.root.join("backups/volumes");
+    let newest = good.last().unwrap();
+    let side = Sidecar::read(&dir.join(naming::sidecar_name(
+        newest.file_name().unwrap().to_str().unwrap(),
+    )))
+    .unwrap();
+    let file = naming::archive_name("v", side.created + 3600);
+    let sh = format!(
+        "tar --create --file=- --format=posix -C {} . | gzip -c -n > {}",
+        vol.display(),
+        dir.join(&file).display()
+    );
+    assert!(Command::new("sh")
+        .args(["-c", &sh])
+        .status()
+        .unwrap()
+        .success());
+    let bytes = fs::read(dir.join(&file)).unwrap();
+    let sha = Command::new("sha256sum")
+        .arg(dir.join(&file))
+        .output()
+        .unwrap();
+    let deep = Sidecar {
+        archive: file.clone(),
+        sha256: String::from_utf8_lossy(&sha.stdout)[..64].to_string(),
+        size: bytes.len() as u64,
+        seq: side.seq + 1,
+        acls: Some(false),
+        created: side.created + 3600,
+        ..side
+    };
+    deep.write(&dir.join(naming::sidecar_name(&file))).unwrap();
+    let out = w.mgr(&["volume", "backup", "verify", "v", "--latest"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot be restored") && err.contains("4200 bytes"),
+        "{err}"
+    );
+    let out = w.ok(&[
+        "volume", "backup", "delete", "v", "--prune", "--keep", "1", "--yes",
+    ]);
+    assert_eq!(out.matches("deleted").count(), 1, "{out}");
+    let left = w.archives("volumes");
+    assert!(
+        left.contains(&good[1]) && !left.contains(&good[0]),
+        "{left:?}"
+    );
 }
 
 /// A crafted or cell-made archive with a device node or a fifo restores

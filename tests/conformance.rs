@@ -11,8 +11,9 @@ mod support;
 #[path = "conformance/userns.rs"]
 mod userns;
 
+use std::time::Duration;
 use support::ctl as cellenv;
-use support::ctl::{host_bind, port, Env, PERL_BIND};
+use support::ctl::{host_bind, port, wait_until, Env, PERL_BIND};
 
 const EPERM: i32 = libc::EPERM;
 
@@ -309,7 +310,9 @@ fn cells_cannot_see_signal_or_trace_each_other_or_the_host() {
     env.create(&b, &root_b, &["-l", "high"]);
     let mut sleeper = env.background(&b, &["/bin/sleep", "1000"]);
     let victim = sleeper.id();
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    wait_until("b's sleeper to run", Duration::from_secs(20), || {
+        env.procs(&b) == 1
+    });
 
     // See: a's process list holds only its own init and the command.
     let (rc, out, _) = env.sh(&a, "ps -o pid,args");
@@ -666,7 +669,9 @@ fn destroy_is_refused_while_members_run() {
     let name = format!("busy{}", std::process::id());
     env.create(&name, &root, &[]);
     let mut sleeper = env.background(&name, &["/bin/sleep", "1000"]);
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    wait_until("the member to run", Duration::from_secs(20), || {
+        env.procs(&name) == 1
+    });
     let out = env.ctl(&["destroy", &name]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -698,11 +703,11 @@ fn a_cell_whose_init_died_is_reported_and_removed() {
     let init = store.lock().unwrap().table.cells[0].init_pid;
     // SAFETY: kills the init of the cell this test created.
     unsafe { libc::kill(init, libc::SIGKILL) };
-    while std::path::Path::new(&format!("/proc/{init}/cgroup")).exists()
-        && std::fs::read_to_string(format!("/proc/{init}/stat")).is_ok_and(|s| !s.contains(") Z"))
-    {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_until("the init to die", Duration::from_secs(20), || {
+        !std::path::Path::new(&format!("/proc/{init}/cgroup")).exists()
+            || std::fs::read_to_string(format!("/proc/{init}/stat"))
+                .map_or(true, |s| s.contains(") Z"))
+    });
     let out = env.ctl(&["list", "-T", "-H"]);
     assert!(out.status.success());
     assert_eq!(
@@ -735,19 +740,30 @@ fn stats_move_under_load() {
         out.trim().split('\t').map(|v| v.parse().unwrap()).collect()
     };
     let mut spinner = env.background(&name, &["/bin/sh", "-c", "while :; do :; done"]);
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    let busy = row(&env);
     // A spinning shell gets 100 ticks a second on an idle CPU; far less on a
-    // busy host, but never none.
-    assert!(busy[0] >= 3, "CPU1S under load: {busy:?}");
-    assert!(busy[1] >= 1, "CPU10S under load: {busy:?}");
+    // busy host, but never none: the 1 Hz sampler shows it within seconds.
+    let mut busy = Vec::new();
+    wait_until(
+        "the sampler to see the load",
+        Duration::from_secs(30),
+        || {
+            busy = row(&env);
+            busy[0] >= 3 && busy[1] >= 1
+        },
+    );
     assert_eq!(busy[2], 1, "PROCS: {busy:?}");
     assert!(busy[3] >= 1 && busy[4] > 0, "REFS/MEMORY: {busy:?}");
     env.sh(&name, "kill -9 -1");
     spinner.wait().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2200));
-    let idle = row(&env);
-    assert_eq!(idle[0], 0, "CPU1S at rest: {idle:?}");
+    let mut idle = Vec::new();
+    wait_until(
+        "the sampler to see the rest",
+        Duration::from_secs(30),
+        || {
+            idle = row(&env);
+            idle[0] == 0
+        },
+    );
     assert_eq!(idle[2], 0, "PROCS at rest: {idle:?}");
 }
 

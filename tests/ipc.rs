@@ -19,15 +19,18 @@ use support::ipc::{cell, frame, hello, volume, Fake, FakeServer};
 use support::{names, run_helper_as, wait_for, wait_until};
 
 /// A served fake with the cells web (running) and db, and the volume data
-/// used by web; each action takes `action_time`.
-fn start_server(name: &str, action_time: Duration) -> FakeServer {
+/// used by web; with `held`, actions wait after their begin until the test
+/// opens the fake's gate.
+fn start_server(name: &str, held: bool) -> FakeServer {
     let s = FakeServer::new(&format!("ipc-{name}"), |log_dir| {
-        let mut fake = Fake::new(
+        let fake = Fake::new(
             vec![cell("web", true), cell("db", false)],
             vec![volume("data", "web")],
             log_dir,
         );
-        fake.action_time = action_time;
+        if held {
+            fake.gate.close();
+        }
         fake
     });
     s.serve();
@@ -54,7 +57,7 @@ fn error_kind(resp: &Response) -> Option<ErrorKind> {
 
 #[test]
 fn every_request_gets_its_reply() {
-    let s = start_server("every", Duration::ZERO);
+    let s = start_server("every", false);
     let mut c = connect(&s);
     assert!(c.info.server.starts_with("cellmgr"));
     std::fs::write(s.dir.join("web.log"), "one\ntwo\nthree\n").unwrap();
@@ -203,7 +206,7 @@ fn every_request_gets_its_reply() {
 
 #[test]
 fn garbage_and_oversized_frames_get_errors_and_the_session_goes_on() {
-    let s = start_server("garbage", Duration::ZERO);
+    let s = start_server("garbage", false);
     let stream = UnixStream::connect(&s.socket).unwrap();
     let mut r = FrameReader::new(&stream);
     let mut w = &stream;
@@ -259,7 +262,7 @@ fn garbage_and_oversized_frames_get_errors_and_the_session_goes_on() {
 
 #[test]
 fn a_truncated_request_is_answered_and_never_acted_on() {
-    let s = start_server("truncated", Duration::ZERO);
+    let s = start_server("truncated", false);
     let stream = UnixStream::connect(&s.socket).unwrap();
     let mut r = FrameReader::new(&stream);
     (&stream).write_all(&frame(1, &hello())).unwrap();
@@ -286,24 +289,26 @@ fn a_truncated_request_is_answered_and_never_acted_on() {
 
 #[test]
 fn a_client_leaving_mid_action_leaves_the_action_whole() {
-    let s = start_server("leave", Duration::from_millis(400));
+    let s = start_server("leave", true);
     {
         let mut c = connect(&s);
         c.send(&Request::Stop {
             cells: names(&["web"]),
         })
         .unwrap();
-        // Wait until the action has begun, then vanish.
+        // Wait until the action has begun, then vanish; only then may it end.
         wait_until(
             "the action to begin",
-            Duration::from_secs(5),
+            Duration::from_secs(20),
             Duration::from_millis(5),
             || !s.fake.journal().is_empty(),
         );
     }
+    assert_eq!(s.fake.journal(), ["begin stop web"]);
+    s.fake.gate.open();
     wait_until(
         "the action to finish",
-        Duration::from_secs(5),
+        Duration::from_secs(20),
         Duration::from_millis(10),
         || s.fake.journal().len() >= 2,
     );
@@ -317,7 +322,7 @@ fn a_client_leaving_mid_action_leaves_the_action_whole() {
 
 #[test]
 fn the_handshake_comes_first_and_versions_must_match() {
-    let s = start_server("handshake", Duration::ZERO);
+    let s = start_server("handshake", false);
     let stream = UnixStream::connect(&s.socket).unwrap();
     let mut r = FrameReader::new(&stream);
     (&stream)
@@ -399,7 +404,7 @@ fn the_socket_is_private_and_peers_are_checked() {
         eprintln!("skipped: needs root to run a client as another user");
         return;
     }
-    let s = start_server("peer", Duration::ZERO);
+    let s = start_server("peer", false);
     let mode = std::fs::metadata(&s.socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the socket must be private to root");
 
@@ -429,7 +434,7 @@ fn the_socket_is_private_and_peers_are_checked() {
 
 #[test]
 fn the_socket_path_is_claimed_carefully() {
-    let s = start_server("claim", Duration::ZERO);
+    let s = start_server("claim", false);
     let fake: Arc<dyn cells::ipc::server::Backend> = s.fake.clone();
     // A live server keeps its socket.
     let err = serve_socket(&s.socket, fake.clone(), Access::default()).unwrap_err();

@@ -6,7 +6,10 @@
 //! personalities, and the dispatcher. Runtime modules may use each other;
 //! personalities may not use each other.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
+use support::rust_files;
 
 const GROUND: &[&str] = &[
     "names", "exit", "config", "rcconf", "output", "fs", "model", "calendar", "cmdtable",
@@ -15,7 +18,7 @@ const GROUND: &[&str] = &[
 const RUNTIME: &[&str] = &["kernel", "supervise", "ipc"];
 const ENGINE: &[&str] = &["engine"];
 const PERSONALITIES: &[&str] = &["ctl", "mgr", "ui"];
-const DISPATCH: &[&str] = &["cli"];
+const DISPATCH: &[&str] = &["cli", "fuzz"];
 
 fn floor(module: &str) -> Option<usize> {
     [GROUND, RUNTIME, ENGINE, PERSONALITIES, DISPATCH]
@@ -32,17 +35,6 @@ fn allowed(from: &str, to: &str) -> bool {
         return false;
     };
     b < a || (b == a && (a == 0 || a == 1))
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
 }
 
 /// The top-level modules a source text names through `crate::`, including

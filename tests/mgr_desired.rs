@@ -93,7 +93,7 @@ fn create_set_and_the_read_contract() {
         .lines()
         .map(|l| l.split('\t').next().unwrap())
         .collect();
-    assert_eq!(names.len(), 39);
+    assert_eq!(names.len(), 40);
     assert_eq!(&names[..4], ["name", "running", "desired_state", "cid"]);
     assert_eq!(names[23], "apply_present");
     assert_eq!(
@@ -118,7 +118,8 @@ fn create_set_and_the_read_contract() {
             "memory_used",
             "disk_used",
             "forks_denied",
-            "oom_kills"
+            "oom_kills",
+            "frozen"
         ]
     );
     // Read usage errors.

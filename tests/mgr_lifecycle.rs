@@ -202,8 +202,14 @@ fn crashed_supervisor_and_leftover_mounts_are_recovered() {
     // The supervisor dies hard (its service with it).
     // SAFETY: signalling a process this test started through cellmgr.
     unsafe { libc::kill(pid, libc::SIGKILL) };
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    // The next read tells the truth: the kernel cell is there, no supervisor.
+    // Once it is gone, a read tells the truth: the kernel cell is there, no
+    // supervisor.
+    support::wait_until(
+        "the killed supervisor to be gone",
+        std::time::Duration::from_secs(20),
+        std::time::Duration::from_millis(10),
+        || !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+    );
     assert_eq!(
         w.rows("name,running,supervisor_pid,supervisor"),
         "svc\t1\t\t\n"
@@ -339,4 +345,82 @@ fn directory_base_and_guarded_host_mounts() {
     drop(w);
     std::fs::remove_dir_all(&base).unwrap();
     std::fs::remove_dir_all(&shared).unwrap();
+}
+
+/// Pids of host processes whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .collect()
+}
+
+/// Item 9 of the reliability issue: a health check the cell makes block (a
+/// FIFO nobody writes) never holds the lock: another command goes on at once,
+/// the check ends within its budget, and nothing it started is left.
+#[test]
+fn a_blocking_health_check_never_holds_the_lock() {
+    if !root_or_skip("a_blocking_health_check_never_holds_the_lock") {
+        return;
+    }
+    let w = World::new("hc-lock");
+    let fifo = format!("/tmp/hc-{}.fifo", std::process::id());
+    w.write_manifest(
+        "blocked.cell",
+        &format!(
+            "CELL_SUPERVISE_CMD=\"/bin/busybox sleep 100000\"\n\
+             CELL_HEALTHCHECK_CMD=\"mkfifo {fifo} 2>/dev/null; cat {fifo}\"\n\
+             CELL_HEALTHCHECK_TIMEOUT=1s\nCELL_HEALTHCHECK_INTERVAL=1s\nCELL_HEALTHCHECK_RETRIES=2\n"
+        ),
+    );
+    w.write_manifest(
+        "other.cell",
+        "CELL_SUPERVISE_CMD=\"/bin/busybox sleep 100000\"\n",
+    );
+    w.ok(&["start", "other"]);
+    for verb in [&["start", "blocked"][..], &["apply", "blocked"]] {
+        if verb[0] == "apply" {
+            w.ok(&["stop", "blocked"]);
+            w.ok(&["cell", "set", "blocked", "--autostart", "YES"]);
+        }
+        let started = std::time::Instant::now();
+        let mut slow = w.command(&["mgr"]).args(verb).spawn().unwrap();
+        support::wait_until(
+            "the health check to block",
+            std::time::Duration::from_secs(20),
+            std::time::Duration::from_millis(10),
+            || !processes_with(&format!("cat {fifo}")).is_empty(),
+        );
+        // Another command does not wait for it (it would give up after 2 s).
+        let out = w.run_env(&["stop", "other"], &[("CELLMGR_LOCK_WAIT", "2")]);
+        assert!(
+            out.status.success(),
+            "{verb:?}: stop of another cell: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        w.ok(&["start", "other"]);
+        let status = slow.wait().unwrap();
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "{verb:?}: a failing check is a failure"
+        );
+        // Bounded by the check's budget (a hang detector, generous on purpose).
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "{verb:?}: took {:?}",
+            started.elapsed()
+        );
+        // Each timed-out check went with everything it started: no more than
+        // the one running now.
+        assert!(
+            processes_with(&format!("cat {fifo}")).len() <= 1,
+            "{verb:?}: the checks' children outlived them"
+        );
+        assert!(w.rows("name,health").contains("blocked\tfailing:"));
+    }
 }

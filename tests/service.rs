@@ -39,23 +39,31 @@ impl Follow {
 
     /// Lines until one ends with `suffix` (which is returned last).
     fn until(&self, suffix: &str) -> Vec<String> {
+        self.until_all(&[suffix])
+    }
+
+    /// Lines until one ending with each of `suffixes` has come, in any order:
+    /// a service's stdout and stderr are two pipes, and the supervisor may
+    /// read either first.
+    fn until_all(&self, suffixes: &[&str]) -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let mut seen = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
+        let mut missing: Vec<&str> = suffixes.to_vec();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(l) => {
-                    let done = l.ends_with(suffix);
+                    missing.retain(|s| !l.ends_with(s));
                     seen.push(l);
-                    if done {
+                    if missing.is_empty() {
                         return seen;
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    panic!("no line ending with {suffix:?} in time; got {seen:#?}")
+                    panic!("no line ending with {missing:?} in time; got {seen:#?}")
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    panic!("logs -f ended before {suffix:?}; got {seen:#?}")
+                    panic!("logs -f ended before {missing:?}; got {seen:#?}")
                 }
             }
         }
@@ -92,13 +100,7 @@ fn logs_show_the_backlog_and_follow_across_restarts_and_rotation() {
     assert_eq!(w.ok(&["logs", "svc"]), "", "declared, never run");
     w.ok(&["start", "svc"]);
     let follow = Follow::start(&w, "svc");
-    let first = follow.until("stderr: to stderr");
-    assert!(
-        first
-            .iter()
-            .any(|l| body(l) == "stdout: hello from the service"),
-        "{first:#?}"
-    );
+    let first = follow.until_all(&["stderr: to stderr", "stdout: hello from the service"]);
     let stamp = first[0].split(' ').next().unwrap();
     assert!(
         stamp.len() == 24 && stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
@@ -107,7 +109,7 @@ fn logs_show_the_backlog_and_follow_across_restarts_and_rotation() {
 
     // Across a restart: the same stream goes on.
     w.ok(&["restart", "svc"]);
-    let again = follow.until("stderr: to stderr");
+    let again = follow.until_all(&["stderr: to stderr", "stdout: hello from the service"]);
     assert!(
         again
             .iter()

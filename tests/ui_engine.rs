@@ -101,8 +101,7 @@ fn an_unconfirmed_restore_leaves_the_volume_alone() {
     t.keys(&["Tab"]);
     t.wait_text("data_");
     t.wait_text("Backups (1,");
-    // b: a second backup, listed newest first (archive names have one-second stamps).
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // b: a second backup, listed newest first.
     t.keys(&["b"]);
     t.wait_text("Backups (2,");
     assert_eq!(
@@ -125,10 +124,17 @@ fn an_unconfirmed_restore_leaves_the_volume_alone() {
     t.wait_text("REPLACES");
     t.keys(&["n"]);
     t.wait_text("cancelled");
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // A refresh after the cancel comes through the bridge after anything
+    // sent before it: once it shows, a restore would have run.
+    w.ok(&["volume", "create", "marker", "--scope", "both"]);
+    t.wait_text("marker");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "current\n");
 
-    t.keys(&["R", "Down", "Enter", "y"]);
+    t.keys(&["R"]);
+    t.wait_text("pick an archive");
+    t.keys(&["Down", "Enter"]);
+    t.wait_text("REPLACES");
+    t.keys(&["y"]);
     t.wait("the restore", |_| {
         std::fs::read_to_string(&file).is_ok_and(|s| s == "backed up\n")
     });
@@ -147,7 +153,7 @@ fn the_log_view_follows_a_services_output() {
         "create",
         "talker",
         "--cmd",
-        "sh -c 'echo first line from talker; sleep 2; echo second line from talker; exec sleep 1000'",
+        "sh -c 'mkfifo /tmp/go; echo first line from talker; read x </tmp/go; echo second line from talker; exec sleep 1000'",
     ]);
     w.ok(&["cell", "start", "talker"]);
     let t = start_ui(&w, "log");
@@ -155,7 +161,10 @@ fn the_log_view_follows_a_services_output() {
     t.keys(&["l"]);
     t.wait_text("log of talker");
     t.wait_text("first line from talker");
-    // New output appears without any key.
+    // New output appears without any key: the service writes its second line
+    // only now, when the test lets it go through its fifo.
+    assert!(!t.screen().contains("second line from talker"));
+    w.ok(&["cell", "shell", "talker", "sh", "-c", "echo go >/tmp/go"]);
     t.wait_text("second line from talker");
     t.keys(&["l"]);
     t.wait("the details pane", |s| {
@@ -188,7 +197,10 @@ fn apply_shows_the_dry_run_and_runs_only_when_confirmed() {
     assert!(s.contains("START") && s.contains("cell web"), "{s}");
     t.keys(&["n"]);
     t.wait_text("cancelled");
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // A refresh after the cancel comes through the bridge after anything
+    // sent before it: once it shows, an apply would have run.
+    w.ok(&["cell", "create", "marker"]);
+    t.wait("the marker cell", |s| row_of(s, "marker").is_some());
     assert!(
         w.rows("name,running,rendered").contains("web\t0\t0"),
         "an unconfirmed apply ran"

@@ -5,7 +5,6 @@
 mod support;
 
 use cells::ipc::proto::{BackupRow, BackupTarget};
-use std::time::Duration;
 use support::ipc::{cell, volume, Fake, FakeServer};
 use support::tmux::{
     cellui_command, cellui_command_pid, row_of, run_and_report, start_cellui, tmux_or_skip, Tmux,
@@ -178,18 +177,32 @@ fn an_unconfirmed_restore_is_not_carried_out() {
     assert!(t.screen().contains("data_20260101000000.tar.gz"));
     t.keys(&["n"]);
     t.wait_text("cancelled");
-    t.keys(&["R", "Enter"]);
+    t.keys(&["R"]);
+    t.wait_text("pick an archive");
+    t.keys(&["Enter"]);
     t.wait_text("REPLACES");
     t.keys(&["Escape"]);
     t.wait_text("cancelled");
-    std::thread::sleep(Duration::from_millis(500));
+    // A refresh after the cancel comes through the same connection after
+    // anything sent before it: once it shows, a restore would have run.
+    f.fake
+        .state
+        .lock()
+        .unwrap()
+        .volumes
+        .push(support::ipc::volume("marker", ""));
+    t.wait_text("marker");
     assert!(
         f.fake.journal().is_empty(),
         "an unconfirmed restore ran: {:?}",
         f.fake.journal()
     );
     // Confirmed, it runs.
-    t.keys(&["R", "Enter", "y"]);
+    t.keys(&["R"]);
+    t.wait_text("pick an archive");
+    t.keys(&["Enter"]);
+    t.wait_text("REPLACES");
+    t.keys(&["y"]);
     t.wait("the restore", |_| f.fake.journal().len() == 2);
     assert_eq!(
         f.fake.journal()[1],

@@ -381,11 +381,24 @@ fn stats(cfg: &Config, kernel: &dyn Kernel, a: StatsArgs) -> Result<i32> {
     let cells = kernel.stats().context("read cell statistics")?;
     let resources = kernel.resources().context("read cell limits")?;
     let resources_of = |id: u64| resources.iter().find(|r| r.id == id);
+    // A supervisor file that cannot be read blanks that cell's fields only.
     let supervisors: Vec<Option<crate::supervise::SupervisorStatus>> = cells
         .iter()
-        .map(|c| crate::supervise::status(cfg, &c.info.name))
-        .collect::<Result<_>>()
-        .context("read supervisor status")?;
+        .map(|c| match crate::supervise::supervisor(cfg, &c.info.name) {
+            Ok(s) => match s.map(|s| s.status) {
+                Some(Err(why)) => {
+                    log::warn!("{why}");
+                    None
+                }
+                Some(Ok(st)) => st,
+                None => None,
+            },
+            Err(e) => {
+                log::warn!("{e:#}");
+                None
+            }
+        })
+        .collect();
     if a.prometheus {
         print!(
             "{}",

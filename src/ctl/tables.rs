@@ -209,6 +209,7 @@ mod tests {
             procs: 3,
             refs: 3,
             ids: None,
+            frozen: false,
         }
     }
 

@@ -332,6 +332,7 @@ mod tests {
                     procs: 1,
                     refs: 1,
                     ids: Some(*r),
+                    frozen: false,
                 })
                 .collect())
         }

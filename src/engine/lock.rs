@@ -54,6 +54,39 @@ impl Drop for LockGuard {
     }
 }
 
+/// The lock held by a command that sets it aside while it waits on something a
+/// cell controls: a health check can take its whole time budget (a cell can
+/// make it block), and other commands must not wait for it. The command takes
+/// the lock back afterwards, waiting as long as [`RETAKE_WAIT`].
+pub struct Held {
+    guard: std::cell::RefCell<Option<LockGuard>>,
+    cfg: Config,
+    command: String,
+}
+
+/// How long a command waits to take its lock back after setting it aside.
+pub const RETAKE_WAIT: Duration = Duration::from_secs(60);
+
+impl Held {
+    pub fn acquire(cfg: &Config, command: &str) -> Result<Held> {
+        Ok(Held {
+            guard: std::cell::RefCell::new(Some(acquire(cfg, command, DEFAULT_WAIT)?)),
+            cfg: cfg.clone(),
+            command: command.to_string(),
+        })
+    }
+
+    /// Runs `f` without the lock, then takes it back.
+    pub fn without<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        drop(self.guard.borrow_mut().take());
+        let out = f();
+        let guard = acquire(&self.cfg, &self.command, RETAKE_WAIT)
+            .context("taking the lock back after a health check")?;
+        *self.guard.borrow_mut() = Some(guard);
+        Ok(out)
+    }
+}
+
 /// The lock file's path.
 pub fn lock_path(cfg: &Config) -> PathBuf {
     cfg.data_dir.join(".lock")

@@ -59,6 +59,7 @@ pub const CELL_FIELDS: &[&str] = &[
     "disk_used",
     "forks_denied",
     "oom_kills",
+    "frozen",
 ];
 
 const CELL_COMPACT: &[&str] = &[
@@ -72,6 +73,7 @@ const CELL_COMPACT: &[&str] = &[
     "age",
     "create_profile",
     "create_reserved_ports",
+    "frozen",
 ];
 
 const CELL_DESIRED: &[&str] = &[
@@ -119,6 +121,7 @@ const CELL_RUNTIME: &[&str] = &[
     "disk_used",
     "forks_denied",
     "oom_kills",
+    "frozen",
 ];
 
 const CELL_MERGED_DEFAULT: &[&str] = &[
@@ -168,6 +171,7 @@ pub const CELL_SCHEMA: Schema = Schema {
                 "create_reserved_ports",
                 "autostart",
                 "health",
+                "frozen",
             ],
             default: CELL_COMPACT,
         },
@@ -268,6 +272,9 @@ pub struct RuntimeFacts {
     pub stats: Vec<CellStats>,
     pub resources: Vec<CellResources>,
     pub supervisors: BTreeMap<String, SupervisorView>,
+    /// What could not be read, one sentence each (naming the file); the
+    /// affected cell's fields say `damaged` or stay empty, the others are whole.
+    pub warnings: Vec<String>,
 }
 
 /// Asks the kernel (one `list`, `stats` and `resources` only when wanted and
@@ -283,18 +290,40 @@ pub fn runtime_facts(cfg: &Config, kernel: &dyn Kernel, want_stats: bool) -> Res
         facts.resources = kernel.resources()?;
     }
     for c in &facts.cells {
-        if let Some(st) = crate::supervise::status(cfg, &c.name)? {
-            facts.supervisors.insert(
-                c.name.clone(),
+        let sup = match crate::supervise::supervisor(cfg, &c.name) {
+            Ok(Some(sup)) => sup,
+            Ok(None) => continue,
+            Err(e) => {
+                facts.warnings.push(format!("cell {}: {e:#}", c.name));
+                continue;
+            }
+        };
+        let view = match sup.status {
+            Ok(Some(st)) => SupervisorView {
+                pid: Some(u64::from(st.supervisor_pid)),
+                restarts: Some(st.restarts),
+                last_exit: st.last_exit.unwrap_or_default(),
+                state: st.state.as_str().to_string(),
+                health: st.health.as_ref().map(health_field),
+            },
+            Ok(None) => SupervisorView {
+                pid: sup.pid.map(u64::from),
+                state: "starting".to_string(),
+                ..SupervisorView::default()
+            },
+            Err(why) => {
+                facts.warnings.push(format!(
+                    "{why}; the supervisor fields of cell {} are unknown until `cellmgr apply` repairs it",
+                    c.name
+                ));
                 SupervisorView {
-                    pid: Some(u64::from(st.supervisor_pid)),
-                    restarts: Some(st.restarts),
-                    last_exit: st.last_exit.unwrap_or_default(),
-                    state: st.state.as_str().to_string(),
-                    health: st.health.as_ref().map(health_field),
-                },
-            );
-        }
+                    pid: sup.pid.map(u64::from),
+                    state: "damaged".to_string(),
+                    ..SupervisorView::default()
+                }
+            }
+        };
+        facts.supervisors.insert(c.name.clone(), view);
     }
     Ok(facts)
 }
@@ -401,6 +430,7 @@ pub fn cell_rows(cfg: &Config, desired: &Desired, facts: &RuntimeFacts) -> Resul
             row.procs = Some(k.procs);
             row.age = Some(k.age);
             row.root = k.root.display().to_string();
+            row.frozen = k.frozen;
         }
         if let Some(s) = stats.get(name) {
             row.procs = Some(s.info.procs);
@@ -545,6 +575,7 @@ impl Record for CellRow {
             "disk_used" => self.disk_used.into(),
             "forks_denied" => self.forks_denied.into(),
             "oom_kills" => self.oom_kills.into(),
+            "frozen" => self.frozen.into(),
             other => unreachable!("field {other} is not in CELL_SCHEMA"),
         }
     }
@@ -598,7 +629,7 @@ mod tests {
 
     #[test]
     fn v2_fields_keep_their_names_and_order() {
-        assert_eq!(CELL_FIELDS.len(), 39);
+        assert_eq!(CELL_FIELDS.len(), 40);
         assert_eq!(CELL_FIELDS[..3], ["name", "running", "desired_state"]);
         assert_eq!(CELL_FIELDS[23], "apply_present");
         assert_eq!(

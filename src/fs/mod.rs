@@ -2,7 +2,8 @@
 //! through here, split by who controls the tree.
 //!
 //! * `host`: files only host root controls (configuration, state, the run
-//!   directory): atomic private writes, optional reads, directory listings.
+//!   directory): atomic private writes, optional reads, directory listings;
+//! * `cbor`: the encoding of state files and messages, with readable errors.
 //! * `tree`: trees a cell controls (its writable layer, its composed root,
 //!   volumes, restore staging). Every operation starts from a directory fd of
 //!   the tree's root and resolves paths so that no link a cell plants can lead
@@ -16,6 +17,7 @@
 //! * `trust`: strict modes, as sshd's `StrictModes`: a file that tells root
 //!   what to do must be owned by root and writable by nobody else, all the way
 //!   up to `/`.
+pub mod cbor;
 pub mod host;
 pub mod ids;
 pub mod mount;
@@ -39,6 +41,17 @@ pub(crate) fn temp_name(base: &std::ffi::OsStr) -> OsString {
     name.push(String::from_utf8_lossy(keep).as_ref());
     name.push(format!(".{:016x}.tmp", random_u64()));
     name
+}
+
+/// The file a name made by [`temp_name`] stands in for (`base`), or `None`
+/// when `name` is no such temporary (for sweeping what a killed writer left).
+pub(crate) fn temp_base(name: &str) -> Option<&str> {
+    let (base, hex) = name
+        .strip_prefix('.')?
+        .strip_suffix(".tmp")?
+        .rsplit_once('.')?;
+    (hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()) && !base.is_empty())
+        .then_some(base)
 }
 
 /// 64 bits from the kernel's random source.
@@ -76,5 +89,23 @@ mod tests {
         assert!(a.starts_with(".ld.so.cache.") && a.ends_with(".tmp"), "{a}");
         let long = "x".repeat(255);
         assert!(temp_name(long.as_ref()).len() < 240);
+    }
+
+    #[test]
+    fn a_temporary_name_leads_back_to_its_file() {
+        let t = temp_name("v_20250101T000000Z.meta.cbor".as_ref());
+        assert_eq!(
+            temp_base(t.to_str().unwrap()),
+            Some("v_20250101T000000Z.meta.cbor")
+        );
+        for other in [
+            "v.meta.cbor",
+            ".v.meta.cbor.tmp",
+            ".v.meta.cbor.123.tmp",
+            "..0123456789abcdef.tmp",
+            ".v.tar.gz.123.partial",
+        ] {
+            assert_eq!(temp_base(other), None, "{other}");
+        }
     }
 }

@@ -105,7 +105,9 @@ impl Connection {
     /// example `cellmgr ipc serve --stdio` with a particular configuration) and
     /// shakes hands with it.
     pub fn spawn(cmd: Command) -> Result<Connection> {
-        let shown = format!("{:?}", cmd.get_program());
+        let shown = std::path::Path::new(cmd.get_program())
+            .display()
+            .to_string();
         Connection::handshake(spawn(cmd)?, RECONNECT_TIMEOUT)
             .with_context(|| format!("handshake with {shown}"))
     }
@@ -132,7 +134,7 @@ impl Connection {
             .map_err(|e| conn.explain(e))?;
         match reply {
             Response::Hello { server, host, .. } => conn.info = ServerInfo { server, host },
-            other => bail!("unexpected reply {other:?}"),
+            other => bail!("unexpected reply to hello: a {} message", other.name()),
         }
         Ok(conn)
     }
@@ -267,9 +269,12 @@ fn spawn(mut cmd: Command) -> Result<Transport> {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    let mut child = cmd.spawn().with_context(|| {
+        format!(
+            "starting {}",
+            std::path::Path::new(cmd.get_program()).display()
+        )
+    })?;
     let stdin = child.stdin.take().expect("piped stdin");
     let stdout = child.stdout.take().expect("piped stdout");
     let stderr = child.stderr.take().expect("piped stderr");

@@ -27,7 +27,7 @@ impl std::fmt::Display for FrameError {
         match self {
             FrameError::BadMagic => write!(
                 f,
-                "not a frame: expected the magic {:?} and a 4-byte length",
+                "not a frame: expected the magic '{}' and a 4-byte length",
                 String::from_utf8_lossy(&MAGIC)
             ),
             FrameError::TooLarge(n) => {

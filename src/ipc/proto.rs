@@ -198,6 +198,26 @@ pub enum Response {
     Error(RemoteError),
 }
 
+impl Response {
+    /// What kind of reply this is, for messages ("an unexpected snapshot").
+    pub fn name(&self) -> &'static str {
+        match self {
+            Response::Hello { .. } => "hello",
+            Response::Pong => "pong",
+            Response::Snapshot { .. } => "snapshot",
+            Response::Cells(_) => "cell list",
+            Response::Volumes(_) => "volume list",
+            Response::Backups(_) => "backup list",
+            Response::Plan(_) => "plan",
+            Response::Done { .. } => "done",
+            Response::BackupCreated(_) => "backup created",
+            Response::Log(_) => "log chunk",
+            Response::Bye => "bye",
+            Response::Error(_) => "error",
+        }
+    }
+}
+
 /// Why a request failed. `Failed` carries the engine's own error, worded exactly
 /// as the CLI prints it after `cellmgr: `.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,14 +267,12 @@ impl std::error::Error for RemoteError {}
 
 /// Encodes a message as CBOR.
 pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
-    let mut out = Vec::new();
-    ciborium::into_writer(msg, &mut out).expect("CBOR encoding into a Vec cannot fail");
-    out
+    crate::fs::cbor::encode(msg)
 }
 
 /// Decodes a CBOR message; the error says what was wrong with the bytes.
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    ciborium::from_reader(bytes).map_err(|e| e.to_string())
+    crate::fs::cbor::decode(bytes).map_err(|e| e.to_string())
 }
 
 /// A stable 64-bit digest of a message's encoding (change tokens, plan tokens).

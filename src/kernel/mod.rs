@@ -161,6 +161,9 @@ pub struct CellInfo {
     /// The host ids of its user namespace; `None`: host ids.
     #[serde(default)]
     pub ids: Option<IdRange>,
+    /// Every process is suspended ([`Kernel::freeze`]).
+    #[serde(default)]
+    pub frozen: bool,
 }
 
 /// Telemetry for one cell (`cellctl stats`).
@@ -207,6 +210,35 @@ pub struct ExecSpec {
     pub terminal: Option<WindowSize>,
 }
 
+/// A cell held frozen by [`Kernel::freeze`]. Dropping it thaws the cell;
+/// [`FreezeGuard::thaw`] does the same and reports a failure.
+pub struct FreezeGuard {
+    thaw: Option<Box<dyn FnOnce() -> anyhow::Result<()>>>,
+}
+
+impl FreezeGuard {
+    /// A guard that runs `thaw` once, when thawed or dropped.
+    pub fn new(thaw: impl FnOnce() -> anyhow::Result<()> + 'static) -> FreezeGuard {
+        FreezeGuard {
+            thaw: Some(Box::new(thaw)),
+        }
+    }
+
+    pub fn thaw(mut self) -> anyhow::Result<()> {
+        self.thaw.take().map_or(Ok(()), |t| t())
+    }
+}
+
+impl Drop for FreezeGuard {
+    fn drop(&mut self) {
+        if let Some(t) = self.thaw.take() {
+            if let Err(e) = t() {
+                log::error!("{e:#}");
+            }
+        }
+    }
+}
+
 /// What every kernel provides. Errors name the cell and the step that failed.
 pub trait Kernel {
     /// "linux" or "netbsd".
@@ -228,6 +260,22 @@ pub trait Kernel {
     /// its own in the cell, relayed to the caller's (see [`relay`]).
     fn run(&self, target: &Target, spec: &ExecSpec) -> anyhow::Result<i32> {
         relay::run(spec, |spec, stdio| self.spawn(target, spec, stdio))
+    }
+    /// Suspends every process of the cell (for a consistent copy of its
+    /// data) until the guard is thawed or dropped. The cell is also thawed
+    /// when the process holding the guard dies, however it dies (Linux: a
+    /// guard process, see `linux::freeze`). Backends without a freezer refuse.
+    fn freeze(&self, target: &Target) -> anyhow::Result<FreezeGuard> {
+        anyhow::bail!(
+            "the {} backend cannot freeze cells: stop {target} instead",
+            self.name()
+        )
+    }
+    /// Thaws a cell that is frozen while no guard holds it (its holder and
+    /// guard were both killed); true when it did.
+    fn thaw_abandoned(&self, target: &Target) -> anyhow::Result<bool> {
+        let _ = target;
+        Ok(false)
     }
     /// Every cell's limits and usage. The default, for a backend that enforces
     /// no limits yet, reports none.

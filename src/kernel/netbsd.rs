@@ -7,8 +7,8 @@
 //! the `id` node, then apply the stored rlimits and drop credentials, then exec.
 
 use super::{
-    CellInfo, CellSpec, CellStats, Child, DenyCounters, ExecSpec, Kernel, Limit, Rlimits, Stdio,
-    Target, WindowSize,
+    CellInfo, CellSpec, CellStats, Child, DenyCounters, ExecSpec, FreezeGuard, Kernel, Limit,
+    Rlimits, Stdio, Target, WindowSize,
 };
 use anyhow::{bail, Context, Result};
 use secmodel_cell::abi::{self, AbiStruct, DenyScope, Node};
@@ -260,6 +260,14 @@ impl Kernel for NetBsdKernel {
         child.terminal = master.map(std::fs::File::from);
         Ok(child)
     }
+
+    /// secmodel_cell has no freezer, and stopping every member with SIGSTOP
+    /// would not hold (a member not yet stopped can SIGCONT the others, a fork
+    /// can outrun the sweep), so NetBSD refuses: `backup create --quiesce`
+    /// then tells the operator to stop the cell for the copy.
+    fn freeze(&self, target: &Target) -> Result<FreezeGuard> {
+        bail!("NetBSD cannot freeze a cell (secmodel_cell has no freezer): stop {target} for the backup instead")
+    }
 }
 
 /// Everything the child needs to enter the cell, prepared before fork.
@@ -431,6 +439,8 @@ fn to_info(c: &abi::CellInfo, now_ns: u64) -> CellInfo {
         refs: c.ci_refcount,
         // NetBSD cells keep host ids: secmodel_cell decides by cell.
         ids: None,
+        // secmodel_cell has no freezer (see `freeze` below).
+        frozen: false,
     }
 }
 

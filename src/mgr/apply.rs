@@ -1,7 +1,7 @@
 //! `cellmgr apply`: make runtime match desired state. Plan first (printed one
 //! action per line, the same in dry-run and real runs), then act.
 
-use super::{load_config, lock, plan_rows, Run};
+use super::{load_config, lock_held, plan_rows, Run};
 use crate::engine::manifest;
 use crate::engine::plan::execute::{self, PlanSettings, Timing, Verbosity};
 use crate::engine::plan::review::{self, Reviewed};
@@ -89,11 +89,12 @@ impl Run for Apply {
             (None, None) => None,
         };
         let cfg = load_config()?;
-        // Held from planning to the end, so the plan describes what we act on.
-        let _lock = if self.dry_run {
+        // Held from planning to the end, so the plan describes what we act on;
+        // set aside only while health checks run (a cell controls how long).
+        let lock = if self.dry_run {
             None
         } else {
-            Some(lock(&cfg, "apply")?)
+            Some(lock_held(&cfg, "apply")?)
         };
         let desired = manifest::load_all(&cfg)?;
         let kernel = crate::kernel::host(&cfg).context("opening the kernel backend");
@@ -105,6 +106,13 @@ impl Run for Apply {
             }
             (Err(e), false) => return Err(e),
         };
+        if let (Some(k), false) = (&kernel, self.dry_run) {
+            let mut notes = host::repair(&cfg, k.as_ref())?;
+            notes.extend(crate::engine::backup::leftovers::sweep(&cfg)?);
+            for note in notes {
+                eprintln!("cellmgr: warning: {note}");
+            }
+        }
         let observed = match host::observe(&cfg, kernel.as_deref(), &desired) {
             Ok(o) => o,
             Err(e) if self.dry_run => {
@@ -153,6 +161,7 @@ impl Run for Apply {
             cfg: &cfg,
             kernel: kernel.as_ref(),
             desired: &desired,
+            lock: lock.as_ref().expect("a real run holds the lock"),
         };
         let mut env = Vec::new();
         if !cfg.pkg_path.is_empty() {

@@ -153,10 +153,10 @@ pub struct DeleteArgs {
 }
 
 const VOLUME_FIELDS: &[&str] = &[
-    "volume", "created", "age", "size", "status", "sha256", "source", "quiesced", "archive",
+    "volume", "created", "age", "size", "status", "sha256", "source", "quiesced", "archive", "seq",
 ];
 const CELL_FIELDS: &[&str] = &[
-    "cell", "created", "age", "size", "status", "sha256", "source", "quiesced", "archive",
+    "cell", "created", "age", "size", "status", "sha256", "source", "quiesced", "archive", "seq",
 ];
 
 /// `volume backup list`: the first column is named after the noun (as in v2).
@@ -200,6 +200,7 @@ impl Record for Row<'_> {
                 Value::List(s.quiesced.iter().map(|c| c.as_str().into()).collect())
             }),
             "archive" => self.b.path.to_string_lossy().into_owned().into(),
+            "seq" => side.map(|s| s.seq).into(),
             _ => Value::Empty,
         }
     }
@@ -233,7 +234,6 @@ fn create(cfg: &Config, rt: &cells_runtime::CellRuntime, kind: Kind, a: CreateAr
         bail!("--keep only applies with --prune");
     }
     let _lock = super::lock(cfg, &format!("{} backup create {}", kind.noun(), a.name))?;
-    rt.thaw_leftovers();
     let opts = backup::CreateOptions {
         quiesce: a.quiesce,
         show_progress: !a.quiet,
@@ -352,7 +352,6 @@ fn restore(
     prompt.push('?');
     super::confirm(&prompt, a.yes)?;
     let _lock = super::lock(cfg, &format!("{} backup restore {}", kind.noun(), a.name))?;
-    rt.thaw_leftovers();
     let b = still_the_same(b, backup::resolve(cfg, kind, &a.name, &sel)?)?;
     let opts = backup::RestoreOptions {
         stop: a.stop,
@@ -433,13 +432,13 @@ fn still_the_same(confirmed: Backup, now: Backup) -> Result<Backup> {
 }
 
 /// What backups ask of the running system, answered by the kernel port, the
-/// rendered runtime and the cgroup freezer.
+/// rendered runtime and the kernel's freezer.
 mod cells_runtime {
     use crate::config::Config;
     use crate::engine::backup::inuse::{Runtime, VolumeUser};
     use crate::engine::manifest::MountSource;
     use crate::engine::runtime;
-    use crate::kernel::{Kernel, Target};
+    use crate::kernel::{FreezeGuard, Kernel, Target};
     use anyhow::{Context, Result};
     use std::cell::OnceCell;
 
@@ -500,97 +499,8 @@ mod cells_runtime {
             runtime::lifecycle::stop(self.cfg, self.kernel()?, cell).map(|_| ())
         }
 
-        /// A marker is written first, so that a backup killed while the cell
-        /// is frozen is noticed by the next one ([`CellRuntime::thaw_leftovers`]).
-        fn freeze(&self, cell: &str) -> Result<()> {
-            let marker = self.marker_dir().join(cell);
-            std::fs::create_dir_all(self.marker_dir())
-                .with_context(|| format!("creating {}", self.marker_dir().display()))?;
-            crate::fs::host::write_atomic(&marker, b"")?;
-            let frozen = freezer::set(self.cfg, cell, true);
-            if frozen.is_err() {
-                let _ = freezer::set(self.cfg, cell, false);
-                let _ = std::fs::remove_file(&marker);
-            }
-            frozen
-        }
-
-        fn thaw(&self, cell: &str) -> Result<()> {
-            freezer::set(self.cfg, cell, false)?;
-            let _ = std::fs::remove_file(self.marker_dir().join(cell));
-            Ok(())
-        }
-    }
-
-    impl CellRuntime<'_> {
-        fn marker_dir(&self) -> std::path::PathBuf {
-            self.cfg.run_dir.join("backup-frozen")
-        }
-
-        /// Thaws the cells a killed `create --quiesce` left frozen.
-        pub fn thaw_leftovers(&self) {
-            let Ok(entries) = std::fs::read_dir(self.marker_dir()) else {
-                return;
-            };
-            for e in entries.flatten() {
-                let cell = e.file_name().to_string_lossy().into_owned();
-                match freezer::set(self.cfg, &cell, false) {
-                    Ok(()) => {
-                        log::warn!("thawed cell {cell}, left frozen by an interrupted backup")
-                    }
-                    Err(err) => {
-                        log::warn!("cell {cell} was left frozen by an interrupted backup: {err:#}")
-                    }
-                }
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
-
-    /// The cgroup2 freezer of a cell's cgroup (Linux).
-    #[cfg(target_os = "linux")]
-    mod freezer {
-        use crate::config::Config;
-        use crate::kernel::linux::state::Store;
-        use anyhow::{bail, Context, Result};
-        use std::time::{Duration, Instant};
-
-        pub fn set(cfg: &Config, cell: &str, frozen: bool) -> Result<()> {
-            let cgroup = {
-                let locked = Store::new(cfg.run_dir.join("kernel")).lock()?;
-                let Some(rec) = locked.table.cells.iter().find(|c| c.name == cell) else {
-                    bail!("cell {cell} is not running");
-                };
-                rec.cgroup.clone()
-            };
-            let control = cgroup.join("cgroup.freeze");
-            std::fs::write(&control, if frozen { "1" } else { "0" })
-                .with_context(|| format!("writing {}", control.display()))?;
-            // Freezing is asynchronous: wait until the kernel reports it done.
-            let events = cgroup.join("cgroup.events");
-            let want = if frozen { "frozen 1" } else { "frozen 0" };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let text = std::fs::read_to_string(&events)
-                    .with_context(|| format!("reading {}", events.display()))?;
-                if text.lines().any(|l| l.trim() == want) {
-                    return Ok(());
-                }
-                if Instant::now() >= deadline {
-                    bail!("{}: still not '{want}' after 10s", events.display());
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    mod freezer {
-        use crate::config::Config;
-        use anyhow::{bail, Result};
-
-        pub fn set(_cfg: &Config, cell: &str, _frozen: bool) -> Result<()> {
-            bail!("--quiesce is not available on this system yet; stop cell {cell} for the backup instead")
+        fn freeze(&self, cell: &str) -> Result<FreezeGuard> {
+            self.kernel()?.freeze(&Target::Name(cell.to_string()))
         }
     }
 }

@@ -3,9 +3,9 @@
 
 use super::output::{fields, options, render_one};
 use super::removal::{manifest_names, Removal, Selection};
-use super::{load_config, lock, lock_named, runtime_facts, Run, Scope};
+use super::{load_config, lock, lock_held, lock_named, runtime_facts, Run, Scope};
 use crate::config::Config;
-use crate::engine::lock::LockGuard;
+use crate::engine::lock::Held;
 use crate::engine::manifest::{self, Desired, WriteMode};
 use crate::engine::read::{self, CELL_SCHEMA, STATS_FIELDS};
 use crate::engine::runtime::{self, lifecycle, RenderOutcome};
@@ -278,7 +278,7 @@ impl Run for Create {
         let scope = self
             .scope
             .require("cell create", &[Scope::Desired, Scope::Both])?;
-        let (cfg, _lock) = lock_named("cell", "create", &self.name)?;
+        let (cfg, lock) = lock_named("cell", "create", &self.name)?;
         let flags = key_flags!(self);
         let updates = with_create_defaults(&self.name, flags.updates()?);
         let m = manifest::write_cell(&cfg, &self.name, WriteMode::Create, &updates)
@@ -287,7 +287,7 @@ impl Run for Create {
         println!("created cell {} ({})", self.name, m.path.display());
         warn_low_profile(&m);
         if scope.runtime() {
-            return converge(&cfg, &self.name);
+            return converge(&cfg, &lock, &self.name);
         }
         Ok(EXIT_OK)
     }
@@ -301,17 +301,17 @@ fn warn_low_profile(m: &manifest::CellManifest) {
 
 /// `--scope both` after a manifest change: render, then run or stop the cell as
 /// its autostart says, restarting it if it runs with a changed configuration.
-fn converge(cfg: &Config, name: &str) -> Result<i32> {
+fn converge(cfg: &Config, lock: &Held, name: &str) -> Result<i32> {
     let m =
         manifest::load_cell(cfg, name)?.with_context(|| format!("cell {name} has no manifest"))?;
     let outcome = runtime::render(cfg, &m)?;
     let kernel = host_kernel(cfg)?;
     let running = kernel.find(&Target::Name(name.to_string()))?.is_some();
     match (m.autostart, running) {
-        (true, false) => start_one(cfg, kernel.as_ref(), name, None),
+        (true, false) => start_one(cfg, kernel.as_ref(), lock, name),
         (true, true) if outcome != RenderOutcome::Unchanged => {
             lifecycle::stop(cfg, kernel.as_ref(), name)?;
-            start_one(cfg, kernel.as_ref(), name, None)
+            start_one(cfg, kernel.as_ref(), lock, name)
         }
         (false, true) => {
             lifecycle::stop(cfg, kernel.as_ref(), name)?;
@@ -526,7 +526,7 @@ impl Run for Set {
         let scope = self
             .scope
             .require("cell set", &[Scope::Desired, Scope::Both])?;
-        let (cfg, _lock) = lock_named("cell", "set", &self.name)?;
+        let (cfg, lock) = lock_named("cell", "set", &self.name)?;
         let flags = key_flags!(self);
         let mut updates = flags.updates()?;
         let clears: [(bool, &[&'static str]); 9] = [
@@ -614,7 +614,7 @@ impl Run for Set {
         }
         warn_low_profile(&planned.manifest);
         if scope.runtime() {
-            return converge(&cfg, &self.name);
+            return converge(&cfg, &lock, &self.name);
         }
         Ok(EXIT_OK)
     }
@@ -764,53 +764,18 @@ impl Run for Remove {
     }
 }
 
-/// The mutation lock of a command that lets it go while it waits for a
-/// start to prove itself (health checks may take their whole budget, and
-/// other commands must not wait for them).
-struct HeldLock<'a> {
-    cfg: &'a Config,
-    what: &'static str,
-    guard: Option<LockGuard>,
-}
-
-impl<'a> HeldLock<'a> {
-    fn take(cfg: &'a Config, what: &'static str) -> Result<HeldLock<'a>> {
-        Ok(HeldLock {
-            cfg,
-            what,
-            guard: Some(lock(cfg, what)?),
-        })
-    }
-
-    /// Runs `f` without the lock, then takes it again.
-    fn released<T>(&mut self, f: impl FnOnce() -> T) -> Result<T> {
-        self.guard = None;
-        let r = f();
-        self.guard = Some(lock(self.cfg, self.what)?);
-        Ok(r)
-    }
-}
-
 /// Starts one cell and reports it; exit 1 when the start failed its verdict
-/// (the service ended right away, or its health check failed). With `held`,
-/// the verdict is awaited without the lock.
-fn start_one(
-    cfg: &Config,
-    kernel: &dyn Kernel,
-    name: &str,
-    held: Option<&mut HeldLock>,
-) -> Result<i32> {
+/// (the service ended right away, or its health check failed). The verdict
+/// is awaited with the lock set aside (health checks may take their whole
+/// budget, and other commands must not wait for them).
+fn start_one(cfg: &Config, kernel: &dyn Kernel, lock: &Held, name: &str) -> Result<i32> {
     match lifecycle::start(cfg, kernel, name)? {
         lifecycle::StartOutcome::AlreadyRunning { cid } => {
             println!("cell {name} is already running (cid {cid})");
             Ok(EXIT_OK)
         }
         lifecycle::StartOutcome::Started { cid, .. } => {
-            let verdict = match held {
-                Some(h) => h.released(|| lifecycle::wait_started(cfg, kernel, name))?,
-                None => lifecycle::wait_started(cfg, kernel, name),
-            };
-            match verdict {
+            match lock.without(|| lifecycle::wait_started(cfg, kernel, name))? {
                 Ok(()) => {
                     println!("started cell {name} (cid {cid})");
                     Ok(EXIT_OK)
@@ -830,11 +795,11 @@ fn start_one(
 fn start_reporting(
     cfg: &Config,
     kernel: &dyn Kernel,
+    lock: &Held,
     name: &str,
-    held: &mut HeldLock,
     code: &mut i32,
 ) -> bool {
-    match start_one(cfg, kernel, name, Some(held)) {
+    match start_one(cfg, kernel, lock, name) {
         Ok(c) => {
             *code = (*code).max(c);
             c == EXIT_OK
@@ -932,7 +897,7 @@ impl Run for Start {
             .scope
             .require("cell start", &[Scope::Runtime, Scope::Both])?;
         let cfg = load_config()?;
-        let mut held = HeldLock::take(&cfg, "cell start")?;
+        let lock = lock_held(&cfg, "cell start")?;
         let (desired, targets) =
             lifecycle_targets(&cfg, &self.name, self.all, self.ignore_autostart, "start")?;
         let kernel = host_kernel(&cfg)?;
@@ -949,7 +914,7 @@ impl Run for Start {
             if scope.desired() && targets.contains(n) {
                 set_autostart(&cfg, n, true)?;
             }
-            if !start_reporting(&cfg, kernel.as_ref(), n, &mut held, &mut code) && !self.all {
+            if !start_reporting(&cfg, kernel.as_ref(), &lock, n, &mut code) && !self.all {
                 break;
             }
         }
@@ -1053,7 +1018,7 @@ pub struct Restart {
 impl Run for Restart {
     fn run(self) -> Result<i32> {
         let cfg = load_config()?;
-        let mut held = HeldLock::take(&cfg, "cell restart")?;
+        let lock = lock_held(&cfg, "cell restart")?;
         let (_, targets) = lifecycle_targets(&cfg, &self.name, self.all, false, "restart")?;
         let kernel = host_kernel(&cfg)?;
         let mut code = EXIT_OK;
@@ -1064,7 +1029,7 @@ impl Run for Restart {
             }
         }
         for n in &targets {
-            start_reporting(&cfg, kernel.as_ref(), n, &mut held, &mut code);
+            start_reporting(&cfg, kernel.as_ref(), &lock, n, &mut code);
         }
         Ok(code)
     }

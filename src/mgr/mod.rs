@@ -182,12 +182,17 @@ pub fn lock(cfg: &Config, what: &str) -> Result<LockGuard> {
     lock::acquire(cfg, &format!("cellmgr {what}"), lock::DEFAULT_WAIT)
 }
 
+/// The lock for a command that runs health checks: set aside while they run.
+pub fn lock_held(cfg: &Config, what: &str) -> Result<lock::Held> {
+    lock::Held::acquire(cfg, &format!("cellmgr {what}"))
+}
+
 /// For a command that changes one named cell or volume: checks the name, then
 /// reads the configuration and takes the lock as `<noun> <verb> <name>`.
-pub fn lock_named(noun: &str, verb: &str, name: &str) -> Result<(Config, LockGuard)> {
+pub fn lock_named(noun: &str, verb: &str, name: &str) -> Result<(Config, lock::Held)> {
     let cfg = load_config()?;
     crate::names::validate(noun, name)?;
-    let guard = lock(&cfg, &format!("{noun} {verb} {name}"))?;
+    let guard = lock_held(&cfg, &format!("{noun} {verb} {name}"))?;
     Ok((cfg, guard))
 }
 
@@ -196,8 +201,12 @@ pub fn lock_named(noun: &str, verb: &str, name: &str) -> Result<(Config, LockGua
 pub fn runtime_facts(cfg: &Config, want_stats: bool) -> RuntimeFacts {
     let gathered = crate::kernel::host(cfg)
         .and_then(|k| crate::engine::read::runtime_facts(cfg, k.as_ref(), want_stats));
-    gathered.unwrap_or_else(|e| {
+    let facts = gathered.unwrap_or_else(|e| {
         eprintln!("cellmgr: warning: runtime state unavailable, runtime fields are empty: {e:#}");
         RuntimeFacts::default()
-    })
+    });
+    for w in &facts.warnings {
+        eprintln!("cellmgr: warning: {w}");
+    }
+    facts
 }

@@ -4,6 +4,7 @@ use super::output::{fields, options, render_one};
 use super::removal::{manifest_names, Removal, Selection};
 use super::{load_config, lock, lock_named, Run, Scope};
 use crate::config::Config;
+use crate::engine::backup;
 use crate::engine::manifest::{self, Desired, WriteMode};
 use crate::engine::read::{self, VOLUME_SCHEMA};
 use crate::engine::runtime;
@@ -192,6 +193,7 @@ pub fn remove_volumes(
     for v in &removal.runtime {
         let dir = runtime::volume_dir(cfg, v);
         crate::fs::tree::remove_host_tree(&dir)?;
+        backup::leftovers::forget(cfg, backup::Kind::Volume, v)?;
         println!("removed volume {v} runtime");
     }
     for v in &removal.manifests {

@@ -6,8 +6,10 @@
 //! fields allowed and shown by default) and hands rows that implement [`Record`].
 //! Field names and their order are an API contract: see cellmgr(8).
 
+pub mod echo;
 mod value;
 
+pub use echo::{echo, quoted};
 pub use value::{humanize_age, Value};
 
 use anyhow::{bail, Result};

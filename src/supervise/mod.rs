@@ -394,12 +394,20 @@ pub fn run_command(cfg: &Config, kernel: &dyn Kernel, args: SuperviseArgs) -> an
 pub fn start(cfg: &Config, kernel: &dyn Kernel, spec: &SuperviseSpec) -> anyhow::Result<u32> {
     spec.validate()?;
     let cell = resolve(kernel, &spec.cell)?;
-    if let Some(st) = status(cfg, &cell.name)? {
+    if let Some(sup) = supervisor(cfg, &cell.name)? {
         bail!(
             "cell {} is already supervised (supervisor pid {})",
             cell.name,
-            st.supervisor_pid
+            sup.pid.map_or("unknown".to_string(), |p| p.to_string())
         );
+    }
+    // A stop request left by a stop that was cut short is not for this one.
+    let paths = status::Paths::new(&cfg.run_dir, &cell.name);
+    match std::fs::remove_file(&paths.stop) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", paths.stop.display()))
+        }
+        _ => {}
     }
     let (ready_read, ready_write) = pipe().context("creating the readiness pipe")?;
     let ready_fd = ready_write.as_raw_fd();
@@ -452,48 +460,129 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, spec: &SuperviseSpec) -> anyhow:
 pub fn stop(cfg: &Config, cell: &str, grace: Duration) -> anyhow::Result<()> {
     crate::names::validate("cell", cell)?;
     let paths = status::Paths::new(&cfg.run_dir, cell);
-    let Some(st) = status(cfg, cell)? else {
+    let Some(sup) = supervisor(cfg, cell)? else {
+        return Ok(());
+    };
+    let Some(pid) = sup.pid else {
+        // Neither file names it: destroying the cell ends the service, and
+        // a supervisor whose cell is gone exits.
+        log::warn!(
+            "the supervisor of cell {cell} cannot be found by pid ({} unreadable); \
+             it ends with the cell",
+            paths.lock.display()
+        );
         return Ok(());
     };
     monitor::request_stop(&paths, grace)
         .with_context(|| format!("asking the supervisor of cell {cell} to stop"))?;
-    kill(st.supervisor_pid as i32, libc::SIGTERM);
+    kill(pid as i32, libc::SIGTERM);
     // The supervisor needs the grace period plus a moment to reap and exit.
-    if wait_exited(
-        &paths.lock,
-        st.supervisor_pid,
-        grace + Duration::from_secs(3),
-    )? {
+    // The request stays until the supervisor is gone: until then the cell
+    // reads as stopping, whatever the supervisor has written so far.
+    let gone = || {
+        let _ = std::fs::remove_file(&paths.stop);
+    };
+    if wait_exited(&paths.lock, pid, grace + Duration::from_secs(3))? {
+        gone();
         return Ok(());
     }
     // It did not finish in time: end the service and the supervisor here.
-    if let Some(child) = status::read_status(&paths.status)?.and_then(|s| s.child_pid) {
+    if let Ok(Some(child)) = sup.status.map(|s| s.and_then(|s| s.child_pid)) {
         kill(-(child as i32), libc::SIGKILL);
         kill(child as i32, libc::SIGKILL);
     }
-    kill(st.supervisor_pid as i32, libc::SIGKILL);
-    if wait_exited(&paths.lock, st.supervisor_pid, Duration::from_secs(3))? {
+    kill(pid as i32, libc::SIGKILL);
+    if wait_exited(&paths.lock, pid, Duration::from_secs(3))? {
         let _ = std::fs::remove_file(&paths.status);
+        gone();
         return Ok(());
     }
-    bail!(
-        "the supervisor of cell {cell} (pid {}) did not exit",
-        st.supervisor_pid
-    )
+    bail!("the supervisor of cell {cell} (pid {pid}) did not exit")
+}
+
+/// A live supervisor: the process holding the cell's supervisor lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Supervisor {
+    /// Its pid, from its status file or else its lock file; `None` when
+    /// neither can be read.
+    pub pid: Option<u32>,
+    /// Its status file: `Ok(None)` while it is starting up (none written
+    /// yet), `Err` naming the file when it does not decode.
+    pub status: Result<Option<SupervisorStatus>, String>,
+    /// A stop request waits for it (written before it is signalled).
+    pub stop_requested: bool,
+}
+
+impl Supervisor {
+    /// A stop was asked of it (it may not have acted on it yet): it ends its
+    /// service and exits, so the cell does not count as supervised any more.
+    pub fn stopping(&self) -> bool {
+        self.stop_requested
+            || matches!(&self.status, Ok(Some(st)) if st.state == SupervisorState::Stopping)
+    }
+}
+
+/// The cell's supervisor, if one runs. Only I/O errors on the lock fail; a
+/// damaged status file is reported in [`Supervisor::status`], so it affects
+/// this one cell.
+pub fn supervisor(cfg: &Config, cell: &str) -> anyhow::Result<Option<Supervisor>> {
+    crate::names::validate("cell", cell)?;
+    let paths = status::Paths::new(&cfg.run_dir, cell);
+    let Some(locked_by) = status::holder(&paths.lock)? else {
+        return Ok(None);
+    };
+    let status = status::read_status(&paths.status).map_err(|e| format!("{e:#}"));
+    let pid = match &status {
+        Ok(Some(st)) => Some(st.supervisor_pid),
+        _ => locked_by,
+    };
+    Ok(Some(Supervisor {
+        pid,
+        status,
+        stop_requested: paths.stop.exists(),
+    }))
 }
 
 /// The status of a cell's supervisor; `None` when none runs (including a
-/// status file left behind by a supervisor that is gone).
+/// status file left behind by a supervisor that is gone), while it starts
+/// up, and when its status file is damaged (see [`supervisor`]).
 pub fn status(cfg: &Config, cell: &str) -> anyhow::Result<Option<SupervisorStatus>> {
-    crate::names::validate("cell", cell)?;
-    let paths = status::Paths::new(&cfg.run_dir, cell);
-    let Some(st) = status::read_status(&paths.status)? else {
+    Ok(supervisor(cfg, cell)?.and_then(|s| s.status.ok().flatten()))
+}
+
+/// Repairs a damaged status file of a live supervisor from what is true: when
+/// the pid in its lock file is alive and is the supervisor of this cell, it is
+/// asked (SIGUSR1) to write its status again. Returns what was done; `None`
+/// when there was nothing to repair.
+pub fn repair(cfg: &Config, cell: &str) -> anyhow::Result<Option<String>> {
+    let Some(sup) = supervisor(cfg, cell)? else {
         return Ok(None);
     };
-    if !status::pid_alive(st.supervisor_pid) || !status::is_locked(&paths.lock)? {
+    let Err(why) = sup.status else {
         return Ok(None);
+    };
+    let paths = status::Paths::new(&cfg.run_dir, cell);
+    let pid = sup
+        .pid
+        .filter(|&p| status::is_supervisor_of(p, cell))
+        .with_context(|| {
+            format!(
+                "{why}; the process holding {} is not a supervisor of cell {cell}: \
+                 restart the cell (cellmgr restart {cell})",
+                paths.lock.display()
+            )
+        })?;
+    kill(pid as i32, libc::SIGUSR1);
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while !matches!(status::read_status(&paths.status), Ok(Some(_))) {
+        if Instant::now() >= deadline || !status::pid_running(pid) {
+            bail!("{why}; its supervisor (pid {pid}) did not write it again");
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
-    Ok(Some(st))
+    Ok(Some(format!(
+        "{why}; its supervisor (pid {pid}) wrote it again"
+    )))
 }
 
 /// How a freshly started service is judged ([`wait_started`]).
@@ -604,7 +693,8 @@ fn recent_output(cfg: &Config, cell: &str, since_ms: Option<u64>) -> String {
 /// its supervisor stopped.
 pub fn remove_files(cfg: &Config, cell: &str) -> anyhow::Result<()> {
     crate::names::validate("cell", cell)?;
-    if status(cfg, cell)?.is_some() {
+    // Also one that is starting up or whose status file is damaged.
+    if supervisor(cfg, cell)?.is_some() {
         bail!("the supervisor of cell {cell} still runs");
     }
     let paths = status::Paths::new(&cfg.run_dir, cell);
@@ -643,6 +733,7 @@ fn run_monitor(
             libc::SIGQUIT,
             libc::SIGHUP,
             libc::SIGCHLD,
+            libc::SIGUSR1,
         ])
         .context("installing signal handlers")?;
         Ok(m)

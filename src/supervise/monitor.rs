@@ -5,11 +5,12 @@
 //! Events: the service's stdout and stderr pipes, its exit descriptor (where
 //! the kernel backend gives one: a service forked in the cell is not our
 //! child), the output pipe of a running health check, and a self-pipe
-//! carrying SIGTERM/SIGINT/SIGQUIT (stop),
-//! SIGCHLD (reap) and SIGHUP (ignored, so the end of an rc script does not
-//! stop the supervisor). Timers are the poll timeout: the next restart, the
-//! end of the stop grace period, the throttle refill, a retry of a full syslog
-//! queue, the next health check and a running check's timeout.
+//! carrying SIGTERM/SIGINT/SIGQUIT (stop), SIGCHLD (reap), SIGUSR1 (write the
+//! status file again: `repair` after it was damaged) and SIGHUP (ignored, so
+//! the end of an rc script does not stop the supervisor). Timers are the poll
+//! timeout: the next restart, the end of the stop grace period, the throttle
+//! refill, a retry of a full syslog queue, the next health check and a running
+//! check's timeout.
 //!
 //! Before every start the service's settings are gathered afresh: the env
 //! file is read and the user and group are resolved in the cell, so a start
@@ -312,6 +313,9 @@ impl<'k> Monitor<'k> {
         for sig in self.wake.drain() {
             if matches!(sig, libc::SIGTERM | libc::SIGINT | libc::SIGQUIT) {
                 self.stop_requested = true;
+            }
+            if sig == libc::SIGUSR1 {
+                self.write_status();
             }
             // SIGCHLD: reap() runs after every wake-up; SIGHUP: ignored.
         }
@@ -820,6 +824,10 @@ impl<'k> Monitor<'k> {
     fn set_state_since(&mut self, state: SupervisorState, since: u64) {
         self.status.state = state;
         self.status.since = since;
+        self.write_status();
+    }
+
+    fn write_status(&mut self) {
         if let Err(e) = status::write_status(&self.paths.status, &self.status) {
             let msg = format!("cannot write the status file: {e:#}");
             self.log_line("supervise", &msg);
@@ -875,9 +883,13 @@ pub fn request_stop(paths: &Paths, grace: Duration) -> anyhow::Result<()> {
     crate::fs::host::write_atomic(&paths.stop, grace.as_millis().to_string().as_bytes())
 }
 
+/// Reads the stop request. It is left in place: while it exists the cell
+/// reads as stopping (`Supervisor::stopping`), also in the moments before
+/// this supervisor records the state and after it removed its status on the
+/// way out. The requester removes it once this process is gone, and a new
+/// supervisor's start removes one left behind.
 fn take_stop_request(paths: &Paths) -> Option<Duration> {
     let text = std::fs::read_to_string(&paths.stop).ok()?;
-    let _ = std::fs::remove_file(&paths.stop);
     text.trim().parse().ok().map(Duration::from_millis)
 }
 

@@ -251,6 +251,7 @@ mod tests {
                 procs: 3,
                 refs: 4,
                 ids: None,
+                frozen: false,
             },
             cpu1s: cpu,
             cpu10s: 7,

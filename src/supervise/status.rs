@@ -2,9 +2,12 @@
 //! file (CBOR, written atomically), the lock that proves a supervisor is alive,
 //! and the stop request.
 //!
-//! A supervisor holds an exclusive `flock` on `<cell>.lock` for its whole life.
-//! A status file is trusted only while that lock is held, so a file left by a
-//! supervisor that was killed (or whose pid was reused) reads as not running.
+//! A supervisor holds an exclusive `flock` on `<cell>.lock` for its whole life
+//! and writes its pid into it. The lock, not the status file, says whether a
+//! supervisor runs: a status file is read only while the lock is held, so a
+//! file left by a supervisor that was killed (or whose pid was reused) reads as
+//! not running, and a supervisor still starting up (no status file yet) or
+//! whose file was damaged still counts as running.
 
 use anyhow::Context;
 use std::fs::{File, OpenOptions};
@@ -99,15 +102,13 @@ impl Paths {
 }
 
 pub fn write_status(path: &Path, status: &SupervisorStatus) -> anyhow::Result<()> {
-    let mut bytes = Vec::new();
-    ciborium::into_writer(status, &mut bytes).context("encoding supervisor status")?;
-    crate::fs::host::write_atomic(path, &bytes)
+    crate::fs::host::write_atomic(path, &crate::fs::cbor::encode(status))
 }
 
 /// Reads a status file; `None` when there is none.
 pub fn read_status(path: &Path) -> anyhow::Result<Option<SupervisorStatus>> {
     match std::fs::read(path) {
-        Ok(bytes) => ciborium::from_reader(bytes.as_slice())
+        Ok(bytes) => crate::fs::cbor::decode(&bytes)
             .map(Some)
             .with_context(|| format!("{}: not a supervisor status file", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -122,13 +123,18 @@ pub struct SupervisorLock {
 
 impl SupervisorLock {
     /// Takes the cell's supervisor lock, retrying briefly (a concurrent
-    /// [`is_locked`] probe holds it for a moment). Fails when another
-    /// supervisor holds it.
+    /// [`is_locked`] probe holds it for a moment), and writes this process's
+    /// pid into it. Fails when another supervisor holds it.
     pub fn acquire(path: &Path) -> anyhow::Result<SupervisorLock> {
-        let file = open_lock(path)?;
+        let mut file = open_lock(path)?;
         for attempt in 0.. {
             // SAFETY: flock on a descriptor we own.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                // Rewritten in place: a new file would be a different lock.
+                use std::io::Write;
+                file.set_len(0)
+                    .and_then(|()| file.write_all(format!("{}\n", std::process::id()).as_bytes()))
+                    .with_context(|| format!("writing {}", path.display()))?;
                 return Ok(SupervisorLock { _file: file });
             }
             let err = std::io::Error::last_os_error();
@@ -160,6 +166,39 @@ pub fn is_locked(path: &Path) -> anyhow::Result<bool> {
         Ok(true)
     } else {
         Err(err).with_context(|| format!("probing lock {}", path.display()))
+    }
+}
+
+/// The pid of the supervisor holding the lock at `path`: `None` when no
+/// supervisor holds it, `Some(None)` when one does but its pid cannot be read
+/// (it is between taking the lock and writing it, or the file was damaged).
+pub fn holder(path: &Path) -> anyhow::Result<Option<Option<u32>>> {
+    if !is_locked(path)? {
+        return Ok(None);
+    }
+    let pid = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+        .filter(|&p| pid_alive(p));
+    Ok(Some(pid))
+}
+
+/// True when `pid` is the supervisor of `cell`: a check before signalling a
+/// pid read from a file, so a damaged file can never aim a signal elsewhere.
+/// (Linux reads its command line; elsewhere a live pid is taken on trust.)
+pub fn is_supervisor_of(pid: u32, cell: &str) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            return false;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        args.get(1) == Some(&&b"supervise"[..]) && args[2..].contains(&cell.as_bytes())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = cell;
+        pid_alive(pid)
     }
 }
 

@@ -35,6 +35,7 @@ impl HostProcessKernel {
                 procs: 0,
                 refs: 0,
                 ids: None,
+                frozen: false,
             },
             gone: Arc::new(AtomicBool::new(false)),
         }

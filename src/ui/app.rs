@@ -381,8 +381,11 @@ impl App {
                 self.add_log(&cell, chunk);
                 Vec::new()
             }
-            (p, r) => {
-                self.set_status(format!("unexpected reply to {p:?}: {r:?}"), true);
+            (_, r) => {
+                self.set_status(
+                    format!("unexpected reply from the bridge: a {} message", r.name()),
+                    true,
+                );
                 Vec::new()
             }
         }

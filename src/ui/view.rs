@@ -368,10 +368,11 @@ fn cell_row(c: &CellRow, g: &mut Grid, y: usize, ws: &[usize]) {
     let fields: [(String, Style); 10] = [
         (name, if c.manifest { PLAIN } else { ERROR }),
         (dash(&c.state).into(), state_style(&c.state)),
-        (
-            if c.running { "yes" } else { "no" }.into(),
-            if c.running { fg(GREEN) } else { PLAIN },
-        ),
+        match (c.running, c.frozen) {
+            (true, true) => ("frozen".into(), fg(YELLOW)),
+            (true, false) => ("yes".into(), fg(GREEN)),
+            (false, _) => ("no".into(), PLAIN),
+        },
         (dash(&c.health).into(), health_style(&c.health)),
         (dash(&c.create_profile).into(), PLAIN),
         (dash(&c.create_reserved_ports).into(), PLAIN),
@@ -464,7 +465,15 @@ fn cell_details(app: &App, g: &mut Grid, y0: usize, rows: usize) {
     let rows_of: [&[(&str, String, Style)]; 6] = [
         &[
             ("State", dash(&c.state).into(), state_style(&c.state)),
-            ("Running", yes_no(c.running), PLAIN),
+            (
+                "Running",
+                if c.frozen {
+                    "frozen".to_string()
+                } else {
+                    yes_no(c.running)
+                },
+                PLAIN,
+            ),
             ("Health", dash(&c.health).into(), health_style(&c.health)),
             ("Autostart", yes_no(c.autostart), PLAIN),
         ],

@@ -198,6 +198,14 @@ impl Env {
             .unwrap()
     }
 
+    /// Member processes of the cell `name` (the PROCS column of `list`).
+    pub fn procs(&self, name: &str) -> u64 {
+        self.list_rows()
+            .iter()
+            .find(|r| r[1] == name)
+            .map_or(0, |r| r[3].parse().unwrap())
+    }
+
     /// `list -T -H` rows as columns.
     pub fn list_rows(&self) -> Vec<Vec<String>> {
         self.ok(&["list", "-T", "-H"])
@@ -224,6 +232,19 @@ impl Drop for Env {
             let _ = Command::new("umount").arg("-l").arg(&m).status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls `done` until it holds; panics naming `what` after `within`. The
+/// suite waits on events, never on a fixed sleep (it runs on loaded machines).
+pub fn wait_until(what: &str, within: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 

@@ -16,7 +16,7 @@ use cells::model::{CellRow, VolumeRow};
 use std::collections::HashMap;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// A [`Fake`] with its own temporary directory (its log directory too) and
@@ -71,8 +71,8 @@ pub fn hello() -> Request {
 
 pub struct Fake {
     pub state: Mutex<FakeState>,
-    /// How long each action takes (to disconnect in the middle of one).
-    pub action_time: Duration,
+    /// Actions wait here while it is closed (to disconnect in the middle of one).
+    pub gate: Gate,
     pub log_dir: PathBuf,
 }
 
@@ -86,6 +86,34 @@ pub struct FakeState {
     pub plan_drift: bool,
     /// When set, every action fails with this message (as the engine would).
     pub refuse: Option<String>,
+}
+
+/// Holds actions between their begin and their end until it is opened.
+#[derive(Default)]
+pub struct Gate {
+    closed: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    pub fn close(&self) {
+        *self.closed.lock().unwrap() = true;
+    }
+
+    pub fn open(&self) {
+        *self.closed.lock().unwrap() = false;
+        self.opened.notify_all();
+    }
+
+    /// Waits while the gate is closed (at most a minute: a test that failed
+    /// before opening it must not hang the server thread for ever).
+    fn pass(&self) {
+        let closed = self.closed.lock().unwrap();
+        let (_closed, _) = self
+            .opened
+            .wait_timeout_while(closed, Duration::from_secs(60), |c| *c)
+            .unwrap();
+    }
 }
 
 pub fn cell(name: &str, running: bool) -> CellRow {
@@ -134,7 +162,7 @@ impl Fake {
                 volumes,
                 ..FakeState::default()
             }),
-            action_time: Duration::ZERO,
+            gate: Gate::default(),
             log_dir,
         }
     }
@@ -156,7 +184,7 @@ impl Fake {
             .unwrap()
             .journal
             .push(format!("begin {what}"));
-        std::thread::sleep(self.action_time);
+        self.gate.pass();
         let mut st = self.state.lock().unwrap();
         let result = change(&mut st);
         st.journal.push(format!("end {what}"));

@@ -159,3 +159,73 @@ pub fn run_helper_as(
         .find_map(|l| l.find(marker).map(|at| l[at..].to_string()))
         .unwrap_or_else(|| panic!("the helper {helper} printed no {marker}: {text}"))
 }
+
+/// Every Rust file below `dir`.
+pub fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Fails when `text` (something a user sees) holds a Rust `Debug` dump, such
+/// as `Io(Error { kind: UnexpectedEof, … })`.
+pub fn assert_no_debug_dump(text: &str, what: &str) {
+    for shape in [
+        "Error {",
+        "kind:",
+        "Io(",
+        "Semantic(",
+        "Syntax(",
+        "Some(",
+        "None)",
+        "Custom {",
+        "RecursionLimitExceeded",
+    ] {
+        assert!(
+            !text.contains(shape),
+            "{what}: a Debug dump ({shape}) in: {text}"
+        );
+    }
+}
+
+/// A seeded xorshift for tests that explore (random kill points, generated
+/// inputs): the seed comes from the environment variable `var` when set, so a
+/// failing run can be repeated, else from the clock. `stream` separates the
+/// tests that share one seed.
+pub struct Rng(u64);
+
+impl Rng {
+    /// The generator and the seed it came from (for the failure message).
+    pub fn seeded(var: &str, stream: u64) -> (Rng, u64) {
+        let seed = std::env::var(var)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        (
+            Rng((seed ^ stream.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1),
+            seed,
+        )
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}

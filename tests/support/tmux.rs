@@ -55,11 +55,12 @@ impl Tmux {
     }
 
     /// Sends keys in tmux's notation ("x", "Enter", "Tab", "C-c", "Up").
+    /// Keys go out at once: a key whose effect comes later (a reply from the
+    /// bridge) must be followed by a wait for that effect before the next.
     pub fn keys(&self, keys: &[&str]) {
         for k in keys {
             let out = self.tmux(&["send-keys", "-t", "t", k]);
             assert!(out.status.success());
-            std::thread::sleep(Duration::from_millis(60));
         }
     }
 
@@ -69,7 +70,6 @@ impl Tmux {
             .tmux(&["send-keys", "-t", "t", "-l", text])
             .status
             .success());
-        std::thread::sleep(Duration::from_millis(60));
     }
 
     /// Resizes the terminal (the program gets SIGWINCH).

@@ -268,10 +268,12 @@ pub fn bind_as(uid: u32, port: u16) -> i32 {
     }
 }
 
-/// GET / from 127.0.0.1:port, retrying for a few seconds; the body, if any.
+/// GET / from 127.0.0.1:port, retrying until the server answers (at most
+/// 20 s: the machine may be loaded); the body, if any.
 pub fn http_get(port: u16) -> Option<String> {
     use std::io::{Read, Write};
-    for _ in 0..40 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
             if s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").is_ok() {

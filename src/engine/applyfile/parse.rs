@@ -104,7 +104,10 @@ pub fn parse(path: &Path, text: &str) -> Result<ApplyFile, FileError> {
                 Some(d) => format!(" (did you mean {d}?)"),
                 None => format!("; expected one of {}", DIRECTIVES.join(" ")),
             };
-            return Err(err(format!("unknown directive '{word}'{hint}")));
+            return Err(err(format!(
+                "unknown directive {}{hint}",
+                crate::output::quoted(word)
+            )));
         }
         let args: Vec<&str> = rest.split_whitespace().collect();
         let directive = match word {
@@ -118,7 +121,8 @@ pub fn parse(path: &Path, text: &str) -> Result<ApplyFile, FileError> {
                         .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
                     {
                         return Err(err(format!(
-                            "invalid package name '{p}': expected letters, digits and . _ + -"
+                            "invalid package name {}: expected letters, digits and . _ + -",
+                            crate::output::quoted(p)
                         )));
                     }
                 }
@@ -271,7 +275,8 @@ fn split_args<'a>(
         } else if tokens {
             if !super::template::valid_token_name(k) {
                 return Err(format!(
-                    "invalid token name '{k}': expected letters, digits and '_'"
+                    "invalid token name {}: expected letters, digits and '_'",
+                    crate::output::quoted(k)
                 ));
             }
             if toks.iter().any(|(t, _)| t == k) {
@@ -284,7 +289,10 @@ fn split_args<'a>(
                 None if attr_keys.is_empty() => "; this directive takes no options".into(),
                 None => format!("; expected one of {}", attr_keys.join("= ") + "="),
             };
-            return Err(format!("unknown option '{k}='{hint}"));
+            return Err(format!(
+                "unknown option {}{hint}",
+                crate::output::quoted(&format!("{k}="))
+            ));
         }
     }
     Ok((pos, attrs, toks))
@@ -304,7 +312,8 @@ fn parse_mode(v: &str) -> Result<u32, String> {
         Ok(u32::from_str_radix(v, 8).expect("octal digits"))
     } else {
         Err(format!(
-            "invalid mode '{v}': expected 3 or 4 octal digits such as 0644"
+            "invalid mode {}: expected 3 or 4 octal digits such as 0644",
+            crate::output::quoted(v)
         ))
     }
 }
@@ -317,7 +326,10 @@ fn parse_id(what: &str, v: &str) -> Result<String, String> {
     {
         Ok(v.to_string())
     } else {
-        Err(format!("invalid {what} '{v}': expected a name or a number"))
+        Err(format!(
+            "invalid {what} {}: expected a name or a number",
+            crate::output::quoted(v)
+        ))
     }
 }
 
@@ -326,7 +338,8 @@ fn parse_id(what: &str, v: &str) -> Result<String, String> {
 fn cell_path(p: &str) -> Result<String, String> {
     if !p.starts_with('/') {
         return Err(format!(
-            "path '{p}' must be absolute (it names a file inside the cell)"
+            "path {} must be absolute (it names a file inside the cell)",
+            crate::output::quoted(p)
         ));
     }
     let mut depth = 0usize;

@@ -45,10 +45,17 @@ fn parse(diff: &str) -> Result<Vec<Hunk>, String> {
             {
                 continue;
             }
-            return Err(format!("unexpected line outside a hunk: '{l}'"));
+            return Err(format!(
+                "unexpected line outside a hunk: {}",
+                crate::output::quoted(l)
+            ));
         };
-        let (old_start, old_len, new_len) = parse_header(header)
-            .ok_or_else(|| format!("bad hunk header '@@ {header}': expected @@ -a,b +c,d @@"))?;
+        let (old_start, old_len, new_len) = parse_header(header).ok_or_else(|| {
+            format!(
+                "bad hunk header {}: expected @@ -a,b +c,d @@",
+                crate::output::quoted(&format!("@@ {header}"))
+            )
+        })?;
         let mut hunk = Hunk {
             old_start,
             old: Vec::new(),
@@ -57,7 +64,8 @@ fn parse(diff: &str) -> Result<Vec<Hunk>, String> {
         while hunk.old.len() < old_len || hunk.new.len() < new_len {
             let Some(body) = lines.next() else {
                 return Err(format!(
-                    "hunk '@@ {header}' is shorter than its header says"
+                    "hunk {} is shorter than its header says",
+                    crate::output::quoted(&format!("@@ {header}"))
                 ));
             };
             let (tag, rest) = body.split_at(body.len().min(1));
@@ -69,7 +77,13 @@ fn parse(diff: &str) -> Result<Vec<Hunk>, String> {
                 "-" => hunk.old.push(rest.to_string()),
                 "+" => hunk.new.push(rest.to_string()),
                 "\\" => {}
-                _ => return Err(format!("bad line in hunk '@@ {header}': '{body}'")),
+                _ => {
+                    return Err(format!(
+                        "bad line in hunk {}: {}",
+                        crate::output::quoted(&format!("@@ {header}")),
+                        crate::output::quoted(body)
+                    ))
+                }
             }
         }
         if hunk.old.len() != old_len || hunk.new.len() != new_len {

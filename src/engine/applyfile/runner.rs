@@ -43,7 +43,8 @@ impl RunOutput {
 }
 
 pub trait CellRunner {
-    /// Runs `argv` inside the cell with extra `env`, killing it after `timeout`.
+    /// Runs `argv` inside the cell with extra `env`, killing it (and every
+    /// process it started in its process group) after `timeout`.
     fn run(
         &self,
         argv: &[String],
@@ -94,6 +95,14 @@ impl CellRunner for KernelRunner<'_> {
             Some(st) => st,
             None => {
                 timed_out = true;
+                // Every process enters a cell in a session of its own, so its
+                // group is everything it started (a check blocked in a child,
+                // `sh -c 'cat /fifo'`, does not linger).
+                if let Ok(pid) = i32::try_from(child.id()) {
+                    // SAFETY: kill(2) of the process group our child leads;
+                    // not yet reaped, so its id cannot have been reused.
+                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+                }
                 let _ = child.kill();
                 child.wait().context("waiting for the killed command")?
             }
@@ -142,15 +151,16 @@ mod tests {
             spec: &ExecSpec,
             [i, o, e]: [Stdio; 3],
         ) -> Result<crate::kernel::Child> {
-            Ok(crate::kernel::Child::from_std(
-                std::process::Command::new(&spec.argv[0])
-                    .args(&spec.argv[1..])
-                    .envs(spec.env.iter().cloned())
-                    .stdin(i)
-                    .stdout(o)
-                    .stderr(e)
-                    .spawn()?,
-            ))
+            use std::os::unix::process::CommandExt;
+            let mut cmd = std::process::Command::new(&spec.argv[0]);
+            cmd.args(&spec.argv[1..])
+                .envs(spec.env.iter().cloned())
+                .stdin(i)
+                .stdout(o)
+                .stderr(e);
+            // As a cell's spawn agent does: a session of its own.
+            cmd.process_group(0);
+            Ok(crate::kernel::Child::from_std(cmd.spawn()?))
         }
     }
 
@@ -174,6 +184,35 @@ mod tests {
         assert_eq!(out.output, "hi\nerr\n");
         assert_eq!(out.describe_failure(), "exit status 3: hi | err");
         assert!(sh("true", Duration::from_secs(5)).success());
+    }
+
+    #[test]
+    fn a_command_past_its_timeout_is_killed_with_its_children() {
+        let dir = crate::testutil::TempDir::new("runner-tree");
+        let pidfile = dir.join("pid");
+        // The shell waits on a child that blocks: both go.
+        let cmd = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+        let out = sh(&cmd, Duration::from_millis(300));
+        assert!(out.timed_out);
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Killed, then reaped by init (it was the shell's child): gone or a zombie.
+        let gone = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+                s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z'))
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !gone() {
+            assert!(
+                Instant::now() < deadline,
+                "the check's child {pid} survived"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     #[test]

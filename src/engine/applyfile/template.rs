@@ -42,7 +42,8 @@ pub fn render(
             let mut known: Vec<&str> = defined.iter().map(|(k, _)| k.as_str()).collect();
             known.extend(builtin.iter().map(|(k, _)| *k));
             return Err(format!(
-                "unknown token '{name}'; defined: {}",
+                "unknown token {}; defined: {}",
+                crate::output::quoted(name),
                 known.join(" ")
             ));
         }

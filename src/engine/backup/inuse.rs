@@ -2,6 +2,7 @@
 //! them hold still. The engine asks through [`Runtime`]; the control plane
 //! implements it over the cell runtime.
 
+use crate::kernel::FreezeGuard;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -23,40 +24,35 @@ pub trait Runtime {
     }
     /// Stops a cell the way `cellmgr cell stop` does.
     fn stop_cell(&self, cell: &str) -> Result<()>;
-    /// Suspends every process of a running cell; [`Runtime::thaw`] resumes them.
-    fn freeze(&self, cell: &str) -> Result<()>;
-    fn thaw(&self, cell: &str) -> Result<()>;
+    /// Suspends every process of a running cell until the guard is dropped
+    /// (see [`crate::kernel::Kernel::freeze`]: also if this process dies).
+    fn freeze(&self, cell: &str) -> Result<FreezeGuard>;
 }
 
-/// Cells frozen for the duration of a copy; thawed on drop, also on error paths.
-pub struct Frozen<'a> {
-    rt: &'a dyn Runtime,
-    cells: Vec<String>,
+/// Cells frozen for the duration of a copy; thawed on drop, also on error
+/// paths, and by their guards if this process is killed.
+pub struct Frozen {
+    guards: Vec<(String, FreezeGuard)>,
 }
 
-impl<'a> Frozen<'a> {
-    pub fn new(rt: &'a dyn Runtime, cells: &[String]) -> Result<Frozen<'a>> {
-        let mut frozen = Frozen {
-            rt,
-            cells: Vec::new(),
-        };
+impl Frozen {
+    pub fn new(rt: &dyn Runtime, cells: &[String]) -> Result<Frozen> {
+        let mut frozen = Frozen { guards: Vec::new() };
         for c in cells {
-            rt.freeze(c).with_context(|| format!("freezing cell {c}"))?;
+            let guard = rt.freeze(c).with_context(|| format!("freezing cell {c}"))?;
             crate::journal::event(c, crate::journal::Happened::Frozen, None);
-            frozen.cells.push(c.clone());
+            frozen.guards.push((c.clone(), guard));
         }
         Ok(frozen)
     }
 }
 
-impl Drop for Frozen<'_> {
+impl Drop for Frozen {
     fn drop(&mut self) {
-        for c in self.cells.drain(..) {
-            match self.rt.thaw(&c) {
+        for (c, guard) in self.guards.drain(..) {
+            match guard.thaw() {
                 Ok(()) => crate::journal::event(&c, crate::journal::Happened::Thawed, None),
-                Err(e) => log::error!(
-                    "thawing cell {c}: {e:#}; run it again with `cellmgr cell start {c}`"
-                ),
+                Err(e) => log::error!("thawing cell {c}: {e:#}; `cellmgr apply` thaws it"),
             }
         }
     }

@@ -18,11 +18,13 @@
 //! Confirmation and locking are the caller's (the CLI's) job.
 
 pub mod inuse;
+pub mod leftovers;
 pub mod mac;
 pub mod naming;
 pub mod progress;
 pub mod retention;
 pub mod sanitize;
+pub mod scan;
 pub mod sidecar;
 pub mod swap;
 pub mod tar;
@@ -118,7 +120,7 @@ pub struct Backup {
     pub kind: Kind,
     pub name: String,
     pub path: PathBuf,
-    /// Unix time from the file name.
+    /// Unix time from the file name (for display: order by [`Backup::seq`]).
     pub created: u64,
     /// Current size of the archive file.
     pub size: u64,
@@ -131,6 +133,11 @@ impl Backup {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
+    }
+
+    /// The creation order its sidecar recorded (0 when unknown).
+    pub fn seq(&self) -> u64 {
+        self.sidecar.as_ref().map_or(0, |s| s.seq)
     }
 
     pub fn sidecar_path(&self) -> PathBuf {
@@ -167,7 +174,8 @@ impl Backup {
     }
 }
 
-/// The archives of one volume or cell, newest first.
+/// The archives of one volume or cell, newest first: by the sequence number
+/// recorded at creation, then (archives without one) by the time in the name.
 pub fn list(cfg: &Config, kind: Kind, name: &str) -> Result<Vec<Backup>> {
     crate::names::validate(kind.noun(), name)?;
     let dir = archive_dir(cfg, kind);
@@ -179,7 +187,7 @@ pub fn list(cfg: &Config, kind: Kind, name: &str) -> Result<Vec<Backup>> {
             out.push(Backup::load(kind, name, entry.path(), created)?);
         }
     }
-    out.sort_by_key(|b| std::cmp::Reverse((b.created, b.file_name())));
+    out.sort_by_key(|b| std::cmp::Reverse((b.seq(), b.created, b.file_name())));
     Ok(out)
 }
 
@@ -283,14 +291,15 @@ fn open_archive(b: &Backup) -> Result<fs::File> {
         .with_context(|| format!("{} does not exist", b.path.display()))
 }
 
-/// Checks an archive against its sidecar: names, size, the SHA-256 of every
-/// byte and, with a backup key, the MAC.
+/// Checks that an archive restores: its sidecar (names, size), the SHA-256 of
+/// every byte, with a backup key the MAC, and what tar will need to extract
+/// it (the paths of its members, see [`scan`]), all in one read.
 pub fn verify(cfg: &Config, b: &Backup, progress: &mut Progress) -> Result<()> {
     let side = check_sidecar(b)?;
     let key = mac::key(cfg)?;
     let mut m = mac::expect(key.as_deref(), side, &b.file_name())?;
     let mut f = open_archive(b)?;
-    let (sha, size) = tar::hash_file(&mut f, m.as_mut(), progress)
+    let (sha, size, facts) = tar::scan_file(&mut f, m.as_mut(), progress)
         .with_context(|| format!("reading {}", b.path.display()))?;
     check_size(b, size, side)?;
     if sha != side.sha256 {
@@ -300,7 +309,23 @@ pub fn verify(cfg: &Config, b: &Backup, progress: &mut Progress) -> Result<()> {
             side.sha256
         );
     }
-    mac::check(m, side, &b.file_name())
+    mac::check(m, side, &b.file_name())?;
+    // What restore will do: sidecars of older versions do not say whether
+    // there are ACLs, so tar is asked to set them everywhere.
+    let facts = scan::Facts {
+        acls: facts.acls || side.acls.is_none(),
+        ..facts
+    };
+    if let Some(why) = facts.unrestorable() {
+        bail!("{}: cannot be restored: {why}", b.file_name());
+    }
+    if side.acls == Some(false) && facts.acls {
+        bail!(
+            "{}: holds ACLs its sidecar does not mention: a restore would drop them",
+            b.file_name()
+        );
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -364,7 +389,16 @@ pub fn create(
         .create(&dir)
         .with_context(|| format!("creating {}", dir.display()))?;
     crate::fs::trust::check_dir(&dir, "backup directory")?;
-    clean_leftovers(&dir, name);
+    for line in leftovers::clean_archives(cfg, kind, leftovers::Of::Name(name)) {
+        log::warn!("{line}");
+    }
+    // Under the caller's lock: no other create of this name runs meanwhile.
+    let seq = list(cfg, kind, name)?
+        .iter()
+        .map(Backup::seq)
+        .max()
+        .unwrap_or(0)
+        + 1;
     let (created, file) = free_archive_name(&dir, name);
     let path = dir.join(&file);
     let partial = dir.join(format!(".{file}.{}.partial", std::process::id()));
@@ -412,6 +446,12 @@ pub fn create(
             .with_context(|| format!("archiving {}", source.display()))?
         };
         progress.finish();
+        if let Some(why) = written.facts.unrestorable() {
+            bail!(
+                "{} could not be restored from an archive: {why}; shorten or move that path",
+                source.display()
+            );
+        }
         out.sync_all()
             .with_context(|| format!("writing {}", partial.display()))?;
         let mut side = Sidecar {
@@ -424,6 +464,8 @@ pub fn create(
             content_bytes: written.content_bytes,
             source: source.to_string_lossy().into_owned(),
             created,
+            seq,
+            acls: Some(written.facts.acls),
             quiesced: writers.clone(),
             manifests,
             mac: None,
@@ -460,44 +502,6 @@ fn free_archive_name(dir: &Path, name: &str) -> (u64, String) {
         std::thread::sleep(std::time::Duration::from_nanos(
             1_000_000_000 - u64::from(now.subsec_nanos()),
         ));
-    }
-}
-
-/// Removes what an interrupted `create` of `name` left: partial archives of dead
-/// processes and sidecars whose archive never appeared.
-fn clean_leftovers(dir: &Path, name: &str) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let file = entry.file_name().to_string_lossy().into_owned();
-        let stale = if let Some(rest) = file
-            .strip_prefix('.')
-            .and_then(|f| f.strip_suffix(".partial"))
-        {
-            let (archive, pid) = rest.rsplit_once('.').unwrap_or((rest, ""));
-            naming::archive_time(name, archive).is_some() && !process_alive(pid)
-        } else if let Some(stem) = file.strip_suffix(naming::SIDECAR_SUFFIX) {
-            let archive = format!("{stem}{}", naming::ARCHIVE_SUFFIX);
-            naming::archive_time(name, &archive).is_some() && !dir.join(&archive).exists()
-        } else {
-            false
-        };
-        if stale {
-            log::warn!(
-                "removing {} left by an interrupted backup",
-                entry.path().display()
-            );
-            let _ = fs::remove_file(entry.path());
-        }
-    }
-}
-
-fn process_alive(pid: &str) -> bool {
-    match pid.parse::<i32>() {
-        // SAFETY: signal 0 only checks whether the process exists.
-        Ok(p) if p > 0 => unsafe { libc::kill(p, 0) == 0 },
-        _ => false,
     }
 }
 
@@ -602,10 +606,13 @@ pub fn restore(
                 .with_context(|| format!("giving {} to ids {r}", swap.staging.display()))?;
         }
         let view = view::View::of(&swap.staging, stored)?;
+        // Sidecars of older versions do not say: ask tar for ACLs then.
+        let acls = side.acls != Some(false);
         tar::extract(
             &mut f,
             view.path(),
             &side.sha256,
+            acls,
             signer.as_mut(),
             &mut progress,
         )
@@ -826,8 +833,9 @@ pub fn delete(b: &Backup) -> Result<()> {
     Ok(())
 }
 
-/// Deletes all but the `keep` newest archives of `name`, never the newest one that
-/// verifies. `keep == 0` keeps all. Returns the deleted archives.
+/// Keeps the `keep` newest archives of `name` that verify (that restore), and
+/// any newer than those; deletes the rest. `keep == 0` keeps all. Returns the
+/// deleted archives.
 pub fn prune(cfg: &Config, kind: Kind, name: &str, keep: u32) -> Result<Vec<Backup>> {
     let all = list(cfg, kind, name)?;
     let doomed = retention::select(all.len(), keep as usize, |i| {

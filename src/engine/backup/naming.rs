@@ -61,6 +61,15 @@ pub fn archive_time(name: &str, file_name: &str) -> Option<u64> {
     parse_stamp(stamp)
 }
 
+/// The name an archive file belongs to, whoever it is: `a_b` for
+/// `a_b_<stamp>.tar.gz`.
+pub fn archive_owner(file_name: &str) -> Option<&str> {
+    let stem = file_name.strip_suffix(ARCHIVE_SUFFIX)?;
+    let (name, stamp) = stem.split_at(stem.len().checked_sub(STAMP_LEN + 1)?);
+    let stamp = stamp.strip_prefix('_')?;
+    (parse_stamp(stamp).is_some() && crate::names::is_valid(name)).then_some(name)
+}
+
 /// The sidecar next to an archive: `<name>_<stamp>.meta.cbor`.
 pub fn sidecar_name(archive_file: &str) -> String {
     let stem = archive_file
@@ -114,5 +123,9 @@ mod tests {
             None
         );
         assert_eq!(sidecar_name(&f), "a_b_20251129T184300Z.meta.cbor");
+        assert_eq!(archive_owner(&f), Some("a_b"));
+        assert_eq!(archive_owner("_20251129T184300Z.tar.gz"), None);
+        assert_eq!(archive_owner("x_2025112xT184300Z.tar.gz"), None);
+        assert_eq!(archive_owner("Z.tar.gz"), None);
     }
 }

@@ -1,15 +1,23 @@
 //! Retention: which archives `--prune` deletes.
 
 /// Indexes (into a newest-first list of `count` archives) that pruning to `keep`
-/// deletes: all beyond the `keep` newest, except the newest good one, which is
-/// never deleted. `keep == 0` keeps everything. `is_good` is asked newest first
-/// and only until the first good archive is found (it usually hashes a file).
+/// deletes. Only archives that are good (verify, so restore) count: the `keep`
+/// newest good ones are kept, and every archive newer than the oldest of them
+/// (a bad one is no reason to delete a good one); everything older goes.
+/// `keep == 0` keeps everything. `is_good` is asked newest first and only until
+/// `keep` good archives are found (it reads a whole file).
 pub fn select(count: usize, keep: usize, mut is_good: impl FnMut(usize) -> bool) -> Vec<usize> {
-    if keep == 0 || count <= keep {
+    if keep == 0 {
         return Vec::new();
     }
-    let newest_good = (0..count).find(|&i| is_good(i));
-    (keep..count).filter(|&i| Some(i) != newest_good).collect()
+    let mut good = 0;
+    let Some(last_kept) = (0..count).find(|&i| {
+        good += usize::from(is_good(i));
+        good == keep
+    }) else {
+        return Vec::new();
+    };
+    (last_kept + 1..count).collect()
 }
 
 #[cfg(test)]
@@ -24,20 +32,24 @@ mod tests {
     }
 
     #[test]
-    fn never_deletes_the_newest_good_archive() {
-        // The two newest are corrupt: the third (newest good) survives.
-        assert_eq!(select(5, 2, |i| i >= 2), vec![3, 4]);
-        // None good: plain count-based pruning.
-        assert_eq!(select(4, 1, |_| false), vec![1, 2, 3]);
+    fn counts_only_good_archives() {
+        // The two newest are bad: kept, and the two newest good ones too.
+        assert_eq!(select(6, 2, |i| i >= 2), vec![4, 5]);
+        // The case: the newest does not restore, keep 1: the newest
+        // good one stays, only older ones go.
+        assert_eq!(select(3, 1, |i| i != 0), vec![2]);
+        // Fewer good ones than asked for: nothing is deleted.
+        assert_eq!(select(4, 2, |i| i == 3), Vec::<usize>::new());
+        assert_eq!(select(4, 1, |_| false), Vec::<usize>::new());
     }
 
     #[test]
-    fn asks_only_until_the_first_good_one() {
+    fn asks_only_until_enough_good_ones_are_found() {
         let mut asked = Vec::new();
         select(6, 2, |i| {
             asked.push(i);
-            i == 1
+            i != 1
         });
-        assert_eq!(asked, vec![0, 1]);
+        assert_eq!(asked, vec![0, 1, 2]);
     }
 }

@@ -27,6 +27,16 @@ pub struct Sidecar {
     pub source: String,
     /// Unix time the copy was taken.
     pub created: u64,
+    /// Order of creation among the archives of this name: one more than the
+    /// highest before it. Archives are ordered by it, never by time, so a
+    /// clock set back cannot make an older copy look newer. 0 in sidecars
+    /// written before it existed.
+    #[serde(default)]
+    pub seq: u64,
+    /// Whether some member carries ACLs (a restore then asks tar to set
+    /// them); `None` in sidecars written before it was recorded.
+    #[serde(default)]
+    pub acls: Option<bool>,
     /// Cells frozen while the copy was taken (`--quiesce`).
     pub quiesced: Vec<String>,
     /// Desired-state manifests at backup time: file name (`web.cell`) to content.
@@ -39,15 +49,13 @@ pub struct Sidecar {
 
 impl Sidecar {
     pub fn write(&self, path: &Path) -> Result<()> {
-        let mut buf = Vec::new();
-        ciborium::into_writer(self, &mut buf).context("encoding sidecar")?;
-        crate::fs::host::write_atomic(path, &buf)
+        crate::fs::host::write_atomic(path, &crate::fs::cbor::encode(self))
     }
 
     pub fn read(path: &Path) -> Result<Sidecar> {
         let bytes = crate::fs::trust::read(path, "backup sidecar")?
             .with_context(|| format!("{} does not exist", path.display()))?;
-        let s: Sidecar = ciborium::from_reader(bytes.as_slice())
+        let s: Sidecar = crate::fs::cbor::decode(&bytes)
             .with_context(|| format!("{}: not a valid backup sidecar", path.display()))?;
         if s.format != FORMAT {
             bail!(
@@ -78,6 +86,8 @@ mod tests {
             content_bytes: 10240,
             source: "/var/cellmgr/volumes/v".into(),
             created: 1_764_441_780,
+            seq: 3,
+            acls: Some(false),
             quiesced: vec![],
             manifests: [("v.volume".to_string(), "VOLUME_MODE=0750\n".to_string())].into(),
             mac: Some("cd".repeat(32)),

@@ -41,6 +41,16 @@ impl Swap {
         })
     }
 
+    /// The name of the tree a staging or previous-data directory belongs to
+    /// (`web` for `.web~restore-new`); `None` for anything else.
+    pub fn target_name(file_name: &str) -> Option<String> {
+        let base = file_name.strip_prefix('.')?;
+        let name = base
+            .strip_suffix("~restore-new")
+            .or_else(|| base.strip_suffix("~restore-prev"))?;
+        crate::names::is_valid(name).then(|| name.to_string())
+    }
+
     /// Brings an interrupted replacement to a clean state (old or new tree at the
     /// target, no leftovers). Returns what it did, for the log.
     pub fn recover(&self) -> Result<Option<String>> {
@@ -261,6 +271,9 @@ mod tests {
         for p in [&s.staging, &s.prev] {
             let n = p.file_name().unwrap().to_str().unwrap();
             assert!(!crate::names::is_valid(n), "{n}");
+            assert_eq!(Swap::target_name(n).as_deref(), Some("web"));
         }
+        assert_eq!(Swap::target_name("web"), None);
+        assert_eq!(Swap::target_name(".web~restore-old"), None);
     }
 }

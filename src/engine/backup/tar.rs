@@ -8,6 +8,7 @@
 
 use super::mac::Mac;
 use super::progress::Progress;
+use super::scan::{Facts, Scan};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -41,8 +42,8 @@ mod tool {
         "--same-permissions",
         "--xattrs",
         "--xattrs-include=*",
-        "--acls",
     ];
+    pub const ACLS: &str = "--acls";
 }
 
 // libarchive's bsdtar stores extended attributes, ACLs and sparse maps by default.
@@ -67,8 +68,36 @@ mod tool {
         "-S",
         "--numeric-owner",
         "--xattrs",
-        "--acls",
     ];
+    pub const ACLS: &str = "--acls";
+}
+
+/// A tar or gzip that dies with this process: one left running after a
+/// SIGKILL of its cellmgr would go on writing into a staging tree or a
+/// partial archive while the next command removes it. (Elsewhere than Linux
+/// it ends at end of file or on a broken pipe.)
+fn child(program: &str) -> Command {
+    #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
+    let mut cmd = Command::new(program);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl and getppid are async-signal-safe. The parent check
+        // covers a parent that died before prctl took effect.
+        unsafe {
+            let parent = libc::getpid();
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd
 }
 
 /// What a written archive turned out to be.
@@ -79,6 +108,8 @@ pub struct Written {
     pub size: u64,
     /// Bytes of the uncompressed tar stream.
     pub content_bytes: u64,
+    /// What the stream holds (see [`super::scan`]).
+    pub facts: Facts,
 }
 
 /// Archives the contents of `source` (as `./…`), but for paths matching an
@@ -94,7 +125,7 @@ pub fn create(
     // From its working directory rather than `-C`: `source` may be a
     // detached mount reached through this process's descriptor
     // (`/proc/self/fd/N`), which tar still has before it execs.
-    let mut tar = Command::new(tool::TAR)
+    let mut tar = child(tool::TAR)
         .args(tool::CREATE)
         .args(exclude.iter().map(|e| format!("--exclude={e}")))
         .current_dir(source)
@@ -104,7 +135,7 @@ pub fn create(
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {}", tool::TAR))?;
-    let mut gzip = match Command::new("gzip")
+    let mut gzip = match child("gzip")
         .args(["-c", "-n"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -126,17 +157,20 @@ pub fn create(
     let (written, feed, tar_msg, gzip_msg) = std::thread::scope(|s| {
         let tar_msg = s.spawn(|| drain(tar_err));
         let gzip_msg = s.spawn(|| drain(gzip_err));
-        // tar -> (count) -> gzip: counting the uncompressed stream drives the meter.
-        let feed = s.spawn(move || -> std::io::Result<u64> {
+        // tar -> (count, scan) -> gzip: counting the uncompressed stream
+        // drives the meter; its headers say what a restore will need.
+        let feed = s.spawn(move || -> std::io::Result<(u64, Facts)> {
             let mut buf = vec![0u8; CHUNK];
             let mut total = 0u64;
+            let mut scan = Scan::new();
             loop {
                 let n = match tar_out.read(&mut buf) {
-                    Ok(0) => return Ok(total),
+                    Ok(0) => return Ok((total, scan.finish())),
                     Ok(n) => n,
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e),
                 };
+                scan.feed(&buf[..n]);
                 gzip_in.write_all(&buf[..n])?;
                 total += n as u64;
                 progress.add(n as u64);
@@ -185,7 +219,7 @@ pub fn create(
             last_lines(&tar_msg)
         );
     }
-    let content_bytes = feed.context("passing the tar stream to gzip")?;
+    let (content_bytes, facts) = feed.context("passing the tar stream to gzip")?;
     if !gzip_status.success() {
         bail!("gzip failed ({gzip_status}): {}", last_lines(&gzip_msg));
     }
@@ -196,22 +230,27 @@ pub fn create(
         sha256,
         size,
         content_bytes,
+        facts,
     })
 }
 
 /// Extracts `archive` into the existing directory `dest`, hashing the bytes as
 /// they are fed to tar (and feeding `mac`, if any); fails if they do not hash
-/// to `sha256` (and then the caller discards `dest`) or tar fails.
+/// to `sha256` (and then the caller discards `dest`) or tar fails. `acls`: the
+/// archive holds ACLs to restore (without any, tar is not asked to set them:
+/// that costs a path length, see [`super::scan`]).
 pub fn extract(
     archive: &mut File,
     dest: &Path,
     sha256: &str,
+    acls: bool,
     mut mac: Option<&mut Mac>,
     progress: &mut Progress,
 ) -> Result<()> {
     // Into its working directory, as `create` (a detached mount included).
-    let mut tar = Command::new(tool::TAR)
+    let mut tar = child(tool::TAR)
         .args(tool::EXTRACT)
+        .args(acls.then_some(tool::ACLS))
         .current_dir(dest)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -260,33 +299,89 @@ pub fn extract(
     if !status.success() {
         bail!("{} failed ({status}): {}", tool::TAR, last_lines(&tar_msg));
     }
+    for line in String::from_utf8_lossy(&tar_msg).lines() {
+        log::warn!("{}: {}", tool::TAR, crate::output::echo(line));
+    }
     Ok(())
 }
 
-/// SHA-256 (hex) and length of a whole file; `mac` (if any) is fed every byte.
-pub fn hash_file(
+/// SHA-256 (hex), length and contents (see [`super::scan`]) of a whole
+/// gzip-compressed archive: one read, the decompression done by gzip.
+/// `mac` (if any) is fed every byte.
+pub fn scan_file(
     file: &mut File,
     mut mac: Option<&mut Mac>,
     progress: &mut Progress,
-) -> Result<(String, u64)> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut size = 0u64;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
-        };
-        hasher.update(&buf[..n]);
-        if let Some(m) = mac.as_deref_mut() {
-            m.update(&buf[..n]);
-        }
-        size += n as u64;
-        progress.add(n as u64);
+) -> Result<(String, u64, Facts)> {
+    let mut gzip = child("gzip")
+        .arg("-dc")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting gzip")?;
+    let mut gzip_in = Some(gzip.stdin.take().expect("piped"));
+    let mut gzip_out = gzip.stdout.take().expect("piped");
+    let gzip_err = gzip.stderr.take();
+    let (hashed, facts, msg) = std::thread::scope(|s| {
+        let msg = s.spawn(|| drain(gzip_err));
+        let facts = s.spawn(move || {
+            let mut scan = Scan::new();
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                match gzip_out.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => scan.feed(&buf[..n]),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            scan.finish()
+        });
+        let hashed = (|| -> Result<(String, u64)> {
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; CHUNK];
+            let mut size = 0u64;
+            loop {
+                let n = match file.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                hasher.update(&buf[..n]);
+                if let Some(m) = mac.as_deref_mut() {
+                    m.update(&buf[..n]);
+                }
+                size += n as u64;
+                progress.add(n as u64);
+                // gzip stopping early (not gzip data) is reported below.
+                if let Some(pipe) = gzip_in.as_mut() {
+                    if pipe.write_all(&buf[..n]).is_err() {
+                        gzip_in = None;
+                    }
+                }
+            }
+            gzip_in = None;
+            Ok((hex(&hasher.finalize()), size))
+        })();
+        gzip_in = None;
+        (
+            hashed,
+            facts.join().expect("scan thread"),
+            msg.join().expect("stderr thread"),
+        )
+    });
+    let status = gzip.wait().context("waiting for gzip")?;
+    let (sha, size) = hashed?;
+    let mut facts = facts;
+    if !status.success() {
+        facts.problem = Some(format!(
+            "gzip cannot decompress it ({status}): {}",
+            last_lines(&msg)
+        ));
     }
-    Ok((hex(&hasher.finalize()), size))
+    Ok((sha, size, facts))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -339,18 +434,27 @@ mod tests {
         drop(out);
         assert_eq!(w.size, std::fs::metadata(&archive).unwrap().len());
         assert!(w.content_bytes >= 3 * 512, "{w:?}");
-        let (sha, size) = hash_file(
+        let (sha, size, facts) = scan_file(
             &mut File::open(&archive).unwrap(),
             None,
             &mut Progress::hidden(),
         )
         .unwrap();
         assert_eq!((sha.as_str(), size), (w.sha256.as_str(), w.size));
+        assert_eq!(facts, w.facts);
 
         let dest = base.join("dest");
         std::fs::create_dir(&dest).unwrap();
         let mut f = File::open(&archive).unwrap();
-        extract(&mut f, &dest, &w.sha256, None, &mut Progress::hidden()).unwrap();
+        extract(
+            &mut f,
+            &dest,
+            &w.sha256,
+            false,
+            None,
+            &mut Progress::hidden(),
+        )
+        .unwrap();
         assert_eq!(std::fs::read(dest.join("sub/a")).unwrap(), b"alpha");
 
         let other = base.join("other");
@@ -360,6 +464,7 @@ mod tests {
             &mut f,
             &other,
             &"0".repeat(64),
+            false,
             None,
             &mut Progress::hidden(),
         )

@@ -4,13 +4,14 @@ use super::inuse::VolumeUser;
 use super::*;
 use crate::testutil::TempDir;
 use std::cell::RefCell;
+use std::rc::Rc;
 
 /// A runtime whose answers the test sets, recording what was asked of it.
 #[derive(Default)]
 struct Scripted {
     users: Vec<VolumeUser>,
     running: Vec<String>,
-    log: RefCell<Vec<String>>,
+    log: Rc<RefCell<Vec<String>>>,
 }
 
 impl Runtime for Scripted {
@@ -24,13 +25,13 @@ impl Runtime for Scripted {
         self.log.borrow_mut().push(format!("stop {cell}"));
         Ok(())
     }
-    fn freeze(&self, cell: &str) -> Result<()> {
+    fn freeze(&self, cell: &str) -> Result<crate::kernel::FreezeGuard> {
         self.log.borrow_mut().push(format!("freeze {cell}"));
-        Ok(())
-    }
-    fn thaw(&self, cell: &str) -> Result<()> {
-        self.log.borrow_mut().push(format!("thaw {cell}"));
-        Ok(())
+        let (log, cell) = (self.log.clone(), cell.to_string());
+        Ok(crate::kernel::FreezeGuard::new(move || {
+            log.borrow_mut().push(format!("thaw {cell}"));
+            Ok(())
+        }))
     }
 }
 
@@ -309,7 +310,7 @@ fn resolve_names_what_is_wrong() {
 }
 
 #[test]
-fn prune_keeps_the_newest_and_the_newest_good_one() {
+fn prune_counts_only_archives_that_verify() {
     let env = Env::new("prune");
     let rt = Scripted::default();
     env.volume("p", &[("f", "1")]);
@@ -331,6 +332,8 @@ fn prune_keeps_the_newest_and_the_newest_good_one() {
     for p in &paths[3..] {
         fs::write(p, b"garbage").unwrap();
     }
+    // Keeping 2 keeps the two newest good ones (and the bad ones newer than
+    // those): only the oldest goes.
     let deleted = prune(&env.cfg, Kind::Volume, "p", 2).unwrap();
     let left: Vec<PathBuf> = list(&env.cfg, Kind::Volume, "p")
         .unwrap()
@@ -339,9 +342,14 @@ fn prune_keeps_the_newest_and_the_newest_good_one() {
         .collect();
     assert_eq!(
         left,
-        vec![paths[4].clone(), paths[3].clone(), paths[2].clone()]
+        vec![
+            paths[4].clone(),
+            paths[3].clone(),
+            paths[2].clone(),
+            paths[1].clone()
+        ]
     );
-    assert_eq!(deleted.len(), 2);
+    assert_eq!(deleted.len(), 1);
     // Sidecars went with their archives.
     assert!(!dir
         .join(naming::sidecar_name(&naming::archive_name("p", base)))

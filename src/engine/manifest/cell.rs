@@ -201,7 +201,7 @@ pub fn parse_ports(v: &str) -> Result<Vec<u16>, String> {
             .parse()
             .ok()
             .filter(|p| *p > 0)
-            .ok_or_else(|| format!("'{tok}' is not a port 1-65535"))?;
+            .ok_or_else(|| format!("{} is not a port 1-65535", crate::output::quoted(tok)))?;
         if ports.contains(&p) {
             return Err(format!("port {p} is listed twice"));
         }
@@ -301,7 +301,10 @@ impl CellManifest {
                 FileError::new(
                     path,
                     Some(a.line),
-                    format!("{key}='{v}': {why}expected {expected}"),
+                    format!(
+                        "{key}={}: {why}expected {expected}",
+                        crate::output::quoted(v)
+                    ),
                 )
             };
             let opt = |v: &str| (!v.is_empty()).then(|| v.to_string());
@@ -311,7 +314,7 @@ impl CellManifest {
                         return Err(FileError::new(
                             path,
                             Some(a.line),
-                            format!("CELL_NAME='{v}' does not match the file name: expected CELL_NAME={name} (or rename the file)"),
+                            format!("CELL_NAME={} does not match the file name: expected CELL_NAME={name} (or rename the file)", crate::output::quoted(v)),
                         ));
                     }
                 }

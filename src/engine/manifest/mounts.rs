@@ -56,22 +56,23 @@ const EXPECTED: &str =
 /// A path is usable as a mount target or host source: absolute, no `.`/`..`,
 /// no empty components or trailing slash, no control characters.
 fn check_abs_path(what: &str, s: &str) -> Result<PathBuf, String> {
+    let shown = crate::output::quoted(s);
     if !s.starts_with('/') {
-        return Err(format!("{what} '{s}' is not absolute"));
+        return Err(format!("{what} {shown} is not absolute"));
     }
     if s.chars().any(|c| c.is_control()) {
-        return Err(format!("{what} '{s}' contains control characters"));
+        return Err(format!("{what} {shown} contains control characters"));
     }
     if s != "/" && (s.ends_with('/') || s.contains("//")) {
         return Err(format!(
-            "{what} '{s}' is not normalised: write it without empty components or a trailing '/'"
+            "{what} {shown} is not normalised: write it without empty components or a trailing '/'"
         ));
     }
     let p = Path::new(s);
     if p.components()
         .any(|c| matches!(c, Component::CurDir | Component::ParentDir))
     {
-        return Err(format!("{what} '{s}' may not contain '.' or '..'"));
+        return Err(format!("{what} {shown} may not contain '.' or '..'"));
     }
     Ok(p.to_path_buf())
 }
@@ -85,7 +86,8 @@ fn check_target(s: &str) -> Result<PathBuf, String> {
     }
     if let Some(f) = FORBIDDEN_TARGETS.iter().find(|f| p.starts_with(f)) {
         return Err(format!(
-            "mount target '{s}' is not allowed: {f} and everything below it belong to the cell runtime"
+            "mount target {} is not allowed: {f} and everything below it belong to the cell runtime",
+            crate::output::quoted(s)
         ));
     }
     Ok(p)
@@ -95,15 +97,16 @@ impl Mount {
     /// Parses one entry. `allow_host` is `CELL_ALLOW_HOST_MOUNTS` from cellmgr.conf.
     pub fn parse(entry: &str, allow_host: bool) -> Result<Mount, String> {
         let entry = entry.trim();
+        let shown = crate::output::quoted(entry);
         let parts: Vec<&str> = entry.split(':').collect();
         let (source, rest) = if parts[0] == "host" {
             if !allow_host {
                 return Err(format!(
-                    "host mount '{entry}' is not allowed: set CELL_ALLOW_HOST_MOUNTS=YES in cellmgr.conf, or use a named volume"
+                    "host mount {shown} is not allowed: set CELL_ALLOW_HOST_MOUNTS=YES in cellmgr.conf, or use a named volume"
                 ));
             }
             if parts.len() < 3 {
-                return Err(format!("mount '{entry}': {EXPECTED}"));
+                return Err(format!("mount {shown}: {EXPECTED}"));
             }
             let src = check_abs_path("host mount source", parts[1])?;
             if src == Path::new("/") {
@@ -112,7 +115,7 @@ impl Mount {
             (MountSource::Host(src), &parts[2..])
         } else {
             if parts.len() < 2 {
-                return Err(format!("mount '{entry}': {EXPECTED}"));
+                return Err(format!("mount {shown}: {EXPECTED}"));
             }
             crate::names::validate("volume", parts[0]).map_err(|e| e.to_string())?;
             (MountSource::Volume(parts[0].to_string()), &parts[1..])
@@ -125,11 +128,12 @@ impl Mount {
             [_, "rw", "noexec"] => (false, true),
             [_, "ro", "noexec"] => (true, true),
             [_, mode] => {
+                let mode = crate::output::quoted(mode);
                 return Err(format!(
-                "mount '{entry}': mode '{mode}' must be ro or rw (optionally followed by :noexec)"
-            ))
+                    "mount {shown}: mode {mode} must be ro or rw (optionally followed by :noexec)"
+                ));
             }
-            _ => return Err(format!("mount '{entry}' has too many ':'; {EXPECTED}")),
+            _ => return Err(format!("mount {shown} has too many ':'; {EXPECTED}")),
         };
         let target = check_target(rest[0])?;
         Ok(Mount {
@@ -159,9 +163,9 @@ pub fn parse_list(value: &str, allow_host: bool) -> Result<Vec<Mount>, String> {
             .find(|o| o.target.starts_with(&m.target) || m.target.starts_with(&o.target))
         {
             return Err(format!(
-                "mount targets overlap: '{}' and '{}' (targets may not be equal or nested)",
-                other.target.display(),
-                m.target.display()
+                "mount targets overlap: {} and {} (targets may not be equal or nested)",
+                crate::output::quoted(&other.target.to_string_lossy()),
+                crate::output::quoted(&m.target.to_string_lossy())
             ));
         }
         out.push(m);

@@ -49,7 +49,7 @@ impl VolumeManifest {
                     return Err(FileError::new(
                         path,
                         Some(a.line),
-                        format!("VOLUME_NAME='{v}' does not match the file name: expected VOLUME_NAME={name} (or rename the file)"),
+                        format!("VOLUME_NAME={} does not match the file name: expected VOLUME_NAME={name} (or rename the file)", crate::output::quoted(v)),
                     ))
                 }
                 "VOLUME_NAME" => {}
@@ -61,7 +61,7 @@ impl VolumeManifest {
                             FileError::new(
                                 path,
                                 Some(a.line),
-                                format!("VOLUME_MODE='{v}': expected {}", VOLUME_KEYS[1].1),
+                                format!("VOLUME_MODE={}: expected {}", crate::output::quoted(v), VOLUME_KEYS[1].1),
                             )
                         })?)
                     }

@@ -4,6 +4,7 @@
 use super::execute::Runtime;
 use crate::config::Config;
 use crate::engine::applyfile::{CellRunner, KernelRunner};
+use crate::engine::lock::Held;
 use crate::engine::manifest::Desired;
 use crate::engine::runtime::{self, compose, lifecycle, CellPaths};
 use crate::fs::tree::IdMap;
@@ -16,6 +17,8 @@ pub struct HostRuntime<'a> {
     pub cfg: &'a Config,
     pub kernel: &'a dyn Kernel,
     pub desired: &'a Desired,
+    /// The lock apply holds: set aside while health checks run.
+    pub lock: &'a Held,
 }
 
 impl Runtime for HostRuntime<'_> {
@@ -36,12 +39,16 @@ impl Runtime for HostRuntime<'_> {
         lifecycle::start(self.cfg, self.kernel, cell).map(|_| ())
     }
 
+    // The waits read state only: the lock is set aside meanwhile (the cell
+    // controls how long a health check takes; other commands go on).
     fn wait_started(&self, cell: &str) -> Result<()> {
-        lifecycle::wait_started(self.cfg, self.kernel, cell)
+        self.lock
+            .without(|| lifecycle::wait_started(self.cfg, self.kernel, cell))?
     }
 
     fn wait_healthy(&self, cell: &str) -> Result<()> {
-        lifecycle::wait_healthy(self.cfg, self.kernel, cell)
+        self.lock
+            .without(|| lifecycle::wait_healthy(self.cfg, self.kernel, cell))?
     }
 
     fn stop(&self, cell: &str) -> Result<()> {
@@ -82,20 +89,56 @@ impl Runtime for HostRuntime<'_> {
     }
 }
 
+/// Repairs what a crash or a damaged file left on the running cells before a
+/// real apply plans: a cell left frozen with nobody holding it is thawed, a
+/// damaged supervisor status file is written again by its supervisor. Returns
+/// one sentence per repair or failure to repair (the cell concerned is then
+/// planned as it is observed).
+pub fn repair(cfg: &Config, kernel: &dyn Kernel) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    for c in kernel.list().context("listing kernel cells")? {
+        if c.frozen {
+            match kernel.thaw_abandoned(&Target::Name(c.name.clone())) {
+                Ok(true) => {
+                    crate::journal::event(&c.name, crate::journal::Happened::Thawed, None);
+                    notes.push(format!(
+                        "cell {} was left frozen with nobody holding it (a backup was killed); thawed it",
+                        c.name
+                    ))
+                }
+                Ok(false) => {}
+                Err(e) => notes.push(format!("cell {} is frozen: {e:#}", c.name)),
+            }
+        }
+        match crate::supervise::repair(cfg, &c.name) {
+            Ok(Some(did)) => notes.push(did),
+            Ok(None) => {}
+            Err(e) => notes.push(format!("{e:#}")),
+        }
+    }
+    Ok(notes)
+}
+
 /// What runs on the host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
     /// Kernel cell present and service (if any) supervised.
     pub running: BTreeSet<String>,
-    /// Kernel cell present.
+    /// Kernel cell present, or mounts of the cell left by an interrupted run.
     pub present: BTreeSet<String>,
+    /// Kernel cell frozen (a backup holds it, or nobody: see [`repair`]).
+    pub frozen: BTreeSet<String>,
 }
 
 /// Observes the cells. Without a kernel (`--dry-run` as a user) a live
 /// supervisor is the evidence for both.
 pub fn observe(cfg: &Config, kernel: Option<&dyn Kernel>, desired: &Desired) -> Result<Observed> {
-    let supervised =
-        |name: &str| -> Result<bool> { Ok(crate::supervise::status(cfg, name)?.is_some()) };
+    // A supervisor holding its lock counts, also while it starts up or when
+    // its status file is damaged (starting another would only be refused);
+    // one that is stopping does not (a stop was cut short: it is leaving).
+    let supervised = |name: &str| -> Result<bool> {
+        Ok(crate::supervise::supervisor(cfg, name)?.is_some_and(|s| !s.stopping()))
+    };
     let mut out = Observed::default();
     match kernel {
         Some(k) => {
@@ -107,6 +150,9 @@ pub fn observe(cfg: &Config, kernel: Option<&dyn Kernel>, desired: &Desired) -> 
                 if !has_service || supervised(&c.name)? {
                     out.running.insert(c.name.clone());
                 }
+                if c.frozen {
+                    out.frozen.insert(c.name.clone());
+                }
                 out.present.insert(c.name);
             }
         }
@@ -117,6 +163,16 @@ pub fn observe(cfg: &Config, kernel: Option<&dyn Kernel>, desired: &Desired) -> 
                     out.present.insert(name.clone());
                 }
             }
+        }
+    }
+    // Mounts without a kernel cell: a start cut short. They count as the
+    // cell being present, so a cell that should not run is stopped (which
+    // takes them down) instead of being left as it is.
+    let points = crate::fs::mountinfo::mount_points()?;
+    for name in desired.cells.keys() {
+        let dir = CellPaths::new(cfg, name).dir;
+        if !out.present.contains(name) && !crate::fs::mountinfo::under(&points, &dir).is_empty() {
+            out.present.insert(name.clone());
         }
     }
     Ok(out)

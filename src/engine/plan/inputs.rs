@@ -79,6 +79,14 @@ pub fn build(
         plan.cells.push(cp);
     }
 
+    for name in &observed.frozen {
+        plan.warnings.push(Action {
+            kind: ActionKind::Warn,
+            subject: Subject::Cell(name.clone()),
+            reason: "frozen: its processes are suspended; apply thaws it unless a backup holds it"
+                .to_string(),
+        });
+    }
     if names.is_empty() {
         for orphan in runtime::runtime_dirs(cfg)? {
             if !desired.cells.contains_key(&orphan) {

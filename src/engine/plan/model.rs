@@ -111,7 +111,8 @@ pub struct CellObserved {
     pub rendered: bool,
     /// The cell runs: its kernel cell exists and its service is supervised.
     pub running: bool,
-    /// Its kernel cell exists (running, or left behind by an interrupted run).
+    /// Its kernel cell or its mounts exist (running, or left behind by an
+    /// interrupted run).
     pub present: bool,
     /// Hashes of the last successful converge.
     pub applied: Option<Hashes>,

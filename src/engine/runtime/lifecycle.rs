@@ -12,6 +12,7 @@
 
 use super::{compose, render, CellPaths};
 use crate::config::Config;
+use crate::engine::backup::Kind;
 use crate::engine::manifest::{self, CellManifest};
 use crate::fs::host::write_atomic;
 use crate::fs::mountinfo;
@@ -109,9 +110,14 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StartOutco
             Some(m) => m,
             None => effective(cfg, name)?,
         };
-        // The kernel cell outlived its supervisor (killed, crashed): supervise again.
+        // The kernel cell outlived its supervisor (killed, crashed), or its
+        // supervisor is on its way out (a stop was cut short): supervise again.
         if let Some(cmd) = &m.supervise_cmd {
-            if supervise::status(cfg, name)?.is_none() {
+            let sup = supervise::supervisor(cfg, name)?;
+            if sup.as_ref().map_or(true, supervise::Supervisor::stopping) {
+                if sup.is_some() {
+                    supervise::stop(cfg, name, STOP_GRACE)?;
+                }
                 let pid = supervise::start(cfg, kernel, &supervise_spec(&m, cmd)?)?;
                 return Ok(StartOutcome::Started {
                     cid: info.id,
@@ -375,7 +381,9 @@ fn destroy(kernel: &dyn Kernel, name: &str) -> Result<()> {
 }
 
 /// Removes a cell's runtime: stops it, then deletes its directory (overlay
-/// included). Refuses to delete while anything is still mounted below it.
+/// included), its supervisor's files and the leftovers of its interrupted
+/// backups (not its archives). Refuses to delete while anything is still
+/// mounted below it.
 pub fn prune(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<()> {
     let paths = CellPaths::new(cfg, name);
     stop(cfg, kernel, name)?;
@@ -400,7 +408,11 @@ pub fn prune(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<()> {
     }
     // The layer below is the cell's: removed without following its links or
     // entering a mount.
-    crate::fs::tree::remove_host_tree(&paths.dir)
+    crate::fs::tree::remove_host_tree(&paths.dir)?;
+    for line in crate::engine::backup::leftovers::forget(cfg, Kind::Cell, name)? {
+        log::info!("{line}");
+    }
+    Ok(())
 }
 
 /// Runs a command (default: an interactive `/bin/sh`) in a running cell with the

@@ -124,8 +124,8 @@ pub fn volume_dirs(cfg: &Config) -> Result<Vec<String>> {
             Ok(name) if crate::names::is_valid(&name) && is_dir => out.push(name),
             Ok(name) if name.starts_with('.') => {}
             other => log::warn!(
-                "skipping {:?} in {}: not a valid volume name",
-                other.unwrap_or_else(|n| n.to_string_lossy().into_owned()),
+                "skipping {} in {}: not a valid volume name",
+                crate::output::quoted(&other.unwrap_or_else(|n| n.to_string_lossy().into_owned())),
                 cfg.volume_dir.display()
             ),
         }

@@ -3,6 +3,7 @@
 //! NetBSD kauth rules.
 //!
 //! * `state`: the cell table under `<run_dir>/kernel/` (what NetBSD keeps in the kernel);
+//!   `mirror`: the same on the cgroups, to rebuild a lost or damaged table from;
 //! * `cgroup`: one cgroup2 cgroup per cell (membership, kill, CPU time);
 //! * `limits`: process, memory and CPU limits (cgroup2 controllers or v1
 //!   hierarchies), usage, and the disk-limit check;
@@ -11,6 +12,7 @@
 //!   request); `enter`: what such a process does before exec;
 //! * `rootfs`: the cell's `/` (pivot_root, fresh /proc, minimal /dev);
 //! * `caps`, `seccomp`, `landlock`: the hardening profiles;
+//! * `freeze`: the cgroup freezer, with a guard process that thaws after a crash;
 //! * `bpf`: reserved ports and port sharing (one cgroup program set and port map per run directory);
 //! * `telemetry`: the init's 1 Hz sampler.
 
@@ -19,8 +21,10 @@ pub mod bpf;
 pub mod caps;
 pub mod cgroup;
 pub mod enter;
+mod freeze;
 pub mod landlock;
 pub mod limits;
+mod mirror;
 pub mod ns;
 pub mod rootfs;
 pub mod seccomp;
@@ -34,7 +38,7 @@ use super::{
 };
 use anyhow::{bail, Context, Result};
 use sha2::Digest;
-use state::{BindGuardIds, CellRecord, Locked, Store, Table};
+use state::{BindGuardIds, CellRecord, Found, Locked, Store, Table};
 use std::path::{Path, PathBuf};
 
 pub struct LinuxKernel {
@@ -84,7 +88,10 @@ fn check_root(root: &Path) -> Result<()> {
         );
     }
     if bytes.iter().any(|&b| b < 0x20 || b == 0x7f) {
-        bail!("root {:?} contains control characters", root);
+        bail!(
+            "root {} contains control characters",
+            crate::output::quoted(&root.to_string_lossy())
+        );
     }
     // host path: the root itself, named by host root (cellctl's argument, or
     // the mount point in a cell's 0700 runtime directory), not a path inside it
@@ -224,17 +231,44 @@ impl LinuxKernel {
             .get_or_init(|| limits::Placement::detect(&self.cgroups.root))
     }
 
-    /// Takes the lock, drops cells whose init has died (reported on stderr)
-    /// and detaches the port programs once no cell is left. A
-    /// dead cell whose clean-up fails stays in the table (its name, id and
-    /// ports stay taken) until a later run removes its cgroup.
+    /// Takes the lock, rebuilds a missing or damaged table from the kernel's
+    /// live state (with a warning), drops cells whose init has died (reported
+    /// on stderr) and detaches the port programs once no cell is left. A dead
+    /// cell whose clean-up fails stays in the table (its name, id and ports
+    /// stay taken) until a later run removes its cgroup.
     fn lock(&self) -> Result<Locked> {
         let mut locked = self.store.lock()?;
+        let why = match std::mem::replace(&mut locked.found, Found::Table) {
+            Found::Damaged(why) => Some(why),
+            Found::Missing if mirror::has_cells(&self.cgroups) => Some(format!(
+                "cell table {} is missing while cells exist",
+                self.store.table_path().display()
+            )),
+            _ => None,
+        };
+        let rebuilt = why.is_some();
+        if let Some(why) = why {
+            let (table, unknown) = mirror::rebuild(&self.cgroups);
+            log::warn!(
+                "{why}; rebuilt it from the kernel's live state: {} cell(s){}",
+                table.cells.len(),
+                if table.cells.is_empty() {
+                    String::new()
+                } else {
+                    let names: Vec<&str> = table.cells.iter().map(|c| c.name.as_str()).collect();
+                    format!(" ({})", names.join(", "))
+                }
+            );
+            for line in unknown {
+                log::warn!("{line}");
+            }
+            locked.table = table;
+        }
         let (alive, dead): (Vec<_>, Vec<_>) = std::mem::take(&mut locked.table.cells)
             .into_iter()
             .partition(ns::init_alive);
         locked.table.cells = alive;
-        let mut changed = false;
+        let mut changed = rebuilt;
         for cell in dead {
             log::warn!(
                 "{}: its init process (pid {}) died; removing the cell",
@@ -254,9 +288,15 @@ impl LinuxKernel {
             Err(e) => log::warn!("{e:#}"),
         }
         if changed {
-            locked.save()?;
+            self.save(&locked)?;
         }
         Ok(locked)
+    }
+
+    /// Saves the table and mirrors its own fields on the run cgroup.
+    fn save(&self, locked: &Locked) -> Result<()> {
+        locked.save()?;
+        mirror::write_table_fields(&self.cgroups, &locked.table)
     }
 
     /// Removes everything a cell has on the host: processes (through
@@ -328,7 +368,7 @@ impl LinuxKernel {
         })?;
         // Recorded first: a crash must not leave attached programs no state names.
         locked.table.bind_guard = Some(loaded.ids()?);
-        locked.save()?;
+        self.save(locked)?;
         let guard = loaded.attach(&self.cgroups.root)?;
         for cell in locked.table.cells.iter().filter(|c| !c.ports.is_empty()) {
             guard.reserve(&cell.ports, cgroup::id(&cell.cgroup)?)?;
@@ -392,6 +432,7 @@ impl LinuxKernel {
             procs,
             refs: procs + zombies,
             ids: cell.ids,
+            frozen: freeze::is_frozen(cell),
         }
     }
 
@@ -444,6 +485,8 @@ impl LinuxKernel {
         .context("starting the cell init")?;
         record.init_start =
             ns::start_time(record.init_pid).context("the cell init exited right after start-up")?;
+        // Before the table names the cell: a table rebuilt later finds it.
+        mirror::write_record(&record)?;
         Ok(record)
     }
 }
@@ -528,14 +571,14 @@ impl Kernel for LinuxKernel {
                 };
                 let _ = self.teardown(&partial, locked.table.bind_guard.as_ref());
                 if self.drop_unused_guard(&mut locked.table).unwrap_or(false) {
-                    let _ = locked.save();
+                    let _ = self.save(&locked);
                 }
                 return Err(e);
             }
         };
         locked.table.next_id = id + 1;
         locked.table.cells.push(record);
-        if let Err(e) = locked.save() {
+        if let Err(e) = self.save(&locked) {
             let record = locked.table.cells.pop().expect("just pushed");
             let _ = self.teardown(&record, locked.table.bind_guard.as_ref());
             return Err(e);
@@ -560,7 +603,7 @@ impl Kernel for LinuxKernel {
             .with_context(|| format!("tearing down {}", describe(&cell)))?;
         locked.table.cells.retain(|c| c.id != cell.id);
         let detached = self.drop_unused_guard(&mut locked.table);
-        locked.save()?;
+        self.save(&locked)?;
         if locked.table.cells.is_empty() {
             self.cgroups.prune_run();
             self.placement().prune_run(&self.run_key);
@@ -640,6 +683,18 @@ impl Kernel for LinuxKernel {
         let cell = Self::find_in(&locked, target)?;
         agent::host::spawn(&self.store.cell_dir(cell.id), &request, stdio)
             .with_context(|| format!("running a command in {}", describe(cell)))
+    }
+
+    fn freeze(&self, target: &Target) -> Result<super::FreezeGuard> {
+        // Not under the table lock: the guard process must not inherit it.
+        let cell = Self::find_in(&self.lock()?, target)?.clone();
+        freeze::freeze(&cell, &self.store.cell_dir(cell.id))
+    }
+
+    fn thaw_abandoned(&self, target: &Target) -> Result<bool> {
+        let locked = self.lock()?;
+        let cell = Self::find_in(&locked, target)?;
+        freeze::thaw_abandoned(cell, &self.store.cell_dir(cell.id))
     }
 
     fn find(&self, target: &Target) -> Result<Option<CellInfo>> {

@@ -3,7 +3,7 @@
 //! an exclusive `flock` on a separate lock file.
 
 use crate::kernel::{profile_serde, IdRange, Limits, Profile, Rlimits};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -79,16 +79,33 @@ pub struct Table {
     pub bind_guard: Option<BindGuardIds>,
 }
 
+/// How long a command waits for the table lock before it gives up.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Where the table lives.
 pub struct Store {
     dir: PathBuf,
 }
 
+/// What the table file held when it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// A valid table.
+    Table,
+    /// No file: no cell was created yet, or it was lost.
+    Missing,
+    /// A file that does not decode; why, naming it.
+    Damaged(String),
+}
+
 /// The table, read under the exclusive lock; dropping it releases the lock.
+/// When the file was missing or damaged the table is empty and `found` says
+/// so: the backend rebuilds it from the kernel (see `mirror`).
 pub struct Locked {
     _lock: File,
     path: PathBuf,
     pub table: Table,
+    pub found: Found,
 }
 
 impl Store {
@@ -96,35 +113,75 @@ impl Store {
         Store { dir }
     }
 
+    /// The table file.
+    pub fn table_path(&self) -> PathBuf {
+        self.dir.join("cells.cbor")
+    }
+
     /// Directory for per-cell runtime files (the init's telemetry samples).
     pub fn cell_dir(&self, id: u64) -> PathBuf {
         self.dir.join(id.to_string())
     }
 
-    /// Takes the exclusive lock and reads the table (empty if none yet).
+    /// Takes the exclusive lock and reads the table (empty if none yet or
+    /// unreadable, see [`Found`]).
     pub fn lock(&self) -> Result<Locked> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating state directory {}", self.dir.display()))?;
         let lock_path = self.dir.join("lock");
-        let lock = OpenOptions::new()
+        let mut lock = OpenOptions::new()
             .create(true)
             .truncate(false)
+            .read(true)
             .write(true)
             .open(&lock_path)
             .with_context(|| format!("opening lock file {}", lock_path.display()))?;
-        // SAFETY: flock on an fd we own; blocks until the lock is ours.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("locking {}", lock_path.display()));
+        // Bounded: a holder that hangs (stopped, stuck) must not hang every
+        // command after it; the error names it.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            // SAFETY: flock on an fd we own.
+            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                break;
+            }
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(e).with_context(|| format!("locking {}", lock_path.display()));
+            }
+            if std::time::Instant::now() >= deadline {
+                let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
+                bail!(
+                    "the cell table lock {} is held by pid {} for more than {} s; \
+                     see what that process is doing",
+                    lock_path.display(),
+                    holder
+                        .trim()
+                        .parse::<u32>()
+                        .map_or("unknown".into(), |p| p.to_string()),
+                    LOCK_WAIT.as_secs()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        let path = self.dir.join("cells.cbor");
-        let table = match std::fs::read(&path) {
-            Ok(bytes) => ciborium::from_reader(bytes.as_slice())
-                .with_context(|| format!("reading cell table {}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Table {
-                next_id: 1,
-                ..Table::default()
+        // Rewritten in place (a new file would be another lock): who holds it.
+        use std::io::Write;
+        let _ = lock
+            .set_len(0)
+            .and_then(|()| lock.write_all(format!("{}\n", std::process::id()).as_bytes()));
+        let path = self.table_path();
+        let empty = Table {
+            next_id: 1,
+            ..Table::default()
+        };
+        let (table, found) = match std::fs::read(&path) {
+            Ok(bytes) => match crate::fs::cbor::decode(&bytes) {
+                Ok(table) => (table, Found::Table),
+                Err(e) => (
+                    empty,
+                    Found::Damaged(format!("cell table {}: {e}", path.display())),
+                ),
             },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (empty, Found::Missing),
             Err(e) => {
                 return Err(e).with_context(|| format!("reading cell table {}", path.display()))
             }
@@ -133,6 +190,7 @@ impl Store {
             _lock: lock,
             path,
             table,
+            found,
         })
     }
 }
@@ -140,9 +198,7 @@ impl Store {
 impl Locked {
     /// Writes the table atomically (temp file, fsync, rename).
     pub fn save(&self) -> Result<()> {
-        let mut bytes = Vec::new();
-        ciborium::into_writer(&self.table, &mut bytes).context("encoding cell table")?;
-        crate::fs::host::write_atomic(&self.path, &bytes)
+        crate::fs::host::write_atomic(&self.path, &crate::fs::cbor::encode(&self.table))
     }
 }
 

@@ -194,9 +194,11 @@ pub fn spawn(cell_dir: &Path, request: &Request, stdio: [Stdio; 3]) -> Result<Ch
         Some((Reply::Started, fds)) => fds.into_iter(),
         Some((Reply::Failed { step, errno }, _)) => {
             return Err(std::io::Error::from_raw_os_error(errno))
-                .with_context(|| format!("starting {program}: {step}"))
+                .with_context(|| format!("starting {program}: {}", crate::output::echo(&step)))
         }
-        Some((other, _)) => bail!("the cell's init replied {other:?} to a request"),
+        Some((Reply::Exited { .. }, _)) => {
+            bail!("the cell's init replied with an exit status to a start request")
+        }
         None => bail!("the cell's init closed the connection (is the cell being destroyed?)"),
     };
     let pidfd = fds.next().context("the cell's init sent no pidfd")?;
