@@ -248,8 +248,33 @@ fn running(kernel: &dyn Kernel) -> Result<Vec<IdRange>> {
     Ok(kernel.list()?.into_iter().filter_map(|c| c.ids).collect())
 }
 
-/// The allocation lock; dropping it releases it.
-pub struct AllocLock(#[allow(dead_code)] std::fs::File);
+/// The allocation lock; dropping it releases it. The locked file also
+/// keeps where the next search for a free range starts (the run directory
+/// does not survive a reboot, nor does the per-uid kernel state the cursor
+/// keeps new cells away from).
+pub struct AllocLock(std::fs::File);
+
+impl AllocLock {
+    fn cursor(&self) -> u32 {
+        use std::io::{Read, Seek};
+        let mut text = String::new();
+        let mut f = &self.0;
+        // A missing or damaged cursor only means the search starts at 0.
+        if f.rewind().is_ok() && f.take(16).read_to_string(&mut text).is_ok() {
+            return text.trim().parse().unwrap_or(0);
+        }
+        0
+    }
+
+    fn set_cursor(&self, next: u32) -> Result<()> {
+        use std::io::{Seek, Write};
+        let mut f = &self.0;
+        f.set_len(0)?;
+        f.rewind()?;
+        f.write_all(format!("{next}\n").as_bytes())?;
+        Ok(())
+    }
+}
 
 pub fn lock(cfg: &Config) -> Result<AllocLock> {
     crate::fs::host::create_dir_all_mode(&cfg.run_dir, 0o755)?;
@@ -257,6 +282,7 @@ pub fn lock(cfg: &Config) -> Result<AllocLock> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
@@ -272,10 +298,19 @@ pub fn allocate(cfg: &Config, kernel: &dyn Kernel, lock: &AllocLock) -> Result<I
 }
 
 /// A new range, used neither by files nor by the `running` cells.
-pub fn allocate_beside(cfg: &Config, running: &[IdRange], _lock: &AllocLock) -> Result<IdRange> {
+pub fn allocate_beside(cfg: &Config, running: &[IdRange], lock: &AllocLock) -> Result<IdRange> {
     let mut used = held(cfg)?;
     used.extend_from_slice(running);
-    cfg.idmap.allocate(&used)
+    let range = cfg.idmap.allocate(lock.cursor(), &used)?;
+    if let Some(n) = cfg.idmap.index_of(&range) {
+        lock.set_cursor(n + 1).with_context(|| {
+            format!(
+                "recording the next id range in {}",
+                cfg.run_dir.join("ids.lock").display()
+            )
+        })?;
+    }
+    Ok(range)
 }
 
 /// The range for a cell made by `cellctl create` on `root`: the range of
@@ -401,9 +436,25 @@ mod tests {
         let lock = lock(&cfg).unwrap();
         assert_eq!(held(&cfg).unwrap(), vec![nth(0), nth(1)]);
         assert_eq!(allocate(&cfg, &kernel, &lock).unwrap(), nth(3));
-        // A range freed by its files going is handed out again.
+        // A range freed by its files going is not handed out at once: the
+        // search goes on from the last range handed out, and comes back
+        // to the freed one only when it wraps round the pool.
         std::fs::remove_dir_all(cfg.data_dir.join("web")).unwrap();
-        assert_eq!(allocate(&cfg, &kernel, &lock).unwrap(), nth(0));
+        assert_eq!(allocate(&cfg, &kernel, &lock).unwrap(), nth(4));
+        drop(lock);
+        let lock = super::lock(&cfg).unwrap();
+        assert_eq!(
+            allocate(&cfg, &kernel, &lock).unwrap(),
+            nth(5),
+            "the cursor outlives the lock"
+        );
+        lock.set_cursor(pool.len() - 1).unwrap();
+        assert_eq!(allocate(&cfg, &kernel, &lock).unwrap(), nth(pool.len() - 1));
+        assert_eq!(
+            allocate(&cfg, &kernel, &lock).unwrap(),
+            nth(0),
+            "the freed range, after wrapping round"
+        );
     }
 
     #[test]

@@ -130,16 +130,28 @@ impl Pool {
         self.range(id.checked_sub(self.base)? / self.size)
     }
 
-    /// The lowest range that overlaps none of `used`.
-    pub fn lowest_free(&self, used: &[IdRange]) -> Option<IdRange> {
-        (0..self.len())
-            .filter_map(|n| self.range(n))
+    /// The index of range `r` in the pool.
+    pub fn index_of(&self, r: &IdRange) -> Option<u32> {
+        let n = r.base.checked_sub(self.base)? / self.size;
+        (self.range(n) == Some(*r)).then_some(n)
+    }
+
+    /// The first range from the `from`th on (wrapping round) that overlaps
+    /// none of `used`. Searching on from the last range handed out, as pids
+    /// are, keeps a range just freed out of use for as long as the pool
+    /// allows: per-uid kernel state (keys awaiting collection, a uid's
+    /// counters) outlives a cell's processes for a moment.
+    pub fn free_from(&self, from: u32, used: &[IdRange]) -> Option<IdRange> {
+        let len = self.len();
+        (0..len)
+            .filter_map(|k| self.range((from % len.max(1) + k) % len))
             .find(|r| !used.iter().any(|u| u.overlaps(r)))
     }
 
-    /// The range for `n` more: an error naming the pool when it is full.
-    pub fn allocate(&self, used: &[IdRange]) -> anyhow::Result<IdRange> {
-        self.lowest_free(used).ok_or_else(|| {
+    /// A free range, searching from the `from`th: an error naming the pool
+    /// when it is full.
+    pub fn allocate(&self, from: u32, used: &[IdRange]) -> anyhow::Result<IdRange> {
+        self.free_from(from, used).ok_or_else(|| {
             anyhow::anyhow!(
                 "the id pool is exhausted: all {} ranges of {} ids from {} (CELL_IDMAP_BASE, CELL_IDMAP_SIZE in cellmgr.conf) are in use",
                 self.len(),
@@ -174,18 +186,31 @@ mod tests {
     }
 
     #[test]
-    fn the_pool_hands_out_the_lowest_free_range_below_its_end() {
+    fn the_pool_hands_out_the_next_free_range_below_its_end() {
         let pool = Pool::default();
         assert_eq!(pool.len(), 4094);
         let first = pool.range(0).unwrap();
         assert_eq!(first.base, 0x7000_0000);
         let second = pool.range(1).unwrap();
-        assert_eq!(pool.lowest_free(&[]), Some(first));
-        assert_eq!(pool.lowest_free(&[first]), Some(second));
+        assert_eq!(pool.free_from(0, &[]), Some(first));
+        assert_eq!(pool.free_from(0, &[first]), Some(second));
         assert_eq!(
-            pool.lowest_free(&[second]),
+            pool.free_from(1, &[]),
+            Some(second),
+            "the search starts at from"
+        );
+        assert_eq!(
+            pool.free_from(pool.len() - 1, &[pool.range(pool.len() - 1).unwrap()]),
             Some(first),
-            "a gap is used again"
+            "the search wraps round to a gap"
+        );
+        assert_eq!(pool.index_of(&second), Some(1));
+        assert_eq!(
+            pool.index_of(&IdRange {
+                base: second.base + 1,
+                size: second.size
+            }),
+            None
         );
         assert_eq!(pool.range_of(second.base + 33), Some(second));
         assert_eq!(pool.range_of(5), None);
@@ -196,8 +221,8 @@ mod tests {
             base: POOL_END - 65_536,
             size: 65_536,
         };
-        let only = tiny.allocate(&[]).unwrap();
-        let e = tiny.allocate(&[only]).unwrap_err().to_string();
+        let only = tiny.allocate(7, &[]).unwrap();
+        let e = tiny.allocate(0, &[only]).unwrap_err().to_string();
         assert!(
             e.contains("exhausted") && e.contains("CELL_IDMAP_BASE"),
             "{e}"
