@@ -4,7 +4,8 @@
 #   make demo       build, then run the quickstart example stack end to end (root)
 #   make test       everything CI runs: unit + integration tests (the Ansible collection
 #                   with a cached ansible-core from PyPI), clippy, fmt, man and Ansible lint,
-#                   kmod ABI tables against their headers, the kernel object
+#                   kmod ABI tables against their headers, the kernel object; the
+#                   conformance suite again at each profile and id model (test-profiles)
 #   make install    PREFIX=/usr/local DESTDIR=  installs sbin/cells, the personality
 #                   symlinks, man pages, rc.d scripts and bash/zsh/fish completion
 #   make static     a statically linked cells (musl) for rescue media and
@@ -30,7 +31,7 @@ BIN = target/release/cells
 STATIC_TARGET ?= $(shell uname -m)-unknown-linux-musl
 STATIC_BIN = target/$(STATIC_TARGET)/release/cells
 
-.PHONY: all build static demo test lint-man lint-ansible check-netbsd check-kmod install kmod clean fuzz
+.PHONY: all build static demo test test-profiles lint-man lint-ansible check-netbsd check-kmod install kmod clean fuzz
 
 all: build
 
@@ -58,6 +59,7 @@ test:
 	$(CARGO) build --bin cells
 	$(MAKE) static
 	CELLS_ANSIBLE_VENV=$$(./scripts/ansible-venv.sh) $(CARGO) test --workspace
+	$(MAKE) test-profiles
 	$(MAKE) lint-man
 	$(MAKE) lint-ansible
 	$(MAKE) -C kmod check-layout
@@ -77,6 +79,16 @@ check-netbsd:
 	@if rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-netbsd; then \
 		$(CARGO) check --bin cells --target x86_64-unknown-netbsd; \
 	else echo "check-netbsd: skipped: rustup target x86_64-unknown-netbsd not installed"; fi
+
+# The conformance suite at the profiles and id models the full run above
+# does not use (it runs cells at high, in user namespaces): cells whose test
+# names no profile get CELLS_TEST_PROFILE; CELLS_TEST_USERNS=NO keeps them
+# on host ids. low always runs on host ids.
+test-profiles:
+	CELLS_TEST_PROFILE=medium $(CARGO) test --test conformance
+	CELLS_TEST_PROFILE=low $(CARGO) test --test conformance
+	CELLS_TEST_USERNS=NO $(CARGO) test --test conformance
+	CELLS_TEST_PROFILE=medium CELLS_TEST_USERNS=NO $(CARGO) test --test conformance
 
 lint-man:
 	mandoc -Tlint -W warning man/*.[0-9]

@@ -2,13 +2,16 @@
 # Two builds' cellctl cycle (create -> exec /bin/true -> destroy) and their
 # `cellctl run ROOT /bin/true` (where the build has it), interleaved in every
 # iteration so that load from elsewhere falls on both; prints the median of
-# each step in milliseconds.
+# each step in milliseconds and their ratio (b/a).
 #
 # Usage (as root): bench/ctl-cycle-ab.sh A_CELLS B_CELLS [iterations]
 # RUN_PARENT picks the file system of the cell state (default: TMPDIR or /tmp;
 # /dev/shm for tmpfs, where /run usually is). KEEP=1 keeps one more cell in
 # each run directory the whole time (the steady state: the run directory's
-# port programs stay attached, as on a host with cells).
+# port programs stay attached, as on a host with cells). A_CONF and B_CONF
+# add lines to each side's cellmgr.conf: one build against itself with and
+# without user namespaces is
+#   A_CONF=CELL_USERNS=NO bench/ctl-cycle-ab.sh target/release/cells target/release/cells
 set -eu
 
 A=${1:?usage: bench/ctl-cycle-ab.sh A_CELLS B_CELLS [iterations]}
@@ -18,7 +21,7 @@ N=${3:-40}
 [ -x /bin/busybox ] || { echo "ctl-cycle-ab.sh: /bin/busybox missing" >&2; exit 1; }
 
 W=$(mktemp -d -p "${RUN_PARENT:-${TMPDIR:-/tmp}}")
-declare -A BIN=([a]=$A [b]=$B)
+declare -A BIN=([a]=$A [b]=$B) CONF=([a]=${A_CONF:-} [b]=${B_CONF:-})
 cleanup() {
 	if [ "${KEEP:-0}" = 1 ]; then
 		for s in a b; do CELLMGR_CONF=$W/$s.conf "${BIN[$s]}" ctl destroy "keep$$" 2>/dev/null || true; done
@@ -31,7 +34,7 @@ cp /bin/busybox "$W/root/bin/busybox"
 ln -s busybox "$W/root/bin/true"
 for s in a b; do
 	mkdir -p "$W/$s.run"
-	printf 'CELL_RUN_DIR=%s\n' "$W/$s.run" >"$W/$s.conf"
+	printf 'CELL_RUN_DIR=%s\n%s\n' "$W/$s.run" "${CONF[$s]}" >"$W/$s.conf"
 	if [ "${KEEP:-0}" = 1 ]; then
 		CELLMGR_CONF=$W/$s.conf "${BIN[$s]}" ctl create -n "keep$$" "$W/root" >/dev/null
 	fi
@@ -56,8 +59,15 @@ unset CELLMGR_CONF
 median() { sort -n | awk '{ v[NR] = $1 } END { printf "%.2f\n", v[int((NR + 1) / 2)] / 1000 }'; }
 echo "iterations: $N; load before: $LOAD; state on: $(stat -f -c %T "$W"); keep: ${KEEP:-0}"
 printf '%-4s %8s %8s %8s %8s %8s  %s\n' "" create exec destroy cycle run binary
+declare -A MED
 for s in a b; do
 	printf '%-4s' "$s"
-	for c in 1 2 3 4 5; do printf ' %8s' "$(cut -d' ' -f$c "$W/$s.t" | median)"; done
-	printf '  %s\n' "${BIN[$s]}"
+	for c in 1 2 3 4 5; do
+		MED[$s$c]=$(cut -d' ' -f$c "$W/$s.t" | median)
+		printf ' %8s' "${MED[$s$c]}"
+	done
+	printf '  %s %s\n' "${BIN[$s]}" "${CONF[$s]}"
 done
+printf '%-4s' b/a
+for c in 1 2 3 4 5; do awk -v a="${MED[a$c]}" -v b="${MED[b$c]}" 'BEGIN { printf " %8.2f", (a > 0 ? b / a : 0) }'; done
+echo

@@ -60,6 +60,7 @@ fn main() {
         rlimits: Default::default(),
         limits: Default::default(),
         ephemeral: false,
+        ids: None,
     };
     let target = Target::Name(name);
     let exec = ExecSpec {

@@ -74,6 +74,11 @@ pub struct Config {
     pub pty_max: u32,
     /// Size of a cell's `/dev/shm` in bytes (a tmpfs).
     pub shm_size: u64,
+    /// Linux: cells at medium and high run in a user namespace of their own
+    /// (cell root is not host root); `CELL_USERNS=NO` keeps them on host ids.
+    pub userns: bool,
+    /// The host ids those user namespaces map to (`CELL_IDMAP_BASE`, `CELL_IDMAP_SIZE`).
+    pub idmap: crate::fs::ids::Pool,
     pub release: String,
     pub machine_arch: String,
     pub netbsd_mirror: String,
@@ -146,6 +151,12 @@ pub const KEYS: &[(&str, &str)] = &[
     ("CELL_DEFAULT_DISK", LimitForm::Disk.expected()),
     ("CELL_PTY_MAX", "a count of ptys from 1 to 4096"),
     ("CELL_SHM_SIZE", "a size such as 64M"),
+    ("CELL_USERNS", "YES or NO"),
+    (
+        "CELL_IDMAP_BASE",
+        "a host id from 65536 up, leaving room for one range below 2147352576",
+    ),
+    ("CELL_IDMAP_SIZE", "a count of ids from 65536 to 16777216"),
     ("RELEASE", "a release such as 10.1, or empty"),
     ("MACHINE_ARCH", "an architecture such as amd64, or empty"),
     ("NETBSD_MIRROR", "a URL or empty"),
@@ -195,6 +206,8 @@ impl Default for Config {
             default_limits: DefaultLimits::default(),
             pty_max: 64,
             shm_size: 64 << 20,
+            userns: true,
+            idmap: crate::fs::ids::Pool::default(),
             release: String::new(),
             machine_arch: String::new(),
             netbsd_mirror: String::new(),
@@ -332,6 +345,22 @@ impl Config {
                         .filter(|n| (1..=LOG_MAX_FILES_LIMIT).contains(n))
                         .ok_or_else(bad)?
                 }
+                "CELL_USERNS" => cfg.userns = yes_no(v)?,
+                "CELL_IDMAP_BASE" => {
+                    cfg.idmap.base = v
+                        .parse()
+                        .ok()
+                        .filter(|n| *n >= 65_536 && v.bytes().all(|b| b.is_ascii_digit()))
+                        .ok_or_else(bad)?
+                }
+                "CELL_IDMAP_SIZE" => {
+                    cfg.idmap.size = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (65_536..=1 << 24).contains(n))
+                        .filter(|_| v.bytes().all(|b| b.is_ascii_digit()))
+                        .ok_or_else(bad)?
+                }
                 "CELL_LOG_RATE_LIMIT" => {
                     cfg.log_rate_limit = rcconf::parse_size(v).ok_or_else(bad)?
                 }
@@ -353,6 +382,18 @@ impl Config {
                 "PKG_PATH" => cfg.pkg_path = v.to_string(),
                 other => unreachable!("key {other} is in KEYS but not handled"),
             }
+        }
+        if cfg.idmap.is_empty() {
+            return Err(FileError::new(
+                path,
+                None,
+                format!(
+                    "CELL_IDMAP_BASE={} with CELL_IDMAP_SIZE={} leaves no id range below {}: lower either",
+                    cfg.idmap.base,
+                    cfg.idmap.size,
+                    crate::fs::ids::POOL_END
+                ),
+            ));
         }
         Ok(cfg)
     }
@@ -480,6 +521,26 @@ mod tests {
         assert!(parse("CELL_LOG_RATE_LIMIT=fast\n")
             .unwrap_err()
             .contains("expected bytes per second"));
+    }
+
+    #[test]
+    fn the_id_pool_has_defaults_and_checked_values() {
+        let c = parse("").unwrap();
+        assert!(c.userns);
+        assert_eq!((c.idmap.base, c.idmap.size), (0x7000_0000, 65_536));
+        let c = parse("CELL_USERNS=NO\nCELL_IDMAP_BASE=200000\nCELL_IDMAP_SIZE=131072\n").unwrap();
+        assert!(!c.userns);
+        assert_eq!((c.idmap.base, c.idmap.size), (200_000, 131_072));
+        assert!(parse("CELL_IDMAP_BASE=1000\n")
+            .unwrap_err()
+            .contains("CELL_IDMAP_BASE='1000': expected a host id from 65536 up"));
+        assert!(parse("CELL_IDMAP_SIZE=100\n")
+            .unwrap_err()
+            .contains("expected a count of ids from 65536"));
+        assert_eq!(
+            parse("CELL_IDMAP_BASE=2147352000\n").unwrap_err(),
+            "/etc/cellmgr.conf: CELL_IDMAP_BASE=2147352000 with CELL_IDMAP_SIZE=65536 leaves no id range below 2147352576: lower either"
+        );
     }
 
     #[test]

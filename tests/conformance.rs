@@ -8,6 +8,8 @@
 #[path = "conformance/boundary.rs"]
 mod boundary;
 mod support;
+#[path = "conformance/userns.rs"]
+mod userns;
 
 use std::time::Duration;
 use support::ctl as cellenv;
@@ -81,7 +83,8 @@ fn create_exec_list_destroy_leave_nothing_behind() {
     assert_eq!(rows[0][0], id.to_string());
     assert_eq!(rows[0][1], name);
     assert_eq!(rows[0][5], root.to_str().unwrap());
-    assert_eq!(rows[0][9], "high", "default profile");
+    let profile = cellenv::test_profile().unwrap_or("high".into());
+    assert_eq!(rows[0][9], profile, "default profile (or the run's)");
 
     let store = cells::kernel::linux::state::Store::new(env.dir.join("run/kernel"));
     let cgroup = store.lock().unwrap().table.cells[0].cgroup.clone();
@@ -457,6 +460,7 @@ fn one_program_pair_guards_more_cells_than_an_attach_point_takes() {
                 rlimits: Rlimits::default(),
                 limits: Default::default(),
                 ephemeral: false,
+                ids: None,
             })
             .unwrap_or_else(|e| panic!("creating cell {k} of {CELLS}: {e:#}"));
     }
@@ -564,6 +568,7 @@ fn a_lost_program_set_is_replaced() {
     // A crash between recording a set and attaching it: nothing attached.
     bpf::detach(&cgroup_root, &attached).unwrap();
     let never_attached = BindGuardIds {
+        version: bpf::PROGRAMS_VERSION,
         prog4: u32::MAX,
         prog6: u32::MAX,
         post4: u32::MAX,

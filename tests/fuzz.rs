@@ -219,8 +219,13 @@ fn cbor_state_and_messages() {
                     ..Default::default()
                 },
                 v1_groups: vec!["/sys/fs/cgroup/pids/cells/x/2".into()],
+                ids: Some(cells::kernel::IdRange {
+                    base: 1 << 30,
+                    size: 65_536,
+                }),
             }],
             bind_guard: Some(BindGuardIds {
+                version: cells::kernel::linux::bpf::PROGRAMS_VERSION,
                 prog4: 1,
                 prog6: 2,
                 post4: 4,

@@ -114,6 +114,8 @@ fn create_exec_destroy_cycles_leak_nothing() {
         rlimits: Default::default(),
         limits: Default::default(),
         ephemeral: false,
+        // In a user namespace, as cellctl makes a high cell.
+        ids: cfg.idmap.range(1),
     };
     let target = Target::Name(name);
     let exec = ExecSpec {

@@ -37,8 +37,12 @@ check "the client cell reaches the web cell" \
     sh -c "'$CELLS' ctl exec client /bin/busybox wget -q -O - http://127.0.0.1:$port/ | grep -q 'Hello from the web cell'"
 
 # The server's process as the host sees it.
-httpd_pid=$(pgrep -f "httpd -f -p 127.0.0.1:$port" | head -n 1 || true)
+# (The command line itself: its supervisor's names it too.)
+httpd_pid=$(pgrep -f "^/bin/busybox httpd -f -p 127.0.0.1:$port" | head -n 1 || true)
 check "the host sees the web cell's httpd" test -n "$httpd_pid"
+# At high the cell has a user namespace: its root is an id of its range on the host.
+check "the web cell's root is not host root (httpd's host uid: $(ps -o uid= -p "${httpd_pid:-1}" | tr -d ' '))" \
+    sh -c "test \"\$(ps -o uid= -p ${httpd_pid:-1} | tr -d ' ')\" -gt 0"
 check "the client cell runs commands (precondition of the checks below)" \
     ctl exec client /bin/busybox true
 check "the client cell does not see httpd in its process list" \

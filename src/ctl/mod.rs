@@ -309,6 +309,7 @@ impl CellFlags<'_> {
             },
             name: name.to_string(),
             root: root.to_path_buf(),
+            ids: None,
             ephemeral: false,
         })
     }
@@ -329,11 +330,22 @@ fn create(cfg: &Config, kernel: &dyn Kernel, a: CreateArgs) -> Result<i32> {
     let spec = flags
         .spec(cfg, &a.name, &a.root)
         .with_context(|| format!("create cell '{}'", a.name))?;
-    let id = kernel
-        .create(&spec)
-        .with_context(|| format!("create cell '{}'", a.name))?;
+    let id = create_cell(cfg, kernel, spec).with_context(|| format!("create cell '{}'", a.name))?;
     println!("cell {id}");
     Ok(exit::EXIT_OK)
+}
+
+/// Creates the cell, in a user namespace of its own where the profile asks
+/// for one (its id range held until the cell exists, so no other command
+/// takes the same).
+fn create_cell(cfg: &Config, kernel: &dyn Kernel, mut spec: CellSpec) -> Result<u64> {
+    let lock = crate::engine::ids::lock(cfg)?;
+    if crate::engine::ids::wanted(cfg, spec.profile) {
+        spec.ids = Some(crate::engine::ids::for_root(
+            cfg, kernel, &spec.root, &lock,
+        )?);
+    }
+    kernel.create(&spec)
 }
 
 fn destroy(kernel: &dyn Kernel, a: DestroyArgs) -> Result<i32> {
@@ -407,9 +419,7 @@ fn run(cfg: &Config, kernel: &dyn Kernel, a: RunArgs) -> Result<i32> {
     // cell is gone (a KILL leaves a cell whose init dies with cellctl).
     let signals = WakePipe::new().context("creating the signal pipe")?;
     crate::supervise::signals::install(&RUN_SIGNALS).context("installing signal handlers")?;
-    let id = kernel
-        .create(&spec)
-        .with_context(|| format!("run cell '{name}'"))?;
+    let id = create_cell(cfg, kernel, spec).with_context(|| format!("run cell '{name}'"))?;
     let target = Target::Id(id);
     let status = match signals.drain().first() {
         Some(&sig) => Ok(128 + sig),

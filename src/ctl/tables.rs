@@ -10,11 +10,17 @@ const LIST_FIELDS: &[&str] = &[
     "MAXPROC", "MAXMEM", "MAXCPU", "MAXDISK",
 ];
 
+/// Every column `-o` may name: the default ones, then `IDMAP`.
+const LIST_ALLOWED: &[&str] = &[
+    "CID", "NAME", "REFS", "PROCS", "AGE", "ROOT", "NOFILE", "AS", "CORE", "PROFILE", "PORTS",
+    "MAXPROC", "MAXMEM", "MAXCPU", "MAXDISK", "IDMAP",
+];
+
 pub const LIST: Schema = Schema {
     noun: "cell",
     views: &[View {
         name: "default",
-        allowed: LIST_FIELDS,
+        allowed: LIST_ALLOWED,
         default: LIST_FIELDS,
     }],
     default_view: "default",
@@ -124,6 +130,11 @@ fn common(info: &CellInfo, res: Option<&CellResources>, name: &str) -> Value {
         "AS" => limit(info.rlimits.address_space),
         "CORE" => limit(info.rlimits.core),
         "PROFILE" => info.profile.as_str().into(),
+        // The host ids of its user namespace as base:size, or `host`.
+        "IDMAP" => info
+            .ids
+            .map_or_else(|| "host".to_string(), |r| r.to_string())
+            .into(),
         "PORTS" => Value::List(
             info.ports
                 .iter()
@@ -197,6 +208,7 @@ mod tests {
             age: 125,
             procs: 3,
             refs: 3,
+            ids: None,
             frozen: false,
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod applyfile;
 pub mod backup;
+pub mod ids;
 pub mod lock;
 pub mod manifest;
 pub mod plan;

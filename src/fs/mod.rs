@@ -10,16 +10,20 @@
 //!   host root outside the tree (see the module for the rules).
 //! * `resolve`: the path resolution `tree` is built on (`openat2(2)` on Linux,
 //!   a component walk with `O_NOFOLLOW` elsewhere).
+//! * `ids`: host id ranges, what cell root is on the host (user namespaces).
 //! * `mount`: mounts into a cell's tree made on file descriptors.
 //! * `mountinfo`: the host's mount table.
+//! * `shift`: moving a tree's files from one id range to another.
 //! * `trust`: strict modes, as sshd's `StrictModes`: a file that tells root
 //!   what to do must be owned by root and writable by nobody else, all the way
 //!   up to `/`.
 pub mod cbor;
 pub mod host;
+pub mod ids;
 pub mod mount;
 pub mod mountinfo;
 pub mod resolve;
+pub mod shift;
 pub mod tree;
 pub mod trust;
 

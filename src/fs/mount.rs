@@ -11,6 +11,11 @@
 //! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` below the cell's root and unmounts
 //! through `/proc/self/fd`.
 //!
+//! A bind can be idmapped (`MOUNT_ATTR_IDMAP`, Linux 5.12): the ids stored
+//! on disk are shown, and written, shifted by an [`Idmap`], so a host tree
+//! (the base, a volume) appears with the owners a cell in a user namespace
+//! expects while the disk keeps its own ids.
+//!
 //! NetBSD has no mount call on descriptors: its mounts are made by path by
 //! `mount(8)` after the target was checked component by component, and the
 //! cell is stopped while its root is composed (cellmgr(8), FILES AND LINKS).
@@ -39,22 +44,88 @@ impl BindFlags {
     };
 }
 
-/// Binds the host directory `source` (a path host root controls) onto the
-/// directory held by `target` (an fd opened safely inside the cell's tree).
+/// How ids on disk relate to the ids a mount shows: ids `disk..disk+count`
+/// on disk are ids `shown..shown+count` through the mount (and files made
+/// through it get the disk ids back). Held as the user namespace that
+/// carries the mapping, made for it and gone with the last mount using it.
 #[cfg(target_os = "linux")]
-pub fn bind(source: &Path, target: BorrowedFd, flags: BindFlags) -> Result<()> {
-    use rustix::mount::{move_mount, open_tree, MoveMountFlags, OpenTreeFlags};
-    let tree = open_tree(
-        rustix::fs::CWD,
-        source,
-        OpenTreeFlags::OPEN_TREE_CLONE
-            | OpenTreeFlags::OPEN_TREE_CLOEXEC
-            | OpenTreeFlags::AT_SYMLINK_NOFOLLOW,
-    )
-    .with_context(|| format!("cloning the mount of {}", source.display()))?;
-    let set_before = match set_attrs(&tree, flags) {
+#[derive(Debug)]
+pub struct Idmap {
+    userns: std::os::fd::OwnedFd,
+}
+
+#[cfg(target_os = "linux")]
+impl Idmap {
+    /// A mapping of `count` ids from `disk` on disk to `shown` as seen.
+    pub fn new(disk: u32, shown: u32, count: u32) -> Result<Idmap> {
+        let line = format!("{disk} {shown} {count}\n");
+        Ok(Idmap {
+            userns: user_namespace(&line)
+                .with_context(|| format!("making an id mapping ({})", line.trim()))?,
+        })
+    }
+}
+
+/// A user namespace with `line` as its uid and gid map: a child is cloned
+/// into a new one, waits while its maps are written and its namespace is
+/// opened, then is killed.
+#[cfg(target_os = "linux")]
+fn user_namespace(line: &str) -> Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, OwnedFd};
+    let (hold_r, hold_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let mut args = [0u64; 11];
+    args[0] = libc::CLONE_NEWUSER as u64;
+    args[4] = libc::SIGCHLD as u64;
+    // SAFETY: clone3 without CLONE_VM is a fork; the child only blocks on a
+    // read (async-signal-safe) and exits.
+    let pid = unsafe {
+        let pid = libc::syscall(libc::SYS_clone3, args.as_mut_ptr(), 88usize);
+        if pid == 0 {
+            // Its copy of the write end would keep the pipe open.
+            libc::close(hold_w.as_raw_fd());
+            let mut b = 0u8;
+            libc::read(hold_r.as_raw_fd(), (&mut b as *mut u8).cast(), 1);
+            libc::_exit(0);
+        }
+        pid
+    };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error()).context("cloning into a user namespace");
+    }
+    let pid = pid as libc::pid_t;
+    let made = (|| -> Result<OwnedFd> {
+        for map in ["uid_map", "gid_map"] {
+            let path = format!("/proc/{pid}/{map}");
+            std::fs::write(&path, line).with_context(|| format!("writing {path}"))?;
+        }
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/user"))
+            .context("opening the user namespace")?;
+        Ok(OwnedFd::from(ns))
+    })();
+    drop(hold_w);
+    // SAFETY: reaps the child made above (it exits once the pipe closed).
+    unsafe {
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+    drop(hold_r);
+    made
+}
+
+/// Binds the host directory `source` (a path host root controls) onto the
+/// directory held by `target` (an fd opened safely inside the cell's tree),
+/// idmapped when `idmap` is given.
+#[cfg(target_os = "linux")]
+pub fn bind(
+    source: &Path,
+    target: BorrowedFd,
+    flags: BindFlags,
+    idmap: Option<&Idmap>,
+) -> Result<()> {
+    use rustix::mount::{move_mount, MoveMountFlags};
+    let tree = clone_tree(source, idmap)?;
+    let set_before = match set_attrs(&tree, flags, None) {
         Ok(()) => true,
-        Err(rustix::io::Errno::NOSYS) => false,
+        Err(rustix::io::Errno::NOSYS) if idmap.is_none() => false,
         Err(e) => {
             return Err(e).with_context(|| format!("setting mount flags on {}", source.display()))
         }
@@ -74,9 +145,59 @@ pub fn bind(source: &Path, target: BorrowedFd, flags: BindFlags) -> Result<()> {
     Ok(())
 }
 
+/// A detached copy of the mount at `source` (not of mounts below it),
+/// idmapped when `idmap` is given: attach it with `move_mount`, or use it
+/// through its fd (`/proc/self/fd/N`) and drop it.
+#[cfg(target_os = "linux")]
+pub fn clone_tree(source: &Path, idmap: Option<&Idmap>) -> Result<std::os::fd::OwnedFd> {
+    use rustix::mount::{open_tree, OpenTreeFlags};
+    let tree = open_tree(
+        rustix::fs::CWD,
+        source,
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .with_context(|| format!("cloning the mount of {}", source.display()))?;
+    if let Some(idmap) = idmap {
+        set_attrs(&tree, BindFlags::default(), Some(idmap)).map_err(|e| {
+            let why = match e {
+                rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS => {
+                    ": the kernel or this file system cannot idmap mounts (Linux 5.12 and \
+                     ext4, xfs, btrfs, tmpfs and others can); set CELL_USERNS=NO in \
+                     cellmgr.conf to keep cells on host ids"
+                        .to_string()
+                }
+                e => format!(": {e}"),
+            };
+            anyhow::anyhow!("idmapping the mount of {}{why}", source.display())
+        })?;
+    }
+    Ok(tree)
+}
+
+/// Attaches a detached mount (from [`clone_tree`]) at `target`, a path
+/// host root controls (not one inside a cell's tree: use [`bind`]).
+#[cfg(target_os = "linux")]
+pub fn attach(tree: &std::os::fd::OwnedFd, target: &Path) -> Result<()> {
+    use rustix::mount::{move_mount, MoveMountFlags};
+    move_mount(
+        std::os::fd::AsFd::as_fd(tree),
+        "",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .with_context(|| format!("attaching a mount at {}", target.display()))
+}
+
 /// `mount_setattr(2)` on a detached mount (Linux 5.12).
 #[cfg(target_os = "linux")]
-fn set_attrs(tree: &std::os::fd::OwnedFd, flags: BindFlags) -> rustix::io::Result<()> {
+fn set_attrs(
+    tree: &std::os::fd::OwnedFd,
+    flags: BindFlags,
+    idmap: Option<&Idmap>,
+) -> rustix::io::Result<()> {
     use std::os::fd::AsRawFd;
     // struct mount_attr from <linux/mount.h>.
     #[repr(C)]
@@ -90,6 +211,7 @@ fn set_attrs(tree: &std::os::fd::OwnedFd, flags: BindFlags) -> rustix::io::Resul
     const NOSUID: u64 = 0x2;
     const NODEV: u64 = 0x4;
     const NOEXEC: u64 = 0x8;
+    const IDMAP: u64 = 0x10_0000;
     let mut set = 0;
     for (on, bit) in [
         (flags.read_only, RDONLY),
@@ -101,6 +223,9 @@ fn set_attrs(tree: &std::os::fd::OwnedFd, flags: BindFlags) -> rustix::io::Resul
             set |= bit;
         }
     }
+    if idmap.is_some() {
+        set |= IDMAP;
+    }
     if set == 0 {
         return Ok(());
     }
@@ -108,7 +233,7 @@ fn set_attrs(tree: &std::os::fd::OwnedFd, flags: BindFlags) -> rustix::io::Resul
         attr_set: set,
         attr_clr: 0,
         propagation: 0,
-        userns_fd: 0,
+        userns_fd: idmap.map_or(0, |m| m.userns.as_raw_fd() as u64),
     };
     // SAFETY: a valid fd, a NUL-terminated empty path and a struct of the size passed.
     let rc = unsafe {
@@ -280,7 +405,7 @@ mod tests {
             nodev: true,
             noexec: true,
         };
-        bind(&src, std::os::fd::AsFd::as_fd(&fd), flags).unwrap();
+        bind(&src, std::os::fd::AsFd::as_fd(&fd), flags, None).unwrap();
         let target = root.join("srv/data");
         let opts = mount_options(&target);
         let unmounted = unmount_below(&root, &target, false);

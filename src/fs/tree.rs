@@ -571,6 +571,13 @@ impl<'t> Dir<'t> {
         &self.rel
     }
 
+    /// Its own attributes.
+    pub fn stat(&self) -> Result<Meta> {
+        Ok(Meta::of(
+            &rustix::fs::fstat(&self.fd).map_err(|e| self.err(".".as_ref(), e))?,
+        ))
+    }
+
     pub fn tree(&self) -> &'t Tree {
         self.tree
     }

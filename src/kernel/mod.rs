@@ -9,6 +9,7 @@ use std::path::PathBuf;
 pub mod process;
 pub mod relay;
 
+pub use crate::fs::ids::IdRange;
 pub use process::{Child, Stdio};
 
 /// Hardening profile of a cell: the kernel ABI's own type (`kmod/src/abi.rs`), so there
@@ -102,6 +103,10 @@ pub struct CellSpec {
     /// killed outright (`cellctl run`); the next command removes what is
     /// left. Linux only: NetBSD cells outlive their creator.
     pub ephemeral: bool,
+    /// The host ids of the cell's user namespace (Linux, medium and high:
+    /// cell root is host id `ids.base`); `None` runs the cell on host ids,
+    /// as the low profile (and NetBSD) always does.
+    pub ids: Option<IdRange>,
 }
 
 /// How a command names a cell: a string that parses as a number is an id only.
@@ -157,6 +162,9 @@ pub struct CellInfo {
     pub procs: u64,
     /// References: live plus zombie members.
     pub refs: u64,
+    /// The host ids of its user namespace; `None`: host ids.
+    #[serde(default)]
+    pub ids: Option<IdRange>,
     /// Every process is suspended ([`Kernel::freeze`]).
     #[serde(default)]
     pub frozen: bool,

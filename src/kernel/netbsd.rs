@@ -102,6 +102,13 @@ impl Kernel for NetBsdKernel {
             .map_err(|e| anyhow::anyhow!("{e}"))
             .with_context(what)?;
         cc.set_profile(spec.profile);
+        if let Some(ids) = spec.ids {
+            bail!(
+                "creating cell '{}': NetBSD cells keep host ids (secmodel_cell decides by cell, \
+                 not by uid); the id range {ids} applies on Linux only",
+                spec.name
+            );
+        }
         if !spec.ports.is_empty() {
             cc.set_ports(&spec.ports)
                 .map_err(|e| anyhow::anyhow!("{e}"))
@@ -430,6 +437,8 @@ fn to_info(c: &abi::CellInfo, now_ns: u64) -> CellInfo {
         age: now_ns.saturating_sub(c.ci_created_ns) / 1_000_000_000,
         procs: c.ci_proc_current,
         refs: c.ci_refcount,
+        // NetBSD cells keep host ids: secmodel_cell decides by cell.
+        ids: None,
         // secmodel_cell has no freezer (see `freeze` below).
         frozen: false,
     }

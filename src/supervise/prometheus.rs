@@ -250,6 +250,7 @@ mod tests {
                 age: 125,
                 procs: 3,
                 refs: 4,
+                ids: None,
                 frozen: false,
             },
             cpu1s: cpu,

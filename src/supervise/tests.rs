@@ -34,6 +34,7 @@ impl HostProcessKernel {
                 age: 0,
                 procs: 0,
                 refs: 0,
+                ids: None,
                 frozen: false,
             },
             gone: Arc::new(AtomicBool::new(false)),

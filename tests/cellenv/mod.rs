@@ -28,6 +28,19 @@ pub fn busybox_or_skip(test: &str) -> bool {
     false
 }
 
+/// Whether this run gives cells at medium and high user namespaces (the
+/// default); `CELLS_TEST_USERNS=NO` runs the suite against the host-id model
+/// (`CELL_USERNS=NO`), which cells made before user namespaces keep.
+pub fn userns() -> bool {
+    std::env::var("CELLS_TEST_USERNS").map_or(true, |v| v != "NO")
+}
+
+/// The profile of cells whose test names none (`CELLS_TEST_PROFILE`);
+/// `None`: cellctl's default.
+pub fn test_profile() -> Option<String> {
+    std::env::var("CELLS_TEST_PROFILE").ok()
+}
+
 /// A port no other test (in this or a concurrent run) uses: four per test
 /// (`k` < 4, `test` < 10), offset by the process id.
 pub fn port(test: u16, k: u16) -> u16 {
@@ -55,16 +68,16 @@ impl Env {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let conf = dir.join("cellmgr.conf");
-        std::fs::write(
-            &conf,
-            // The journal too: tests never write to /var/log.
-            format!(
-                "CELL_RUN_DIR={}\nCELL_AUDIT_LOG={}\n",
-                dir.join("run").display(),
-                dir.join("audit.log").display()
-            ),
-        )
-        .unwrap();
+        // The journal too: tests never write to /var/log.
+        let mut text = format!(
+            "CELL_RUN_DIR={}\nCELL_AUDIT_LOG={}\n",
+            dir.join("run").display(),
+            dir.join("audit.log").display()
+        );
+        if !userns() {
+            text.push_str("CELL_USERNS=NO\n");
+        }
+        std::fs::write(&conf, text).unwrap();
         std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
         Env {
             dir,
@@ -87,7 +100,12 @@ impl Env {
                 let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
             }
         }
+        // World-writable and sticky, as every system's /tmp: at medium and
+        // high cell root is not host root and owns nothing in this root.
         std::fs::create_dir_all(root.join("tmp")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777))
+            .unwrap();
         if host_usr {
             let usr = root.join("usr");
             std::fs::create_dir_all(&usr).unwrap();
@@ -134,10 +152,21 @@ impl Env {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// Creates a cell; returns its id.
+    /// Creates a cell; returns its id. A test that names no profile gets
+    /// `CELLS_TEST_PROFILE` (low, medium or high) when set, else cellctl's
+    /// default (high): the suite runs at each profile this way.
     pub fn create(&self, name: &str, root: &Path, flags: &[&str]) -> u64 {
         let mut args = vec!["create", "-n", name];
         args.extend_from_slice(flags);
+        let profile = test_profile();
+        if let Some(p) = &profile {
+            if !flags
+                .iter()
+                .any(|f| ["-l", "--level", "--profile"].contains(f))
+            {
+                args.extend_from_slice(&["-l", p]);
+            }
+        }
         let root = root.to_str().unwrap();
         args.push(root);
         let out = self.ok(&args);

@@ -29,7 +29,7 @@ fn have(tool: &str, test: &str) -> bool {
 }
 
 /// Waits (by polling, up to 20 s) until `path` exists.
-fn wait_for_file(path: &Path) {
+pub(super) fn wait_for_file(path: &Path) {
     wait_until(
         &format!("{} to appear", path.display()),
         Duration::from_secs(20),
@@ -54,7 +54,7 @@ fn wait_child(child: &mut Child, what: &str) -> std::process::ExitStatus {
 }
 
 /// Runs perl in a cell (its root must have the host's /usr): (status, stdout).
-fn perl(env: &Env, cell: &str, script: &str, args: &[&str]) -> (i32, String) {
+pub(super) fn perl(env: &Env, cell: &str, script: &str, args: &[&str]) -> (i32, String) {
     let mut argv = vec!["exec", cell, "/usr/bin/perl", "-e", script];
     argv.extend_from_slice(args);
     let out = env.ctl(&argv);
@@ -628,7 +628,7 @@ fn kernel_picked_ports_never_take_a_reservation() {
 
 /// Binds `ADDR:PORT` (4 or 6) with SO_REUSEPORT set before (`before`) or
 /// after (`after`) the bind, twice when `twice`; prints `bound` or the error.
-const PERL_REUSE: &str = r#"use Socket qw(:all);
+pub(super) const PERL_REUSE: &str = r#"use Socket qw(:all);
 my ($f, $port, $when, $n) = @ARGV;
 for (1 .. $n) {
     socket(my $s, $f == 6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0) or die;
@@ -644,7 +644,7 @@ print "bound\n";
 
 /// A listening TCP socket on loopback with SO_REUSEPORT, as a host root
 /// service has it.
-fn host_reuseport_listener(v6: bool, port: u16) -> std::net::TcpListener {
+pub(super) fn host_reuseport_listener(v6: bool, port: u16) -> std::net::TcpListener {
     use std::os::fd::{AsRawFd, FromRawFd};
     // SAFETY: a new socket, options and bind on our own descriptor.
     unsafe {

@@ -34,12 +34,17 @@ impl World {
         } else {
             "CELL_BASE=host\n"
         };
+        // CELLS_TEST_USERNS=NO runs the tests on host ids (`CELL_USERNS=NO`).
+        let userns = match std::env::var("CELLS_TEST_USERNS") {
+            Ok(v) if v == "NO" && !extra.contains("CELL_USERNS=") => "CELL_USERNS=NO\n",
+            _ => "",
+        };
         write_trusted(
             &conf,
             format!(
                 "CELLMGR_MANIFEST_DIR={d}/etc\nCELL_DATA_DIR={d}/cells\nCELL_VOLUME_DIR={d}/volumes\n\
                  CELL_BASE_DIR={d}/base\nCELL_BACKUP_DIR={d}/backups\nCELL_RELEASE_DIR={d}/releases\n\
-                 CELL_RUN_DIR={d}/run\nCELL_AUDIT_LOG={d}/audit.log\n{base}{extra}"
+                 CELL_RUN_DIR={d}/run\nCELL_AUDIT_LOG={d}/audit.log\n{base}{userns}{extra}"
             ),
         );
         World { dir, conf, bin }
@@ -137,9 +142,21 @@ impl World {
         self.ok(&["volume", "list", "-T", "-H", "-o", fields])
     }
 
+    /// Writes a manifest. A cell manifest that names no profile gets
+    /// `CELLS_TEST_PROFILE` (low, medium or high) when set, else cellmgr's
+    /// default (high): the suite runs at each profile this way.
     pub fn write_manifest(&self, file: &str, text: &str) {
         trusted_dir(&self.manifest_dir());
-        write_trusted(&self.manifest_dir().join(file), text);
+        let mut text = text.to_string();
+        if let Ok(profile) = std::env::var("CELLS_TEST_PROFILE") {
+            if file.ends_with(".cell") && !text.contains("CELL_CREATE_PROFILE=") {
+                if !text.is_empty() && !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                text.push_str(&format!("CELL_CREATE_PROFILE={profile}\n"));
+            }
+        }
+        write_trusted(&self.manifest_dir().join(file), &text);
     }
 
     pub fn read_manifest(&self, file: &str) -> String {

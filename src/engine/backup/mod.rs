@@ -13,6 +13,8 @@
 //! device nodes and strips set-id bits from what it extracted ([`sanitize`]),
 //! and swaps the tree in atomically ([`swap`]). Archives, sidecars and the
 //! backup directory are read under strict modes ([`crate::fs::trust`]).
+//! Archives hold ids as the cell sees them; a restore puts them on the
+//! tree's range ([`view`]).
 //! Confirmation and locking are the caller's (the CLI's) job.
 
 pub mod inuse;
@@ -26,8 +28,10 @@ pub mod scan;
 pub mod sidecar;
 pub mod swap;
 pub mod tar;
+pub mod view;
 
 use crate::config::Config;
+use crate::fs::ids::IdRange;
 use anyhow::{bail, Context, Result};
 use inuse::{Frozen, Runtime};
 use progress::Progress;
@@ -60,6 +64,16 @@ impl Kind {
         }
     }
 
+    /// What an archive leaves out: overlayfs's work directory holds only
+    /// what the file system makes for itself at each mount (as host root,
+    /// which a view on the cell's ids cannot read).
+    fn transient(self) -> &'static [&'static str] {
+        match self {
+            Kind::Cell if cfg!(target_os = "linux") => &["./work/*"],
+            _ => &[],
+        }
+    }
+
     /// Desired-state manifests copied into the sidecar.
     fn manifest_files(self, name: &str) -> Vec<String> {
         match self {
@@ -75,6 +89,15 @@ pub fn source_dir(cfg: &Config, kind: Kind, name: &str) -> PathBuf {
     match kind {
         Kind::Volume => cfg.volume_dir.join(name),
         Kind::Cell => crate::engine::runtime::CellPaths::new(cfg, name).overlay,
+    }
+}
+
+/// The host ids a tree's files are on (`None`: host ids): a volume's top
+/// directory names its range, a cell's is recorded (`engine::ids`).
+fn stored_range(cfg: &Config, kind: Kind, name: &str, dir: &Path) -> Result<Option<IdRange>> {
+    match kind {
+        Kind::Volume => Ok(crate::engine::ids::owner_range(cfg, dir)),
+        Kind::Cell => crate::engine::ids::cell_range(cfg, name),
     }
 }
 
@@ -401,10 +424,26 @@ pub fn create(
             progress = Progress::new(&label, Some(tree_bytes(&source)), true);
         }
         let mut signer = key.as_deref().map(mac::start);
+        let stored = stored_range(cfg, kind, name, &source)?;
+        if kind == Kind::Cell && crate::engine::ids::shift_pending(cfg, name)? {
+            log::warn!(
+                "cell {name} ran on host ids since its files were last on its ids {}: files it \
+                 made then are archived with the ids they show through that range (start it \
+                 at medium or high once to settle them)",
+                stored.map(|r| r.to_string()).unwrap_or_default()
+            );
+        }
         let written = {
             let _frozen = Frozen::new(rt, &writers)?;
-            tar::create(&source, &mut out, signer.as_mut(), &mut progress)
-                .with_context(|| format!("archiving {}", source.display()))?
+            let view = view::View::of(&source, stored)?;
+            tar::create(
+                view.path(),
+                kind.transient(),
+                &mut out,
+                signer.as_mut(),
+                &mut progress,
+            )
+            .with_context(|| format!("archiving {}", source.display()))?
         };
         progress.finish();
         if let Some(why) = written.facts.unrestorable() {
@@ -548,7 +587,10 @@ pub fn restore(
     // Volumes and cells' runtimes sit in private directories (0700).
     crate::fs::host::private_dir(parent)?;
     check_free_space(parent, side.content_bytes)?;
-    let root = root_attrs(cfg, kind, name, &target)?;
+    // Into the ids the tree is on (a tree on host ids gets its range when a
+    // cell in a user namespace next mounts it: `engine::ids`).
+    let stored = stored_range(cfg, kind, name, &target)?;
+    let root = root_attrs(cfg, kind, name, &target, stored)?;
     swap.prepare()?;
     let extracted = (|| -> Result<()> {
         let mut f = open_archive(backup)?;
@@ -558,17 +600,24 @@ pub fn restore(
             opts.show_progress,
         );
         let t = std::time::Instant::now();
+        if let Some(r) = stored {
+            // The cell's root owns the staging directory, seen through the view.
+            std::os::unix::fs::chown(&swap.staging, Some(r.base), Some(r.base))
+                .with_context(|| format!("giving {} to ids {r}", swap.staging.display()))?;
+        }
+        let view = view::View::of(&swap.staging, stored)?;
         // Sidecars of older versions do not say: ask tar for ACLs then.
         let acls = side.acls != Some(false);
         tar::extract(
             &mut f,
-            &swap.staging,
+            view.path(),
             &side.sha256,
             acls,
             signer.as_mut(),
             &mut progress,
         )
         .with_context(|| format!("extracting {file}"))?;
+        drop(view);
         mac::check(signer.take(), side, &file)?;
         progress.finish();
         log::debug!("extracted and verified {file} in {:?}", t.elapsed());
@@ -592,7 +641,13 @@ pub fn restore(
         );
         stopped
     });
-    let result = stopped.and_then(|stopped| swap.commit().map(|()| stopped));
+    let result = stopped.and_then(|stopped| {
+        swap.commit()?;
+        if let (Kind::Cell, Some(r)) = (kind, stored) {
+            crate::engine::ids::restored(cfg, name, r)?;
+        }
+        Ok(stopped)
+    });
     let stopped = match result {
         Ok(stopped) => stopped,
         Err(e) => {
@@ -617,9 +672,16 @@ pub fn restore(
     Ok(restored)
 }
 
-/// The top directory's attributes after a restore: the live tree's, else the
-/// volume's declared mode (0755 without one), owned by the cell's root.
-fn root_attrs(cfg: &Config, kind: Kind, name: &str, target: &Path) -> Result<sanitize::RootAttrs> {
+/// The top directory's attributes after a restore: the live tree's, else
+/// the volume's declared mode (0755 without one), owned by the cell's root
+/// (through the tree's range, `stored`).
+fn root_attrs(
+    cfg: &Config,
+    kind: Kind,
+    name: &str,
+    target: &Path,
+    stored: Option<IdRange>,
+) -> Result<sanitize::RootAttrs> {
     if let Ok(m) = fs::symlink_metadata(target) {
         if m.is_dir() {
             return Ok(sanitize::RootAttrs {
@@ -633,9 +695,7 @@ fn root_attrs(cfg: &Config, kind: Kind, name: &str, target: &Path) -> Result<san
         Kind::Volume => crate::engine::manifest::load_volume(cfg, name)?.and_then(|v| v.mode),
         Kind::Cell => None,
     };
-    // The cell's root owns a new top directory; cell root is host root
-    // until cells get a user namespace of their own (then: their id map).
-    let ids = crate::fs::tree::IdMap::IDENTITY;
+    let ids = stored.map_or(crate::fs::tree::IdMap::IDENTITY, |r| r.map());
     Ok(sanitize::RootAttrs {
         mode: declared.unwrap_or(0o755),
         uid: ids.host_uid(0)?,

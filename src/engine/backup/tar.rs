@@ -112,18 +112,23 @@ pub struct Written {
     pub facts: Facts,
 }
 
-/// Archives the contents of `source` (as `./…`) into `out`, gzip-compressed;
-/// `mac` (if any) is fed every byte written.
+/// Archives the contents of `source` (as `./…`), but for paths matching an
+/// `exclude` pattern, into `out`, gzip-compressed; `mac` (if any) is fed
+/// every byte written.
 pub fn create(
     source: &Path,
+    exclude: &[&str],
     out: &mut File,
     mut mac: Option<&mut Mac>,
     progress: &mut Progress,
 ) -> Result<Written> {
+    // From its working directory rather than `-C`: `source` may be a
+    // detached mount reached through this process's descriptor
+    // (`/proc/self/fd/N`), which tar still has before it execs.
     let mut tar = child(tool::TAR)
         .args(tool::CREATE)
-        .arg("-C")
-        .arg(source)
+        .args(exclude.iter().map(|e| format!("--exclude={e}")))
+        .current_dir(source)
         .arg(".")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -242,11 +247,11 @@ pub fn extract(
     mut mac: Option<&mut Mac>,
     progress: &mut Progress,
 ) -> Result<()> {
+    // Into its working directory, as `create` (a detached mount included).
     let mut tar = child(tool::TAR)
         .args(tool::EXTRACT)
         .args(acls.then_some(tool::ACLS))
-        .arg("-C")
-        .arg(dest)
+        .current_dir(dest)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -425,7 +430,7 @@ mod tests {
         std::fs::write(src.join("sub/a"), b"alpha").unwrap();
         let archive = base.join("a.tar.gz");
         let mut out = File::create(&archive).unwrap();
-        let w = create(&src, &mut out, None, &mut Progress::hidden()).unwrap();
+        let w = create(&src, &[], &mut out, None, &mut Progress::hidden()).unwrap();
         drop(out);
         assert_eq!(w.size, std::fs::metadata(&archive).unwrap().len());
         assert!(w.content_bytes >= 3 * 512, "{w:?}");

@@ -7,7 +7,7 @@
 use super::hash;
 use super::model::{ActionKind, CellPlan, Plan};
 use crate::engine::applyfile::{self, CellRunner, Outcome};
-use crate::fs::tree::{Links, Tree};
+use crate::fs::tree::{IdMap, Links, Tree};
 use anyhow::{Context as _, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -32,9 +32,9 @@ pub trait Runtime: Sync {
     /// Stops the cell and removes its kernel cell and mounts; a no-op when stopped.
     fn stop(&self, cell: &str) -> Result<()>;
     /// Brings the cell up for its plan (root composed, no service): the host
-    /// path of its root, and what runs the plan's commands inside the cell.
-    /// [`Runtime::stop`] ends it.
-    fn provision<'a>(&'a self, cell: &str) -> Result<(PathBuf, Box<dyn CellRunner + 'a>)>;
+    /// path of its root, how the cell's ids map to host ids there, and what
+    /// runs the plan's commands inside the cell. [`Runtime::stop`] ends it.
+    fn provision<'a>(&'a self, cell: &str) -> Result<(PathBuf, IdMap, Box<dyn CellRunner + 'a>)>;
     /// Where the cell's record of applied hashes lives.
     fn state_dir(&self, cell: &str) -> PathBuf;
     /// From now on `n` threads converge cells at once: what the waits set
@@ -629,8 +629,8 @@ fn run_apply(
         .apply
         .as_ref()
         .with_context(|| format!("cell {name} has no plan"))?;
-    let (root, runner) = rt.provision(name)?;
-    let tree = Tree::open(&root, Links::InRoot)?;
+    let (root, ids, runner) = rt.provision(name)?;
+    let tree = Tree::open(&root, Links::InRoot)?.with_ids(ids);
     let ctx = applyfile::Context {
         cell: name,
         root: &tree,
@@ -715,11 +715,18 @@ mod tests {
         fn stop(&self, cell: &str) -> Result<()> {
             self.op("stop", cell)
         }
-        fn provision<'a>(&'a self, cell: &str) -> Result<(PathBuf, Box<dyn CellRunner + 'a>)> {
+        fn provision<'a>(
+            &'a self,
+            cell: &str,
+        ) -> Result<(PathBuf, IdMap, Box<dyn CellRunner + 'a>)> {
             self.op("provision", cell)?;
             let root = self.dir.join(cell).join("root");
             std::fs::create_dir_all(&root)?;
-            Ok((root, Box::new(FakeRunner(self, cell.to_string()))))
+            Ok((
+                root,
+                IdMap::IDENTITY,
+                Box::new(FakeRunner(self, cell.to_string())),
+            ))
         }
         fn state_dir(&self, cell: &str) -> PathBuf {
             self.dir.join(cell).join("state")
@@ -891,7 +898,10 @@ mod tests {
         fn stop(&self, cell: &str) -> Result<()> {
             self.inner.stop(cell)
         }
-        fn provision<'a>(&'a self, cell: &str) -> Result<(PathBuf, Box<dyn CellRunner + 'a>)> {
+        fn provision<'a>(
+            &'a self,
+            cell: &str,
+        ) -> Result<(PathBuf, IdMap, Box<dyn CellRunner + 'a>)> {
             self.inner.provision(cell)
         }
         fn state_dir(&self, cell: &str) -> PathBuf {

@@ -7,6 +7,7 @@ use crate::engine::applyfile::{CellRunner, KernelRunner, RunOutput};
 use crate::engine::lock::Held;
 use crate::engine::manifest::Desired;
 use crate::engine::runtime::{self, compose, lifecycle, CellPaths};
+use crate::fs::tree::IdMap;
 use crate::kernel::{CellSpec, Kernel, Target};
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
@@ -54,12 +55,11 @@ impl Runtime for HostRuntime<'_> {
         lifecycle::stop(self.cfg, self.kernel, cell).map(|_| ())
     }
 
-    fn provision<'a>(&'a self, cell: &str) -> Result<(PathBuf, Box<dyn CellRunner + 'a>)> {
+    fn provision<'a>(&'a self, cell: &str) -> Result<(PathBuf, IdMap, Box<dyn CellRunner + 'a>)> {
         // Whatever ran before (an interrupted run included) goes first.
         lifecycle::stop(self.cfg, self.kernel, cell)?;
         let m = lifecycle::effective(self.cfg, cell)?;
-        compose::compose(self.cfg, &m)
-            .with_context(|| format!("composing the root of cell {cell}"))?;
+        let ids = lifecycle::prepare(self.cfg, self.kernel, &m)?;
         let paths = CellPaths::new(self.cfg, cell);
         let spec = CellSpec {
             name: cell.to_string(),
@@ -68,6 +68,7 @@ impl Runtime for HostRuntime<'_> {
             ports: m.reserved_ports.clone(),
             rlimits: m.rlimits,
             limits: Default::default(),
+            ids,
             ephemeral: false,
         };
         let runner = PlanRunner {
@@ -76,7 +77,8 @@ impl Runtime for HostRuntime<'_> {
             spec,
             created: std::cell::OnceCell::new(),
         };
-        Ok((paths.root, Box::new(runner)))
+        let map = ids.map_or(IdMap::IDENTITY, |r| r.map());
+        Ok((paths.root, map, Box::new(runner)))
     }
 
     fn state_dir(&self, cell: &str) -> PathBuf {

@@ -13,6 +13,16 @@
 //!    read-only onto its mount point.
 //! 3. Each volume or host mount bound onto its target, read-only for `:ro`.
 //!
+//! A cell in a user namespace (Linux, medium and high: `ids` given) sees the
+//! host's ids through its range: the base is idmapped (host root's files
+//! are the cell root's, read-only: idmapped binds, and for
+//! `CELL_BASE=/path` an idmapped lower layer at `<name>/lower`), the
+//! writable layer is on the cell's own ids already (`engine::ids`), each
+//! volume is idmapped from its own range to the cell's, and host mounts
+//! are shown as they are (host files keep their host owners; ids outside
+//! the cell's range appear as nobody). A cell on host ids sees a volume
+//! with a range of its own idmapped onto host ids.
+//!
 //! `/dev`, `/proc` and `/sys` are the kernel backend's job (inside the cell's own
 //! mount namespace). NetBSD has no overlayfs: with `CELL_BASE=/path` the v2
 //! layout (a prepared base null-mounted read-only, the overlay on `/.overlay`);
@@ -30,6 +40,7 @@ use crate::fs::resolve;
 #[cfg(target_os = "linux")]
 use crate::fs::tree::Dir;
 use crate::fs::tree::{errno_in, Kind, Links, Tree};
+use crate::kernel::{IdRange, Kernel};
 use anyhow::{anyhow, bail, Context, Result};
 use rustix::fs::OFlags;
 #[cfg(target_os = "linux")]
@@ -214,8 +225,18 @@ fn volume_flags(m: &manifest::Mount) -> BindFlags {
     }
 }
 
-/// Where a mount's content lives on the host (volumes are created on demand).
-fn mount_source(cfg: &Config, m: &manifest::Mount) -> Result<(PathBuf, String)> {
+/// How ids on disk are shown through a mount: (first id on disk, first id
+/// shown, how many); see [`fs_mount::Idmap`].
+type Shown = (u32, u32, u32);
+
+/// Where a mount's content lives on the host (volumes are created on demand),
+/// and the ids it is mounted with (see the module comment).
+fn mount_source(
+    cfg: &Config,
+    kernel: &dyn Kernel,
+    m: &manifest::Mount,
+    ids: Option<IdRange>,
+) -> Result<(PathBuf, String, Option<Shown>)> {
     match &m.source {
         MountSource::Volume(v) => {
             let declared = manifest::load_volume(cfg, v)?;
@@ -224,7 +245,9 @@ fn mount_source(cfg: &Config, m: &manifest::Mount) -> Result<(PathBuf, String)> 
                 bail!("volume '{v}' has no manifest and no directory: cellmgr volume create {v} --scope both");
             }
             let mode = declared.and_then(|vm| vm.mode);
-            Ok((super::ensure_volume(cfg, v, mode)?, format!("volume:{v}")))
+            let dir = super::ensure_volume(cfg, v, mode)?;
+            let stored = crate::engine::ids::prepare_volume(cfg, kernel, v, ids)?;
+            Ok((dir, format!("volume:{v}"), volume_idmap(stored, ids)))
         }
         MountSource::Host(h) => {
             if !h.is_dir() {
@@ -233,13 +256,37 @@ fn mount_source(cfg: &Config, m: &manifest::Mount) -> Result<(PathBuf, String)> 
                     h.display()
                 );
             }
-            Ok((h.clone(), "host".into()))
+            Ok((h.clone(), "host".into(), None))
         }
     }
 }
 
-/// Mounts the cell's root. On failure everything mounted so far is taken down.
-pub fn compose(cfg: &Config, m: &CellManifest) -> Result<()> {
+/// How a volume whose files are on `stored` is shown to a cell on `cell`
+/// (`None`: host ids): (ids on disk, ids shown, how many), or `None` when
+/// they are the same.
+fn volume_idmap(stored: Option<IdRange>, cell: Option<IdRange>) -> Option<Shown> {
+    let base = |r: Option<IdRange>| r.map_or(0, |r| r.base);
+    let count = |r: Option<IdRange>| r.map_or(u32::MAX, |r| r.mapped());
+    if base(stored) == base(cell) {
+        return None;
+    }
+    Some((
+        base(stored),
+        base(cell),
+        count(stored)
+            .min(count(cell))
+            .min(crate::fs::ids::DEFAULT_RANGE_SIZE - 1),
+    ))
+}
+
+/// Mounts the cell's root, for a cell on `ids` (`None`: host ids). On
+/// failure everything mounted so far is taken down.
+pub fn compose(
+    cfg: &Config,
+    kernel: &dyn Kernel,
+    m: &CellManifest,
+    ids: Option<IdRange>,
+) -> Result<()> {
     let p = CellPaths::new(cfg, &m.name);
     // The writable layer of a cell with a disk limit is on its image.
     super::disk::mount(&p)?;
@@ -247,7 +294,7 @@ pub fn compose(cfg: &Config, m: &CellManifest) -> Result<()> {
         paths: &p,
         records: Vec::new(),
     };
-    let result = compose_steps(cfg, m, &p, &mut rec);
+    let result = compose_steps(cfg, kernel, m, ids, &p, &mut rec);
     if let Err(e) = result {
         if let Err(cleanup) = decompose(cfg, &m.name) {
             return Err(e.context(format!("also failed to clean up: {cleanup:#}")));
@@ -258,21 +305,46 @@ pub fn compose(cfg: &Config, m: &CellManifest) -> Result<()> {
 }
 
 #[cfg(target_os = "linux")]
-fn compose_steps(cfg: &Config, m: &CellManifest, p: &CellPaths, rec: &mut Recorder) -> Result<()> {
+fn compose_steps(
+    cfg: &Config,
+    kernel: &dyn Kernel,
+    m: &CellManifest,
+    ids: Option<IdRange>,
+    p: &CellPaths,
+    rec: &mut Recorder,
+) -> Result<()> {
     use rustix::mount::{mount, MountFlags};
     use std::os::fd::AsFd;
     let layer = writable_layer(p);
+    let cell_ids = ids.map_or(crate::fs::tree::IdMap::IDENTITY, |r| r.map());
+    // Host root's files as the cell root's.
+    let base_idmap = ids
+        .map(|r| fs_mount::Idmap::new(0, r.base, r.mapped()))
+        .transpose()?;
     let lower = match &cfg.base {
         BaseSource::Host => {
             let etc = host_etc();
-            refresh_host_etc(&m.name, &layer, &etc)?;
+            refresh_host_etc(&m.name, &layer, &etc, cell_ids)?;
             host_skeleton(cfg, &etc)?
         }
         BaseSource::Dir(d) => {
             if !d.is_dir() {
                 bail!("CELL_BASE {} is not a directory", d.display());
             }
-            d.clone()
+            match &base_idmap {
+                Some(idmap) => {
+                    fs::create_dir_all(&p.lower)
+                        .with_context(|| format!("creating {}", p.lower.display()))?;
+                    rec.mount(&p.lower, d, "base", || {
+                        let tree = fs_mount::clone_tree(d, Some(idmap))?;
+                        fs_mount::attach(&tree, &p.lower).with_context(|| {
+                            format!("mounting {} idmapped on {}", d.display(), p.lower.display())
+                        })
+                    })?;
+                    p.lower.clone()
+                }
+                None => d.clone(),
+            }
         }
     };
     let upper = layer;
@@ -301,7 +373,7 @@ fn compose_steps(cfg: &Config, m: &CellManifest, p: &CellPaths, rec: &mut Record
     })?;
     // From here on the root is the cell's: every target is reached through it
     // without following links, and mounted on an fd.
-    let root = Tree::open(&p.root, Links::Refuse)?;
+    let root = Tree::open(&p.root, Links::Refuse)?.with_ids(cell_ids);
     if cfg.base == BaseSource::Host {
         for entry in HOST_BASE {
             let host = Path::new("/").join(entry);
@@ -316,18 +388,22 @@ fn compose_steps(cfg: &Config, m: &CellManifest, p: &CellPaths, rec: &mut Record
                 })?;
                 let dst = p.root.join(entry);
                 rec.mount(&dst, &host, "base", || {
-                    fs_mount::bind(&host, fd.as_fd(), BindFlags::BASE).with_context(|| {
-                        format!("bind-mounting {} on {}", host.display(), dst.display())
-                    })
+                    fs_mount::bind(&host, fd.as_fd(), BindFlags::BASE, base_idmap.as_ref())
+                        .with_context(|| {
+                            format!("bind-mounting {} on {}", host.display(), dst.display())
+                        })
                 })?;
             }
         }
     }
     for mnt in &m.mounts {
-        let (src, kind) = mount_source(cfg, mnt)?;
+        let (src, kind, shown) = mount_source(cfg, kernel, mnt, ids)?;
+        let idmap = shown
+            .map(|(disk, seen, count)| fs_mount::Idmap::new(disk, seen, count))
+            .transpose()?;
         let (dst, fd) = make_target_dir(&root, &mnt.target)?;
         rec.mount(&dst, &src, &kind, || {
-            fs_mount::bind(&src, fd.as_fd(), volume_flags(mnt))
+            fs_mount::bind(&src, fd.as_fd(), volume_flags(mnt), idmap.as_ref())
                 .with_context(|| format!("bind-mounting {} on {}", src.display(), dst.display()))
         })?;
     }
@@ -335,7 +411,14 @@ fn compose_steps(cfg: &Config, m: &CellManifest, p: &CellPaths, rec: &mut Record
 }
 
 #[cfg(not(target_os = "linux"))]
-fn compose_steps(cfg: &Config, m: &CellManifest, p: &CellPaths, rec: &mut Recorder) -> Result<()> {
+fn compose_steps(
+    cfg: &Config,
+    kernel: &dyn Kernel,
+    m: &CellManifest,
+    _ids: Option<IdRange>,
+    p: &CellPaths,
+    rec: &mut Recorder,
+) -> Result<()> {
     use std::process::Command;
     let run = |args: &[&str]| -> Result<()> {
         let st = Command::new(args[0])
@@ -402,7 +485,7 @@ fn compose_steps(cfg: &Config, m: &CellManifest, p: &CellPaths, rec: &mut Record
         }
     }
     for mnt in &m.mounts {
-        let (src, kind) = mount_source(cfg, mnt)?;
+        let (src, kind, _) = mount_source(cfg, kernel, mnt, None)?;
         let (dst, _fd) = make_target_dir(&root, &mnt.target)?;
         rec.mount(&dst, &src, &kind, || {
             fs_mount::bind_path(&src, &dst, volume_flags(mnt))
@@ -508,14 +591,19 @@ fn read_host_etc() -> Vec<(PathBuf, EtcEntry)> {
 /// the way, entries replaced, not written through); a directory the cell
 /// replaced by a link or removed is left to it.
 #[cfg(target_os = "linux")]
-fn refresh_host_etc(cell: &str, layer: &Path, host: &[(PathBuf, EtcEntry)]) -> Result<()> {
+fn refresh_host_etc(
+    cell: &str,
+    layer: &Path,
+    host: &[(PathBuf, EtcEntry)],
+    ids: crate::fs::tree::IdMap,
+) -> Result<()> {
     let skip = |what: &Path, e: anyhow::Error| {
         log::warn!(
             "cell {cell}: not refreshing /etc/{} from the host: {e:#}",
             what.display()
         );
     };
-    let tree = Tree::open(layer, Links::Refuse)?;
+    let tree = Tree::open(layer, Links::Refuse)?.with_ids(ids);
     let etc = match tree.meta(Path::new("etc"))? {
         Some(m) if m.kind == Kind::Dir => tree.dir(Path::new("etc"))?,
         _ => return Ok(()),
@@ -769,6 +857,15 @@ pub fn decompose(cfg: &Config, name: &str) -> Result<()> {
             errors.push(format!("{e:#}"));
         }
         left = mountinfo::points_under(&p.root)?;
+    }
+    // The idmapped base under the overlay, once the overlay is gone.
+    if left.is_empty() && is_mounted(&p.lower)? {
+        if let Err(e) = unmount_one(&p.dir, &p.lower) {
+            errors.push(format!("{}: {e:#}", p.lower.display()));
+        }
+        if is_mounted(&p.lower)? {
+            left.push(p.lower.clone());
+        }
     }
     if left.is_empty() {
         match fs::remove_file(p.mounts_file()) {

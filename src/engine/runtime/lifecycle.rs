@@ -133,7 +133,7 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StartOutco
     }
     // Leftovers of a run that crashed or was stopped half-way.
     compose::decompose(cfg, name).context("cleaning up a previous run")?;
-    compose::compose(cfg, &m).with_context(|| format!("composing the root of cell {name}"))?;
+    let ids = prepare(cfg, kernel, &m)?;
     let spec = CellSpec {
         name: name.to_string(),
         root: paths.root.clone(),
@@ -141,6 +141,7 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StartOutco
         ports: m.reserved_ports.clone(),
         rlimits: m.rlimits,
         limits: m.limits.resolve(&cfg.default_limits),
+        ids,
         ephemeral: false,
     };
     let cid = match kernel.create(&spec) {
@@ -171,6 +172,20 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StartOutco
         cid,
         supervisor_pid,
     })
+}
+
+/// Puts the stopped cell's files on the ids it runs with (`engine::ids`)
+/// and composes its root; returns its id range (`None`: host ids).
+pub fn prepare(
+    cfg: &Config,
+    kernel: &dyn Kernel,
+    m: &CellManifest,
+) -> Result<Option<crate::kernel::IdRange>> {
+    let ids = crate::engine::ids::prepare_cell(cfg, kernel, &m.name, m.profile)
+        .with_context(|| format!("preparing the ids of cell {}", m.name))?;
+    compose::compose(cfg, kernel, m, ids)
+        .with_context(|| format!("composing the root of cell {}", m.name))?;
+    Ok(ids)
 }
 
 /// Judges a start that just happened (see the module comment); the error

@@ -11,6 +11,8 @@
 //! <name>/disk/overlay/   with a disk limit: the writable layer, on the mounted image
 //! <name>/state/mounts    every mount made for the cell, recorded before it is made
 //! <name>/state/health    result of the last health check
+//! <name>/ids             Linux: the host ids of the cell's user namespace (`engine::ids`)
+//! <name>/lower           Linux, `CELL_BASE=/path`: the base, idmapped for the cell
 //! ```
 //!
 //! [`render`] creates this (never touching a live root); [`disk`] gives a cell
@@ -45,6 +47,9 @@ pub struct CellPaths {
     pub state: PathBuf,
     pub disk_image: PathBuf,
     pub disk_mount: PathBuf,
+    /// Where a base directory is mounted idmapped for the cell's user
+    /// namespace, as the lower layer of its overlay.
+    pub lower: PathBuf,
 }
 
 impl CellPaths {
@@ -64,6 +69,7 @@ impl CellPaths {
             state: dir.join("state"),
             disk_image,
             disk_mount,
+            lower: dir.join("lower"),
             dir,
         }
     }

@@ -70,7 +70,8 @@ const HOST_ETC_COPIES: &[&str] = &["resolv.conf", "services", "protocols", "loca
 /// sees them, so a cell that made `/etc` or `/var` a link to a host directory
 /// gets its files inside its own tree (or an error), never on the host.
 fn seed_layer(cfg: &Config, name: &str, layer: &Path) -> Result<()> {
-    let tree = Tree::open(layer, Links::InRoot)?;
+    let tree =
+        Tree::open(layer, Links::InRoot)?.with_ids(crate::engine::ids::layer_ids(cfg, name)?);
     for (dir, mode) in SKELETON {
         tree.mkdir_all(Path::new(dir), *mode)?;
     }

@@ -11,16 +11,25 @@
 //!   `post_bind6` the port actually bound (`bind()` to port 0, narrowed or not
 //!   by `IP_LOCAL_PORT_RANGE`); both apply the reservation:
 //!   - port not in the map: allow (other installations' programs decide);
-//!   - caller inside the owner cell's cgroup: allow (normal privilege checks apply);
+//!   - caller inside the owner cell's cgroup: allow; `bind4`/`bind6` also
+//!     lift the check for `CAP_NET_BIND_SERVICE` (return value 3), which a
+//!     cell in a user namespace cannot hold in the host's network namespace:
+//!     a port below 1024 that is the cell's binds for any of its processes;
 //!   - caller uid 0 and in no cell of any installation: allow (host root bypasses
 //!     reservations);
 //!   - otherwise add one to the port's counter and deny (EPERM).
-//! * Port sharing: cell root is host uid 0 like host root, so the kernel would
-//!   let a cell join a host root service's `SO_REUSEPORT` group (and take its
-//!   connections). A cell of this installation may use `SO_REUSEPORT` only on
-//!   its own reserved ports: `bind4`/`bind6` refuse a bind with the option set
-//!   to any other port (port 0 included), and `setsockopt` refuses to set it
-//!   on a socket already bound to any other port.
+//!
+//!   Host root is told from cells by its cgroup, not only by its uid: a cell
+//!   at the low profile runs as host uid 0, one at medium or high as an id
+//!   of its range (and fails the uid test anyway).
+//! * Port sharing: the kernel lets sockets of the same uid share a port with
+//!   `SO_REUSEPORT`, so a cell at the low profile (host uid 0 like host
+//!   root) could join a host root service's group and take its connections;
+//!   at medium and high the cell's uid differs, and this rule is a second
+//!   wall. A cell of this installation may use `SO_REUSEPORT` only on its
+//!   own reserved ports: `bind4`/`bind6` refuse a bind with the option set to
+//!   any other port (port 0 included), and `setsockopt` refuses to set it on
+//!   a socket already bound to any other port.
 //!
 //! Ports the kernel picks without a `bind()` (`listen()`, `connect()` and
 //! `sendto()` on an unbound socket) pass no hook that can refuse them. They
@@ -77,6 +86,9 @@ pub const BPF_CGROUP_INET4_POST_BIND: u32 = 12;
 pub const BPF_CGROUP_INET6_POST_BIND: u32 = 13;
 pub const BPF_CGROUP_SETSOCKOPT: u32 = 22;
 const BPF_F_ALLOW_MULTI: u32 = 2;
+/// The version of the program set: a recorded set of another version is
+/// replaced (2: the owner's bind skips the `CAP_NET_BIND_SERVICE` check).
+pub const PROGRAMS_VERSION: u32 = 2;
 /// Most programs one attach point takes (`BPF_CGROUP_MAX_PROGS`).
 const MAX_ATTACHED: usize = 64;
 /// Most ports one installation reserves: the port map's size. Its buckets are
@@ -232,6 +244,9 @@ struct Builder {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Exit {
     Allow,
+    /// Allow, and skip the kernel's `CAP_NET_BIND_SERVICE` check (bind
+    /// programs only).
+    AllowWithoutCapability,
     /// Deny and count it on the port's map entry (held in r7).
     DenyCounted,
     Deny,
@@ -275,15 +290,15 @@ impl Builder {
         ]);
     }
 
-    /// The reservation rule for the entry in r0 (non-zero): the owner cell,
-    /// then host root outside every cell, may; anyone else is denied and
-    /// counted. Ends in an exit.
-    fn reservation(&mut self, place: Place) {
+    /// The reservation rule for the entry in r0 (non-zero): the owner cell
+    /// (leaving by `owner`), then host root outside every cell, may; anyone
+    /// else is denied and counted. Ends in an exit.
+    fn reservation(&mut self, place: Place, owner: Exit) {
         // r7 survives helper calls.
         self.extend([mov64_reg(R7, R0)]);
         self.ancestor(place.cell_level);
         self.extend([ldx_dw(R1, R7, OWNER)]);
-        self.jump_to(jeq_reg(R0, R1, 0), Exit::Allow);
+        self.jump_to(jeq_reg(R0, R1, 0), owner);
         self.extend([call(HELPER_GET_CURRENT_UID_GID), mov32_self(R0)]);
         self.jump_to(jne_imm(R0, 0, 0), Exit::DenyCounted);
         self.ancestor(place.cells_level);
@@ -302,6 +317,14 @@ impl Builder {
     /// Appends the exits (the counting one only where used: the verifier
     /// refuses unreachable code) and aims every jump at them.
     fn finish(mut self) -> Vec<Insn> {
+        let without_capability = self.p.len();
+        if self
+            .jumps
+            .iter()
+            .any(|&(_, e)| e == Exit::AllowWithoutCapability)
+        {
+            self.extend([mov64_imm(R0, 3), exit()]);
+        }
         let counted = self.p.len();
         if self.jumps.iter().any(|&(_, e)| e == Exit::DenyCounted) {
             self.extend([mov64_imm(R1, 1), atomic_add64(R7, R1, DENIED)]);
@@ -313,6 +336,7 @@ impl Builder {
         for (at, exit) in self.jumps {
             let target = match exit {
                 Exit::Allow => allow,
+                Exit::AllowWithoutCapability => without_capability,
                 Exit::DenyCounted => counted,
                 Exit::Deny => deny,
             };
@@ -330,7 +354,7 @@ fn bind_program(place: Place, ports_map_fd: i32) -> Vec<Insn> {
     b.lookup(ports_map_fd);
     let unreserved = b.p.len();
     b.extend([jeq_imm(R0, 0, 0)]); // aimed below
-    b.reservation(place);
+    b.reservation(place, Exit::AllowWithoutCapability);
     let here = b.p.len();
     b.p[unreserved].off = (here - unreserved - 1) as i16;
     b.allow_unless_own_cell(place);
@@ -359,7 +383,7 @@ fn post_bind_program(place: Place, ports_map_fd: i32) -> Vec<Insn> {
     b.extend([ldx_w(R2, R1, SRC_PORT), be16(R2)]);
     b.lookup(ports_map_fd);
     b.jump_to(jeq_imm(R0, 0, 0), Exit::Allow);
-    b.reservation(place);
+    b.reservation(place, Exit::Allow);
     b.finish()
 }
 
@@ -695,6 +719,7 @@ impl Loaded {
     pub fn ids(&self) -> Result<BindGuardIds> {
         let ids: Vec<u32> = self.programs.iter().map(object_id).collect::<Result<_>>()?;
         Ok(BindGuardIds {
+            version: PROGRAMS_VERSION,
             prog4: ids[0],
             prog6: ids[1],
             post4: ids[2],
@@ -762,6 +787,10 @@ impl Guard {
     /// at the hierarchy root (after a crash before attaching, or a detach by
     /// hand).
     pub fn open(cgroup_root: &Path, ids: &BindGuardIds) -> Result<Option<Guard>> {
+        // A set an older version loaded lacks rules this one relies on: replaced.
+        if ids.version != PROGRAMS_VERSION {
+            return Ok(None);
+        }
         for (id, program) in recorded(ids) {
             if !attached_programs(cgroup_root, program.attach_type)?.contains(&id) {
                 return Ok(None);
@@ -995,10 +1024,18 @@ mod tests {
         // The reservation programs count denials; the sharing rule does not.
         let bind = bind_program(place, 3);
         assert!(bind.contains(&atomic_add64(R7, R1, DENIED)));
+        // The owner's bind leaves by the exit that lifts the capability check.
+        let lifted = bind.iter().position(|i| *i == mov64_imm(R0, 3)).unwrap();
+        assert_eq!(bind[lifted + 1], exit());
+        assert!(jump_targets(&bind).contains(&lifted));
         assert!(bind.contains(&call(HELPER_GETSOCKOPT)));
         assert!(bind.contains(&mov64_imm(R1, 4)) && bind.contains(&mov64_imm(R1, 3)));
         let post = post_bind_program(place, 3);
         assert_eq!(post[..2], [ldx_w(R2, R1, SRC_PORT), be16(R2)]);
+        assert!(
+            !post.contains(&mov64_imm(R0, 3)),
+            "3 is for bind programs only"
+        );
         assert!(post.contains(&atomic_add64(R7, R1, DENIED)));
         let sockopt = setsockopt_program(place, 3);
         assert!(!sockopt.contains(&atomic_add64(R7, R1, DENIED)));

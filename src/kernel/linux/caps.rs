@@ -127,6 +127,47 @@ pub fn restrict(keep: u64, last_cap: u32) -> std::io::Result<()> {
     Ok(())
 }
 
+/// `struct __user_cap_header_struct` and the two `__user_cap_data_struct`s
+/// of capability version 3 (64 bits).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Makes every permitted capability of the calling thread effective again
+/// (a change of ids with `PR_SET_KEEPCAPS` keeps them permitted only).
+pub fn raise_permitted() -> std::io::Result<()> {
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget/capset with a version-3 header and two data structs.
+    unsafe {
+        if libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        for d in &mut data {
+            d.effective = d.permitted;
+        }
+        if libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,6 +84,10 @@ fn check(step: Step, rc: libc::c_int) -> Result<(), Failure> {
 
 /// The cell's profile as the child applies it.
 pub struct Confinement {
+    /// Credentials of a command that asks for none: cell root, set
+    /// explicitly in a user namespace (the init itself runs as an id the
+    /// cell does not have).
+    default_ids: Option<(libc::uid_t, libc::gid_t)>,
     keep_caps: u64,
     last_cap: u32,
     filter: Vec<libc::sock_filter>,
@@ -99,8 +103,9 @@ pub struct Credentials<'a> {
 }
 
 impl Confinement {
-    pub fn new(profile: Profile, rlimits: &Rlimits) -> Confinement {
+    pub fn new(profile: Profile, rlimits: &Rlimits, userns: bool) -> Confinement {
         Confinement {
+            default_ids: userns.then_some((0, 0)),
             keep_caps: caps::kept(profile),
             last_cap: caps::last_cap(),
             filter: seccomp::filter(profile),
@@ -131,7 +136,7 @@ impl Confinement {
             }
             caps::restrict(self.keep_caps, self.last_cap)
                 .map_err(|e| (Step::Capabilities, e.raw_os_error().unwrap_or(libc::EINVAL)))?;
-            if let Some((uid, gid)) = creds.ids {
+            if let Some((uid, gid)) = creds.ids.or(self.default_ids) {
                 check(
                     Step::Credentials,
                     libc::setgroups(creds.groups.len(), creds.groups.as_ptr()),

@@ -103,6 +103,30 @@ fn check_root(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Refuses an id range the backend cannot give: the low profile keeps host
+/// uid 0 (it is the profile that permits host administration), and a range
+/// must hold the ids the cell's files and services expect (0 to 65534).
+fn check_ids(spec: &CellSpec) -> Result<()> {
+    let Some(ids) = spec.ids else {
+        return Ok(());
+    };
+    if spec.profile == crate::kernel::Profile::Low {
+        bail!(
+            "cell '{}': the low profile runs on host ids (cell root is host root, as the \
+             profile permits host administration); give an id range at medium or high only",
+            spec.name
+        );
+    }
+    if ids.size < crate::fs::ids::DEFAULT_RANGE_SIZE || ids.base == 0 {
+        bail!(
+            "cell '{}': the id range {ids} must start above 0 and hold at least {} ids",
+            spec.name,
+            crate::fs::ids::DEFAULT_RANGE_SIZE
+        );
+    }
+    Ok(())
+}
+
 /// Creates a cell's runtime directory, host root's alone (mode 0700): the
 /// agent's socket there starts processes in the cell.
 fn create_private_dir(dir: &Path) -> Result<()> {
@@ -435,6 +459,7 @@ impl LinuxKernel {
             age: now_ns.saturating_sub(cell.created_ns) / 1_000_000_000,
             procs,
             refs: procs + zombies,
+            ids: cell.ids,
             frozen: freeze::is_frozen(cell),
         }
     }
@@ -483,6 +508,12 @@ impl LinuxKernel {
     ) -> Result<CellRecord> {
         let sample_dir = self.store.cell_dir(id);
         create_private_dir(&sample_dir)?;
+        if let Some(ids) = spec.ids {
+            // The init writes its samples here from inside the cell's user
+            // namespace, with the cell root's file system ids.
+            std::os::unix::fs::chown(&sample_dir, Some(ids.base), Some(ids.base))
+                .with_context(|| format!("giving {} to the cell's init", sample_dir.display()))?;
+        }
         let cg = self.cgroups.create(id)?;
         // A crashed create's v1 groups, also for controllers this cell leaves alone.
         for leftover in self.placement().v1_groups(&self.run_key, id) {
@@ -505,6 +536,7 @@ impl LinuxKernel {
             cgroup: cg.clone(),
             limits: spec.limits,
             v1_groups,
+            ids: spec.ids,
         };
         let mut reserved = Ok(());
         let started = ns::start_init(
@@ -518,6 +550,7 @@ impl LinuxKernel {
                 profile: spec.profile,
                 rlimits: spec.rlimits,
                 dev_limits: self.dev_limits,
+                ids: spec.ids,
                 die_with_creator: spec.ephemeral,
             },
             |init| {
@@ -563,9 +596,23 @@ impl Kernel for LinuxKernel {
         if let Some(disk) = spec.limits.disk {
             limits::check_disk(&spec.root, disk)?;
         }
+        check_ids(spec)?;
         let mut locked = self.lock()?;
         if let Some(c) = locked.table.cells.iter().find(|c| c.name == spec.name) {
             bail!("cell name '{}' is already in use (id {})", spec.name, c.id);
+        }
+        if let Some(ids) = spec.ids {
+            if let Some(c) = locked
+                .table
+                .cells
+                .iter()
+                .find(|c| c.ids.is_some_and(|o| o.overlaps(&ids)))
+            {
+                bail!(
+                    "the host ids {ids} are in use by {}: two cells never share ids",
+                    describe(c)
+                );
+            }
         }
         for port in &spec.ports {
             if let Some(c) = locked.table.cells.iter().find(|c| c.ports.contains(port)) {
@@ -596,6 +643,7 @@ impl Kernel for LinuxKernel {
                     cgroup: self.cgroups.cell(id),
                     limits: spec.limits,
                     v1_groups: self.placement().v1_groups(&self.run_key, id),
+                    ids: spec.ids,
                 };
                 let _ = self.teardown(&partial, locked.table.bind_guard.as_ref());
                 if self.drop_unused_guard(&mut locked.table).unwrap_or(false) {

@@ -5,20 +5,28 @@
 //! namespaces and the cell's cgroup (clone3), which execs this binary as
 //! `cells ctl --cell-init`. It makes a cgroup namespace rooted at the cell's
 //! cgroup, binds the spawn agent's socket (`agent`), builds the root
-//! (`rootfs`), sets the host name, scopes itself with Landlock (`landlock`),
-//! reports `ok` (or `error: …`) on stdout and becomes the cell's init: it
-//! forks every process that enters the cell, reaps orphans and samples
-//! telemetry until `destroy` kills it.
+//! (`rootfs`), sets the host name, enters the cell's user namespace when the
+//! cell has an id range ([`become_unprivileged`]), scopes itself with
+//! Landlock (`landlock`), reports `ok` (or `error: …`) on stdout and becomes
+//! the cell's init: it forks every process that enters the cell, reaps
+//! orphans and samples telemetry until `destroy` kills it.
+//!
+//! The user namespace comes last, after every mount, as a step down: the
+//! mount, PID, UTS and cgroup namespaces stay owned by the host's user
+//! namespace, so nothing in the cell, whatever it holds in its own user
+//! namespace, can mount, change the host name or act on the namespaces
+//! themselves. The IPC namespace is made inside it (the cell's root keeps
+//! the SysV IPC privileges of its profile over its own objects).
 
 use super::agent::init::{listen, Agent};
 use super::enter::Confinement;
 use super::state::CellRecord;
 use super::sys::{last_error, open_dir, pipe, CloneArgs, CLONE_INTO_CGROUP};
 use super::{landlock, rootfs, telemetry};
-use crate::kernel::{Limit, Profile, Rlimits};
+use crate::kernel::{IdRange, Limit, Profile, Rlimits};
 use anyhow::{bail, Context, Result};
 use std::ffi::CString;
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -129,6 +137,29 @@ pub struct InitSpec<'a> {
     pub dev_limits: rootfs::DevLimits,
     /// Killed when the creating thread ends (`CellSpec::ephemeral`).
     pub die_with_creator: bool,
+    /// The host ids of the cell's user namespace; `None`: host ids.
+    pub ids: Option<IdRange>,
+}
+
+/// What the init says once it has made the cell's user namespace: the
+/// creator then writes its id maps and sends [`MAPPED`].
+const USERNS_MADE: &str = "userns";
+/// The creator's answer: the maps are written.
+const MAPPED: u8 = b'\n';
+
+/// Writes the cell's id maps into the user namespace the init `pid` made.
+/// Host root writes them: the cell gets exactly its range, no more.
+fn write_id_maps(pid: i32, ids: &IdRange) -> Result<()> {
+    let line = ids.map_line();
+    for map in ["uid_map", "gid_map"] {
+        let path = format!("/proc/{pid}/{map}");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()))
+            .with_context(|| format!("writing the cell's {map} ({})", line.trim()))?;
+    }
+    Ok(())
 }
 
 /// A limit as a setup field: the number, or empty for unlimited.
@@ -172,10 +203,15 @@ pub fn start_init(spec: &InitSpec, meanwhile: impl FnOnce(i32) -> Result<()>) ->
         std::ptr::null(),
     ];
     let envp = [std::ptr::null::<libc::c_char>()];
+    // With a user namespace the init makes the IPC namespace inside it.
+    let ipc = if spec.ids.is_some() {
+        0
+    } else {
+        libc::CLONE_NEWIPC
+    };
     let mut args = CloneArgs {
         flags: CLONE_INTO_CGROUP
-            | (libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC)
-                as u64,
+            | (libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | ipc) as u64,
         exit_signal: libc::SIGCHLD as u64,
         cgroup: cgroup.as_raw_fd() as u64,
         ..CloneArgs::default()
@@ -230,6 +266,7 @@ pub fn start_init(spec: &InitSpec, meanwhile: impl FnOnce(i32) -> Result<()>) ->
         spec.dev_limits.pty_max.to_string(),
         spec.dev_limits.shm_size.to_string(),
     );
+    let ids = spec.ids.map(|r| r.to_string()).unwrap_or_default();
     for field in [
         spec.root.as_os_str().as_bytes(),
         spec.hostname.as_bytes(),
@@ -242,14 +279,17 @@ pub fn start_init(spec: &InitSpec, meanwhile: impl FnOnce(i32) -> Result<()>) ->
         pty_max.as_bytes(),
         shm_size.as_bytes(),
         &members,
+        ids.as_bytes(),
     ] {
         setup.extend_from_slice(field);
         setup.push(0);
     }
-    let sent = std::fs::File::from(setup_w).write_all(&setup);
+    // Length first: the pipe stays open for the answer to the user namespace.
+    let mut setup_w = std::fs::File::from(setup_w);
+    let sent = setup_w
+        .write_all(&(setup.len() as u64).to_le_bytes())
+        .and_then(|()| setup_w.write_all(&setup));
     let alongside = meanwhile(pid);
-    let mut report = String::new();
-    let read = std::fs::File::from(report_r).read_to_string(&mut report);
     let failed = |why: anyhow::Error| -> Result<i32> {
         // SAFETY: the init is our child and has exited (or is exiting) on its own.
         unsafe {
@@ -261,19 +301,40 @@ pub fn start_init(spec: &InitSpec, meanwhile: impl FnOnce(i32) -> Result<()>) ->
     if let Err(e) = sent.context("sending the cell init its setup") {
         return failed(e);
     }
-    if let Err(e) = read.context("reading the cell init's report") {
-        return failed(e);
-    }
-    if let Err(e) = alongside {
-        return failed(e);
-    }
-    match report.lines().next() {
-        Some("ok") => Ok(pid),
-        Some(line) => failed(anyhow::anyhow!(
-            "{}",
-            line.strip_prefix("error: ").unwrap_or(line)
-        )),
-        None => failed(anyhow::anyhow!("the cell init exited during setup")),
+    let mut report = std::io::BufReader::new(std::fs::File::from(report_r));
+    let mut setup_w = Some(setup_w);
+    loop {
+        let mut line = String::new();
+        if let Err(e) = report
+            .read_line(&mut line)
+            .context("reading the cell init's report")
+        {
+            return failed(e);
+        }
+        match (line.trim_end(), spec.ids) {
+            ("ok", _) => {
+                return match alongside {
+                    Ok(()) => Ok(pid),
+                    Err(e) => failed(e),
+                }
+            }
+            ("", _) => return failed(anyhow::anyhow!("the cell init exited during setup")),
+            (USERNS_MADE, Some(ids)) => {
+                let answered = write_id_maps(pid, &ids).and_then(|()| {
+                    let mut w = setup_w.take().context("the cell init asked twice")?;
+                    w.write_all(&[MAPPED]).context("answering the cell init")
+                });
+                if let Err(e) = answered {
+                    return failed(e);
+                }
+            }
+            (other, _) => {
+                return failed(anyhow::anyhow!(
+                    "{}",
+                    other.strip_prefix("error: ").unwrap_or(other)
+                ))
+            }
+        }
     }
 }
 
@@ -288,11 +349,12 @@ struct Setup {
     dev_limits: rootfs::DevLimits,
     /// The v1 groups every process the init forks joins (`limits::MEMBERS`).
     members: Vec<PathBuf>,
+    ids: Option<IdRange>,
 }
 
 fn parse_setup(input: &[u8]) -> Option<Setup> {
     let fields: Vec<&[u8]> = input.split(|&b| b == 0).collect();
-    let [root, hostname, cgroup, sample_dir, profile, nofile, address_space, core, pty_max, shm_size, members, _] =
+    let [root, hostname, cgroup, sample_dir, profile, nofile, address_space, core, pty_max, shm_size, members, ids, _] =
         &fields[..]
     else {
         return None;
@@ -319,14 +381,31 @@ fn parse_setup(input: &[u8]) -> Option<Setup> {
             .filter(|p| !p.is_empty())
             .map(path)
             .collect(),
+        ids: match *ids {
+            [] => None,
+            text => Some(std::str::from_utf8(text).ok()?.parse().ok()?),
+        },
     })
+}
+
+/// Reads the setup: its length, then that many bytes (the pipe stays open).
+fn read_setup() -> Option<Vec<u8>> {
+    let mut stdin = std::io::stdin().lock();
+    let mut len = [0u8; 8];
+    stdin.read_exact(&mut len).ok()?;
+    let len = usize::try_from(u64::from_le_bytes(len)).ok()?;
+    if len > 1 << 20 {
+        return None;
+    }
+    let mut input = vec![0u8; len];
+    stdin.read_exact(&mut input).ok()?;
+    Some(input)
 }
 
 /// Entry of the re-executed binary (`cells ctl --cell-init`), running as pid 1
 /// of the cell; the setup arrives NUL-separated on stdin.
 pub fn init_main(args: &[String]) -> i32 {
-    let mut input = Vec::new();
-    let _ = std::io::stdin().read_to_end(&mut input);
+    let input = read_setup().unwrap_or_default();
     let (Some(setup), []) = (parse_setup(&input), args) else {
         eprintln!("cellctl: {INIT_COMMAND}: internal use only");
         return crate::exit::EXIT_FAILURE;
@@ -375,6 +454,77 @@ fn default_signals() {
     }
 }
 
+/// The init's step into the cell's user namespace, after the root is built:
+///
+/// 1. every id becomes the range's owner (`IdRange::owner`, which the cell's
+///    map leaves out), keeping the capabilities for one more step;
+/// 2. the user namespace is made while still privileged (so hosts that
+///    refuse unprivileged user namespaces allow it), owned by that id: what
+///    the kernel counts per namespace owner (inotify instances, message
+///    queue bytes) is the cell's, not host root's;
+/// 3. the creator writes the id maps (`write_id_maps`) and answers;
+/// 4. the IPC namespace is made inside it.
+///
+/// From here on the init holds no capability outside the cell's user
+/// namespace and runs as no id the cell has; its file system ids are the
+/// cell root's, so the terminals it allocates belong to the cell.
+fn become_unprivileged(ids: &IdRange) -> Result<()> {
+    let owner = ids.owner();
+    // An id change clears the signal an ephemeral cell's init gets when its
+    // creator dies (`InitSpec::die_with_creator`): set again at the end.
+    let mut death_signal: libc::c_int = 0;
+    // SAFETY: credential and namespace calls of this single-threaded process.
+    unsafe {
+        libc::prctl(
+            libc::PR_GET_PDEATHSIG,
+            &mut death_signal as *mut libc::c_int,
+        );
+        if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
+            return last_error("keeping capabilities across the id change");
+        }
+        if libc::setgroups(0, std::ptr::null()) != 0
+            || libc::setresgid(owner, owner, owner) != 0
+            || libc::setresuid(owner, owner, owner) != 0
+        {
+            return last_error(format!("changing to the cell's owner id {owner}"));
+        }
+        super::caps::raise_permitted()
+            .context("raising the capabilities kept across the id change")?;
+        if libc::unshare(libc::CLONE_NEWUSER) != 0 {
+            return last_error("making the cell's user namespace");
+        }
+    }
+    let mut out = std::io::stdout();
+    writeln!(out, "{USERNS_MADE}")
+        .and_then(|()| out.flush())
+        .context("asking for the id maps")?;
+    let mut answer = [0u8; 1];
+    std::io::stdin()
+        .read_exact(&mut answer)
+        .context("waiting for the id maps")?;
+    if answer[0] != MAPPED {
+        bail!("the creator sent no id maps");
+    }
+    // SAFETY: as above.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWIPC) != 0 {
+            return last_error("making the cell's IPC namespace");
+        }
+        libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0);
+        // Files the init makes (its samples, the terminals it hands out)
+        // are the cell root's; it still runs as the owner id.
+        libc::setfsgid(0);
+        libc::setfsuid(0);
+        if libc::setfsuid(u32::MAX) != 0 || libc::setfsgid(u32::MAX) != 0 {
+            bail!("changing the init's file system ids to the cell's root");
+        }
+        if death_signal != 0 {
+            libc::prctl(libc::PR_SET_PDEATHSIG, death_signal);
+        }
+    }
+    Ok(())
+}
+
 /// Pid 1 of the cell: set up, report, then serve as the cell's spawn agent.
 fn cell_init(setup: &Setup) -> ! {
     let prepare = || -> Result<Agent> {
@@ -398,10 +548,15 @@ fn cell_init(setup: &Setup) -> ! {
             if libc::sethostname(hostname.as_ptr().cast(), hostname.len()) != 0 {
                 return last_error("setting the host name");
             }
-            // Nothing in the cell may ptrace the init or reach its descriptors.
-            if libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 {
-                return last_error("making the init non-dumpable");
-            }
+        }
+        if let Some(ids) = setup.ids {
+            become_unprivileged(&ids)?;
+        }
+        // Nothing in the cell may ptrace the init or reach its descriptors
+        // (after the credentials changed: a change resets this).
+        // SAFETY: plain prctl.
+        if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+            return last_error("making the init non-dumpable");
         }
         // Every process of the cell descends from the init: bounded here once.
         super::limits::bound_shared_pools().context("bounding the shared-pool rlimits")?;
@@ -411,7 +566,7 @@ fn cell_init(setup: &Setup) -> ! {
             listener,
             ptys,
             members,
-            Confinement::new(setup.profile, &setup.rlimits),
+            Confinement::new(setup.profile, &setup.rlimits, setup.ids.is_some()),
             telemetry::Sampler::new(samples, cg),
         ))
     };

@@ -2,7 +2,7 @@
 //! CBOR file under `<run_dir>/kernel/`, replaced atomically and mutated only under
 //! an exclusive `flock` on a separate lock file.
 
-use crate::kernel::{profile_serde, Limits, Profile, Rlimits};
+use crate::kernel::{profile_serde, IdRange, Limits, Profile, Rlimits};
 use anyhow::{bail, Context, Result};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -13,6 +13,9 @@ use std::path::PathBuf;
 /// attached program, so the set is replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BindGuardIds {
+    /// The set's version (`bpf::PROGRAMS_VERSION`; 0 before versions).
+    #[serde(default)]
+    pub version: u32,
     /// `bind4` and `bind6`.
     pub prog4: u32,
     pub prog6: u32,
@@ -59,6 +62,10 @@ pub struct CellRecord {
     /// entering the cell joins.
     #[serde(default)]
     pub v1_groups: Vec<PathBuf>,
+    /// The host ids of the cell's user namespace (`None`: host ids; a cell
+    /// made before user namespaces reads as that).
+    #[serde(default)]
+    pub ids: Option<IdRange>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -223,8 +230,13 @@ mod tests {
                 ..Limits::default()
             },
             v1_groups: vec!["/sys/fs/cgroup/pids/cells/x/1".into()],
+            ids: Some(IdRange {
+                base: 100_000,
+                size: 65_536,
+            }),
         });
         locked.table.bind_guard = Some(BindGuardIds {
+            version: 2,
             prog4: 1,
             prog6: 2,
             post4: 4,
