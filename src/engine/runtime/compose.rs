@@ -325,26 +325,16 @@ fn compose_steps(
         BaseSource::Host => {
             let etc = host_etc();
             refresh_host_etc(&m.name, &layer, &etc, cell_ids)?;
-            host_skeleton(cfg, &etc)?
+            let skeleton = host_skeleton(cfg, &etc)?;
+            // Its /etc entries are host root's: in a user namespace the cell
+            // sees them as its root's, as it would its own copies.
+            idmapped_base(&mut *rec, p, &skeleton, base_idmap.as_ref())?
         }
         BaseSource::Dir(d) => {
             if !d.is_dir() {
                 bail!("CELL_BASE {} is not a directory", d.display());
             }
-            match &base_idmap {
-                Some(idmap) => {
-                    fs::create_dir_all(&p.lower)
-                        .with_context(|| format!("creating {}", p.lower.display()))?;
-                    rec.mount(&p.lower, d, "base", || {
-                        let tree = fs_mount::clone_tree(d, Some(idmap))?;
-                        fs_mount::attach(&tree, &p.lower).with_context(|| {
-                            format!("mounting {} idmapped on {}", d.display(), p.lower.display())
-                        })
-                    })?;
-                    p.lower.clone()
-                }
-                None => d.clone(),
-            }
+            idmapped_base(&mut *rec, p, d, base_idmap.as_ref())?
         }
     };
     let upper = layer;
@@ -658,6 +648,32 @@ fn refresh_host_etc(
         }
     }
     Ok(())
+}
+
+/// The lower layer `base` as the overlay uses it: mounted idmapped on the
+/// cell's lower directory when the cell has a user namespace, else as is.
+#[cfg(target_os = "linux")]
+fn idmapped_base(
+    rec: &mut Recorder,
+    p: &CellPaths,
+    base: &Path,
+    idmap: Option<&fs_mount::Idmap>,
+) -> Result<PathBuf> {
+    let Some(idmap) = idmap else {
+        return Ok(base.to_path_buf());
+    };
+    fs::create_dir_all(&p.lower).with_context(|| format!("creating {}", p.lower.display()))?;
+    rec.mount(&p.lower, base, "base", || {
+        let tree = fs_mount::clone_tree(base, Some(idmap))?;
+        fs_mount::attach(&tree, &p.lower).with_context(|| {
+            format!(
+                "mounting {} idmapped on {}",
+                base.display(),
+                p.lower.display()
+            )
+        })
+    })?;
+    Ok(p.lower.clone())
 }
 
 /// Whether overlayfs marked this upper directory opaque.
