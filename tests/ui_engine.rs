@@ -192,7 +192,7 @@ fn apply_shows_the_dry_run_and_runs_only_when_confirmed() {
     let t = start_ui(&w, "apply");
     t.wait("web", |s| row_of(s, "web").is_some());
     t.keys(&["a"]);
-    t.wait_text("Apply web");
+    t.wait_text("Apply this plan?");
     let s = t.screen();
     assert!(s.contains("START") && s.contains("cell web"), "{s}");
     t.keys(&["n"]);
@@ -206,7 +206,9 @@ fn apply_shows_the_dry_run_and_runs_only_when_confirmed() {
         "an unconfirmed apply ran"
     );
     t.keys(&["a"]);
-    t.wait_text("Apply web");
+    // The dialog's own prompt: the status line still reads "Apply web:
+    // cancelled" until the key is read, and a "y" sent then is lost.
+    t.wait_text("Apply this plan?");
     t.keys(&["y"]);
     t.wait("web to run", |s| {
         row_of(s, "web").is_some_and(|r| r.contains("managed") && r.contains(" yes "))
