@@ -69,6 +69,13 @@ impl Idmap {
 /// A user namespace with `line` as its uid and gid map: a child is cloned
 /// into a new one, waits while its maps are written and its namespace is
 /// opened, then is killed.
+///
+/// Other threads (a parallel apply) fork at the same time, so each child
+/// inherits the others' descriptors: the child closes all but its pipe at
+/// once (it must not keep another thread's lock or pipe end open), and the
+/// parent kills it rather than relying on the pipe's end, which another
+/// thread's child may hold for a moment. The pipe only ends the child
+/// when this process dies half-way.
 #[cfg(target_os = "linux")]
 fn user_namespace(line: &str) -> Result<std::os::fd::OwnedFd> {
     use std::os::fd::{AsRawFd, OwnedFd};
@@ -81,10 +88,23 @@ fn user_namespace(line: &str) -> Result<std::os::fd::OwnedFd> {
     let pid = unsafe {
         let pid = libc::syscall(libc::SYS_clone3, args.as_mut_ptr(), 88usize);
         if pid == 0 {
-            // Its copy of the write end would keep the pipe open.
-            libc::close(hold_w.as_raw_fd());
+            let keep = hold_r.as_raw_fd() as libc::c_uint;
+            if keep > 0 {
+                libc::syscall(
+                    libc::SYS_close_range,
+                    0 as libc::c_uint,
+                    keep - 1,
+                    0 as libc::c_uint,
+                );
+            }
+            libc::syscall(
+                libc::SYS_close_range,
+                keep + 1,
+                libc::c_uint::MAX,
+                0 as libc::c_uint,
+            );
             let mut b = 0u8;
-            libc::read(hold_r.as_raw_fd(), (&mut b as *mut u8).cast(), 1);
+            libc::read(keep as libc::c_int, (&mut b as *mut u8).cast(), 1);
             libc::_exit(0);
         }
         pid
@@ -103,9 +123,12 @@ fn user_namespace(line: &str) -> Result<std::os::fd::OwnedFd> {
         Ok(OwnedFd::from(ns))
     })();
     drop(hold_w);
-    // SAFETY: reaps the child made above (it exits once the pipe closed).
+    // SAFETY: ends and reaps the child made above, ours by its pid.
     unsafe {
-        libc::waitpid(pid, std::ptr::null_mut(), 0);
+        libc::kill(pid, libc::SIGKILL);
+        while libc::waitpid(pid, std::ptr::null_mut(), 0) < 0
+            && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+        {}
     }
     drop(hold_r);
     made
@@ -475,5 +498,33 @@ mod tests {
         let direct = unmount_below(&root, &real.join("m"), false);
         assert_eq!(through_link, Err(rustix::io::Errno::LOOP));
         assert_eq!(direct, Ok(()));
+    }
+
+    /// A parallel apply makes id mappings on many threads at once: each
+    /// helper child inherits the others' pipe ends, so a helper waiting for
+    /// its pipe to close never ended and two threads waited on each other.
+    #[test]
+    fn id_mappings_made_on_many_threads_at_once_all_finish() {
+        if !root_or_skip() {
+            return;
+        }
+        let (done, finished) = std::sync::mpsc::channel();
+        for t in 0..8u32 {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                for i in 0..40u32 {
+                    let base = (1 << 20) + (t * 40 + i) * 65_536;
+                    Idmap::new(base, 0, 65_536).expect("an id mapping");
+                }
+                done.send(()).unwrap();
+            });
+        }
+        for _ in 0..8 {
+            finished
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .expect(
+                "every thread's mappings are made (a hang means a helper child was never ended)",
+            );
+        }
     }
 }
