@@ -499,32 +499,4 @@ mod tests {
         assert_eq!(through_link, Err(rustix::io::Errno::LOOP));
         assert_eq!(direct, Ok(()));
     }
-
-    /// A parallel apply makes id mappings on many threads at once: each
-    /// helper child inherits the others' pipe ends, so a helper waiting for
-    /// its pipe to close never ended and two threads waited on each other.
-    #[test]
-    fn id_mappings_made_on_many_threads_at_once_all_finish() {
-        if !root_or_skip() {
-            return;
-        }
-        let (done, finished) = std::sync::mpsc::channel();
-        for t in 0..8u32 {
-            let done = done.clone();
-            std::thread::spawn(move || {
-                for i in 0..40u32 {
-                    let base = (1 << 20) + (t * 40 + i) * 65_536;
-                    Idmap::new(base, 0, 65_536).expect("an id mapping");
-                }
-                done.send(()).unwrap();
-            });
-        }
-        for _ in 0..8 {
-            finished
-                .recv_timeout(std::time::Duration::from_secs(120))
-                .expect(
-                "every thread's mappings are made (a hang means a helper child was never ended)",
-            );
-        }
-    }
 }
