@@ -245,34 +245,52 @@ pub fn held(cfg: &Config) -> Result<Vec<IdRange>> {
 
 /// Ranges of running cells.
 fn running(kernel: &dyn Kernel) -> Result<Vec<IdRange>> {
-    Ok(kernel.list()?.into_iter().filter_map(|c| c.ids).collect())
+    kernel.id_ranges()
 }
 
 /// The allocation lock; dropping it releases it. The locked file also
 /// keeps where the next search for a free range starts (the run directory
 /// does not survive a reboot, nor does the per-uid kernel state the cursor
-/// keeps new cells away from).
-pub struct AllocLock(std::fs::File);
+/// keeps new cells away from) and a token that every allocation changes
+/// (see [`Seen`]): `<cursor>\n<token>\n`.
+pub struct AllocLock {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+/// What the lock file says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    cursor: u32,
+    /// `None`: a file without one (written by an older cellmgr, or damaged).
+    token: Option<u64>,
+}
 
 impl AllocLock {
-    fn cursor(&self) -> u32 {
+    fn stamp(&self) -> Stamp {
         use std::io::{Read, Seek};
         let mut text = String::new();
-        let mut f = &self.0;
+        let mut f = &self.file;
         // A missing or damaged cursor only means the search starts at 0.
-        if f.rewind().is_ok() && f.take(16).read_to_string(&mut text).is_ok() {
-            return text.trim().parse().unwrap_or(0);
+        if f.rewind().is_err() || f.take(64).read_to_string(&mut text).is_err() {
+            text.clear();
         }
-        0
+        let mut lines = text.lines().map(str::trim);
+        Stamp {
+            cursor: lines.next().and_then(|l| l.parse().ok()).unwrap_or(0),
+            token: lines.next().and_then(|l| l.parse().ok()),
+        }
     }
 
-    fn set_cursor(&self, next: u32) -> Result<()> {
+    /// Writes the cursor and a new token; returns the token.
+    fn set_cursor(&self, next: u32) -> Result<u64> {
         use std::io::{Seek, Write};
-        let mut f = &self.0;
+        let token = crate::fs::random_u64();
+        let mut f = &self.file;
         f.set_len(0)?;
         f.rewind()?;
-        f.write_all(format!("{next}\n").as_bytes())?;
-        Ok(())
+        f.write_all(format!("{next}\n{token}\n").as_bytes())?;
+        Ok(token)
     }
 }
 
@@ -288,8 +306,37 @@ pub fn lock(cfg: &Config) -> Result<AllocLock> {
         .with_context(|| format!("opening {}", path.display()))?;
     rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
         .with_context(|| format!("locking {}", path.display()))?;
-    Ok(AllocLock(file))
+    Ok(AllocLock { file, path })
 }
+
+/// The ranges held by files as this process last read them ([`held`]),
+/// and the lock file's token then. Every range is handed out under the
+/// lock by [`allocate_beside`], which writes a new token: while the token
+/// is the one seen, the files hold what was read plus what this process
+/// handed out since, so a run that starts many cells reads every runtime
+/// and volume once, not once per cell. Another command's allocation
+/// changes the token and the next one here reads the files again. A range
+/// freed meanwhile (a runtime removed) still counts here until then: a
+/// range is never handed out too early, at worst a little late (and a full
+/// pool is always read again before it is called full).
+struct Seen {
+    token: u64,
+    held: Vec<IdRange>,
+}
+
+/// [`Seen`] per installation (its lock file, data and volume directories).
+type SeenKey = (PathBuf, PathBuf, PathBuf);
+
+fn seen_key(cfg: &Config, lock: &AllocLock) -> SeenKey {
+    (
+        lock.path.clone(),
+        cfg.data_dir.clone(),
+        cfg.volume_dir.clone(),
+    )
+}
+
+static SEEN: std::sync::Mutex<std::collections::BTreeMap<SeenKey, Seen>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
 
 /// A new range for a cell or volume; the caller records it (in files)
 /// while it holds `lock`.
@@ -299,17 +346,41 @@ pub fn allocate(cfg: &Config, kernel: &dyn Kernel, lock: &AllocLock) -> Result<I
 
 /// A new range, used neither by files nor by the `running` cells.
 pub fn allocate_beside(cfg: &Config, running: &[IdRange], lock: &AllocLock) -> Result<IdRange> {
-    let mut used = held(cfg)?;
-    used.extend_from_slice(running);
-    let range = cfg.idmap.allocate(lock.cursor(), &used)?;
-    if let Some(n) = cfg.idmap.index_of(&range) {
-        lock.set_cursor(n + 1).with_context(|| {
-            format!(
-                "recording the next id range in {}",
-                cfg.run_dir.join("ids.lock").display()
-            )
-        })?;
-    }
+    let stamp = lock.stamp();
+    let key = seen_key(cfg, lock);
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    // Forgotten first: should anything below fail, the next call reads again.
+    let known = seen
+        .remove(&key)
+        .filter(|s| Some(s.token) == stamp.token)
+        .map(|s| s.held);
+    let pick = |held: &[IdRange]| {
+        let mut used = held.to_vec();
+        used.extend_from_slice(running);
+        cfg.idmap.allocate(stamp.cursor, &used)
+    };
+    let read = || -> Result<(Vec<IdRange>, IdRange)> {
+        let files = held(cfg)?;
+        let r = pick(&files)?;
+        Ok((files, r))
+    };
+    let (mut files, range) = match known {
+        Some(files) => match pick(&files) {
+            Ok(r) => (files, r),
+            // Full as last seen: ranges freed since may make room.
+            Err(_) => read()?,
+        },
+        None => read()?,
+    };
+    let next = cfg.idmap.index_of(&range).map_or(stamp.cursor, |n| n + 1);
+    let token = lock.set_cursor(next).with_context(|| {
+        format!(
+            "recording the next id range in {}",
+            cfg.run_dir.join("ids.lock").display()
+        )
+    })?;
+    files.push(range);
+    seen.insert(key, Seen { token, held: files });
     Ok(range)
 }
 
@@ -455,6 +526,61 @@ mod tests {
             nth(0),
             "the freed range, after wrapping round"
         );
+    }
+
+    #[test]
+    fn a_range_another_command_handed_out_is_never_handed_out_again() {
+        if !root() {
+            eprintln!("SKIPPED: chown needs root");
+            return;
+        }
+        let tmp = crate::testutil::TempDir::new("ids-two");
+        // Two ranges: the search wraps at once.
+        let cfg = Config {
+            idmap: crate::fs::ids::Pool {
+                base: crate::fs::ids::POOL_END - 2 * 65_536,
+                size: 65_536,
+            },
+            ..config(&tmp)
+        };
+        let nth = |n| cfg.idmap.range(n).unwrap();
+        let kernel = Running(Vec::new());
+        let record = |cell: &str, r: IdRange| {
+            std::fs::create_dir_all(cfg.data_dir.join(cell)).unwrap();
+            restored(&cfg, cell, r).unwrap();
+        };
+        // Each command (process) has what it saw of the files to itself.
+        let other_command = |f: &dyn Fn()| {
+            let key = seen_key(&cfg, &super::lock(&cfg).unwrap());
+            let ours = SEEN.lock().unwrap().remove(&key);
+            f();
+            let mut seen = SEEN.lock().unwrap();
+            match ours {
+                Some(s) => seen.insert(key, s),
+                None => seen.remove(&key),
+            };
+        };
+
+        // This command gives cell a the first range, and has read the files.
+        let a = allocate(&cfg, &kernel, &super::lock(&cfg).unwrap()).unwrap();
+        assert_eq!(a, nth(0));
+        record("a", a);
+        // Meanwhile another command gives cell b the second range and
+        // removes cell a (its range is free again).
+        other_command(&|| {
+            let b = allocate(&cfg, &kernel, &super::lock(&cfg).unwrap()).unwrap();
+            assert_eq!(b, nth(1));
+            record("b", b);
+            std::fs::remove_dir_all(cfg.data_dir.join("a")).unwrap();
+        });
+        // What this command saw holds the first range and not the second:
+        // the next range here must be the first again, never b's.
+        let lock = super::lock(&cfg).unwrap();
+        assert_eq!(allocate(&cfg, &kernel, &lock).unwrap(), nth(0));
+        // And once the pool is full it says so (having read the files again).
+        record("c", nth(0));
+        let full = allocate(&cfg, &kernel, &lock).unwrap_err().to_string();
+        assert!(full.contains("the id pool is exhausted"), "{full}");
     }
 
     #[test]

@@ -299,6 +299,12 @@ pub trait Kernel: Sync {
             Target::Name(n) => &c.name == n,
         }))
     }
+    /// The id ranges of the cells the kernel holds (a cell whose init just
+    /// died may still count): what a new range must not overlap. A backend
+    /// overrides it where [`Kernel::list`] costs more than reading its table.
+    fn id_ranges(&self) -> anyhow::Result<Vec<IdRange>> {
+        Ok(self.list()?.into_iter().filter_map(|c| c.ids).collect())
+    }
 }
 
 #[cfg(target_os = "linux")]

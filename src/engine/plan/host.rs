@@ -16,6 +16,8 @@ use std::path::PathBuf;
 pub struct HostRuntime<'a> {
     pub cfg: &'a Config,
     pub kernel: &'a dyn Kernel,
+    /// Every manifest, each checked against the others (`manifest::load_all`):
+    /// renders and starts use them as they are, not read and checked again.
     pub desired: &'a Desired,
     /// The lock apply holds: set aside while health checks run.
     pub lock: &'a Held,
@@ -36,7 +38,8 @@ impl Runtime for HostRuntime<'_> {
     }
 
     fn start(&self, cell: &str) -> Result<()> {
-        lifecycle::start(self.cfg, self.kernel, cell).map(|_| ())
+        lifecycle::start_declared(self.cfg, self.kernel, cell, self.desired.cells.get(cell))
+            .map(|_| ())
     }
 
     // The waits read state only: the lock is set aside meanwhile (the cell
@@ -58,7 +61,7 @@ impl Runtime for HostRuntime<'_> {
     fn provision<'a>(&'a self, cell: &str) -> Result<(PathBuf, IdMap, Box<dyn CellRunner + 'a>)> {
         // Whatever ran before (an interrupted run included) goes first.
         lifecycle::stop(self.cfg, self.kernel, cell)?;
-        let m = lifecycle::effective(self.cfg, cell)?;
+        let m = lifecycle::effective_or(self.cfg, cell, self.desired.cells.get(cell))?;
         let ids = lifecycle::prepare(self.cfg, self.kernel, &m)?;
         let paths = CellPaths::new(self.cfg, cell);
         let spec = CellSpec {

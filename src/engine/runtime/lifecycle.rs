@@ -100,15 +100,41 @@ fn supervise_spec(m: &CellManifest, cmd: &str) -> Result<SuperviseSpec> {
     Ok(spec)
 }
 
+/// [`effective`], or with a manifest at hand that was checked against the
+/// others already (apply loads and checks them all), that one, rendered.
+pub fn effective_or(
+    cfg: &Config,
+    name: &str,
+    declared: Option<&CellManifest>,
+) -> Result<CellManifest> {
+    match declared {
+        Some(m) => {
+            render(cfg, m)?;
+            Ok(m.clone())
+        }
+        None => effective(cfg, name),
+    }
+}
+
 /// Starts a cell (see the module comment).
 pub fn start(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StartOutcome> {
+    start_declared(cfg, kernel, name, None)
+}
+
+/// [`start`] with the cell's checked manifest at hand (see [`effective_or`]).
+pub fn start_declared(
+    cfg: &Config,
+    kernel: &dyn Kernel,
+    name: &str,
+    declared: Option<&CellManifest>,
+) -> Result<StartOutcome> {
     let paths = CellPaths::new(cfg, name);
     if let Some(info) = kernel.find(&Target::Name(name.to_string()))? {
         // Running: `cell.conf` keeps describing what runs (apply compares it
         // with the manifest), so it is not re-rendered here.
         let m = match super::load_rendered(cfg, name)? {
             Some(m) => m,
-            None => effective(cfg, name)?,
+            None => effective_or(cfg, name, declared)?,
         };
         // The kernel cell outlived its supervisor (killed, crashed), or its
         // supervisor is on its way out (a stop was cut short): supervise again.
@@ -127,7 +153,7 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StartOutco
         }
         return Ok(StartOutcome::AlreadyRunning { cid: info.id });
     }
-    let m = effective(cfg, name)?;
+    let m = effective_or(cfg, name, declared)?;
     if let Some(w) = m.low_profile_warning() {
         log::warn!("{w}");
     }

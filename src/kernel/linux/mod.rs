@@ -33,8 +33,8 @@ mod sys;
 pub mod telemetry;
 
 use super::{
-    CellInfo, CellResources, CellSpec, CellStats, Child, DenyCounters, ExecSpec, Kernel, Stdio,
-    Target,
+    CellInfo, CellResources, CellSpec, CellStats, Child, DenyCounters, ExecSpec, IdRange, Kernel,
+    Stdio, Target,
 };
 use anyhow::{bail, Context, Result};
 use sha2::Digest;
@@ -753,6 +753,20 @@ impl Kernel for LinuxKernel {
         let locked = self.lock()?;
         let cell = Self::find_in(&locked, target)?;
         freeze::thaw_abandoned(cell, &self.store.cell_dir(cell.id))
+    }
+
+    fn id_ranges(&self) -> Result<Vec<IdRange>> {
+        // The table as it is: no member counts, samples or liveness checks
+        // (a dead cell's range counting a moment longer is harmless).
+        let locked = self.store.lock()?;
+        let locked = match locked.found {
+            Found::Table => locked,
+            _ => {
+                drop(locked);
+                self.lock()?
+            }
+        };
+        Ok(locked.table.cells.iter().filter_map(|c| c.ids).collect())
     }
 
     fn find(&self, target: &Target) -> Result<Option<CellInfo>> {
