@@ -847,10 +847,21 @@ pub fn decompose(cfg: &Config, name: &str) -> Result<()> {
         return Ok(());
     }
     let mut errors: Vec<String> = Vec::new();
-    let mut left = Vec::new();
+    let mut left: Vec<PathBuf> = Vec::new();
     for round in 0..5 {
-        // Every mount is made below the root (see `compose`).
-        left = mountinfo::points_under(&p.root)?;
+        // Every mount is made below the root (see `compose`). The table is
+        // read again only while something it listed is still a mount point
+        // (one mount stacked on another, a busy one): it grows with every
+        // running cell, and a stop reads it for one cell.
+        if round == 0
+            || left
+                .iter()
+                .any(|t| mountinfo::is_mount_point(t).unwrap_or(true))
+        {
+            left = mountinfo::points_under(&p.root)?;
+        } else {
+            left.clear();
+        }
         if left.is_empty() || round == 4 {
             break;
         }

@@ -425,15 +425,14 @@ impl LinuxKernel {
     }
 
     fn find_in<'a>(locked: &'a Locked, target: &Target) -> Result<&'a CellRecord> {
-        locked
-            .table
-            .cells
-            .iter()
-            .find(|c| match target {
-                Target::Id(id) => c.id == *id,
-                Target::Name(n) => &c.name == n,
-            })
-            .ok_or_else(|| not_found(target))
+        Self::record_in(&locked.table, target).ok_or_else(|| not_found(target))
+    }
+
+    fn record_in<'a>(table: &'a Table, target: &Target) -> Option<&'a CellRecord> {
+        table.cells.iter().find(|c| match target {
+            Target::Id(id) => c.id == *id,
+            Target::Name(n) => &c.name == n,
+        })
     }
 
     /// Member processes besides the init (live ones; zombies leave the cgroup).
@@ -758,18 +757,23 @@ impl Kernel for LinuxKernel {
     fn id_ranges(&self) -> Result<Vec<IdRange>> {
         // The table as it is: no member counts, samples or liveness checks
         // (a dead cell's range counting a moment longer is harmless).
-        let locked = self.store.lock()?;
-        let locked = match locked.found {
-            Found::Table => locked,
-            _ => {
-                drop(locked);
-                self.lock()?
-            }
+        let table = match self.store.snapshot() {
+            Some(table) => table,
+            None => self.lock()?.table.clone(),
         };
-        Ok(locked.table.cells.iter().filter_map(|c| c.ids).collect())
+        Ok(table.cells.iter().filter_map(|c| c.ids).collect())
     }
 
     fn find(&self, target: &Target) -> Result<Option<CellInfo>> {
+        // A lookup needs no lock unless there is something to repair: a
+        // damaged or missing table, a dead init (see `lock_for`).
+        if let Some(table) = self.store.snapshot() {
+            match Self::record_in(&table, target) {
+                None => return Ok(None),
+                Some(c) if ns::init_alive(c) => return Ok(Some(self.info(c, monotonic_ns()))),
+                Some(_) => {}
+            }
+        }
         let locked = self.lock_for(target)?;
         Ok(Self::find_in(&locked, target)
             .ok()

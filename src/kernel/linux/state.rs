@@ -137,8 +137,11 @@ impl Store {
             .open(&lock_path)
             .with_context(|| format!("opening lock file {}", lock_path.display()))?;
         // Bounded: a holder that hangs (stopped, stuck) must not hang every
-        // command after it; the error names it.
+        // command after it; the error names it. The waits grow from 100 us:
+        // most holders (a lookup, a create) are done within a few ms, and a
+        // parallel apply has many of them queued.
         let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let mut pause = std::time::Duration::from_micros(100);
         loop {
             // SAFETY: flock on an fd we own.
             if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
@@ -161,7 +164,8 @@ impl Store {
                     LOCK_WAIT.as_secs()
                 );
             }
-            std::thread::sleep(std::time::Duration::from_millis(5));
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(5));
         }
         // Rewritten in place (a new file would be another lock): who holds it.
         use std::io::Write;
@@ -192,6 +196,17 @@ impl Store {
             table,
             found,
         })
+    }
+}
+
+impl Store {
+    /// The table as it is now, without the lock (it is replaced whole, by a
+    /// rename): for lookups, which may see it a moment before a change as
+    /// they would a moment after. `None` when it is missing or damaged (then
+    /// only [`Store::lock`] and the backend's rebuild tell what exists).
+    pub fn snapshot(&self) -> Option<Table> {
+        let bytes = std::fs::read(self.table_path()).ok()?;
+        crate::fs::cbor::decode(&bytes).ok()
     }
 }
 
