@@ -170,6 +170,14 @@ pub struct CellInfo {
     pub frozen: bool,
 }
 
+/// A cell the kernel holds, as planning needs it (see [`Kernel::present`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Present {
+    pub name: String,
+    /// Every process is suspended ([`Kernel::freeze`]).
+    pub frozen: bool,
+}
+
 /// Telemetry for one cell (`cellctl stats`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CellStats {
@@ -298,6 +306,19 @@ pub trait Kernel: Sync {
             Target::Id(id) => c.id == *id,
             Target::Name(n) => &c.name == n,
         }))
+    }
+    /// The cells the kernel holds, named, without the member counts and
+    /// samples of [`Kernel::list`] (a read or two per cell): what an apply
+    /// plans with, over every cell.
+    fn present(&self) -> anyhow::Result<Vec<Present>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .map(|c| Present {
+                name: c.name,
+                frozen: c.frozen,
+            })
+            .collect())
     }
     /// The id ranges of the cells the kernel holds (a cell whose init just
     /// died may still count): what a new range must not overlap. A backend

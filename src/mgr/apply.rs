@@ -117,14 +117,26 @@ impl Run for Apply {
             }
             (Err(e), false) => return Err(e),
         };
-        if let (Some(k), false) = (&kernel, self.dry_run) {
-            let mut notes = host::repair(&cfg, k.as_ref())?;
+        // The kernel's cells, listed once for the repairs and the plan.
+        let mut present = match kernel.as_deref().map(|k| k.present()) {
+            Some(Ok(cells)) => Some(cells),
+            Some(Err(e)) if self.dry_run => {
+                log::warn!(
+                    "listing kernel cells: {e:#}; judging what runs from the supervisors alone"
+                );
+                None
+            }
+            Some(Err(e)) => return Err(e.context("listing kernel cells")),
+            None => None,
+        };
+        if let (Some(k), Some(cells), false) = (&kernel, &mut present, self.dry_run) {
+            let mut notes = host::repair(&cfg, k.as_ref(), cells);
             notes.extend(crate::engine::backup::leftovers::sweep(&cfg)?);
             for note in notes {
                 eprintln!("cellmgr: warning: {note}");
             }
         }
-        let observed = match host::observe(&cfg, kernel.as_deref(), &desired) {
+        let observed = match host::observe(&cfg, present.as_deref(), &desired) {
             Ok(o) => o,
             Err(e) if self.dry_run => {
                 log::warn!("{e:#}; judging what runs from the supervisors alone");

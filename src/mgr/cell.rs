@@ -680,7 +680,7 @@ pub struct Remove {
 fn runtime_names(cfg: &Config, kernel: Option<&dyn Kernel>) -> Result<BTreeSet<String>> {
     let mut names: BTreeSet<String> = runtime::runtime_dirs(cfg)?.into_iter().collect();
     if let Some(k) = kernel {
-        names.extend(k.list()?.into_iter().map(|c| c.name));
+        names.extend(k.present()?.into_iter().map(|c| c.name));
     }
     Ok(names)
 }
@@ -967,7 +967,7 @@ impl Run for Stop {
         let (desired, mut targets) =
             lifecycle_targets(&cfg, &self.name, self.all, self.ignore_autostart, "stop")?;
         if self.all {
-            let running: BTreeSet<String> = kernel.list()?.into_iter().map(|c| c.name).collect();
+            let running: BTreeSet<String> = kernel.present()?.into_iter().map(|c| c.name).collect();
             targets.retain(|n| running.contains(n));
             if self.ignore_autostart {
                 for n in &running {

@@ -8,7 +8,7 @@ use crate::engine::lock::Held;
 use crate::engine::manifest::Desired;
 use crate::engine::runtime::{self, compose, lifecycle, CellPaths};
 use crate::fs::tree::IdMap;
-use crate::kernel::{CellSpec, Kernel, Target};
+use crate::kernel::{CellSpec, Kernel, Present, Target};
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -128,17 +128,19 @@ impl CellRunner for PlanRunner<'_> {
     }
 }
 
-/// Repairs what a crash or a damaged file left on the running cells before a
-/// real apply plans: a cell left frozen with nobody holding it is thawed, a
-/// damaged supervisor status file is written again by its supervisor. Returns
-/// one sentence per repair or failure to repair (the cell concerned is then
+/// Repairs what a crash or a damaged file left on the running cells (the
+/// kernel's `cells`) before a real apply plans: a cell left frozen with
+/// nobody holding it is thawed (and marked so in `cells`), a damaged
+/// supervisor status file is written again by its supervisor. Returns one
+/// sentence per repair or failure to repair (the cell concerned is then
 /// planned as it is observed).
-pub fn repair(cfg: &Config, kernel: &dyn Kernel) -> Result<Vec<String>> {
+pub fn repair(cfg: &Config, kernel: &dyn Kernel, cells: &mut [Present]) -> Vec<String> {
     let mut notes = Vec::new();
-    for c in kernel.list().context("listing kernel cells")? {
+    for c in cells {
         if c.frozen {
             match kernel.thaw_abandoned(&Target::Name(c.name.clone())) {
                 Ok(true) => {
+                    c.frozen = false;
                     crate::journal::event(&c.name, crate::journal::Happened::Thawed, None);
                     notes.push(format!(
                         "cell {} was left frozen with nobody holding it (a backup was killed); thawed it",
@@ -155,7 +157,7 @@ pub fn repair(cfg: &Config, kernel: &dyn Kernel) -> Result<Vec<String>> {
             Err(e) => notes.push(format!("{e:#}")),
         }
     }
-    Ok(notes)
+    notes
 }
 
 /// What runs on the host.
@@ -169,9 +171,9 @@ pub struct Observed {
     pub frozen: BTreeSet<String>,
 }
 
-/// Observes the cells. Without a kernel (`--dry-run` as a user) a live
-/// supervisor is the evidence for both.
-pub fn observe(cfg: &Config, kernel: Option<&dyn Kernel>, desired: &Desired) -> Result<Observed> {
+/// Observes the cells, given the kernel's (`Kernel::present`). Without a
+/// kernel (`--dry-run` as a user) a live supervisor is the evidence for both.
+pub fn observe(cfg: &Config, kernel: Option<&[Present]>, desired: &Desired) -> Result<Observed> {
     // A supervisor holding its lock counts, also while it starts up or when
     // its status file is damaged (starting another would only be refused);
     // one that is stopping does not (a stop was cut short: it is leaving).
@@ -180,8 +182,8 @@ pub fn observe(cfg: &Config, kernel: Option<&dyn Kernel>, desired: &Desired) -> 
     };
     let mut out = Observed::default();
     match kernel {
-        Some(k) => {
-            for c in k.list().context("listing kernel cells")? {
+        Some(cells) => {
+            for c in cells {
                 let has_service = desired
                     .cells
                     .get(&c.name)
@@ -192,7 +194,7 @@ pub fn observe(cfg: &Config, kernel: Option<&dyn Kernel>, desired: &Desired) -> 
                 if c.frozen {
                     out.frozen.insert(c.name.clone());
                 }
-                out.present.insert(c.name);
+                out.present.insert(c.name.clone());
             }
         }
         None => {
@@ -206,12 +208,20 @@ pub fn observe(cfg: &Config, kernel: Option<&dyn Kernel>, desired: &Desired) -> 
     }
     // Mounts without a kernel cell: a start cut short. They count as the
     // cell being present, so a cell that should not run is stopped (which
-    // takes them down) instead of being left as it is.
-    let points = crate::fs::mountinfo::mount_points()?;
-    for name in desired.cells.keys() {
-        let dir = CellPaths::new(cfg, name).dir;
-        if !out.present.contains(name) && !crate::fs::mountinfo::under(&points, &dir).is_empty() {
-            out.present.insert(name.clone());
+    // takes them down) instead of being left as it is. The mount table
+    // (which grows with every running cell) is read only if a cell is not.
+    let absent: Vec<&String> = desired
+        .cells
+        .keys()
+        .filter(|n| !out.present.contains(*n))
+        .collect();
+    if !absent.is_empty() {
+        let points = crate::fs::mountinfo::mount_points()?;
+        for name in absent {
+            let dir = CellPaths::new(cfg, name).dir;
+            if !crate::fs::mountinfo::under(&points, &dir).is_empty() {
+                out.present.insert(name.clone());
+            }
         }
     }
     Ok(out)

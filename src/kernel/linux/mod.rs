@@ -34,7 +34,7 @@ pub mod telemetry;
 
 use super::{
     CellInfo, CellResources, CellSpec, CellStats, Child, DenyCounters, ExecSpec, IdRange, Kernel,
-    Stdio, Target,
+    Present, Stdio, Target,
 };
 use anyhow::{bail, Context, Result};
 use sha2::Digest;
@@ -752,6 +752,20 @@ impl Kernel for LinuxKernel {
         let locked = self.lock()?;
         let cell = Self::find_in(&locked, target)?;
         freeze::thaw_abandoned(cell, &self.store.cell_dir(cell.id))
+    }
+
+    fn present(&self) -> Result<Vec<Present>> {
+        let locked = self.lock()?;
+        warn_ephemeral(&locked.table);
+        Ok(locked
+            .table
+            .cells
+            .iter()
+            .map(|c| Present {
+                name: c.name.clone(),
+                frozen: freeze::is_frozen(c),
+            })
+            .collect())
     }
 
     fn id_ranges(&self) -> Result<Vec<IdRange>> {
