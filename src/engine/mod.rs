@@ -8,6 +8,7 @@ pub mod backup;
 pub mod ids;
 pub mod lock;
 pub mod manifest;
+pub mod par;
 pub mod plan;
 pub mod read;
 pub mod runtime;

@@ -121,29 +121,7 @@ fn load_files(cfg: &Config, files: Vec<(String, &'static str)>) -> Vec<(String, 
         };
         (name, loaded)
     };
-    const PER_THREAD: usize = 256;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(files.len() / PER_THREAD)
-        .min(8);
-    if threads <= 1 {
-        return files.into_iter().map(load).collect();
-    }
-    let chunk = files.len().div_ceil(threads);
-    let mut files = files.into_iter();
-    let parts: Vec<Vec<(String, &'static str)>> = (0..threads)
-        .map(|_| files.by_ref().take(chunk).collect())
-        .collect();
-    std::thread::scope(|scope| {
-        let running: Vec<_> = parts
-            .into_iter()
-            .map(|part| scope.spawn(move || part.into_iter().map(load).collect::<Vec<_>>()))
-            .collect();
-        running
-            .into_iter()
-            .flat_map(|t| t.join().expect("a manifest loader does not panic"))
-            .collect()
-    })
+    crate::engine::par::map(files, 256, load)
 }
 
 /// Reads one cell manifest, if it exists.

@@ -55,10 +55,10 @@ pub fn build(
             .push((input.clone(), decide_volume(&input, observed)));
     }
 
-    let mut bounced: BTreeSet<String> = BTreeSet::new();
-    for name in &order {
-        let m = &desired.cells[name];
-        let input = cell_input(cfg, m)?;
+    // Each cell's files read on every core (a cell's plan depends on its
+    // dependencies' only through `bounced`, below).
+    let seen = crate::engine::par::map(order.iter().collect(), 128, |name| {
+        let input = cell_input(cfg, &desired.cells[name])?;
         let paths = CellPaths::new(cfg, name);
         let seen = CellObserved {
             rendered: paths.conf.exists(),
@@ -66,6 +66,12 @@ pub fn build(
             present: observed.present.contains(name),
             applied: hash::read_record(&paths.state).map(|r| r.hashes),
         };
+        Ok::<_, anyhow::Error>((input, seen))
+    });
+    let mut bounced: BTreeSet<String> = BTreeSet::new();
+    for (name, read) in order.iter().zip(seen) {
+        let m = &desired.cells[name];
+        let (input, seen) = read?;
         let bounced_deps: Vec<&str> = m
             .depends_on
             .iter()
