@@ -84,17 +84,20 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Assignment>, FileError> {
                 crate::output::quoted(key)
             )));
         }
-        // A valid key can still be long.
-        let shown = crate::output::echo(key);
+        // A valid key can still be long; echoed only for an error (a large
+        // directory of manifests is parsed at every read).
+        let shown = || crate::output::echo(key);
         if rest.starts_with(char::is_whitespace) && !rest.trim().is_empty() {
+            let shown = shown();
             return Err(err(format!(
                 "no space allowed after '{shown}=': write {shown}=\"value\""
             )));
         }
-        let value = parse_value(rest).map_err(|m| err(format!("{shown}: {m}")))?;
+        let value = parse_value(rest).map_err(|m| err(format!("{}: {m}", shown())))?;
         if let Some(prev) = out.iter().find(|a| a.key == key) {
             return Err(err(format!(
-                "duplicate key {shown} (first set on line {})",
+                "duplicate key {} (first set on line {})",
+                shown(),
                 prev.line
             )));
         }

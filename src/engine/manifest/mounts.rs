@@ -56,23 +56,25 @@ const EXPECTED: &str =
 /// A path is usable as a mount target or host source: absolute, no `.`/`..`,
 /// no empty components or trailing slash, no control characters.
 fn check_abs_path(what: &str, s: &str) -> Result<PathBuf, String> {
-    let shown = crate::output::quoted(s);
+    // Quoted only for an error: manifests are parsed at every read.
+    let shown = || crate::output::quoted(s);
     if !s.starts_with('/') {
-        return Err(format!("{what} {shown} is not absolute"));
+        return Err(format!("{what} {} is not absolute", shown()));
     }
     if s.chars().any(|c| c.is_control()) {
-        return Err(format!("{what} {shown} contains control characters"));
+        return Err(format!("{what} {} contains control characters", shown()));
     }
     if s != "/" && (s.ends_with('/') || s.contains("//")) {
         return Err(format!(
-            "{what} {shown} is not normalised: write it without empty components or a trailing '/'"
+            "{what} {} is not normalised: write it without empty components or a trailing '/'",
+            shown()
         ));
     }
     let p = Path::new(s);
     if p.components()
         .any(|c| matches!(c, Component::CurDir | Component::ParentDir))
     {
-        return Err(format!("{what} {shown} may not contain '.' or '..'"));
+        return Err(format!("{what} {} may not contain '.' or '..'", shown()));
     }
     Ok(p.to_path_buf())
 }
@@ -97,16 +99,17 @@ impl Mount {
     /// Parses one entry. `allow_host` is `CELL_ALLOW_HOST_MOUNTS` from cellmgr.conf.
     pub fn parse(entry: &str, allow_host: bool) -> Result<Mount, String> {
         let entry = entry.trim();
-        let shown = crate::output::quoted(entry);
+        let shown = || crate::output::quoted(entry);
         let parts: Vec<&str> = entry.split(':').collect();
         let (source, rest) = if parts[0] == "host" {
             if !allow_host {
                 return Err(format!(
-                    "host mount {shown} is not allowed: set CELL_ALLOW_HOST_MOUNTS=YES in cellmgr.conf, or use a named volume"
+                    "host mount {} is not allowed: set CELL_ALLOW_HOST_MOUNTS=YES in cellmgr.conf, or use a named volume",
+                    shown()
                 ));
             }
             if parts.len() < 3 {
-                return Err(format!("mount {shown}: {EXPECTED}"));
+                return Err(format!("mount {}: {EXPECTED}", shown()));
             }
             let src = check_abs_path("host mount source", parts[1])?;
             if src == Path::new("/") {
@@ -115,7 +118,7 @@ impl Mount {
             (MountSource::Host(src), &parts[2..])
         } else {
             if parts.len() < 2 {
-                return Err(format!("mount {shown}: {EXPECTED}"));
+                return Err(format!("mount {}: {EXPECTED}", shown()));
             }
             crate::names::validate("volume", parts[0]).map_err(|e| e.to_string())?;
             (MountSource::Volume(parts[0].to_string()), &parts[1..])
@@ -130,10 +133,11 @@ impl Mount {
             [_, mode] => {
                 let mode = crate::output::quoted(mode);
                 return Err(format!(
-                    "mount {shown}: mode {mode} must be ro or rw (optionally followed by :noexec)"
+                    "mount {}: mode {mode} must be ro or rw (optionally followed by :noexec)",
+                    shown()
                 ));
             }
-            _ => return Err(format!("mount {shown} has too many ':'; {EXPECTED}")),
+            _ => return Err(format!("mount {} has too many ':'; {EXPECTED}", shown())),
         };
         let target = check_target(rest[0])?;
         Ok(Mount {
