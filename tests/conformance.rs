@@ -728,6 +728,40 @@ fn a_cell_whose_init_died_is_reported_and_removed() {
 }
 
 #[test]
+fn a_new_cell_takes_the_name_and_port_of_one_whose_init_died() {
+    if !privileged("a_new_cell_takes_the_name_and_port_of_one_whose_init_died") {
+        return;
+    }
+    let mut env = Env::new("dead2");
+    let root = env.root("a", false);
+    let name = format!("dead2{}", std::process::id());
+    let other = format!("live2{}", std::process::id());
+    let p = port(3, 1);
+    env.create(&name, &root, &["-r", &p.to_string()]);
+    env.create(&other, &root, &[]);
+    let store = cells::kernel::linux::state::Store::new(env.dir.join("run/kernel"));
+    let init = store.lock().unwrap().table.cells[0].init_pid;
+    // SAFETY: kills the init of the cell this test created.
+    unsafe { libc::kill(init, libc::SIGKILL) };
+    wait_until("the init to die", Duration::from_secs(20), || {
+        !std::path::Path::new(&format!("/proc/{init}/cgroup")).exists()
+            || std::fs::read_to_string(format!("/proc/{init}/stat"))
+                .map_or(true, |s| s.contains(") Z"))
+    });
+    // No listing in between: the create itself finds the dead cell in its
+    // way and removes it, port reservation and all.
+    assert_eq!(env.create(&name, &root, &["-r", &p.to_string()]), 3);
+    let names = env.ok(&["list", "-T", "-H", "-o", "NAME"]);
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort_unstable();
+    let mut want = vec![name.as_str(), other.as_str()];
+    want.sort_unstable();
+    assert_eq!(names, want);
+    env.ok(&["destroy", &name]);
+    env.ok(&["destroy", &other]);
+}
+
+#[test]
 fn stats_move_under_load() {
     if !privileged("stats_move_under_load") {
         return;
