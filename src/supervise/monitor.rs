@@ -206,6 +206,7 @@ impl<'k> Monitor<'k> {
             // The starter may have given up waiting; that is not our failure.
             let _ = writeln!(r, "ready {}", self.status.supervisor_pid);
         }
+        release_free_memory();
         let mut events = Events::with_capacity(8);
         while !done {
             let timeout = self
@@ -920,6 +921,18 @@ pub fn request_stop(paths: &Paths, grace: Duration) -> anyhow::Result<()> {
 fn take_stop_request(paths: &Paths) -> Option<Duration> {
     let text = std::fs::read_to_string(&paths.stop).ok()?;
     text.trim().parse().ok().map(Duration::from_millis)
+}
+
+/// Gives the memory the setup used and freed (the cell lookup reads the whole
+/// cell table) back to the system: a supervisor lives as long as its service,
+/// one per running cell, and glibc keeps freed pages otherwise (at 100 running
+/// cells: heap 78 KB → 33 KB per supervisor, bench/cell-cost.sh).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory of this process's arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 pub fn describe_exit(exit: ExitStatus) -> String {
