@@ -640,7 +640,10 @@ impl<'k> Monitor<'k> {
     /// `throttled`) and forwards the lines; at end of file, flushes and
     /// unregisters it.
     fn read_stream(&mut self, i: usize, mut budget: usize, throttled: bool) {
-        let mut buf = [0u8; 16384];
+        // A page: every stack page a supervisor touches once stays its own
+        // for as long as it runs (16 KB cost 7 KB per supervisor at 100
+        // cells, and no more intake per CPU second: bench/supervise-flood.sh).
+        let mut buf = [0u8; 4096];
         while budget > 0 {
             let now = Instant::now();
             let allowed = if throttled {
