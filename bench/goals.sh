@@ -7,7 +7,9 @@
 #      them (bench/apply.sh), no-change applies over NOCHANGE running cells
 #      (1,000: its converge takes a minute or so; NOCHANGE=0 skips it);
 #      cellmgr cell list over LIST declared cells (10,000; bench/mgr-list.sh)
-#   4. processes and Pss per running cell at COST cells (100; bench/cell-cost.sh)
+#   4. processes and Pss per running cell at COST cells (100; bench/cell-cost.sh),
+#      and cellmgr start/stop of one cell, which goal 4 must leave as they are
+#      (bench/start-stop.sh)
 #
 #   sudo bench/goals.sh            (CELLS_BIN=path/to/cells, default target/release/cells)
 #   RUNS=40 CONVERGE=200 NOCHANGE=1000 LIST=10000 COST=100 set the sizes.
@@ -59,6 +61,7 @@ echo "== goal 4: bench/cell-cost.sh ${COST:-100}"
 bench/cell-cost.sh "${COST:-100}" | tee "$LOG"
 GOAL4=$(awk '/^processes per cell/ { printf "goal 4: processes per running cell     %s, ratio %.2f   (goal <= 1)\n", $(NF - 3), $(NF - 3) }
 	/^Pss per cell/ { printf "goal 4: Pss per running cell           %s KB, ratio %.2f   (goal <= 300 KB)\n", $(NF - 5), $(NF - 5) / 300 }' "$LOG")
+bench/start-stop.sh "${RUNS:-40}"
 echo
 echo "== every goal (ratio: figure / goal; at most 1.0 meets it)"
 printf '%s\n' "$GOAL12" "$GOAL3" "$GOAL4"
