@@ -85,7 +85,7 @@ impl Runtime for HostRuntime<'_> {
     }
 
     fn state_dir(&self, cell: &str) -> PathBuf {
-        CellPaths::new(self.cfg, cell).state
+        CellPaths::state_of(self.cfg, cell)
     }
 
     fn set_workers(&self, n: usize) {

@@ -59,12 +59,11 @@ pub fn build(
     // dependencies' only through `bounced`, below).
     let seen = crate::engine::par::map(order.iter().collect(), 128, |name| {
         let input = cell_input(cfg, &desired.cells[name])?;
-        let paths = CellPaths::new(cfg, name);
         let seen = CellObserved {
-            rendered: paths.conf.exists(),
+            rendered: CellPaths::conf_of(cfg, name).exists(),
             running: observed.running.contains(name),
             present: observed.present.contains(name),
-            applied: hash::read_record(&paths.state).map(|r| r.hashes),
+            applied: hash::read_record(&CellPaths::state_of(cfg, name)).map(|r| r.hashes),
         };
         Ok::<_, anyhow::Error>((input, seen))
     });

@@ -53,25 +53,37 @@ pub struct CellPaths {
 }
 
 impl CellPaths {
+    /// The cell's paths; finding where its writable layer is takes a look
+    /// at the disk: [`CellPaths::conf_of`] and [`CellPaths::state_of`] need none.
     pub fn new(cfg: &Config, name: &str) -> CellPaths {
         let dir = cfg.data_dir.join(name);
         let disk_image = dir.join("disk.img");
         let disk_mount = dir.join("disk");
         CellPaths {
             name: name.to_string(),
-            conf: dir.join("cell.conf"),
+            conf: Self::conf_of(cfg, name),
             root: dir.join("root"),
             overlay: if disk_image.exists() {
                 disk_mount.join("overlay")
             } else {
                 dir.join("overlay")
             },
-            state: dir.join("state"),
+            state: Self::state_of(cfg, name),
             disk_image,
             disk_mount,
             lower: dir.join("lower"),
             dir,
         }
+    }
+
+    /// The rendered `cell.conf` of a cell (as [`CellPaths::conf`]).
+    pub fn conf_of(cfg: &Config, name: &str) -> PathBuf {
+        cfg.data_dir.join(name).join("cell.conf")
+    }
+
+    /// The state directory of a cell (as [`CellPaths::state`]).
+    pub fn state_of(cfg: &Config, name: &str) -> PathBuf {
+        cfg.data_dir.join(name).join("state")
     }
 
     /// The recorded mounts (see [`compose`]).
