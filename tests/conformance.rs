@@ -690,6 +690,19 @@ fn destroy_is_refused_while_members_run() {
     env.ok(&["destroy", &name]);
 }
 
+/// Kills the init of the first cell in `env`'s table and waits until it died.
+fn kill_first_init(env: &Env) {
+    let store = cells::kernel::linux::state::Store::new(env.dir.join("run/kernel"));
+    let init = store.lock().unwrap().table.cells[0].init_pid;
+    // SAFETY: kills the init of a cell the test created.
+    unsafe { libc::kill(init, libc::SIGKILL) };
+    wait_until("the init to die", Duration::from_secs(20), || {
+        !std::path::Path::new(&format!("/proc/{init}/cgroup")).exists()
+            || std::fs::read_to_string(format!("/proc/{init}/stat"))
+                .map_or(true, |s| s.contains(") Z"))
+    });
+}
+
 #[test]
 fn a_cell_whose_init_died_is_reported_and_removed() {
     if !privileged("a_cell_whose_init_died_is_reported_and_removed") {
@@ -700,15 +713,7 @@ fn a_cell_whose_init_died_is_reported_and_removed() {
     let name = format!("dead{}", std::process::id());
     let p = port(3, 0);
     env.create(&name, &root, &["-r", &p.to_string()]);
-    let store = cells::kernel::linux::state::Store::new(env.dir.join("run/kernel"));
-    let init = store.lock().unwrap().table.cells[0].init_pid;
-    // SAFETY: kills the init of the cell this test created.
-    unsafe { libc::kill(init, libc::SIGKILL) };
-    wait_until("the init to die", Duration::from_secs(20), || {
-        !std::path::Path::new(&format!("/proc/{init}/cgroup")).exists()
-            || std::fs::read_to_string(format!("/proc/{init}/stat"))
-                .map_or(true, |s| s.contains(") Z"))
-    });
+    kill_first_init(&env);
     let out = env.ctl(&["list", "-T", "-H"]);
     assert!(out.status.success());
     assert_eq!(
@@ -739,15 +744,7 @@ fn a_new_cell_takes_the_name_and_port_of_one_whose_init_died() {
     let p = port(3, 1);
     env.create(&name, &root, &["-r", &p.to_string()]);
     env.create(&other, &root, &[]);
-    let store = cells::kernel::linux::state::Store::new(env.dir.join("run/kernel"));
-    let init = store.lock().unwrap().table.cells[0].init_pid;
-    // SAFETY: kills the init of the cell this test created.
-    unsafe { libc::kill(init, libc::SIGKILL) };
-    wait_until("the init to die", Duration::from_secs(20), || {
-        !std::path::Path::new(&format!("/proc/{init}/cgroup")).exists()
-            || std::fs::read_to_string(format!("/proc/{init}/stat"))
-                .map_or(true, |s| s.contains(") Z"))
-    });
+    kill_first_init(&env);
     // No listing in between: the create itself finds the dead cell in its
     // way and removes it, port reservation and all.
     assert_eq!(env.create(&name, &root, &["-r", &p.to_string()]), 3);
