@@ -329,7 +329,7 @@ pub fn for_root(
             return Ok(r);
         }
     }
-    allocate(cfg, kernel, lock)
+    allocate_beside(cfg, &live, lock)
 }
 
 #[cfg(test)]
