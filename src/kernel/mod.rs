@@ -264,6 +264,19 @@ pub trait Kernel: Sync {
     /// it and signal it. A terminal is never passed as a descriptor: a
     /// process gets one only as its own (`ExecSpec::terminal`).
     fn spawn(&self, target: &Target, spec: &ExecSpec, stdio: [Stdio; 3]) -> anyhow::Result<Child>;
+    /// Creates a cell and starts a process in it, as [`Kernel::create`] then
+    /// [`Kernel::spawn`] do; a backend may overlap the two (Linux sends the
+    /// request while it records the cell). The cell's id comes back once the
+    /// cell exists, whether the process started or not.
+    fn create_and_spawn(
+        &self,
+        cell: &CellSpec,
+        spec: &ExecSpec,
+        stdio: [Stdio; 3],
+    ) -> anyhow::Result<(u64, anyhow::Result<Child>)> {
+        let id = self.create(cell)?;
+        Ok((id, self.spawn(&Target::Id(id), spec, stdio)))
+    }
     /// Runs a command in the cell with the caller's stdin, stdout and stderr
     /// and waits for it; returns its exit status (128 + the signal number when
     /// it was killed). When stdin is a terminal the command gets a terminal of
