@@ -127,6 +127,8 @@ const USUAL_V1_PARENT: &str = "/sys/fs/cgroup";
 /// `cells/` group has the controller's first limit file. Reading the mount
 /// table instead takes milliseconds on a host with hundreds of mounts (every
 /// cell adds some), at every create and destroy.
+// `f_type`'s integer type differs between architectures.
+#[allow(clippy::unnecessary_cast)]
 fn usual_v1_mount(controller: Controller) -> Option<PathBuf> {
     const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
     let mount = Path::new(USUAL_V1_PARENT).join(controller.name());
