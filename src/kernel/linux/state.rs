@@ -129,7 +129,7 @@ impl Store {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating state directory {}", self.dir.display()))?;
         let lock_path = self.dir.join("lock");
-        let mut lock = OpenOptions::new()
+        let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
