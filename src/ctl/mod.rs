@@ -234,6 +234,7 @@ pub fn main(personality: &str, args: &[String]) -> i32 {
         }
         let cfg = Config::load().context("reading the configuration")?;
         crate::journal::init(&cfg);
+        kernel::allow_forked_init();
         let kernel = kernel::host(&cfg).context("opening the kernel backend")?;
         match parsed.command {
             Command::Create(a) => create(&cfg, kernel.as_ref(), a),

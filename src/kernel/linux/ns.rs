@@ -174,6 +174,14 @@ fn parse_limit(b: &[u8]) -> Option<Limit> {
     std::str::from_utf8(b).ok()?.parse().ok().map(Some)
 }
 
+/// Whether the program allowed a forked init ([`allow_forked_init`]).
+static FORKED_INIT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// See `kernel::allow_forked_init`.
+pub fn allow_forked_init() {
+    FORKED_INIT.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Where this process's command line lives (`/proc/self/stat` fields 48
 /// and 49), if it runs one thread (field 20). Only then may a fork of it go on
 /// running Rust code without exec: a thread the fork leaves behind could hold
@@ -275,9 +283,12 @@ pub fn start_init(spec: &InitSpec, meanwhile: impl FnOnce(i32) -> Result<()>) ->
         ..CloneArgs::default()
     };
     // Exec costs a millisecond (loading and relocating the binary, the
-    // runtime's start) on the path of every create; a single-threaded creator
-    // (cellctl, one-shot cellmgr commands) is forked into the init instead.
-    let in_place = single_threaded();
+    // runtime's start) on the path of every create; a creator that allows it
+    // (cellctl) and is single-threaded is forked into the init instead.
+    let in_place = FORKED_INIT
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .then(single_threaded)
+        .flatten();
     // SAFETY: clone3 without CLONE_VM is a fork; the child only makes
     // async-signal-safe calls on data prepared above, then execs or _exits,
     // or, forked from a single-threaded process, becomes the init
