@@ -68,7 +68,7 @@ done
 unset CELLMGR_CONF
 
 median() { sort -n | awk '{ v[NR] = $1 } END { printf "%.2f\n", v[int((NR + 1) / 2)] / 1000 }'; }
-echo "iterations: $N; load before: $LOAD; state on: $(stat -f -c %T "$W"); keep: ${KEEP:-0}"
+echo "iterations: $N; load before: $LOAD; state on: $(stat -f -c %T "$W"); keep: ${KEEP:-0}; mounts on the host: $(wc -l </proc/self/mountinfo)"
 printf '%-4s %8s %8s %8s %8s %8s  %s\n' "" create exec destroy cycle run binary
 declare -A MED
 for s in a b; do
