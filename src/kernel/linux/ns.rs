@@ -186,7 +186,7 @@ pub fn allow_forked_init() {
 /// and 49), if it runs one thread (field 20). Only then may a fork of it go on
 /// running Rust code without exec: a thread the fork leaves behind could hold
 /// a lock (the allocator's, stdio's) forever in the copy.
-fn single_threaded() -> Option<std::ops::Range<usize>> {
+fn cmdline_if_single_threaded() -> Option<std::ops::Range<usize>> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let field = |n: usize| fields.get(n - 3)?.parse::<usize>().ok();
@@ -287,7 +287,7 @@ pub fn start_init(spec: &InitSpec, meanwhile: impl FnOnce(i32) -> Result<()>) ->
     // (cellctl) and is single-threaded is forked into the init instead.
     let in_place = FORKED_INIT
         .load(std::sync::atomic::Ordering::Relaxed)
-        .then(single_threaded)
+        .then(cmdline_if_single_threaded)
         .flatten();
     // SAFETY: clone3 without CLONE_VM is a fork; the child only makes
     // async-signal-safe calls on data prepared above, then execs or _exits,
