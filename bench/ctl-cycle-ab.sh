@@ -39,7 +39,7 @@ cp /bin/busybox "$W/root/bin/busybox"
 ln -s busybox "$W/root/bin/true"
 for s in a b; do
 	mkdir -p "$W/$s.run"
-	printf 'CELL_RUN_DIR=%s\n%s\n' "$W/$s.run" "${CONF[$s]}" >"$W/$s.conf"
+	printf 'CELL_RUN_DIR=%s\nCELL_AUDIT_LOG=%s\n%s\n' "$W/$s.run" "$W/$s.audit.log" "${CONF[$s]}" >"$W/$s.conf"
 	if [ "${KEEP:-0}" = 1 ]; then
 		CELLMGR_CONF=$W/$s.conf "${BIN[$s]}" ctl create -n "keep$$" "$W/root" >/dev/null
 	fi
