@@ -183,9 +183,10 @@ pub fn allow_forked_init() {
 }
 
 /// Where this process's command line lives (`/proc/self/stat` fields 48
-/// and 49), if it runs one thread (field 20). Only then may a fork of it go on
-/// running Rust code without exec: a thread the fork leaves behind could hold
-/// a lock (the allocator's, stdio's) forever in the copy.
+/// and 49), if it runs one thread (field 20) and the init's command line
+/// fits there. Only then may a fork of it go on running Rust code without
+/// exec: a thread the fork leaves behind could hold a lock (the allocator's,
+/// stdio's) forever in the copy.
 fn cmdline_if_single_threaded() -> Option<std::ops::Range<usize>> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
@@ -193,8 +194,8 @@ fn cmdline_if_single_threaded() -> Option<std::ops::Range<usize>> {
     if field(20)? != 1 {
         return None;
     }
-    let (start, end) = (field(48)?, field(49)?);
-    (start < end).then_some(start..end)
+    let area = field(48)?..field(49)?;
+    (area.len() >= INIT_CMDLINE.len()).then_some(area)
 }
 
 /// The command line the init shows (`/proc/1/cmdline` is readable in the cell
@@ -209,14 +210,13 @@ const INIT_CMDLINE: &[u8] = b"cells\0ctl\0--cell-init\0";
 /// descriptors dropped; then the init runs as the exec'd one does.
 ///
 /// SAFETY: only in the child of a fork of a single-threaded process;
-/// `cmdline` is that process's argument area.
+/// `cmdline` is that process's argument area, at least as long as
+/// [`INIT_CMDLINE`].
 unsafe fn forked_init(cmdline: std::ops::Range<usize>) -> ! {
     libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     let area = cmdline.start as *mut u8;
     std::ptr::write_bytes(area, 0, cmdline.len());
-    if INIT_CMDLINE.len() <= cmdline.len() {
-        std::ptr::copy_nonoverlapping(INIT_CMDLINE.as_ptr(), area, INIT_CMDLINE.len());
-    }
+    std::ptr::copy_nonoverlapping(INIT_CMDLINE.as_ptr(), area, INIT_CMDLINE.len());
     clear_environment();
     default_signals();
     libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
