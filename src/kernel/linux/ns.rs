@@ -206,8 +206,9 @@ const INIT_CMDLINE: &[u8] = b"cells\0ctl\0--cell-init\0";
 /// the creator's pipes): what exec would have done for it. Non-dumpable at
 /// once (its memory is a copy of the creator's: only host root may read it);
 /// the creator's command line (which names host paths) overwritten in place
-/// with the init's, its environment zeroed, its signal handlers and
-/// descriptors dropped; then the init runs as the exec'd one does.
+/// with the init's, its environment zeroed, its signal handlers,
+/// descriptors and journal dropped; then the init runs as the exec'd one
+/// does.
 ///
 /// SAFETY: only in the child of a fork of a single-threaded process;
 /// `cmdline` is that process's argument area, at least as long as
@@ -220,6 +221,8 @@ unsafe fn forked_init(cmdline: std::ops::Range<usize>) -> ! {
     clear_environment();
     default_signals();
     libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+    // State the creator set up for itself stays behind too, as with exec.
+    crate::journal::silence();
     let code = std::panic::catch_unwind(|| init_main(&[])).unwrap_or(127);
     libc::_exit(code)
 }
