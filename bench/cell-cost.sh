@@ -60,6 +60,39 @@ for p in os.listdir("/proc"):
         supervisors.append(p)
 
 kb = lambda ps: sum(pss_kb(p) for p in ps)
+
+def private_dirty(pid):
+    """Private dirty KB of one process by where it lies: the binary's
+    relocated data (RELRO, written once at start by the dynamic loader), its
+    other writable data, heap, stack, shared libraries, other anonymous maps."""
+    kinds, kind = {}, None
+    exe = os.path.realpath(f"/proc/{pid}/exe")
+    for line in read(f"/proc/{pid}/smaps").decode().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and not fields[0].endswith(":"):
+            name = fields[5] if len(fields) > 5 else ""
+            perms = fields[1]
+            if name == exe:
+                kind = "binary data" if "w" in perms else "binary relocated (RELRO)"
+            elif name in ("[heap]", "[stack]"):
+                kind = name.strip("[]")
+            elif name.startswith("/"):
+                kind = "libraries"
+            else:
+                kind = "other anonymous"
+        elif fields[0] == "Private_Dirty:":
+            kinds[kind] = kinds.get(kind, 0) + int(fields[1])
+    return kinds
+
+def breakdown(label, ps):
+    if not ps:
+        return
+    total = {}
+    for p in ps:
+        for k, v in private_dirty(p).items():
+            total[k] = total.get(k, 0) + v
+    parts = ", ".join(f"{k} {v / len(ps):.0f}" for k, v in sorted(total.items(), key=lambda kv: -kv[1]) if v)
+    print(f"  private dirty KB of one {label}: {parts}")
 extra = len(inits) + len(supervisors)
 print(f"running cells: {n}; inits {len(inits)}, supervisors {len(supervisors)}, services {len(services)}")
 print(f"processes per cell besides the service   {extra / n:6.2f}   (goal <= 1)")
@@ -67,5 +100,7 @@ print(f"Pss per cell besides the service         {kb(inits + supervisors) / n:6.
 print(f"  of which the init                      {kb(inits) / n:6.0f} KB")
 print(f"  of which the supervisor                {kb(supervisors) / n:6.0f} KB")
 print(f"Pss of the service (busybox sleep)       {kb(services) / n:6.0f} KB")
+breakdown("init", inits)
+breakdown("supervisor", supervisors)
 PY
 echo "converge of $N cells: $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f s", b - a }'); load after: $LOAD; cores: $(nproc)"

@@ -6,7 +6,9 @@
 #   3. the first converge of CONVERGE cells (200) and no-change applies over
 #      them (bench/apply.sh); cellmgr cell list over LIST declared cells
 #      (10,000; bench/mgr-list.sh)
-#   4. processes and Pss per running cell at COST cells (100; bench/cell-cost.sh)
+#   4. processes and Pss per running cell at COST cells (100; bench/cell-cost.sh),
+#      and cellmgr start/stop of one cell, which goal 4 must leave as they are
+#      (bench/start-stop.sh)
 #
 #   sudo bench/goals.sh            (CELLS_BIN=path/to/cells, default target/release/cells)
 #   RUNS=40 CONVERGE=200 LIST=10000 COST=100 set the sizes.
@@ -30,5 +32,6 @@ bench/mgr-list.sh "${LIST:-10000}" 10
 echo
 echo "== goal 4: bench/cell-cost.sh ${COST:-100}"
 bench/cell-cost.sh "${COST:-100}"
+bench/start-stop.sh "${RUNS:-40}"
 echo
 echo "load after: $(cut -d" " -f1-3 /proc/loadavg)"

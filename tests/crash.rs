@@ -40,17 +40,26 @@ fn cmdline(pid: i32) -> Option<Vec<String>> {
     )
 }
 
+/// True when `pid` is a supervisor of `cell`.
+fn is_supervisor(pid: i32, cell: &str) -> bool {
+    cmdline(pid).is_some_and(|a| {
+        a.get(1).map(String::as_str) == Some("supervise") && a.iter().any(|x| x == cell)
+    })
+}
+
 /// Pids of the supervisors of `cell` in this world.
 fn supervisors(cell: &str) -> Vec<i32> {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| {
-            cmdline(pid).is_some_and(|a| {
-                a.get(1).map(String::as_str) == Some("supervise") && a.iter().any(|x| x == cell)
-            })
-        })
+        .filter(|&pid| is_supervisor(pid, cell))
         .collect()
+}
+
+/// The supervisor of `cell` whose pid the lock file at `path` names.
+fn lock_holder(path: &std::path::Path, cell: &str) -> Option<i32> {
+    let pid = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
+    is_supervisor(pid, cell).then_some(pid)
 }
 
 fn signal(pid: i32, sig: libc::c_int) {
@@ -120,10 +129,14 @@ fn one_apply_recovers_from_a_kill_while_a_service_starts() {
             Duration::from_secs(20),
             Duration::from_millis(1),
             || {
-                let pid = supervisors("svc").first().copied()?;
+                // The pid from the lock the supervisor holds (it writes it
+                // right after taking it), not from a scan of /proc: with a few
+                // thousand processes on a shared machine a scan outlasts the
+                // window.
                 if !locked(&lock) || locked(&table) {
                     return None;
                 }
+                let pid = lock_holder(&lock, "svc")?;
                 signal(pid, libc::SIGSTOP);
                 wait_for(
                     "the supervisor to stop",

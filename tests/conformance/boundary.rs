@@ -860,6 +860,118 @@ fn cells_signal_their_own_and_reach_no_outside_abstract_socket() {
 }
 
 // ---------------------------------------------------------------------------
+// The cell's own init
+// ---------------------------------------------------------------------------
+
+/// Everything cell root tries against its own init (pid 1 in the cell, which
+/// holds descriptors of host directories: the cell's runtime directory, its
+/// cgroup, the agent's socket). Prints what it reached, one item a line.
+const INIT_PROBE: &str = r#"
+my @reached;
+for my $sig (qw(KILL STOP TSTP TERM INT HUP QUIT USR1 USR2 ALRM ABRT SEGV CHLD PIPE)) {
+    kill $sig, 1;
+}
+for my $req (16, 0x4206) {    # PTRACE_ATTACH, PTRACE_SEIZE
+    push @reached, "ptrace $req" if syscall(101, $req, 1, 0, 0) != -1;
+}
+sub entries { opendir(my $d, $_[0]) or return 0; scalar grep { !/^\.\.?$/ } readdir $d }
+print "listed /proc/1/fd\n" if entries("/proc/1/fd");
+for my $n (0 .. 63) {
+    push @reached, "the link /proc/1/fd/$n" if defined readlink("/proc/1/fd/$n");
+    push @reached, "the file /proc/1/fd/$n" if open(my $f, "<", "/proc/1/fd/$n");
+}
+for my $p (qw(root cwd map_files fdinfo)) {
+    push @reached, "/proc/1/$p" if entries("/proc/1/$p/");
+}
+for my $p (qw(mem environ)) {
+    push @reached, "/proc/1/$p" if open(my $f, "<", "/proc/1/$p");
+}
+my $pidfd = syscall(434, 1, 0);    # pidfd_open: no check; its use is checked
+if ($pidfd >= 0) {
+    for my $n (0 .. 63) {
+        push @reached, "pidfd_getfd $n" if syscall(438, $pidfd, $n, 0) >= 0;
+    }
+}
+# process_vm_readv: a refusal is EPERM/EACCES (or ENOSYS from seccomp); any
+# other outcome means the access check passed.
+my $buf = "\0" x 16;
+my $local = pack("QQ", unpack("J", pack("p", $buf)), 16);
+my $remote = pack("QQ", 0x10000, 16);
+my $r = syscall(310, 1, $local, 1, $remote, 1, 0);
+push @reached, "process_vm_readv" if $r >= 0 || !($!{EPERM} || $!{EACCES} || $!{ENOSYS});
+print "$_\n" for @reached;
+print "done\n";
+"#;
+
+/// Cell root, at every profile, cannot stop, kill or confuse its init with
+/// a signal, trace it, read its memory or environment, or reach the host
+/// descriptors it holds (through /proc/1/fd, its root or cwd, or
+/// pidfd_getfd); the init still serves the cell afterwards. This is what
+/// makes it safe for the init to hold host descriptors at all (and what a
+/// supervisor folded into it relies on).
+#[test]
+fn cell_root_cannot_signal_trace_or_reach_into_its_init() {
+    let test = "cell_root_cannot_signal_trace_or_reach_into_its_init";
+    if !privileged(test) {
+        return;
+    }
+    let mut env = Env::new("initprobe");
+    let root = env.root("initprobe", true);
+    let pid = std::process::id();
+    let store = cells::kernel::linux::state::Store::new(env.dir.join("run/kernel"));
+    for profile in PROFILES {
+        let name = format!("ip{profile}{pid}");
+        env.create(&name, &root, &["-l", profile]);
+        let init = store
+            .lock()
+            .unwrap()
+            .table
+            .cells
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap()
+            .clone();
+        let held = std::fs::read_dir(format!("/proc/{}/fd", init.init_pid))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
+            .filter(|l| l.starts_with(&env.dir))
+            .count();
+        assert!(held > 0, "{profile}: the init holds no host directory");
+        let (rc, out) = perl(&env, &name, INIT_PROBE, &[]);
+        assert_eq!(rc, 0, "{profile}: the probe failed: {out}");
+        // Where cell root is host uid 0 (low, and every profile on host ids)
+        // the mode of /proc/1/fd lets it list the descriptor numbers (each
+        // entry still checks for ptrace access, which the non-dumpable init
+        // refuses); nothing more.
+        let out = if profile == "low" || !cellenv::userns() {
+            out.replace("listed /proc/1/fd\n", "")
+        } else {
+            out
+        };
+        assert_eq!(out, "done", "{profile}: cell root reached its init:\n{out}");
+        // Neither stopped nor replaced: the same init serves the next command.
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", init.init_pid)).unwrap();
+        let state = stat.rsplit_once(") ").unwrap().1.chars().next();
+        assert!(
+            !matches!(state, Some('T' | 't' | 'Z')),
+            "{profile}: the init's state: {stat}"
+        );
+        let mut next = env
+            .command()
+            .args(["exec", &name, "/bin/true"])
+            .spawn()
+            .unwrap();
+        let status = wait_child(&mut next, "a command after the probe");
+        assert!(status.success(), "{profile}: the init no longer serves");
+        assert!(
+            cells::kernel::linux::ns::init_alive(&init),
+            "{profile}: the init died"
+        );
+        env.ok(&["destroy", &name]);
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Namespaces and cgroups
 // ---------------------------------------------------------------------------
 

@@ -40,13 +40,18 @@ pub fn listen(dir: &OwnedFd) -> Result<OwnedFd> {
     Ok(sock)
 }
 
-/// A process forked but not yet known to have exec'd.
-struct Starting {
-    conn: OwnedFd,
+/// A command forked in the cell ([`Agent::fork_command`]).
+struct Forked {
     pid: libc::pid_t,
     pidfd: OwnedFd,
     /// Read end of the child's error pipe: a (step, errno) pair, or EOF at exec.
     errors: OwnedFd,
+}
+
+/// A process forked for a connection but not yet known to have exec'd.
+struct Starting {
+    conn: OwnedFd,
+    forked: Forked,
     master: Option<OwnedFd>,
 }
 
@@ -249,7 +254,7 @@ impl Agent {
             fds.extend(
                 self.starting
                     .iter()
-                    .map(|s| (s.errors.as_raw_fd(), libc::POLLIN)),
+                    .map(|s| (s.forked.errors.as_raw_fd(), libc::POLLIN)),
             );
             let timeout = self.sampler.due().saturating_duration_since(Instant::now());
             let ready: Vec<bool> = poll(&fds, timeout.as_millis().min(1000) as libc::c_int + 1)
@@ -332,47 +337,65 @@ impl Agent {
                 stdio[2].as_raw_fd(),
             ],
         };
-        let (errors_r, errors_w) = match rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) {
-            Ok(p) => p,
-            Err(e) => return fail(&conn, "creating a pipe", e.raw_os_error()),
+        let forked = match self.fork_command(&prepared, master.is_some(), raw) {
+            Ok(f) => f,
+            Err((step, errno)) => return fail(&conn, step, errno),
         };
+        drop(stdio);
+        self.starting.push(Starting {
+            conn,
+            forked,
+            master,
+        });
+    }
+
+    /// Forks the command of `prepared` on `stdio` (a terminal's slave three
+    /// times when `terminal`): the child confines itself and execs, or writes
+    /// why it could not to the error pipe. Every process the init starts
+    /// comes through here.
+    fn fork_command(
+        &self,
+        prepared: &Prepared,
+        terminal: bool,
+        stdio: [RawFd; 3],
+    ) -> std::result::Result<Forked, (&'static str, i32)> {
+        let (errors_r, errors_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| ("creating a pipe", e.raw_os_error()))?;
         // SAFETY: fork of this single-threaded process; the child never returns.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
             let errno = std::io::Error::last_os_error()
                 .raw_os_error()
                 .unwrap_or(libc::EAGAIN);
-            return fail(&conn, "forking the process", errno);
+            return Err(("forking the process", errno));
         }
         if pid == 0 {
             child(
-                &prepared,
+                prepared,
                 &self.members,
                 &self.confinement,
-                master.is_some(),
-                raw,
+                terminal,
+                stdio,
                 errors_w.as_raw_fd(),
             );
         }
-        drop((errors_w, stdio));
+        drop(errors_w);
         // SAFETY: pidfd_open of our own child, which cannot be reaped yet.
         let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
         if pidfd < 0 {
-            // SAFETY: our child; it is reaped by `reap` as an unknown pid.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
             let errno = std::io::Error::last_os_error()
                 .raw_os_error()
                 .unwrap_or(libc::EIO);
-            return fail(&conn, "opening a pidfd", errno);
+            // SAFETY: our child; it is reaped by `reap` as an unknown pid.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            return Err(("opening a pidfd", errno));
         }
-        self.starting.push(Starting {
-            conn,
+        Ok(Forked {
             pid,
             // SAFETY: a fresh descriptor.
             pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
             errors: errors_r,
-            master,
-        });
+        })
     }
 
     /// The child exec'd (its error pipe closed) or reported a failure.
@@ -380,7 +403,7 @@ impl Agent {
         let mut report = [0i32; 2];
         // SAFETY: reads at most 8 bytes into a local array; the child has
         // exec'd, failed or died, so this does not block.
-        let n = unsafe { libc::read(s.errors.as_raw_fd(), report.as_mut_ptr().cast(), 8) };
+        let n = unsafe { libc::read(s.forked.errors.as_raw_fd(), report.as_mut_ptr().cast(), 8) };
         if n == 8 {
             let step = Step::from_code(report[0]).map_or("starting the command", Step::describe);
             let _ = send(
@@ -393,14 +416,14 @@ impl Agent {
             );
             return;
         }
-        let mut fds = vec![s.pidfd.as_fd()];
+        let mut fds = vec![s.forked.pidfd.as_fd()];
         if let Some(m) = &s.master {
             fds.push(m.as_fd());
         }
         if send(s.conn.as_fd(), &Reply::Started, &fds).is_ok() {
             self.running.push(Running {
                 conn: s.conn,
-                pid: s.pid,
+                pid: s.forked.pid,
             });
         }
     }
@@ -415,7 +438,7 @@ impl Agent {
             if pid <= 0 {
                 return;
             }
-            if let Some(i) = self.starting.iter().position(|s| s.pid == pid) {
+            if let Some(i) = self.starting.iter().position(|s| s.forked.pid == pid) {
                 let s = self.starting.remove(i);
                 self.finish_start(s);
             }
