@@ -4,6 +4,11 @@
 # iteration so that load from elsewhere falls on both; prints the median of
 # each step in milliseconds and their ratio (b/a).
 #
+# With bubblewrap installed, every iteration also runs `bwrap --unshare-all
+# --ro-bind ROOT / --proc /proc --dev /dev /bin/true` on the same root, and
+# each side's cycle and run are given as ratios to it (issue 18's goals: run
+# <= 1.0, cycle <= 1.5).
+#
 # Usage (as root): bench/ctl-cycle-ab.sh A_CELLS B_CELLS [iterations]
 # RUN_PARENT picks the file system of the cell state (default: TMPDIR or /tmp;
 # /dev/shm for tmpfs, where /run usually is). KEEP=1 keeps one more cell in
@@ -29,18 +34,19 @@ cleanup() {
 	rm -rf "$W"
 }
 trap cleanup EXIT
-mkdir -p "$W/root/bin"
+mkdir -p "$W/root/bin" "$W/root/proc" "$W/root/dev" "$W/root/tmp"
 cp /bin/busybox "$W/root/bin/busybox"
 ln -s busybox "$W/root/bin/true"
 for s in a b; do
 	mkdir -p "$W/$s.run"
-	printf 'CELL_RUN_DIR=%s\n%s\n' "$W/$s.run" "${CONF[$s]}" >"$W/$s.conf"
+	printf 'CELL_RUN_DIR=%s\nCELL_AUDIT_LOG=%s\n%s\n' "$W/$s.run" "$W/$s.audit.log" "${CONF[$s]}" >"$W/$s.conf"
 	if [ "${KEEP:-0}" = 1 ]; then
 		CELLMGR_CONF=$W/$s.conf "${BIN[$s]}" ctl create -n "keep$$" "$W/root" >/dev/null
 	fi
 done
 
 now() { local t=${EPOCHREALTIME/./}; echo $((10#$t)); }
+BWRAP=$(command -v bwrap || true)
 LOAD=$(cut -d" " -f1-3 /proc/loadavg)
 for ((i = 0; i < N + 2; i++)); do
 	for s in a b; do
@@ -53,11 +59,16 @@ for ((i = 0; i < N + 2; i++)); do
 		# The first two rounds warm caches and are not counted.
 		[ "$i" -ge 2 ] && echo "$((t1 - t0)) $((t2 - t1)) $((t3 - t2)) $((t3 - t0)) $((t4 - t3))" >>"$W/$s.t"
 	done
+	if [ -n "$BWRAP" ]; then
+		t0=$(now); "$BWRAP" --unshare-all --ro-bind "$W/root" / --proc /proc --dev /dev /bin/true
+		t1=$(now)
+		[ "$i" -ge 2 ] && echo "$((t1 - t0))" >>"$W/bwrap.t"
+	fi
 done
 unset CELLMGR_CONF
 
 median() { sort -n | awk '{ v[NR] = $1 } END { printf "%.2f\n", v[int((NR + 1) / 2)] / 1000 }'; }
-echo "iterations: $N; load before: $LOAD; state on: $(stat -f -c %T "$W"); keep: ${KEEP:-0}"
+echo "iterations: $N; load before: $LOAD; state on: $(stat -f -c %T "$W"); keep: ${KEEP:-0}; mounts on the host: $(wc -l </proc/self/mountinfo)"
 printf '%-4s %8s %8s %8s %8s %8s  %s\n' "" create exec destroy cycle run binary
 declare -A MED
 for s in a b; do
@@ -71,3 +82,11 @@ done
 printf '%-4s' b/a
 for c in 1 2 3 4 5; do awk -v a="${MED[a$c]}" -v b="${MED[b$c]}" 'BEGIN { printf " %8.2f", (a > 0 ? b / a : 0) }'; done
 echo
+if [ -n "$BWRAP" ]; then
+	BW=$(median <"$W/bwrap.t")
+	echo "bwrap --unshare-all /bin/true: $BW ms, same iterations"
+	for s in a b; do
+		awk -v c="${MED[${s}4]}" -v r="${MED[${s}5]}" -v b="$BW" -v s="$s" \
+			'BEGIN { printf "%s: cycle/bwrap %.2f (goal <= 1.5), run/bwrap %.2f (goal <= 1.0)\n", s, c / b, r / b }'
+	done
+fi

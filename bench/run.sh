@@ -65,6 +65,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 r=$(median "${R[@]}") y=$(median "${Y[@]}") b=$(median "${B[@]}")
 echo "iterations: $N, interleaved; medians of wall time, each tool's process start included"
 echo "load before: $LOAD; after: $(cut -d" " -f1-3 /proc/loadavg); cores: $(nproc)"
+# Both tools copy the host's mount table into the new mount namespace and
+# detach it again: each costs more on a host with many mounts.
+echo "mounts on the host: $(wc -l </proc/self/mountinfo)"
 echo "limits: ${LIMITS:-the defaults (--maxproc 1024)}"
 echo "cellctl run /bin/true              $(ms "$r")"
 echo "cellctl create+exec+destroy        $(ms "$y")"

@@ -142,6 +142,56 @@ fn run_confines_the_command_as_exec_does() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("run-"));
 }
 
+/// The init is forked from cellctl rather than executed afresh: what the cell
+/// can see of it (its command line, readable whatever its dumpable flag;
+/// its environment and memory map, which it must not be able to read) tells
+/// nothing of cellctl's command line or environment.
+#[test]
+fn the_cells_init_shows_nothing_of_its_creator() {
+    if !privileged("the_cells_init_shows_nothing_of_its_creator") {
+        return;
+    }
+    let mut env = Env::new("run-init-view");
+    let root = env.root("a", false);
+    let rootp = root.to_str().unwrap();
+    let probe = "tr '\\0' '|' </proc/1/cmdline; echo; cat /proc/1/environ; \
+                 cat /proc/1/maps; cat /proc/1/comm";
+    for profile in ["low", "high"] {
+        let out = env
+            .command()
+            .env("CELLS_TEST_SECRET", "creator-secret-7731")
+            .args(["run", "-l", profile, rootp, "/bin/sh", "-c", probe])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        let mut lines = stdout.lines();
+        let cmdline = lines.next().unwrap_or_default();
+        assert_eq!(
+            cmdline.trim_end_matches('|'),
+            "cells|ctl|--cell-init",
+            "profile {profile}: {stdout}"
+        );
+        assert_eq!(
+            lines.next(),
+            Some("cell-init"),
+            "profile {profile}: {stdout}"
+        );
+        for leak in [rootp, "creator-secret-7731", "run|"] {
+            assert!(
+                !stdout.contains(leak) && !stderr.contains(leak),
+                "profile {profile}: the cell saw {leak:?}:\n{stdout}\n{stderr}"
+            );
+        }
+        assert!(
+            stderr.contains("/proc/1/environ") && stderr.contains("/proc/1/maps"),
+            "profile {profile}: the init's environment or memory map is readable: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn a_terminated_run_leaves_nothing_behind() {
     if !privileged("a_terminated_run_leaves_nothing_behind") {

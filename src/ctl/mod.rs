@@ -234,6 +234,7 @@ pub fn main(personality: &str, args: &[String]) -> i32 {
         }
         let cfg = Config::load().context("reading the configuration")?;
         crate::journal::init(&cfg);
+        kernel::allow_forked_init();
         let kernel = kernel::host(&cfg).context("opening the kernel backend")?;
         match parsed.command {
             Command::Create(a) => create(&cfg, kernel.as_ref(), a),
@@ -338,14 +339,24 @@ fn create(cfg: &Config, kernel: &dyn Kernel, a: CreateArgs) -> Result<i32> {
 /// Creates the cell, in a user namespace of its own where the profile asks
 /// for one (its id range held until the cell exists, so no other command
 /// takes the same).
-fn create_cell(cfg: &Config, kernel: &dyn Kernel, mut spec: CellSpec) -> Result<u64> {
+fn create_cell(cfg: &Config, kernel: &dyn Kernel, spec: CellSpec) -> Result<u64> {
+    create_cell_with(cfg, kernel, spec, |spec| kernel.create(spec))
+}
+
+/// [`create_cell`] through `create`, a kernel call that makes the cell.
+fn create_cell_with<T>(
+    cfg: &Config,
+    kernel: &dyn Kernel,
+    mut spec: CellSpec,
+    create: impl FnOnce(&CellSpec) -> Result<T>,
+) -> Result<T> {
     let lock = crate::engine::ids::lock(cfg)?;
     if crate::engine::ids::wanted(cfg, spec.profile) {
         spec.ids = Some(crate::engine::ids::for_root(
             cfg, kernel, &spec.root, &lock,
         )?);
     }
-    kernel.create(&spec)
+    create(&spec)
 }
 
 fn destroy(kernel: &dyn Kernel, a: DestroyArgs) -> Result<i32> {
@@ -391,8 +402,11 @@ const RUN_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP
 
 /// An ephemeral cell: create, run the command with the caller's stdio,
 /// destroy the cell with whatever is left in it, exit with the command's
-/// status. A signal that comes before the command started ends the run
-/// there (128 + its number); the cell is destroyed in every case.
+/// status. The command is sent along with the making of the cell (the
+/// kernel overlaps the two). A signal that comes before the cell is being
+/// made ends the run there (128 + its number); one that comes later is
+/// passed on to the command once it runs; the cell is destroyed in every
+/// case.
 fn run(cfg: &Config, kernel: &dyn Kernel, a: RunArgs) -> Result<i32> {
     let name = a
         .name
@@ -419,12 +433,22 @@ fn run(cfg: &Config, kernel: &dyn Kernel, a: RunArgs) -> Result<i32> {
     // cell is gone (a KILL leaves a cell whose init dies with cellctl).
     let signals = WakePipe::new().context("creating the signal pipe")?;
     crate::supervise::signals::install(&RUN_SIGNALS).context("installing signal handlers")?;
-    let id = create_cell(cfg, kernel, spec).with_context(|| format!("run cell '{name}'"))?;
-    let target = Target::Id(id);
-    let status = match signals.drain().first() {
-        Some(&sig) => Ok(128 + sig),
-        None => kernel.run(&target, &command(a.command, &name)),
+    if let Some(&sig) = signals.drain().first() {
+        return Ok(128 + sig);
+    }
+    let mut made = None;
+    let status = crate::kernel::relay::run(&command(a.command, &name), |exec, stdio| {
+        let (id, child) = create_cell_with(cfg, kernel, spec, |spec| {
+            kernel.create_and_spawn(spec, exec, stdio)
+        })
+        .with_context(|| format!("run cell '{name}'"))?;
+        made = Some(id);
+        child
+    });
+    let Some(id) = made else {
+        return status;
     };
+    let target = Target::Id(id);
     let destroyed = kernel.destroy_all(&target);
     let status = status.with_context(|| format!("run cell '{name}'"))?;
     destroyed.with_context(|| format!("destroy cell '{name}' after its command"))?;

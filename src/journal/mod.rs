@@ -143,6 +143,16 @@ struct Context {
 static CONTEXT: OnceLock<Context> = OnceLock::new();
 static COMMAND: OnceLock<String> = OnceLock::new();
 
+/// Set in a cell's init forked from a recording command (`kernel::linux::ns`):
+/// the journal's host path means nothing in the cell's mount namespace, and
+/// an executed init records nothing either.
+static SILENCED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns recording off in this process for good, whatever [`init`] did.
+pub fn silence() {
+    SILENCED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Turns recording on for this process (the first configuration wins).
 pub fn init(cfg: &Config) {
     let _ = CONTEXT.get_or_init(|| Context {
@@ -198,6 +208,9 @@ pub fn now() -> String {
 /// Appends a record; a journal that cannot be written is reported once per
 /// process and does not fail the operation that was recorded.
 fn append(record: &Record) {
+    if SILENCED.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     let Some(ctx) = CONTEXT.get() else { return };
     if let Err(e) = ctx.journal.append(record) {
         static WARNED: OnceLock<()> = OnceLock::new();

@@ -118,6 +118,31 @@ pub struct Placement {
     unified_root: PathBuf,
 }
 
+/// Where systemd and most hybrid hosts mount each v1 hierarchy.
+const USUAL_V1_PARENT: &str = "/sys/fs/cgroup";
+
+/// `controller`'s v1 hierarchy at its usual place, `/sys/fs/cgroup/<name>`,
+/// if that is the root of a cgroup v1 mount bound to it: a directory, not a
+/// symlink (`cpu -> cpu,cpuacct` is left to the mount table), whose root or
+/// `cells/` group has the controller's first limit file. Reading the mount
+/// table instead takes milliseconds on a host with hundreds of mounts (every
+/// cell adds some), at every create and destroy.
+// `f_type`'s integer type differs between architectures.
+#[allow(clippy::unnecessary_cast)]
+fn usual_v1_mount(controller: Controller) -> Option<PathBuf> {
+    const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
+    let mount = Path::new(USUAL_V1_PARENT).join(controller.name());
+    // host path: the host's cgroup mounts, no cell's
+    let dir = std::fs::symlink_metadata(&mount).ok()?.is_dir();
+    let cgroup_v1 = rustix::fs::statfs(&mount).is_ok_and(|s| s.f_type as i64 == CGROUP_SUPER_MAGIC);
+    let (file, _) = controller.settings(1, true).into_iter().next()?;
+    // The root has no pids files; the `cells` group any earlier cell made does.
+    let bound = [mount.join(file), mount.join("cells").join(file)]
+        .iter()
+        .any(|f| f.exists());
+    (dir && cgroup_v1 && bound).then_some(mount)
+}
+
 /// Cgroup v1 hierarchies in a mount table: (mount point, controllers). Only
 /// mounts of a hierarchy's root (a bind of a subtree would put `cells/`
 /// somewhere unexpected).
@@ -144,6 +169,14 @@ impl Placement {
         let subtree = root.join("cgroup.subtree_control");
         // host path: `root` is the cgroup2 mount, not a cell's root
         let delegated = std::fs::read_to_string(subtree).unwrap_or_default();
+        let usual: Option<Vec<_>> = Controller::ALL
+            .into_iter()
+            .filter(|c| !delegated.split_whitespace().any(|d| d == c.name()))
+            .map(|c| usual_v1_mount(c).map(|m| (m, vec![c.name().to_string()])))
+            .collect();
+        if let Some(v1) = usual {
+            return Placement::from_parts(root, &delegated, &v1);
+        }
         // Only cgroup v1 mounts matter: the others (hundreds on a busy host)
         // are not parsed.
         let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -507,6 +540,23 @@ mod tests {
         40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd\n\
         41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n\
         90 31 0:32 /sub /mnt/memory\\040bind rw,relatime - cgroup cgroup rw,memory\n";
+
+    /// The shortcut never disagrees with the mount table: a controller found
+    /// at its usual place is the one the host's mount table binds there.
+    #[test]
+    fn usual_v1_places_agree_with_the_mount_table() {
+        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let table = v1_hierarchies(&mountinfo::parse_entries(&text));
+        for c in Controller::ALL {
+            if let Some(mount) = usual_v1_mount(c) {
+                let bound = table
+                    .iter()
+                    .find(|(m, _)| *m == mount)
+                    .unwrap_or_else(|| panic!("{} is no v1 mount: {table:?}", mount.display()));
+                assert!(bound.1.iter().any(|n| n == c.name()), "{c:?}: {bound:?}");
+            }
+        }
+    }
 
     #[test]
     fn v1_hierarchies_are_read_from_mountinfo() {

@@ -596,14 +596,10 @@ impl LinuxKernel {
         mirror::write_record(&record)?;
         Ok(record)
     }
-}
 
-impl Kernel for LinuxKernel {
-    fn name(&self) -> &'static str {
-        "linux"
-    }
-
-    fn create(&self, spec: &CellSpec) -> Result<u64> {
+    /// `create`, calling `created` with the new cell's id once its init runs
+    /// and before the table records it (under the lock).
+    fn create_then(&self, spec: &CellSpec, created: impl FnOnce(u64)) -> Result<u64> {
         crate::names::validate("cell", &spec.name)?;
         if !landlock::scopes_available() {
             log::warn!(
@@ -678,6 +674,7 @@ impl Kernel for LinuxKernel {
                 return Err(e);
             }
         };
+        created(id);
         locked.table.next_id = id + 1;
         locked.table.cells.push(record);
         if let Err(e) = self.save(&locked) {
@@ -686,6 +683,44 @@ impl Kernel for LinuxKernel {
             return Err(e);
         }
         Ok(id)
+    }
+}
+
+impl Kernel for LinuxKernel {
+    fn name(&self) -> &'static str {
+        "linux"
+    }
+
+    fn create(&self, spec: &CellSpec) -> Result<u64> {
+        self.create_then(spec, |_| ())
+    }
+
+    /// The request goes to the new cell's init before the cell is recorded,
+    /// under the same lock: the init forks and execs the process while the
+    /// table is written (no second lock, no wait between the two).
+    fn create_and_spawn(
+        &self,
+        cell: &CellSpec,
+        spec: &ExecSpec,
+        stdio: [Stdio; 3],
+    ) -> Result<(u64, Result<Child>)> {
+        if spec.argv.is_empty() {
+            bail!("no command given");
+        }
+        let request = request(spec)?;
+        let mut sent = None;
+        let id = self.create_then(cell, |id| {
+            sent = Some(agent::host::send_request(
+                &self.store.cell_dir(id),
+                &request,
+                stdio,
+            ));
+        })?;
+        let child = sent
+            .expect("sent once the cell exists")
+            .and_then(agent::host::Sent::started)
+            .with_context(|| format!("running a command in cell '{}' (id {id})", cell.name));
+        Ok((id, child))
     }
 
     fn destroy(&self, target: &Target) -> Result<()> {

@@ -174,6 +174,75 @@ fn parse_limit(b: &[u8]) -> Option<Limit> {
     std::str::from_utf8(b).ok()?.parse().ok().map(Some)
 }
 
+/// Whether the program allowed a forked init ([`allow_forked_init`]).
+static FORKED_INIT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// See `kernel::allow_forked_init`.
+pub fn allow_forked_init() {
+    FORKED_INIT.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Where this process's command line lives (`/proc/self/stat` fields 48
+/// and 49), if it runs one thread (field 20) and the init's command line
+/// fits there. Only then may a fork of it go on running Rust code without
+/// exec: a thread the fork leaves behind could hold a lock (the allocator's,
+/// stdio's) forever in the copy.
+fn cmdline_if_single_threaded() -> Option<std::ops::Range<usize>> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3)?.parse::<usize>().ok();
+    if field(20)? != 1 {
+        return None;
+    }
+    let area = field(48)?..field(49)?;
+    (area.len() >= INIT_CMDLINE.len()).then_some(area)
+}
+
+/// The command line the init shows (`/proc/1/cmdline` is readable in the cell
+/// whatever the init's dumpable flag): the exec'd init's own.
+const INIT_CMDLINE: &[u8] = b"cells\0ctl\0--cell-init\0";
+
+/// The forked init's first steps, in the child of clone3 (stdio already on
+/// the creator's pipes): what exec would have done for it. Non-dumpable at
+/// once (its memory is a copy of the creator's: only host root may read it);
+/// the creator's command line (which names host paths) overwritten in place
+/// with the init's, its environment zeroed, its signal handlers,
+/// descriptors and journal dropped; then the init runs as the exec'd one
+/// does.
+///
+/// SAFETY: only in the child of a fork of a single-threaded process;
+/// `cmdline` is that process's argument area, at least as long as
+/// [`INIT_CMDLINE`].
+unsafe fn forked_init(cmdline: std::ops::Range<usize>) -> ! {
+    libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    let area = cmdline.start as *mut u8;
+    std::ptr::write_bytes(area, 0, cmdline.len());
+    std::ptr::copy_nonoverlapping(INIT_CMDLINE.as_ptr(), area, INIT_CMDLINE.len());
+    clear_environment();
+    default_signals();
+    libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+    // State the creator set up for itself stays behind too, as with exec.
+    crate::journal::silence();
+    let code = std::panic::catch_unwind(|| init_main(&[])).unwrap_or(127);
+    libc::_exit(code)
+}
+
+/// Zeroes the environment strings (a copy of the creator's) and empties it.
+///
+/// SAFETY: single-threaded; nothing holds a pointer into the environment.
+unsafe fn clear_environment() {
+    extern "C" {
+        static mut environ: *mut *mut libc::c_char;
+    }
+    let mut entry = environ;
+    while !entry.is_null() && !(*entry).is_null() {
+        let s = *entry;
+        std::ptr::write_bytes(s, 0, libc::strlen(s));
+        entry = entry.add(1);
+    }
+    environ = std::ptr::null_mut();
+}
+
 /// Starts a cell's init; returns its host pid once the root is in place.
 /// `meanwhile` runs while the init sets up, given its pid (the init is in the
 /// cell's cgroup by then): work of the caller's that need not wait for it. An
@@ -216,8 +285,17 @@ pub fn start_init(spec: &InitSpec, meanwhile: impl FnOnce(i32) -> Result<()>) ->
         cgroup: cgroup.as_raw_fd() as u64,
         ..CloneArgs::default()
     };
+    // Exec costs a millisecond (loading and relocating the binary, the
+    // runtime's start) on the path of every create; a creator that allows it
+    // (cellctl) and is single-threaded is forked into the init instead.
+    let in_place = FORKED_INIT
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .then(cmdline_if_single_threaded)
+        .flatten();
     // SAFETY: clone3 without CLONE_VM is a fork; the child only makes
-    // async-signal-safe calls on data prepared above, then execs or _exits.
+    // async-signal-safe calls on data prepared above, then execs or _exits,
+    // or, forked from a single-threaded process, becomes the init
+    // (`forked_init`).
     let pid = unsafe {
         let pid = libc::syscall(
             libc::SYS_clone3,
@@ -239,6 +317,9 @@ pub fn start_init(spec: &InitSpec, meanwhile: impl FnOnce(i32) -> Result<()>) ->
             libc::dup2(setup_r.as_raw_fd(), 0);
             libc::dup2(report_w.as_raw_fd(), 1);
             libc::dup2(null.as_raw_fd(), 2);
+            if let Some(cmdline) = in_place {
+                forked_init(cmdline);
+            }
             libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
             libc::_exit(127);
         }
@@ -388,9 +469,17 @@ fn parse_setup(input: &[u8]) -> Option<Setup> {
     })
 }
 
+/// The init's end of one of the creator's pipes (its stdin or stdout), used
+/// directly: a forked init must not read or write through buffers that the
+/// creator's `std::io` may have filled.
+fn creator_pipe(fd: std::os::fd::RawFd) -> std::mem::ManuallyDrop<std::fs::File> {
+    // SAFETY: 0 and 1 stay open for the init's whole setup; never closed here.
+    std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
 /// Reads the setup: its length, then that many bytes (the pipe stays open).
 fn read_setup() -> Option<Vec<u8>> {
-    let mut stdin = std::io::stdin().lock();
+    let mut stdin = creator_pipe(0);
     let mut len = [0u8; 8];
     stdin.read_exact(&mut len).ok()?;
     let len = usize::try_from(u64::from_le_bytes(len)).ok()?;
@@ -494,12 +583,9 @@ fn become_unprivileged(ids: &IdRange) -> Result<()> {
             return last_error("making the cell's user namespace");
         }
     }
-    let mut out = std::io::stdout();
-    writeln!(out, "{USERNS_MADE}")
-        .and_then(|()| out.flush())
-        .context("asking for the id maps")?;
+    writeln!(creator_pipe(1), "{USERNS_MADE}").context("asking for the id maps")?;
     let mut answer = [0u8; 1];
-    std::io::stdin()
+    creator_pipe(0)
         .read_exact(&mut answer)
         .context("waiting for the id maps")?;
     if answer[0] != MAPPED {
@@ -570,16 +656,16 @@ fn cell_init(setup: &Setup) -> ! {
             telemetry::Sampler::new(samples, cg),
         ))
     };
-    let mut out = std::io::stdout();
+    let mut out = creator_pipe(1);
     let agent = match prepare() {
         Ok(agent) => agent,
         Err(e) => {
-            let _ = writeln!(out, "error: {e:#}").and_then(|()| out.flush());
+            let _ = writeln!(out, "error: {e:#}");
             // SAFETY: ends this forked child without running the parent's exit handlers.
             unsafe { libc::_exit(1) }
         }
     };
-    let _ = writeln!(out, "ok").and_then(|()| out.flush());
+    let _ = writeln!(out, "ok");
     // SAFETY: detach stdio from the creator's pipes and close every descriptor
     // inherited from the creator's caller; keep only the agent's.
     unsafe {

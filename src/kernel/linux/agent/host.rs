@@ -175,6 +175,21 @@ fn connect(cell_dir: &Path) -> Result<OwnedFd> {
 
 /// Asks the agent of the cell at `cell_dir` to start `request`.
 pub fn spawn(cell_dir: &Path, request: &Request, stdio: [Stdio; 3]) -> Result<Child> {
+    send_request(cell_dir, request, stdio)?.started()
+}
+
+/// A request sent to a cell's agent, its answer not yet read.
+pub struct Sent {
+    conn: OwnedFd,
+    program: String,
+    terminal: bool,
+    kept: [Option<File>; 3],
+}
+
+/// Sends `request` to the agent of the cell at `cell_dir`; [`Sent::started`]
+/// reads the answer (the caller may do other work meanwhile: the init
+/// starts the process in parallel).
+pub fn send_request(cell_dir: &Path, request: &Request, stdio: [Stdio; 3]) -> Result<Sent> {
     let program = request.argv.first().context("no command given")?;
     let mut given = Vec::new();
     let mut kept: [Option<File>; 3] = [None, None, None];
@@ -188,31 +203,50 @@ pub fn spawn(cell_dir: &Path, request: &Request, stdio: [Stdio; 3]) -> Result<Ch
     let conn = connect(cell_dir)?;
     let fds: Vec<BorrowedFd<'_>> = given.iter().map(|f| f.as_fd()).collect();
     send(conn.as_fd(), request, &fds).context("sending the request to the cell's init")?;
-    drop(given);
-    let reply = recv::<Reply>(conn.as_fd(), MAX_REPLY).context("reading the cell init's reply")?;
-    let mut fds = match reply {
-        Some((Reply::Started, fds)) => fds.into_iter(),
-        Some((Reply::Failed { step, errno }, _)) => {
-            return Err(std::io::Error::from_raw_os_error(errno))
-                .with_context(|| format!("starting {program}: {}", crate::output::echo(&step)))
-        }
-        Some((Reply::Exited { .. }, _)) => {
-            bail!("the cell's init replied with an exit status to a start request")
-        }
-        None => bail!("the cell's init closed the connection (is the cell being destroyed?)"),
-    };
-    let pidfd = fds.next().context("the cell's init sent no pidfd")?;
-    let terminal = match request.terminal {
-        Some(_) => Some(File::from(
-            fds.next().context("the cell's init sent no terminal")?,
-        )),
-        None => None,
-    };
-    let pid = pid_of(&pidfd)?;
-    let remote = Remote {
+    Ok(Sent {
         conn,
-        pidfd,
-        status: None,
-    };
-    Ok(Child::new(pid, Box::new(remote), kept, terminal))
+        program: program.clone(),
+        terminal: request.terminal.is_some(),
+        kept,
+    })
+}
+
+impl Sent {
+    /// Waits until the process runs: the child, or why it could not start.
+    pub fn started(self) -> Result<Child> {
+        let Sent {
+            conn,
+            program,
+            terminal,
+            kept,
+        } = self;
+        let reply =
+            recv::<Reply>(conn.as_fd(), MAX_REPLY).context("reading the cell init's reply")?;
+        let mut fds = match reply {
+            Some((Reply::Started, fds)) => fds.into_iter(),
+            Some((Reply::Failed { step, errno }, _)) => {
+                return Err(std::io::Error::from_raw_os_error(errno))
+                    .with_context(|| format!("starting {program}: {}", crate::output::echo(&step)))
+            }
+            Some((Reply::Exited { .. }, _)) => {
+                bail!("the cell's init replied with an exit status to a start request")
+            }
+            None => bail!("the cell's init closed the connection (is the cell being destroyed?)"),
+        };
+        let pidfd = fds.next().context("the cell's init sent no pidfd")?;
+        let terminal = if terminal {
+            Some(File::from(
+                fds.next().context("the cell's init sent no terminal")?,
+            ))
+        } else {
+            None
+        };
+        let pid = pid_of(&pidfd)?;
+        let remote = Remote {
+            conn,
+            pidfd,
+            status: None,
+        };
+        Ok(Child::new(pid, Box::new(remote), kept, terminal))
+    }
 }
