@@ -487,12 +487,18 @@ pub fn stop(cfg: &Config, cell: &str, grace: Duration) -> anyhow::Result<()> {
         return Ok(());
     }
     // It did not finish in time: end the service and the supervisor here.
-    if let Ok(Some(child)) = sup.status.map(|s| s.and_then(|s| s.child_pid)) {
+    let service = sup.status.ok().flatten().and_then(|s| s.child_pid);
+    if let Some(child) = service {
         kill(-(child as i32), libc::SIGKILL);
         kill(child as i32, libc::SIGKILL);
     }
     kill(pid as i32, libc::SIGKILL);
     if wait_exited(&paths.lock, pid, Duration::from_secs(3))? {
+        // A SIGKILL is acted on when the process next runs: stop returns
+        // once the service has ended too, not merely been signalled.
+        if let Some(child) = service {
+            wait_gone(child, Duration::from_secs(3));
+        }
         let _ = std::fs::remove_file(&paths.status);
         gone();
         return Ok(());
@@ -873,10 +879,26 @@ fn read_reply(fd: OwnedFd, timeout: Duration) -> anyhow::Result<String> {
 /// Sleeps on a pidfd of the supervisor where there is one (woken the moment
 /// it exits), else polls every 20 ms.
 fn wait_exited(lock: &std::path::Path, pid: u32, timeout: Duration) -> anyhow::Result<bool> {
+    wait_until_gone(pid, timeout, || status::is_locked(lock))
+}
+
+/// Waits until `pid` is no longer running (exited, perhaps not yet reaped);
+/// false on timeout.
+fn wait_gone(pid: u32, timeout: Duration) -> bool {
+    wait_until_gone(pid, timeout, || Ok(false)).unwrap_or(false)
+}
+
+/// Waits until `pid` is no longer running and `held()` says false; false
+/// on timeout.
+fn wait_until_gone(
+    pid: u32,
+    timeout: Duration,
+    held: impl Fn() -> anyhow::Result<bool>,
+) -> anyhow::Result<bool> {
     let deadline = Instant::now() + timeout;
     let mut exit = pidfd(pid);
     loop {
-        if !status::is_locked(lock)? && !status::pid_running(pid) {
+        if !held()? && !status::pid_running(pid) {
             return Ok(true);
         }
         let left = deadline.saturating_duration_since(Instant::now());
