@@ -1060,7 +1060,12 @@ fn cell_rows_for(cfg: &Config, fields: &[&str]) -> Result<Vec<crate::model::Cell
     let desired = manifest::load_all(cfg)?;
     let want_stats = fields.iter().any(|f| STATS_FIELDS.contains(f));
     let facts = runtime_facts(cfg, want_stats);
-    read::cell_rows(cfg, &desired, &facts)
+    let rows = read::cell_rows(cfg, &desired, &facts);
+    // A one-shot command: the process's exit frees these far faster than
+    // dropping every manifest one by one (~5 % of a list of 10,000).
+    std::mem::forget(desired);
+    std::mem::forget(facts);
+    rows
 }
 
 impl Run for List {
@@ -1075,6 +1080,7 @@ impl Run for List {
         let cfg = load_config()?;
         let rows = cell_rows_for(&cfg, &fields)?;
         print!("{}", CELL_SCHEMA.render(&opts, &rows)?);
+        std::mem::forget(rows);
         Ok(EXIT_OK)
     }
 }
