@@ -207,6 +207,14 @@ impl Env {
     }
 
     /// `list -T -H` rows as columns.
+    /// The kernel table's record of cell `name` (its init's pid, cgroup, ids).
+    pub fn record(&self, name: &str) -> cells::kernel::linux::state::CellRecord {
+        let store = cells::kernel::linux::state::Store::new(self.dir.join("run/kernel"));
+        let locked = store.lock().unwrap();
+        let found = locked.table.cells.iter().find(|c| c.name == name).cloned();
+        found.unwrap_or_else(|| panic!("no cell {name} in the kernel table"))
+    }
+
     pub fn list_rows(&self) -> Vec<Vec<String>> {
         self.ok(&["list", "-T", "-H"])
             .lines()

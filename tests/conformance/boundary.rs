@@ -918,19 +918,10 @@ fn cell_root_cannot_signal_trace_or_reach_into_its_init() {
     let mut env = Env::new("initprobe");
     let root = env.root("initprobe", true);
     let pid = std::process::id();
-    let store = cells::kernel::linux::state::Store::new(env.dir.join("run/kernel"));
     for profile in PROFILES {
         let name = format!("ip{profile}{pid}");
         env.create(&name, &root, &["-l", profile]);
-        let init = store
-            .lock()
-            .unwrap()
-            .table
-            .cells
-            .iter()
-            .find(|c| c.name == name)
-            .unwrap()
-            .clone();
+        let init = env.record(&name);
         let held = std::fs::read_dir(format!("/proc/{}/fd", init.init_pid))
             .unwrap()
             .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())

@@ -64,7 +64,6 @@ fn cell_processes_are_never_host_uid_0() {
     let root = env.root("uid", false);
     let kernel = cells::kernel::host(&env.config()).unwrap();
     let host_ns = user_namespace(std::process::id());
-    let store = cells::kernel::linux::state::Store::new(env.dir.join("run/kernel"));
     for profile in ["low", "medium", "high"] {
         let name = format!("u{profile}{}", std::process::id());
         env.create(&name, &root, &["-l", profile]);
@@ -79,15 +78,7 @@ fn cell_processes_are_never_host_uid_0() {
                 [Stdio::Null, Stdio::Null, Stdio::Null],
             )
             .unwrap();
-        let init = store
-            .lock()
-            .unwrap()
-            .table
-            .cells
-            .iter()
-            .find(|c| c.name == name)
-            .unwrap()
-            .init_pid as u32;
+        let init = env.record(&name).init_pid as u32;
         let ps = std::process::Command::new("ps")
             .args(["-o", "uid=", "-p", &format!("{},{init}", child.id())])
             .output()
@@ -442,7 +433,6 @@ fn a_cell_cannot_use_up_host_roots_keys() {
     }
     let mut env = Env::new("keyquota");
     let root = env.root("kq", true);
-    let store = cells::kernel::linux::state::Store::new(env.dir.join("run/kernel"));
     let pid = std::process::id();
     let maxkeys: u32 = std::fs::read_to_string("/proc/sys/kernel/keys/maxkeys")
         .unwrap()
@@ -458,15 +448,7 @@ fn a_cell_cannot_use_up_host_roots_keys() {
     }
     for profile in profiles {
         let name = format!("kq{profile}{pid}");
-        let init = store
-            .lock()
-            .unwrap()
-            .table
-            .cells
-            .iter()
-            .find(|c| c.name == name)
-            .unwrap()
-            .init_pid as u32;
+        let init = env.record(&name).init_pid as u32;
         let got = in_cell_unfiltered(init, &["/usr/bin/perl", "-e", FILL_KEYS]);
         let (added, errno) = got.split_once(' ').unwrap();
         let (added, errno): (u32, i32) = (added.parse().unwrap(), errno.parse().unwrap());
