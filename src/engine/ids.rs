@@ -373,12 +373,9 @@ pub fn allocate_beside(cfg: &Config, running: &[IdRange], lock: &AllocLock) -> R
         None => read()?,
     };
     let next = cfg.idmap.index_of(&range).map_or(stamp.cursor, |n| n + 1);
-    let token = lock.set_cursor(next).with_context(|| {
-        format!(
-            "recording the next id range in {}",
-            cfg.run_dir.join("ids.lock").display()
-        )
-    })?;
+    let token = lock
+        .set_cursor(next)
+        .with_context(|| format!("recording the next id range in {}", lock.path.display()))?;
     files.push(range);
     seen.insert(key, Seen { token, held: files });
     Ok(range)

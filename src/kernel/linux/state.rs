@@ -197,9 +197,7 @@ impl Store {
             found,
         })
     }
-}
 
-impl Store {
     /// The table as it is now, without the lock (it is replaced whole, by a
     /// rename): for lookups, which may see it a moment before a change as
     /// they would a moment after. `None` when it is missing or damaged (then
