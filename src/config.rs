@@ -66,6 +66,9 @@ pub struct Config {
     /// Bytes per second of a service's output the supervisor takes in; a service
     /// writing faster waits on its pipe. 0: no limit.
     pub log_rate_limit: u64,
+    /// Where a cell's service is supervised: in the cell's init (`CELL_SUPERVISOR=init`,
+    /// Linux: one process per running cell) or by a supervisor process of its own.
+    pub supervise_in_init: bool,
     /// cgroup2 mount point; `None` means detect (`/sys/fs/cgroup` or `/sys/fs/cgroup/unified`).
     pub cgroup_root: Option<PathBuf>,
     /// Limits of a cell that does not set its own (`None`: unlimited).
@@ -144,6 +147,7 @@ pub const KEYS: &[(&str, &str)] = &[
         "CELL_LOG_RATE_LIMIT",
         "bytes per second such as 1m, or 0 for no limit",
     ),
+    ("CELL_SUPERVISOR", "process or init"),
     ("CELL_CGROUP_ROOT", "an absolute path or empty (detect)"),
     ("CELL_DEFAULT_MAXPROC", LimitForm::Processes.expected()),
     ("CELL_DEFAULT_MEMORY", LimitForm::Memory.expected()),
@@ -202,6 +206,7 @@ impl Default for Config {
             log_max_size: DEFAULT_LOG_MAX_SIZE,
             log_max_files: DEFAULT_LOG_MAX_FILES,
             log_rate_limit: DEFAULT_LOG_RATE_LIMIT,
+            supervise_in_init: false,
             cgroup_root: None,
             default_limits: DefaultLimits::default(),
             pty_max: 64,
@@ -294,6 +299,13 @@ impl Config {
                     cfg.audit_log_size = rcconf::parse_size(v).ok_or_else(bad)?
                 }
                 "CELL_AUDIT_LOG_KEEP" => cfg.audit_log_keep = v.parse().map_err(|_| bad())?,
+                "CELL_SUPERVISOR" => {
+                    cfg.supervise_in_init = match v {
+                        "process" => false,
+                        "init" => true,
+                        _ => return Err(bad()),
+                    }
+                }
                 "CELL_CGROUP_ROOT" => {
                     cfg.cgroup_root = if v.is_empty() { None } else { Some(abs(v)?) }
                 }

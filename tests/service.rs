@@ -127,7 +127,10 @@ fn logs_show_the_backlog_and_follow_across_restarts_and_rotation() {
         .collect();
     let want: Vec<String> = (1..=300).map(|n| n.to_string()).collect();
     assert_eq!(burst, want);
-    let log = w.dir.join("run/supervise/svc.log");
+    // The service log where its supervisor writes it (a process's or the
+    // cell init's, CELL_SUPERVISOR).
+    let cfg = cells::config::Config::load_from(&w.conf).unwrap();
+    let log = cells::supervise::log_path(&cfg, "svc");
     assert!(
         std::path::Path::new(&format!("{}.2", log.display())).exists(),
         "the log rotated"

@@ -20,6 +20,7 @@ fn privileged(test: &str) -> bool {
 /// A cell, a syslog socket for it, and the configuration the binary reads.
 struct World {
     cfg: Config,
+    kernel: Box<dyn cells::kernel::Kernel>,
     syslog: UnixDatagram,
     cell: String,
     id: u64,
@@ -50,8 +51,10 @@ impl World {
             .unwrap();
         let root = env.root(cell, false);
         let id = env.create(cell, &root, create_flags);
+        let cfg = Config::load_from(&conf).unwrap();
         World {
-            cfg: Config::load_from(&conf).unwrap(),
+            kernel: cells::kernel::host(&cfg).unwrap(),
+            cfg,
             syslog,
             cell: cell.to_string(),
             id,
@@ -84,9 +87,55 @@ impl World {
     }
 }
 
+impl World {
+    /// The service is supervised in the cell's init (`CELLS_TEST_SUPERVISOR=init`).
+    fn in_init(&self) -> bool {
+        self.cfg.supervise_in_init
+    }
+
+    /// The directory of the supervisor's files: `supervise/` for a supervisor
+    /// process, `supervise/<cell>/` (the init's) in the cell's init.
+    fn supervision_dir(&self) -> std::path::PathBuf {
+        let dir = self.cfg.run_dir.join("supervise");
+        if self.in_init() {
+            dir.join(&self.cell)
+        } else {
+            dir
+        }
+    }
+
+    /// One of the supervisor's files: `log`, `syslog`, `status`, `lock`.
+    fn file(&self, what: &str) -> std::path::PathBuf {
+        if self.in_init() {
+            self.supervision_dir().join(what)
+        } else {
+            self.supervision_dir().join(format!("{}.{what}", self.cell))
+        }
+    }
+
+    /// The supervision of `st` ended: its process exited, or (in the cell's
+    /// init) the init runs on with nothing else in the cell.
+    fn supervision_ended(&self, st: &SupervisorStatus) -> bool {
+        if !self.in_init() {
+            return !alive(st.supervisor_pid);
+        }
+        let info = self
+            .kernel
+            .find(&cells::kernel::Target::Id(self.id))
+            .unwrap()
+            .expect("the cell runs on");
+        alive(st.supervisor_pid) && info.procs == 0
+    }
+}
+
 impl Drop for World {
     fn drop(&mut self) {
-        let _ = supervise::stop(&self.cfg, &self.cell, Duration::from_millis(200));
+        let _ = supervise::stop(
+            &self.cfg,
+            &*self.kernel,
+            &self.cell,
+            Duration::from_millis(200),
+        );
     }
 }
 
@@ -138,14 +187,20 @@ fn a_supervised_service_logs_restarts_and_stops_cleanly() {
         oops.starts_with("<131>") && oops.ends_with(&format!("{head}stderr: oops")),
         "{oops}"
     );
-    // The service runs in the cell: another PID namespace than ours.
-    if let Some(child) = st.child_pid {
+    // The service runs in the cell: another PID namespace than ours (in
+    // the cell's init, the supervisor is in it too, and names the service
+    // by its pid there).
+    if let Some(child) = st.child_pid.filter(|_| !w.in_init()) {
         if alive(child) {
             assert_ne!(pid_ns(child), pid_ns(std::process::id()));
         }
     }
+    if w.in_init() {
+        assert_ne!(pid_ns(st.supervisor_pid), pid_ns(std::process::id()));
+    }
     let st = w.status_until(|s| s.restarts >= 1);
     assert_eq!(st.last_exit.as_deref(), Some("exit 2"));
+    assert_eq!(supervise::log_path(&w.cfg, "sup-log"), w.file("log"));
     let tail = std::fs::read_to_string(supervise::log_path(&w.cfg, "sup-log")).unwrap();
     assert!(tail.contains(" stdout: hello\n"), "{tail}");
     // cellctl logs, by id while the cell exists, by name also after.
@@ -154,13 +209,13 @@ fn a_supervised_service_logs_restarts_and_stops_cleanly() {
     let last = w.env.ok(&["logs", "-n", "1", "sup-log"]);
     assert_eq!(last.lines().count(), 1, "{last}");
 
-    supervise::stop(&w.cfg, "sup-log", Duration::from_secs(2)).unwrap();
+    supervise::stop(&w.cfg, &*w.kernel, "sup-log", Duration::from_secs(2)).unwrap();
     assert!(supervise::status(&w.cfg, "sup-log").unwrap().is_none());
-    assert!(!alive(st.supervisor_pid));
+    assert!(w.supervision_ended(&st));
     // Nothing is left in the cell: destroy is refused while members live.
     w.env.ok(&["destroy", "sup-log"]);
     // Stopping again is a no-op.
-    supervise::stop(&w.cfg, "sup-log", Duration::from_secs(1)).unwrap();
+    supervise::stop(&w.cfg, &*w.kernel, "sup-log", Duration::from_secs(1)).unwrap();
     let after = w.env.ok(&["logs", "sup-log"]);
     assert!(
         after.ends_with(" supervise: supervisor exiting\n"),
@@ -188,12 +243,12 @@ fn stop_kills_a_service_that_ignores_term_along_with_its_children() {
     w.record(|r| r.ends_with("stdout: ready"));
     let st = w.status_until(|s| s.state == SupervisorState::Running);
     let t0 = Instant::now();
-    supervise::stop(&w.cfg, "sup-stop", Duration::from_millis(500)).unwrap();
+    supervise::stop(&w.cfg, &*w.kernel, "sup-stop", Duration::from_millis(500)).unwrap();
     assert!(
         t0.elapsed() >= Duration::from_millis(500),
         "TERM was ignored, so KILL came after the grace"
     );
-    assert!(!alive(st.supervisor_pid));
+    assert!(w.supervision_ended(&st));
     w.record(|r| r.contains("grace period over; sent KILL"));
     w.env.ok(&["destroy", "sup-stop"]);
 }
@@ -284,7 +339,7 @@ fn the_service_gets_the_stored_rlimits_and_the_requested_credentials() {
         rec.ends_with("stdout: nofile=123 uid=65534 gid=65533 groups=65533 65532"),
         "{rec}"
     );
-    supervise::stop(&w.cfg, "sup-cred", Duration::from_secs(2)).unwrap();
+    supervise::stop(&w.cfg, &*w.kernel, "sup-cred", Duration::from_secs(2)).unwrap();
     w.env.ok(&["destroy", "sup-cred"]);
 }
 
@@ -328,11 +383,25 @@ fn stop_ends_a_wedged_supervisor_and_its_service() {
     w.env.ok(&["supervise", "sup-wedge", "/bin/sleep", "1000"]);
     let st = w.status_until(|s| s.state == SupervisorState::Running);
     let child = st.child_pid.unwrap();
-    // A supervisor that cannot react to TERM.
+    // A supervisor that cannot react to TERM (or to a request on its socket).
     // SAFETY: stopping the supervisor this test started.
     unsafe { libc::kill(st.supervisor_pid as i32, libc::SIGSTOP) };
-    supervise::stop(&w.cfg, "sup-wedge", Duration::from_millis(100)).unwrap();
+    let ended_the_cell =
+        supervise::stop(&w.cfg, &*w.kernel, "sup-wedge", Duration::from_millis(100)).unwrap();
     assert!(supervise::status(&w.cfg, "sup-wedge").unwrap().is_none());
+    if w.in_init() {
+        // The supervisor is the cell's init: the cell ended with it, and
+        // the service (a pid in the cell, gone with its namespace) too.
+        assert!(ended_the_cell);
+        assert!(!alive(st.supervisor_pid));
+        assert!(w
+            .kernel
+            .find(&cells::kernel::Target::Id(w.id))
+            .unwrap()
+            .is_none());
+        return;
+    }
+    assert!(!ended_the_cell);
     assert!(!alive(st.supervisor_pid) && !alive(child));
     w.env.ok(&["destroy", "sup-wedge"]);
 }
@@ -400,8 +469,8 @@ fn a_flooding_service_is_slowed_its_logs_rotate_and_term_still_stops_it() {
     );
     // No syslog daemon: records go to the fallback file.
     std::fs::remove_file(w.env.dir.join("log")).unwrap();
-    let log = supervise::log_path(&w.cfg, "sup-flood");
-    let fallback = supervise_dir(&w).join("sup-flood.syslog");
+    let fallback = w.file("syslog");
+    let log = w.file("log");
     let t0 = Instant::now();
     w.env
         .ok(&["supervise", "sup-flood", "/bin/seq", "1000000000"]);
@@ -437,15 +506,26 @@ fn a_flooding_service_is_slowed_its_logs_rotate_and_term_still_stops_it() {
         }
     };
     rotated_within_bounds(false);
-    // TERM to the supervisor itself is acted on while the flood goes on.
-    // SAFETY: signalling the supervisor this test started.
-    unsafe { libc::kill(st.supervisor_pid as i32, libc::SIGTERM) };
-    wait_until(
-        "the supervisor to exit on TERM",
-        Duration::from_secs(30),
-        Duration::from_millis(25),
-        || supervise::status(&w.cfg, "sup-flood").unwrap().is_none() && !alive(st.supervisor_pid),
-    );
+    if w.in_init() {
+        // A stop asked on the init's socket is acted on while the flood
+        // goes on (the init has no signal handler to send TERM to).
+        supervise::stop(&w.cfg, &*w.kernel, "sup-flood", Duration::from_secs(5)).unwrap();
+        assert!(supervise::status(&w.cfg, "sup-flood").unwrap().is_none());
+        assert!(w.supervision_ended(&st));
+    } else {
+        // TERM to the supervisor itself is acted on while the flood goes on.
+        // SAFETY: signalling the supervisor this test started.
+        unsafe { libc::kill(st.supervisor_pid as i32, libc::SIGTERM) };
+        wait_until(
+            "the supervisor to exit on TERM",
+            Duration::from_secs(30),
+            Duration::from_millis(25),
+            || {
+                supervise::status(&w.cfg, "sup-flood").unwrap().is_none()
+                    && !alive(st.supervisor_pid)
+            },
+        );
+    }
     rotated_within_bounds(true);
     // (What the pipe still held was logged after the stop request and may
     // have rotated it out of these small files.)
@@ -467,8 +547,8 @@ fn stop_is_honoured_within_the_grace_period_under_an_output_flood() {
     // The defaults of cellmgr.conf; no syslog daemon.
     let w = World::new("sup-flood-stop", "sup-flood-stop");
     std::fs::remove_file(w.env.dir.join("log")).unwrap();
-    let log = supervise::log_path(&w.cfg, "sup-flood-stop");
-    let fallback = supervise_dir(&w).join("sup-flood-stop.syslog");
+    let fallback = w.file("syslog");
+    let log = w.file("log");
     w.env.ok(&[
         "supervise",
         "sup-flood-stop",
@@ -483,8 +563,8 @@ fn stop_is_honoured_within_the_grace_period_under_an_output_flood() {
         Duration::from_millis(25),
         || generations(&fallback).iter().map(|(_, l)| l).sum::<u64>() > 256 * 1024,
     );
-    supervise::stop(&w.cfg, "sup-flood-stop", Duration::from_secs(1)).unwrap();
-    assert!(!alive(st.supervisor_pid));
+    supervise::stop(&w.cfg, &*w.kernel, "sup-flood-stop", Duration::from_secs(1)).unwrap();
+    assert!(w.supervision_ended(&st));
     // It ended by itself (stop() would otherwise have killed it after the
     // grace period plus 3 s, and nothing would say so in the log).
     let text = all_generations(&log);
@@ -542,8 +622,9 @@ fn control_characters_in_service_output_are_escaped_everywhere() {
     assert!(rec.ends_with(&format!("stdout: {escaped}")), "{rec:?}");
     let rec = w.record(|r| r.contains("stderr:"));
     assert!(rec.ends_with(r"stderr: err \x1b[2J"), "{rec:?}");
-    let log = supervise::log_path(&w.cfg, "sup-esc");
+    let log = w.file("log");
     let st = w.status_until(|s| s.state == SupervisorState::Running);
+    assert_eq!(supervise::log_path(&w.cfg, "sup-esc"), log);
     assert_escaped_file(&log, escaped);
     // What the IPC log tail (cellui) serves.
     let chunk = cells::ipc::logtail::tail_file(&log, 10, None).unwrap();
@@ -553,22 +634,22 @@ fn control_characters_in_service_output_are_escaped_everywhere() {
     );
     assert!(chunk.lines.iter().all(|l| terminal_safe(l.as_bytes())));
     // Only host root reads the service's output.
-    let dir = supervise_dir(&w);
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(&dir), 0o700);
-    for f in ["sup-esc.log", "sup-esc.status", "sup-esc.lock"] {
-        assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+    assert_eq!(mode(&supervise_dir(&w)), 0o700);
+    assert_eq!(mode(&w.supervision_dir()), 0o700);
+    for f in ["log", "status", "lock"] {
+        assert_eq!(mode(&w.file(f)), 0o600, "{f}");
     }
-    supervise::stop(&w.cfg, "sup-esc", Duration::from_secs(2)).unwrap();
-    assert!(!alive(st.supervisor_pid));
+    supervise::stop(&w.cfg, &*w.kernel, "sup-esc", Duration::from_secs(2)).unwrap();
+    assert!(w.supervision_ended(&st));
 
     // Again without a syslog daemon: the fallback file is escaped too.
     std::fs::remove_file(w.env.dir.join("log")).unwrap();
     w.env.ok(&["supervise", "sup-esc", "/bin/sh", "-c", script]);
-    let fallback = dir.join("sup-esc.syslog");
+    let fallback = w.file("syslog");
     assert_escaped_file(&fallback, escaped);
     assert_eq!(mode(&fallback), 0o600);
-    supervise::stop(&w.cfg, "sup-esc", Duration::from_secs(2)).unwrap();
+    supervise::stop(&w.cfg, &*w.kernel, "sup-esc", Duration::from_secs(2)).unwrap();
     w.env.ok(&["destroy", "sup-esc"]);
 }
 
@@ -590,7 +671,7 @@ fn bench_start_and_stop() {
         starts.push(t.elapsed());
         w.status_until(|s| s.state == SupervisorState::Running);
         let t = Instant::now();
-        supervise::stop(&w.cfg, "sup-bench", Duration::from_secs(5)).unwrap();
+        supervise::stop(&w.cfg, &*w.kernel, "sup-bench", Duration::from_secs(5)).unwrap();
         stops.push(t.elapsed());
     }
     let median = |v: &mut Vec<Duration>| {

@@ -251,6 +251,38 @@ impl Drop for FreezeGuard {
     }
 }
 
+/// A request to the supervisor in a cell's init ([`Kernel::init_service`]).
+pub enum InitService {
+    /// Supervise the command of `args` (`cellctl supervise` flags, the cell
+    /// and the command): its files go to `dir` (a host directory the init
+    /// may write), its records to `syslog` (a connected datagram socket,
+    /// `None` while no daemon listens).
+    Supervise {
+        args: Vec<String>,
+        rotation: (u64, u32),
+        rate_limit: u64,
+        dir: std::os::fd::OwnedFd,
+        syslog: Option<std::os::fd::OwnedFd>,
+    },
+    /// End the service (TERM, `grace`, KILL) and the supervision; answered
+    /// once both ended, or after `wait` without an answer.
+    Stop {
+        grace: std::time::Duration,
+        wait: std::time::Duration,
+    },
+    /// Write the status file again (it was damaged).
+    WriteStatus,
+}
+
+/// The init's answer to an [`InitService`] request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitAnswer {
+    /// Done: the supervisor's pid (the init's, on the host) for a start.
+    Done { supervisor_pid: u32 },
+    /// No answer within the time given (the init is stopped or wedged).
+    NoAnswer,
+}
+
 /// What every kernel provides. Errors name the cell and the step that failed.
 pub trait Kernel: Sync {
     /// "linux" or "netbsd".
@@ -332,6 +364,18 @@ pub trait Kernel: Sync {
                 frozen: c.frozen,
             })
             .collect())
+    }
+    /// Asks the cell's init to supervise a service, stop it or write its
+    /// status again (one process per running cell: the init is the
+    /// supervisor). `Ok(None)`: this backend has no such init, the service
+    /// needs a supervisor process of its own.
+    fn init_service(
+        &self,
+        target: &Target,
+        request: InitService,
+    ) -> anyhow::Result<Option<InitAnswer>> {
+        let _ = (target, request);
+        Ok(None)
     }
     /// The id ranges of the cells the kernel holds (a cell whose init just
     /// died may still count): what a new range must not overlap. A backend

@@ -20,14 +20,15 @@ pub mod environ;
 pub mod escape;
 pub mod health;
 pub mod identity;
+mod in_init;
 pub mod logfile;
 pub mod logread;
-mod monitor;
+pub mod monitor;
 mod output;
 pub mod prometheus;
 mod restart;
 pub(crate) mod signals;
-mod status;
+pub mod status;
 pub mod syslog;
 mod throttle;
 
@@ -389,8 +390,10 @@ pub fn run_command(cfg: &Config, kernel: &dyn Kernel, args: SuperviseArgs) -> an
     Ok(crate::exit::EXIT_OK)
 }
 
-/// Starts a detached supervisor for `spec` and returns its pid once it runs.
-/// Fails when the cell does not exist or is already supervised.
+/// Starts a supervisor for `spec` and returns its pid once it runs: the
+/// cell's init with `CELL_SUPERVISOR=init` where the kernel has one, else a
+/// detached process. Fails when the cell does not exist or is already
+/// supervised.
 pub fn start(cfg: &Config, kernel: &dyn Kernel, spec: &SuperviseSpec) -> anyhow::Result<u32> {
     spec.validate()?;
     let cell = resolve(kernel, &spec.cell)?;
@@ -400,6 +403,13 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, spec: &SuperviseSpec) -> anyhow:
             cell.name,
             sup.pid.map_or("unknown".to_string(), |p| p.to_string())
         );
+    }
+    if cfg.supervise_in_init {
+        if let Some(pid) = in_init::start(cfg, kernel, spec, &cell)
+            .with_context(|| format!("starting the service of cell {}", cell.name))?
+        {
+            return Ok(pid);
+        }
     }
     // A stop request left by a stop that was cut short is not for this one.
     let paths = status::Paths::new(&cfg.run_dir, &cell.name);
@@ -456,13 +466,23 @@ pub fn start(cfg: &Config, kernel: &dyn Kernel, spec: &SuperviseSpec) -> anyhow:
 }
 
 /// Stops a cell's service and its supervisor: TERM to the service, `grace`,
-/// then KILL; then the supervisor exits. Nothing to do when none runs.
-pub fn stop(cfg: &Config, cell: &str, grace: Duration) -> anyhow::Result<()> {
+/// then KILL; then the supervisor exits (or the cell's init stops
+/// supervising). Nothing to do when none runs. Returns true when the cell
+/// itself had to be ended (its init did not answer).
+pub fn stop(
+    cfg: &Config,
+    kernel: &dyn Kernel,
+    cell: &str,
+    grace: Duration,
+) -> anyhow::Result<bool> {
     crate::names::validate("cell", cell)?;
     let paths = status::Paths::new(&cfg.run_dir, cell);
     let Some(sup) = supervisor(cfg, cell)? else {
-        return Ok(());
+        return Ok(false);
     };
+    if sup.in_init {
+        return in_init::stop(kernel, cell, grace);
+    }
     let Some(pid) = sup.pid else {
         // Neither file names it: destroying the cell ends the service, and
         // a supervisor whose cell is gone exits.
@@ -471,7 +491,7 @@ pub fn stop(cfg: &Config, cell: &str, grace: Duration) -> anyhow::Result<()> {
              it ends with the cell",
             paths.lock.display()
         );
-        return Ok(());
+        return Ok(false);
     };
     monitor::request_stop(&paths, grace)
         .with_context(|| format!("asking the supervisor of cell {cell} to stop"))?;
@@ -484,7 +504,7 @@ pub fn stop(cfg: &Config, cell: &str, grace: Duration) -> anyhow::Result<()> {
     };
     if wait_exited(&paths.lock, pid, grace + Duration::from_secs(3))? {
         gone();
-        return Ok(());
+        return Ok(false);
     }
     // It did not finish in time: end the service and the supervisor here.
     let service = sup.status.ok().flatten().and_then(|s| s.child_pid);
@@ -501,7 +521,7 @@ pub fn stop(cfg: &Config, cell: &str, grace: Duration) -> anyhow::Result<()> {
         }
         let _ = std::fs::remove_file(&paths.status);
         gone();
-        return Ok(());
+        return Ok(false);
     }
     bail!("the supervisor of cell {cell} (pid {pid}) did not exit")
 }
@@ -517,6 +537,9 @@ pub struct Supervisor {
     pub status: Result<Option<SupervisorStatus>, String>,
     /// A stop request waits for it (written before it is signalled).
     pub stop_requested: bool,
+    /// It is the cell's init (`CELL_SUPERVISOR=init`): asked through the
+    /// init's socket, never signalled.
+    pub in_init: bool,
 }
 
 impl Supervisor {
@@ -533,20 +556,29 @@ impl Supervisor {
 /// this one cell.
 pub fn supervisor(cfg: &Config, cell: &str) -> anyhow::Result<Option<Supervisor>> {
     crate::names::validate("cell", cell)?;
-    let paths = status::Paths::new(&cfg.run_dir, cell);
-    let Some(locked_by) = status::holder(&paths.lock)? else {
-        return Ok(None);
-    };
-    let status = status::read_status(&paths.status).map_err(|e| format!("{e:#}"));
-    let pid = match &status {
-        Ok(Some(st)) => Some(st.supervisor_pid),
-        _ => locked_by,
-    };
-    Ok(Some(Supervisor {
-        pid,
-        status,
-        stop_requested: paths.stop.exists(),
-    }))
+    // A supervisor process (and one started before CELL_SUPERVISOR=init),
+    // else the cell's init.
+    let places = [
+        (status::Paths::new(&cfg.run_dir, cell), false),
+        (status::Paths::of_init(&cfg.run_dir, cell), true),
+    ];
+    for (paths, in_init) in places {
+        let Some(locked_by) = status::holder(&paths.lock)? else {
+            continue;
+        };
+        let status = status::read_status(&paths.status).map_err(|e| format!("{e:#}"));
+        let pid = match &status {
+            Ok(Some(st)) => Some(st.supervisor_pid),
+            _ => locked_by,
+        };
+        return Ok(Some(Supervisor {
+            pid,
+            status,
+            stop_requested: !in_init && paths.stop.exists(),
+            in_init,
+        }));
+    }
+    Ok(None)
 }
 
 /// The status of a cell's supervisor; `None` when none runs (including a
@@ -560,13 +592,21 @@ pub fn status(cfg: &Config, cell: &str) -> anyhow::Result<Option<SupervisorStatu
 /// the pid in its lock file is alive and is the supervisor of this cell, it is
 /// asked (SIGUSR1) to write its status again. Returns what was done; `None`
 /// when there was nothing to repair.
-pub fn repair(cfg: &Config, cell: &str) -> anyhow::Result<Option<String>> {
+pub fn repair(cfg: &Config, kernel: &dyn Kernel, cell: &str) -> anyhow::Result<Option<String>> {
     let Some(sup) = supervisor(cfg, cell)? else {
         return Ok(None);
     };
     let Err(why) = sup.status else {
         return Ok(None);
     };
+    if sup.in_init {
+        let paths = status::Paths::of_init(&cfg.run_dir, cell);
+        in_init::write_status(kernel, cell).with_context(|| why.clone())?;
+        return match status::read_status(&paths.status) {
+            Ok(Some(_)) => Ok(Some(format!("{why}; the cell's init wrote it again"))),
+            _ => bail!("{why}; the cell's init did not write it again"),
+        };
+    }
     let paths = status::Paths::new(&cfg.run_dir, cell);
     let pid = sup
         .pid
@@ -709,12 +749,32 @@ pub fn remove_files(cfg: &Config, cell: &str) -> anyhow::Result<()> {
     for f in [&paths.status, &paths.stop, &paths.lock] {
         let _ = std::fs::remove_file(f);
     }
-    Ok(())
+    // What a supervising init left (std's removal follows no link).
+    let dir = status::Paths::of_init(&cfg.run_dir, cell).dir;
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
-/// The current file of a cell's service log (rotated ones are `.1`, `.2`, …).
+/// The current file of a cell's service log (rotated ones are `.1`, `.2`, …):
+/// the one written last, by a supervisor process or by the cell's init.
 pub fn log_path(cfg: &Config, cell: &str) -> PathBuf {
-    status::Paths::new(&cfg.run_dir, cell).log
+    let process = status::Paths::new(&cfg.run_dir, cell).log;
+    let init = status::Paths::of_init(&cfg.run_dir, cell).log;
+    let modified = |p: &PathBuf| {
+        std::fs::symlink_metadata(p)
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| m.modified().ok())
+    };
+    match (modified(&init), modified(&process)) {
+        (Some(i), Some(p)) if i >= p => init,
+        (Some(_), None) => init,
+        _ => process,
+    }
 }
 
 /// The supervisor itself (detached or in the foreground).
@@ -731,7 +791,14 @@ fn run_monitor(
         let cell = resolve(kernel, &spec.cell)?;
         let paths = status::Paths::new(&cfg.run_dir, &cell.name);
         let logs = LogConfig::from_config(cfg);
-        let m = monitor::Monitor::new(kernel, spec.clone(), cell, paths, &logs)?;
+        let m = monitor::Monitor::new(
+            kernel,
+            spec.clone(),
+            cell,
+            paths,
+            &logs,
+            monitor::Place::Host,
+        )?;
         // Installed only now, so a TERM before this point simply ends us.
         signals::install(&[
             libc::SIGTERM,

@@ -112,8 +112,23 @@ pub struct Monitor<'k> {
     run: Option<Run>,
     restart_at: Option<Instant>,
     stop_requested: bool,
+    /// The grace period of a stop asked through [`Monitor::request_stop_with`].
+    stop_grace: Option<Duration>,
     stopping: Option<Stopping>,
     _lock: SupervisorLock,
+}
+
+/// Where a monitor runs.
+pub enum Place {
+    /// A supervisor process of its own on the host.
+    Host,
+    /// A cell's init: its pid on the host (what the status and lock files
+    /// name), and a socket the host connected to the syslog daemon (`None`:
+    /// none listened). The supervision directory was made by the host.
+    Init {
+        pid: u32,
+        syslog: Option<std::os::unix::net::UnixDatagram>,
+    },
 }
 
 impl<'k> Monitor<'k> {
@@ -125,17 +140,23 @@ impl<'k> Monitor<'k> {
         cell: CellInfo,
         paths: Paths,
         logs: &LogConfig,
+        place: Place,
     ) -> anyhow::Result<Monitor<'k>> {
-        paths.ensure_dir()?;
-        let lock = SupervisorLock::acquire(&paths.lock)
+        let (pid, socket) = match place {
+            Place::Host => {
+                paths.ensure_dir()?;
+                (std::process::id(), None)
+            }
+            Place::Init { pid, syslog } => (pid, Some(syslog)),
+        };
+        let lock = SupervisorLock::acquire(&paths.lock, pid)
             .with_context(|| format!("cell {} is already supervised", cell.name))?;
         let wake = WakePipe::new().context("creating the signal pipe")?;
         let poll = Poll::new().context("creating the event loop")?;
         poll.registry()
             .register(&mut SourceFd(&wake.read_fd()), WAKE, Interest::READABLE)
             .context("registering the signal pipe")?;
-        let pid = std::process::id();
-        let syslog = Syslog::new(
+        let mut syslog = Syslog::new(
             &logs.syslog_socket,
             spec.facility,
             &spec.tag,
@@ -143,6 +164,9 @@ impl<'k> Monitor<'k> {
             &paths.fallback,
             logs.rotation,
         );
+        if let Some(socket) = socket {
+            syslog = syslog.connected(socket);
+        }
         let log = ServiceLog::new(&paths.log, logs.rotation);
         let now = unix_now();
         let status = SupervisorStatus {
@@ -186,9 +210,16 @@ impl<'k> Monitor<'k> {
             run: None,
             restart_at: None,
             stop_requested: false,
+            stop_grace: None,
             stopping: None,
             _lock: lock,
         })
+    }
+
+    /// The descriptor that becomes readable when the monitor has an event
+    /// to serve (for a loop of another owner: a cell's init).
+    pub fn event_fd(&self) -> std::os::fd::RawFd {
+        self.poll.as_raw_fd()
     }
 
     /// A descriptor that delivers a signal number to this monitor's loop as if
@@ -286,6 +317,13 @@ impl<'k> Monitor<'k> {
     /// Asks for a stop, as TERM does: the service gets TERM, then KILL after
     /// the grace period of the stop request.
     pub fn request_stop(&mut self) {
+        self.stop_requested = true;
+    }
+
+    /// Asks for a stop with this grace period (instead of the stop request
+    /// file's): how the host asks a supervisor in a cell's init.
+    pub fn request_stop_with(&mut self, grace: Duration) {
+        self.stop_grace = Some(grace);
         self.stop_requested = true;
     }
 
@@ -824,7 +862,10 @@ impl<'k> Monitor<'k> {
 
     /// Starts a requested stop. Returns false when nothing runs (done).
     fn begin_stop(&mut self) -> bool {
-        let grace = take_stop_request(&self.paths).unwrap_or(DEFAULT_GRACE);
+        let grace = self
+            .stop_grace
+            .or_else(|| take_stop_request(&self.paths))
+            .unwrap_or(DEFAULT_GRACE);
         if let Some(c) = self.check.as_mut() {
             c.kill();
             self.check_orphaned = true;
@@ -860,7 +901,8 @@ impl<'k> Monitor<'k> {
         self.write_status();
     }
 
-    fn write_status(&mut self) {
+    /// Writes the status file (again: `repair` after it was damaged).
+    pub fn write_status(&mut self) {
         if let Err(e) = status::write_status(&self.paths.status, &self.status) {
             let msg = format!("cannot write the status file: {e:#}");
             self.log_line("supervise", &msg);

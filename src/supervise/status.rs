@@ -88,6 +88,25 @@ impl Paths {
         crate::fs::host::private_dir(&self.dir)
     }
 
+    /// The files of a supervisor in the cell's init: a directory per cell,
+    /// `<run_dir>/supervise/<cell>/`, that the init writes (it belongs to
+    /// the cell root's host id; only host root reaches it by path).
+    pub fn of_init(run_dir: &Path, cell: &str) -> Paths {
+        Paths::in_dir(&run_dir.join("supervise").join(cell))
+    }
+
+    /// The files of the directory `dir` (as [`Paths::of_init`] names them).
+    pub fn in_dir(dir: &Path) -> Paths {
+        Paths {
+            status: dir.join("status"),
+            lock: dir.join("lock"),
+            stop: dir.join("stop"),
+            log: dir.join("log"),
+            fallback: dir.join("syslog"),
+            dir: dir.to_path_buf(),
+        }
+    }
+
     pub fn new(run_dir: &Path, cell: &str) -> Paths {
         let dir = run_dir.join("supervise");
         Paths {
@@ -105,9 +124,48 @@ pub fn write_status(path: &Path, status: &SupervisorStatus) -> anyhow::Result<()
     crate::fs::host::write_replace(path, &crate::fs::cbor::encode(status))
 }
 
+/// The largest status file read (one is a few hundred bytes; a health
+/// check's output is bounded).
+const MAX_STATUS: u64 = 1 << 20;
+
+/// Opens a supervisor's file for reading as host root: no symbolic link is
+/// followed, nothing but a regular file is opened (a fifo could block the
+/// reader). A supervisor in a cell's init writes with the cell root's host
+/// id: the host reads what it wrote, never through it. `None`: no such file.
+pub fn open_strict(path: &Path) -> std::io::Result<Option<File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(Some(file))
+}
+
 /// Reads a status file; `None` when there is none.
 pub fn read_status(path: &Path) -> anyhow::Result<Option<SupervisorStatus>> {
-    match std::fs::read(path) {
+    let read = || -> std::io::Result<Vec<u8>> {
+        use std::io::Read;
+        let Some(file) = open_strict(path)? else {
+            return Err(std::io::ErrorKind::NotFound.into());
+        };
+        let mut bytes = Vec::new();
+        file.take(MAX_STATUS + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > MAX_STATUS {
+            return Err(std::io::Error::other(format!(
+                "larger than {MAX_STATUS} bytes"
+            )));
+        }
+        Ok(bytes)
+    };
+    match read() {
         Ok(bytes) => match crate::fs::cbor::decode(&bytes) {
             Ok(status) => Ok(Some(status)),
             // Written without waiting for the disk: torn by a crash, it
@@ -129,9 +187,10 @@ pub struct SupervisorLock {
 
 impl SupervisorLock {
     /// Takes the cell's supervisor lock, retrying briefly (a concurrent
-    /// [`is_locked`] probe holds it for a moment), and writes this process's
-    /// pid into it. Fails when another supervisor holds it.
-    pub fn acquire(path: &Path) -> anyhow::Result<SupervisorLock> {
+    /// [`is_locked`] probe holds it for a moment), and writes `pid` (the
+    /// supervisor's, on the host) into it. Fails when another supervisor
+    /// holds it.
+    pub fn acquire(path: &Path, pid: u32) -> anyhow::Result<SupervisorLock> {
         let mut file = open_lock(path)?;
         for attempt in 0.. {
             // SAFETY: flock on a descriptor we own.
@@ -139,7 +198,7 @@ impl SupervisorLock {
                 // Rewritten in place: a new file would be a different lock.
                 use std::io::Write;
                 file.set_len(0)
-                    .and_then(|()| file.write_all(format!("{}\n", std::process::id()).as_bytes()))
+                    .and_then(|()| file.write_all(format!("{pid}\n").as_bytes()))
                     .with_context(|| format!("writing {}", path.display()))?;
                 return Ok(SupervisorLock { _file: file });
             }
@@ -157,9 +216,9 @@ impl SupervisorLock {
 
 /// True while some supervisor holds the lock at `path`.
 pub fn is_locked(path: &Path) -> anyhow::Result<bool> {
-    let file = match OpenOptions::new().read(true).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+    let file = match open_strict(path) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Ok(false),
         Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
     };
     // SAFETY: flock on a descriptor we own; the shared lock is released when
@@ -182,9 +241,15 @@ pub fn holder(path: &Path) -> anyhow::Result<Option<Option<u32>>> {
     if !is_locked(path)? {
         return Ok(None);
     }
-    let pid = std::fs::read_to_string(path)
+    let pid = open_strict(path)
         .ok()
-        .and_then(|t| t.trim().parse::<u32>().ok())
+        .flatten()
+        .and_then(|f| {
+            use std::io::Read;
+            let mut text = String::new();
+            f.take(32).read_to_string(&mut text).ok()?;
+            text.trim().parse::<u32>().ok()
+        })
         .filter(|&p| pid_alive(p));
     Ok(Some(pid))
 }
@@ -311,9 +376,11 @@ mod tests {
         let dir = TempDir::new("supervisor-lock");
         let path = dir.join("c.lock");
         assert!(!is_locked(&path).unwrap());
-        let lock = SupervisorLock::acquire(&path).unwrap();
+        let lock = SupervisorLock::acquire(&path, std::process::id()).unwrap();
         assert!(is_locked(&path).unwrap());
-        let second = SupervisorLock::acquire(&path).err().unwrap();
+        let second = SupervisorLock::acquire(&path, std::process::id())
+            .err()
+            .unwrap();
         assert!(format!("{second:#}").contains("another supervisor runs"));
         drop(lock);
         assert!(!is_locked(&path).unwrap());

@@ -193,6 +193,9 @@ pub fn sanitize_tag(tag: &str) -> String {
 pub struct Syslog {
     socket_path: PathBuf,
     socket: Option<UnixDatagram>,
+    /// The socket was handed over connected (a supervisor in a cell's init,
+    /// where the path means nothing): it is kept, never made again.
+    connected: bool,
     facility: Facility,
     tag: String,
     pid: u32,
@@ -224,6 +227,7 @@ impl Syslog {
         Syslog {
             socket_path: socket_path.to_path_buf(),
             socket: None,
+            connected: false,
             facility,
             tag: tag.to_string(),
             pid,
@@ -234,6 +238,19 @@ impl Syslog {
             dropping_until: None,
             dropped: 0,
         }
+    }
+
+    /// Sends to `socket`, connected already to the daemon at `socket_path`
+    /// (`None`: none listened when it was made) instead of the path. A
+    /// daemon restarted since does not hear it again: records go to the
+    /// fallback file until the supervision is started again.
+    pub fn connected(mut self, socket: Option<UnixDatagram>) -> Syslog {
+        if let Some(s) = &socket {
+            let _ = s.set_nonblocking(true);
+        }
+        self.socket = socket;
+        self.connected = true;
+        self
     }
 
     /// Queues one record and sends what the daemon takes now.
@@ -270,7 +287,15 @@ impl Syslog {
                 self.append_fallback(&record, None);
                 continue;
             }
-            match send(&mut self.socket, &self.socket_path, record.as_bytes()) {
+            let sent = if self.connected {
+                match &self.socket {
+                    Some(s) => s.send(record.as_bytes()).map(|_| ()),
+                    None => Err(io::Error::from(io::ErrorKind::NotConnected)),
+                }
+            } else {
+                send(&mut self.socket, &self.socket_path, record.as_bytes())
+            };
+            match sent {
                 Ok(()) => {
                     self.queue.pop_front();
                     self.blocked = None;
@@ -304,7 +329,9 @@ impl Syslog {
                     ));
                 }
                 Err(e) => {
-                    self.socket = None;
+                    if !self.connected {
+                        self.socket = None;
+                    }
                     self.blocked = None;
                     let first = self.failed_at.is_none();
                     self.failed_at = Some(now);

@@ -155,7 +155,14 @@ fn spawn_monitor_with(
     let (tx, rx) = std::sync::mpsc::channel();
     let logs = LogConfig::from_config(cfg);
     let thread = std::thread::spawn(move || {
-        let m = Monitor::new(&*kernel, spec, kernel.cell.clone(), paths, &logs)?;
+        let m = Monitor::new(
+            &*kernel,
+            spec,
+            kernel.cell.clone(),
+            paths,
+            &logs,
+            monitor::Place::Host,
+        )?;
         signals::install(&[libc::SIGCHLD])?;
         tx.send(m.signal_sender()?).unwrap();
         m.run(None)
@@ -345,10 +352,11 @@ fn a_stale_status_file_reads_as_not_running() {
     status::write_status(&paths.status, &st).unwrap();
     assert_eq!(status(&fx.cfg, "old").unwrap(), None);
     // stop() on a stale or absent supervisor is a no-op.
-    stop(&fx.cfg, "old", Duration::from_secs(1)).unwrap();
-    stop(&fx.cfg, "never-started", Duration::from_secs(1)).unwrap();
+    let kernel = HostProcessKernel::new("old");
+    assert!(!stop(&fx.cfg, &kernel, "old", Duration::from_secs(1)).unwrap());
+    assert!(!stop(&fx.cfg, &kernel, "never-started", Duration::from_secs(1)).unwrap());
     // With the lock held, the same file reads as running.
-    let lock = status::SupervisorLock::acquire(&paths.lock).unwrap();
+    let lock = status::SupervisorLock::acquire(&paths.lock, std::process::id()).unwrap();
     assert_eq!(status(&fx.cfg, "old").unwrap(), Some(st));
     drop(lock);
 }
@@ -370,6 +378,7 @@ fn a_second_supervisor_for_the_same_cell_is_refused() {
         kernel.cell.clone(),
         paths,
         &LogConfig::from_config(&fx.cfg),
+        monitor::Place::Host,
     )
     .err()
     .unwrap();

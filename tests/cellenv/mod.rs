@@ -35,6 +35,12 @@ pub fn userns() -> bool {
     std::env::var("CELLS_TEST_USERNS").map_or(true, |v| v != "NO")
 }
 
+/// Where services are supervised (`CELLS_TEST_SUPERVISOR=init`: in the
+/// cell's init, `CELL_SUPERVISOR=init`); `None`: the default.
+pub fn test_supervisor() -> Option<String> {
+    std::env::var("CELLS_TEST_SUPERVISOR").ok()
+}
+
 /// The profile of cells whose test names none (`CELLS_TEST_PROFILE`);
 /// `None`: cellctl's default.
 pub fn test_profile() -> Option<String> {
@@ -76,6 +82,9 @@ impl Env {
         );
         if !userns() {
             text.push_str("CELL_USERNS=NO\n");
+        }
+        if let Some(place) = test_supervisor() {
+            text.push_str(&format!("CELL_SUPERVISOR={place}\n"));
         }
         std::fs::write(&conf, text).unwrap();
         std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -39,12 +39,17 @@ impl World {
             Ok(v) if v == "NO" && !extra.contains("CELL_USERNS=") => "CELL_USERNS=NO\n",
             _ => "",
         };
+        // CELLS_TEST_SUPERVISOR=init supervises services in the cells' inits.
+        let supervisor = match std::env::var("CELLS_TEST_SUPERVISOR") {
+            Ok(v) if !extra.contains("CELL_SUPERVISOR=") => format!("CELL_SUPERVISOR={v}\n"),
+            _ => String::new(),
+        };
         write_trusted(
             &conf,
             format!(
                 "CELLMGR_MANIFEST_DIR={d}/etc\nCELL_DATA_DIR={d}/cells\nCELL_VOLUME_DIR={d}/volumes\n\
                  CELL_BASE_DIR={d}/base\nCELL_BACKUP_DIR={d}/backups\nCELL_RELEASE_DIR={d}/releases\n\
-                 CELL_RUN_DIR={d}/run\nCELL_AUDIT_LOG={d}/audit.log\n{base}{userns}{extra}"
+                 CELL_RUN_DIR={d}/run\nCELL_AUDIT_LOG={d}/audit.log\n{base}{userns}{supervisor}{extra}"
             ),
         );
         World { dir, conf, bin }

@@ -151,7 +151,7 @@ pub fn repair(cfg: &Config, kernel: &dyn Kernel, cells: &mut [Present]) -> Vec<S
                 Err(e) => notes.push(format!("cell {} is frozen: {e:#}", c.name)),
             }
         }
-        match crate::supervise::repair(cfg, &c.name) {
+        match crate::supervise::repair(cfg, kernel, &c.name) {
             Ok(Some(did)) => notes.push(did),
             Ok(None) => {}
             Err(e) => notes.push(format!("{e:#}")),

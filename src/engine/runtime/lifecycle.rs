@@ -142,7 +142,7 @@ pub fn start_declared(
             let sup = supervise::supervisor(cfg, name)?;
             if sup.as_ref().map_or(true, supervise::Supervisor::stopping) {
                 if sup.is_some() {
-                    supervise::stop(cfg, name, STOP_GRACE)?;
+                    supervise::stop(cfg, kernel, name, STOP_GRACE)?;
                 }
                 let pid = supervise::start(cfg, kernel, &supervise_spec(&m, cmd)?)?;
                 return Ok(StartOutcome::Started {
@@ -343,9 +343,14 @@ fn run_in_cell(kernel: &dyn Kernel, name: &str, argv: &[&str], timeout: Duration
 pub fn stop(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StopOutcome> {
     let mut errors: Vec<String> = Vec::new();
     let target = Target::Name(name.to_string());
-    if let Err(e) = supervise::stop(cfg, name, STOP_GRACE) {
-        errors.push(format!("stopping the supervisor: {e:#}"));
-    }
+    // Ended with the cell when its init (the supervisor) did not answer.
+    let ended = match supervise::stop(cfg, kernel, name, STOP_GRACE) {
+        Ok(ended) => ended,
+        Err(e) => {
+            errors.push(format!("stopping the supervisor: {e:#}"));
+            false
+        }
+    };
     let existed = match kernel.find(&target) {
         Ok(Some(_)) => {
             if let Err(e) = destroy(kernel, name) {
@@ -353,7 +358,7 @@ pub fn stop(cfg: &Config, kernel: &dyn Kernel, name: &str) -> Result<StopOutcome
             }
             true
         }
-        Ok(None) => false,
+        Ok(None) => ended,
         Err(e) => {
             errors.push(format!("looking up the kernel cell: {e:#}"));
             false

@@ -160,6 +160,7 @@ fn request(spec: &ExecSpec) -> Result<agent::Request> {
         groups: spec.groups.clone(),
         apply_rlimits: spec.apply_rlimits,
         terminal: spec.terminal,
+        service: None,
     })
 }
 
@@ -802,6 +803,69 @@ impl Kernel for LinuxKernel {
         let cell = Self::find_in(&locked, target)?;
         agent::host::spawn(&self.store.cell_dir(cell.id), &request, stdio)
             .with_context(|| format!("running a command in {}", describe(cell)))
+    }
+
+    fn init_service(
+        &self,
+        target: &Target,
+        request: super::InitService,
+    ) -> Result<Option<super::InitAnswer>> {
+        use super::{InitAnswer, InitService};
+        use std::os::fd::AsFd;
+        // Not under the table lock: a stop waits out the service's grace.
+        let cell = Self::find_in(&self.lock_for(target)?, target)?.clone();
+        let mut ask = agent::Request {
+            argv: Vec::new(),
+            env: Vec::new(),
+            cwd: PathBuf::from("/"),
+            ids: None,
+            groups: Vec::new(),
+            apply_rlimits: false,
+            terminal: None,
+            service: None,
+        };
+        let mut fds = Vec::new();
+        let wait = match &request {
+            InitService::Supervise {
+                args,
+                rotation,
+                rate_limit,
+                dir,
+                syslog,
+            } => {
+                fds.push(dir.as_fd());
+                fds.extend(syslog.as_ref().map(|s| s.as_fd()));
+                ask.service = Some(agent::Service::Supervise {
+                    args: args.clone(),
+                    supervisor_pid: cell.init_pid as u32,
+                    cell: cell.name.clone(),
+                    cid: cell.id,
+                    max_size: rotation.0,
+                    files: rotation.1,
+                    rate_limit: *rate_limit,
+                    with_syslog: syslog.is_some(),
+                });
+                std::time::Duration::from_secs(15)
+            }
+            InitService::Stop { grace, wait } => {
+                ask.service = Some(agent::Service::Stop {
+                    grace_ms: grace.as_millis() as u64,
+                });
+                *wait
+            }
+            InitService::WriteStatus => {
+                ask.service = Some(agent::Service::WriteStatus);
+                std::time::Duration::from_secs(15)
+            }
+        };
+        let answer = agent::host::service(&self.store.cell_dir(cell.id), &ask, &fds, wait)
+            .with_context(|| format!("asking the init of {}", describe(&cell)))?;
+        Ok(Some(match answer {
+            Some(()) => InitAnswer::Done {
+                supervisor_pid: cell.init_pid as u32,
+            },
+            None => InitAnswer::NoAnswer,
+        }))
     }
 
     fn freeze(&self, target: &Target) -> Result<super::FreezeGuard> {

@@ -103,7 +103,7 @@ fn pid_of(pidfd: &OwnedFd) -> Result<u32> {
 
 /// One standard descriptor for the cell: what the process gets, and what the
 /// caller keeps (its end of a pipe).
-fn prepare(stdio: Stdio, input: bool) -> Result<(OwnedFd, Option<File>)> {
+pub(super) fn prepare(stdio: Stdio, input: bool) -> Result<(OwnedFd, Option<File>)> {
     match stdio {
         Stdio::Null => {
             let null = std::fs::OpenOptions::new()
@@ -228,8 +228,8 @@ impl Sent {
                 return Err(std::io::Error::from_raw_os_error(errno))
                     .with_context(|| format!("starting {program}: {}", crate::output::echo(&step)))
             }
-            Some((Reply::Exited { .. }, _)) => {
-                bail!("the cell's init replied with an exit status to a start request")
+            Some((Reply::Exited { .. } | Reply::Done, _)) => {
+                bail!("the cell's init replied to a start request with something else than a start")
             }
             None => bail!("the cell's init closed the connection (is the cell being destroyed?)"),
         };
@@ -248,5 +248,47 @@ impl Sent {
             status: None,
         };
         Ok(Child::new(pid, Box::new(remote), kept, terminal))
+    }
+}
+
+/// Sends a request to the supervisor in the init of the cell at `cell_dir`
+/// with `fds` attached and waits at most `wait` for its answer: `None`
+/// when none came in time (the init is stopped or wedged).
+pub fn service(
+    cell_dir: &Path,
+    request: &Request,
+    fds: &[BorrowedFd<'_>],
+    wait: std::time::Duration,
+) -> Result<Option<()>> {
+    let conn = connect(cell_dir)?;
+    send(conn.as_fd(), request, fds).context("sending the request to the cell's init")?;
+    let mut pfd = libc::pollfd {
+        fd: conn.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = left.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: polls one descriptor we own.
+        match unsafe { libc::poll(&mut pfd, 1, ms) } {
+            0 => return Ok(None),
+            n if n < 0
+                && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
+            _ => break,
+        }
+    }
+    match recv::<Reply>(conn.as_fd(), MAX_REPLY).context("reading the cell init's reply")? {
+        Some((Reply::Done, _)) => Ok(Some(())),
+        Some((Reply::Failed { step, errno: 0 }, _)) => {
+            bail!("{}", crate::output::echo(&step))
+        }
+        Some((Reply::Failed { step, errno }, _)) => Err(std::io::Error::from_raw_os_error(errno))
+            .with_context(|| crate::output::echo(&step).to_string()),
+        Some(_) => {
+            bail!("the cell's init answered a supervision request with a process's start or end")
+        }
+        None => bail!("the cell's init closed the connection (is the cell being destroyed?)"),
     }
 }

@@ -10,14 +10,20 @@
 
 use super::super::enter::{self, become_session_leader, Confinement, Credentials, Step};
 use super::super::telemetry::Sampler;
-use super::{recv, send, Reply, Request, MAX_REQUEST, SOCKET};
+use super::incell::{Exits, InCell};
+use super::{recv, send, Reply, Request, Service, MAX_REQUEST, SOCKET};
 use crate::kernel::process::poll;
+use crate::kernel::CellInfo;
 use crate::kernel::WindowSize;
+use crate::supervise::monitor::{Monitor, Place};
+use crate::supervise::status::Paths;
 use anyhow::{Context, Result};
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Binds the agent's socket in the cell's runtime directory (`dir`, opened
 /// on the host side of the init's setup) and listens.
@@ -40,12 +46,12 @@ pub fn listen(dir: &OwnedFd) -> Result<OwnedFd> {
     Ok(sock)
 }
 
-/// A command forked in the cell ([`Agent::fork_command`]).
-struct Forked {
-    pid: libc::pid_t,
-    pidfd: OwnedFd,
+/// A command forked in the cell ([`Forker::fork_command`]).
+pub(super) struct Forked {
+    pub(super) pid: libc::pid_t,
+    pub(super) pidfd: OwnedFd,
     /// Read end of the child's error pipe: a (step, errno) pair, or EOF at exec.
-    errors: OwnedFd,
+    pub(super) errors: OwnedFd,
 }
 
 /// A process forked for a connection but not yet known to have exec'd.
@@ -61,13 +67,36 @@ struct Running {
     pid: libc::pid_t,
 }
 
+/// What every fork of the init needs: shared by the agent and the kernel of
+/// the supervisor it runs ([`InCell`]).
+pub struct Forker {
+    /// `tasks` of the v1 groups each child joins (`limits::MEMBERS`).
+    members: Vec<std::fs::File>,
+    confinement: Confinement,
+}
+
+/// The service the init supervises (one process per running cell).
+struct Supervision {
+    monitor: Monitor<'static>,
+    /// The supervision directory on the host, which the monitor's files
+    /// name through `/proc/self/fd`.
+    _dir: OwnedFd,
+    /// Stop requests, answered once the monitor is done.
+    stops: Vec<OwnedFd>,
+}
+
+/// The in-cell kernel of the supervisor: one per init, made by the first
+/// supervision (the cell it names is the init's for its whole life).
+static IN_CELL: std::sync::OnceLock<InCell> = std::sync::OnceLock::new();
+
 pub struct Agent {
     listener: OwnedFd,
     /// The cell's devpts instance (`/dev/pts`), where terminals come from.
     ptys: OwnedFd,
-    /// `tasks` of the v1 groups each child joins (`limits::MEMBERS`).
-    members: Vec<std::fs::File>,
-    confinement: Confinement,
+    forker: Arc<Forker>,
+    /// Exit statuses of the processes the supervisor started.
+    exits: Exits,
+    supervision: Option<Supervision>,
     sampler: Sampler,
     waiting: Vec<OwnedFd>,
     starting: Vec<Starting>,
@@ -75,7 +104,7 @@ pub struct Agent {
 }
 
 /// A request made ready for the fork: every string a C string.
-struct Prepared {
+pub(super) struct Prepared {
     argv: Vec<CString>,
     envp: Vec<CString>,
     candidates: Vec<CString>,
@@ -85,7 +114,7 @@ struct Prepared {
     apply_rlimits: bool,
 }
 
-fn prepare(req: &Request) -> std::result::Result<Prepared, (&'static str, i32)> {
+pub(super) fn prepare(req: &Request) -> std::result::Result<Prepared, (&'static str, i32)> {
     let bad = |_| {
         (
             "a NUL byte in the command, environment or directory",
@@ -220,8 +249,12 @@ impl Agent {
         Agent {
             listener,
             ptys,
-            members,
-            confinement,
+            forker: Arc::new(Forker {
+                members,
+                confinement,
+            }),
+            exits: Exits::default(),
+            supervision: None,
             sampler,
             waiting: Vec::new(),
             starting: Vec::new(),
@@ -233,7 +266,7 @@ impl Agent {
     /// what it inherited).
     pub fn fds(&self) -> Vec<RawFd> {
         let mut fds = vec![self.listener.as_raw_fd(), self.ptys.as_raw_fd()];
-        fds.extend(self.members.iter().map(|f| f.as_raw_fd()));
+        fds.extend(self.forker.members.iter().map(|f| f.as_raw_fd()));
         fds.extend(self.sampler.fds());
         fds
     }
@@ -256,7 +289,12 @@ impl Agent {
                     .iter()
                     .map(|s| (s.forked.errors.as_raw_fd(), libc::POLLIN)),
             );
-            let timeout = self.sampler.due().saturating_duration_since(Instant::now());
+            let mut due = self.sampler.due();
+            if let Some(s) = self.supervision.as_mut() {
+                fds.push((s.monitor.event_fd(), libc::POLLIN));
+                due = s.monitor.next_deadline().map_or(due, |t| due.min(t));
+            }
+            let timeout = due.saturating_duration_since(Instant::now());
             let ready: Vec<bool> = poll(&fds, timeout.as_millis().min(1000) as libc::c_int + 1)
                 .into_iter()
                 .map(|revents| revents != 0)
@@ -283,7 +321,158 @@ impl Agent {
             if ready[0] {
                 self.accept();
             }
+            self.supervise();
         }
+    }
+
+    /// One turn of the supervisor's loop, without waiting (the poll above
+    /// waited for its events and timers); the end of the supervision once
+    /// it is done.
+    fn supervise(&mut self) {
+        let Some(s) = self.supervision.as_mut() else {
+            return;
+        };
+        let mut events = mio::Events::with_capacity(8);
+        // An error of its event loop ends the supervision as a stop would.
+        if !s
+            .monitor
+            .turn(&mut events, Some(Duration::ZERO))
+            .unwrap_or(true)
+        {
+            return;
+        }
+        if let Some(s) = self.supervision.take() {
+            s.monitor.finish();
+            // The lock is released (the monitor dropped) before the answer.
+            for conn in s.stops {
+                let _ = send(conn.as_fd(), &Reply::Done, &[]);
+            }
+        }
+    }
+
+    /// A request to the supervisor: start supervising, stop, write the
+    /// status again. Answered [`Reply::Done`] (a stop once it is over) or
+    /// [`Reply::Failed`] with errno 0 and the reason.
+    fn service(&mut self, conn: OwnedFd, service: Service, fds: Vec<OwnedFd>) {
+        let refuse = |conn: &OwnedFd, why: String| {
+            let _ = send(
+                conn.as_fd(),
+                &Reply::Failed {
+                    step: why,
+                    errno: 0,
+                },
+                &[],
+            );
+        };
+        match service {
+            Service::Supervise {
+                args,
+                supervisor_pid,
+                cell,
+                cid,
+                max_size,
+                files,
+                rate_limit,
+                with_syslog,
+            } => {
+                if self.supervision.is_some() {
+                    return refuse(&conn, format!("cell {cell} is already supervised"));
+                }
+                let mut fds = fds.into_iter();
+                let (Some(dir), syslog) = (fds.next(), fds.next().filter(|_| with_syslog)) else {
+                    return refuse(&conn, "no supervision directory was sent".into());
+                };
+                let logs = crate::supervise::LogConfig {
+                    syslog_socket: PathBuf::from("syslog"),
+                    rotation: crate::supervise::logfile::Rotation { max_size, files },
+                    rate_limit,
+                };
+                let setup = Setup {
+                    args: &args,
+                    supervisor_pid,
+                    cell: &cell,
+                    cid,
+                    logs: &logs,
+                };
+                match self.begin_supervision(setup, dir, syslog) {
+                    Ok(()) => {
+                        let _ = send(conn.as_fd(), &Reply::Done, &[]);
+                    }
+                    Err(e) => refuse(&conn, format!("{e:#}")),
+                }
+            }
+            Service::Stop { grace_ms } => match self.supervision.as_mut() {
+                Some(s) => {
+                    s.monitor.request_stop_with(Duration::from_millis(grace_ms));
+                    s.stops.push(conn);
+                }
+                None => {
+                    let _ = send(conn.as_fd(), &Reply::Done, &[]);
+                }
+            },
+            Service::WriteStatus => match self.supervision.as_mut() {
+                Some(s) => {
+                    s.monitor.write_status();
+                    let _ = send(conn.as_fd(), &Reply::Done, &[]);
+                }
+                None => refuse(&conn, "the cell's init supervises nothing".into()),
+            },
+        }
+    }
+
+    /// Starts the monitor of `setup` on the supervision directory `dir`.
+    fn begin_supervision(
+        &mut self,
+        setup: Setup<'_>,
+        dir: OwnedFd,
+        syslog: Option<OwnedFd>,
+    ) -> anyhow::Result<()> {
+        let args: Vec<&str> = setup.args.iter().map(String::as_str).collect();
+        let parsed =
+            <crate::supervise::SuperviseArgs as argh::FromArgs>::from_args(&["supervise"], &args)
+                .map_err(|e| anyhow::anyhow!("{}", e.output.trim_end()))?;
+        let spec = crate::supervise::SuperviseSpec::from_args(&parsed)?;
+        let kernel: &'static InCell = IN_CELL.get_or_init(|| InCell {
+            forker: self.forker.clone(),
+            exits: self.exits.clone(),
+            cell: CellInfo {
+                id: setup.cid,
+                name: setup.cell.to_string(),
+                root: PathBuf::from("/"),
+                profile: crate::kernel::Profile::High,
+                ports: Vec::new(),
+                rlimits: Default::default(),
+                age: 0,
+                procs: 0,
+                refs: 0,
+                ids: None,
+                frozen: false,
+            },
+        });
+        if kernel.cell.name != setup.cell || kernel.cell.id != setup.cid {
+            anyhow::bail!(
+                "this init runs cell {}, not {}",
+                kernel.cell.name,
+                setup.cell
+            );
+        }
+        let paths = Paths::in_dir(Path::new(&format!("/proc/self/fd/{}", dir.as_raw_fd())));
+        let place = Place::Init {
+            pid: setup.supervisor_pid,
+            syslog: syslog.map(std::os::unix::net::UnixDatagram::from),
+        };
+        let mut monitor =
+            Monitor::new(kernel, spec, kernel.cell.clone(), paths, setup.logs, place)?;
+        if monitor.begin() {
+            monitor.finish();
+            anyhow::bail!("the supervision ended at its start");
+        }
+        self.supervision = Some(Supervision {
+            monitor,
+            _dir: dir,
+            stops: Vec::new(),
+        });
+        Ok(())
     }
 
     fn accept(&mut self) {
@@ -301,6 +490,9 @@ impl Agent {
         let Ok(Some((request, fds))) = recv::<Request>(conn.as_fd(), MAX_REQUEST) else {
             return;
         };
+        if let Some(service) = request.service {
+            return self.service(conn, service, fds);
+        }
         let fail = |conn: &OwnedFd, step: &str, errno: i32| {
             let _ = send(
                 conn.as_fd(),
@@ -337,7 +529,7 @@ impl Agent {
                 stdio[2].as_raw_fd(),
             ],
         };
-        let forked = match self.fork_command(&prepared, master.is_some(), raw) {
+        let forked = match self.forker.fork_command(&prepared, master.is_some(), raw) {
             Ok(f) => f,
             Err((step, errno)) => return fail(&conn, step, errno),
         };
@@ -347,55 +539,6 @@ impl Agent {
             forked,
             master,
         });
-    }
-
-    /// Forks the command of `prepared` on `stdio` (a terminal's slave three
-    /// times when `terminal`): the child confines itself and execs, or writes
-    /// why it could not to the error pipe. Every process the init starts
-    /// comes through here.
-    fn fork_command(
-        &self,
-        prepared: &Prepared,
-        terminal: bool,
-        stdio: [RawFd; 3],
-    ) -> std::result::Result<Forked, (&'static str, i32)> {
-        let (errors_r, errors_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-            .map_err(|e| ("creating a pipe", e.raw_os_error()))?;
-        // SAFETY: fork of this single-threaded process; the child never returns.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            let errno = std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EAGAIN);
-            return Err(("forking the process", errno));
-        }
-        if pid == 0 {
-            child(
-                prepared,
-                &self.members,
-                &self.confinement,
-                terminal,
-                stdio,
-                errors_w.as_raw_fd(),
-            );
-        }
-        drop(errors_w);
-        // SAFETY: pidfd_open of our own child, which cannot be reaped yet.
-        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
-        if pidfd < 0 {
-            let errno = std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO);
-            // SAFETY: our child; it is reaped by `reap` as an unknown pid.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            return Err(("opening a pidfd", errno));
-        }
-        Ok(Forked {
-            pid,
-            // SAFETY: a fresh descriptor.
-            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
-            errors: errors_r,
-        })
     }
 
     /// The child exec'd (its error pipe closed) or reported a failure.
@@ -442,12 +585,80 @@ impl Agent {
                 let s = self.starting.remove(i);
                 self.finish_start(s);
             }
+            if let Some(slot) = self
+                .exits
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&pid)
+            {
+                *slot = Some(status);
+            }
             if let Some(i) = self.running.iter().position(|r| r.pid == pid) {
                 let r = self.running.remove(i);
                 let _ = send(r.conn.as_fd(), &Reply::Exited { status }, &[]);
             }
         }
     }
+}
+
+impl Forker {
+    /// Forks the command of `prepared` on `stdio` (a terminal's slave three
+    /// times when `terminal`): the child confines itself and execs, or writes
+    /// why it could not to the error pipe. Every process the init starts
+    /// comes through here.
+    pub(super) fn fork_command(
+        &self,
+        prepared: &Prepared,
+        terminal: bool,
+        stdio: [RawFd; 3],
+    ) -> std::result::Result<Forked, (&'static str, i32)> {
+        let (errors_r, errors_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| ("creating a pipe", e.raw_os_error()))?;
+        // SAFETY: fork of this single-threaded process; the child never returns.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            let errno = std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EAGAIN);
+            return Err(("forking the process", errno));
+        }
+        if pid == 0 {
+            child(
+                prepared,
+                &self.members,
+                &self.confinement,
+                terminal,
+                stdio,
+                errors_w.as_raw_fd(),
+            );
+        }
+        drop(errors_w);
+        // SAFETY: pidfd_open of our own child, which cannot be reaped yet.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
+        if pidfd < 0 {
+            let errno = std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO);
+            // SAFETY: our child; it is reaped by `reap` as an unknown pid.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            return Err(("opening a pidfd", errno));
+        }
+        Ok(Forked {
+            pid,
+            // SAFETY: a fresh descriptor.
+            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+            errors: errors_r,
+        })
+    }
+}
+
+/// What a supervision request names.
+struct Setup<'a> {
+    args: &'a [String],
+    supervisor_pid: u32,
+    cell: &'a str,
+    cid: u64,
+    logs: &'a crate::supervise::LogConfig,
 }
 
 /// SIGCHLD as a readable descriptor (the signal is blocked in the init; the

@@ -31,6 +31,7 @@
 //! peer's pid reads as 0 there): host processes.
 
 pub mod host;
+mod incell;
 pub mod init;
 
 use crate::kernel::WindowSize;
@@ -61,6 +62,32 @@ pub struct Request {
     pub apply_rlimits: bool,
     /// A new terminal of this size instead of the descriptors sent along.
     pub terminal: Option<WindowSize>,
+    /// Not a command to start: a request to the init's supervisor (argv is
+    /// empty, no descriptors but those the request names).
+    #[serde(default)]
+    pub service: Option<Service>,
+}
+
+/// What the init's supervisor is asked (`kernel::InitService`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum Service {
+    /// Supervise: `cellctl supervise` arguments; sent with the supervision
+    /// directory and, when a syslog daemon listens, a socket connected to it.
+    Supervise {
+        args: Vec<String>,
+        /// The init's pid on the host: what status and lock files name.
+        supervisor_pid: u32,
+        cell: String,
+        cid: u64,
+        max_size: u64,
+        files: u32,
+        rate_limit: u64,
+        with_syslog: bool,
+    },
+    /// Stop the service and the supervision; [`Reply::Done`] once over.
+    Stop { grace_ms: u64 },
+    /// Write the status file again.
+    WriteStatus,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -71,6 +98,8 @@ pub enum Reply {
     Failed { step: String, errno: i32 },
     /// It ended; the wait status.
     Exited { status: i32 },
+    /// A [`Service`] request was carried out.
+    Done,
 }
 
 /// Sends one message with `fds` attached.
