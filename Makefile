@@ -60,6 +60,7 @@ test:
 	$(MAKE) static
 	CELLS_ANSIBLE_VENV=$$(./scripts/ansible-venv.sh) $(CARGO) test --workspace
 	$(MAKE) test-profiles
+	$(MAKE) test-supervisor-init
 	$(MAKE) lint-man
 	$(MAKE) lint-ansible
 	$(MAKE) -C kmod check-layout
@@ -89,6 +90,11 @@ test-profiles:
 	CELLS_TEST_PROFILE=low $(CARGO) test --test conformance
 	CELLS_TEST_USERNS=NO $(CARGO) test --test conformance
 	CELLS_TEST_PROFILE=medium CELLS_TEST_USERNS=NO $(CARGO) test --test conformance
+
+# The supervision suites again with the services supervised by the cells'
+# inits (CELL_SUPERVISOR=init) instead of supervisor processes.
+test-supervisor-init:
+	CELLS_TEST_SUPERVISOR=init $(CARGO) test --test supervise --test service
 
 lint-man:
 	mandoc -Tlint -W warning man/*.[0-9]

@@ -7,6 +7,9 @@
 # the service). Everything is stopped and removed at the end.
 #
 #   sudo bench/cell-cost.sh [N]      (CELLS_BIN=path/to/cells, default target/release/cells)
+#
+# CELL_SUPERVISOR=init in the environment supervises the services in the
+# cells' inits (cellmgr.conf(5)): no supervisor processes then.
 set -eu
 N=${1:-100}
 BIN=${CELLS_BIN:-$(dirname "$0")/../target/release/cells}
@@ -15,6 +18,8 @@ BIN=${CELLS_BIN:-$(dirname "$0")/../target/release/cells}
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 . "$(dirname "$0")/world.sh"
 bench_world cell-cost "$BIN"
+PLACEMENT=${CELL_SUPERVISOR:-process}
+echo "CELL_SUPERVISOR=$PLACEMENT" >>"$CELLMGR_CONF"
 
 i=0
 while [ "$i" -lt "$N" ]; do
@@ -103,4 +108,5 @@ print(f"Pss of the service (busybox sleep)       {kb(services) / n:6.0f} KB")
 breakdown("init", inits)
 breakdown("supervisor", supervisors)
 PY
+echo "services supervised by: $PLACEMENT (CELL_SUPERVISOR)"
 echo "converge of $N cells: $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f s", b - a }'); load after: $LOAD; cores: $(nproc)"

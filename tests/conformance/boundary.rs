@@ -917,17 +917,29 @@ fn cell_root_cannot_signal_trace_or_reach_into_its_init() {
     }
     let mut env = Env::new("initprobe");
     let root = env.root("initprobe", true);
+    // The init also supervises a service: it holds the supervision
+    // directory and a socket to the syslog daemon while probed.
+    let conf = env.dir.join("cellmgr.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str("CELL_SUPERVISOR=init\n");
+    std::fs::write(&conf, text).unwrap();
+    let cfg = cells::config::Config::load_from(&conf).unwrap();
+    let kernel = cells::kernel::host(&cfg).unwrap();
     let pid = std::process::id();
     for profile in PROFILES {
         let name = format!("ip{profile}{pid}");
         env.create(&name, &root, &["-l", profile]);
+        env.ok(&["supervise", &name, "/bin/sleep", "1000"]);
         let init = env.record(&name);
-        let held = std::fs::read_dir(format!("/proc/{}/fd", init.init_pid))
+        let held: Vec<_> = std::fs::read_dir(format!("/proc/{}/fd", init.init_pid))
             .unwrap()
             .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
             .filter(|l| l.starts_with(&env.dir))
-            .count();
-        assert!(held > 0, "{profile}: the init holds no host directory");
+            .collect();
+        assert!(
+            held.contains(&cfg.run_dir.join("supervise").join(&name)),
+            "{profile}: the init holds no supervision directory: {held:?}"
+        );
         let (rc, out) = perl(&env, &name, INIT_PROBE, &[]);
         assert_eq!(rc, 0, "{profile}: the probe failed: {out}");
         // Where cell root is host uid 0 (low, and every profile on host ids)
@@ -958,6 +970,12 @@ fn cell_root_cannot_signal_trace_or_reach_into_its_init() {
             cells::kernel::linux::ns::init_alive(&init),
             "{profile}: the init died"
         );
+        let status = cells::supervise::status(&cfg, &name).unwrap();
+        assert!(
+            status.is_some_and(|s| s.supervisor_pid == init.init_pid as u32),
+            "{profile}: the init no longer supervises"
+        );
+        cells::supervise::stop(&cfg, &*kernel, &name, Duration::from_secs(1)).unwrap();
         env.ok(&["destroy", &name]);
     }
 }
