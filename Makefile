@@ -94,7 +94,8 @@ test-profiles:
 # The supervision suites again with the services supervised by the cells'
 # inits (CELL_SUPERVISOR=init) instead of supervisor processes.
 test-supervisor-init:
-	CELLS_TEST_SUPERVISOR=init $(CARGO) test --test supervise --test service
+	CELLS_TEST_SUPERVISOR=init $(CARGO) test --test supervise --test service \
+		--test damage --test host_root --test mgr_lifecycle
 
 lint-man:
 	mandoc -Tlint -W warning man/*.[0-9]

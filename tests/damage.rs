@@ -111,7 +111,7 @@ fn a_damaged_or_lost_cell_table_is_rebuilt_from_the_kernel() {
 }
 
 fn status_file(w: &World, cell: &str) -> PathBuf {
-    w.dir.join(format!("run/supervise/{cell}.status"))
+    support::supervise_file(&w.dir.join("run"), cell, "status")
 }
 
 #[test]
@@ -134,7 +134,8 @@ fn a_damaged_supervisor_status_affects_only_its_cell_and_apply_repairs_it() {
     );
     let err = stderr(&out);
     assert!(
-        err.contains("a.status") && !err.contains("b.status"),
+        err.contains(&status_file(&w, "a").display().to_string())
+            && !err.contains(&status_file(&w, "b").display().to_string()),
         "{err}"
     );
     assert_no_debug_dump(&err, "list with a damaged status");

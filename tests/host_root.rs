@@ -468,16 +468,18 @@ fn private_files_are_0600_in_0700_directories() {
     assert_eq!(mode(&w.manifest_dir()), 0o700);
     assert_eq!(mode(&w.manifest_dir().join("web.cell")), 0o600);
     assert_eq!(mode(&w.manifest_dir().join("web.apply")), 0o600);
-    let supervise = w.dir.join("run/supervise");
-    assert_eq!(mode(&supervise), 0o700);
+    let run = w.dir.join("run");
+    assert_eq!(mode(&run.join("supervise")), 0o700);
+    assert_eq!(mode(&support::supervise_dir(&run, "web")), 0o700);
     support::wait_until(
         "the service log",
         Duration::from_secs(10),
         Duration::from_millis(50),
-        || supervise.join("web.log").exists(),
+        || support::supervise_file(&run, "web", "log").exists(),
     );
-    for f in ["web.status", "web.log"] {
-        assert_eq!(mode(&supervise.join(f)), 0o600, "{f}");
+    for f in ["status", "log"] {
+        let file = support::supervise_file(&run, "web", f);
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
     }
     assert_eq!(mode(&w.data_dir().join("web")), 0o700);
     assert_eq!(mode(&w.data_dir().join("web/cell.conf")), 0o600);

@@ -920,7 +920,12 @@ fn cell_root_cannot_signal_trace_or_reach_into_its_init() {
     // The init also supervises a service: it holds the supervision
     // directory and a socket to the syslog daemon while probed.
     let conf = env.dir.join("cellmgr.conf");
-    let mut text = std::fs::read_to_string(&conf).unwrap();
+    let mut text: String = std::fs::read_to_string(&conf)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("CELL_SUPERVISOR="))
+        .map(|l| format!("{l}\n"))
+        .collect();
     text.push_str("CELL_SUPERVISOR=init\n");
     std::fs::write(&conf, text).unwrap();
     let cfg = cells::config::Config::load_from(&conf).unwrap();

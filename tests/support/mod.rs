@@ -129,6 +129,33 @@ pub fn wait_for<T>(
 }
 
 /// `wait_for` a condition.
+/// Services are supervised by the cells' inits in this run
+/// (`CELLS_TEST_SUPERVISOR=init`, `CELL_SUPERVISOR=init`).
+pub fn supervised_by_init() -> bool {
+    std::env::var("CELLS_TEST_SUPERVISOR").is_ok_and(|v| v == "init")
+}
+
+/// The directory of `cell`'s supervisor files under `run_dir`: `supervise/`
+/// for a supervisor process, `supervise/<cell>/` for the cell's init.
+pub fn supervise_dir(run_dir: &Path, cell: &str) -> PathBuf {
+    let dir = run_dir.join("supervise");
+    if supervised_by_init() {
+        dir.join(cell)
+    } else {
+        dir
+    }
+}
+
+/// One of `cell`'s supervisor files (`status`, `lock`, `log`, `syslog`):
+/// `supervise/<cell>.<what>`, or `supervise/<cell>/<what>` in the init's.
+pub fn supervise_file(run_dir: &Path, cell: &str, what: &str) -> PathBuf {
+    if supervised_by_init() {
+        supervise_dir(run_dir, cell).join(what)
+    } else {
+        supervise_dir(run_dir, cell).join(format!("{cell}.{what}"))
+    }
+}
+
 pub fn wait_until(what: &str, within: Duration, every: Duration, mut done: impl FnMut() -> bool) {
     wait_for(what, within, every, || done().then_some(()))
 }
