@@ -284,6 +284,18 @@ pub fn service(
         Some((Reply::Failed { step, errno: 0 }, _)) => {
             bail!("{}", crate::output::echo(&step))
         }
+        // An init of an older version takes the request for a command
+        // without one.
+        Some((
+            Reply::Failed {
+                errno: libc::EINVAL,
+                ..
+            },
+            _,
+        )) if request.argv.is_empty() => bail!(
+            "the cell's init was started by an older version of cells and cannot supervise: \
+             restart the cell (cellmgr restart)"
+        ),
         Some((Reply::Failed { step, errno }, _)) => Err(std::io::Error::from_raw_os_error(errno))
             .with_context(|| crate::output::echo(&step).to_string()),
         Some(_) => {
