@@ -163,6 +163,27 @@ pub fn private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Opens a file that a process of a cell wrote (a supervisor in a cell's
+/// init: with the cell root's host id) for reading as host root: no symbolic
+/// link is followed, nothing but a regular file is opened (a fifo could block
+/// the reader). The caller caps what it reads. `None`: no such file.
+pub fn open_untrusted(path: &Path) -> std::io::Result<Option<File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(Some(file))
+}
+
 /// An anonymous read-write file for a child's output: it has no name anyone
 /// could guess or plant (Linux: `O_TMPFILE` in the temporary directory;
 /// elsewhere a random name created `O_EXCL|O_NOFOLLOW`, 0600, and unlinked at once).

@@ -22,6 +22,8 @@ use std::sync::OnceLock;
 
 pub use file::Journal;
 
+mod pending;
+
 /// One line of the journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -329,13 +331,44 @@ pub fn audit_command(
 
 /// Records a lifecycle event of `cell`.
 pub fn event(cell: &str, happened: Happened, detail: Option<String>) {
-    append(&Record::Event(Event {
+    let pending = PENDING.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut event = Event {
         time: now(),
         event: happened.as_str().to_string(),
         cell: cell.to_string(),
         detail,
         pid: std::process::id(),
-    }));
+    };
+    if let Some((file, pid)) = pending {
+        event.pid = pid;
+        // Nobody to tell in a cell's init: a lost event is lost.
+        let _ = pending::append(&file, &Record::Event(event));
+        return;
+    }
+    append(&Record::Event(event));
+}
+
+/// Where the events go instead of the journal, and the pid they name: in a
+/// cell's init that supervises its service, a file of the supervision
+/// directory that the host takes into the journal ([`absorb`]).
+static PENDING: std::sync::Mutex<Option<(std::path::PathBuf, u32)>> = std::sync::Mutex::new(None);
+
+/// Sends this process's events to `file` (see [`PENDING`]); `None`: to the
+/// journal again.
+pub fn events_to(file: Option<(std::path::PathBuf, u32)>) {
+    *PENDING.lock().unwrap_or_else(|e| e.into_inner()) = file;
+}
+
+/// Takes the events a supervisor in `cell`'s init left in `file` into the
+/// journal (see [`pending::take`] for what is accepted of them).
+pub fn absorb(file: &std::path::Path, cell: &str) -> anyhow::Result<()> {
+    if SILENCED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
+    let Some(ctx) = CONTEXT.get() else {
+        return Ok(());
+    };
+    pending::take(file, cell, &mut |record| ctx.journal.append(record))
 }
 
 /// The actor of this process (for the IPC server, whose clients act through it).

@@ -92,7 +92,15 @@ fn render(line: &str, filter: &Filter, format: Format) -> Option<String> {
 /// Writes the records `filter` selects and, with `follow`, those appended
 /// later, until interrupted or until the reader goes away (a closed pipe ends
 /// it quietly).
-pub fn print(path: &Path, filter: &Filter, format: Format, follow: bool) -> anyhow::Result<()> {
+/// Prints the journal at `path`; `refresh` runs before it is read and, when
+/// following, before each look for new lines (it takes pending events in).
+pub fn print(
+    path: &Path,
+    filter: &Filter,
+    format: Format,
+    follow: bool,
+    refresh: &mut dyn FnMut(),
+) -> anyhow::Result<()> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let result = (|| -> io::Result<()> {
@@ -105,6 +113,7 @@ pub fn print(path: &Path, filter: &Filter, format: Format, follow: bool) -> anyh
             }
             out.flush()
         };
+        refresh();
         let mut follower = Follower::read_back(path, &mut lines)?;
         write(&mut lines)?;
         if !follow {
@@ -112,6 +121,7 @@ pub fn print(path: &Path, filter: &Filter, format: Format, follow: bool) -> anyh
         }
         loop {
             std::thread::sleep(FOLLOW_EVERY);
+            refresh();
             follower.poll(&mut lines)?;
             write(&mut lines)?;
         }

@@ -263,6 +263,8 @@ pub enum InitService {
         rate_limit: u64,
         dir: std::os::fd::OwnedFd,
         syslog: Option<std::os::fd::OwnedFd>,
+        /// Where `syslog` is connected to (what records about it say).
+        syslog_socket: PathBuf,
     },
     /// End the service (TERM, `grace`, KILL) and the supervision; answered
     /// once both ended, or after `wait` without an answer.

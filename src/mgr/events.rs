@@ -66,7 +66,16 @@ impl Run for Events {
         } else {
             Format::Text
         };
-        read::print(&cfg.audit_log, &filter, format, self.follow)?;
+        // Events that supervising inits recorded join the journal first.
+        let mut warned = false;
+        let mut refresh = || {
+            if let Err(e) = crate::supervise::absorb_events(&cfg, None) {
+                if !std::mem::replace(&mut warned, true) {
+                    log::warn!("{e:#}");
+                }
+            }
+        };
+        read::print(&cfg.audit_log, &filter, format, self.follow, &mut refresh)?;
         Ok(EXIT_OK)
     }
 }

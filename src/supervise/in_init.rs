@@ -8,7 +8,7 @@
 //! a descriptor to it; the cell itself has no path to it (its mount namespace
 //! has no run directory) and cannot reach the init's descriptors (the init is
 //! not dumpable and cell root cannot ptrace or signal it). What the init
-//! writes there is read by host root strictly ([`super::status::open_strict`]):
+//! writes there is read by host root strictly (`fs::host::open_untrusted`):
 //! no link followed, regular files only, sizes capped. Everything else the
 //! init cannot do from inside the cell the host does at the start: it reads
 //! the env file (the init has no path to host files) and connects a socket to
@@ -60,6 +60,7 @@ pub fn start(
         rate_limit: cfg.log_rate_limit,
         dir,
         syslog,
+        syslog_socket: cfg.syslog_socket.clone(),
     };
     match kernel.init_service(&Target::Id(cell.id), request)? {
         None => Ok(None),
@@ -74,13 +75,24 @@ pub fn start(
 /// Ends the service and the supervision: TERM, `grace`, KILL, as the init
 /// carries it out. An init that does not answer in time (stopped, wedged)
 /// is ended with the whole cell (`Kernel::destroy_all`): returns true then.
-pub fn stop(kernel: &dyn Kernel, cell: &str, grace: Duration) -> anyhow::Result<bool> {
+pub fn stop(
+    cfg: &Config,
+    kernel: &dyn Kernel,
+    cell: &str,
+    grace: Duration,
+) -> anyhow::Result<bool> {
     let target = Target::Name(cell.to_string());
     let request = InitService::Stop {
         grace,
         wait: grace + STOP_SLACK,
     };
-    match kernel.init_service(&target, request)? {
+    let answer = kernel.init_service(&target, request);
+    // What the service's end wrote (and what came before) is in the journal
+    // when stop returns.
+    if let Err(e) = absorb(cfg, cell) {
+        log::warn!("{e:#}");
+    }
+    match answer? {
         Some(InitAnswer::Done { .. }) => Ok(false),
         Some(InitAnswer::NoAnswer) => {
             log::warn!(
@@ -96,6 +108,45 @@ pub fn stop(kernel: &dyn Kernel, cell: &str, grace: Duration) -> anyhow::Result<
         None => bail!("the {} kernel has no supervising init", kernel.name()),
     }
 }
+
+/// Takes the lifecycle events that supervising inits recorded into the
+/// journal (`journal::absorb`): those of `cell`, or with `None` of every cell.
+pub fn absorb_events(cfg: &Config, cell: Option<&str>) -> anyhow::Result<()> {
+    // Only root writes the journal (and reaches the directories).
+    if !rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    match cell {
+        Some(c) => absorb(cfg, c),
+        None => {
+            let top = cfg.run_dir.join("supervise");
+            let entries = match std::fs::read_dir(&top) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e).with_context(|| format!("reading {}", top.display())),
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+                if is_dir && crate::names::validate("cell", &name).is_ok() {
+                    absorb(cfg, &name)?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn absorb(cfg: &Config, cell: &str) -> anyhow::Result<()> {
+    let file = super::status::Paths::of_init(&cfg.run_dir, cell)
+        .dir
+        .join(EVENTS);
+    crate::journal::absorb(&file, cell)
+}
+
+/// The file of the supervision directory where the init records lifecycle
+/// events.
+pub const EVENTS: &str = "events";
 
 /// Asks the cell's init to write its status file again.
 pub fn write_status(kernel: &dyn Kernel, cell: &str) -> anyhow::Result<()> {

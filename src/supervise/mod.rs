@@ -21,6 +21,7 @@ pub mod escape;
 pub mod health;
 pub mod identity;
 mod in_init;
+pub use in_init::{absorb_events, EVENTS as EVENTS_FILE};
 pub mod logfile;
 pub mod logread;
 pub mod monitor;
@@ -481,7 +482,7 @@ pub fn stop(
         return Ok(false);
     };
     if sup.in_init {
-        return in_init::stop(kernel, cell, grace);
+        return in_init::stop(cfg, kernel, cell, grace);
     }
     let Some(pid) = sup.pid else {
         // Neither file names it: destroying the cell ends the service, and
@@ -742,6 +743,9 @@ pub fn remove_files(cfg: &Config, cell: &str) -> anyhow::Result<()> {
     // Also one that is starting up or whose status file is damaged.
     if supervisor(cfg, cell)?.is_some() {
         bail!("the supervisor of cell {cell} still runs");
+    }
+    if let Err(e) = in_init::absorb_events(cfg, Some(cell)) {
+        log::warn!("{e:#}");
     }
     let paths = status::Paths::new(&cfg.run_dir, cell);
     logfile::remove_all(&paths.log);

@@ -128,32 +128,11 @@ pub fn write_status(path: &Path, status: &SupervisorStatus) -> anyhow::Result<()
 /// check's output is bounded).
 const MAX_STATUS: u64 = 1 << 20;
 
-/// Opens a supervisor's file for reading as host root: no symbolic link is
-/// followed, nothing but a regular file is opened (a fifo could block the
-/// reader). A supervisor in a cell's init writes with the cell root's host
-/// id: the host reads what it wrote, never through it. `None`: no such file.
-pub fn open_strict(path: &Path) -> std::io::Result<Option<File>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    Ok(Some(file))
-}
-
 /// Reads a status file; `None` when there is none.
 pub fn read_status(path: &Path) -> anyhow::Result<Option<SupervisorStatus>> {
     let read = || -> std::io::Result<Vec<u8>> {
         use std::io::Read;
-        let Some(file) = open_strict(path)? else {
+        let Some(file) = crate::fs::host::open_untrusted(path)? else {
             return Err(std::io::ErrorKind::NotFound.into());
         };
         let mut bytes = Vec::new();
@@ -216,7 +195,7 @@ impl SupervisorLock {
 
 /// True while some supervisor holds the lock at `path`.
 pub fn is_locked(path: &Path) -> anyhow::Result<bool> {
-    let file = match open_strict(path) {
+    let file = match crate::fs::host::open_untrusted(path) {
         Ok(Some(f)) => f,
         Ok(None) => return Ok(false),
         Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
@@ -241,7 +220,7 @@ pub fn holder(path: &Path) -> anyhow::Result<Option<Option<u32>>> {
     if !is_locked(path)? {
         return Ok(None);
     }
-    let pid = open_strict(path)
+    let pid = crate::fs::host::open_untrusted(path)
         .ok()
         .flatten()
         .and_then(|f| {

@@ -832,6 +832,7 @@ impl Kernel for LinuxKernel {
                 rate_limit,
                 dir,
                 syslog,
+                syslog_socket,
             } => {
                 fds.push(dir.as_fd());
                 fds.extend(syslog.as_ref().map(|s| s.as_fd()));
@@ -844,6 +845,7 @@ impl Kernel for LinuxKernel {
                     files: rotation.1,
                     rate_limit: *rate_limit,
                     with_syslog: syslog.is_some(),
+                    syslog_socket: syslog_socket.clone(),
                 });
                 std::time::Duration::from_secs(15)
             }

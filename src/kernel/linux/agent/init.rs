@@ -374,6 +374,7 @@ impl Agent {
                 files,
                 rate_limit,
                 with_syslog,
+                syslog_socket,
             } => {
                 if self.supervision.is_some() {
                     return refuse(&conn, format!("cell {cell} is already supervised"));
@@ -383,7 +384,7 @@ impl Agent {
                     return refuse(&conn, "no supervision directory was sent".into());
                 };
                 let logs = crate::supervise::LogConfig {
-                    syslog_socket: PathBuf::from("syslog"),
+                    syslog_socket,
                     rotation: crate::supervise::logfile::Rotation { max_size, files },
                     rate_limit,
                 };
@@ -461,8 +462,11 @@ impl Agent {
             pid: setup.supervisor_pid,
             syslog: syslog.map(std::os::unix::net::UnixDatagram::from),
         };
+        let events = paths.dir.join(crate::supervise::EVENTS_FILE);
         let mut monitor =
             Monitor::new(kernel, spec, kernel.cell.clone(), paths, setup.logs, place)?;
+        // The journal is the host's: events wait in the directory for it.
+        crate::journal::events_to(Some((events, setup.supervisor_pid)));
         if monitor.begin() {
             monitor.finish();
             anyhow::bail!("the supervision ended at its start");

@@ -82,7 +82,9 @@ pub enum Service {
         max_size: u64,
         files: u32,
         rate_limit: u64,
+        /// A socket connected to the daemon at this path is attached.
         with_syslog: bool,
+        syslog_socket: PathBuf,
     },
     /// Stop the service and the supervision; [`Reply::Done`] once over.
     Stop { grace_ms: u64 },
