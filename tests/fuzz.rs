@@ -173,6 +173,7 @@ fn cbor_state_and_messages() {
         last_exit: Some("exit 1".into()),
         backoff_secs: 2,
         recent_starts_ms: vec![1, 2, 3],
+        syslog_unreachable: false,
         health: None,
     };
     let sidecar = Sidecar {

@@ -227,6 +227,69 @@ fn a_supervised_service_logs_restarts_and_stops_cleanly() {
         .contains("cell never-supervised has no service log: it was never supervised here"));
 }
 
+/// A syslog daemon that restarts: its socket is made anew. A supervisor
+/// process sends to the path again after a while by itself; a supervising
+/// init holds a socket connected to the old one, says so in its status, and
+/// the next repair (every apply runs one) hands it a new socket.
+#[test]
+fn records_reach_a_restarted_syslog_daemon_again() {
+    if !privileged("records_reach_a_restarted_syslog_daemon_again") {
+        return;
+    }
+    let w = World::new("sup-relog", "sup-relog");
+    if !w.in_init() {
+        eprintln!("records_reach_a_restarted_syslog_daemon_again: for CELL_SUPERVISOR=init only");
+        return;
+    }
+    w.env.ok(&[
+        "supervise",
+        "sup-relog",
+        "/bin/sh",
+        "-c",
+        "while :; do if [ -e /tmp/tick ]; then rm /tmp/tick; echo tick; fi; sleep 0.05; done",
+    ]);
+    let tick = |w: &World| w.env.ok(&["exec", "sup-relog", "/bin/touch", "/tmp/tick"]);
+    tick(&w);
+    w.record(|r| r.ends_with("stdout: tick"));
+    // The daemon restarts: its socket takes nothing more, a new one is
+    // made at the same path.
+    w.syslog.shutdown(std::net::Shutdown::Read).unwrap();
+    let path = w.env.dir.join("log");
+    std::fs::remove_file(&path).unwrap();
+    let restarted = UnixDatagram::bind(&path).unwrap();
+    restarted
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    tick(&w);
+    let st = w.status_until(|s| s.syslog_unreachable);
+    assert!(std::fs::read_to_string(w.file("syslog"))
+        .unwrap()
+        .contains("stdout: tick"));
+    let did = supervise::repair(&w.cfg, &*w.kernel, "sup-relog")
+        .unwrap()
+        .expect("a new socket handed over");
+    assert!(did.contains("listens again"), "{did}");
+    tick(&w);
+    let mut buf = vec![0u8; 2048];
+    let rec = loop {
+        let n = restarted
+            .recv(&mut buf)
+            .expect("a record at the new socket");
+        let rec = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if rec.ends_with("stdout: tick") {
+            break rec;
+        }
+    };
+    assert!(rec.contains(&format!("[{}]", st.supervisor_pid)), "{rec}");
+    w.status_until(|s| !s.syslog_unreachable);
+    // Nothing more to hand over.
+    assert_eq!(
+        supervise::repair(&w.cfg, &*w.kernel, "sup-relog").unwrap(),
+        None
+    );
+    supervise::stop(&w.cfg, &*w.kernel, "sup-relog", Duration::from_secs(1)).unwrap();
+}
+
 #[test]
 fn stop_kills_a_service_that_ignores_term_along_with_its_children() {
     if !privileged("stop_kills_a_service_that_ignores_term_along_with_its_children") {
@@ -618,10 +681,19 @@ fn control_characters_in_service_output_are_escaped_everywhere() {
     let script = r"printf 'osc52 \033]52;c;cHduZWQ=\007 title \033]0;owned\007 cr \015 del \177 c1 \302\233 bad \377 rlo \342\200\256 end\n'; printf 'err \033[2J\n' >&2; exec sleep 1000";
     let escaped = r"osc52 \x1b]52;c;cHduZWQ=\x07 title \x1b]0;owned\x07 cr \x0d del \x7f c1 \u{9b} bad \xff rlo \u{202e} end";
     w.env.ok(&["supervise", "sup-esc", "/bin/sh", "-c", script]);
-    let rec = w.record(|r| r.contains("stdout:"));
-    assert!(rec.ends_with(&format!("stdout: {escaped}")), "{rec:?}");
-    let rec = w.record(|r| r.contains("stderr:"));
-    assert!(rec.ends_with(r"stderr: err \x1b[2J"), "{rec:?}");
+    // The two pipes are read in turns: either line may come first.
+    let (mut out, mut err) = (None, None);
+    while out.is_none() || err.is_none() {
+        let rec = w.record(|r| r.contains("stdout:") || r.contains("stderr:"));
+        if rec.contains("stdout:") {
+            out = Some(rec);
+        } else {
+            err = Some(rec);
+        }
+    }
+    let (out, err) = (out.unwrap(), err.unwrap());
+    assert!(out.ends_with(&format!("stdout: {escaped}")), "{out:?}");
+    assert!(err.ends_with(r"stderr: err \x1b[2J"), "{err:?}");
     let log = w.file("log");
     let st = w.status_until(|s| s.state == SupervisorState::Running);
     assert_eq!(supervise::log_path(&w.cfg, "sup-esc"), log);

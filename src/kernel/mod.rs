@@ -274,6 +274,9 @@ pub enum InitService {
     },
     /// Write the status file again (it was damaged).
     WriteStatus,
+    /// Send syslog records to this socket, connected again to the daemon
+    /// (the init's socket cannot reconnect after a restart of the daemon).
+    Syslog { socket: std::os::fd::OwnedFd },
 }
 
 /// The init's answer to an [`InitService`] request.

@@ -148,6 +148,22 @@ fn absorb(cfg: &Config, cell: &str) -> anyhow::Result<()> {
 /// events.
 pub const EVENTS: &str = "events";
 
+/// Hands the cell's init a new socket connected to the syslog daemon, when
+/// one listens: what the init's records say after the daemon restarted.
+pub fn reconnect_syslog(cfg: &Config, kernel: &dyn Kernel, cell: &str) -> anyhow::Result<bool> {
+    let Ok(socket) = std::os::unix::net::UnixDatagram::unbound()
+        .and_then(|s| s.connect(&cfg.syslog_socket).map(|()| OwnedFd::from(s)))
+    else {
+        return Ok(false);
+    };
+    let request = InitService::Syslog { socket };
+    match kernel.init_service(&Target::Name(cell.to_string()), request)? {
+        Some(InitAnswer::Done { .. }) => Ok(true),
+        Some(InitAnswer::NoAnswer) => bail!("the init of cell {cell} did not answer"),
+        None => bail!("the {} kernel has no supervising init", kernel.name()),
+    }
+}
+
 /// Asks the cell's init to write its status file again.
 pub fn write_status(kernel: &dyn Kernel, cell: &str) -> anyhow::Result<()> {
     match kernel.init_service(&Target::Name(cell.to_string()), InitService::WriteStatus)? {

@@ -591,12 +591,21 @@ pub fn status(cfg: &Config, cell: &str) -> anyhow::Result<Option<SupervisorStatu
 
 /// Repairs a damaged status file of a live supervisor from what is true: when
 /// the pid in its lock file is alive and is the supervisor of this cell, it is
-/// asked (SIGUSR1) to write its status again. Returns what was done; `None`
-/// when there was nothing to repair.
+/// asked (SIGUSR1) to write its status again (a supervising init, on its
+/// socket). A supervising init whose syslog daemon went away gets a new
+/// socket once one listens again. Returns what was done; `None` when there
+/// was nothing to repair.
 pub fn repair(cfg: &Config, kernel: &dyn Kernel, cell: &str) -> anyhow::Result<Option<String>> {
     let Some(sup) = supervisor(cfg, cell)? else {
         return Ok(None);
     };
+    let unreachable = matches!(&sup.status, Ok(Some(st)) if st.syslog_unreachable);
+    if sup.in_init && unreachable && in_init::reconnect_syslog(cfg, kernel, cell)? {
+        return Ok(Some(format!(
+            "the syslog daemon at {} listens again: the init of cell {cell} logs there again",
+            cfg.syslog_socket.display()
+        )));
+    }
     let Err(why) = sup.status else {
         return Ok(None);
     };

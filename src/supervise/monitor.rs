@@ -183,6 +183,7 @@ impl<'k> Monitor<'k> {
             backoff_secs: 0,
             recent_starts_ms: Vec::new(),
             health: None,
+            syslog_unreachable: false,
         };
         let health = spec
             .health
@@ -302,6 +303,10 @@ impl<'k> Monitor<'k> {
             done = self.start_service();
         }
         self.run_health_checks(now);
+        if self.syslog.unreachable() != self.status.syslog_unreachable {
+            self.status.syslog_unreachable = self.syslog.unreachable();
+            self.write_status();
+        }
         if let Some(s) = self.stopping.as_mut() {
             if !s.killed && now >= s.kill_at {
                 s.killed = true;
@@ -899,6 +904,12 @@ impl<'k> Monitor<'k> {
         self.status.state = state;
         self.status.since = since;
         self.write_status();
+    }
+
+    /// Sends records to `socket` from now on (connected by the host to the
+    /// syslog daemon again: a supervising init cannot reconnect by itself).
+    pub fn replace_syslog(&mut self, socket: std::os::unix::net::UnixDatagram) {
+        self.syslog.replace_socket(socket);
     }
 
     /// Writes the status file (again: `repair` after it was damaged).

@@ -281,6 +281,7 @@ mod tests {
             last_exit: None,
             backoff_secs: 0,
             recent_starts_ms: vec![],
+            syslog_unreachable: false,
             health: None,
         }
     }

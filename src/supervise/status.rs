@@ -65,6 +65,11 @@ pub struct SupervisorStatus {
     /// The service's health, when it has a health check.
     #[serde(default)]
     pub health: Option<super::health::HealthStatus>,
+    /// Records go to the fallback file: the syslog daemon does not take
+    /// them (a supervising init's socket cannot reconnect by itself: the
+    /// host hands it a new one, `repair`).
+    #[serde(default)]
+    pub syslog_unreachable: bool,
 }
 
 /// How many start times the status keeps.
@@ -318,6 +323,7 @@ mod tests {
             last_exit: Some("exit 1".into()),
             backoff_secs: 2,
             recent_starts_ms: vec![1, 2, 3],
+            syslog_unreachable: false,
             health: Some(super::super::health::HealthStatus {
                 state: super::super::health::Health::Ok,
                 since: 1_700_000_001,

@@ -253,6 +253,22 @@ impl Syslog {
         self
     }
 
+    /// True while records go to the fallback file because the socket failed.
+    pub fn unreachable(&self) -> bool {
+        self.failed_at.is_some()
+    }
+
+    /// A new connected socket (see [`Syslog::connected`]), tried at the next
+    /// record.
+    pub fn replace_socket(&mut self, socket: UnixDatagram) {
+        let _ = socket.set_nonblocking(true);
+        self.socket = Some(socket);
+        let now = Instant::now();
+        self.failed_at = self
+            .failed_at
+            .map(|_| now.checked_sub(RETRY_SOCKET_AFTER).unwrap_or(now));
+    }
+
     /// Queues one record and sends what the daemon takes now.
     pub fn log(&mut self, level: Level, msg: &str) -> Notices {
         let now = std::time::SystemTime::now()

@@ -343,6 +343,7 @@ fn a_stale_status_file_reads_as_not_running() {
         last_exit: None,
         backoff_secs: 0,
         recent_starts_ms: vec![],
+        syslog_unreachable: false,
         health: None,
     };
     status::write_status(&paths.status, &st).unwrap();

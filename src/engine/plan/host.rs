@@ -131,7 +131,8 @@ impl CellRunner for PlanRunner<'_> {
 /// Repairs what a crash or a damaged file left on the running cells (the
 /// kernel's `cells`) before a real apply plans: a cell left frozen with
 /// nobody holding it is thawed (and marked so in `cells`), a damaged
-/// supervisor status file is written again by its supervisor. Returns one
+/// supervisor status file is written again by its supervisor, a supervising
+/// init gets a new syslog socket after the daemon restarted. Returns one
 /// sentence per repair or failure to repair (the cell concerned is then
 /// planned as it is observed).
 pub fn repair(cfg: &Config, kernel: &dyn Kernel, cells: &mut [Present]) -> Vec<String> {

@@ -859,6 +859,11 @@ impl Kernel for LinuxKernel {
                 ask.service = Some(agent::Service::WriteStatus);
                 std::time::Duration::from_secs(15)
             }
+            InitService::Syslog { socket } => {
+                fds.push(socket.as_fd());
+                ask.service = Some(agent::Service::Syslog);
+                std::time::Duration::from_secs(15)
+            }
         };
         let answer = agent::host::service(&self.store.cell_dir(cell.id), &ask, &fds, wait)
             .with_context(|| format!("asking the init of {}", describe(&cell)))?;

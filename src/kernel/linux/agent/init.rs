@@ -418,6 +418,15 @@ impl Agent {
                 }
                 None => refuse(&conn, "the cell's init supervises nothing".into()),
             },
+            Service::Syslog => match (self.supervision.as_mut(), fds.into_iter().next()) {
+                (Some(s), Some(socket)) => {
+                    s.monitor
+                        .replace_syslog(std::os::unix::net::UnixDatagram::from(socket));
+                    let _ = send(conn.as_fd(), &Reply::Done, &[]);
+                }
+                (None, _) => refuse(&conn, "the cell's init supervises nothing".into()),
+                (_, None) => refuse(&conn, "no socket was sent".into()),
+            },
         }
     }
 

@@ -90,6 +90,8 @@ pub enum Service {
     Stop { grace_ms: u64 },
     /// Write the status file again.
     WriteStatus,
+    /// Log to the socket sent along (connected to the syslog daemon again).
+    Syslog,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
