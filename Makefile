@@ -95,7 +95,7 @@ test-profiles:
 # inits (CELL_SUPERVISOR=init) instead of supervisor processes.
 test-supervisor-init:
 	CELLS_TEST_SUPERVISOR=init $(CARGO) test --test supervise --test service \
-		--test damage --test host_root --test mgr_lifecycle --test events
+		--test damage --test host_root --test mgr_lifecycle --test events --test crash
 
 lint-man:
 	mandoc -Tlint -W warning man/*.[0-9]
