@@ -15,9 +15,11 @@ const FOLLOW_READ: u64 = 1024 * 1024;
 /// appended since `offset`. A missing file is an empty log; a file shorter than
 /// `offset` was rotated or truncated and is read from its start.
 pub fn tail_file(path: &Path, lines: u32, offset: Option<u64>) -> Result<LogChunk> {
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    // No link followed, regular only: a supervising init writes the log
+    // with the cell root's id.
+    let mut file = match crate::fs::host::open_untrusted(path) {
+        Ok(Some(f)) => f,
+        Ok(None) => {
             return Ok(LogChunk {
                 lines: Vec::new(),
                 offset: 0,
@@ -61,6 +63,17 @@ pub fn tail_file(path: &Path, lines: u32, offset: Option<u64>) -> Result<LogChun
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn a_log_that_is_a_link_is_not_followed() {
+        let dir = crate::testutil::TempDir::new("logtail-link");
+        let secret = dir.join("secret");
+        std::fs::write(&secret, "not for the log\n").unwrap();
+        let path = dir.join("svc.log");
+        std::os::unix::fs::symlink(&secret, &path).unwrap();
+        let e = tail_file(&path, 5, None).unwrap_err();
+        assert!(format!("{e:#}").contains("svc.log"), "{e:#}");
+    }
 
     #[test]
     fn tails_then_follows_complete_lines() {

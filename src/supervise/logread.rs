@@ -129,19 +129,18 @@ struct Reading {
 }
 
 impl Reading {
+    /// Opens `path` as any file a cell's side wrote (a supervising init
+    /// writes with the cell root's id): no link followed, regular only.
     fn open(path: &Path) -> io::Result<Option<Reading>> {
-        match File::open(path) {
-            Ok(file) => {
-                let m = file.metadata()?;
-                Ok(Some(Reading {
-                    file,
-                    ino: (m.dev(), m.ino()),
-                    partial: Vec::new(),
-                }))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        let Some(file) = crate::fs::host::open_untrusted(path)? else {
+            return Ok(None);
+        };
+        let m = file.metadata()?;
+        Ok(Some(Reading {
+            file,
+            ino: (m.dev(), m.ino()),
+            partial: Vec::new(),
+        }))
     }
 
     /// Reads to the end of the file, passing each complete line on.
@@ -320,6 +319,21 @@ mod tests {
 
     fn line(n: u32) -> String {
         format!("2026-01-01T00:00:{n:02}.000Z stdout: line {n}\n")
+    }
+
+    #[test]
+    fn a_log_that_is_a_link_is_not_followed() {
+        let dir = TempDir::new("logread-link");
+        let secret = dir.join("secret");
+        std::fs::write(&secret, line(1)).unwrap();
+        let path = dir.join("svc.log");
+        std::os::unix::fs::symlink(&secret, &path).unwrap();
+        let mut got = Vec::new();
+        let read = read_back(&path, &Query::default(), &mut |l| {
+            got.push(l);
+            Ok(())
+        });
+        assert!(read.is_err() && got.is_empty(), "{got:?}");
     }
 
     #[test]
