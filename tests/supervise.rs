@@ -73,6 +73,21 @@ impl World {
         }
     }
 
+    /// The first stdout and the first stderr record, in either order (the
+    /// service's two pipes are read in turns).
+    fn first_output(&self) -> (String, String) {
+        let (mut out, mut err) = (None, None);
+        while out.is_none() || err.is_none() {
+            let rec = self.record(|r| r.contains("stdout:") || r.contains("stderr:"));
+            if rec.contains("stdout:") {
+                out.get_or_insert(rec);
+            } else {
+                err.get_or_insert(rec);
+            }
+        }
+        (out.unwrap(), err.unwrap())
+    }
+
     fn status_until(&self, pred: impl Fn(&SupervisorStatus) -> bool) -> SupervisorStatus {
         wait_for(
             "the supervisor status to match",
@@ -174,7 +189,7 @@ fn a_supervised_service_logs_restarts_and_stops_cleanly() {
         "supervise did not detach"
     );
     // local0 = 16: notice 133, err 131.
-    let hello = w.record(|r| r.contains("stdout:"));
+    let (hello, oops) = w.first_output();
     let st = w.status_until(|s| s.child_pid.is_some());
     let head = format!(
         " cell-sup[{}]: cell=sup-log cid={} ",
@@ -182,7 +197,6 @@ fn a_supervised_service_logs_restarts_and_stops_cleanly() {
     );
     assert!(hello.starts_with("<133>"), "{hello}");
     assert!(hello.ends_with(&format!("{head}stdout: hello")), "{hello}");
-    let oops = w.record(|r| r.contains("stderr:"));
     assert!(
         oops.starts_with("<131>") && oops.ends_with(&format!("{head}stderr: oops")),
         "{oops}"
@@ -681,17 +695,7 @@ fn control_characters_in_service_output_are_escaped_everywhere() {
     let script = r"printf 'osc52 \033]52;c;cHduZWQ=\007 title \033]0;owned\007 cr \015 del \177 c1 \302\233 bad \377 rlo \342\200\256 end\n'; printf 'err \033[2J\n' >&2; exec sleep 1000";
     let escaped = r"osc52 \x1b]52;c;cHduZWQ=\x07 title \x1b]0;owned\x07 cr \x0d del \x7f c1 \u{9b} bad \xff rlo \u{202e} end";
     w.env.ok(&["supervise", "sup-esc", "/bin/sh", "-c", script]);
-    // The two pipes are read in turns: either line may come first.
-    let (mut out, mut err) = (None, None);
-    while out.is_none() || err.is_none() {
-        let rec = w.record(|r| r.contains("stdout:") || r.contains("stderr:"));
-        if rec.contains("stdout:") {
-            out = Some(rec);
-        } else {
-            err = Some(rec);
-        }
-    }
-    let (out, err) = (out.unwrap(), err.unwrap());
+    let (out, err) = w.first_output();
     assert!(out.ends_with(&format!("stdout: {escaped}")), "{out:?}");
     assert!(err.ends_with(r"stderr: err \x1b[2J"), "{err:?}");
     let log = w.file("log");
