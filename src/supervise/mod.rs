@@ -482,7 +482,14 @@ pub fn stop(
         return Ok(false);
     };
     if sup.in_init {
-        return in_init::stop(cfg, kernel, cell, grace);
+        // As for a supervisor process: the cell reads as stopping from now
+        // on, also when this command is killed before the init acts on it.
+        let paths = status::Paths::of_init(&cfg.run_dir, cell);
+        monitor::request_stop(&paths, grace)
+            .with_context(|| format!("asking the init of cell {cell} to stop"))?;
+        let stopped = in_init::stop(cfg, kernel, cell, grace);
+        let _ = std::fs::remove_file(&paths.stop);
+        return stopped;
     }
     let Some(pid) = sup.pid else {
         // Neither file names it: destroying the cell ends the service, and
@@ -575,7 +582,7 @@ pub fn supervisor(cfg: &Config, cell: &str) -> anyhow::Result<Option<Supervisor>
         return Ok(Some(Supervisor {
             pid,
             status,
-            stop_requested: !in_init && paths.stop.exists(),
+            stop_requested: std::fs::symlink_metadata(&paths.stop).is_ok(),
             in_init,
         }));
     }
