@@ -134,12 +134,22 @@ impl World {
         if !self.in_init() {
             return !alive(st.supervisor_pid);
         }
-        let info = self
-            .kernel
-            .find(&cells::kernel::Target::Id(self.id))
-            .unwrap()
-            .expect("the cell runs on");
-        alive(st.supervisor_pid) && info.procs == 0
+        // What the service left in its group was sent KILL when it ended
+        // (a supervisor process does not wait for it either).
+        let procs = || {
+            self.kernel
+                .find(&cells::kernel::Target::Id(self.id))
+                .unwrap()
+                .expect("the cell runs on")
+                .procs
+        };
+        wait_until(
+            "nothing but the init in the cell",
+            Duration::from_secs(10),
+            Duration::from_millis(10),
+            || procs() == 0,
+        );
+        alive(st.supervisor_pid)
     }
 }
 
