@@ -599,6 +599,56 @@ fn a_lost_program_set_is_replaced() {
     assert_eq!(host_bind(65534, false, false, q), EPERM, "new cell's port");
 }
 
+/// A cell recorded by a version that gave cells without ports no sharing
+/// rule of their own relies on the installation's programs: they stay
+/// attached while it lives, are attached again if lost, and go with it.
+#[test]
+fn a_cell_of_an_older_version_keeps_the_installations_programs() {
+    let test = "a_cell_of_an_older_version_keeps_the_installations_programs";
+    if !privileged(test) {
+        return;
+    }
+    use cells::kernel::linux::{bpf, cgroup, state::Store};
+    let mut env = Env::new("oldcell");
+    let root = env.root("a", false);
+    let pid = std::process::id();
+    let store = Store::new(env.dir.join("run/kernel"));
+    let cgroup_root = cgroup::detect(env.config().cgroup_root.as_deref()).unwrap();
+    let guard = || store.lock().unwrap().table.bind_guard;
+    let attached = || bpf::attached_programs(&cgroup_root, bpf::BPF_CGROUP_INET4_BIND).unwrap();
+    let (old, with_port, newer) = (format!("oo{pid}"), format!("op{pid}"), format!("on{pid}"));
+    env.create(&old, &root, &[]);
+    // As an older version recorded it.
+    let mut locked = store.lock().unwrap();
+    locked.table.cells[0].own_sharing_rule = false;
+    locked.save().unwrap();
+    drop(locked);
+
+    env.create(&with_port, &root, &["-r", &port(6, 0).to_string()]);
+    let ids = guard().expect("no programs for a port-reserving cell");
+    env.ok(&["destroy", &with_port]);
+    assert_eq!(
+        guard(),
+        Some(ids),
+        "programs forgotten under the older cell"
+    );
+    assert!(
+        attached().contains(&ids.prog4),
+        "programs detached under the older cell"
+    );
+
+    // Lost (a detach by hand): the next create attaches a set again, ports or not.
+    bpf::detach(&cgroup_root, &ids).unwrap();
+    env.create(&newer, &root, &[]);
+    let again = guard().expect("no programs attached again for the older cell");
+    assert!(attached().contains(&again.prog4));
+
+    env.ok(&["destroy", &old]);
+    assert_eq!(guard(), None, "programs kept after the older cell");
+    assert!(!attached().contains(&again.prog4));
+    env.ok(&["destroy", &newer]);
+}
+
 /// An installation deleted with a port-reserving cell in it leaves its port
 /// programs attached at the hierarchy root with nobody to detach them. The
 /// next installation that attaches programs detaches them, once no process

@@ -69,6 +69,12 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Whether a cell needs the installation's port programs: it reserves ports,
+/// or it was recorded by a version that gave no cell a sharing rule of its own.
+fn needs_guard(c: &CellRecord) -> bool {
+    !c.ports.is_empty() || !c.own_sharing_rule
+}
+
 fn describe(c: &CellRecord) -> String {
     format!("cell '{}' (id {})", c.name, c.id)
 }
@@ -374,9 +380,8 @@ impl LinuxKernel {
     /// ports or relies on them for the port sharing rule), so none outlives
     /// the cells. Returns whether the table changed.
     fn drop_unused_guard(&self, table: &mut Table) -> Result<bool> {
-        let needed = |c: &CellRecord| !c.ports.is_empty() || !c.own_sharing_rule;
         match table.bind_guard {
-            Some(ids) if !table.cells.iter().any(needed) => {
+            Some(ids) if !table.cells.iter().any(needs_guard) => {
                 bpf::detach(&self.cgroups.root, &ids).context("detaching the port programs")?;
                 table.bind_guard = None;
                 Ok(true)
@@ -471,13 +476,19 @@ impl LinuxKernel {
         sweep: bool,
     ) -> Result<()> {
         let guard = match self.open_guard(&mut locked.table)? {
-            Some(guard) => guard,
-            None if ports.is_empty() => return bpf::forbid_port_sharing(cgroup),
-            None => self.install_guard(locked, init)?,
+            Some(guard) => Some(guard),
+            // Also for a recorded cell whose programs went missing.
+            None if !ports.is_empty() || locked.table.cells.iter().any(needs_guard) => {
+                Some(self.install_guard(locked, init)?)
+            }
+            None => None,
         };
         if ports.is_empty() {
             bpf::forbid_port_sharing(cgroup)?;
         }
+        let Some(guard) = guard else {
+            return Ok(());
+        };
         if sweep {
             let stale: Vec<u16> = guard
                 .ports()?
