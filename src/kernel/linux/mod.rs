@@ -69,6 +69,12 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Whether a cell needs the installation's port programs: it reserves ports,
+/// or it was recorded by a version that gave no cell a sharing rule of its own.
+fn needs_guard(c: &CellRecord) -> bool {
+    !c.ports.is_empty() || !c.own_sharing_rule
+}
+
 fn describe(c: &CellRecord) -> String {
     format!("cell '{}' (id {})", c.name, c.id)
 }
@@ -344,7 +350,7 @@ impl LinuxKernel {
     /// Saves the table and mirrors its own fields on the run cgroup.
     fn save(&self, locked: &Locked) -> Result<()> {
         locked.save()?;
-        mirror::write_table_fields(&self.cgroups, &locked.table)
+        mirror::write_table_fields(&self.cgroups, &locked.table, self.store.dir())
     }
 
     /// Removes everything a cell has on the host: processes (through
@@ -371,11 +377,12 @@ impl LinuxKernel {
         }
     }
 
-    /// Detaches the port programs once no cell is left, so none outlives the
-    /// cells. Returns whether the table changed.
+    /// Detaches the port programs once no cell needs them (none reserves
+    /// ports or relies on them for the port sharing rule), so none outlives
+    /// the cells. Returns whether the table changed.
     fn drop_unused_guard(&self, table: &mut Table) -> Result<bool> {
         match table.bind_guard {
-            Some(ids) if table.cells.is_empty() => {
+            Some(ids) if !table.cells.iter().any(needs_guard) => {
                 bpf::detach(&self.cgroups.root, &ids).context("detaching the port programs")?;
                 table.bind_guard = None;
                 Ok(true)
@@ -403,6 +410,9 @@ impl LinuxKernel {
     /// recorded cells' ports (some, if their programs were detached by hand);
     /// `member` is the init of a cell, which tells the level of cells.
     fn install_guard(&self, locked: &mut Locked, member: i32) -> Result<bpf::Guard> {
+        if let Err(e) = self.detach_orphaned_guards() {
+            log::warn!("looking for port programs of removed installations: {e:#}");
+        }
         let cell_level = cgroup::level_of_member(member)?;
         let cells_level = cell_level
             .checked_sub(2)
@@ -424,11 +434,40 @@ impl LinuxKernel {
         Ok(guard)
     }
 
-    /// Enters a new cell's ports in the port map, attaching the programs for
-    /// the first cell (they also keep cells out of other sockets' port
-    /// sharing, ports or not). `sweep`: a create with this id crashed, so its
-    /// ports may be in the map though no cell owns them; remove those.
-    /// `init` is the new cell's init, in its cgroup `cgroup`.
+    /// Detaches port programs at the hierarchy root that are Cells' and that
+    /// no live installation names (`mirror::live_guards`): left attached by
+    /// an installation deleted with cells in it. Returns how many.
+    fn detach_orphaned_guards(&self) -> Result<usize> {
+        let attached = bpf::cells_programs(&self.cgroups.root)?;
+        if attached.is_empty() {
+            return Ok(0);
+        }
+        let live: std::collections::HashSet<u32> = mirror::live_guards(&self.cgroups.cells)
+            .iter()
+            .flat_map(|g| g.programs())
+            .collect();
+        let orphans: Vec<_> = attached
+            .into_iter()
+            .filter(|p| !live.contains(&p.id))
+            .collect();
+        for &program in &orphans {
+            bpf::detach_attached(&self.cgroups.root, program)?;
+        }
+        if !orphans.is_empty() {
+            log::info!(
+                "detached {} port program(s) of installations that are gone",
+                orphans.len()
+            );
+        }
+        Ok(orphans.len())
+    }
+
+    /// Guards a new cell's ports and port sharing. Without ports, its own
+    /// cgroup refuses `SO_REUSEPORT`; with ports, they go into the port map,
+    /// the installation's programs attached for the first such cell.
+    /// `sweep`: a create with this id crashed, so its ports may be in the map
+    /// though no cell owns them; remove those. `init` is the new cell's
+    /// init, in its cgroup `cgroup`.
     fn reserve(
         &self,
         locked: &mut Locked,
@@ -438,8 +477,18 @@ impl LinuxKernel {
         sweep: bool,
     ) -> Result<()> {
         let guard = match self.open_guard(&mut locked.table)? {
-            Some(guard) => guard,
-            None => self.install_guard(locked, init)?,
+            Some(guard) => Some(guard),
+            // Also for a recorded cell whose programs went missing.
+            None if !ports.is_empty() || locked.table.cells.iter().any(needs_guard) => {
+                Some(self.install_guard(locked, init)?)
+            }
+            None => None,
+        };
+        if ports.is_empty() {
+            bpf::forbid_port_sharing(cgroup)?;
+        }
+        let Some(guard) = guard else {
+            return Ok(());
         };
         if sweep {
             let stale: Vec<u16> = guard
@@ -515,7 +564,9 @@ impl LinuxKernel {
         locked.table.cells.retain(|c| c.id != cell.id);
         let detached = self.drop_unused_guard(&mut locked.table);
         self.save(&locked)?;
-        if locked.table.cells.is_empty() {
+        // Not while programs are attached: the run cgroup's table fields
+        // tell other installations the programs are still someone's.
+        if locked.table.cells.is_empty() && locked.table.bind_guard.is_none() {
             self.cgroups.prune_run();
             self.placement().prune_run(&self.run_key);
         }
@@ -564,6 +615,7 @@ impl LinuxKernel {
             limits: spec.limits,
             v1_groups,
             ids: spec.ids,
+            own_sharing_rule: spec.ports.is_empty(),
         };
         let mut reserved = Ok(());
         let started = ns::start_init(
@@ -667,6 +719,7 @@ impl LinuxKernel {
                     limits: spec.limits,
                     v1_groups: self.placement().v1_groups(&self.run_key, id),
                     ids: spec.ids,
+                    own_sharing_rule: spec.ports.is_empty(),
                 };
                 let _ = self.teardown(&partial, locked.table.bind_guard.as_ref());
                 if self.drop_unused_guard(&mut locked.table).unwrap_or(false) {

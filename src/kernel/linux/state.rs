@@ -66,6 +66,12 @@ pub struct CellRecord {
     /// made before user namespaces reads as that).
     #[serde(default)]
     pub ids: Option<IdRange>,
+    /// The cell's own cgroup refuses `SO_REUSEPORT` (a cell without reserved
+    /// ports, see `bpf::forbid_port_sharing`). False for cells with ports and
+    /// for records of older versions: the installation's program set keeps
+    /// those out of other sockets' port groups while they live.
+    #[serde(default)]
+    pub own_sharing_rule: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -111,6 +117,11 @@ pub struct Locked {
 impl Store {
     pub fn new(dir: PathBuf) -> Store {
         Store { dir }
+    }
+
+    /// The directory of the table, its lock and the cells' runtime files.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// The table file.
@@ -247,6 +258,7 @@ mod tests {
                 base: 100_000,
                 size: 65_536,
             }),
+            own_sharing_rule: false,
         });
         locked.table.bind_guard = Some(BindGuardIds {
             version: 2,
