@@ -66,6 +66,19 @@ pub struct CellRecord {
     /// made before user namespaces reads as that).
     #[serde(default)]
     pub ids: Option<IdRange>,
+    /// Set while the cell is being made: its name, id, host ids and ports
+    /// are taken, but it exists for no lookup yet. A record whose creator
+    /// died is a create cut short, removed like a cell whose init died.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Creator>,
+}
+
+/// The process making a cell: its pid and start time (clock ticks after
+/// boot), which tell a live creator from a recycled pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Creator {
+    pub pid: i32,
+    pub start: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -247,6 +260,7 @@ mod tests {
                 base: 100_000,
                 size: 65_536,
             }),
+            pending: Some(Creator { pid: 9, start: 3 }),
         });
         locked.table.bind_guard = Some(BindGuardIds {
             version: 2,
