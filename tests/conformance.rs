@@ -776,7 +776,7 @@ fn a_create_killed_half_way_is_swept_by_the_next_create() {
     let reservation = || {
         store
             .snapshot()
-            .and_then(|t| t.cells.into_iter().find(|c| c.name == name))
+            .and_then(|t| t.cells.iter().find(|c| c.name == name).cloned())
             .filter(|c| c.pending.is_some())
     };
     let table_lock = env.dir.join("run/kernel/lock");

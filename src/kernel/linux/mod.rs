@@ -944,7 +944,7 @@ impl Kernel for LinuxKernel {
         // (a dead cell's range counting a moment longer is harmless).
         let table = match self.store.snapshot() {
             Some(table) => table,
-            None => self.lock()?.table.clone(),
+            None => std::sync::Arc::new(self.lock()?.table.clone()),
         };
         Ok(table.cells.iter().filter_map(|c| c.ids).collect())
     }
