@@ -244,6 +244,22 @@ fn crashed_supervisor_and_leftover_mounts_are_recovered() {
     );
     w.ok(&["stop", "svc"]);
     assert!(w.mounts().is_empty(), "{:?}", w.mounts());
+
+    // A mount no record names below a running cell's root (an operator's):
+    // the recorded ones go first, the root does not while it is there, and
+    // the stop finds it in the mount table and takes it down too, at once.
+    w.ok(&["start", "svc"]);
+    std::fs::create_dir_all(root.join("srv/extra")).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["--bind", "/tmp"])
+        .arg(root.join("srv/extra"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = w.run(&["stop", "svc"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !said.contains("lazily"), "{said}");
+    assert!(w.mounts().is_empty(), "{:?}", w.mounts());
 }
 
 #[test]
