@@ -568,15 +568,15 @@ impl LinuxKernel {
 
     /// The steps of `create` done without the table lock (the cell's
     /// directory, cgroups, limits and init), so that creates overlap. The
-    /// ports go into the port map while the init sets up when the programs
-    /// recorded at the reservation (`guard`) run; else [`Self::finish`]
-    /// enters them under the lock. Returns the record and the programs
-    /// whose map holds its ports.
+    /// ports go into the port map while the init sets up, on the other CPU
+    /// where there is one ([`Self::reserve_early`]). Returns the record and
+    /// the programs whose map holds its ports.
     fn build(
         &self,
         claim: &CellRecord,
         spec: &CellSpec,
         guard: Option<BindGuardIds>,
+        sweep: bool,
     ) -> Result<(CellRecord, Option<BindGuardIds>)> {
         let id = claim.id;
         let sample_dir = self.store.cell_dir(id);
@@ -619,14 +619,8 @@ impl LinuxKernel {
                 ids: spec.ids,
                 die_with_creator: spec.ephemeral,
             },
-            |_| {
-                reserved = match guard {
-                    Some(ids) => bpf::Guard::open(&self.cgroups.root, &ids).and_then(|g| match g {
-                        Some(g) => g.reserve(&spec.ports, cgroup::id(&cg)?).map(|()| Some(ids)),
-                        None => Ok(None),
-                    }),
-                    None => Ok(None),
-                };
+            |init| {
+                reserved = self.reserve_early(guard, &spec.ports, &cg, init, sweep);
                 // The init is ended for it; the error is said below.
                 reserved
                     .as_ref()
@@ -641,15 +635,39 @@ impl LinuxKernel {
         Ok((record, reserved_in))
     }
 
-    /// The last step of `create`, under the lock: the ports entered (if
-    /// [`Self::build`] could not), the record mirrored on the cgroup and put
-    /// in place of the reservation of `by`. `sweep`: see [`Self::reserve`].
+    /// Enters a new cell's ports in the port map while its init sets up:
+    /// without the lock when the programs recorded at the reservation
+    /// (`guard`) run (they stay while the table names the cell), else under
+    /// it, loading and attaching them for a first cell, or after a crashed
+    /// create (`sweep`, see [`Self::reserve`]). Returns the programs whose
+    /// map holds the ports.
+    fn reserve_early(
+        &self,
+        guard: Option<BindGuardIds>,
+        ports: &[u16],
+        cg: &Path,
+        init: i32,
+        sweep: bool,
+    ) -> Result<Option<BindGuardIds>> {
+        if let Some(ids) = guard.filter(|_| !sweep) {
+            if let Some(g) = bpf::Guard::open(&self.cgroups.root, &ids)? {
+                g.reserve(ports, cgroup::id(cg)?)?;
+                return Ok(Some(ids));
+            }
+        }
+        let mut locked = self.lock()?;
+        self.reserve(&mut locked, ports, cg, init, sweep)?;
+        Ok(locked.table.bind_guard)
+    }
+
+    /// The last step of `create`, under the lock: the ports entered again if
+    /// the programs were replaced meanwhile (detached by hand), the record
+    /// mirrored on the cgroup and put in place of the reservation of `by`.
     fn finish(
         &self,
         locked: &mut Locked,
         record: CellRecord,
         reserved_in: Option<BindGuardIds>,
-        sweep: bool,
         by: Creator,
         created: impl FnOnce(u64),
     ) -> Result<u64> {
@@ -664,13 +682,13 @@ impl LinuxKernel {
                     describe(&record)
                 )
             })?;
-        if sweep || reserved_in.is_none() || reserved_in != locked.table.bind_guard {
+        if reserved_in != locked.table.bind_guard {
             self.reserve(
                 locked,
                 &record.ports,
                 &record.cgroup,
                 record.init_pid,
-                sweep,
+                false,
             )
             .context("reserving ports")?;
         }
@@ -771,10 +789,12 @@ impl LinuxKernel {
         };
         locked.table.next_id = id + 1;
         locked.table.cells.push(claim.clone());
-        self.save(&locked)?;
-        let guard = locked.table.bind_guard.filter(|_| !crashed_before);
+        // The table alone: a table rebuilt after a crash takes its next id
+        // from the cgroups, this one's included once it exists.
+        locked.save()?;
+        let guard = locked.table.bind_guard;
         drop(locked);
-        let built = self.build(&claim, spec, guard);
+        let built = self.build(&claim, spec, guard, crashed_before);
         let mut locked = self.store.lock()?;
         if !matches!(locked.found, Found::Table) {
             drop(locked);
@@ -787,14 +807,7 @@ impl LinuxKernel {
                     v1_groups: claim.v1_groups.clone(),
                     ..record.clone()
                 };
-                let done = self.finish(
-                    &mut locked,
-                    record,
-                    reserved_in,
-                    crashed_before,
-                    me,
-                    created,
-                );
+                let done = self.finish(&mut locked, record, reserved_in, me, created);
                 (done, undo)
             }
             Err(e) => (Err(e), claim),
