@@ -165,7 +165,17 @@ fn backups_respect_running_cells() {
     // Its guard killed too: the cell stays frozen, `list` and a dry run say
     // so, and one apply thaws it (nobody holds it any more).
     let mut child = frozen_backup(&w);
-    let guards = children_named(child.id(), "cell-thaw");
+    // The guard names itself once it runs, which may come after the freeze.
+    let mut guards = Vec::new();
+    wait_until(
+        "the freeze guard to name itself",
+        Duration::from_secs(10),
+        Duration::from_millis(5),
+        || {
+            guards = children_named(child.id(), "cell-thaw");
+            !guards.is_empty()
+        },
+    );
     assert_eq!(guards.len(), 1, "one guard process");
     // SAFETY: kill(2) of the guard process this test's backup started.
     unsafe { libc::kill(guards[0], libc::SIGKILL) };

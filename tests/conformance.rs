@@ -558,12 +558,12 @@ fn a_lost_program_set_is_replaced() {
     let mut env = Env::new("lost");
     let root = env.root("a", false);
     let pid = std::process::id();
-    let (p, q) = (port(5, 0), port(5, 1));
+    let (p, q, first_port) = (port(5, 0), port(5, 1), port(5, 2));
     let store = Store::new(env.dir.join("run/kernel"));
     let cgroup_root = cgroup::detect(env.config().cgroup_root.as_deref()).unwrap();
     let guard = || store.lock().unwrap().table.bind_guard.unwrap();
-    // The first cell attaches a set, ports or not.
-    env.create(&format!("lp{pid}"), &root, &[]);
+    // The first cell that reserves ports attaches a set.
+    env.create(&format!("lp{pid}"), &root, &["-r", &first_port.to_string()]);
     let attached = guard();
     // A crash between recording a set and attaching it: nothing attached.
     bpf::detach(&cgroup_root, &attached).unwrap();
@@ -597,6 +597,148 @@ fn a_lost_program_set_is_replaced() {
         "recorded cell's port"
     );
     assert_eq!(host_bind(65534, false, false, q), EPERM, "new cell's port");
+}
+
+/// A cell recorded by a version that gave cells without ports no sharing
+/// rule of their own relies on the installation's programs: they stay
+/// attached while it lives, are attached again if lost, and go with it.
+#[test]
+fn a_cell_of_an_older_version_keeps_the_installations_programs() {
+    let test = "a_cell_of_an_older_version_keeps_the_installations_programs";
+    if !privileged(test) {
+        return;
+    }
+    use cells::kernel::linux::{bpf, cgroup, state::Store};
+    let mut env = Env::new("oldcell");
+    let root = env.root("a", false);
+    let pid = std::process::id();
+    let store = Store::new(env.dir.join("run/kernel"));
+    let cgroup_root = cgroup::detect(env.config().cgroup_root.as_deref()).unwrap();
+    let guard = || store.lock().unwrap().table.bind_guard;
+    let attached = || bpf::attached_programs(&cgroup_root, bpf::BPF_CGROUP_INET4_BIND).unwrap();
+    let (old, with_port, newer) = (format!("oo{pid}"), format!("op{pid}"), format!("on{pid}"));
+    env.create(&old, &root, &[]);
+    // As an older version recorded it.
+    let mut locked = store.lock().unwrap();
+    locked.table.cells[0].own_sharing_rule = false;
+    locked.save().unwrap();
+    drop(locked);
+
+    env.create(&with_port, &root, &["-r", &port(6, 0).to_string()]);
+    let ids = guard().expect("no programs for a port-reserving cell");
+    env.ok(&["destroy", &with_port]);
+    assert_eq!(
+        guard(),
+        Some(ids),
+        "programs forgotten under the older cell"
+    );
+    assert!(
+        attached().contains(&ids.prog4),
+        "programs detached under the older cell"
+    );
+
+    // Lost (a detach by hand): the next create attaches a set again, ports or not.
+    bpf::detach(&cgroup_root, &ids).unwrap();
+    env.create(&newer, &root, &[]);
+    let again = guard().expect("no programs attached again for the older cell");
+    assert!(attached().contains(&again.prog4));
+
+    env.ok(&["destroy", &old]);
+    assert_eq!(guard(), None, "programs kept after the older cell");
+    assert!(!attached().contains(&again.prog4));
+    env.ok(&["destroy", &newer]);
+}
+
+/// An installation deleted with a port-reserving cell in it leaves its port
+/// programs attached at the hierarchy root with nobody to detach them. The
+/// next installation that attaches programs detaches them, once no process
+/// of the deleted one runs (its cell's port stays refused while the cell
+/// lives), and leaves a live installation's programs alone.
+#[test]
+fn a_deleted_installations_port_programs_are_detached_by_the_next() {
+    let test = "a_deleted_installations_port_programs_are_detached_by_the_next";
+    if !privileged(test) {
+        return;
+    }
+    use cells::kernel::linux::{bpf, cgroup, state::Store};
+    let pid = std::process::id();
+    let (gone_port, live_port, next_port) = (port(0, 1), port(0, 2), port(0, 3));
+    let mut live = Env::new("orphan-live");
+    let root = live.root("o", false);
+    // Its directory goes below: nothing will be left for its drop to destroy.
+    let gone = std::mem::ManuallyDrop::new(Env::new("orphan-gone"));
+    let next = Env::new("orphan-next");
+    let cgroup_root = cgroup::detect(live.config().cgroup_root.as_deref()).unwrap();
+    let guard_of = |env: &Env| {
+        Store::new(env.dir.join("run/kernel"))
+            .lock()
+            .unwrap()
+            .table
+            .bind_guard
+            .expect("no programs recorded")
+    };
+    let attached = || bpf::attached_programs(&cgroup_root, bpf::BPF_CGROUP_INET4_BIND).unwrap();
+
+    live.create(&format!("ol{pid}"), &root, &["-r", &live_port.to_string()]);
+    let gone_name = format!("og{pid}");
+    gone.create(&gone_name, &root, &["-r", &gone_port.to_string()]);
+    let (live_guard, gone_guard) = (guard_of(&live), guard_of(&gone));
+    let gone_cell = gone.record(&gone_name);
+    assert_eq!(host_bind(65534, false, false, gone_port), EPERM);
+
+    // Deleted while its cell runs: the cell's port stays refused.
+    std::fs::remove_dir_all(&gone.dir).unwrap();
+    let next_cell = |k: u16| {
+        let name = format!("on{k}x{pid}");
+        next.create(&name, &root, &["-r", &next_port.to_string()]);
+        next.ok(&["destroy", &name]);
+    };
+    next_cell(1);
+    assert!(
+        attached().contains(&gone_guard.prog4),
+        "a running cell's programs detached"
+    );
+    assert_eq!(
+        host_bind(65534, false, false, gone_port),
+        EPERM,
+        "running cell's port"
+    );
+
+    // Its cell ends: the next create that attaches programs detaches them.
+    // SAFETY: kill(2) on the init's pid, which the cell table names.
+    unsafe { libc::kill(gone_cell.init_pid, libc::SIGKILL) };
+    let run_cgroup = gone_cell.cgroup.parent().unwrap().to_path_buf();
+    let events = run_cgroup.join("cgroup.events");
+    wait_until(
+        "the deleted installation's cell to end",
+        Duration::from_secs(10),
+        || std::fs::read_to_string(&events).is_ok_and(|e| e.contains("populated 0")),
+    );
+    next_cell(2);
+    let now = attached();
+    assert!(
+        !now.contains(&gone_guard.prog4),
+        "the deleted installation's programs stay"
+    );
+    assert_eq!(
+        host_bind(65534, false, false, gone_port),
+        0,
+        "its port is still refused"
+    );
+    assert!(
+        now.contains(&live_guard.prog4),
+        "a live installation's programs were detached"
+    );
+    assert_eq!(
+        host_bind(65534, false, false, live_port),
+        EPERM,
+        "live cell's port"
+    );
+
+    // What the deleted installation left in the cgroup trees.
+    for group in gone_cell.v1_groups.iter().chain([&gone_cell.cgroup]) {
+        cgroup::remove_tree(group.parent().unwrap()).unwrap();
+    }
 }
 
 /// Each check: (what, script that must fail in the cell).

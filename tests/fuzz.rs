@@ -223,6 +223,7 @@ fn cbor_state_and_messages() {
                     base: 1 << 30,
                     size: 65_536,
                 }),
+                own_sharing_rule: false,
                 pending: None,
             }],
             bind_guard: Some(BindGuardIds {

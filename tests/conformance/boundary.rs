@@ -734,6 +734,56 @@ fn cells_cannot_join_a_host_services_port_group() {
     }
 }
 
+/// A cell that reserves no port cannot turn `SO_REUSEPORT` on at all, at
+/// any profile: not to join a host root service's group (IPv4, IPv6), not on
+/// a socket bound to a free port, not to pick a port; plain binds work. Its
+/// own cgroup holds the rule: the installation attaches nothing at the
+/// hierarchy root for it.
+#[test]
+fn a_cell_without_ports_cannot_share_any_port() {
+    let test = "a_cell_without_ports_cannot_share_any_port";
+    if !privileged(test) {
+        return;
+    }
+    let mut env = Env::new("noshare");
+    let root = env.root("noshare", true);
+    let pid = std::process::id();
+    let (host4, host6, free) = (port(8, 1), port(8, 2), port(8, 3));
+    let _v4 = host_reuseport_listener(false, host4);
+    let _v6 = host_reuseport_listener(true, host6);
+    let store = cells::kernel::linux::state::Store::new(env.dir.join("run/kernel"));
+    for profile in PROFILES {
+        let name = format!("ns{profile}{pid}");
+        env.create(&name, &root, &["-l", profile]);
+        assert_eq!(
+            store.lock().unwrap().table.bind_guard,
+            None,
+            "{profile}: programs attached at the root for a cell without ports"
+        );
+        let try_bind = |f: &str, port: u16, when: &str| {
+            perl(&env, &name, PERL_REUSE, &[f, &port.to_string(), when, "1"]).1
+        };
+        for (f, port) in [("4", host4), ("6", host6), ("4", 0)] {
+            let joined = try_bind(f, port, "before");
+            assert!(
+                joined.contains("setsockopt: Operation not permitted"),
+                "{profile}: v{f} port {port}: {joined}"
+            );
+        }
+        let late = try_bind("4", free, "after");
+        assert!(
+            late.contains("setsockopt: Operation not permitted"),
+            "{profile}: {late}"
+        );
+        assert_eq!(
+            try_bind("6", free, "none"),
+            "bound",
+            "{profile}: plain bind"
+        );
+        env.ok(&["destroy", &name]);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Keyrings
 // ---------------------------------------------------------------------------

@@ -220,13 +220,15 @@ fn the_uid_alone_keeps_cells_out_of_host_port_groups() {
     let mut env = Env::new("reuseuid");
     let root = env.root("ru", true);
     let pid = std::process::id();
-    let host = port(9, 0);
+    let (host, own) = (port(9, 0), port(9, 2));
     let _listener = host_reuseport_listener(false, host);
     let store = Store::new(env.dir.join("run/kernel"));
     let cgroup_root = cgroup::detect(env.config().cgroup_root.as_deref()).unwrap();
     for profile in ["medium", "high", "low"] {
         let name = format!("ru{profile}{pid}");
-        env.create(&name, &root, &["-l", profile]);
+        // A port of its own: its wall is then the installation's programs
+        // (a cell without ports has one on its own cgroup instead).
+        env.create(&name, &root, &["-l", profile, "-r", &own.to_string()]);
         let guard = store.lock().unwrap().table.bind_guard.unwrap();
         bpf::detach(&cgroup_root, &guard).unwrap();
         let (_, got) = perl(

@@ -31,6 +31,15 @@
 //!   any other port (port 0 included), and `setsockopt` refuses to set it on
 //!   a socket already bound to any other port.
 //!
+//! A cell that reserves no port may not turn `SO_REUSEPORT` on at all: one
+//! small `setsockopt` program ([`forbid_port_sharing`]) is attached at the
+//! cell's own cgroup while its init sets up, before anything of the cell runs.
+//! It runs for every way a socket option is set (the system call, io_uring's
+//! socket commands: both pass the cgroup hook), and it goes with the cgroup,
+//! so nothing is left to detach. Attaching at a leaf is cheap; attaching at
+//! the root recomputes the programs of every cgroup on the host, so the set
+//! below is attached only while some cell of the installation reserves ports.
+//!
 //! Ports the kernel picks without a `bind()` (`listen()`, `connect()` and
 //! `sendto()` on an unbound socket) pass no hook that can refuse them. They
 //! come from `net.ipv4.ip_local_port_range`, minus
@@ -38,10 +47,12 @@
 //! the kernel may hand out on its own ([`check_not_ephemeral`]), and `list`
 //! warns when the ranges have changed under a cell since.
 //!
-//! The set is attached when the installation's first cell is created and
-//! detached when the last one goes, so nothing that denies binds outlives the
-//! cells, and a bind on the host runs one program per installation that has
-//! cells, however many cells it has. The kernel allows 64 programs per attach
+//! The set is attached when the installation's first cell that reserves
+//! ports is created and detached when the last such cell goes, so nothing
+//! that denies binds outlives the cells, and a bind on the host runs one
+//! program per installation that has such cells, however many it has. (Cells
+//! recorded by an older version carry no program of their own and keep the
+//! set attached while they live.) The kernel allows 64 programs per attach
 //! point (`BPF_CGROUP_MAX_PROGS`), shared with everything else on the host:
 //! that bounds the installations with cells, not the cells. Installations
 //! (parallel test runs) own separate sets and maps, so they coexist without
@@ -56,6 +67,13 @@
 //! crash in between leaves a dead cell whose clean-up removes them; ports a
 //! crashed `create` entered for a cell it never recorded are swept by the next
 //! `create` (it finds that cell's cgroup left over).
+//!
+//! An installation deleted while its set was attached (its state directory
+//! removed with cells in it) leaves the set attached with nobody to detach
+//! it. Before attaching a set, `create` detaches the ones no live
+//! installation names ([`cells_programs`], the backend's orphan sweep):
+//! only programs proven to be Cells' (loaded by root, named `cells_*`, every
+//! map they use named `cells_ports`) are ever touched.
 
 use super::state::BindGuardIds;
 use anyhow::{bail, Context, Result};
@@ -86,6 +104,9 @@ pub const BPF_CGROUP_INET4_POST_BIND: u32 = 12;
 pub const BPF_CGROUP_INET6_POST_BIND: u32 = 13;
 pub const BPF_CGROUP_SETSOCKOPT: u32 = 22;
 const BPF_F_ALLOW_MULTI: u32 = 2;
+/// Name prefix of every Cells program, and the name of the port map.
+const NAME_PREFIX: &[u8] = b"cells_";
+const PORTS_MAP_NAME: &str = "cells_ports";
 /// The version of the program set: a recorded set of another version is
 /// replaced (2: the owner's bind skips the `CAP_NET_BIND_SERVICE` check).
 pub const PROGRAMS_VERSION: u32 = 2;
@@ -314,6 +335,29 @@ impl Builder {
         self.jump_to(jne_reg(R0, R1, 0), Exit::Allow);
     }
 
+    /// Starts a `setsockopt` program (context kept in r6): allows every
+    /// option but `SO_REUSEPORT`.
+    fn allow_unless_reuseport(&mut self) {
+        self.extend([mov64_reg(R6, R1), ldx_w(R2, R6, SOCKOPT_LEVEL)]);
+        self.jump_to(jne_imm(R2, libc::SOL_SOCKET, 0), Exit::Allow);
+        self.extend([ldx_w(R2, R6, SOCKOPT_OPTNAME)]);
+        self.jump_to(jne_imm(R2, libc::SO_REUSEPORT, 0), Exit::Allow);
+    }
+
+    /// Allows a `setsockopt` that turns the option off; denies one whose
+    /// value cannot be read.
+    fn allow_turning_off(&mut self) {
+        self.extend([
+            ldx_dw(R2, R6, SOCKOPT_OPTVAL),
+            ldx_dw(R3, R6, SOCKOPT_OPTVAL_END),
+            mov64_reg(R4, R2),
+            add64_imm(R4, 4),
+        ]);
+        self.jump_to(jgt_reg(R4, R3, 0), Exit::Deny);
+        self.extend([ldx_w(R4, R2, 0)]);
+        self.jump_to(jeq_imm(R4, 0, 0), Exit::Allow);
+    }
+
     /// Appends the exits (the counting one only where used: the verifier
     /// refuses unreachable code) and aims every jump at them.
     fn finish(mut self) -> Vec<Insn> {
@@ -392,20 +436,9 @@ fn post_bind_program(place: Place, ports_map_fd: i32) -> Vec<Insn> {
 /// decides) or bound to one of its own reserved ports.
 fn setsockopt_program(place: Place, ports_map_fd: i32) -> Vec<Insn> {
     let mut b = Builder::new();
-    b.extend([mov64_reg(R6, R1), ldx_w(R2, R6, SOCKOPT_LEVEL)]);
-    b.jump_to(jne_imm(R2, libc::SOL_SOCKET, 0), Exit::Allow);
-    b.extend([ldx_w(R2, R6, SOCKOPT_OPTNAME)]);
-    b.jump_to(jne_imm(R2, libc::SO_REUSEPORT, 0), Exit::Allow);
+    b.allow_unless_reuseport();
     b.allow_unless_own_cell(place);
-    b.extend([
-        ldx_dw(R2, R6, SOCKOPT_OPTVAL),
-        ldx_dw(R3, R6, SOCKOPT_OPTVAL_END),
-        mov64_reg(R4, R2),
-        add64_imm(R4, 4),
-    ]);
-    b.jump_to(jgt_reg(R4, R3, 0), Exit::Deny);
-    b.extend([ldx_w(R4, R2, 0)]);
-    b.jump_to(jeq_imm(R4, 0, 0), Exit::Allow);
+    b.allow_turning_off();
     b.extend([ldx_dw(R2, R6, SOCKOPT_SK), ldx_w(R2, R2, SRC_PORT)]);
     b.jump_to(jeq_imm(R2, 0, 0), Exit::Allow);
     b.extend([be16(R2)]);
@@ -415,6 +448,17 @@ fn setsockopt_program(place: Place, ports_map_fd: i32) -> Vec<Insn> {
     b.ancestor(place.cell_level);
     b.extend([ldx_dw(R1, R7, OWNER)]);
     b.jump_to(jeq_reg(R0, R1, 0), Exit::Allow);
+    b.jump_to(ja(0), Exit::Deny);
+    b.finish()
+}
+
+/// The `setsockopt` program of a cell that reserves no port, attached at its
+/// own cgroup: `SO_REUSEPORT` may not be turned on (no port of the cell's own
+/// to share); an option value it cannot read is refused too.
+fn no_sharing_program() -> Vec<Insn> {
+    let mut b = Builder::new();
+    b.allow_unless_reuseport();
+    b.allow_turning_off();
     b.jump_to(ja(0), Exit::Deny);
     b.finish()
 }
@@ -552,7 +596,7 @@ fn create_ports_map() -> Result<OwnedFd> {
         value_size: std::mem::size_of::<PortEntry>() as u32,
         max_entries: MAX_RESERVED_PORTS as u32,
         map_flags: BPF_F_NO_PREALLOC,
-        map_name: name16("cells_ports"),
+        map_name: name16(PORTS_MAP_NAME),
         ..Default::default()
     };
     let fd = sys_bpf(BPF_MAP_CREATE, &mut attr).context("creating the reserved port map")?;
@@ -562,7 +606,10 @@ fn create_ports_map() -> Result<OwnedFd> {
 /// Loads one program. The verifier's log costs time, so it is asked for
 /// only to explain a refusal (a second load).
 fn load(program: &Program, place: Place, ports_map_fd: i32) -> Result<OwnedFd> {
-    let insns = (program.build)(place, ports_map_fd);
+    load_insns(program, &(program.build)(place, ports_map_fd))
+}
+
+fn load_insns(program: &Program, insns: &[Insn]) -> Result<OwnedFd> {
     let license = c"GPL";
     let attempt = |log: &mut [u8]| {
         let mut attr = ProgLoadAttr {
@@ -698,6 +745,133 @@ const PROGRAMS: [Program; 5] = [
         build: setsockopt_program,
     },
 ];
+
+/// The program of a cell without reserved ports (see the module comment).
+const NO_SHARING: Program = Program {
+    name: "noshare",
+    prog_type: BPF_PROG_TYPE_CGROUP_SOCKOPT,
+    attach_type: BPF_CGROUP_SETSOCKOPT,
+    build: |_, _| no_sharing_program(),
+};
+
+/// Refuses `SO_REUSEPORT` to every process in `cell_cgroup` (a cell without
+/// reserved ports). The program lives as long as the cgroup: nothing to
+/// detach, nothing to record.
+pub fn forbid_port_sharing(cell_cgroup: &Path) -> Result<()> {
+    let prog = load_insns(&NO_SHARING, &no_sharing_program())?;
+    attach(cell_cgroup, &prog, NO_SHARING.attach_type, NO_SHARING.name)
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct ProgInfo {
+    prog_type: u32,
+    id: u32,
+    tag: [u8; 8],
+    jited_prog_len: u32,
+    xlated_prog_len: u32,
+    jited_prog_insns: u64,
+    xlated_prog_insns: u64,
+    load_time: u64,
+    created_by_uid: u32,
+    nr_map_ids: u32,
+    map_ids: u64,
+    name: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct MapInfo {
+    map_type: u32,
+    id: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    name: [u8; 16],
+}
+
+fn info<T>(fd: &OwnedFd, info: &mut T) -> std::io::Result<()> {
+    let mut attr = InfoAttr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: std::mem::size_of::<T>() as u32,
+        info: info as *mut T as u64,
+    };
+    sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr).map(|_| ())
+}
+
+/// Whether a program is provably one of a Cells port set: loaded by root,
+/// named `cells_*`, and using only port maps (one to four of them).
+fn is_cells_program(prog: &OwnedFd) -> std::io::Result<bool> {
+    let mut maps = [0u32; 4];
+    let mut p = ProgInfo {
+        nr_map_ids: maps.len() as u32,
+        map_ids: maps.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    info(prog, &mut p)?;
+    let used = p.nr_map_ids as usize;
+    if p.created_by_uid != 0
+        || !p.name.starts_with(NAME_PREFIX)
+        || !(1..=maps.len()).contains(&used)
+    {
+        return Ok(false);
+    }
+    for &id in &maps[..used] {
+        let map = match fd_by_id(BPF_MAP_GET_FD_BY_ID, id) {
+            Ok(fd) => fd,
+            Err(e) if is_enoent(&e) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let mut m = MapInfo::default();
+        info(&map, &mut m)?;
+        if m.name != name16(PORTS_MAP_NAME) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// A Cells port program attached at a hierarchy root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attached {
+    pub id: u32,
+    attach_type: u32,
+}
+
+/// Every program of any Cells installation's port set attached at
+/// `cgroup_root` (see [`is_cells_program`]); other programs are not listed.
+pub fn cells_programs(cgroup_root: &Path) -> Result<Vec<Attached>> {
+    let mut found = Vec::new();
+    for attach_type in PROGRAMS.iter().map(|p| p.attach_type) {
+        for id in attached_programs(cgroup_root, attach_type)? {
+            let prog = match fd_by_id(BPF_PROG_GET_FD_BY_ID, id) {
+                Ok(fd) => fd,
+                Err(e) if is_enoent(&e) => continue,
+                Err(e) => return Err(e).with_context(|| format!("finding program {id}")),
+            };
+            if is_cells_program(&prog).with_context(|| format!("reading program {id}"))? {
+                found.push(Attached { id, attach_type });
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Detaches one program [`cells_programs`] listed; one gone already is fine.
+pub fn detach_attached(cgroup_root: &Path, program: Attached) -> Result<()> {
+    let prog = match fd_by_id(BPF_PROG_GET_FD_BY_ID, program.id) {
+        Ok(fd) => fd,
+        Err(e) if is_enoent(&e) => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("finding program {}", program.id)),
+    };
+    match attach_op(BPF_PROG_DETACH, cgroup_root, &prog, program.attach_type) {
+        Err(e) if !is_enoent(&e) => {
+            Err(e).with_context(|| format!("detaching program {}", program.id))
+        }
+        _ => Ok(()),
+    }
+}
 
 /// A freshly loaded program set and port map, not attached yet. Dropped
 /// unattached, the kernel frees them.
@@ -1011,7 +1185,7 @@ mod tests {
             cells_id: 5,
             cells_level: 2,
         };
-        for program in &PROGRAMS {
+        for program in PROGRAMS.iter().chain([&NO_SHARING]) {
             let p = (program.build)(place, 3);
             let n = p.len();
             assert_eq!(p[n - 1], exit(), "{}", program.name);
@@ -1040,6 +1214,13 @@ mod tests {
         let sockopt = setsockopt_program(place, 3);
         assert!(!sockopt.contains(&atomic_add64(R7, R1, DENIED)));
         assert!(sockopt
+            .iter()
+            .any(|i| i.code == 0x55 && i.imm == libc::SO_REUSEPORT));
+        // A cell without ports: no map, no counting, the option named.
+        let alone = no_sharing_program();
+        assert!(!alone.iter().any(|i| i.code == 0x18));
+        assert!(!alone.contains(&atomic_add64(R7, R1, DENIED)));
+        assert!(alone
             .iter()
             .any(|i| i.code == 0x55 && i.imm == libc::SO_REUSEPORT));
     }

@@ -102,6 +102,13 @@ pub fn procs(dir: &Path) -> Result<Vec<i32>> {
     Ok(pids)
 }
 
+/// Whether any process lives in a cgroup or below it (`cgroup.events`); a
+/// cgroup that cannot be read counts as populated.
+pub fn populated(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.events"))
+        .map_or(true, |events| !events.lines().any(|l| l == "populated 0"))
+}
+
 /// The child cgroups of a cgroup.
 fn children(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {

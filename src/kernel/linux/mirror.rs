@@ -5,7 +5,9 @@
 //! * every cell's cgroup carries its [`CellRecord`] in the `trusted.cells.record`
 //!   extended attribute, written once when the cell is created;
 //! * the run directory's cgroup carries the table's own fields (next id, bind
-//!   guard) in `trusted.cells.table`, rewritten with every save.
+//!   guard, where the table lives) in `trusted.cells.table`, rewritten with
+//!   every save. Other installations read it to tell which port programs at
+//!   the hierarchy root are still someone's ([`live_guards`]).
 //!
 //! `trusted.*` attributes need CAP_SYS_ADMIN, which no cell keeps, and cells
 //! cannot reach the host's cgroup tree anyway: a cell cannot forge its record.
@@ -16,7 +18,7 @@ use super::cgroup::Hierarchy;
 use super::state::{BindGuardIds, CellRecord, Table};
 use crate::fs::cbor;
 use anyhow::{Context, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const RECORD: &str = "trusted.cells.record";
 const TABLE: &str = "trusted.cells.table";
@@ -26,6 +28,9 @@ const TABLE: &str = "trusted.cells.table";
 struct TableFields {
     next_id: u64,
     bind_guard: Option<BindGuardIds>,
+    /// The table's directory (`None` from older versions).
+    #[serde(default)]
+    table_dir: Option<PathBuf>,
 }
 
 /// Records a new cell on its cgroup.
@@ -41,10 +46,11 @@ pub fn write_record(cell: &CellRecord) -> Result<()> {
 
 /// Mirrors the table's own fields on the run directory's cgroup; nothing to
 /// do while it does not exist (no cell was created yet, or the last is gone).
-pub fn write_table_fields(h: &Hierarchy, table: &Table) -> Result<()> {
+pub fn write_table_fields(h: &Hierarchy, table: &Table, table_dir: &Path) -> Result<()> {
     let fields = TableFields {
         next_id: table.next_id,
         bind_guard: table.bind_guard,
+        table_dir: Some(table_dir.to_path_buf()),
     };
     match rustix::fs::setxattr(
         &h.run,
@@ -64,6 +70,30 @@ fn read<T: serde::de::DeserializeOwned>(path: &Path, name: &str) -> Result<T> {
     let n = rustix::fs::getxattr(path, name, &mut buf)
         .with_context(|| format!("reading {name} of {}", path.display()))?;
     cbor::decode(&buf[..n]).with_context(|| format!("{name} of {}", path.display()))
+}
+
+/// The port program sets that some installation on this hierarchy still
+/// owns: named by the table fields on its run cgroup (`<cells>/<run key>`),
+/// unless its table's directory is gone and no process lives in its cells
+/// (an installation deleted after its cells ended). An installation records
+/// its set there before attaching it and forgets it only after detaching it,
+/// so an attached set no live installation names is nobody's. Fields of an
+/// older version, which do not say where the table is, count as live.
+pub fn live_guards(cells: &Path) -> Vec<BindGuardIds> {
+    crate::fs::host::dir_entries(cells)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| {
+            let fields: TableFields = read(&e.path(), TABLE).ok()?;
+            let guard = fields.bind_guard?;
+            let table_gone = fields.table_dir.is_some_and(|d| {
+                std::fs::symlink_metadata(d)
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            });
+            (!table_gone || super::cgroup::populated(&e.path())).then_some(guard)
+        })
+        .collect()
 }
 
 /// The cgroups of this run directory's cells: (id, directory).

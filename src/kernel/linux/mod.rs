@@ -69,6 +69,12 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Whether a cell needs the installation's port programs: it reserves ports,
+/// or it was recorded by a version that gave no cell a sharing rule of its own.
+fn needs_guard(c: &CellRecord) -> bool {
+    !c.ports.is_empty() || !c.own_sharing_rule
+}
+
 fn describe(c: &CellRecord) -> String {
     format!("cell '{}' (id {})", c.name, c.id)
 }
@@ -376,7 +382,7 @@ impl LinuxKernel {
     /// Saves the table and mirrors its own fields on the run cgroup.
     fn save(&self, locked: &Locked) -> Result<()> {
         locked.save()?;
-        mirror::write_table_fields(&self.cgroups, &locked.table)
+        mirror::write_table_fields(&self.cgroups, &locked.table, self.store.dir())
     }
 
     /// Removes everything a cell has on the host: processes (through
@@ -403,11 +409,12 @@ impl LinuxKernel {
         }
     }
 
-    /// Detaches the port programs once no cell is left, so none outlives the
-    /// cells. Returns whether the table changed.
+    /// Detaches the port programs once no cell needs them (none reserves
+    /// ports or relies on them for the port sharing rule), so none outlives
+    /// the cells. Returns whether the table changed.
     fn drop_unused_guard(&self, table: &mut Table) -> Result<bool> {
         match table.bind_guard {
-            Some(ids) if table.cells.is_empty() => {
+            Some(ids) if !table.cells.iter().any(needs_guard) => {
                 bpf::detach(&self.cgroups.root, &ids).context("detaching the port programs")?;
                 table.bind_guard = None;
                 Ok(true)
@@ -435,6 +442,9 @@ impl LinuxKernel {
     /// recorded cells' ports (some, if their programs were detached by hand);
     /// `member` is the init of a cell, which tells the level of cells.
     fn install_guard(&self, locked: &mut Locked, member: i32) -> Result<bpf::Guard> {
+        if let Err(e) = self.detach_orphaned_guards() {
+            log::warn!("looking for port programs of removed installations: {e:#}");
+        }
         let cell_level = cgroup::level_of_member(member)?;
         let cells_level = cell_level
             .checked_sub(2)
@@ -457,11 +467,40 @@ impl LinuxKernel {
         Ok(guard)
     }
 
-    /// Enters a new cell's ports in the port map, attaching the programs for
-    /// the first cell (they also keep cells out of other sockets' port
-    /// sharing, ports or not). `sweep`: a create with this id crashed, so its
-    /// ports may be in the map though no cell owns them; remove those.
-    /// `init` is the new cell's init, in its cgroup `cgroup`.
+    /// Detaches port programs at the hierarchy root that are Cells' and that
+    /// no live installation names (`mirror::live_guards`): left attached by
+    /// an installation deleted with cells in it. Returns how many.
+    fn detach_orphaned_guards(&self) -> Result<usize> {
+        let attached = bpf::cells_programs(&self.cgroups.root)?;
+        if attached.is_empty() {
+            return Ok(0);
+        }
+        let live: std::collections::HashSet<u32> = mirror::live_guards(&self.cgroups.cells)
+            .iter()
+            .flat_map(|g| g.programs())
+            .collect();
+        let orphans: Vec<_> = attached
+            .into_iter()
+            .filter(|p| !live.contains(&p.id))
+            .collect();
+        for &program in &orphans {
+            bpf::detach_attached(&self.cgroups.root, program)?;
+        }
+        if !orphans.is_empty() {
+            log::info!(
+                "detached {} port program(s) of installations that are gone",
+                orphans.len()
+            );
+        }
+        Ok(orphans.len())
+    }
+
+    /// Guards a new cell's ports and port sharing. Without ports, its own
+    /// cgroup refuses `SO_REUSEPORT`; with ports, they go into the port map,
+    /// the installation's programs attached for the first such cell.
+    /// `sweep`: a create with this id crashed, so its ports may be in the map
+    /// though no cell owns them; remove those. `init` is the new cell's
+    /// init, in its cgroup `cgroup`.
     fn reserve(
         &self,
         locked: &mut Locked,
@@ -471,8 +510,18 @@ impl LinuxKernel {
         sweep: bool,
     ) -> Result<()> {
         let guard = match self.open_guard(&mut locked.table)? {
-            Some(guard) => guard,
-            None => self.install_guard(locked, init)?,
+            Some(guard) => Some(guard),
+            // Also for a recorded cell whose programs went missing.
+            None if !ports.is_empty() || locked.table.cells.iter().any(needs_guard) => {
+                Some(self.install_guard(locked, init)?)
+            }
+            None => None,
+        };
+        if ports.is_empty() {
+            bpf::forbid_port_sharing(cgroup)?;
+        }
+        let Some(guard) = guard else {
+            return Ok(());
         };
         if sweep {
             let stale: Vec<u16> = guard
@@ -558,7 +607,9 @@ impl LinuxKernel {
         locked.table.cells.retain(|c| c.id != cell.id);
         let detached = self.drop_unused_guard(&mut locked.table);
         self.save(&locked)?;
-        if locked.table.cells.is_empty() {
+        // Not while programs are attached: the run cgroup's table fields
+        // tell other installations the programs are still someone's.
+        if locked.table.cells.is_empty() && locked.table.bind_guard.is_none() {
             self.cgroups.prune_run();
             self.placement().prune_run(&self.run_key);
         }
@@ -635,12 +686,12 @@ impl LinuxKernel {
         Ok((record, reserved_in))
     }
 
-    /// Enters a new cell's ports in the port map while its init sets up:
-    /// without the lock when the programs recorded at the reservation
-    /// (`guard`) run (they stay while the table names the cell), else under
-    /// it, loading and attaching them for a first cell, or after a crashed
-    /// create (`sweep`, see [`Self::reserve`]). Returns the programs whose
-    /// map holds the ports.
+    /// Guards a new cell's ports and port sharing ([`Self::reserve`]) while
+    /// its init sets up: without the lock when the programs recorded at the
+    /// reservation (`guard`) run (a cell with ports needs them, so they stay
+    /// while the table names it), else under it, loading and attaching them
+    /// where needed, or after a crashed create (`sweep`). Returns the
+    /// programs whose map holds the ports.
     fn reserve_early(
         &self,
         guard: Option<BindGuardIds>,
@@ -651,7 +702,11 @@ impl LinuxKernel {
     ) -> Result<Option<BindGuardIds>> {
         if let Some(ids) = guard.filter(|_| !sweep) {
             if let Some(g) = bpf::Guard::open(&self.cgroups.root, &ids)? {
-                g.reserve(ports, cgroup::id(cg)?)?;
+                if ports.is_empty() {
+                    bpf::forbid_port_sharing(cg)?;
+                } else {
+                    g.reserve(ports, cgroup::id(cg)?)?;
+                }
                 return Ok(Some(ids));
             }
         }
@@ -682,7 +737,8 @@ impl LinuxKernel {
                     describe(&record)
                 )
             })?;
-        if reserved_in != locked.table.bind_guard {
+        // Programs replaced meanwhile (detached by hand) lack the ports.
+        if !record.ports.is_empty() && reserved_in != locked.table.bind_guard {
             self.reserve(
                 locked,
                 &record.ports,
@@ -785,6 +841,7 @@ impl LinuxKernel {
             limits: spec.limits,
             v1_groups: self.placement().v1_groups(&self.run_key, id),
             ids: spec.ids,
+            own_sharing_rule: spec.ports.is_empty(),
             pending: Some(me),
         };
         locked.table.next_id = id + 1;

@@ -67,6 +67,12 @@ pub struct CellRecord {
     /// made before user namespaces reads as that).
     #[serde(default)]
     pub ids: Option<IdRange>,
+    /// The cell's own cgroup refuses `SO_REUSEPORT` (a cell without reserved
+    /// ports, see `bpf::forbid_port_sharing`). False for cells with ports and
+    /// for records of older versions: the installation's program set keeps
+    /// those out of other sockets' port groups while they live.
+    #[serde(default)]
+    pub own_sharing_rule: bool,
     /// Set while the cell is being made: its name, id, host ids and ports
     /// are taken, but it exists for no lookup yet. A record whose creator
     /// died is a create cut short, removed like a cell whose init died.
@@ -168,6 +174,11 @@ impl Store {
             dir,
             seen: Arc::default(),
         }
+    }
+
+    /// The directory of the table, its lock and the cells' runtime files.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// The table file.
@@ -343,6 +354,7 @@ mod tests {
                 base: 100_000,
                 size: 65_536,
             }),
+            own_sharing_rule: false,
             pending: Some(Creator { pid: 9, start: 3 }),
         });
         locked.table.bind_guard = Some(BindGuardIds {
