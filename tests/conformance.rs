@@ -900,6 +900,110 @@ fn a_new_cell_takes_the_name_and_port_of_one_whose_init_died() {
     env.ok(&["destroy", &other]);
 }
 
+/// A create killed half-way (its name, id and port reserved in the table,
+/// the cell not yet recorded as made) leaves a reservation whose creator is
+/// dead: the next create of that name removes it, with the init it may have
+/// started, and takes the name and the port. While its creator lives, the
+/// reservation holds the name and no command sees a cell.
+#[test]
+fn a_create_killed_half_way_is_swept_by_the_next_create() {
+    if !privileged("a_create_killed_half_way_is_swept_by_the_next_create") {
+        return;
+    }
+    let mut env = Env::new("halfway");
+    let root = env.root("a", false);
+    let name = format!("half{}", std::process::id());
+    let p = port(3, 2).to_string();
+    let store = cells::kernel::linux::state::Store::new(env.dir.join("run/kernel"));
+    let reservation = || {
+        store
+            .snapshot()
+            .and_then(|t| t.cells.iter().find(|c| c.name == name).cloned())
+            .filter(|c| c.pending.is_some())
+    };
+    let table_lock = env.dir.join("run/kernel/lock");
+    let mut caught = None;
+    for _ in 0..50 {
+        let mut creator = env
+            .command()
+            .args(["create", "-n", &name, "-r", &p, root.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = creator.id() as i32;
+        // Stopped as soon as its reservation shows (a read of the table per
+        // turn, no pause: the window is the build of one cell).
+        while reservation().is_none() && creator.try_wait().unwrap().is_none() {}
+        // SAFETY: signals to the cellctl this test started.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        wait_until("the creator to stop", Duration::from_secs(20), || {
+            support::stopped(pid)
+        });
+        // Caught half-way, and not while it holds the table's lock (every
+        // command would wait for it).
+        let mid_way = reservation().filter(|_| !support::locked(&table_lock));
+        if let Some(claim) = mid_way {
+            caught = Some((creator, claim));
+            break;
+        }
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        creator.wait().unwrap();
+        let _ = env.ctl(&["destroy", &name]);
+    }
+    let (mut creator, claim) = caught.expect("never caught a create half-way in 50 tries");
+    let pid = creator.id();
+    assert!(
+        !env.ok(&["list", "-T", "-H", "-o", "NAME"]).contains(&name),
+        "a cell being made is listed"
+    );
+    // Through the library: cellctl's create waits for the id-range lock the
+    // stopped one holds.
+    let kernel = cells::kernel::linux::LinuxKernel::open(&env.config())
+        .unwrap()
+        .with_init_program(cellenv::BIN.into());
+    let again = cells::kernel::Kernel::create(
+        &kernel,
+        &cells::kernel::CellSpec {
+            name: name.clone(),
+            root: root.clone(),
+            profile: cells::kernel::Profile::Low,
+            ports: Vec::new(),
+            rlimits: Default::default(),
+            limits: Default::default(),
+            ephemeral: false,
+            ids: None,
+        },
+    );
+    let said = format!(
+        "{:#}",
+        again.expect_err("a second create of a name being made")
+    );
+    assert!(
+        said.contains(&format!("being created by pid {pid}")),
+        "a second create of a name being made: {said}"
+    );
+    let gone = env.ctl(&["destroy", &name]);
+    let said = String::from_utf8_lossy(&gone.stderr);
+    assert!(
+        !gone.status.success() && said.contains("still being created"),
+        "destroy of a cell being made: {said}"
+    );
+    creator.kill().unwrap();
+    creator.wait().unwrap();
+    // No listing in between: the create meets the dead reservation in its way.
+    let id = env.create(&name, &root, &["-r", &p]);
+    assert_ne!(id, claim.id);
+    assert!(
+        !claim.cgroup.exists(),
+        "the killed create's cgroup {} (and any init in it) is left",
+        claim.cgroup.display()
+    );
+    assert_eq!(env.ok(&["list", "-T", "-H", "-o", "NAME"]).trim(), name);
+    env.ok(&["destroy", &name]);
+}
+
 #[test]
 fn stats_move_under_load() {
     if !privileged("stats_move_under_load") {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use support::world::World;
-use support::{root_or_skip, wait_for};
+use support::{locked, root_or_skip, stopped, wait_for};
 
 /// `cellmgr <args>` in the background, in its own session, output discarded.
 fn spawn(w: &World, args: &[&str]) -> Child {
@@ -66,23 +66,6 @@ fn signal(pid: i32, sig: libc::c_int) {
     // SAFETY: kill(2) of a process this test started (directly or through
     // the cellmgr it started).
     unsafe { libc::kill(pid, sig) };
-}
-
-/// True once `pid` is stopped (or gone).
-fn stopped(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
-        s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('T'))
-    })
-}
-
-/// True while some process holds the `flock` on `path`.
-fn locked(path: &std::path::Path) -> bool {
-    use std::os::fd::AsRawFd;
-    let Ok(f) = std::fs::File::open(path) else {
-        return false;
-    };
-    // SAFETY: flock on a descriptor we own; released when `f` closes.
-    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 }
 }
 
 /// `apply --dry-run` plans nothing.

@@ -225,6 +225,7 @@ fn cbor_state_and_messages() {
                     size: 65_536,
                 }),
                 own_sharing_rule: false,
+                pending: None,
             }],
             bind_guard: Some(BindGuardIds {
                 version: cells::kernel::linux::bpf::PROGRAMS_VERSION,

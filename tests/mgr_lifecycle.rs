@@ -179,6 +179,17 @@ fn orphans_are_found_and_pruned() {
     assert!(!w.data_dir().join("gone").exists());
 }
 
+/// Bind-mounts the host's /tmp on `dir` (made first), as no cellmgr run did.
+fn bind_tmp_on(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["--bind", "/tmp"])
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
 #[test]
 fn crashed_supervisor_and_leftover_mounts_are_recovered() {
     if !root_or_skip("crashed_supervisor_and_leftover_mounts_are_recovered") {
@@ -224,13 +235,7 @@ fn crashed_supervisor_and_leftover_mounts_are_recovered() {
     // A run that died after mounting (simulated: mounts recorded, no kernel
     // cell): the next start cleans up and starts cleanly; stop leaves nothing.
     let root = w.data_dir().join("svc/root");
-    std::fs::create_dir_all(root.join("srv/v")).unwrap();
-    let st = std::process::Command::new("mount")
-        .args(["--bind", "/tmp"])
-        .arg(root.join("srv/v"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    bind_tmp_on(&root.join("srv/v"));
     assert_eq!(w.mounts().len(), 1);
     w.ok(&["start", "svc"]);
     assert_eq!(w.rows("name,state,running"), "svc\tmanaged\t1\n");
@@ -244,6 +249,16 @@ fn crashed_supervisor_and_leftover_mounts_are_recovered() {
         w.mounts()
     );
     w.ok(&["stop", "svc"]);
+    assert!(w.mounts().is_empty(), "{:?}", w.mounts());
+
+    // A mount no record names below a running cell's root (an operator's):
+    // the recorded ones go first, the root does not while it is there, and
+    // the stop finds it in the mount table and takes it down too, at once.
+    w.ok(&["start", "svc"]);
+    bind_tmp_on(&root.join("srv/extra"));
+    let out = w.run(&["stop", "svc"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !said.contains("lazily"), "{said}");
     assert!(w.mounts().is_empty(), "{:?}", w.mounts());
 }
 

@@ -398,8 +398,8 @@ pub fn cell_rows(cfg: &Config, desired: &Desired, facts: &RuntimeFacts) -> Resul
         .chain(dirs.iter().map(String::as_str))
         .chain(kernel.keys().copied())
         .collect();
-    let mut rows = Vec::with_capacity(names.len());
-    for name in names {
+    // Rows are independent of each other: built on every core, in name order.
+    let row = |name: &str| -> Result<CellRow> {
         let has_dir = dirs.contains(name);
         // Only a cell with a runtime directory has paths worth a look.
         let paths = has_dir.then(|| CellPaths::new(cfg, name));
@@ -468,9 +468,11 @@ pub fn cell_rows(cfg: &Config, desired: &Desired, facts: &RuntimeFacts) -> Resul
         )
         .as_str()
         .to_string();
-        rows.push(row);
-    }
-    Ok(rows)
+        Ok(row)
+    };
+    crate::engine::par::map(names.into_iter().collect(), 1024, row)
+        .into_iter()
+        .collect()
 }
 
 /// Builds every volume row, sorted by name.

@@ -33,7 +33,7 @@ use crate::fs::host::{dir_entries, write_atomic};
 use crate::rcconf::FileError;
 use anyhow::{bail, Result};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// Everything the operator declared.
 #[derive(Debug, Clone, Default)]
@@ -72,7 +72,8 @@ fn scan(dir: &Path) -> Result<Vec<(String, &'static str)>> {
             }
         }
     }
-    out.sort();
+    // Each (name, kind) once: an unstable sort gives the same order.
+    out.sort_unstable();
     Ok(out)
 }
 
@@ -155,31 +156,43 @@ impl Desired {
     pub fn load_partial(cfg: &Config) -> Result<(Desired, Vec<FileError>)> {
         let mut d = Desired::default();
         let mut errors = Vec::new();
+        // The files come in name order: the maps are built from sorted runs
+        // at once, not one insertion at a time.
+        let mut cells = Vec::new();
+        let mut volumes = Vec::new();
         for (name, loaded) in load_files(cfg, scan(&cfg.manifest_dir)?) {
             match loaded {
-                Loaded::Cell(Ok(m)) => {
-                    d.cells.insert(name, *m);
-                }
-                Loaded::Volume(Ok(m)) => {
-                    d.volumes.insert(name, m);
-                }
+                Loaded::Cell(Ok(m)) => cells.push((name, *m)),
+                Loaded::Volume(Ok(m)) => volumes.push((name, m)),
                 Loaded::Cell(Err(e)) | Loaded::Volume(Err(e)) => errors.push(e),
                 Loaded::Apply => {
                     d.apply_files.insert(name);
                 }
             }
         }
-        errors.extend(d.check());
+        d.cells = cells.into_iter().collect();
+        d.volumes = volumes.into_iter().collect();
+        // Each cell's checks that need no other cell's ports, on every core;
+        // the errors in the order one pass finds them: every reference
+        // first, then each cell's mounts and ports.
+        let checked = crate::engine::par::map(d.cells.values().collect(), 1024, |m| {
+            (d.check_cell(m), check_mounts(cfg, m))
+        });
+        let mut mounts = Vec::with_capacity(checked.len());
+        for (refs, wrong) in checked {
+            errors.extend(refs);
+            mounts.push(wrong);
+        }
         // A port is reported on every cell after the first (in name order)
         // that reserves it.
         let mut owners: BTreeMap<u16, &CellManifest> = BTreeMap::new();
-        for m in d.cells.values() {
-            let earlier: Vec<&CellManifest> = m
+        for (m, wrong) in d.cells.values().zip(mounts) {
+            errors.extend(wrong);
+            let earlier = m
                 .reserved_ports
                 .iter()
-                .filter_map(|p| owners.get(p).copied())
-                .collect();
-            errors.extend(check_against(cfg, m, earlier.into_iter()));
+                .filter_map(|p| owners.get(p).copied());
+            errors.extend(check_ports(m, earlier));
             for p in &m.reserved_ports {
                 owners.entry(*p).or_insert(m);
             }
@@ -190,15 +203,19 @@ impl Desired {
     /// Cross-file checks: every mounted volume has a manifest, every dependency
     /// names a declared cell.
     pub fn check(&self) -> Vec<FileError> {
-        let mut errors = Vec::new();
-        for m in self.cells.values() {
-            errors.extend(check_refs(
-                m,
-                |c| self.cells.contains_key(c),
-                |v| self.volumes.contains_key(v),
-            ));
-        }
-        errors
+        self.cells
+            .values()
+            .flat_map(|m| self.check_cell(m))
+            .collect()
+    }
+
+    /// [`Desired::check`] of one cell.
+    fn check_cell(&self, m: &CellManifest) -> Vec<FileError> {
+        check_refs(
+            m,
+            |c| self.cells.contains_key(c),
+            |v| self.volumes.contains_key(v),
+        )
     }
 
     /// Names of the cells whose manifests mount `volume`.
@@ -291,26 +308,47 @@ fn check_against<'a>(
     m: &CellManifest,
     others: impl Iterator<Item = &'a CellManifest>,
 ) -> Vec<FileError> {
+    let mut errors = check_mounts(cfg, m);
+    errors.extend(check_ports(m, others));
+    errors
+}
+
+/// A mount target inside the host base (see [`check_against`]).
+fn check_mounts(cfg: &Config, m: &CellManifest) -> Vec<FileError> {
+    if cfg.base != crate::config::BaseSource::Host {
+        return Vec::new();
+    }
     let mut errors = Vec::new();
-    if cfg.base == crate::config::BaseSource::Host {
-        for mount in &m.mounts {
-            let base = crate::engine::runtime::compose::HOST_BASE
-                .iter()
-                .map(|d| Path::new("/").join(d))
-                .find(|d| mount.target.starts_with(d));
-            if let Some(base) = base {
-                errors.push(FileError::new(
-                    &m.path,
-                    m.line_of("CELL_VOLUME_MOUNTS"),
-                    format!(
-                        "CELL_VOLUME_MOUNTS: mount target {} is inside {}, which CELL_BASE=host mounts read-only; use a target in the cell's writable tree (/srv, /var, /home, /opt, ...)",
-                        mount.target.display(),
-                        base.display()
-                    ),
-                ));
-            }
+    for mount in &m.mounts {
+        // `starts_with("/usr")` of an absolute path, without building paths.
+        let mut parts = mount.target.components();
+        let top = match (parts.next(), parts.next()) {
+            (Some(Component::RootDir), Some(Component::Normal(top))) => top,
+            _ => continue,
+        };
+        let base = crate::engine::runtime::compose::HOST_BASE
+            .iter()
+            .find(|d| top == std::ffi::OsStr::new(d));
+        if let Some(base) = base {
+            errors.push(FileError::new(
+                &m.path,
+                m.line_of("CELL_VOLUME_MOUNTS"),
+                format!(
+                    "CELL_VOLUME_MOUNTS: mount target {} is inside /{base}, which CELL_BASE=host mounts read-only; use a target in the cell's writable tree (/srv, /var, /home, /opt, ...)",
+                    mount.target.display(),
+                ),
+            ));
         }
     }
+    errors
+}
+
+/// Reserved ports another cell (of `others`) reserves too (see [`check_against`]).
+fn check_ports<'a>(
+    m: &CellManifest,
+    others: impl Iterator<Item = &'a CellManifest>,
+) -> Vec<FileError> {
+    let mut errors = Vec::new();
     let mut seen = BTreeSet::new();
     for other in others.filter(|o| o.name != m.name && seen.insert(o.name.clone())) {
         for port in m

@@ -847,13 +847,14 @@ pub fn decompose(cfg: &Config, name: &str) -> Result<()> {
         return Ok(());
     }
     let mut errors: Vec<String> = Vec::new();
-    let mut left: Vec<PathBuf> = Vec::new();
+    let mut left = unmount_recorded(&p);
     for round in 0..5 {
         // Every mount is made below the root (see `compose`). The table is
-        // read again only while something it listed is still a mount point
-        // (one mount stacked on another, a busy one): it grows with every
-        // running cell, and a stop reads it for one cell.
-        if round == 0
+        // read only while the root or something listed is still a mount
+        // point (a mount no record names, one stacked on another, a busy
+        // one): it grows with every running cell, and a stop reads it for
+        // one cell. The root unmounts only once nothing is mounted below it.
+        if mountinfo::is_mount_point(&p.root).unwrap_or(true)
             || left
                 .iter()
                 .any(|t| mountinfo::is_mount_point(t).unwrap_or(true))
@@ -915,6 +916,33 @@ pub fn decompose(cfg: &Config, name: &str) -> Result<()> {
             format!("; still mounted: {}", still.join(", "))
         }
     )
+}
+
+/// Unmounts the recorded mounts below the root that are mount points, deepest
+/// first, until one does not go at once (busy, or something no record names
+/// is mounted below it: [`decompose`] then reads the mount table). Returns
+/// the ones tried.
+#[cfg(target_os = "linux")]
+fn unmount_recorded(p: &CellPaths) -> Vec<PathBuf> {
+    use rustix::io::Errno;
+    let recorded: Vec<PathBuf> = read_records(p)
+        .into_iter()
+        .map(|r| r.target)
+        .filter(|t| t.starts_with(&p.root) && mountinfo::is_mount_point(t).unwrap_or(false))
+        .collect();
+    let tried = mountinfo::under(&recorded, &p.root);
+    for t in &tried {
+        match fs_mount::unmount_below(&p.root, t, false) {
+            Ok(()) | Err(Errno::INVAL) | Err(Errno::NOENT) => {}
+            Err(_) => break,
+        }
+    }
+    tried
+}
+
+#[cfg(not(target_os = "linux"))]
+fn unmount_recorded(_p: &CellPaths) -> Vec<PathBuf> {
+    Vec::new()
 }
 
 /// Unmounts one mount at or below the cell's `root`, resolving its mount

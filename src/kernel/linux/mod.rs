@@ -38,7 +38,7 @@ use super::{
 };
 use anyhow::{bail, Context, Result};
 use sha2::Digest;
-use state::{BindGuardIds, CellRecord, Found, Locked, Store, Table};
+use state::{BindGuardIds, CellRecord, Creator, Found, Locked, Store, Table};
 use std::path::{Path, PathBuf};
 
 pub struct LinuxKernel {
@@ -205,6 +205,36 @@ fn warn_ephemeral(table: &Table) {
     }
 }
 
+/// This process as the creator of the cells it makes (read again in a
+/// forked child, which has a pid of its own).
+fn this_creator() -> Result<Creator> {
+    static ME: std::sync::Mutex<Option<Creator>> = std::sync::Mutex::new(None);
+    let pid = std::process::id() as i32;
+    let mut me = ME.lock().unwrap_or_else(|e| e.into_inner());
+    match *me {
+        Some(c) if c.pid == pid => Ok(c),
+        _ => {
+            let start = ns::start_time(pid).context("reading this process's start time")?;
+            *me = Some(Creator { pid, start });
+            Ok(Creator { pid, start })
+        }
+    }
+}
+
+/// Whether a record's process runs: the init of a cell, the creator of a
+/// cell being made.
+fn live(c: &CellRecord) -> bool {
+    match c.pending {
+        Some(by) => ns::alive(by.pid, by.start),
+        None => ns::init_alive(c),
+    }
+}
+
+/// The cells that exist (not those being made).
+fn made(table: &Table) -> impl Iterator<Item = &CellRecord> {
+    table.cells.iter().filter(|c| c.pending.is_none())
+}
+
 fn not_found(target: &Target) -> anyhow::Error {
     anyhow::anyhow!("{target} not found")
 }
@@ -277,15 +307,22 @@ impl LinuxKernel {
         }
         let (alive, dead): (Vec<_>, Vec<_>) = std::mem::take(&mut locked.table.cells)
             .into_iter()
-            .partition(ns::init_alive);
+            .partition(live);
         locked.table.cells = alive;
         let mut changed = rebuilt;
         for cell in dead {
-            log::warn!(
-                "{}: its init process (pid {}) died; removing the cell",
-                describe(&cell),
-                cell.init_pid
-            );
+            match cell.pending {
+                Some(by) => log::warn!(
+                    "{}: the command making it (pid {}) ended before it was done; removing what it left",
+                    describe(&cell),
+                    by.pid
+                ),
+                None => log::warn!(
+                    "{}: its init process (pid {}) died; removing the cell",
+                    describe(&cell),
+                    cell.init_pid
+                ),
+            }
             match self.teardown(&cell, locked.table.bind_guard.as_ref()) {
                 Ok(()) => changed = true,
                 Err(e) => {
@@ -312,7 +349,7 @@ impl LinuxKernel {
     fn lock_for(&self, target: &Target) -> Result<Locked> {
         let locked = self.store.lock()?;
         let whole = !matches!(locked.found, Found::Table)
-            || Self::find_in(&locked, target).is_ok_and(|cell| !ns::init_alive(cell));
+            || Self::record_in(&locked.table, target).is_some_and(|cell| !live(cell));
         if whole {
             drop(locked);
             return self.lock();
@@ -335,11 +372,7 @@ impl LinuxKernel {
                 || c.ports.iter().any(|p| spec.ports.contains(p))
         };
         let whole = !matches!(locked.found, Found::Table)
-            || locked
-                .table
-                .cells
-                .iter()
-                .any(|c| clashes(c) && !ns::init_alive(c));
+            || locked.table.cells.iter().any(|c| clashes(c) && !live(c));
         if whole {
             drop(locked);
             return self.lock();
@@ -428,7 +461,8 @@ impl LinuxKernel {
         locked.table.bind_guard = Some(loaded.ids()?);
         self.save(locked)?;
         let guard = loaded.attach(&self.cgroups.root)?;
-        for cell in locked.table.cells.iter().filter(|c| !c.ports.is_empty()) {
+        // Cells being made enter their own when they are done.
+        for cell in made(&locked.table).filter(|c| !c.ports.is_empty()) {
             guard.reserve(&cell.ports, cgroup::id(&cell.cgroup)?)?;
         }
         Ok(guard)
@@ -502,7 +536,17 @@ impl LinuxKernel {
     }
 
     fn find_in<'a>(locked: &'a Locked, target: &Target) -> Result<&'a CellRecord> {
-        Self::record_in(&locked.table, target).ok_or_else(|| not_found(target))
+        match Self::record_in(&locked.table, target) {
+            Some(c) => match c.pending {
+                Some(by) => bail!(
+                    "{} is still being created (by pid {}); try again once that command is done",
+                    describe(c),
+                    by.pid
+                ),
+                None => Ok(c),
+            },
+            None => Err(not_found(target)),
+        }
     }
 
     fn record_in<'a>(table: &'a Table, target: &Target) -> Option<&'a CellRecord> {
@@ -574,16 +618,19 @@ impl LinuxKernel {
         Ok(())
     }
 
-    /// The steps of `create` after the table checks; undone by the caller on
-    /// error. The ports are reserved (the programs loaded and attached for a
-    /// first cell) while the init sets up, on the other CPU where there is one.
+    /// The steps of `create` done without the table lock (the cell's
+    /// directory, cgroups, limits and init), so that creates overlap. The
+    /// ports go into the port map while the init sets up, on the other CPU
+    /// where there is one ([`Self::reserve_early`]). Returns the record and
+    /// the programs whose map holds its ports.
     fn build(
         &self,
-        locked: &mut Locked,
-        id: u64,
+        claim: &CellRecord,
         spec: &CellSpec,
+        guard: Option<BindGuardIds>,
         sweep: bool,
-    ) -> Result<CellRecord> {
+    ) -> Result<(CellRecord, Option<BindGuardIds>)> {
+        let id = claim.id;
         let sample_dir = self.store.cell_dir(id);
         create_private_dir(&sample_dir)?;
         if let Some(ids) = spec.ids {
@@ -602,22 +649,14 @@ impl LinuxKernel {
             .apply(&self.cgroups, &cg, &self.run_key, id, &spec.limits)
             .context("setting the cell's limits")?;
         let mut record = CellRecord {
-            id,
-            name: spec.name.clone(),
-            root: spec.root.clone(),
-            profile: spec.profile,
-            ports: spec.ports.clone(),
-            rlimits: spec.rlimits,
             created_ns: monotonic_ns(),
-            init_pid: 0,
-            init_start: 0,
             cgroup: cg.clone(),
-            limits: spec.limits,
             v1_groups,
-            ids: spec.ids,
-            own_sharing_rule: spec.ports.is_empty(),
+            pending: None,
+            ..claim.clone()
         };
-        let mut reserved = Ok(());
+        // The programs cannot go away meanwhile: the table names this cell.
+        let mut reserved = Ok(None);
         let started = ns::start_init(
             &ns::InitSpec {
                 program: &self.init_program,
@@ -633,7 +672,7 @@ impl LinuxKernel {
                 die_with_creator: spec.ephemeral,
             },
             |init| {
-                reserved = self.reserve(locked, &spec.ports, &cg, init, sweep);
+                reserved = self.reserve_early(guard, &spec.ports, &cg, init, sweep);
                 // The init is ended for it; the error is said below.
                 reserved
                     .as_ref()
@@ -641,17 +680,94 @@ impl LinuxKernel {
                     .map_err(|_| anyhow::anyhow!("ports not reserved"))
             },
         );
-        reserved.context("reserving ports")?;
+        let reserved_in = reserved.context("reserving ports")?;
         record.init_pid = started.context("starting the cell init")?;
         record.init_start =
             ns::start_time(record.init_pid).context("the cell init exited right after start-up")?;
+        Ok((record, reserved_in))
+    }
+
+    /// Guards a new cell's ports and port sharing ([`Self::reserve`]) while
+    /// its init sets up: without the lock when the programs recorded at the
+    /// reservation (`guard`) run (a cell with ports needs them, so they stay
+    /// while the table names it), else under it, loading and attaching them
+    /// where needed, or after a crashed create (`sweep`). Returns the
+    /// programs whose map holds the ports.
+    fn reserve_early(
+        &self,
+        guard: Option<BindGuardIds>,
+        ports: &[u16],
+        cg: &Path,
+        init: i32,
+        sweep: bool,
+    ) -> Result<Option<BindGuardIds>> {
+        if let Some(ids) = guard.filter(|_| !sweep) {
+            if let Some(g) = bpf::Guard::open(&self.cgroups.root, &ids)? {
+                if ports.is_empty() {
+                    bpf::forbid_port_sharing(cg)?;
+                } else {
+                    g.reserve(ports, cgroup::id(cg)?)?;
+                }
+                return Ok(Some(ids));
+            }
+        }
+        let mut locked = self.lock()?;
+        self.reserve(&mut locked, ports, cg, init, sweep)?;
+        Ok(locked.table.bind_guard)
+    }
+
+    /// The last step of `create`, under the lock: the ports entered again if
+    /// the programs were replaced meanwhile (detached by hand), the record
+    /// mirrored on the cgroup and put in place of the reservation of `by`.
+    fn finish(
+        &self,
+        locked: &mut Locked,
+        record: CellRecord,
+        reserved_in: Option<BindGuardIds>,
+        by: Creator,
+        created: impl FnOnce(u64),
+    ) -> Result<u64> {
+        let at = locked
+            .table
+            .cells
+            .iter()
+            .position(|c| c.id == record.id && c.pending == Some(by))
+            .with_context(|| {
+                format!(
+                    "{}: its reservation left the cell table while it was made (the table was damaged and rebuilt); create it again",
+                    describe(&record)
+                )
+            })?;
+        // Programs replaced meanwhile (detached by hand) lack the ports.
+        if !record.ports.is_empty() && reserved_in != locked.table.bind_guard {
+            self.reserve(
+                locked,
+                &record.ports,
+                &record.cgroup,
+                record.init_pid,
+                false,
+            )
+            .context("reserving ports")?;
+        }
         // Before the table names the cell: a table rebuilt later finds it.
         mirror::write_record(&record)?;
-        Ok(record)
+        let id = record.id;
+        created(id);
+        locked.table.cells[at] = record;
+        self.save(locked)?;
+        Ok(id)
     }
 
     /// `create`, calling `created` with the new cell's id once its init runs
     /// and before the table records it (under the lock).
+    ///
+    /// Three steps, so that creates overlap: under the lock the name, id,
+    /// host ids and ports are checked and reserved (a record marked pending,
+    /// with this process as its creator); the cell is built without the lock
+    /// ([`Self::build`]); under the lock again the record is completed
+    /// ([`Self::finish`]). A reservation whose creator died (a crash half-way)
+    /// is removed with what it left by the next command that meets it, as a
+    /// cell whose init died is.
     fn create_then(&self, spec: &CellSpec, created: impl FnOnce(u64)) -> Result<u64> {
         crate::names::validate("cell", &spec.name)?;
         if !landlock::scopes_available() {
@@ -672,9 +788,18 @@ impl LinuxKernel {
             limits::check_disk(&spec.root, disk)?;
         }
         check_ids(spec)?;
+        let me = this_creator()?;
         let mut locked = self.lock_for_create(spec)?;
         if let Some(c) = locked.table.cells.iter().find(|c| c.name == spec.name) {
-            bail!("cell name '{}' is already in use (id {})", spec.name, c.id);
+            match c.pending {
+                Some(by) => bail!(
+                    "cell name '{}' is already in use (id {}, being created by pid {})",
+                    spec.name,
+                    c.id,
+                    by.pid
+                ),
+                None => bail!("cell name '{}' is already in use (id {})", spec.name, c.id),
+            }
         }
         if let Some(ids) = spec.ids {
             if let Some(c) = locked
@@ -702,41 +827,56 @@ impl LinuxKernel {
         }
         // A cgroup left with this id means a create crashed before recording it.
         let crashed_before = self.cgroups.cell(id).exists();
-        let record = match self.build(&mut locked, id, spec, crashed_before) {
-            Ok(r) => r,
-            Err(e) => {
-                let partial = CellRecord {
-                    id,
-                    name: spec.name.clone(),
-                    root: spec.root.clone(),
-                    profile: spec.profile,
-                    ports: spec.ports.clone(),
-                    rlimits: spec.rlimits,
-                    created_ns: 0,
-                    init_pid: 0,
-                    init_start: 0,
-                    cgroup: self.cgroups.cell(id),
-                    limits: spec.limits,
-                    v1_groups: self.placement().v1_groups(&self.run_key, id),
-                    ids: spec.ids,
-                    own_sharing_rule: spec.ports.is_empty(),
-                };
-                let _ = self.teardown(&partial, locked.table.bind_guard.as_ref());
-                if self.drop_unused_guard(&mut locked.table).unwrap_or(false) {
-                    let _ = self.save(&locked);
-                }
-                return Err(e);
-            }
+        // What the cell may leave on the host, for a clean-up.
+        let claim = CellRecord {
+            id,
+            name: spec.name.clone(),
+            root: spec.root.clone(),
+            profile: spec.profile,
+            ports: spec.ports.clone(),
+            rlimits: spec.rlimits,
+            created_ns: 0,
+            init_pid: 0,
+            init_start: 0,
+            cgroup: self.cgroups.cell(id),
+            limits: spec.limits,
+            v1_groups: self.placement().v1_groups(&self.run_key, id),
+            ids: spec.ids,
+            own_sharing_rule: spec.ports.is_empty(),
+            pending: Some(me),
         };
-        created(id);
         locked.table.next_id = id + 1;
-        locked.table.cells.push(record);
-        if let Err(e) = self.save(&locked) {
-            let record = locked.table.cells.pop().expect("just pushed");
-            let _ = self.teardown(&record, locked.table.bind_guard.as_ref());
-            return Err(e);
+        locked.table.cells.push(claim.clone());
+        // The table alone: a table rebuilt after a crash takes its next id
+        // from the cgroups, this one's included once it exists.
+        locked.save()?;
+        let guard = locked.table.bind_guard;
+        drop(locked);
+        let built = self.build(&claim, spec, guard, crashed_before);
+        let mut locked = self.store.lock()?;
+        if !matches!(locked.found, Found::Table) {
+            drop(locked);
+            locked = self.lock()?;
         }
-        Ok(id)
+        let (done, undo) = match built {
+            Ok((record, reserved_in)) => {
+                // The init is ended and reaped, every v1 group removed.
+                let undo = CellRecord {
+                    v1_groups: claim.v1_groups.clone(),
+                    ..record.clone()
+                };
+                let done = self.finish(&mut locked, record, reserved_in, me, created);
+                (done, undo)
+            }
+            Err(e) => (Err(e), claim),
+        };
+        if done.is_err() {
+            let _ = self.teardown(&undo, locked.table.bind_guard.as_ref());
+            locked.table.cells.retain(|c| c.id != id);
+            let _ = self.drop_unused_guard(&mut locked.table);
+            let _ = self.save(&locked);
+        }
+        done
     }
 }
 
@@ -789,12 +929,7 @@ impl Kernel for LinuxKernel {
         let locked = self.lock()?;
         warn_ephemeral(&locked.table);
         let now = monotonic_ns();
-        Ok(locked
-            .table
-            .cells
-            .iter()
-            .map(|c| self.info(c, now))
-            .collect())
+        Ok(made(&locked.table).map(|c| self.info(c, now)).collect())
     }
 
     fn stats(&self) -> Result<Vec<CellStats>> {
@@ -805,10 +940,7 @@ impl Kernel for LinuxKernel {
             Some(ids) => bpf::Guard::open(&self.cgroups.root, &ids)?,
             None => None,
         };
-        Ok(locked
-            .table
-            .cells
-            .iter()
+        Ok(made(&locked.table)
             .map(|c| {
                 let sample = telemetry::Sample::read(&self.store.cell_dir(c.id));
                 CellStats {
@@ -827,10 +959,7 @@ impl Kernel for LinuxKernel {
 
     fn resources(&self) -> Result<Vec<CellResources>> {
         let locked = self.lock()?;
-        Ok(locked
-            .table
-            .cells
-            .iter()
+        Ok(made(&locked.table)
             .map(|c| {
                 let usage = limits::usage(&c.cgroup, &c.v1_groups);
                 CellResources {
@@ -943,10 +1072,7 @@ impl Kernel for LinuxKernel {
     fn present(&self) -> Result<Vec<Present>> {
         let locked = self.lock()?;
         warn_ephemeral(&locked.table);
-        Ok(locked
-            .table
-            .cells
-            .iter()
+        Ok(made(&locked.table)
             .map(|c| Present {
                 name: c.name.clone(),
                 frozen: freeze::is_frozen(c),
@@ -959,7 +1085,7 @@ impl Kernel for LinuxKernel {
         // (a dead cell's range counting a moment longer is harmless).
         let table = match self.store.snapshot() {
             Some(table) => table,
-            None => self.lock()?.table.clone(),
+            None => std::sync::Arc::new(self.lock()?.table.clone()),
         };
         Ok(table.cells.iter().filter_map(|c| c.ids).collect())
     }
@@ -970,6 +1096,8 @@ impl Kernel for LinuxKernel {
         if let Some(table) = self.store.snapshot() {
             match Self::record_in(&table, target) {
                 None => return Ok(None),
+                // Being made: not there yet.
+                Some(c) if c.pending.is_some() && live(c) => return Ok(None),
                 Some(c) if ns::init_alive(c) => return Ok(Some(self.info(c, monotonic_ns()))),
                 Some(_) => {}
             }

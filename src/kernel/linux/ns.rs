@@ -52,8 +52,12 @@ pub fn start_time(pid: i32) -> Option<u64> {
 /// True while the recorded init (pid and start time) runs; a zombie init
 /// (killed, not yet reaped by its parent) is dead.
 pub fn init_alive(cell: &CellRecord) -> bool {
-    matches!(state_and_start(cell.init_pid), Some((state, start))
-        if start == cell.init_start && state != 'Z' && state != 'X')
+    alive(cell.init_pid, cell.init_start)
+}
+
+/// True while the process `pid` that started at `start` runs; a zombie is dead.
+pub fn alive(pid: i32, start: u64) -> bool {
+    matches!(state_and_start(pid), Some((state, s)) if s == start && state != 'Z' && state != 'X')
 }
 
 /// A pidfd for the recorded init while it exists (running or a zombie),

@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 /// The ids of the installation's port programs and their port map (see
 /// `bpf`). A table written before a program existed has 0 for it: never an
@@ -72,6 +73,19 @@ pub struct CellRecord {
     /// those out of other sockets' port groups while they live.
     #[serde(default)]
     pub own_sharing_rule: bool,
+    /// Set while the cell is being made: its name, id, host ids and ports
+    /// are taken, but it exists for no lookup yet. A record whose creator
+    /// died is a create cut short, removed like a cell whose init died.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Creator>,
+}
+
+/// The process making a cell: its pid and start time (clock ticks after
+/// boot), which tell a live creator from a recycled pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Creator {
+    pub pid: i32,
+    pub start: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -91,6 +105,45 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Where the table lives.
 pub struct Store {
     dir: PathBuf,
+    /// The table as this process last read or wrote it.
+    seen: Arc<Mutex<Option<Seen>>>,
+}
+
+/// A table file as read or written, held open. While it is open no other
+/// file can take its inode, and the table is only ever replaced whole (a new
+/// file renamed over it): a path naming the same inode, with the same size
+/// and times, names this content, which need not be read and decoded again
+/// (a parallel apply looks the table up several times per cell).
+struct Seen {
+    _file: File,
+    stamp: Stamp,
+    table: Arc<Table>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
+
+fn lock_seen(seen: &Mutex<Option<Seen>>) -> std::sync::MutexGuard<'_, Option<Seen>> {
+    seen.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What the table file held when it was read.
@@ -110,13 +163,17 @@ pub enum Found {
 pub struct Locked {
     _lock: File,
     path: PathBuf,
+    seen: Arc<Mutex<Option<Seen>>>,
     pub table: Table,
     pub found: Found,
 }
 
 impl Store {
     pub fn new(dir: PathBuf) -> Store {
-        Store { dir }
+        Store {
+            dir,
+            seen: Arc::default(),
+        }
     }
 
     /// The directory of the table, its lock and the cells' runtime files.
@@ -188,14 +245,12 @@ impl Store {
             next_id: 1,
             ..Table::default()
         };
-        let (table, found) = match std::fs::read(&path) {
-            Ok(bytes) => match crate::fs::cbor::decode(&bytes) {
-                Ok(table) => (table, Found::Table),
-                Err(e) => (
-                    empty,
-                    Found::Damaged(format!("cell table {}: {e}", path.display())),
-                ),
-            },
+        let (table, found) = match self.read() {
+            Ok(Ok(table)) => (Table::clone(&table), Found::Table),
+            Ok(Err(e)) => (
+                empty,
+                Found::Damaged(format!("cell table {}: {e}", path.display())),
+            ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (empty, Found::Missing),
             Err(e) => {
                 return Err(e).with_context(|| format!("reading cell table {}", path.display()))
@@ -204,6 +259,7 @@ impl Store {
         Ok(Locked {
             _lock: lock,
             path,
+            seen: self.seen.clone(),
             table,
             found,
         })
@@ -213,9 +269,38 @@ impl Store {
     /// rename): for lookups, which may see it a moment before a change as
     /// they would a moment after. `None` when it is missing or damaged (then
     /// only [`Store::lock`] and the backend's rebuild tell what exists).
-    pub fn snapshot(&self) -> Option<Table> {
-        let bytes = std::fs::read(self.table_path()).ok()?;
-        crate::fs::cbor::decode(&bytes).ok()
+    pub fn snapshot(&self) -> Option<Arc<Table>> {
+        self.read().ok()?.ok()
+    }
+
+    /// The table file decoded (the error: why it does not decode), from
+    /// memory when it is the file seen last (see [`Seen`]).
+    fn read(&self) -> std::io::Result<Result<Arc<Table>, String>> {
+        use std::io::Read;
+        let path = self.table_path();
+        let stamp = Stamp::of(&std::fs::metadata(&path)?);
+        if let Some(seen) = &*lock_seen(&self.seen) {
+            if seen.stamp == stamp {
+                return Ok(Ok(seen.table.clone()));
+            }
+        }
+        let mut file = File::open(&path)?;
+        // Of the file opened, which a rename may have replaced since.
+        let stamp = Stamp::of(&file.metadata()?);
+        let mut bytes = Vec::with_capacity(stamp.size as usize);
+        file.read_to_end(&mut bytes)?;
+        Ok(match crate::fs::cbor::decode::<Table>(&bytes) {
+            Ok(table) => {
+                let table = Arc::new(table);
+                *lock_seen(&self.seen) = Some(Seen {
+                    _file: file,
+                    stamp,
+                    table: table.clone(),
+                });
+                Ok(table)
+            }
+            Err(e) => Err(e.to_string()),
+        })
     }
 }
 
@@ -223,7 +308,18 @@ impl Locked {
     /// Writes the table atomically (temp file, rename), not waiting for the
     /// disk: the table describes running inits, none of which outlives a reboot.
     pub fn save(&self) -> Result<()> {
-        crate::fs::host::write_replace(&self.path, &crate::fs::cbor::encode(&self.table))
+        crate::fs::host::write_replace(&self.path, &crate::fs::cbor::encode(&self.table))?;
+        // Ours until the lock is released: what this process reads next.
+        if let Ok(file) = File::open(&self.path) {
+            if let Ok(meta) = file.metadata() {
+                *lock_seen(&self.seen) = Some(Seen {
+                    _file: file,
+                    stamp: Stamp::of(&meta),
+                    table: Arc::new(self.table.clone()),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -259,6 +355,7 @@ mod tests {
                 size: 65_536,
             }),
             own_sharing_rule: false,
+            pending: Some(Creator { pid: 9, start: 3 }),
         });
         locked.table.bind_guard = Some(BindGuardIds {
             version: 2,
@@ -273,6 +370,30 @@ mod tests {
         let expected = locked.table.clone();
         drop(locked);
         assert_eq!(store.lock().unwrap().table, expected);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_table_another_command_replaced_is_read_again() {
+        let dir = std::env::temp_dir().join(format!("cells-state-seen-{}", std::process::id()));
+        let ours = Store::new(dir.clone());
+        let theirs = Store::new(dir.clone());
+        let mut locked = ours.lock().unwrap();
+        locked.table.next_id = 5;
+        locked.save().unwrap();
+        drop(locked);
+        assert_eq!(ours.snapshot().unwrap().next_id, 5);
+        assert_eq!(theirs.snapshot().unwrap().next_id, 5);
+        // Each replacement is a new file: held open by `ours`, the old one
+        // keeps its inode, so the new one cannot look like it.
+        for next in 6..10 {
+            let mut locked = theirs.lock().unwrap();
+            locked.table.next_id = next;
+            locked.save().unwrap();
+            drop(locked);
+            assert_eq!(ours.snapshot().unwrap().next_id, next);
+            assert_eq!(ours.lock().unwrap().table.next_id, next);
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 
