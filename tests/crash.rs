@@ -110,7 +110,10 @@ fn one_apply_recovers_from_a_kill_while_a_service_starts() {
     let lock = w.dir.join("run/supervise/svc.lock");
     let table = w.dir.join("run/kernel/lock");
     let mut caught = 0;
-    for attempt in 0..40 {
+    // The window is a few hundred microseconds wide: on a loaded machine
+    // whole runs of attempts miss it (0 of 40 in two full suites), so try
+    // longer; the loop ends at the third catch, usually within ten tries.
+    for attempt in 0..150 {
         if caught == 3 {
             break;
         }
