@@ -289,9 +289,14 @@ fn records_reach_a_restarted_syslog_daemon_again() {
     assert!(std::fs::read_to_string(w.file("syslog"))
         .unwrap()
         .contains("stdout: tick"));
-    let did = supervise::repair(&w.cfg, &*w.kernel, "sup-relog")
-        .unwrap()
-        .expect("a new socket handed over");
+    let did = supervise::repair(
+        &w.cfg,
+        &*w.kernel,
+        "sup-relog",
+        supervise::supervisor(&w.cfg, "sup-relog").unwrap(),
+    )
+    .unwrap()
+    .expect("a new socket handed over");
     assert!(did.contains("listens again"), "{did}");
     tick(&w);
     let mut buf = vec![0u8; 2048];
@@ -308,7 +313,13 @@ fn records_reach_a_restarted_syslog_daemon_again() {
     w.status_until(|s| !s.syslog_unreachable);
     // Nothing more to hand over.
     assert_eq!(
-        supervise::repair(&w.cfg, &*w.kernel, "sup-relog").unwrap(),
+        supervise::repair(
+            &w.cfg,
+            &*w.kernel,
+            "sup-relog",
+            supervise::supervisor(&w.cfg, "sup-relog").unwrap(),
+        )
+        .unwrap(),
         None
     );
     supervise::stop(&w.cfg, &*w.kernel, "sup-relog", Duration::from_secs(1)).unwrap();

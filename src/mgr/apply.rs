@@ -129,18 +129,23 @@ impl Run for Apply {
             Some(Err(e)) => return Err(e.context("listing kernel cells")),
             None => None,
         };
+        // Each supervisor status is read once: what the repair read and
+        // left as it was, the observation takes from it.
+        let mut read = Default::default();
         if let (Some(k), Some(cells), false) = (&kernel, &mut present, self.dry_run) {
-            let mut notes = host::repair(&cfg, k.as_ref(), cells);
+            let repaired = host::repair(&cfg, k.as_ref(), cells);
+            read = repaired.supervised;
+            let mut notes = repaired.notes;
             notes.extend(crate::engine::backup::leftovers::sweep(&cfg)?);
             for note in notes {
                 eprintln!("cellmgr: warning: {note}");
             }
         }
-        let observed = match host::observe(&cfg, present.as_deref(), &desired) {
+        let observed = match host::observe(&cfg, present.as_deref(), &desired, &read) {
             Ok(o) => o,
             Err(e) if self.dry_run => {
                 log::warn!("{e:#}; judging what runs from the supervisors alone");
-                host::observe(&cfg, None, &desired)?
+                host::observe(&cfg, None, &desired, &read)?
             }
             Err(e) => return Err(e),
         };

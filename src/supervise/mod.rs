@@ -600,10 +600,15 @@ pub fn status(cfg: &Config, cell: &str) -> anyhow::Result<Option<SupervisorStatu
 /// the pid in its lock file is alive and is the supervisor of this cell, it is
 /// asked (SIGUSR1) to write its status again (a supervising init, on its
 /// socket). A supervising init whose syslog daemon went away gets a new
-/// socket once one listens again. Returns what was done; `None` when there
-/// was nothing to repair.
-pub fn repair(cfg: &Config, kernel: &dyn Kernel, cell: &str) -> anyhow::Result<Option<String>> {
-    let Some(sup) = supervisor(cfg, cell)? else {
+/// socket once one listens again. `sup` is what [`supervisor`] just read for
+/// the cell. Returns what was done; `None` when there was nothing to repair.
+pub fn repair(
+    cfg: &Config,
+    kernel: &dyn Kernel,
+    cell: &str,
+    sup: Option<Supervisor>,
+) -> anyhow::Result<Option<String>> {
+    let Some(sup) = sup else {
         return Ok(None);
     };
     let unreachable = matches!(&sup.status, Ok(Some(st)) if st.syslog_unreachable);

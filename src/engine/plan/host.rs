@@ -10,7 +10,7 @@ use crate::engine::runtime::{self, compose, lifecycle, CellPaths};
 use crate::fs::tree::IdMap;
 use crate::kernel::{CellSpec, Kernel, Present, Target};
 use anyhow::{Context, Result};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 pub struct HostRuntime<'a> {
@@ -134,9 +134,11 @@ impl CellRunner for PlanRunner<'_> {
 /// supervisor status file is written again by its supervisor, a supervising
 /// init gets a new syslog socket after the daemon restarted. Returns one
 /// sentence per repair or failure to repair (the cell concerned is then
-/// planned as it is observed).
-pub fn repair(cfg: &Config, kernel: &dyn Kernel, cells: &mut [Present]) -> Vec<String> {
+/// planned as it is observed), and whether each cell left as it was read is
+/// supervised, for [`observe`] (a repaired one is read again there).
+pub fn repair(cfg: &Config, kernel: &dyn Kernel, cells: &mut [Present]) -> Repaired {
     let mut notes = Vec::new();
+    let mut supervised = BTreeMap::new();
     for c in cells {
         if c.frozen {
             match kernel.thaw_abandoned(&Target::Name(c.name.clone())) {
@@ -152,13 +154,32 @@ pub fn repair(cfg: &Config, kernel: &dyn Kernel, cells: &mut [Present]) -> Vec<S
                 Err(e) => notes.push(format!("cell {} is frozen: {e:#}", c.name)),
             }
         }
-        match crate::supervise::repair(cfg, kernel, &c.name) {
+        let sup = match crate::supervise::supervisor(cfg, &c.name) {
+            Ok(sup) => sup,
+            Err(e) => {
+                notes.push(format!("{e:#}"));
+                continue;
+            }
+        };
+        let is_supervised = sup.as_ref().is_some_and(|s| !s.stopping());
+        match crate::supervise::repair(cfg, kernel, &c.name, sup) {
             Ok(Some(did)) => notes.push(did),
-            Ok(None) => {}
+            Ok(None) => {
+                supervised.insert(c.name.clone(), is_supervised);
+            }
             Err(e) => notes.push(format!("{e:#}")),
         }
     }
-    notes
+    Repaired { notes, supervised }
+}
+
+/// What [`repair`] did and read.
+#[derive(Debug, Default)]
+pub struct Repaired {
+    pub notes: Vec<String>,
+    /// Per cell whose supervisor status was read and left as it was: whether
+    /// it counts as supervised (see [`observe`]).
+    pub supervised: BTreeMap<String, bool>,
 }
 
 /// What runs on the host.
@@ -174,11 +195,21 @@ pub struct Observed {
 
 /// Observes the cells, given the kernel's (`Kernel::present`). Without a
 /// kernel (`--dry-run` as a user) a live supervisor is the evidence for both.
-pub fn observe(cfg: &Config, kernel: Option<&[Present]>, desired: &Desired) -> Result<Observed> {
+/// `read` is what [`repair`] just read of the supervisors (empty without a
+/// repair): those cells are not read again.
+pub fn observe(
+    cfg: &Config,
+    kernel: Option<&[Present]>,
+    desired: &Desired,
+    read: &BTreeMap<String, bool>,
+) -> Result<Observed> {
     // A supervisor holding its lock counts, also while it starts up or when
     // its status file is damaged (starting another would only be refused);
     // one that is stopping does not (a stop was cut short: it is leaving).
     let supervised = |name: &str| -> Result<bool> {
+        if let Some(&known) = read.get(name) {
+            return Ok(known);
+        }
         Ok(crate::supervise::supervisor(cfg, name)?.is_some_and(|s| !s.stopping()))
     };
     let mut out = Observed::default();
