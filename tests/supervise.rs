@@ -212,9 +212,8 @@ fn a_supervised_service_logs_restarts_and_stops_cleanly() {
         "{oops}"
     );
     // The service runs in the cell: another PID namespace than ours (in
-    // the cell's init, the supervisor is in it too, and names the service
-    // by its pid there).
-    if let Some(child) = st.child_pid.filter(|_| !w.in_init()) {
+    // the cell's init, the supervisor is in it too).
+    if let Some(child) = st.child_pid {
         if alive(child) {
             assert_ne!(pid_ns(child), pid_ns(std::process::id()));
         }
@@ -470,6 +469,43 @@ fn descriptors_of_the_caller_do_not_reach_the_service() {
     let rec = w.record(|r| r.contains("stdout: fds:"));
     // 0-2, and the directory `ls` itself opened.
     assert!(rec.ends_with("stdout: fds: 0 1 2 3"), "{rec}");
+}
+
+/// Host pid `pid`'s cgroup2 path (the `0::` line of `/proc/<pid>/cgroup`).
+fn cgroup2_of(pid: u32) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn the_status_names_the_service_by_its_host_pid() {
+    if !privileged("the_status_names_the_service_by_its_host_pid") {
+        return;
+    }
+    let w = World::new("sup-hostpid", "sup-hostpid");
+    w.env
+        .ok(&["supervise", "sup-hostpid", "/bin/sleep", "1000"]);
+    let st = w.status_until(|s| s.state == SupervisorState::Running);
+    // Also with the init supervising (which knows the service only by its
+    // pid in the cell): the host reads a host pid, the service's.
+    let child = st.child_pid.expect("the running service's pid");
+    let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap();
+    assert_eq!(cmdline, b"/bin/sleep\x001000\x00", "pid {child}");
+    let cgroup = cgroup2_of(child);
+    let parts: Vec<&str> = cgroup.rsplit('/').take(3).collect();
+    assert_eq!(
+        (parts[0], parts[2]),
+        (w.id.to_string().as_str(), "cells"),
+        "pid {child} is in cgroup {cgroup}, not cell {}'s",
+        w.id
+    );
+    assert_ne!(pid_ns(child), pid_ns(std::process::id()));
+    supervise::stop(&w.cfg, &*w.kernel, "sup-hostpid", Duration::from_secs(2)).unwrap();
+    assert!(!alive(child), "the service (pid {child}) outlived its stop");
+    w.env.ok(&["destroy", "sup-hostpid"]);
 }
 
 #[test]

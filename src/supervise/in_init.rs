@@ -144,6 +144,25 @@ fn absorb(cfg: &Config, cell: &str) -> anyhow::Result<()> {
     crate::journal::absorb(&file, cell)
 }
 
+/// Turns the status an init wrote into the host's view: the init names the
+/// service by its pid in the cell's pid namespace, the host by its host pid
+/// (`None` when it cannot be matched, never the init's number).
+pub fn to_host_view(cfg: &Config, status: &mut super::SupervisorStatus) {
+    status.child_pid = status
+        .child_pid
+        .and_then(|in_cell| host_pid(cfg, status, in_cell));
+}
+
+#[cfg(target_os = "linux")]
+fn host_pid(cfg: &Config, status: &super::SupervisorStatus, in_cell: u32) -> Option<u32> {
+    crate::kernel::linux::host_pid_of_cell_pid(cfg, status.cid, status.supervisor_pid, in_cell)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn host_pid(_: &Config, _: &super::SupervisorStatus, _: u32) -> Option<u32> {
+    None
+}
+
 /// The file of the supervision directory where the init records lifecycle
 /// events.
 pub const EVENTS: &str = "events";

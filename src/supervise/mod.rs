@@ -574,7 +574,10 @@ pub fn supervisor(cfg: &Config, cell: &str) -> anyhow::Result<Option<Supervisor>
         let Some(locked_by) = status::holder(&paths.lock)? else {
             continue;
         };
-        let status = status::read_status(&paths.status).map_err(|e| format!("{e:#}"));
+        let mut status = status::read_status(&paths.status).map_err(|e| format!("{e:#}"));
+        if let (true, Ok(Some(st))) = (in_init, &mut status) {
+            in_init::to_host_view(cfg, st);
+        }
         let pid = match &status {
             Ok(Some(st)) => Some(st.supervisor_pid),
             _ => locked_by,

@@ -46,7 +46,9 @@ pub struct SupervisorStatus {
     pub cell: String,
     pub cid: u64,
     pub supervisor_pid: u32,
-    /// The service's pid while it runs.
+    /// The service's pid while it runs. A supervising init writes its pid in
+    /// the cell's pid namespace; `supervise::supervisor` reads it as the host
+    /// pid (`None` when no member of the cell matches).
     pub child_pid: Option<u32>,
     pub argv: Vec<String>,
     pub state: SupervisorState,

@@ -58,6 +58,33 @@ fn run_key(run_dir: &Path) -> String {
     digest[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The host pid of the process that the init of cell `cid` (host pid
+/// `init_pid`) names `in_cell` in its pid namespace: the member of the
+/// cell's cgroup in the init's pid namespace whose innermost `NSpid` is
+/// `in_cell`. `None` when no member matches (it ended, or the name is
+/// wrong): a pid from inside a cell is never used on the host untranslated.
+pub fn host_pid_of_cell_pid(
+    cfg: &crate::config::Config,
+    cid: u64,
+    init_pid: u32,
+    in_cell: u32,
+) -> Option<u32> {
+    let root = cgroup::detect(cfg.cgroup_root.as_deref()).ok()?;
+    let cell = cgroup::Hierarchy::new(root, &run_key(&cfg.run_dir)).cell(cid);
+    let pid_ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let init_ns = pid_ns(i32::try_from(init_pid).ok()?)?;
+    let innermost = |pid: i32| -> Option<u32> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+        line.split_whitespace().last()?.parse().ok()
+    };
+    cgroup::procs(&cell)
+        .ok()?
+        .into_iter()
+        .find(|&pid| innermost(pid) == Some(in_cell) && pid_ns(pid).as_ref() == Some(&init_ns))
+        .and_then(|pid| u32::try_from(pid).ok())
+}
+
 /// CLOCK_MONOTONIC (like NetBSD's uptime clock the original ages use).
 fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
