@@ -541,7 +541,11 @@ mod tests {
     fn services_are_supervised_in_the_init_on_linux_unless_set_to_process() {
         let linux = cfg!(target_os = "linux");
         assert_eq!(parse("").unwrap().supervise_in_init, linux);
-        assert!(!parse("CELL_SUPERVISOR=process\n").unwrap().supervise_in_init);
+        assert!(
+            !parse("CELL_SUPERVISOR=process\n")
+                .unwrap()
+                .supervise_in_init
+        );
         assert!(parse("CELL_SUPERVISOR=init\n").unwrap().supervise_in_init);
         assert_eq!(
             parse("CELL_SUPERVISOR=both\n").unwrap_err(),
