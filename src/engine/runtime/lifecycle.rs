@@ -151,7 +151,7 @@ pub fn start_declared(
                 });
             }
             // A supervising init whose syslog daemon restarted logs there
-            // again (apply, status and list do the same).
+            // again (apply, cell list and cell show do the same).
             if let Some(sup) = &sup {
                 if let Err(e) = supervise::renew_syslog(cfg, kernel, name, sup) {
                     log::warn!("{e:#}");
