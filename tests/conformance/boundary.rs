@@ -1032,6 +1032,41 @@ print "$_\n" for @reached;
 print "done\n";
 "#;
 
+/// The seccomp and no_new_privs lines of a /proc/<pid>/status.
+fn confinement_lines(status: &str) -> Vec<&str> {
+    status
+        .lines()
+        .filter(|l| l.starts_with("Seccomp") || l.starts_with("NoNewPrivs"))
+        .collect()
+}
+
+/// Every process of a cell runs under its profile's seccomp filter with
+/// no_new_privs, the init included (it serves only once confined, and each
+/// command inherits its one filter: none is stacked per command), at every
+/// profile.
+#[test]
+fn the_init_and_every_command_run_under_one_filter() {
+    let test = "the_init_and_every_command_run_under_one_filter";
+    if !privileged(test) {
+        return;
+    }
+    let mut env = Env::new("onefilter");
+    let root = env.root("onefilter", true);
+    let pid = std::process::id();
+    let expected = ["NoNewPrivs:\t1", "Seccomp:\t2", "Seccomp_filters:\t1"];
+    for profile in PROFILES {
+        let name = format!("of{profile}{pid}");
+        env.create(&name, &root, &["-l", profile]);
+        let command = env.ok(&["exec", &name, "/bin/cat", "/proc/self/status"]);
+        assert_eq!(confinement_lines(&command), expected, "{profile}: command");
+        // The exec above was served, so the init had confined itself.
+        let init = env.record(&name).init_pid;
+        let status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+        assert_eq!(confinement_lines(&status), expected, "{profile}: init");
+        env.ok(&["destroy", &name]);
+    }
+}
+
 /// Cell root, at every profile, cannot stop, kill or confuse its init with
 /// a signal, trace it, read its memory or environment, or reach the host
 /// descriptors it holds (through /proc/1/fd, its root or cwd, or

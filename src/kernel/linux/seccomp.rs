@@ -179,8 +179,9 @@ pub fn filter(profile: Profile) -> Vec<sock_filter> {
     p
 }
 
-/// Installs a filter on the calling thread. Runs between fork and exec (no
-/// allocation); needs `no_new_privs` or CAP_SYS_ADMIN.
+/// Installs a filter on the calling thread (the cell's init, which is
+/// single-threaded: every process it forks inherits it); needs
+/// `no_new_privs` or CAP_SYS_ADMIN.
 pub fn install(program: &[sock_filter]) -> std::io::Result<()> {
     let prog = libc::sock_fprog {
         len: program.len() as u16,

@@ -273,6 +273,13 @@ impl Agent {
 
     /// Serves until the init is killed (`destroy`).
     pub fn serve(mut self) -> ! {
+        // Before the first request: every process the init forks inherits
+        // the filter (see `Confinement::confine_init`). Unconfined, the
+        // init must not serve.
+        if self.forker.confinement.confine_init().is_err() {
+            // SAFETY: ends the init; the host finds its cell dead.
+            unsafe { libc::_exit(1) }
+        }
         let sigchld = match sigchld_fd() {
             Ok(fd) => fd,
             // SAFETY: without a way to reap, the init cannot do its job.
