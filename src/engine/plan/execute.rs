@@ -35,6 +35,18 @@ pub trait Runtime: Sync {
     /// path of its root, how the cell's ids map to host ids there, and what
     /// runs the plan's commands inside the cell. [`Runtime::stop`] ends it.
     fn provision<'a>(&'a self, cell: &str) -> Result<(PathBuf, IdMap, Box<dyn CellRunner + 'a>)>;
+    /// Whether the cell, its plan just run, can be started as it stands
+    /// ([`Runtime::start_provisioned`], instead of a stop and a start that
+    /// would take its root down and compose it again). When not (the
+    /// default), the caller stops it.
+    fn keep_provisioned(&self, _cell: &str) -> bool {
+        false
+    }
+    /// Starts a cell [`Runtime::keep_provisioned`] kept, as [`Runtime::start`].
+    fn start_provisioned(&self, cell: &str) -> Result<()> {
+        self.stop(cell)?;
+        self.start(cell)
+    }
     /// Where the cell's record of applied hashes lives.
     fn state_dir(&self, cell: &str) -> PathBuf;
     /// From now on `n` threads converge cells at once: what the waits set
@@ -567,6 +579,8 @@ fn converge(
 ) -> Result<(), Failure> {
     let name = cp.input.name.as_str();
     let mut was_running = false;
+    // Its plan ran and it is still up for it (see `Runtime::keep_provisioned`).
+    let mut provisioned = false;
     for action in &cp.actions {
         match action.kind {
             ActionKind::Create => rt.render(name).map_err(phase("create"))?,
@@ -578,6 +592,15 @@ fn converge(
             ActionKind::Stop => rt.stop(name).map_err(phase("stop"))?,
             ActionKind::Apply => {
                 let result = run_apply(cp, rt, settings, timing, verbosity, out);
+                // A cell that starts next keeps the root its plan ran in.
+                if result.is_ok()
+                    && !was_running
+                    && cp.has(ActionKind::Start)
+                    && rt.keep_provisioned(name)
+                {
+                    provisioned = true;
+                    continue;
+                }
                 let stopped = rt.stop(name);
                 if let Err(e) = result {
                     if was_running {
@@ -600,9 +623,13 @@ fn converge(
                 } else {
                     "restart"
                 };
-                // Stopping first also clears what an interrupted run left behind.
-                rt.stop(name).map_err(phase(p))?;
-                rt.start(name).map_err(phase(p))?;
+                if std::mem::take(&mut provisioned) && action.kind == ActionKind::Start {
+                    rt.start_provisioned(name).map_err(phase(p))?;
+                } else {
+                    // Stopping first also clears what an interrupted run left behind.
+                    rt.stop(name).map_err(phase(p))?;
+                    rt.start(name).map_err(phase(p))?;
+                }
             }
             ActionKind::Warn | ActionKind::Noop => {}
         }
