@@ -64,7 +64,7 @@ impl Runtime for HostRuntime<'_> {
             .cells
             .get(cell)
             .with_context(|| format!("cell {cell} has no manifest"))?;
-        runtime::render(self.cfg, m).map(|_| ())
+        runtime::render_for(self.cfg, self.kernel, m).map(|_| ())
     }
 
     fn start(&self, cell: &str) -> Result<()> {
