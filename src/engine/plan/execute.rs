@@ -691,10 +691,13 @@ mod tests {
     use std::sync::Mutex;
 
     /// Records every operation; fails those listed in `fail` ("start web").
+    /// With `keeps`, a cell whose plan ran no command is started as its plan
+    /// left it (`Runtime::keep_provisioned`).
     struct FakeRuntime {
         dir: PathBuf,
         log: Mutex<Vec<String>>,
         fail: Vec<&'static str>,
+        keeps: bool,
     }
 
     struct FakeRunner<'a>(&'a FakeRuntime, String);
@@ -741,6 +744,13 @@ mod tests {
         }
         fn stop(&self, cell: &str) -> Result<()> {
             self.op("stop", cell)
+        }
+        fn keep_provisioned(&self, cell: &str) -> bool {
+            let ran = format!("run {cell} ");
+            self.keeps && !self.log.lock().unwrap().iter().any(|op| op.starts_with(&ran))
+        }
+        fn start_provisioned(&self, cell: &str) -> Result<()> {
+            self.op("start provisioned", cell)
         }
         fn provision<'a>(
             &'a self,
@@ -812,6 +822,7 @@ mod tests {
             dir: t.path().to_path_buf(),
             log: Mutex::new(vec![]),
             fail,
+            keeps: false,
         };
         (t, rt)
     }
@@ -1130,6 +1141,34 @@ mod tests {
         assert!(s.ok());
         assert_eq!(out, "");
         assert!(rt.log.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_cell_starts_in_the_root_its_plan_ran_in_unless_the_plan_made_a_kernel_cell() {
+        let (_t, mut rt) = fake("exec-keep", vec![]);
+        rt.keeps = true;
+        let cells = [
+            input("files", &[], None, Some("DIR /srv/www\n")),
+            input("cmds", &[], None, Some("EXEC echo hi\n")),
+        ];
+        let (s, _) = run(&plan_for(&rt, &cells), &rt, Verbosity::Normal);
+        assert!(s.ok(), "{}", s.table());
+        assert_eq!(
+            *rt.log.lock().unwrap(),
+            [
+                "render files",
+                "provision files",
+                "start provisioned files",
+                "render cmds",
+                "provision cmds",
+                "run cmds echo hi",
+                "stop cmds",
+                "stop cmds",
+                "start cmds",
+                "started? files",
+                "started? cmds",
+            ]
+        );
     }
 
     #[test]
