@@ -747,7 +747,13 @@ mod tests {
         }
         fn keep_provisioned(&self, cell: &str) -> bool {
             let ran = format!("run {cell} ");
-            self.keeps && !self.log.lock().unwrap().iter().any(|op| op.starts_with(&ran))
+            self.keeps
+                && !self
+                    .log
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|op| op.starts_with(&ran))
         }
         fn start_provisioned(&self, cell: &str) -> Result<()> {
             self.op("start provisioned", cell)

@@ -11,8 +11,8 @@ use crate::fs::tree::IdMap;
 use crate::kernel::{CellSpec, IdRange, Kernel, Present, Target};
 use anyhow::{Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 pub struct HostRuntime<'a> {
     pub cfg: &'a Config,
@@ -38,7 +38,12 @@ pub struct Provisioned {
 }
 
 impl<'a> HostRuntime<'a> {
-    pub fn new(cfg: &'a Config, kernel: &'a dyn Kernel, desired: &'a Desired, lock: &'a Held) -> Self {
+    pub fn new(
+        cfg: &'a Config,
+        kernel: &'a dyn Kernel,
+        desired: &'a Desired,
+        lock: &'a Held,
+    ) -> Self {
         HostRuntime {
             cfg,
             kernel,
