@@ -60,7 +60,7 @@ test:
 	$(MAKE) static
 	CELLS_ANSIBLE_VENV=$$(./scripts/ansible-venv.sh) $(CARGO) test --workspace
 	$(MAKE) test-profiles
-	$(MAKE) test-supervisor-init
+	$(MAKE) test-supervisor-process
 	$(MAKE) lint-man
 	$(MAKE) lint-ansible
 	$(MAKE) -C kmod check-layout
@@ -91,10 +91,11 @@ test-profiles:
 	CELLS_TEST_USERNS=NO $(CARGO) test --test conformance
 	CELLS_TEST_PROFILE=medium CELLS_TEST_USERNS=NO $(CARGO) test --test conformance
 
-# The supervision suites again with the services supervised by the cells'
-# inits (CELL_SUPERVISOR=init) instead of supervisor processes.
-test-supervisor-init:
-	CELLS_TEST_SUPERVISOR=init $(CARGO) test --test supervise --test service \
+# The supervision suites again with the services supervised by supervisor
+# processes (CELL_SUPERVISOR=process) instead of the cells' inits (the
+# default on Linux).
+test-supervisor-process:
+	CELLS_TEST_SUPERVISOR=process $(CARGO) test --test supervise --test service \
 		--test damage --test host_root --test mgr_lifecycle --test events --test crash
 
 lint-man:

@@ -8,8 +8,9 @@
 #
 #   sudo bench/cell-cost.sh [N]      (CELLS_BIN=path/to/cells, default target/release/cells)
 #
-# CELL_SUPERVISOR=init in the environment supervises the services in the
-# cells' inits (cellmgr.conf(5)): no supervisor processes then.
+# The services are supervised in the cells' inits, the default on Linux;
+# CELL_SUPERVISOR=process in the environment gives each a supervisor process
+# (cellmgr.conf(5)).
 set -eu
 N=${1:-100}
 BIN=${CELLS_BIN:-$(dirname "$0")/../target/release/cells}
@@ -18,8 +19,8 @@ BIN=${CELLS_BIN:-$(dirname "$0")/../target/release/cells}
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 . "$(dirname "$0")/world.sh"
 bench_world cell-cost "$BIN"
-PLACEMENT=${CELL_SUPERVISOR:-process}
-echo "CELL_SUPERVISOR=$PLACEMENT" >>"$CELLMGR_CONF"
+PLACEMENT=${CELL_SUPERVISOR:-init}
+[ -z "${CELL_SUPERVISOR:-}" ] || echo "CELL_SUPERVISOR=$CELL_SUPERVISOR" >>"$CELLMGR_CONF"
 
 i=0
 while [ "$i" -lt "$N" ]; do

@@ -10,8 +10,8 @@
 # <= 1.0, cycle <= 1.5).
 #
 # Usage (as root): bench/ctl-cycle-ab.sh A_CELLS B_CELLS [iterations]
-# RUN_PARENT picks the file system of the cell state (default: TMPDIR or /tmp;
-# /dev/shm for tmpfs, where /run usually is). KEEP=1 keeps one more cell in
+# RUN_PARENT picks the file system of the cell state (default: /run, where the
+# default run directory /run/cells is, tmpfs on most Linux hosts; /tmp for disk). KEEP=1 keeps one more cell in
 # each run directory the whole time (the steady state: the run directory's
 # port programs stay attached, as on a host with cells). A_CONF and B_CONF
 # add lines to each side's cellmgr.conf: one build against itself with and
@@ -25,7 +25,7 @@ N=${3:-40}
 [ "$(id -u)" = 0 ] || { echo "ctl-cycle-ab.sh: must run as root" >&2; exit 1; }
 [ -x /bin/busybox ] || { echo "ctl-cycle-ab.sh: /bin/busybox missing" >&2; exit 1; }
 
-W=$(mktemp -d -p "${RUN_PARENT:-${TMPDIR:-/tmp}}")
+W=$(mktemp -d -p "${RUN_PARENT:-/run}" cells-ab.XXXXXX)
 declare -A BIN=([a]=$A [b]=$B) CONF=([a]=${A_CONF:-} [b]=${B_CONF:-})
 cleanup() {
 	if [ "${KEEP:-0}" = 1 ]; then

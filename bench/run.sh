@@ -11,6 +11,9 @@
 # `cargo build --release` unless CELLS is set).
 # LIMITS="..." adds limit flags to run and create (default: the process limit
 # of cellmgr.conf, 1024, as an operator gets it).
+# The cells' state (CELL_RUN_DIR) goes in a temporary directory under
+# RUN_PARENT, default /run: the file system of the default run directory,
+# /run/cells (tmpfs on most Linux hosts). RUN_PARENT=/tmp measures it on disk.
 set -eu
 
 N=${1:-40}
@@ -27,10 +30,12 @@ done
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 ROOT=$WORK/root
-mkdir -p "$ROOT/bin" "$ROOT/proc" "$ROOT/dev" "$ROOT/tmp" "$WORK/run"
+STATE=$(mktemp -d -p "${RUN_PARENT:-/run}" cells-bench.XXXXXX)
+trap 'rm -rf "$WORK" "$STATE"' EXIT
+mkdir -p "$ROOT/bin" "$ROOT/proc" "$ROOT/dev" "$ROOT/tmp"
 cp /bin/busybox "$ROOT/bin/busybox"
 ln -s busybox "$ROOT/bin/true"
-printf 'CELL_RUN_DIR=%s\nCELL_AUDIT_LOG=%s\n' "$WORK/run" "$WORK/audit.log" >"$WORK/cellmgr.conf"
+printf 'CELL_RUN_DIR=%s\nCELL_AUDIT_LOG=%s\n' "$STATE" "$WORK/audit.log" >"$WORK/cellmgr.conf"
 export CELLMGR_CONF="$WORK/cellmgr.conf"
 NAME=bench$$
 
@@ -67,7 +72,7 @@ echo "iterations: $N, interleaved; medians of wall time, each tool's process sta
 echo "load before: $LOAD; after: $(cut -d" " -f1-3 /proc/loadavg); cores: $(nproc)"
 # Both tools copy the host's mount table into the new mount namespace and
 # detach it again: each costs more on a host with many mounts.
-echo "mounts on the host: $(wc -l </proc/self/mountinfo)"
+echo "mounts on the host: $(wc -l </proc/self/mountinfo); cell state on: $(stat -f -c %T "$STATE")"
 echo "limits: ${LIMITS:-the defaults (--maxproc 1024)}"
 echo "cellctl run /bin/true              $(ms "$r")"
 echo "cellctl create+exec+destroy        $(ms "$y")"

@@ -8,8 +8,9 @@
 #
 #   sudo bench/start-stop.sh [N]      (CELLS_BIN=path/to/cells, default target/release/cells)
 #
-# CELL_SUPERVISOR=init in the environment supervises the service in the
-# cell's init (cellmgr.conf(5)).
+# The service is supervised in the cell's init, the default on Linux;
+# CELL_SUPERVISOR=process in the environment gives it a supervisor process
+# (cellmgr.conf(5)).
 set -eu
 N=${1:-20}
 BIN=${CELLS_BIN:-$(dirname "$0")/../target/release/cells}
@@ -18,7 +19,7 @@ BIN=${CELLS_BIN:-$(dirname "$0")/../target/release/cells}
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 . "$(dirname "$0")/world.sh"
 bench_world start-stop "$BIN"
-echo "CELL_SUPERVISOR=${CELL_SUPERVISOR:-process}" >>"$CELLMGR_CONF"
+[ -z "${CELL_SUPERVISOR:-}" ] || echo "CELL_SUPERVISOR=$CELL_SUPERVISOR" >>"$CELLMGR_CONF"
 printf 'CELL_CREATE_PROFILE=high\nCELL_SUPERVISE_CMD="/bin/busybox sleep 1000000"\n' >"$W/etc/svc.cell"
 "$BIN" mgr apply --all --silent >/dev/null
 

@@ -6,6 +6,8 @@
 # bytes per second the supervisor took in, its CPU share, the run directory's
 # size (bounded by CELL_LOG_MAX_SIZE x CELL_LOG_MAX_FILES per log), and the
 # time from SIGTERM to the supervisor's exit (grace 5 s; `yes` ends on TERM).
+# It measures a supervisor process (CELL_SUPERVISOR=process): a supervising
+# init is stopped over its socket, not by a signal, and is the cell's init.
 #
 # Usage (as root, from the repository): bench/supervise-flood.sh [seconds]
 # Needs: bash, busybox-static, psmisc (fuser); a release build (built here
@@ -43,7 +45,7 @@ rchar() { awk '/^rchar/ { print $2 }' "/proc/$1/io"; }
 printf '%-10s %14s %8s %12s %14s\n' RATE_LIMIT "TAKEN_IN/S" CPU RUN_DIR TERM_TO_EXIT
 for rate in 0 1m; do
 	rm -rf "$WORK/run"
-	printf 'CELL_RUN_DIR=%s\nCELL_SYSLOG_SOCKET=%s/no-daemon\nCELL_LOG_RATE_LIMIT=%s\nCELL_AUDIT_LOG=%s/audit.log\n' \
+	printf 'CELL_SUPERVISOR=process\nCELL_RUN_DIR=%s\nCELL_SYSLOG_SOCKET=%s/no-daemon\nCELL_LOG_RATE_LIMIT=%s\nCELL_AUDIT_LOG=%s/audit.log\n' \
 	    "$WORK/run" "$WORK" "$rate" "$WORK" >"$CELLMGR_CONF"
 	"$CELLS" ctl create -n "$NAME" "$WORK/root" >/dev/null
 	"$CELLS" ctl supervise "$NAME" /bin/yes "a line of flood output, again and again" >/dev/null

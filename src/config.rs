@@ -67,7 +67,8 @@ pub struct Config {
     /// writing faster waits on its pipe. 0: no limit.
     pub log_rate_limit: u64,
     /// Where a cell's service is supervised: in the cell's init (`CELL_SUPERVISOR=init`,
-    /// Linux: one process per running cell) or by a supervisor process of its own.
+    /// the default on Linux: one process per running cell) or by a supervisor
+    /// process of its own (`process`, and wherever the kernel's init cannot).
     pub supervise_in_init: bool,
     /// cgroup2 mount point; `None` means detect (`/sys/fs/cgroup` or `/sys/fs/cgroup/unified`).
     pub cgroup_root: Option<PathBuf>,
@@ -206,7 +207,8 @@ impl Default for Config {
             log_max_size: DEFAULT_LOG_MAX_SIZE,
             log_max_files: DEFAULT_LOG_MAX_FILES,
             log_rate_limit: DEFAULT_LOG_RATE_LIMIT,
-            supervise_in_init: false,
+            // Only Linux's cell init supervises; elsewhere asking it is wasted.
+            supervise_in_init: cfg!(target_os = "linux"),
             cgroup_root: None,
             default_limits: DefaultLimits::default(),
             pty_max: 64,
@@ -533,6 +535,22 @@ mod tests {
         assert!(parse("CELL_LOG_RATE_LIMIT=fast\n")
             .unwrap_err()
             .contains("expected bytes per second"));
+    }
+
+    #[test]
+    fn services_are_supervised_in_the_init_on_linux_unless_set_to_process() {
+        let linux = cfg!(target_os = "linux");
+        assert_eq!(parse("").unwrap().supervise_in_init, linux);
+        assert!(
+            !parse("CELL_SUPERVISOR=process\n")
+                .unwrap()
+                .supervise_in_init
+        );
+        assert!(parse("CELL_SUPERVISOR=init\n").unwrap().supervise_in_init);
+        assert_eq!(
+            parse("CELL_SUPERVISOR=both\n").unwrap_err(),
+            "/etc/cellmgr.conf:1: CELL_SUPERVISOR='both': expected process or init"
+        );
     }
 
     #[test]

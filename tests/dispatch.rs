@@ -141,3 +141,44 @@ fn mistyped_commands_and_flags_name_the_near_miss() {
         "{err}"
     );
 }
+
+#[test]
+fn an_argument_that_is_not_utf8_is_named_in_an_error() {
+    use std::os::unix::ffi::OsStrExt;
+    let o = Command::new(bin())
+        .arg("ctl")
+        .arg(std::ffi::OsStr::from_bytes(b"li\xffst"))
+        .env("CELLMGR_CONF", "/nonexistent/cellmgr.conf")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("argument 2 is not valid UTF-8"), "{err}");
+}
+
+/// Output to a pipe nobody reads any more fails as an error (the command
+/// ignores SIGPIPE); the command is not killed by the signal even when its
+/// parent left SIGPIPE at its default.
+#[test]
+fn output_to_a_closed_pipe_is_an_error_not_a_signal() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    let mut cmd = Command::new(bin());
+    cmd.arg("--help")
+        .stdout(write)
+        .env("CELLMGR_CONF", "/nonexistent/cellmgr.conf");
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let o = cmd.output().unwrap();
+    assert_eq!(o.status.signal(), None, "killed by a signal: {o:?}");
+    assert!(!o.status.success(), "{o:?}");
+}

@@ -440,3 +440,95 @@ fn a_blocking_health_check_never_holds_the_lock() {
         assert!(w.rows("name,health").contains("blocked\tfailing:"));
     }
 }
+
+/// The upgrade that makes the cell's init the supervisor (`CELL_SUPERVISOR`
+/// unset: the default): services already supervised by supervisor processes
+/// keep running under them; status reads them, stop and restart end those
+/// processes, and the next start supervises in the init.
+#[test]
+fn supervisor_processes_outlive_the_change_to_supervising_inits() {
+    if !root_or_skip("supervisor_processes_outlive_the_change_to_supervising_inits") {
+        return;
+    }
+    let w = World::with_conf("upgrade", "CELL_SUPERVISOR=process\n");
+    for cell in ["a", "b"] {
+        w.ok(&[
+            "cell",
+            "create",
+            cell,
+            "--cmd",
+            "sleep 1000",
+            "--autostart",
+            "YES",
+        ]);
+    }
+    w.ok(&["apply", "--all"]);
+    let run = w.dir.join("run");
+    let supervisor = |cell: &str| -> u32 {
+        w.ok(&["cell", "show", cell, "-T", "-H", "-o", "supervisor_pid"])
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    // Where each cell's supervision lock is held: (process, init).
+    let locks = |cell: &str| {
+        let process = run.join("supervise").join(format!("{cell}.lock"));
+        let init = run.join("supervise").join(cell).join("lock");
+        (support::locked(&process), support::locked(&init))
+    };
+    let before = [supervisor("a"), supervisor("b")];
+    assert_eq!((locks("a"), locks("b")), ((true, false), (true, false)));
+
+    // The new default: cellmgr.conf no longer names the placement.
+    let conf = std::fs::read_to_string(&w.conf).unwrap();
+    support::write_trusted(&w.conf, conf.replace("CELL_SUPERVISOR=process\n", ""));
+    let cfg = cells::config::Config::load_from(&w.conf).unwrap();
+    assert!(cfg.supervise_in_init);
+    // Nothing changed for a running cell: apply and status see the same
+    // supervisors.
+    let again = w.ok(&["apply", "--all"]);
+    assert!(again.lines().all(|l| l.starts_with("NOOP ")), "{again}");
+    assert_eq!(
+        w.rows("name,running,supervisor,supervisor_pid"),
+        format!(
+            "a\t1\trunning\t{}\nb\t1\trunning\t{}\n",
+            before[0], before[1]
+        )
+    );
+    // A supervisor releases its lock as it exits: stop returns then.
+    let ends = |pid: u32| {
+        support::wait_until(
+            &format!("supervisor {pid} to exit"),
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_millis(10),
+            || {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map_or(true, |st| st.contains(") Z "))
+            },
+        )
+    };
+
+    // Stop ends the supervisor process and its service.
+    w.ok(&["stop", "a"]);
+    ends(before[0]);
+    assert_eq!(locks("a"), (false, false));
+    assert_eq!(
+        w.ok(&["cell", "show", "a", "-T", "-H", "-o", "running,supervisor"]),
+        "0\t\n"
+    );
+    // Restart ends it too and supervises in the init from then on.
+    w.ok(&["restart", "b"]);
+    ends(before[1]);
+    assert_eq!(locks("b"), (false, true));
+    assert_ne!(supervisor("b"), before[1]);
+    // Started again, a supervises in its init as well.
+    w.ok(&["start", "a"]);
+    assert_eq!(locks("a"), (false, true));
+    assert_eq!(
+        w.rows("name,running,supervisor"),
+        "a\t1\trunning\nb\t1\trunning\n"
+    );
+    w.ok(&["stop", "a"]);
+    w.ok(&["stop", "b"]);
+    assert_eq!((locks("a"), locks("b")), ((false, false), (false, false)));
+}

@@ -400,3 +400,85 @@ fn health_checks_run_periodically_and_a_hanging_check_is_killed_with_its_childre
     w.ok(&["stop", "slow"]);
     w.ok(&["stop", "web"]);
 }
+
+/// A syslog daemon that restarts makes its socket anew. A supervisor process
+/// sends to the path again by itself; a supervising init holds a socket
+/// connected to the old one and says so in its status, and then whichever
+/// cellmgr command next reads that status and talks to the cell (`list`,
+/// `start`, `apply`) hands it a socket connected to the new daemon.
+#[test]
+fn a_restarted_syslog_daemon_hears_the_service_again_after_a_read() {
+    if !root_or_skip("a_restarted_syslog_daemon_hears_the_service_again_after_a_read") {
+        return;
+    }
+    use std::os::unix::net::UnixDatagram;
+    let logs = support::TempDir::new("relog-syslog");
+    let socket = logs.join("log");
+    let w = World::with_conf(
+        "relog",
+        &format!("CELL_SYSLOG_SOCKET={}\n", socket.display()),
+    );
+    let cfg = cells::config::Config::load_from(&w.conf).unwrap();
+    let bind = || {
+        let s = UnixDatagram::bind(&socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s
+    };
+    // The first record arriving at `daemon` from the service.
+    let hears_tick = |daemon: &UnixDatagram| {
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let n = daemon.recv(&mut buf).expect("a record from the service");
+            if String::from_utf8_lossy(&buf[..n]).ends_with("stdout: tick") {
+                return;
+            }
+        }
+    };
+    let mut daemon = bind();
+    w.write_manifest(
+        "svc.cell",
+        "CELL_AUTOSTART=YES\nCELL_SUPERVISE_CMD='sh -c \"while :; do echo tick; sleep 0.1; done\"'\n",
+    );
+    w.ok(&["apply", "--all"]);
+    hears_tick(&daemon);
+    for read in [
+        &["cell", "list", "-T", "-H", "-o", "name"][..],
+        &["start", "svc"],
+    ] {
+        // The daemon restarts: the old socket takes nothing more.
+        daemon.shutdown(std::net::Shutdown::Read).unwrap();
+        std::fs::remove_file(&socket).unwrap();
+        daemon = bind();
+        if support::supervised_by_init() {
+            support::wait_until(
+                "the init to find the syslog daemon gone",
+                Duration::from_secs(30),
+                Duration::from_millis(20),
+                || {
+                    cells::supervise::status(&cfg, "svc")
+                        .unwrap()
+                        .is_some_and(|s| s.syslog_unreachable)
+                },
+            );
+        }
+        w.ok(read);
+        hears_tick(&daemon);
+        support::wait_until(
+            "the status to say syslog is reachable",
+            Duration::from_secs(30),
+            Duration::from_millis(20),
+            || {
+                cells::supervise::status(&cfg, "svc")
+                    .unwrap()
+                    .is_some_and(|s| !s.syslog_unreachable)
+            },
+        );
+    }
+    // Meanwhile the records went to the fallback file, beside the log.
+    let fallback = support::supervise_file(&cfg.run_dir, "svc", "syslog");
+    if support::supervised_by_init() {
+        let text = std::fs::read_to_string(&fallback).unwrap();
+        assert!(text.contains("stdout: tick"), "{text}");
+    }
+    w.ok(&["stop", "svc"]);
+}

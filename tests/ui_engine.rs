@@ -289,11 +289,21 @@ fn a_shell_that_leaves_the_terminal_to_another_group_still_returns() {
     t.keys(&["Enter"]);
     t.wait_text("press Enter to return");
     t.keys(&["Enter"]);
-    t.wait_text("shell in box ended");
+    // Back on cellui's screen (the prompt above says "ended" too): keys sent
+    // before it took the terminal back are discarded with the raw mode.
+    t.wait("cellui's screen again", |s| {
+        s.contains("shell in box ended") && !s.contains("press Enter to return")
+    });
     // Keys still reach the UI: the help overlay opens, and q quits cleanly.
     t.keys(&["?"]);
     t.wait_text("back up (may quiesce)");
-    t.keys(&["Escape", "q"]);
+    t.keys(&["Escape"]);
+    // An Escape and a q read together are one key, Alt-q: q waits until
+    // the overlay is gone.
+    t.wait("the help overlay to close", |s| {
+        !s.contains("back up (may quiesce)")
+    });
+    t.keys(&["q"]);
     let s = t.wait_text("END-OF-RUN");
     assert!(s.contains("EXIT=0"), "{s}");
     assert!(!s.contains("-icanon") && !s.contains("-echo"), "{s}");

@@ -298,6 +298,13 @@ pub fn runtime_facts(cfg: &Config, kernel: &dyn Kernel, want_stats: bool) -> Res
                 continue;
             }
         };
+        // A supervising init whose syslog daemon restarted gets a socket to
+        // the new one (a frozen init could not answer).
+        if !c.frozen {
+            if let Err(e) = crate::supervise::renew_syslog(cfg, kernel, &c.name, &sup) {
+                facts.warnings.push(format!("cell {}: {e:#}", c.name));
+            }
+        }
         let view = match sup.status {
             Ok(Some(st)) => SupervisorView {
                 pid: Some(u64::from(st.supervisor_pid)),

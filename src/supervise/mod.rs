@@ -614,8 +614,7 @@ pub fn repair(
     let Some(sup) = sup else {
         return Ok(None);
     };
-    let unreachable = matches!(&sup.status, Ok(Some(st)) if st.syslog_unreachable);
-    if sup.in_init && unreachable && in_init::reconnect_syslog(cfg, kernel, cell)? {
+    if renew_syslog(cfg, kernel, cell, &sup)? {
         return Ok(Some(format!(
             "the syslog daemon at {} listens again: the init of cell {cell} logs there again",
             cfg.syslog_socket.display()
@@ -654,6 +653,25 @@ pub fn repair(
     Ok(Some(format!(
         "{why}; its supervisor (pid {pid}) wrote it again"
     )))
+}
+
+/// Hands a supervising init whose status says the syslog daemon is
+/// unreachable (it restarted: the init's socket is connected to the old one)
+/// a socket connected to the daemon, when one listens again. A supervisor
+/// process finds the daemon by its path by itself. Cheap unless the status
+/// says so: any command that reads `sup` may call it. Returns true when a
+/// socket was handed over.
+pub fn renew_syslog(
+    cfg: &Config,
+    kernel: &dyn Kernel,
+    cell: &str,
+    sup: &Supervisor,
+) -> anyhow::Result<bool> {
+    let unreachable = matches!(&sup.status, Ok(Some(st)) if st.syslog_unreachable);
+    if !sup.in_init || !unreachable || sup.stopping() {
+        return Ok(false);
+    }
+    in_init::reconnect_syslog(cfg, kernel, cell)
 }
 
 /// How a freshly started service is judged ([`wait_started`]).

@@ -910,6 +910,16 @@ impl<'k> Monitor<'k> {
     /// syslog daemon again: a supervising init cannot reconnect by itself).
     pub fn replace_syslog(&mut self, socket: std::os::unix::net::UnixDatagram) {
         self.syslog.replace_socket(socket);
+        if !self.syslog.unreachable() {
+            return;
+        }
+        // Tried at once: the status reads as reachable again when the host
+        // hears the answer, so the next command does not hand over another.
+        self.note(Level::NOTICE, "the host connected a new syslog socket");
+        if self.syslog.unreachable() != self.status.syslog_unreachable {
+            self.status.syslog_unreachable = self.syslog.unreachable();
+            self.write_status();
+        }
     }
 
     /// Writes the status file (again: `repair` after it was damaged).

@@ -35,8 +35,9 @@ pub fn userns() -> bool {
     std::env::var("CELLS_TEST_USERNS").map_or(true, |v| v != "NO")
 }
 
-/// Where services are supervised (`CELLS_TEST_SUPERVISOR=init`: in the
-/// cell's init, `CELL_SUPERVISOR=init`); `None`: the default.
+/// Where services are supervised (`CELLS_TEST_SUPERVISOR=process`: by
+/// supervisor processes, `CELL_SUPERVISOR=process`); `None`: the default
+/// (the cell's init on Linux).
 pub fn test_supervisor() -> Option<String> {
     std::env::var("CELLS_TEST_SUPERVISOR").ok()
 }

@@ -642,24 +642,25 @@ for (1 .. $n) {
 print "bound\n";
 "#;
 
-/// A listening TCP socket on loopback with SO_REUSEPORT, as a host root
-/// service has it.
-pub(super) fn host_reuseport_listener(v6: bool, port: u16) -> std::net::TcpListener {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    // SAFETY: a new socket, options and bind on our own descriptor.
+/// A host socket of `kind` (SOCK_STREAM, SOCK_DGRAM) with `option` (a
+/// SOL_SOCKET flag) turned on, bound to loopback at `port`.
+fn host_loopback_socket(v6: bool, kind: i32, option: i32, port: u16) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: a new socket, an option and a bind on our own descriptor.
     unsafe {
         let fam = if v6 { libc::AF_INET6 } else { libc::AF_INET };
-        let s = libc::socket(fam, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        let s = libc::socket(fam, kind | libc::SOCK_CLOEXEC, 0);
         assert!(s >= 0);
+        let socket = OwnedFd::from_raw_fd(s);
         let one: libc::c_int = 1;
-        libc::setsockopt(
+        let rc = libc::setsockopt(
             s,
             libc::SOL_SOCKET,
-            libc::SO_REUSEPORT,
+            option,
             (&one as *const libc::c_int).cast(),
             4,
         );
-        let listener = std::net::TcpListener::from_raw_fd(s);
+        assert_eq!(rc, 0);
         let rc = if v6 {
             let mut a: libc::sockaddr_in6 = std::mem::zeroed();
             a.sin6_family = libc::AF_INET6 as u16;
@@ -674,9 +675,19 @@ pub(super) fn host_reuseport_listener(v6: bool, port: u16) -> std::net::TcpListe
             libc::bind(s, (&a as *const libc::sockaddr_in).cast(), 16)
         };
         assert_eq!(rc, 0, "host bind of {port}");
-        assert_eq!(libc::listen(listener.as_raw_fd(), 16), 0);
-        listener
+        assert_eq!(socket.as_raw_fd(), s);
+        socket
     }
+}
+
+/// A listening TCP socket on loopback with SO_REUSEPORT, as a host root
+/// service has it.
+pub(super) fn host_reuseport_listener(v6: bool, port: u16) -> std::net::TcpListener {
+    use std::os::fd::AsRawFd;
+    let socket = host_loopback_socket(v6, libc::SOCK_STREAM, libc::SO_REUSEPORT, port);
+    // SAFETY: listen on our own bound socket.
+    assert_eq!(unsafe { libc::listen(socket.as_raw_fd(), 16) }, 0);
+    std::net::TcpListener::from(socket)
 }
 
 /// A cell cannot join a host root service's SO_REUSEPORT group (and take its
@@ -781,6 +792,74 @@ fn a_cell_without_ports_cannot_share_any_port() {
             "{profile}: plain bind"
         );
         env.ok(&["destroy", &name]);
+    }
+}
+
+/// Sets SO_REUSEADDR on a new socket (`udp` or `tcp`), reads it back and
+/// binds it to loopback (IPv4 or IPv6) at the port; prints what the option
+/// reads and what the bind did.
+const PERL_REUSEADDR: &str = r#"use Socket qw(:all);
+my ($f, $port, $kind) = @ARGV;
+socket(my $s, $f == 6 ? AF_INET6 : AF_INET, $kind eq "udp" ? SOCK_DGRAM : SOCK_STREAM, 0) or die;
+setsockopt($s, SOL_SOCKET, SO_REUSEADDR, 1) or do { print "setsockopt: $!\n"; exit 2 };
+my $on = unpack("i", getsockopt($s, SOL_SOCKET, SO_REUSEADDR));
+my $a = $f == 6 ? pack_sockaddr_in6($port, inet_pton(AF_INET6, "::1")) : pack_sockaddr_in($port, inet_aton("127.0.0.1"));
+bind($s, $a) or do { print "option $on, bind: $!\n"; exit 3 };
+print "option $on, bound\n";
+"#;
+
+/// A UDP socket on loopback with SO_REUSEADDR, as an mDNS, DHCP or DNS
+/// daemon on the host binds it.
+fn host_reuseaddr_udp(v6: bool, port: u16) -> std::net::UdpSocket {
+    std::net::UdpSocket::from(host_loopback_socket(
+        v6,
+        libc::SOCK_DGRAM,
+        libc::SO_REUSEADDR,
+        port,
+    ))
+}
+
+/// Two UDP sockets with SO_REUSEADDR share a port whatever their uids, and
+/// the newer gets the unicast datagrams: no cell, with or without ports, at
+/// any profile, joins a host service's UDP port that way (IPv4, IPv6). The
+/// option still succeeds for the cell's programs and does nothing on
+/// datagram sockets; on TCP sockets it works as ever.
+#[test]
+fn no_cell_takes_a_host_services_udp_port_with_reuseaddr() {
+    let test = "no_cell_takes_a_host_services_udp_port_with_reuseaddr";
+    if !privileged(test) {
+        return;
+    }
+    let mut env = Env::new("udpshare");
+    let root = env.root("udpshare", true);
+    let pid = std::process::id();
+    let (host4, host6, own, free) = (port(4, 2), port(4, 3), port(2, 2), port(2, 3));
+    let _v4 = host_reuseaddr_udp(false, host4);
+    let _v6 = host_reuseaddr_udp(true, host6);
+    for profile in PROFILES {
+        for ports in [false, true] {
+            let name = format!("ua{profile}{}{pid}", u8::from(ports));
+            let mut flags = vec!["-l", profile];
+            let own = own.to_string();
+            if ports {
+                flags.extend(["-r", &own]);
+            }
+            env.create(&name, &root, &flags);
+            let probe = |f: &str, port: u16, kind: &str| {
+                perl(&env, &name, PERL_REUSEADDR, &[f, &port.to_string(), kind]).1
+            };
+            let what = format!("{profile}, ports {ports}");
+            for (f, port) in [("4", host4), ("6", host6)] {
+                assert_eq!(
+                    probe(f, port, "udp"),
+                    "option 0, bind: Address already in use",
+                    "{what}: v{f} UDP {port}"
+                );
+            }
+            assert_eq!(probe("4", free, "udp"), "option 0, bound", "{what}");
+            assert_eq!(probe("6", free, "tcp"), "option 1, bound", "{what}");
+            env.ok(&["destroy", &name]);
+        }
     }
 }
 

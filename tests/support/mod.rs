@@ -129,10 +129,14 @@ pub fn wait_for<T>(
 }
 
 /// `wait_for` a condition.
-/// Services are supervised by the cells' inits in this run
-/// (`CELLS_TEST_SUPERVISOR=init`, `CELL_SUPERVISOR=init`).
+/// Services are supervised by the cells' inits in this run: the default
+/// on Linux, unless `CELLS_TEST_SUPERVISOR=process` (`CELL_SUPERVISOR`) asks
+/// for supervisor processes.
 pub fn supervised_by_init() -> bool {
-    std::env::var("CELLS_TEST_SUPERVISOR").is_ok_and(|v| v == "init")
+    match std::env::var("CELLS_TEST_SUPERVISOR") {
+        Ok(v) => v == "init",
+        Err(_) => cfg!(target_os = "linux"),
+    }
 }
 
 /// The directory of `cell`'s supervisor files under `run_dir`: `supervise/`

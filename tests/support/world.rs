@@ -39,7 +39,8 @@ impl World {
             Ok(v) if v == "NO" && !extra.contains("CELL_USERNS=") => "CELL_USERNS=NO\n",
             _ => "",
         };
-        // CELLS_TEST_SUPERVISOR=init supervises services in the cells' inits.
+        // CELLS_TEST_SUPERVISOR=process supervises services in supervisor
+        // processes (=init, the default, in the cells' inits).
         let supervisor = match std::env::var("CELLS_TEST_SUPERVISOR") {
             Ok(v) if !extra.contains("CELL_SUPERVISOR=") => format!("CELL_SUPERVISOR={v}\n"),
             _ => String::new(),

@@ -149,6 +149,13 @@ pub fn start_declared(
                     supervisor_pid: Some(pid),
                 });
             }
+            // A supervising init whose syslog daemon restarted logs there
+            // again (apply, cell list and cell show do the same).
+            if let Some(sup) = &sup {
+                if let Err(e) = supervise::renew_syslog(cfg, kernel, name, sup) {
+                    log::warn!("{e:#}");
+                }
+            }
         }
         return Ok(StartOutcome::AlreadyRunning { cid: info.id });
     }

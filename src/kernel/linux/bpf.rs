@@ -31,9 +31,17 @@
 //!   any other port (port 0 included), and `setsockopt` refuses to set it on
 //!   a socket already bound to any other port.
 //!
-//! A cell that reserves no port may not turn `SO_REUSEPORT` on at all: one
-//! small `setsockopt` program ([`forbid_port_sharing`]) is attached at the
-//! cell's own cgroup while its init sets up, before anything of the cell runs.
+//! Every cell has one small `setsockopt` program of its own
+//! ([`guard_sharing`]), attached at its cgroup while its init sets up, before
+//! anything of the cell runs:
+//! - a cell that reserves no port may not turn `SO_REUSEPORT` on at all;
+//! - no cell turns `SO_REUSEADDR` on for a datagram socket: the call succeeds
+//!   and does nothing. Two UDP sockets with that option share a port whatever
+//!   their owners' uids, and the newer one gets the unicast datagrams: a cell
+//!   would take those of a host service that binds with it (mDNS, DHCP and
+//!   DNS daemons do). A cell's own second socket on a port it already uses
+//!   gets `EADDRINUSE` instead.
+//!
 //! It runs for every way a socket option is set (the system call, io_uring's
 //! socket commands: both pass the cgroup hook), and it goes with the cgroup,
 //! so nothing is left to detach. Attaching at a leaf is cheap; attaching at
@@ -133,6 +141,9 @@ const SOCKOPT_OPTVAL: i16 = 8;
 const SOCKOPT_OPTVAL_END: i16 = 16;
 const SOCKOPT_LEVEL: i16 = 24;
 const SOCKOPT_OPTNAME: i16 = 28;
+const SOCKOPT_OPTLEN: i16 = 32;
+/// Offset of `type` in `struct bpf_sock`.
+const SOCK_TYPE: i16 = 8;
 
 /// A port map entry: the owner cell's cgroup id and the binds denied so far.
 #[repr(C)]
@@ -452,14 +463,37 @@ fn setsockopt_program(place: Place, ports_map_fd: i32) -> Vec<Insn> {
     b.finish()
 }
 
-/// The `setsockopt` program of a cell that reserves no port, attached at its
-/// own cgroup: `SO_REUSEPORT` may not be turned on (no port of the cell's own
-/// to share); an option value it cannot read is refused too.
-fn no_sharing_program() -> Vec<Insn> {
+/// The `setsockopt` program every cell has at its own cgroup: `SO_REUSEADDR`
+/// on a datagram socket is dropped (the call succeeds, the kernel never sees
+/// it), and for a cell that reserves no port (`forbid_reuseport`)
+/// `SO_REUSEPORT` may not be turned on (no port of its own to share). An
+/// option value it cannot read is refused.
+fn cell_sockopt_program(forbid_reuseport: bool) -> Vec<Insn> {
     let mut b = Builder::new();
-    b.allow_unless_reuseport();
+    b.extend([mov64_reg(R6, R1), ldx_w(R2, R6, SOCKOPT_LEVEL)]);
+    b.jump_to(jne_imm(R2, libc::SOL_SOCKET, 0), Exit::Allow);
+    b.extend([ldx_w(R2, R6, SOCKOPT_OPTNAME)]);
+    let to_reuseaddr = b.p.len();
+    b.extend([jeq_imm(R2, libc::SO_REUSEADDR, 0)]); // aimed below
+    if forbid_reuseport {
+        b.jump_to(jne_imm(R2, libc::SO_REUSEPORT, 0), Exit::Allow);
+        b.allow_turning_off();
+        b.jump_to(ja(0), Exit::Deny);
+    } else {
+        b.jump_to(ja(0), Exit::Allow);
+    }
+    let here = b.p.len();
+    b.p[to_reuseaddr].off = (here - to_reuseaddr - 1) as i16;
+    b.extend([ldx_dw(R2, R6, SOCKOPT_SK), ldx_w(R2, R2, SOCK_TYPE)]);
+    b.jump_to(jne_imm(R2, libc::SOCK_DGRAM, 0), Exit::Allow);
     b.allow_turning_off();
-    b.jump_to(ja(0), Exit::Deny);
+    // optlen -1: the kernel's own handling is skipped, the caller gets 0.
+    b.extend([
+        mov64_imm(R2, -1),
+        stx_w(R6, R2, SOCKOPT_OPTLEN),
+        mov64_imm(R0, 1),
+        exit(),
+    ]);
     b.finish()
 }
 
@@ -746,20 +780,26 @@ const PROGRAMS: [Program; 5] = [
     },
 ];
 
-/// The program of a cell without reserved ports (see the module comment).
-const NO_SHARING: Program = Program {
+/// A cell's own program (see the module comment and [`cell_sockopt_program`]).
+const CELL_SHARING: Program = Program {
     name: "noshare",
     prog_type: BPF_PROG_TYPE_CGROUP_SOCKOPT,
     attach_type: BPF_CGROUP_SETSOCKOPT,
-    build: |_, _| no_sharing_program(),
+    build: |_, _| cell_sockopt_program(true),
 };
 
-/// Refuses `SO_REUSEPORT` to every process in `cell_cgroup` (a cell without
-/// reserved ports). The program lives as long as the cgroup: nothing to
-/// detach, nothing to record.
-pub fn forbid_port_sharing(cell_cgroup: &Path) -> Result<()> {
-    let prog = load_insns(&NO_SHARING, &no_sharing_program())?;
-    attach(cell_cgroup, &prog, NO_SHARING.attach_type, NO_SHARING.name)
+/// Attaches a new cell's own sharing rules to `cell_cgroup`: no
+/// `SO_REUSEADDR` on datagram sockets, and without reserved ports
+/// (`!reserves_ports`) no `SO_REUSEPORT`. The program lives as long as the
+/// cgroup: nothing to detach, nothing to record.
+pub fn guard_sharing(cell_cgroup: &Path, reserves_ports: bool) -> Result<()> {
+    let prog = load_insns(&CELL_SHARING, &cell_sockopt_program(!reserves_ports))?;
+    attach(
+        cell_cgroup,
+        &prog,
+        CELL_SHARING.attach_type,
+        CELL_SHARING.name,
+    )
 }
 
 #[repr(C)]
@@ -1185,7 +1225,7 @@ mod tests {
             cells_id: 5,
             cells_level: 2,
         };
-        for program in PROGRAMS.iter().chain([&NO_SHARING]) {
+        for program in PROGRAMS.iter().chain([&CELL_SHARING]) {
             let p = (program.build)(place, 3);
             let n = p.len();
             assert_eq!(p[n - 1], exit(), "{}", program.name);
@@ -1216,13 +1256,25 @@ mod tests {
         assert!(sockopt
             .iter()
             .any(|i| i.code == 0x55 && i.imm == libc::SO_REUSEPORT));
-        // A cell without ports: no map, no counting, the option named.
-        let alone = no_sharing_program();
-        assert!(!alone.iter().any(|i| i.code == 0x18));
-        assert!(!alone.contains(&atomic_add64(R7, R1, DENIED)));
-        assert!(alone
-            .iter()
-            .any(|i| i.code == 0x55 && i.imm == libc::SO_REUSEPORT));
+        // A cell's own program: no map, no counting; both options named
+        // without ports, SO_REUSEADDR alone with them.
+        for forbid_reuseport in [true, false] {
+            let own = cell_sockopt_program(forbid_reuseport);
+            assert!(!own.iter().any(|i| i.code == 0x18));
+            assert!(!own.contains(&atomic_add64(R7, R1, DENIED)));
+            assert_eq!(
+                own.iter()
+                    .any(|i| i.code == 0x55 && i.imm == libc::SO_REUSEPORT),
+                forbid_reuseport
+            );
+            assert!(own
+                .iter()
+                .any(|i| i.code == 0x15 && i.imm == libc::SO_REUSEADDR));
+            // The datagram branch skips the kernel: optlen -1, then allow.
+            assert!(own.contains(&stx_w(R6, R2, SOCKOPT_OPTLEN)));
+            let targets = jump_targets(&own);
+            assert!(targets.iter().all(|&t| t < own.len() - 1));
+        }
     }
 
     #[test]

@@ -523,8 +523,9 @@ impl LinuxKernel {
         Ok(orphans.len())
     }
 
-    /// Guards a new cell's ports and port sharing. Without ports, its own
-    /// cgroup refuses `SO_REUSEPORT`; with ports, they go into the port map,
+    /// Guards a new cell's ports and port sharing. Its own cgroup drops
+    /// `SO_REUSEADDR` on datagram sockets and, without ports, refuses
+    /// `SO_REUSEPORT`; with ports, they go into the port map,
     /// the installation's programs attached for the first such cell.
     /// `sweep`: a create with this id crashed, so its ports may be in the map
     /// though no cell owns them; remove those. `init` is the new cell's
@@ -545,9 +546,7 @@ impl LinuxKernel {
             }
             None => None,
         };
-        if ports.is_empty() {
-            bpf::forbid_port_sharing(cgroup)?;
-        }
+        bpf::guard_sharing(cgroup, !ports.is_empty())?;
         let Some(guard) = guard else {
             return Ok(());
         };
@@ -730,9 +729,8 @@ impl LinuxKernel {
     ) -> Result<Option<BindGuardIds>> {
         if let Some(ids) = guard.filter(|_| !sweep) {
             if let Some(g) = bpf::Guard::open(&self.cgroups.root, &ids)? {
-                if ports.is_empty() {
-                    bpf::forbid_port_sharing(cg)?;
-                } else {
+                bpf::guard_sharing(cg, !ports.is_empty())?;
+                if !ports.is_empty() {
                     g.reserve(ports, cgroup::id(cg)?)?;
                 }
                 return Ok(Some(ids));

@@ -68,7 +68,7 @@ pub struct CellRecord {
     #[serde(default)]
     pub ids: Option<IdRange>,
     /// The cell's own cgroup refuses `SO_REUSEPORT` (a cell without reserved
-    /// ports, see `bpf::forbid_port_sharing`). False for cells with ports and
+    /// ports, see `bpf::guard_sharing`). False for cells with ports and
     /// for records of older versions: the installation's program set keeps
     /// those out of other sockets' port groups while they live.
     #[serde(default)]
