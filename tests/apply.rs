@@ -441,6 +441,51 @@ fn every_directive_is_idempotent_in_a_real_cell() {
     assert_eq!(cat("/etc/cells-test.conf"), "key=value\n");
 }
 
+/// A plan of files alone runs in the root its cell then starts in (composed
+/// once, taken over by the start): the service serves what the plan wrote,
+/// the layer's files carry the cell's ids from the first (none moved at the
+/// start), a stop leaves nothing mounted, and the next apply starts the cell
+/// again from scratch with everything in place.
+#[test]
+fn a_plan_of_files_runs_in_the_root_its_cell_starts_in() {
+    use std::os::unix::fs::MetadataExt;
+    if !root_or_skip("a_plan_of_files_runs_in_the_root_its_cell_starts_in") {
+        return;
+    }
+    let w = World::new("apply-kept-root");
+    let p = port(14);
+    w.write_manifest("web.cell", &cell(p, "", ""));
+    w.write_manifest(
+        "web.apply",
+        "DIR /srv/www mode=0755\nFILE_BEGIN /srv/www/index.html mode=0644\nkept\nFILE_END\n",
+    );
+    let first = w.ok(&["apply", "--all"]);
+    assert!(
+        plan_lines(&first).contains(&"APPLY cell web: plan never applied".to_string()),
+        "{first}"
+    );
+    assert_eq!(http_get(p).as_deref(), Some("kept\n"), "{first}");
+    // The cell's root on the host: its range's first id, or 0 on host ids.
+    let cell_dir = w.data_dir().join("web");
+    let root_uid = std::fs::read_to_string(cell_dir.join("ids"))
+        .map(|t| t.split(':').next().unwrap().trim().parse::<u32>().unwrap())
+        .unwrap_or(0);
+    for f in ["upper", "upper/etc/hostname", "upper/srv/www/index.html"] {
+        let m = std::fs::metadata(cell_dir.join("overlay").join(f)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (root_uid, root_uid), "owner of {f}");
+    }
+    let again = w.ok(&["apply", "--all"]);
+    assert_eq!(
+        plan_lines(&again),
+        ["NOOP cell web: already converged"],
+        "{again}"
+    );
+    w.ok(&["cell", "stop", "web"]);
+    assert!(w.mounts().is_empty(), "left mounted: {:?}", w.mounts());
+    w.ok(&["apply", "--all"]);
+    assert_eq!(http_get(p).as_deref(), Some("kept\n"));
+}
+
 #[test]
 fn kill_9_at_random_points_then_a_clean_converge() {
     if !root_or_skip("kill_9_at_random_points_then_a_clean_converge") {

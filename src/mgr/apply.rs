@@ -185,12 +185,12 @@ impl Run for Apply {
             return Ok(if plan.changes() { EXIT_DRIFT } else { EXIT_OK });
         }
         let kernel = kernel.expect("a real run has a kernel");
-        let rt = host::HostRuntime {
-            cfg: &cfg,
-            kernel: kernel.as_ref(),
-            desired: &desired,
-            lock: lock.as_ref().expect("a real run holds the lock"),
-        };
+        let rt = host::HostRuntime::new(
+            &cfg,
+            kernel.as_ref(),
+            &desired,
+            lock.as_ref().expect("a real run holds the lock"),
+        );
         let mut env = Vec::new();
         if !cfg.pkg_path.is_empty() {
             env.push(("PKG_PATH".to_string(), cfg.pkg_path.clone()));

@@ -35,6 +35,18 @@ pub trait Runtime: Sync {
     /// path of its root, how the cell's ids map to host ids there, and what
     /// runs the plan's commands inside the cell. [`Runtime::stop`] ends it.
     fn provision<'a>(&'a self, cell: &str) -> Result<(PathBuf, IdMap, Box<dyn CellRunner + 'a>)>;
+    /// Whether the cell, its plan just run, can be started as it stands
+    /// ([`Runtime::start_provisioned`], instead of a stop and a start that
+    /// would take its root down and compose it again). When not (the
+    /// default), the caller stops it.
+    fn keep_provisioned(&self, _cell: &str) -> bool {
+        false
+    }
+    /// Starts a cell [`Runtime::keep_provisioned`] kept, as [`Runtime::start`].
+    fn start_provisioned(&self, cell: &str) -> Result<()> {
+        self.stop(cell)?;
+        self.start(cell)
+    }
     /// Where the cell's record of applied hashes lives.
     fn state_dir(&self, cell: &str) -> PathBuf;
     /// From now on `n` threads converge cells at once: what the waits set
@@ -567,6 +579,8 @@ fn converge(
 ) -> Result<(), Failure> {
     let name = cp.input.name.as_str();
     let mut was_running = false;
+    // Its plan ran and it is still up for it (see `Runtime::keep_provisioned`).
+    let mut provisioned = false;
     for action in &cp.actions {
         match action.kind {
             ActionKind::Create => rt.render(name).map_err(phase("create"))?,
@@ -578,6 +592,15 @@ fn converge(
             ActionKind::Stop => rt.stop(name).map_err(phase("stop"))?,
             ActionKind::Apply => {
                 let result = run_apply(cp, rt, settings, timing, verbosity, out);
+                // A cell that starts next keeps the root its plan ran in.
+                if result.is_ok()
+                    && !was_running
+                    && cp.has(ActionKind::Start)
+                    && rt.keep_provisioned(name)
+                {
+                    provisioned = true;
+                    continue;
+                }
                 let stopped = rt.stop(name);
                 if let Err(e) = result {
                     if was_running {
@@ -600,9 +623,13 @@ fn converge(
                 } else {
                     "restart"
                 };
-                // Stopping first also clears what an interrupted run left behind.
-                rt.stop(name).map_err(phase(p))?;
-                rt.start(name).map_err(phase(p))?;
+                if std::mem::take(&mut provisioned) && action.kind == ActionKind::Start {
+                    rt.start_provisioned(name).map_err(phase(p))?;
+                } else {
+                    // Stopping first also clears what an interrupted run left behind.
+                    rt.stop(name).map_err(phase(p))?;
+                    rt.start(name).map_err(phase(p))?;
+                }
             }
             ActionKind::Warn | ActionKind::Noop => {}
         }
@@ -664,10 +691,13 @@ mod tests {
     use std::sync::Mutex;
 
     /// Records every operation; fails those listed in `fail` ("start web").
+    /// With `keeps`, a cell whose plan ran no command is started as its plan
+    /// left it (`Runtime::keep_provisioned`).
     struct FakeRuntime {
         dir: PathBuf,
         log: Mutex<Vec<String>>,
         fail: Vec<&'static str>,
+        keeps: bool,
     }
 
     struct FakeRunner<'a>(&'a FakeRuntime, String);
@@ -714,6 +744,19 @@ mod tests {
         }
         fn stop(&self, cell: &str) -> Result<()> {
             self.op("stop", cell)
+        }
+        fn keep_provisioned(&self, cell: &str) -> bool {
+            let ran = format!("run {cell} ");
+            self.keeps
+                && !self
+                    .log
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|op| op.starts_with(&ran))
+        }
+        fn start_provisioned(&self, cell: &str) -> Result<()> {
+            self.op("start provisioned", cell)
         }
         fn provision<'a>(
             &'a self,
@@ -785,6 +828,7 @@ mod tests {
             dir: t.path().to_path_buf(),
             log: Mutex::new(vec![]),
             fail,
+            keeps: false,
         };
         (t, rt)
     }
@@ -1103,6 +1147,34 @@ mod tests {
         assert!(s.ok());
         assert_eq!(out, "");
         assert!(rt.log.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_cell_starts_in_the_root_its_plan_ran_in_unless_the_plan_made_a_kernel_cell() {
+        let (_t, mut rt) = fake("exec-keep", vec![]);
+        rt.keeps = true;
+        let cells = [
+            input("files", &[], None, Some("DIR /srv/www\n")),
+            input("cmds", &[], None, Some("EXEC echo hi\n")),
+        ];
+        let (s, _) = run(&plan_for(&rt, &cells), &rt, Verbosity::Normal);
+        assert!(s.ok(), "{}", s.table());
+        assert_eq!(
+            *rt.log.lock().unwrap(),
+            [
+                "render files",
+                "provision files",
+                "start provisioned files",
+                "render cmds",
+                "provision cmds",
+                "run cmds echo hi",
+                "stop cmds",
+                "stop cmds",
+                "start cmds",
+                "started? files",
+                "started? cmds",
+            ]
+        );
     }
 
     #[test]

@@ -5,13 +5,14 @@ use super::execute::Runtime;
 use crate::config::Config;
 use crate::engine::applyfile::{CellRunner, KernelRunner, RunOutput};
 use crate::engine::lock::Held;
-use crate::engine::manifest::Desired;
+use crate::engine::manifest::{CellManifest, Desired};
 use crate::engine::runtime::{self, compose, lifecycle, CellPaths};
 use crate::fs::tree::IdMap;
-use crate::kernel::{CellSpec, Kernel, Present, Target};
+use crate::kernel::{CellSpec, IdRange, Kernel, Present, Target};
 use anyhow::{Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 pub struct HostRuntime<'a> {
     pub cfg: &'a Config,
@@ -21,6 +22,40 @@ pub struct HostRuntime<'a> {
     pub desired: &'a Desired,
     /// The lock apply holds: set aside while health checks run.
     pub lock: &'a Held,
+    /// Cells whose root [`Runtime::provision`] composed for a plan that made
+    /// no kernel cell, with what the start needs (see
+    /// [`Runtime::keep_provisioned`]).
+    pub provisioned: Mutex<BTreeMap<String, Provisioned>>,
+}
+
+/// A cell brought up for its plan, as a start right after it takes it over.
+pub struct Provisioned {
+    manifest: CellManifest,
+    ids: Option<IdRange>,
+    /// The plan's commands ran in a kernel cell made for them (stopped with
+    /// the cell): its root is then composed again for the start.
+    ran_commands: bool,
+}
+
+impl<'a> HostRuntime<'a> {
+    pub fn new(
+        cfg: &'a Config,
+        kernel: &'a dyn Kernel,
+        desired: &'a Desired,
+        lock: &'a Held,
+    ) -> Self {
+        HostRuntime {
+            cfg,
+            kernel,
+            desired,
+            lock,
+            provisioned: Mutex::default(),
+        }
+    }
+
+    fn provisioned(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Provisioned>> {
+        self.provisioned.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Runtime for HostRuntime<'_> {
@@ -34,7 +69,7 @@ impl Runtime for HostRuntime<'_> {
             .cells
             .get(cell)
             .with_context(|| format!("cell {cell} has no manifest"))?;
-        runtime::render(self.cfg, m).map(|_| ())
+        runtime::render_for(self.cfg, self.kernel, m).map(|_| ())
     }
 
     fn start(&self, cell: &str) -> Result<()> {
@@ -55,7 +90,27 @@ impl Runtime for HostRuntime<'_> {
     }
 
     fn stop(&self, cell: &str) -> Result<()> {
+        self.provisioned().remove(cell);
         lifecycle::stop(self.cfg, self.kernel, cell).map(|_| ())
+    }
+
+    fn keep_provisioned(&self, cell: &str) -> bool {
+        let mut kept = self.provisioned();
+        match kept.get(cell) {
+            Some(p) if !p.ran_commands => true,
+            _ => {
+                kept.remove(cell);
+                false
+            }
+        }
+    }
+
+    fn start_provisioned(&self, cell: &str) -> Result<()> {
+        let p = self
+            .provisioned()
+            .remove(cell)
+            .with_context(|| format!("cell {cell} was not brought up for its plan"))?;
+        lifecycle::start_prepared(self.cfg, self.kernel, &p.manifest, p.ids).map(|_| ())
     }
 
     fn provision<'a>(&'a self, cell: &str) -> Result<(PathBuf, IdMap, Box<dyn CellRunner + 'a>)> {
@@ -64,6 +119,14 @@ impl Runtime for HostRuntime<'_> {
         let m = lifecycle::effective_or(self.cfg, cell, self.desired.cells.get(cell))?;
         let ids = lifecycle::prepare(self.cfg, self.kernel, &m)?;
         let paths = CellPaths::new(self.cfg, cell);
+        self.provisioned().insert(
+            cell.to_string(),
+            Provisioned {
+                manifest: m.clone(),
+                ids,
+                ran_commands: false,
+            },
+        );
         let spec = CellSpec {
             name: cell.to_string(),
             root: paths.root.clone(),
@@ -77,6 +140,7 @@ impl Runtime for HostRuntime<'_> {
         let runner = PlanRunner {
             cfg: self.cfg,
             kernel: self.kernel,
+            provisioned: &self.provisioned,
             spec,
             created: std::cell::OnceCell::new(),
         };
@@ -98,6 +162,8 @@ impl Runtime for HostRuntime<'_> {
 struct PlanRunner<'a> {
     cfg: &'a Config,
     kernel: &'a dyn Kernel,
+    /// Told when a kernel cell is made for the plan.
+    provisioned: &'a Mutex<BTreeMap<String, Provisioned>>,
     spec: CellSpec,
     created: std::cell::OnceCell<Result<(), String>>,
 }
@@ -111,11 +177,18 @@ impl CellRunner for PlanRunner<'_> {
     ) -> Result<RunOutput> {
         let cell = self.spec.name.as_str();
         self.created
-            .get_or_init(|| match self.kernel.create(&self.spec) {
-                Ok(_) => Ok(()),
-                Err(e) => {
-                    let _ = compose::decompose(self.cfg, cell);
-                    Err(format!("creating cell {cell} for its plan: {e:#}"))
+            .get_or_init(|| {
+                let mut kept = self.provisioned.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(p) = kept.get_mut(cell) {
+                    p.ran_commands = true;
+                }
+                drop(kept);
+                match self.kernel.create(&self.spec) {
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        let _ = compose::decompose(self.cfg, cell);
+                        Err(format!("creating cell {cell} for its plan: {e:#}"))
+                    }
                 }
             })
             .clone()

@@ -126,9 +126,33 @@ fn write_records(p: &CellPaths, records: &[MountRecord]) -> Result<()> {
 struct Recorder<'a> {
     paths: &'a CellPaths,
     records: Vec<MountRecord>,
+    /// The targets mounted so far.
+    made: Vec<PathBuf>,
 }
 
-impl Recorder<'_> {
+impl<'a> Recorder<'a> {
+    fn new(paths: &'a CellPaths) -> Recorder<'a> {
+        Recorder {
+            paths,
+            records: Vec::new(),
+            made: Vec::new(),
+        }
+    }
+
+    /// Records mounts about to be made, all in one write (each write is a
+    /// new file): [`Recorder::mount`] then makes each without another. One
+    /// that is never made, a step before it having failed, is no mount
+    /// point, which [`decompose`] skips.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    fn record_ahead(&mut self, planned: Vec<MountRecord>) -> Result<()> {
+        for r in planned {
+            if !self.records.contains(&r) {
+                self.records.push(r);
+            }
+        }
+        write_records(self.paths, &self.records)
+    }
+
     fn mount(
         &mut self,
         target: &Path,
@@ -136,15 +160,19 @@ impl Recorder<'_> {
         kind: &str,
         op: impl FnOnce() -> Result<()>,
     ) -> Result<()> {
-        if self.records.iter().any(|r| r.target == target) {
+        if self.made.iter().any(|t| t == target) {
             bail!("{} is mounted twice", target.display());
         }
-        self.records.push(MountRecord {
+        self.made.push(target.to_path_buf());
+        let record = MountRecord {
             target: target.to_path_buf(),
             source: source.to_path_buf(),
             kind: kind.to_string(),
-        });
-        write_records(self.paths, &self.records)?;
+        };
+        if !self.records.contains(&record) {
+            self.records.push(record);
+            write_records(self.paths, &self.records)?;
+        }
         op()
     }
 }
@@ -290,10 +318,7 @@ pub fn compose(
     let p = CellPaths::new(cfg, &m.name);
     // The writable layer of a cell with a disk limit is on its image.
     super::disk::mount(&p)?;
-    let mut rec = Recorder {
-        paths: &p,
-        records: Vec::new(),
-    };
+    let mut rec = Recorder::new(&p);
     let result = compose_steps(cfg, kernel, m, ids, &p, &mut rec);
     if let Err(e) = result {
         if let Err(cleanup) = decompose(cfg, &m.name) {
@@ -321,22 +346,52 @@ fn compose_steps(
     let base_idmap = ids
         .map(|r| fs_mount::Idmap::new(0, r.base, r.mapped()))
         .transpose()?;
-    let lower = match &cfg.base {
+    let base = match &cfg.base {
         BaseSource::Host => {
             let etc = host_etc();
             refresh_host_etc(&m.name, &layer, &etc, cell_ids)?;
-            let skeleton = host_skeleton(cfg, &etc)?;
-            // Its /etc entries are host root's: in a user namespace the cell
-            // sees them as its root's, as it would its own copies.
-            idmapped_base(&mut *rec, p, &skeleton, base_idmap.as_ref())?
+            host_skeleton(cfg, &etc)?
         }
         BaseSource::Dir(d) => {
             if !d.is_dir() {
                 bail!("CELL_BASE {} is not a directory", d.display());
             }
-            idmapped_base(&mut *rec, p, d, base_idmap.as_ref())?
+            d.clone()
         }
     };
+    // The host's base directories, bind-mounted into the root.
+    let host_dirs: Vec<&str> = match cfg.base {
+        BaseSource::Host => HOST_BASE
+            .iter()
+            .copied()
+            .filter(|entry| {
+                fs::symlink_metadata(Path::new("/").join(entry)).is_ok_and(|md| md.is_dir())
+            })
+            .collect(),
+        BaseSource::Dir(_) => Vec::new(),
+    };
+    // The mounts below, but a volume's, recorded at once.
+    let record = |target: &Path, source: &Path, kind: &str| MountRecord {
+        target: target.to_path_buf(),
+        source: source.to_path_buf(),
+        kind: kind.to_string(),
+    };
+    let mut ahead = Vec::new();
+    if base_idmap.is_some() {
+        ahead.push(record(&p.lower, &base, "base"));
+    }
+    ahead.push(record(&p.root, &layer, "overlay"));
+    for entry in &host_dirs {
+        ahead.push(record(
+            &p.root.join(entry),
+            &Path::new("/").join(entry),
+            "base",
+        ));
+    }
+    rec.record_ahead(ahead)?;
+    // Its /etc entries are host root's: in a user namespace the cell sees
+    // them as its root's, as it would its own copies.
+    let lower = idmapped_base(&mut *rec, p, &base, base_idmap.as_ref())?;
     let upper = layer;
     let work = p.overlay.join("work");
     for path in [&lower, &upper, &work] {
@@ -364,27 +419,22 @@ fn compose_steps(
     // From here on the root is the cell's: every target is reached through it
     // without following links, and mounted on an fd.
     let root = Tree::open(&p.root, Links::Refuse)?.with_ids(cell_ids);
-    if cfg.base == BaseSource::Host {
-        for entry in HOST_BASE {
-            let host = Path::new("/").join(entry);
-            let is_dir = fs::symlink_metadata(&host).is_ok_and(|md| md.is_dir());
-            if is_dir {
-                let fd = root.open_at(Path::new(entry), target_flags()).map_err(|e| {
-                    anyhow!(
-                        "/{entry} in the root of cell {}: {}; the host's base mounts only onto a directory",
-                        m.name,
-                        io_text(e)
-                    )
-                })?;
-                let dst = p.root.join(entry);
-                rec.mount(&dst, &host, "base", || {
-                    fs_mount::bind(&host, fd.as_fd(), BindFlags::BASE, base_idmap.as_ref())
-                        .with_context(|| {
-                            format!("bind-mounting {} on {}", host.display(), dst.display())
-                        })
-                })?;
-            }
-        }
+    for entry in host_dirs {
+        let host = Path::new("/").join(entry);
+        let fd = root
+            .open_at(Path::new(entry), target_flags())
+            .map_err(|e| {
+                anyhow!(
+                "/{entry} in the root of cell {}: {}; the host's base mounts only onto a directory",
+                m.name,
+                io_text(e)
+            )
+            })?;
+        let dst = p.root.join(entry);
+        rec.mount(&dst, &host, "base", || {
+            fs_mount::bind(&host, fd.as_fd(), BindFlags::BASE, base_idmap.as_ref())
+                .with_context(|| format!("bind-mounting {} on {}", host.display(), dst.display()))
+        })?;
     }
     for mnt in &m.mounts {
         let (src, kind, shown) = mount_source(cfg, kernel, mnt, ids)?;

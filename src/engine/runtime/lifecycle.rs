@@ -128,7 +128,6 @@ pub fn start_declared(
     name: &str,
     declared: Option<&CellManifest>,
 ) -> Result<StartOutcome> {
-    let paths = CellPaths::new(cfg, name);
     if let Some(info) = kernel.find(&Target::Name(name.to_string()))? {
         // Running: `cell.conf` keeps describing what runs (apply compares it
         // with the manifest), so it is not re-rendered here.
@@ -161,12 +160,26 @@ pub fn start_declared(
         return Ok(StartOutcome::AlreadyRunning { cid: info.id });
     }
     let m = effective_or(cfg, name, declared)?;
-    if let Some(w) = m.low_profile_warning() {
-        log::warn!("{w}");
-    }
     // Leftovers of a run that crashed or was stopped half-way.
     compose::decompose(cfg, name).context("cleaning up a previous run")?;
     let ids = prepare(cfg, kernel, &m)?;
+    start_prepared(cfg, kernel, &m, ids)
+}
+
+/// Starts a stopped cell whose root [`prepare`] just composed (for its
+/// plan, say) from its rendered manifest `m`, with `ids` as prepare returned
+/// them: the kernel cell, then its service. A failure takes the root down.
+pub fn start_prepared(
+    cfg: &Config,
+    kernel: &dyn Kernel,
+    m: &CellManifest,
+    ids: Option<crate::kernel::IdRange>,
+) -> Result<StartOutcome> {
+    let name = m.name.as_str();
+    let paths = CellPaths::new(cfg, name);
+    if let Some(w) = m.low_profile_warning() {
+        log::warn!("{w}");
+    }
     let spec = CellSpec {
         name: name.to_string(),
         root: paths.root.clone(),
@@ -190,7 +203,7 @@ pub fn start_declared(
     journal::event(name, Happened::Started, Some(format!("cid {cid}")));
     let mut supervisor_pid = None;
     if let Some(cmd) = &m.supervise_cmd {
-        match supervise_spec(&m, cmd).and_then(|s| supervise::start(cfg, kernel, &s)) {
+        match supervise_spec(m, cmd).and_then(|s| supervise::start(cfg, kernel, &s)) {
             Ok(pid) => supervisor_pid = Some(pid),
             Err(e) => {
                 let undo = stop(cfg, kernel, name).map(|_| ());

@@ -24,7 +24,7 @@ pub mod disk;
 pub mod lifecycle;
 mod render;
 
-pub use render::{render, RenderOutcome};
+pub use render::{render, render_for, RenderOutcome};
 
 use crate::config::Config;
 use crate::engine::manifest::{self, CellManifest};

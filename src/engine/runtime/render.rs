@@ -7,6 +7,7 @@ use crate::config::{BaseSource, Config};
 use crate::engine::manifest::CellManifest;
 use crate::fs::host::write_atomic;
 use crate::fs::tree::{Kind, Links, Tree};
+use crate::kernel::Kernel;
 use anyhow::{Context, Result};
 use std::fs;
 use std::path::Path;
@@ -110,10 +111,22 @@ fn seed_layer(cfg: &Config, name: &str, layer: &Path) -> Result<()> {
 /// Renders `m` into its runtime directory. Safe while the cell runs: only
 /// `cell.conf` changes then, and `start` reads it at the next start.
 pub fn render(cfg: &Config, m: &CellManifest) -> Result<RenderOutcome> {
-    render_runtime(cfg, m).with_context(|| format!("rendering cell {}", m.name))
+    render_runtime(cfg, m, None).with_context(|| format!("rendering cell {}", m.name))
 }
 
-fn render_runtime(cfg: &Config, m: &CellManifest) -> Result<RenderOutcome> {
+/// [`render`], the stopped cell's writable layer first put on the ids it
+/// runs with (`engine::ids::prepare_cell`): a new cell gets its range
+/// before its first files, which are then written with the cell's ids, not
+/// with host ids that its first start would walk the layer to move.
+pub fn render_for(cfg: &Config, kernel: &dyn Kernel, m: &CellManifest) -> Result<RenderOutcome> {
+    render_runtime(cfg, m, Some(kernel)).with_context(|| format!("rendering cell {}", m.name))
+}
+
+fn render_runtime(
+    cfg: &Config,
+    m: &CellManifest,
+    kernel: Option<&dyn Kernel>,
+) -> Result<RenderOutcome> {
     let p = CellPaths::new(cfg, &m.name);
     let existed = p.conf.exists();
     // 0700 before anything is made inside: host users never reach the
@@ -132,6 +145,10 @@ fn render_runtime(cfg: &Config, m: &CellManifest) -> Result<RenderOutcome> {
     compose::prepare_layer_dirs(&p)?;
     let layer = compose::writable_layer(&p);
     if !running {
+        if let Some(kernel) = kernel {
+            crate::engine::ids::prepare_cell(cfg, kernel, &m.name, m.profile)
+                .with_context(|| format!("preparing the ids of cell {}", m.name))?;
+        }
         seed_layer(cfg, &m.name, &layer)
             .with_context(|| format!("preparing the writable layer of cell {}", m.name))?;
     }

@@ -247,6 +247,83 @@ unsafe fn clear_environment() {
     environ = std::ptr::null_mut();
 }
 
+/// What the child of the init's clone needs, prepared before it runs.
+struct InitChild<'a> {
+    die_with_creator: bool,
+    v1_tasks: &'a [std::fs::File],
+    /// Its stdin, stdout and stderr to be.
+    setup: libc::c_int,
+    report: libc::c_int,
+    null: libc::c_int,
+    /// Become the init in place (see [`forked_init`]) rather than exec.
+    in_place: Option<std::ops::Range<usize>>,
+    exe: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+}
+
+/// Clones the init (see [`start_init`]); its pid, or -1 with errno set.
+/// An init that execs is cloned as vfork ([`clone3_vfork`]): a fork of a
+/// parallel apply, a process of several threads and megabytes, costs it
+/// the copy of its page tables and then a copy-on-write fault, with a TLB
+/// flush on every core, for each page its threads write next. An init that
+/// goes on without exec needs a copy of the creator's memory: a fork.
+///
+/// SAFETY: see [`init_child`].
+unsafe fn clone_init(args: &mut CloneArgs, child: &InitChild) -> libc::c_long {
+    #[cfg(target_arch = "x86_64")]
+    if child.in_place.is_none() {
+        unsafe extern "C" fn run(child: *mut libc::c_void) -> ! {
+            init_child(&*(child as *const InitChild))
+        }
+        let pid = super::sys::clone3_vfork(args, run, child as *const InitChild as *mut _);
+        // Kernels that refuse the combination get the fork.
+        if pid >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+            return pid;
+        }
+        args.flags &= !((libc::CLONE_VM | libc::CLONE_VFORK) as u64);
+        args.stack = 0;
+        args.stack_size = 0;
+    }
+    // clone3 without CLONE_VM is a fork.
+    let pid = libc::syscall(
+        libc::SYS_clone3,
+        args as *mut CloneArgs,
+        std::mem::size_of::<CloneArgs>(),
+    );
+    if pid == 0 {
+        init_child(child);
+    }
+    pid
+}
+
+/// The init's first steps, in the child of the clone, before it execs (or
+/// becomes the init in place).
+///
+/// SAFETY: only in the child of [`clone_init`]; async-signal-safe calls
+/// on what `child` holds.
+unsafe fn init_child(child: &InitChild) -> ! {
+    if child.die_with_creator {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+    // Before it forks: every process of the cell descends from it or
+    // joins these groups itself (`enter`).
+    if super::limits::join_v1(child.v1_tasks).is_err() {
+        let msg = b"error: joining the cell's cgroup v1 groups\n";
+        libc::write(child.report, msg.as_ptr().cast(), msg.len());
+        libc::_exit(126);
+    }
+    libc::setsid();
+    libc::dup2(child.setup, 0);
+    libc::dup2(child.report, 1);
+    libc::dup2(child.null, 2);
+    if let Some(cmdline) = child.in_place.clone() {
+        forked_init(cmdline);
+    }
+    libc::execve(child.exe, child.argv, child.envp);
+    libc::_exit(127);
+}
+
 /// Starts a cell's init; returns its host pid once the root is in place.
 /// `meanwhile` runs while the init sets up, given its pid (the init is in the
 /// cell's cgroup by then): work of the caller's that need not wait for it. An
@@ -296,39 +373,21 @@ pub fn start_init(spec: &InitSpec, meanwhile: impl FnOnce(i32) -> Result<()>) ->
         .load(std::sync::atomic::Ordering::Relaxed)
         .then(cmdline_if_single_threaded)
         .flatten();
-    // SAFETY: clone3 without CLONE_VM is a fork; the child only makes
-    // async-signal-safe calls on data prepared above, then execs or _exits,
-    // or, forked from a single-threaded process, becomes the init
-    // (`forked_init`).
-    let pid = unsafe {
-        let pid = libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        );
-        if pid == 0 {
-            if spec.die_with_creator {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            }
-            // Before it forks: every process of the cell descends from it or
-            // joins these groups itself (`enter`).
-            if super::limits::join_v1(&v1_tasks).is_err() {
-                let msg = b"error: joining the cell's cgroup v1 groups\n";
-                libc::write(report_w.as_raw_fd(), msg.as_ptr().cast(), msg.len());
-                libc::_exit(126);
-            }
-            libc::setsid();
-            libc::dup2(setup_r.as_raw_fd(), 0);
-            libc::dup2(report_w.as_raw_fd(), 1);
-            libc::dup2(null.as_raw_fd(), 2);
-            if let Some(cmdline) = in_place {
-                forked_init(cmdline);
-            }
-            libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
-            libc::_exit(127);
-        }
-        pid
+    let child = InitChild {
+        die_with_creator: spec.die_with_creator,
+        v1_tasks: &v1_tasks,
+        setup: setup_r.as_raw_fd(),
+        report: report_w.as_raw_fd(),
+        null: null.as_raw_fd(),
+        in_place,
+        exe: exe.as_ptr(),
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
     };
+    // SAFETY: the child only makes async-signal-safe calls on `child`, which
+    // lives until the clone returns, then execs or _exits, or, forked from a
+    // single-threaded process, becomes the init (`forked_init`).
+    let pid = unsafe { clone_init(&mut args, &child) };
     if pid < 0 {
         return last_error("creating the cell init (clone3)");
     }
