@@ -564,12 +564,15 @@ impl Supervisor {
 /// this one cell.
 pub fn supervisor(cfg: &Config, cell: &str) -> anyhow::Result<Option<Supervisor>> {
     crate::names::validate("cell", cell)?;
-    // A supervisor process (and one started before CELL_SUPERVISOR=init),
-    // else the cell's init.
-    let places = [
+    // A supervisor process (also one started before the setting changed)
+    // or the cell's init; the configured placement is looked at first.
+    let mut places = [
         (status::Paths::new(&cfg.run_dir, cell), false),
         (status::Paths::of_init(&cfg.run_dir, cell), true),
     ];
+    if cfg.supervise_in_init {
+        places.reverse();
+    }
     for (paths, in_init) in places {
         let Some(locked_by) = status::holder(&paths.lock)? else {
             continue;

@@ -202,19 +202,25 @@ impl SupervisorLock {
 
 /// True while some supervisor holds the lock at `path`.
 pub fn is_locked(path: &Path) -> anyhow::Result<bool> {
+    Ok(held_lock(path)?.is_some())
+}
+
+/// The lock file at `path`, opened as a file a cell's side may have written
+/// (see `fs::host::open_untrusted`), when some supervisor holds it.
+fn held_lock(path: &Path) -> anyhow::Result<Option<File>> {
     let file = match crate::fs::host::open_untrusted(path) {
         Ok(Some(f)) => f,
-        Ok(None) => return Ok(false),
+        Ok(None) => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
     };
     // SAFETY: flock on a descriptor we own; the shared lock is released when
     // `file` is dropped.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
-        return Ok(false);
+        return Ok(None);
     }
     let err = std::io::Error::last_os_error();
     if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(true)
+        Ok(Some(file))
     } else {
         Err(err).with_context(|| format!("probing lock {}", path.display()))
     }
@@ -223,19 +229,18 @@ pub fn is_locked(path: &Path) -> anyhow::Result<bool> {
 /// The pid of the supervisor holding the lock at `path`: `None` when no
 /// supervisor holds it, `Some(None)` when one does but its pid cannot be read
 /// (it is between taking the lock and writing it, or the file was damaged).
+/// The pid is read through the descriptor the lock was probed on.
 pub fn holder(path: &Path) -> anyhow::Result<Option<Option<u32>>> {
-    if !is_locked(path)? {
+    let Some(file) = held_lock(path)? else {
         return Ok(None);
-    }
-    let pid = crate::fs::host::open_untrusted(path)
+    };
+    use std::io::Read;
+    let mut text = String::new();
+    let pid = file
+        .take(32)
+        .read_to_string(&mut text)
         .ok()
-        .flatten()
-        .and_then(|f| {
-            use std::io::Read;
-            let mut text = String::new();
-            f.take(32).read_to_string(&mut text).ok()?;
-            text.trim().parse::<u32>().ok()
-        })
+        .and_then(|_| text.trim().parse::<u32>().ok())
         .filter(|&p| pid_alive(p));
     Ok(Some(pid))
 }
