@@ -13,6 +13,7 @@
 //! * `ids`: host id ranges, what cell root is on the host (user namespaces).
 //! * `mount`: mounts into a cell's tree made on file descriptors.
 //! * `mountinfo`: the host's mount table.
+//! * `pseudo`: kernel pseudo-files (`/proc`, cgroupfs) read whole in one go.
 //! * `shift`: moving a tree's files from one id range to another.
 //! * `trust`: strict modes, as sshd's `StrictModes`: a file that tells root
 //!   what to do must be owned by root and writable by nobody else, all the way
@@ -22,6 +23,7 @@ pub mod host;
 pub mod ids;
 pub mod mount;
 pub mod mountinfo;
+pub mod pseudo;
 pub mod resolve;
 pub mod shift;
 pub mod tree;

@@ -291,7 +291,7 @@ pub fn pid_alive(pid: u32) -> bool {
 pub fn pid_running(pid: u32) -> bool {
     #[cfg(target_os = "linux")]
     {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        let Ok(stat) = crate::fs::pseudo::read_to_string(format!("/proc/{pid}/stat")) else {
             return false;
         };
         // The state follows the parenthesised command name, which may hold spaces.

@@ -88,8 +88,8 @@ impl Hierarchy {
 /// are not listed): a cell's members, wherever in its subtree they sit.
 pub fn procs(dir: &Path) -> Result<Vec<i32>> {
     let path = dir.join("cgroup.procs");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text = crate::fs::pseudo::read_to_string(&path)
+        .with_context(|| format!("reading {}", path.display()))?;
     let mut pids: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
     for child in children(dir)? {
         match procs(&child) {

@@ -52,7 +52,8 @@ fn try_hold(file: &File) -> Result<bool> {
 
 /// True when the cell's cgroup is asked to be frozen.
 pub fn is_frozen(cell: &CellRecord) -> bool {
-    std::fs::read_to_string(cell.cgroup.join("cgroup.freeze")).is_ok_and(|t| t.trim() == "1")
+    crate::fs::pseudo::read_to_string(cell.cgroup.join("cgroup.freeze"))
+        .is_ok_and(|t| t.trim() == "1")
 }
 
 /// Waits until `cgroup.events` reports the cgroup `frozen` (or not).

@@ -74,13 +74,15 @@ pub fn host_pid_of_cell_pid(
     let pid_ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
     let init_ns = pid_ns(i32::try_from(init_pid).ok()?)?;
     let innermost = |pid: i32| -> Option<u32> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let status = crate::fs::pseudo::read_to_string(format!("/proc/{pid}/status")).ok()?;
         let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
         line.split_whitespace().last()?.parse().ok()
     };
     cgroup::procs(&cell)
         .ok()?
         .into_iter()
+        // The init is not its own service.
+        .filter(|&pid| u32::try_from(pid) != Ok(init_pid))
         .find(|&pid| innermost(pid) == Some(in_cell) && pid_ns(pid).as_ref() == Some(&init_ns))
         .and_then(|pid| u32::try_from(pid).ok())
 }

@@ -37,7 +37,7 @@ pub const INIT_COMMAND: &str = "--cell-init";
 /// The state letter and start time (clock ticks after boot) of a process,
 /// fields 3 and 22 of its stat.
 fn state_and_start(pid: i32) -> Option<(char, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = crate::fs::pseudo::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = stat.rsplit_once(')')?.1;
     let mut fields = rest.split_whitespace();
     let state = fields.next()?.chars().next()?;
