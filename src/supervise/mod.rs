@@ -563,6 +563,23 @@ impl Supervisor {
 /// damaged status file is reported in [`Supervisor::status`], so it affects
 /// this one cell.
 pub fn supervisor(cfg: &Config, cell: &str) -> anyhow::Result<Option<Supervisor>> {
+    let mut sup = supervisor_as_written(cfg, cell)?;
+    if let Some(Supervisor {
+        in_init: true,
+        status: Ok(Some(st)),
+        ..
+    }) = &mut sup
+    {
+        in_init::to_host_view(cfg, st);
+    }
+    Ok(sup)
+}
+
+/// [`supervisor`] as its files say: a supervising init's service pid stays
+/// in the cell's numbering (finding its host pid walks the cell's
+/// processes). For callers that look at the supervisor's state only, such
+/// as apply's repair, which reads every running cell's.
+pub fn supervisor_as_written(cfg: &Config, cell: &str) -> anyhow::Result<Option<Supervisor>> {
     crate::names::validate("cell", cell)?;
     // A supervisor process (also one started before the setting changed)
     // or the cell's init; the configured placement is looked at first.
@@ -577,10 +594,7 @@ pub fn supervisor(cfg: &Config, cell: &str) -> anyhow::Result<Option<Supervisor>
         let Some(locked_by) = status::holder(&paths.lock)? else {
             continue;
         };
-        let mut status = status::read_status(&paths.status).map_err(|e| format!("{e:#}"));
-        if let (true, Ok(Some(st))) = (in_init, &mut status) {
-            in_init::to_host_view(cfg, st);
-        }
+        let status = status::read_status(&paths.status).map_err(|e| format!("{e:#}"));
         let pid = match &status {
             Ok(Some(st)) => Some(st.supervisor_pid),
             _ => locked_by,

@@ -227,7 +227,7 @@ pub fn repair(cfg: &Config, kernel: &dyn Kernel, cells: &mut [Present]) -> Repai
                 Err(e) => notes.push(format!("cell {} is frozen: {e:#}", c.name)),
             }
         }
-        let sup = match crate::supervise::supervisor(cfg, &c.name) {
+        let sup = match crate::supervise::supervisor_as_written(cfg, &c.name) {
             Ok(sup) => sup,
             Err(e) => {
                 notes.push(format!("{e:#}"));
@@ -283,7 +283,7 @@ pub fn observe(
         if let Some(&known) = read.get(name) {
             return Ok(known);
         }
-        Ok(crate::supervise::supervisor(cfg, name)?.is_some_and(|s| !s.stopping()))
+        Ok(crate::supervise::supervisor_as_written(cfg, name)?.is_some_and(|s| !s.stopping()))
     };
     let mut out = Observed::default();
     match kernel {
