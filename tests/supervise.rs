@@ -732,7 +732,10 @@ fn assert_escaped_file(path: &Path, escaped: &str) {
         &format!("both lines in {}", path.display()),
         Duration::from_secs(10),
         Duration::from_millis(25),
-        || std::fs::read_to_string(path).is_ok_and(|t| t.contains("stderr:")),
+        || {
+            std::fs::read_to_string(path)
+                .is_ok_and(|t| t.contains("stdout:") && t.contains("stderr:"))
+        },
     );
     let bytes = std::fs::read(path).unwrap();
     let text = String::from_utf8_lossy(&bytes);
