@@ -105,7 +105,7 @@ pub fn procs(dir: &Path) -> Result<Vec<i32>> {
 /// Whether any process lives in a cgroup or below it (`cgroup.events`); a
 /// cgroup that cannot be read counts as populated.
 pub fn populated(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("cgroup.events"))
+    crate::fs::pseudo::read_to_string(dir.join("cgroup.events"))
         .map_or(true, |events| !events.lines().any(|l| l == "populated 0"))
 }
 

@@ -62,7 +62,7 @@ fn settle(cell: &CellRecord, frozen: bool) -> Result<()> {
     let want = if frozen { "frozen 1" } else { "frozen 0" };
     let deadline = Instant::now() + SETTLE;
     loop {
-        let text = std::fs::read_to_string(&events)
+        let text = crate::fs::pseudo::read_to_string(&events)
             .with_context(|| format!("reading {}", events.display()))?;
         if text.lines().any(|l| l.trim() == want) {
             return Ok(());

@@ -192,7 +192,7 @@ pub fn allow_forked_init() {
 /// exec: a thread the fork leaves behind could hold a lock (the allocator's,
 /// stdio's) forever in the copy.
 fn cmdline_if_single_threaded() -> Option<std::ops::Range<usize>> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let stat = crate::fs::pseudo::read_to_string("/proc/self/stat").ok()?;
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let field = |n: usize| fields.get(n - 3)?.parse::<usize>().ok();
     if field(20)? != 1 {

@@ -97,7 +97,7 @@ fn walk_proc() -> (u64, u64, u64) {
         if pid == 1 {
             continue;
         }
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        let Ok(stat) = crate::fs::pseudo::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
         // Fields after the command name, which is in parentheses and may hold spaces.
