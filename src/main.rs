@@ -34,9 +34,6 @@ extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc:
     std::process::exit(code as u8 as i32)
 }
 
-#[cfg(test)]
-fn main() {}
-
 /// The command line as strings; `Err(n)`: argument `n` is not UTF-8.
 ///
 /// # Safety
