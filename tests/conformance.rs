@@ -874,6 +874,26 @@ fn a_cell_whose_init_died_is_reported_and_removed() {
     assert_eq!(env.create(&name, &root, &[]), 2);
 }
 
+/// Destroying a cell whose init died removes what is left of it, port
+/// reservation and all, and says nothing more: the destroy is the removal.
+#[test]
+fn destroying_a_cell_whose_init_died_removes_it() {
+    if !privileged("destroying_a_cell_whose_init_died_removes_it") {
+        return;
+    }
+    let mut env = Env::new("dead3");
+    let root = env.root("a", false);
+    let name = format!("dead3{}", std::process::id());
+    let p = port(3, 3);
+    env.create(&name, &root, &["-r", &p.to_string()]);
+    kill_first_init(&env);
+    let out = env.ctl(&["destroy", &name]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{out:?}");
+    assert_eq!(env.ok(&["list"]), "no cells\n");
+    assert_eq!(host_bind(65534, false, false, p), 0, "port still reserved");
+}
+
 #[test]
 fn a_new_cell_takes_the_name_and_port_of_one_whose_init_died() {
     if !privileged("a_new_cell_takes_the_name_and_port_of_one_whose_init_died") {

@@ -74,6 +74,10 @@ fn run_passes_the_exit_status_and_stdio_through() {
             .code()
     };
     assert_eq!(status("exit 7"), Some(7));
+    // The cell's end is no news: nothing on stderr but the command's own.
+    let out = env.ctl(&["run", root, "/bin/sh", "-c", "echo out; echo err >&2"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
     assert_eq!(status("true"), Some(0));
     // Killed by a signal: 128 + its number, as a shell reports it.
     assert_eq!(status("kill -9 $$"), Some(128 + 9));
@@ -273,4 +277,29 @@ fn a_killed_cellctl_takes_its_cell_along() {
         "{out:?}"
     );
     assert_gone(&env, &cell, &marker);
+}
+
+/// The cell ends with the command it was made for, not with another one:
+/// a command started in it by `cellctl exec` may come and go meanwhile.
+#[test]
+fn the_cell_ends_with_its_own_command_not_another() {
+    if !privileged("the_cell_ends_with_its_own_command_not_another") {
+        return;
+    }
+    let mut env = Env::new("run-own");
+    let root = env.root("a", false);
+    let name = format!("own{}", std::process::id());
+    let script = "mkfifo /tmp/go && echo ready && read word </tmp/go && echo \"after $word\"";
+    let (mut child, mut out) = start_until_ready(
+        &env,
+        &["-n", &name, root.to_str().unwrap(), "/bin/sh", "-c", script],
+    );
+    // A command of its own that ends first, then one that lets the run's go on.
+    assert_eq!(env.sh(&name, "true").0, 0);
+    assert_eq!(env.sh(&name, "echo go >/tmp/go").0, 0);
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "after go\n");
+    assert!(child.wait().unwrap().success());
+    assert_eq!(env.ok(&["list"]), "no cells\n");
 }

@@ -386,6 +386,20 @@ impl LinuxKernel {
         Ok(locked)
     }
 
+    /// The lock for removing a cell: the table as it is (repaired first if
+    /// damaged or missing, as [`Self::lock`] does). The cell's own init
+    /// having ended calls for no sweep: the removal does what the sweep
+    /// would, without a warning (an ephemeral cell's init ends with its
+    /// command); the other cells are checked by the next full lock.
+    fn lock_for_removal(&self) -> Result<Locked> {
+        let locked = self.store.lock()?;
+        if !matches!(locked.found, Found::Table) {
+            drop(locked);
+            return self.lock();
+        }
+        Ok(locked)
+    }
+
     /// The lock for a create: the table as it is while every cell the new
     /// one would clash with (its name, ids or ports) lives, else as
     /// [`Self::lock`] leaves it, which removes the dead ones. Checking every
@@ -615,7 +629,7 @@ impl LinuxKernel {
     /// `destroy`, or with `kill`, `destroy_all`: the cell's members go with
     /// its init (the PID namespace ends) and its cgroup (`cgroup.kill`).
     fn remove(&self, target: &Target, kill: bool) -> Result<()> {
-        let mut locked = self.lock()?;
+        let mut locked = self.lock_for_removal()?;
         let cell = Self::find_in(&locked, target)?.clone();
         let members = if kill {
             Vec::new()

@@ -223,7 +223,7 @@ unsafe fn forked_init(cmdline: std::ops::Range<usize>) -> ! {
     std::ptr::write_bytes(area, 0, cmdline.len());
     std::ptr::copy_nonoverlapping(INIT_CMDLINE.as_ptr(), area, INIT_CMDLINE.len());
     clear_environment();
-    default_signals();
+    // Signal dispositions are reset by `init_main`, as for the exec'd init.
     libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
     // State the creator set up for itself stays behind too, as with exec.
     crate::journal::silence();
@@ -424,6 +424,7 @@ pub fn start_init(spec: &InitSpec, meanwhile: impl FnOnce(i32) -> Result<()>) ->
         shm_size.as_bytes(),
         &members,
         ids.as_bytes(),
+        if spec.die_with_creator { b"1" } else { b"" },
     ] {
         setup.extend_from_slice(field);
         setup.push(0);
@@ -494,14 +495,22 @@ struct Setup {
     /// The v1 groups every process the init forks joins (`limits::MEMBERS`).
     members: Vec<PathBuf>,
     ids: Option<IdRange>,
+    /// An ephemeral cell (`InitSpec::die_with_creator`): the init ends with
+    /// its first command. Absent in an older creator's setup.
+    ephemeral: bool,
 }
 
 fn parse_setup(input: &[u8]) -> Option<Setup> {
     let fields: Vec<&[u8]> = input.split(|&b| b == 0).collect();
-    let [root, hostname, cgroup, sample_dir, profile, nofile, address_space, core, pty_max, shm_size, members, ids, _] =
+    let [root, hostname, cgroup, sample_dir, profile, nofile, address_space, core, pty_max, shm_size, members, ids, rest @ ..] =
         &fields[..]
     else {
         return None;
+    };
+    let ephemeral = match rest {
+        [_] => false,
+        [ephemeral, _] => !ephemeral.is_empty(),
+        _ => return None,
     };
     let number = |b: &[u8]| std::str::from_utf8(b).ok()?.parse().ok();
     let path = |b: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(b));
@@ -529,6 +538,7 @@ fn parse_setup(input: &[u8]) -> Option<Setup> {
             [] => None,
             text => Some(std::str::from_utf8(text).ok()?.parse().ok()?),
         },
+        ephemeral,
     })
 }
 
@@ -711,13 +721,18 @@ fn cell_init(setup: &Setup) -> ! {
         super::limits::bound_shared_pools().context("bounding the shared-pool rlimits")?;
         // Last: everything the init forks from here on shares its domain.
         landlock::scope_self().context("scoping the cell with Landlock")?;
-        Ok(Agent::new(
+        let agent = Agent::new(
             listener,
             ptys,
             members,
             Confinement::new(setup.profile, &setup.rlimits, setup.ids.is_some()),
             telemetry::Sampler::new(samples, cg),
-        ))
+        );
+        Ok(if setup.ephemeral {
+            agent.ending_with_first_command()
+        } else {
+            agent
+        })
     };
     let mut out = creator_pipe(1);
     let agent = match prepare() {

@@ -101,6 +101,14 @@ pub struct Agent {
     waiting: Vec<OwnedFd>,
     starting: Vec<Starting>,
     running: Vec<Running>,
+    /// The first command of an ephemeral cell's init (`cellctl run`):
+    /// `Some(None)` until it has started, then its pid. Once it has ended
+    /// and its status is sent, the init exits and takes the cell's
+    /// processes with it, so the host's destroy finds the init gone or
+    /// going instead of killing it and waiting for a whole exit.
+    ends_with_first: Option<Option<libc::pid_t>>,
+    /// Whether a command was ever started (only the first counts above).
+    started_any: bool,
 }
 
 /// A request made ready for the fork: every string a C string.
@@ -259,7 +267,15 @@ impl Agent {
             waiting: Vec::new(),
             starting: Vec::new(),
             running: Vec::new(),
+            ends_with_first: None,
+            started_any: false,
         }
+    }
+
+    /// An ephemeral cell's init: it ends once its first command has ended.
+    pub fn ending_with_first_command(mut self) -> Agent {
+        self.ends_with_first = Some(None);
+        self
     }
 
     /// The descriptors the agent holds (the init keeps them when it closes
@@ -563,6 +579,7 @@ impl Agent {
 
     /// The child exec'd (its error pipe closed) or reported a failure.
     fn finish_start(&mut self, s: Starting) {
+        let first = !std::mem::replace(&mut self.started_any, true);
         let mut report = [0i32; 2];
         // SAFETY: reads at most 8 bytes into a local array; the child has
         // exec'd, failed or died, so this does not block.
@@ -584,6 +601,9 @@ impl Agent {
             fds.push(m.as_fd());
         }
         if send(s.conn.as_fd(), &Reply::Started, &fds).is_ok() {
+            if let (true, Some(pid @ None)) = (first, self.ends_with_first.as_mut()) {
+                *pid = Some(s.forked.pid);
+            }
             self.running.push(Running {
                 conn: s.conn,
                 pid: s.forked.pid,
@@ -616,6 +636,11 @@ impl Agent {
             if let Some(i) = self.running.iter().position(|r| r.pid == pid) {
                 let r = self.running.remove(i);
                 let _ = send(r.conn.as_fd(), &Reply::Exited { status }, &[]);
+                if self.ends_with_first == Some(Some(pid)) {
+                    // SAFETY: ends pid 1; the kernel kills what is left in
+                    // the cell. The status sent stays readable on the socket.
+                    unsafe { libc::_exit(0) }
+                }
             }
         }
     }
