@@ -294,9 +294,10 @@ fn the_cell_ends_with_its_own_command_not_another() {
         &env,
         &["-n", &name, root.to_str().unwrap(), "/bin/sh", "-c", script],
     );
-    // A command of its own that ends first, then one that lets the run's go on.
+    // A command of its own that ends first, then one that lets the run's go
+    // on (whose own end races the cell's: it may be killed with the cell).
     assert_eq!(env.sh(&name, "true").0, 0);
-    assert_eq!(env.sh(&name, "echo go >/tmp/go").0, 0);
+    env.sh(&name, "echo go >/tmp/go");
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert_eq!(line, "after go\n");

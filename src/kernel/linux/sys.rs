@@ -94,6 +94,51 @@ pub unsafe fn clone3_vfork(
     args.flags |= (libc::CLONE_VM | libc::CLONE_VFORK) as u64;
     args.stack = stack.as_mut_ptr() as u64;
     args.stack_size = (stack.len() * 16) as u64;
+    let size = std::mem::size_of::<CloneArgs>() as u64;
+    let ret = vfork_syscall(
+        libc::SYS_clone3,
+        [args as *mut CloneArgs as u64, size, 0],
+        child,
+        arg,
+    );
+    // Kept until here: the child ran on it.
+    drop(stack);
+    ret
+}
+
+/// [`clone3_vfork`] through the older `clone` system call, for a caller
+/// whose seccomp filter answers `clone3` with ENOSYS (a cell's init, whose
+/// filter every process of the cell inherits: BPF can see `clone`'s flags,
+/// not `clone3`'s). `flags` are `clone`'s (the exit signal in the low byte);
+/// with `CLONE_PIDFD`, the child's pidfd is written to `pidfd`.
+///
+/// SAFETY: as [`clone3_vfork`]; `pidfd` is valid for a write.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn clone_vfork(
+    flags: u64,
+    pidfd: *mut libc::c_int,
+    child: VforkChild,
+    arg: *mut libc::c_void,
+) -> libc::c_long {
+    let mut stack = vec![0u128; VFORK_STACK / 16];
+    let flags = flags | (libc::CLONE_VM | libc::CLONE_VFORK) as u64;
+    // The stack grows down: the child starts with its pointer at the top.
+    let top = stack.as_mut_ptr().add(stack.len()) as u64;
+    let ret = vfork_syscall(libc::SYS_clone, [flags, top, pidfd as u64], child, arg);
+    drop(stack);
+    ret
+}
+
+/// The clone system call `nr` with its first three arguments, made as
+/// vfork with the child on a stack the arguments name: the child calls
+/// `vfork_start`, the caller gets the result (-1 with errno set on failure).
+#[cfg(target_arch = "x86_64")]
+unsafe fn vfork_syscall(
+    nr: libc::c_long,
+    a: [u64; 3],
+    child: VforkChild,
+    arg: *mut libc::c_void,
+) -> libc::c_long {
     let mut on = VforkStart {
         child,
         arg,
@@ -107,9 +152,9 @@ pub unsafe fn clone3_vfork(
     libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut on.mask);
     let ret: libc::c_long;
     // The child starts here too, on the new stack (the kernel points its
-    // stack pointer at the top of `stack`), and calls `vfork_start(&on)`
-    // there; the caller goes on at `2:` once the child exec'd or exited.
-    // Registers other than rax, rcx and r11 survive the system call in both.
+    // stack pointer at the top of it), and calls `vfork_start(&on)` there;
+    // the caller goes on at `2:` once the child exec'd or exited. Registers
+    // other than rax, rcx and r11 survive the system call in both.
     core::arch::asm!(
         "syscall",
         "test rax, rax",
@@ -119,17 +164,18 @@ pub unsafe fn clone3_vfork(
         "call r13",
         "ud2",
         "2:",
-        inlateout("rax") libc::SYS_clone3 => ret,
-        in("rdi") args as *mut CloneArgs,
-        in("rsi") std::mem::size_of::<CloneArgs>(),
+        inlateout("rax") nr => ret,
+        in("rdi") a[0],
+        in("rsi") a[1],
+        in("rdx") a[2],
+        in("r10") 0u64,
+        in("r8") 0u64,
         in("r12") &mut on as *mut VforkStart,
         in("r13") vfork_start as unsafe extern "C" fn(*mut VforkStart) -> !,
         lateout("rcx") _,
         lateout("r11") _,
         options(nostack),
     );
-    // Kept until here: the child ran on it.
-    drop(stack);
     libc::pthread_sigmask(libc::SIG_SETMASK, &on.mask, std::ptr::null_mut());
     if ret < 0 {
         // The raw system call returns -errno; callers read errno, as from libc.

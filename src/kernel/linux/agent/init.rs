@@ -204,44 +204,56 @@ fn open_terminal(ptys: &OwnedFd, size: WindowSize) -> std::io::Result<(OwnedFd, 
 }
 
 /// The forked child: becomes the command or reports why it could not.
-fn child(
-    prepared: &Prepared,
-    members: &[std::fs::File],
-    confinement: &Confinement,
+/// Everything the child of [`Forker::fork_command`] uses, made before the
+/// clone: the child allocates nothing (it may share the init's memory).
+struct ChildPlan<'a> {
+    prepared: &'a Prepared,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+    members: &'a [std::fs::File],
+    confinement: &'a Confinement,
     terminal: bool,
     stdio: [RawFd; 3],
     errors: RawFd,
-) -> ! {
-    let argv: Vec<*const libc::c_char> = prepared
-        .argv
+}
+
+/// A list of C strings as the NULL-terminated array `execve` takes.
+fn c_array(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
         .iter()
         .map(|c| c.as_ptr())
         .chain([std::ptr::null()])
-        .collect();
-    let envp: Vec<*const libc::c_char> = prepared
-        .envp
-        .iter()
-        .map(|c| c.as_ptr())
-        .chain([std::ptr::null()])
-        .collect();
+        .collect()
+}
+
+/// The child of [`Forker::fork_command`]: confines itself and execs, or
+/// writes why it could not to the error pipe. System calls only, on memory
+/// the plan holds.
+fn child(plan: &ChildPlan) -> ! {
+    let prepared = plan.prepared;
     let creds = Credentials {
         cwd: &prepared.cwd,
         apply_rlimits: prepared.apply_rlimits,
         ids: prepared.ids,
         groups: &prepared.groups,
     };
-    let failure = become_session_leader(terminal, stdio)
+    let failure = become_session_leader(plan.terminal, plan.stdio)
         .and_then(|()| {
-            super::super::limits::join_v1(members)
+            super::super::limits::join_v1(plan.members)
                 .map_err(|e| (Step::Cgroups, e.raw_os_error().unwrap_or(libc::EIO)))
         })
-        .and_then(|()| confinement.apply(&creds))
+        .and_then(|()| plan.confinement.apply(&creds))
         .err()
-        .unwrap_or_else(|| (Step::Exec, enter::exec(&prepared.candidates, &argv, &envp)));
+        .unwrap_or_else(|| {
+            (
+                Step::Exec,
+                enter::exec(&prepared.candidates, &plan.argv, &plan.envp),
+            )
+        });
     let report = [failure.0 as i32, failure.1];
     // SAFETY: writes 8 bytes from a local array, then ends the child.
     unsafe {
-        libc::write(errors, report.as_ptr().cast(), 8);
+        libc::write(plan.errors, report.as_ptr().cast(), 8);
         libc::_exit(127)
     }
 }
@@ -659,42 +671,71 @@ impl Forker {
     ) -> std::result::Result<Forked, (&'static str, i32)> {
         let (errors_r, errors_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(|e| ("creating a pipe", e.raw_os_error()))?;
-        // SAFETY: fork of this single-threaded process; the child never returns.
-        let pid = unsafe { libc::fork() };
+        let plan = ChildPlan {
+            prepared,
+            argv: c_array(&prepared.argv),
+            envp: c_array(&prepared.envp),
+            members: &self.members,
+            confinement: &self.confinement,
+            terminal,
+            stdio,
+            errors: errors_w.as_raw_fd(),
+        };
+        let mut pidfd: libc::c_int = -1;
+        // SAFETY: the child runs `child` on the plan, which outlives the
+        // clone; it only makes system calls and ends in exec or _exit.
+        let pid = unsafe { clone_child(&mut pidfd, &plan) };
         if pid < 0 {
             let errno = std::io::Error::last_os_error()
                 .raw_os_error()
                 .unwrap_or(libc::EAGAIN);
             return Err(("forking the process", errno));
         }
-        if pid == 0 {
-            child(
-                prepared,
-                &self.members,
-                &self.confinement,
-                terminal,
-                stdio,
-                errors_w.as_raw_fd(),
-            );
-        }
         drop(errors_w);
-        // SAFETY: pidfd_open of our own child, which cannot be reaped yet.
-        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
-        if pidfd < 0 {
-            let errno = std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO);
-            // SAFETY: our child; it is reaped by `reap` as an unknown pid.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            return Err(("opening a pidfd", errno));
-        }
         Ok(Forked {
-            pid,
-            // SAFETY: a fresh descriptor.
+            pid: pid as libc::pid_t,
+            // SAFETY: the descriptor CLONE_PIDFD made for the child.
             pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
             errors: errors_r,
         })
     }
+}
+
+/// Clones the child of [`Forker::fork_command`] as vfork where it can: the
+/// init's page tables are not copied for a child that execs at once (nor
+/// torn down again at its exec), and the init takes no copy-on-write faults
+/// afterwards; it waits meanwhile, as the child makes a few system calls and
+/// execs. Through `clone`, as the init's own seccomp filter requires. A fork
+/// elsewhere, or where the kernel refuses the combination. Returns the
+/// child's pid (its pidfd in `pidfd`), or -1 with errno set.
+///
+/// SAFETY: `plan` lives until this returns; see [`child`].
+unsafe fn clone_child(pidfd: &mut libc::c_int, plan: &ChildPlan) -> libc::c_long {
+    let flags = (libc::CLONE_PIDFD | libc::SIGCHLD) as u64;
+    #[cfg(target_arch = "x86_64")]
+    {
+        unsafe extern "C" fn run(plan: *mut libc::c_void) -> ! {
+            child(&*(plan as *const ChildPlan))
+        }
+        let arg = plan as *const ChildPlan as *mut libc::c_void;
+        let pid = super::super::sys::clone_vfork(flags, pidfd, run, arg);
+        if pid >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+            return pid;
+        }
+    }
+    // clone without CLONE_VM and a stack is a fork.
+    let pid = libc::syscall(
+        libc::SYS_clone,
+        flags,
+        0usize,
+        pidfd as *mut libc::c_int,
+        0usize,
+        0usize,
+    );
+    if pid == 0 {
+        child(plan);
+    }
+    pid
 }
 
 /// What a supervision request names.
