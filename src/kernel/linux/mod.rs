@@ -434,7 +434,15 @@ impl LinuxKernel {
     /// The ports go after the processes: a crash in between leaves a dead
     /// cell, whose clean-up comes back here.
     fn teardown(&self, cell: &CellRecord, guard: Option<&BindGuardIds>) -> Result<()> {
-        ns::stop_init(cell)?;
+        let ending = ns::kill_init(cell)?;
+        // While the init's exit tears the cell's namespaces down: its runtime
+        // directory, which nothing reads any more (once more below if the
+        // dying init wrote to it meanwhile).
+        let dir = self.store.cell_dir(cell.id);
+        let removed = remove_runtime_dir(&dir);
+        if let Some(ending) = ending {
+            ending.wait();
+        }
         cgroup::remove(&cell.cgroup)?;
         for group in &cell.v1_groups {
             cgroup::remove_tree(group)?;
@@ -444,13 +452,7 @@ impl LinuxKernel {
                 guard.release(&cell.ports)?;
             }
         }
-        let dir = self.store.cell_dir(cell.id);
-        match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("removing {}", dir.display()))
-            }
-            _ => Ok(()),
-        }
+        removed.or_else(|_| remove_runtime_dir(&dir))
     }
 
     /// Detaches the port programs once no cell needs them (none reserves
@@ -1147,6 +1149,17 @@ impl Kernel for LinuxKernel {
         Ok(Self::find_in(&locked, target)
             .ok()
             .map(|c| self.info(c, monotonic_ns())))
+    }
+}
+
+/// Removes a cell's runtime directory (its samples, the agent's socket);
+/// gone already is fine.
+fn remove_runtime_dir(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", dir.display()))
+        }
+        _ => Ok(()),
     }
 }
 

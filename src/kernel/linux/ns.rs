@@ -89,39 +89,67 @@ pub fn init_pidfd(cell: &CellRecord) -> Result<OwnedFd> {
 /// exited, so its cgroup can be removed at once. Reaps it when it is our child
 /// (a long-running caller that created the cell), also after it died on its own.
 pub fn stop_init(cell: &CellRecord) -> Result<()> {
+    if let Some(ending) = kill_init(cell)? {
+        ending.wait();
+    }
+    Ok(())
+}
+
+/// Kills a cell's init without waiting for its exit, which [`Ending::wait`]
+/// does: the caller may do work of its own meanwhile (the exit tears down
+/// the cell's namespaces). `None`: no such init any more.
+pub fn kill_init(cell: &CellRecord) -> Result<Option<Ending>> {
     let Some(pidfd) = recorded_pidfd(cell) else {
-        return Ok(());
+        return Ok(None);
     };
-    // SAFETY: signal, poll and waitid on a pidfd we hold; waitid reaps only
-    // that process, and only if it is our child.
-    unsafe {
-        if init_alive(cell) {
-            if libc::syscall(
+    let killed = init_alive(cell);
+    // SAFETY: a signal through a pidfd we hold.
+    if killed
+        && unsafe {
+            libc::syscall(
                 libc::SYS_pidfd_send_signal,
                 pidfd.as_raw_fd(),
                 libc::SIGKILL,
                 std::ptr::null::<libc::siginfo_t>(),
                 0,
-            ) != 0
-            {
-                return last_error(format!("killing the init of cell '{}'", cell.name));
-            }
-            let mut pfd = libc::pollfd {
-                fd: pidfd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            libc::poll(&mut pfd, 1, 5_000);
-        }
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        libc::waitid(
-            libc::P_PIDFD,
-            pidfd.as_raw_fd() as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG,
-        );
+            )
+        } != 0
+    {
+        return last_error(format!("killing the init of cell '{}'", cell.name));
     }
-    Ok(())
+    Ok(Some(Ending { pidfd, killed }))
+}
+
+/// An init [`kill_init`] ended (or found dead), still to be waited for.
+pub struct Ending {
+    pidfd: OwnedFd,
+    killed: bool,
+}
+
+impl Ending {
+    /// Waits until the init has exited (5 s at most) and reaps it when it
+    /// is our child.
+    pub fn wait(self) {
+        // SAFETY: poll and waitid on a pidfd we hold; waitid reaps only that
+        // process, and only if it is our child.
+        unsafe {
+            if self.killed {
+                let mut pfd = libc::pollfd {
+                    fd: self.pidfd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                libc::poll(&mut pfd, 1, 5_000);
+            }
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(
+                libc::P_PIDFD,
+                self.pidfd.as_raw_fd() as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG,
+            );
+        }
+    }
 }
 
 /// What the cell init needs; sent on its stdin.
