@@ -39,7 +39,7 @@ use std::path::{Component, Path, PathBuf};
 #[derive(Debug, Clone, Default)]
 pub struct Desired {
     /// By name; iteration is in byte order of the name.
-    pub cells: BTreeMap<String, CellManifest>,
+    pub cells: BTreeMap<String, Box<CellManifest>>,
     pub volumes: BTreeMap<String, VolumeManifest>,
     /// Names with a `<name>.apply` plan file.
     pub apply_files: BTreeSet<String>,
@@ -162,7 +162,7 @@ impl Desired {
         let mut volumes = Vec::new();
         for (name, loaded) in load_files(cfg, scan(&cfg.manifest_dir)?) {
             match loaded {
-                Loaded::Cell(Ok(m)) => cells.push((name, *m)),
+                Loaded::Cell(Ok(m)) => cells.push((name, m)),
                 Loaded::Volume(Ok(m)) => volumes.push((name, m)),
                 Loaded::Cell(Err(e)) | Loaded::Volume(Err(e)) => errors.push(e),
                 Loaded::Apply => {
@@ -532,7 +532,11 @@ pub fn validate_cell_text(cfg: &Config, name: &str, text: &str) -> Result<CellMa
     );
     // Other manifests as they are; their own errors are not this edit's.
     let (others, _) = Desired::load_partial(cfg)?;
-    errors.extend(check_against(cfg, &m, others.cells.values()));
+    errors.extend(check_against(
+        cfg,
+        &m,
+        others.cells.values().map(Box::as_ref),
+    ));
     match errors.len() {
         0 => Ok(m),
         1 => Err(errors.remove(0).into()),

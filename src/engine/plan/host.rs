@@ -73,8 +73,13 @@ impl Runtime for HostRuntime<'_> {
     }
 
     fn start(&self, cell: &str) -> Result<()> {
-        lifecycle::start_declared(self.cfg, self.kernel, cell, self.desired.cells.get(cell))
-            .map(|_| ())
+        lifecycle::start_declared(
+            self.cfg,
+            self.kernel,
+            cell,
+            self.desired.cells.get(cell).map(Box::as_ref),
+        )
+        .map(|_| ())
     }
 
     // The waits read state only: the lock is set aside meanwhile (the cell
@@ -116,7 +121,11 @@ impl Runtime for HostRuntime<'_> {
     fn provision<'a>(&'a self, cell: &str) -> Result<(PathBuf, IdMap, Box<dyn CellRunner + 'a>)> {
         // Whatever ran before (an interrupted run included) goes first.
         lifecycle::stop(self.cfg, self.kernel, cell)?;
-        let m = lifecycle::effective_or(self.cfg, cell, self.desired.cells.get(cell))?;
+        let m = lifecycle::effective_or(
+            self.cfg,
+            cell,
+            self.desired.cells.get(cell).map(Box::as_ref),
+        )?;
         let ids = lifecycle::prepare(self.cfg, self.kernel, &m)?;
         let paths = CellPaths::new(self.cfg, cell);
         self.provisioned().insert(
