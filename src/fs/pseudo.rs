@@ -28,6 +28,37 @@ pub fn read_to_string(path: impl AsRef<Path>) -> std::io::Result<String> {
     String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
+/// A `/proc/PID/stat` line, read whole. Its fields are numbered as in
+/// proc(5); the command name (field 2) is in parentheses and may itself
+/// hold spaces and parentheses, so the fields from 3 on are counted from
+/// the last closing parenthesis.
+#[cfg(target_os = "linux")]
+pub struct ProcStat(String);
+
+#[cfg(target_os = "linux")]
+impl ProcStat {
+    /// The stat of process `pid` (a number, or `self`).
+    pub fn read(pid: impl std::fmt::Display) -> std::io::Result<ProcStat> {
+        read_to_string(format!("/proc/{pid}/stat")).map(ProcStat)
+    }
+
+    /// Field `n` (3 or more: the state, the parent's pid, ...).
+    pub fn field(&self, n: usize) -> Option<&str> {
+        let rest = self.0.rsplit_once(')')?.1;
+        rest.split_whitespace().nth(n.checked_sub(3)?)
+    }
+
+    /// Field `n` as a number.
+    pub fn number(&self, n: usize) -> Option<u64> {
+        self.field(n)?.parse().ok()
+    }
+
+    /// The state letter (field 3): `R`, `S`, `D`, `Z` (zombie), `X` (dead)...
+    pub fn state(&self) -> Option<char> {
+        self.field(3)?.chars().next()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -41,5 +72,19 @@ mod tests {
         let read = super::read_to_string(&dir);
         std::fs::remove_file(&dir).unwrap();
         assert_eq!(read.unwrap(), text);
+    }
+
+    #[test]
+    fn stat_fields_are_counted_past_a_command_name_with_spaces_and_parentheses() {
+        let stat = super::ProcStat("7 (a) b (c)) S 1 7 7 0 -1 4194560".into());
+        assert_eq!(stat.state(), Some('S'));
+        assert_eq!(stat.number(4), Some(1));
+        assert_eq!(stat.field(9), Some("4194560"));
+        assert_eq!(stat.field(10), None);
+        assert_eq!(stat.field(2), None);
+        let own = super::ProcStat::read("thread-self").unwrap();
+        assert_eq!(own.state(), Some('R'));
+        let parent = std::os::unix::process::parent_id();
+        assert_eq!(own.number(4), Some(u64::from(parent)));
     }
 }

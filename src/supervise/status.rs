@@ -291,15 +291,10 @@ pub fn pid_alive(pid: u32) -> bool {
 pub fn pid_running(pid: u32) -> bool {
     #[cfg(target_os = "linux")]
     {
-        let Ok(stat) = crate::fs::pseudo::read_to_string(format!("/proc/{pid}/stat")) else {
-            return false;
-        };
-        // The state follows the parenthesised command name, which may hold spaces.
-        !matches!(
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.trim_start().chars().next()),
-            Some('Z' | 'X') | None
-        )
+        let state = crate::fs::pseudo::ProcStat::read(pid)
+            .ok()
+            .and_then(|s| s.state());
+        !matches!(state, Some('Z' | 'X') | None)
     }
     #[cfg(not(target_os = "linux"))]
     {

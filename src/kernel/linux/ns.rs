@@ -23,6 +23,7 @@ use super::enter::Confinement;
 use super::state::CellRecord;
 use super::sys::{last_error, open_dir, pipe, CloneArgs, CLONE_INTO_CGROUP};
 use super::{landlock, rootfs, telemetry};
+use crate::fs::pseudo::ProcStat;
 use crate::kernel::{IdRange, Limit, Profile, Rlimits};
 use anyhow::{bail, Context, Result};
 use std::ffi::CString;
@@ -37,11 +38,8 @@ pub const INIT_COMMAND: &str = "--cell-init";
 /// The state letter and start time (clock ticks after boot) of a process,
 /// fields 3 and 22 of its stat.
 fn state_and_start(pid: i32) -> Option<(char, u64)> {
-    let stat = crate::fs::pseudo::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    Some((state, fields.nth(18)?.parse().ok()?))
+    let stat = ProcStat::read(pid).ok()?;
+    Some((stat.state()?, stat.number(22)?))
 }
 
 /// The start time of a process (clock ticks after boot).
@@ -220,9 +218,8 @@ pub fn allow_forked_init() {
 /// exec: a thread the fork leaves behind could hold a lock (the allocator's,
 /// stdio's) forever in the copy.
 fn cmdline_if_single_threaded() -> Option<std::ops::Range<usize>> {
-    let stat = crate::fs::pseudo::read_to_string("/proc/self/stat").ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let field = |n: usize| fields.get(n - 3)?.parse::<usize>().ok();
+    let stat = ProcStat::read("self").ok()?;
+    let field = |n: usize| usize::try_from(stat.number(n)?).ok();
     if field(20)? != 1 {
         return None;
     }

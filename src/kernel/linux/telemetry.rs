@@ -97,20 +97,17 @@ fn walk_proc() -> (u64, u64, u64) {
         if pid == 1 {
             continue;
         }
-        let Ok(stat) = crate::fs::pseudo::read_to_string(format!("/proc/{pid}/stat")) else {
+        let Ok(stat) = crate::fs::pseudo::ProcStat::read(pid) else {
             continue;
         };
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.first() == Some(&"Z") {
-            zombies += 1;
-        } else {
-            live += 1;
-            // Field 23 (vsize) is the 21st after the command name.
-            memory += fields.get(20).and_then(|v| v.parse().ok()).unwrap_or(0);
+        match stat.state() {
+            None => continue,
+            Some('Z') => zombies += 1,
+            Some(_) => {
+                live += 1;
+                // Field 23: vsize.
+                memory += stat.number(23).unwrap_or(0);
+            }
         }
     }
     (live, zombies, memory)
