@@ -49,10 +49,12 @@ pub fn test_profile() -> Option<String> {
 }
 
 /// A port no other test (in this or a concurrent run) uses: four per test
-/// (`k` < 4, `test` < 10), offset by the process id.
+/// (`k` < 4, `test` < 10), offset by the process id. 10000-19999: below
+/// `tests/support`'s ports (20000 and up), so suites of both kinds may run
+/// at once.
 pub fn port(test: u16, k: u16) -> u16 {
     assert!(test < 10 && k < 4);
-    10_000 + (std::process::id() % 500) as u16 * 40 + test * 4 + k
+    10_000 + (std::process::id() % 250) as u16 * 40 + test * 4 + k
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
