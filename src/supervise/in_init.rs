@@ -22,7 +22,8 @@ use crate::config::Config;
 use crate::kernel::{CellInfo, InitAnswer, InitService, Kernel, Target};
 use anyhow::{bail, Context};
 use std::os::fd::OwnedFd;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// What a stop waits for past the grace period: the init reaps the service,
 /// ends the health check and releases the lock.
@@ -170,9 +171,7 @@ pub const EVENTS: &str = "events";
 /// Hands the cell's init a new socket connected to the syslog daemon, when
 /// one listens: what the init's records say after the daemon restarted.
 pub fn reconnect_syslog(cfg: &Config, kernel: &dyn Kernel, cell: &str) -> anyhow::Result<bool> {
-    let Ok(socket) = std::os::unix::net::UnixDatagram::unbound()
-        .and_then(|s| s.connect(&cfg.syslog_socket).map(|()| OwnedFd::from(s)))
-    else {
+    let Some(socket) = connect_syslog(&cfg.syslog_socket) else {
         return Ok(false);
     };
     let request = InitService::Syslog { socket };
@@ -180,6 +179,27 @@ pub fn reconnect_syslog(cfg: &Config, kernel: &dyn Kernel, cell: &str) -> anyhow
         Some(InitAnswer::Done { .. }) => Ok(true),
         Some(InitAnswer::NoAnswer) => bail!("the init of cell {cell} did not answer"),
         None => bail!("the {} kernel has no supervising init", kernel.name()),
+    }
+}
+
+/// A socket connected to the syslog daemon at `path`, if one listens. A
+/// daemon found not listening is not asked again for a second: an apply
+/// over 1,000 cells whose statuses all say it is unreachable tried it for
+/// each (about 4 % of a no-change apply).
+fn connect_syslog(path: &Path) -> Option<OwnedFd> {
+    static LAST_REFUSAL: std::sync::Mutex<Option<(PathBuf, Instant)>> = std::sync::Mutex::new(None);
+    let mut last = LAST_REFUSAL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((refused, at)) = &*last {
+        if refused == path && at.elapsed() < Duration::from_secs(1) {
+            return None;
+        }
+    }
+    match std::os::unix::net::UnixDatagram::unbound().and_then(|s| s.connect(path).map(|()| s)) {
+        Ok(s) => Some(OwnedFd::from(s)),
+        Err(_) => {
+            *last = Some((path.to_path_buf(), Instant::now()));
+            None
+        }
     }
 }
 
