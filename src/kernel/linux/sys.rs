@@ -90,10 +90,12 @@ pub unsafe fn clone3_vfork(
     child: VforkChild,
     arg: *mut libc::c_void,
 ) -> libc::c_long {
-    let mut stack = vec![0u128; VFORK_STACK / 16];
+    let Some(stack) = VforkStack::map() else {
+        return -1;
+    };
     args.flags |= (libc::CLONE_VM | libc::CLONE_VFORK) as u64;
-    args.stack = stack.as_mut_ptr() as u64;
-    args.stack_size = (stack.len() * 16) as u64;
+    args.stack = stack.base as u64;
+    args.stack_size = VFORK_STACK as u64;
     let size = std::mem::size_of::<CloneArgs>() as u64;
     let ret = vfork_syscall(
         libc::SYS_clone3,
@@ -120,13 +122,48 @@ pub unsafe fn clone_vfork(
     child: VforkChild,
     arg: *mut libc::c_void,
 ) -> libc::c_long {
-    let mut stack = vec![0u128; VFORK_STACK / 16];
+    let Some(stack) = VforkStack::map() else {
+        return -1;
+    };
     let flags = flags | (libc::CLONE_VM | libc::CLONE_VFORK) as u64;
     // The stack grows down: the child starts with its pointer at the top.
-    let top = stack.as_mut_ptr().add(stack.len()) as u64;
+    let top = stack.base as u64 + VFORK_STACK as u64;
     let ret = vfork_syscall(libc::SYS_clone, [flags, top, pidfd as u64], child, arg);
     drop(stack);
     ret
+}
+
+/// The stack a vfork child runs on: mapped for the clone and unmapped after
+/// it, so that the pages the child touched do not stay with the caller (a
+/// heap allocation stayed in a cell init's heap, 64 KB of every init's
+/// private memory).
+struct VforkStack {
+    base: *mut libc::c_void,
+}
+
+impl VforkStack {
+    /// A fresh mapping, or `None` with errno set.
+    fn map() -> Option<VforkStack> {
+        // SAFETY: a new private anonymous mapping; nothing else refers to it.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                VFORK_STACK,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        (base != libc::MAP_FAILED).then_some(VforkStack { base })
+    }
+}
+
+impl Drop for VforkStack {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping; the child that ran on it has exec'd or exited.
+        unsafe { libc::munmap(self.base, VFORK_STACK) };
+    }
 }
 
 /// The clone system call `nr` with its first three arguments, made as
