@@ -37,9 +37,28 @@ pub struct ProcStat(String);
 
 #[cfg(target_os = "linux")]
 impl ProcStat {
-    /// The stat of process `pid` (a number, or `self`).
+    /// The stat of process `pid` (a number, or `self`). The kernel makes the
+    /// whole line at the first read: one read of a page is all of it, no
+    /// second read to see the end (the table lock reads one per cell).
     pub fn read(pid: impl std::fmt::Display) -> std::io::Result<ProcStat> {
-        read_to_string(format!("/proc/{pid}/stat")).map(ProcStat)
+        let mut file = std::fs::File::open(format!("/proc/{pid}/stat"))?;
+        let mut buf = vec![0u8; 4096];
+        let len = loop {
+            match file.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                done => break done?,
+            }
+        };
+        if len == buf.len() || !buf[..len].ends_with(b"\n") {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("/proc/{pid}/stat: not one whole line"),
+            ));
+        }
+        buf.truncate(len);
+        String::from_utf8(buf)
+            .map(ProcStat)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
 
     /// Field `n` (3 or more: the state, the parent's pid, ...).

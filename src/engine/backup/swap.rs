@@ -55,7 +55,10 @@ impl Swap {
     /// target, no leftovers). Returns what it did, for the log.
     pub fn recover(&self) -> Result<Option<String>> {
         let mut did = Vec::new();
-        if !exists(&self.target) && exists(&self.prev) {
+        // The previous tree first: where there is none (every cell at every
+        // apply), the target needs no look.
+        let mut prev = exists(&self.prev);
+        if prev && !exists(&self.target) {
             rename(&self.prev, &self.target).with_context(|| {
                 format!(
                     "moving the previous data {} back to {}",
@@ -68,9 +71,10 @@ impl Swap {
                 "put the previous data back at {}",
                 self.target.display()
             ));
+            prev = false;
         }
-        for leftover in [&self.staging, &self.prev] {
-            if exists(leftover) {
+        for (leftover, there) in [(&self.staging, exists(&self.staging)), (&self.prev, prev)] {
+            if there {
                 remove_tree(leftover)?;
                 did.push(format!("removed {}", leftover.display()));
             }
