@@ -131,6 +131,8 @@ pub struct Options {
 pub struct CellPlan {
     pub input: CellInput,
     pub actions: Vec<Action>,
+    /// The hashes of the last converge as the plan read them.
+    pub recorded: Option<Hashes>,
 }
 
 impl CellPlan {
@@ -302,6 +304,7 @@ pub fn decide_cell(
         });
     }
     CellPlan {
+        recorded: observed.applied.clone(),
         input: input.clone(),
         actions,
     }
