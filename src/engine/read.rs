@@ -343,7 +343,7 @@ pub fn snapshot_cells(cfg: &Config, kernel: Option<&dyn Kernel>) -> Result<Vec<C
         Some(k) => runtime_facts(cfg, k, true)?,
         None => RuntimeFacts::default(),
     };
-    cell_rows(cfg, &desired, &facts)
+    cell_rows(cfg, &desired, &facts, Wanted::All)
 }
 
 /// Every volume row.
@@ -369,27 +369,73 @@ pub fn cell_state(
     }
 }
 
-fn desired_fields(row: &mut CellRow, m: &CellManifest, cfg: &Config) {
+fn desired_fields(row: &mut CellRow, m: &CellManifest, cfg: &Config, wanted: Wanted) {
     row.desired_state = m.autostart;
     row.autostart = m.autostart;
     row.create_profile = m.profile.as_str().to_string();
     row.create_reserved_ports = format_ports(&m.reserved_ports);
-    row.create_rlimit_nofile = format_limit(m.rlimits.nofile);
-    row.create_rlimit_as = format_limit(m.rlimits.address_space);
-    row.create_rlimit_core = format_limit(m.rlimits.core);
+    // The text of the fields a listing may leave out is made only if shown
+    // (the compact view shows none of them).
+    if wanted.has("create_rlimit_nofile") {
+        row.create_rlimit_nofile = format_limit(m.rlimits.nofile);
+    }
+    if wanted.has("create_rlimit_as") {
+        row.create_rlimit_as = format_limit(m.rlimits.address_space);
+    }
+    if wanted.has("create_rlimit_core") {
+        row.create_rlimit_core = format_limit(m.rlimits.core);
+    }
     let limits = m.limits.resolve(&cfg.default_limits);
-    row.create_maxproc = LimitForm::Processes.format(limits.maxproc);
-    row.create_memory = LimitForm::Memory.format(limits.memory);
-    row.create_cpu = LimitForm::Cpu.format(limits.cpu_percent);
-    row.create_disk = LimitForm::Disk.format(limits.disk);
-    row.depends_on = m.depends_on.join(",");
-    row.healthcheck = m.healthcheck.clone().unwrap_or_default();
-    row.supervise_cmd = m.supervise_cmd.clone().unwrap_or_default();
-    row.volume_mounts = manifest::mounts::format_list(&m.mounts);
+    if wanted.has("create_maxproc") {
+        row.create_maxproc = LimitForm::Processes.format(limits.maxproc);
+    }
+    if wanted.has("create_memory") {
+        row.create_memory = LimitForm::Memory.format(limits.memory);
+    }
+    if wanted.has("create_cpu") {
+        row.create_cpu = LimitForm::Cpu.format(limits.cpu_percent);
+    }
+    if wanted.has("create_disk") {
+        row.create_disk = LimitForm::Disk.format(limits.disk);
+    }
+    if wanted.has("depends_on") {
+        row.depends_on = m.depends_on.join(",");
+    }
+    if wanted.has("healthcheck") {
+        row.healthcheck = m.healthcheck.clone().unwrap_or_default();
+    }
+    if wanted.has("supervise_cmd") {
+        row.supervise_cmd = m.supervise_cmd.clone().unwrap_or_default();
+    }
+    if wanted.has("volume_mounts") {
+        row.volume_mounts = manifest::mounts::format_list(&m.mounts);
+    }
+}
+
+/// The fields of a cell row someone will read: all, or those a listing
+/// selected. The others are left empty.
+#[derive(Debug, Clone, Copy)]
+pub enum Wanted<'a> {
+    All,
+    Only(&'a [&'a str]),
+}
+
+impl Wanted<'_> {
+    fn has(self, field: &str) -> bool {
+        match self {
+            Wanted::All => true,
+            Wanted::Only(fields) => fields.contains(&field),
+        }
+    }
 }
 
 /// Builds every cell row, sorted by name (byte order).
-pub fn cell_rows(cfg: &Config, desired: &Desired, facts: &RuntimeFacts) -> Result<Vec<CellRow>> {
+pub fn cell_rows(
+    cfg: &Config,
+    desired: &Desired,
+    facts: &RuntimeFacts,
+    wanted: Wanted,
+) -> Result<Vec<CellRow>> {
     let dirs: BTreeSet<String> = runtime::runtime_dirs(cfg)?.into_iter().collect();
     let kernel: BTreeMap<&str, &CellInfo> =
         facts.cells.iter().map(|c| (c.name.as_str(), c)).collect();
@@ -422,10 +468,10 @@ pub fn cell_rows(cfg: &Config, desired: &Desired, facts: &RuntimeFacts) -> Resul
             ..CellRow::default()
         };
         if let Some(m) = desired.cells.get(name) {
-            desired_fields(&mut row, m, cfg);
+            desired_fields(&mut row, m, cfg, wanted);
         } else if rendered {
             if let Some(m) = runtime::load_rendered(cfg, name)? {
-                desired_fields(&mut row, &m, cfg);
+                desired_fields(&mut row, &m, cfg, wanted);
             }
         }
         if let Some(paths) = &paths {
