@@ -302,6 +302,18 @@ impl Builder {
         self.p.push(jump);
     }
 
+    /// A jump instruction whose target comes later in the program: aimed
+    /// by [`Builder::land`] at the instruction that follows then.
+    fn jump_ahead(&mut self, jump: Insn) -> usize {
+        self.p.push(jump);
+        self.p.len() - 1
+    }
+
+    /// Aims the jump [`Builder::jump_ahead`] made at the next instruction.
+    fn land(&mut self, jump: usize) {
+        self.p[jump].off = (self.p.len() - jump - 1) as i16;
+    }
+
     /// `r0 = current task's ancestor cgroup id at level`.
     fn ancestor(&mut self, level: u32) {
         self.extend([
@@ -407,11 +419,9 @@ fn bind_program(place: Place, ports_map_fd: i32) -> Vec<Insn> {
     let mut b = Builder::new();
     b.extend([mov64_reg(R6, R1), ldx_w(R2, R6, USER_PORT)]);
     b.lookup(ports_map_fd);
-    let unreserved = b.p.len();
-    b.extend([jeq_imm(R0, 0, 0)]); // aimed below
+    let unreserved = b.jump_ahead(jeq_imm(R0, 0, 0));
     b.reservation(place, Exit::AllowWithoutCapability);
-    let here = b.p.len();
-    b.p[unreserved].off = (here - unreserved - 1) as i16;
+    b.land(unreserved);
     b.allow_unless_own_cell(place);
     // bpf_getsockopt(ctx, SOL_SOCKET, SO_REUSEPORT, fp - 8, 4); a failure
     // to tell denies.
@@ -473,8 +483,7 @@ fn cell_sockopt_program(forbid_reuseport: bool) -> Vec<Insn> {
     b.extend([mov64_reg(R6, R1), ldx_w(R2, R6, SOCKOPT_LEVEL)]);
     b.jump_to(jne_imm(R2, libc::SOL_SOCKET, 0), Exit::Allow);
     b.extend([ldx_w(R2, R6, SOCKOPT_OPTNAME)]);
-    let to_reuseaddr = b.p.len();
-    b.extend([jeq_imm(R2, libc::SO_REUSEADDR, 0)]); // aimed below
+    let to_reuseaddr = b.jump_ahead(jeq_imm(R2, libc::SO_REUSEADDR, 0));
     if forbid_reuseport {
         b.jump_to(jne_imm(R2, libc::SO_REUSEPORT, 0), Exit::Allow);
         b.allow_turning_off();
@@ -482,8 +491,7 @@ fn cell_sockopt_program(forbid_reuseport: bool) -> Vec<Insn> {
     } else {
         b.jump_to(ja(0), Exit::Allow);
     }
-    let here = b.p.len();
-    b.p[to_reuseaddr].off = (here - to_reuseaddr - 1) as i16;
+    b.land(to_reuseaddr);
     b.extend([ldx_dw(R2, R6, SOCKOPT_SK), ldx_w(R2, R2, SOCK_TYPE)]);
     b.jump_to(jne_imm(R2, libc::SOCK_DGRAM, 0), Exit::Allow);
     b.allow_turning_off();
