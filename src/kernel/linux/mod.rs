@@ -370,20 +370,25 @@ impl LinuxKernel {
         Ok(locked)
     }
 
+    /// The table lock with the table as it is, unless it is damaged or
+    /// missing or `sweep` finds a dead cell that matters to the caller:
+    /// then as [`Self::lock`] leaves it (repaired, the dead cells removed).
+    fn lock_sweeping_if(&self, sweep: impl FnOnce(&Table) -> bool) -> Result<Locked> {
+        let locked = self.store.lock()?;
+        if !matches!(locked.found, Found::Table) || sweep(&locked.table) {
+            drop(locked);
+            return self.lock();
+        }
+        Ok(locked)
+    }
+
     /// The lock for a command about one cell: the table as it is when that
     /// cell's init lives (the others are checked by the next full [`Self::lock`],
     /// so a lookup costs the same with 1 or 1,000 cells), else as [`Self::lock`]
     /// leaves it (also when the table is damaged or missing: that one
     /// repairs it).
     fn lock_for(&self, target: &Target) -> Result<Locked> {
-        let locked = self.store.lock()?;
-        let whole = !matches!(locked.found, Found::Table)
-            || Self::record_in(&locked.table, target).is_some_and(|cell| !live(cell));
-        if whole {
-            drop(locked);
-            return self.lock();
-        }
-        Ok(locked)
+        self.lock_sweeping_if(|table| Self::record_in(table, target).is_some_and(|c| !live(c)))
     }
 
     /// The lock for removing a cell: the table as it is (repaired first if
@@ -392,12 +397,7 @@ impl LinuxKernel {
     /// would, without a warning (an ephemeral cell's init ends with its
     /// command); the other cells are checked by the next full lock.
     fn lock_for_removal(&self) -> Result<Locked> {
-        let locked = self.store.lock()?;
-        if !matches!(locked.found, Found::Table) {
-            drop(locked);
-            return self.lock();
-        }
-        Ok(locked)
+        self.lock_sweeping_if(|_| false)
     }
 
     /// The lock for a create: the table as it is while every cell the new
@@ -406,7 +406,6 @@ impl LinuxKernel {
     /// cell's init at each create made a parallel apply's creates cost in
     /// proportion to the cells already running.
     fn lock_for_create(&self, spec: &CellSpec) -> Result<Locked> {
-        let locked = self.store.lock()?;
         let clashes = |c: &CellRecord| {
             c.name == spec.name
                 || spec
@@ -414,13 +413,7 @@ impl LinuxKernel {
                     .is_some_and(|ids| c.ids.is_some_and(|o| o.overlaps(&ids)))
                 || c.ports.iter().any(|p| spec.ports.contains(p))
         };
-        let whole = !matches!(locked.found, Found::Table)
-            || locked.table.cells.iter().any(|c| clashes(c) && !live(c));
-        if whole {
-            drop(locked);
-            return self.lock();
-        }
-        Ok(locked)
+        self.lock_sweeping_if(|table| table.cells.iter().any(|c| clashes(c) && !live(c)))
     }
 
     /// Saves the table and mirrors its own fields on the run cgroup.
