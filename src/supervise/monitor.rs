@@ -303,10 +303,7 @@ impl<'k> Monitor<'k> {
             done = self.start_service();
         }
         self.run_health_checks(now);
-        if self.syslog.unreachable() != self.status.syslog_unreachable {
-            self.status.syslog_unreachable = self.syslog.unreachable();
-            self.write_status();
-        }
+        self.record_syslog_reach();
         if let Some(s) = self.stopping.as_mut() {
             if !s.killed && now >= s.kill_at {
                 s.killed = true;
@@ -916,6 +913,11 @@ impl<'k> Monitor<'k> {
         // Tried at once: the status reads as reachable again when the host
         // hears the answer, so the next command does not hand over another.
         self.note(Level::NOTICE, "the host connected a new syslog socket");
+        self.record_syslog_reach();
+    }
+
+    /// Writes the status when whether syslog is reachable changed.
+    fn record_syslog_reach(&mut self) {
         if self.syslog.unreachable() != self.status.syslog_unreachable {
             self.status.syslog_unreachable = self.syslog.unreachable();
             self.write_status();
