@@ -17,14 +17,27 @@ pub fn read_to_string(path: impl AsRef<Path>) -> std::io::Result<String> {
         if len == buf.len() {
             buf.resize(len * 2, 0);
         }
-        match file.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        match read_some(&mut file, &mut buf[len..])? {
+            0 => break,
+            n => len += n,
         }
     }
     buf.truncate(len);
+    text(buf)
+}
+
+/// One read into `buf`, again when a signal interrupted it.
+fn read_some(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match file.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            done => return done,
+        }
+    }
+}
+
+/// The bytes read, as text (`InvalidData` if not UTF-8).
+fn text(buf: Vec<u8>) -> std::io::Result<String> {
     String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
@@ -43,12 +56,7 @@ impl ProcStat {
     pub fn read(pid: impl std::fmt::Display) -> std::io::Result<ProcStat> {
         let mut file = std::fs::File::open(format!("/proc/{pid}/stat"))?;
         let mut buf = vec![0u8; 4096];
-        let len = loop {
-            match file.read(&mut buf) {
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                done => break done?,
-            }
-        };
+        let len = read_some(&mut file, &mut buf)?;
         if len == buf.len() || !buf[..len].ends_with(b"\n") {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -56,9 +64,7 @@ impl ProcStat {
             ));
         }
         buf.truncate(len);
-        String::from_utf8(buf)
-            .map(ProcStat)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        text(buf).map(ProcStat)
     }
 
     /// Field `n` (3 or more: the state, the parent's pid, ...).
