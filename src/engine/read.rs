@@ -413,7 +413,7 @@ fn desired_fields(row: &mut CellRow, m: &CellManifest, cfg: &Config, wanted: Wan
 }
 
 /// The fields of a cell row someone will read: all, or those a listing
-/// selected. The others are left empty.
+/// selected. The others keep the row's defaults.
 #[derive(Debug, Clone, Copy)]
 pub enum Wanted<'a> {
     All,

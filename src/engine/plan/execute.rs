@@ -637,11 +637,7 @@ fn converge(
     // Nothing ran and the record read for the plan holds these hashes
     // (apply holds its lock from planning on): nothing to record; every
     // cell of a no-change apply.
-    let acted = cp
-        .actions
-        .iter()
-        .any(|a| !matches!(a.kind, ActionKind::Warn | ActionKind::Noop));
-    if !acted && cp.recorded.as_ref() == Some(&cp.input.hashes) {
+    if !cp.changes() && cp.recorded.as_ref() == Some(&cp.input.hashes) {
         return Ok(());
     }
     let state = rt.state_dir(name);
