@@ -441,6 +441,19 @@ fn a_restarted_syslog_daemon_hears_the_service_again_after_a_read() {
     );
     w.ok(&["apply", "--all"]);
     hears_tick(&daemon);
+    // Waits until the cell's status says whether syslog is unreachable.
+    let wait_for_status = |what: &str, unreachable: bool| {
+        support::wait_until(
+            what,
+            Duration::from_secs(30),
+            Duration::from_millis(20),
+            || {
+                cells::supervise::status(&cfg, "svc")
+                    .unwrap()
+                    .is_some_and(|s| s.syslog_unreachable == unreachable)
+            },
+        )
+    };
     for read in [
         &["cell", "list", "-T", "-H", "-o", "name"][..],
         &["start", "svc"],
@@ -450,29 +463,11 @@ fn a_restarted_syslog_daemon_hears_the_service_again_after_a_read() {
         std::fs::remove_file(&socket).unwrap();
         daemon = bind();
         if support::supervised_by_init() {
-            support::wait_until(
-                "the init to find the syslog daemon gone",
-                Duration::from_secs(30),
-                Duration::from_millis(20),
-                || {
-                    cells::supervise::status(&cfg, "svc")
-                        .unwrap()
-                        .is_some_and(|s| s.syslog_unreachable)
-                },
-            );
+            wait_for_status("the init to find the syslog daemon gone", true);
         }
         w.ok(read);
         hears_tick(&daemon);
-        support::wait_until(
-            "the status to say syslog is reachable",
-            Duration::from_secs(30),
-            Duration::from_millis(20),
-            || {
-                cells::supervise::status(&cfg, "svc")
-                    .unwrap()
-                    .is_some_and(|s| !s.syslog_unreachable)
-            },
-        );
+        wait_for_status("the status to say syslog is reachable", false);
     }
     // Meanwhile the records went to the fallback file, beside the log.
     let fallback = support::supervise_file(&cfg.run_dir, "svc", "syslog");
